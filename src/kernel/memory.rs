@@ -1,0 +1,56 @@
+//! An in-memory kernel: keeps the SAs it is given, for engine tests and the demo.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{Kernel, KernelOp, SaSpec};
+
+#[derive(Default)]
+pub struct MemoryKernel {
+    sas: HashMap<(IpAddr, u32), SaSpec>,
+}
+
+impl MemoryKernel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn get(&self, dst: IpAddr, spi: u32) -> Option<&SaSpec> {
+        self.sas.get(&(dst, spi))
+    }
+    pub fn sas(&self) -> impl Iterator<Item = &SaSpec> {
+        self.sas.values()
+    }
+    pub fn len(&self) -> usize {
+        self.sas.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sas.is_empty()
+    }
+}
+
+impl Kernel for MemoryKernel {
+    fn apply(&mut self, op: &KernelOp) -> Result<(), String> {
+        match op {
+            KernelOp::AddSa(spec) => {
+                let key = (spec.dst, spec.spi);
+                if self.sas.contains_key(&key) {
+                    return Err(format!("SA {:08x} to {} exists", spec.spi, spec.dst));
+                }
+                self.sas.insert(key, spec.clone());
+            }
+            KernelOp::DelSa { dst, spi } => {
+                self.sas.remove(&(*dst, *spi)).ok_or_else(|| format!("no SA {spi:08x} to {dst}"))?;
+            }
+            KernelOp::UpdateSaAddrs { old_dst, spi, src, dst } => {
+                let mut spec = self.sas.remove(&(*old_dst, *spi)).ok_or_else(|| format!("no SA {spi:08x}"))?;
+                spec.src = *src;
+                spec.dst = *dst;
+                self.sas.insert((*dst, *spi), spec);
+            }
+        }
+        Ok(())
+    }
+    fn installed(&self) -> Vec<(IpAddr, u32)> {
+        self.sas.keys().copied().collect()
+    }
+}

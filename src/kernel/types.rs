@@ -1,0 +1,124 @@
+use std::net::IpAddr;
+
+use crate::crypto::Secret;
+
+/// IPsec mode of a CHILD_SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Transport,
+    Tunnel,
+}
+
+/// Direction of an SA or policy, seen from this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// A flow selector as the kernel sees it: prefixes, protocol and ports (host values; for MH and
+/// ICMPv6 the type travels in `sport` as mip6d writes it, see `mobility::selector`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Selector {
+    pub src: IpAddr,
+    pub src_prefix: u8,
+    pub dst: IpAddr,
+    pub dst_prefix: u8,
+    /// 0 = any.
+    pub proto: u8,
+    /// (port or type, mask); mask 0 = any.
+    pub sport: (u16, u16),
+    pub dport: (u16, u16),
+}
+
+/// Byte and time limits of an SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetime {
+    pub soft_bytes: u64,
+    pub hard_bytes: u64,
+    pub soft_secs: u64,
+    pub hard_secs: u64,
+}
+
+/// Everything needed to install one ESP SA (one direction).
+#[derive(Clone)]
+pub struct SaSpec {
+    pub direction: Direction,
+    /// Outer source and destination: CoA/HA for tunnel mode, HoA/HA for the RFC 4877 transport SA.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub spi: u32,
+    pub reqid: u32,
+    pub mode: Mode,
+    pub selector: Selector,
+    /// IKEv2 transform IDs and key lengths (bits) so the backend can map them to kernel names.
+    pub encr_id: u16,
+    pub encr_key_bits: u16,
+    pub encr_key: Secret,
+    /// AUTH_NONE (0) for AEAD.
+    pub integ_id: u16,
+    pub integ_key: Secret,
+    pub esn: bool,
+    pub replay_window: u32,
+    pub lifetime: Lifetime,
+}
+
+impl std::fmt::Debug for SaSpec {
+    // Keys never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaSpec")
+            .field("direction", &self.direction)
+            .field("src", &self.src)
+            .field("dst", &self.dst)
+            .field("spi", &format_args!("{:08x}", self.spi))
+            .field("reqid", &self.reqid)
+            .field("mode", &self.mode)
+            .field("selector", &self.selector)
+            .field("encr", &(self.encr_id, self.encr_key_bits))
+            .field("integ", &self.integ_id)
+            .field("esn", &self.esn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the engine asks of the kernel. The engine chooses inbound SPIs itself (random, checked
+/// against its own table), so every operation is fire-and-forget and the engine stays synchronous.
+#[derive(Debug, Clone)]
+pub enum KernelOp {
+    AddSa(SaSpec),
+    /// Remove the SA identified by destination, SPI (ESP).
+    DelSa { dst: IpAddr, spi: u32 },
+    /// Move an SA's outer endpoints (K-bit moves of tunnel SAs).
+    UpdateSaAddrs { old_dst: IpAddr, spi: u32, src: IpAddr, dst: IpAddr },
+}
+
+/// What the kernel tells the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelEvent {
+    /// A packet matched a policy without SA (mip6d's first BU, for instance).
+    Acquire { reqid: u32, selector: Selector, src: IpAddr, dst: IpAddr },
+    /// An SA reached a soft (rekey) or hard (remove) limit.
+    Expire { dst: IpAddr, spi: u32, hard: bool },
+    /// mip6d moved a policy/SA; `km_local`/`km_remote` is the XFRMA_KMADDRESS pair.
+    Migrate(Migrate),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrate {
+    pub selector: Selector,
+    pub direction: Direction,
+    pub reqid: u32,
+    pub old_src: IpAddr,
+    pub old_dst: IpAddr,
+    pub new_src: IpAddr,
+    pub new_dst: IpAddr,
+    pub km_local: Option<IpAddr>,
+    pub km_remote: Option<IpAddr>,
+}
+
+/// A kernel backend carries out operations; events reach the daemon by its own channel.
+pub trait Kernel: Send {
+    fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
+    /// SAs currently installed by us (for listing and for clean shutdown).
+    fn installed(&self) -> Vec<(IpAddr, u32)>;
+}
