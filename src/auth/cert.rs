@@ -28,7 +28,12 @@ impl TrustAnchors {
     }
     /// Validates `end_entity` (DER) with optional `intermediates` up to one of the anchors at
     /// `unix_time` (seconds).
-    pub fn verify(&self, end_entity: &[u8], intermediates: &[&[u8]], unix_time: u64) -> Result<PeerCert, super::Error> {
+    pub fn verify(
+        &self,
+        end_entity: &[u8],
+        intermediates: &[&[u8]],
+        unix_time: u64,
+    ) -> Result<PeerCert, super::Error> {
         todo!()
     }
 }

@@ -14,7 +14,11 @@ pub enum SignatureStyle {
 }
 
 /// Signs `octets` with `key`; returns (auth method, AUTH data).
-pub fn sign(key: &PrivateKey, style: SignatureStyle, octets: &[u8]) -> Result<(u8, Vec<u8>), super::Error> {
+pub fn sign(
+    key: &PrivateKey,
+    style: SignatureStyle,
+    octets: &[u8],
+) -> Result<(u8, Vec<u8>), super::Error> {
     todo!()
 }
 

@@ -41,6 +41,13 @@ pub fn derive_ike_keys(
 }
 
 /// KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), `len` bytes.
-pub fn child_keymat(prf: PrfAlg, sk_d: &[u8], g_ir: Option<&[u8]>, ni: &[u8], nr: &[u8], len: usize) -> Secret {
+pub fn child_keymat(
+    prf: PrfAlg,
+    sk_d: &[u8],
+    g_ir: Option<&[u8]>,
+    ni: &[u8],
+    nr: &[u8],
+    len: usize,
+) -> Secret {
     todo!()
 }

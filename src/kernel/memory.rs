@@ -39,10 +39,20 @@ impl Kernel for MemoryKernel {
                 self.sas.insert(key, spec.clone());
             }
             KernelOp::DelSa { dst, spi } => {
-                self.sas.remove(&(*dst, *spi)).ok_or_else(|| format!("no SA {spi:08x} to {dst}"))?;
+                self.sas
+                    .remove(&(*dst, *spi))
+                    .ok_or_else(|| format!("no SA {spi:08x} to {dst}"))?;
             }
-            KernelOp::UpdateSaAddrs { old_dst, spi, src, dst } => {
-                let mut spec = self.sas.remove(&(*old_dst, *spi)).ok_or_else(|| format!("no SA {spi:08x}"))?;
+            KernelOp::UpdateSaAddrs {
+                old_dst,
+                spi,
+                src,
+                dst,
+            } => {
+                let mut spec = self
+                    .sas
+                    .remove(&(*old_dst, *spi))
+                    .ok_or_else(|| format!("no SA {spi:08x}"))?;
                 spec.src = *src;
                 spec.dst = *dst;
                 self.sas.insert((*dst, *spi), spec);

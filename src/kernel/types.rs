@@ -87,16 +87,29 @@ impl std::fmt::Debug for SaSpec {
 pub enum KernelOp {
     AddSa(SaSpec),
     /// Remove the SA identified by destination, SPI (ESP).
-    DelSa { dst: IpAddr, spi: u32 },
+    DelSa {
+        dst: IpAddr,
+        spi: u32,
+    },
     /// Move an SA's outer endpoints (K-bit moves of tunnel SAs).
-    UpdateSaAddrs { old_dst: IpAddr, spi: u32, src: IpAddr, dst: IpAddr },
+    UpdateSaAddrs {
+        old_dst: IpAddr,
+        spi: u32,
+        src: IpAddr,
+        dst: IpAddr,
+    },
 }
 
 /// What the kernel tells the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
     /// A packet matched a policy without SA (mip6d's first BU, for instance).
-    Acquire { reqid: u32, selector: Selector, src: IpAddr, dst: IpAddr },
+    Acquire {
+        reqid: u32,
+        selector: Selector,
+        src: IpAddr,
+        dst: IpAddr,
+    },
     /// An SA reached a soft (rekey) or hard (remove) limit.
     Expire { dst: IpAddr, spi: u32, hard: bool },
     /// mip6d moved a policy/SA; `km_local`/`km_remote` is the XFRMA_KMADDRESS pair.

@@ -82,7 +82,11 @@ pub enum Payload {
     Cp(ConfigPayload),
     /// Any payload type we do not implement. Kept so that the engine can answer
     /// UNSUPPORTED_CRITICAL_PAYLOAD when `critical` is set and skip it otherwise.
-    Unknown { payload_type: u8, critical: bool, data: Vec<u8> },
+    Unknown {
+        payload_type: u8,
+        critical: bool,
+        data: Vec<u8>,
+    },
 }
 
 /// A proposal substructure (RFC 7296 3.3.1).
@@ -201,20 +205,31 @@ impl Payload {
 impl Transform {
     /// A transform without attributes.
     pub fn new(transform_type: u8, transform_id: u16) -> Self {
-        Transform { transform_type, transform_id, attributes: Vec::new() }
+        Transform {
+            transform_type,
+            transform_id,
+            attributes: Vec::new(),
+        }
     }
     /// A transform with the Key Length attribute (TV, type 14).
     pub fn with_key_length(transform_type: u8, transform_id: u16, bits: u16) -> Self {
         Transform {
             transform_type,
             transform_id,
-            attributes: vec![TransformAttribute::Tv { attr_type: consts::ATTR_KEY_LENGTH, value: bits }],
+            attributes: vec![TransformAttribute::Tv {
+                attr_type: consts::ATTR_KEY_LENGTH,
+                value: bits,
+            }],
         }
     }
     /// The Key Length attribute, if present.
     pub fn key_length(&self) -> Option<u16> {
         self.attributes.iter().find_map(|a| match a {
-            TransformAttribute::Tv { attr_type, value } if *attr_type == consts::ATTR_KEY_LENGTH => Some(*value),
+            TransformAttribute::Tv { attr_type, value }
+                if *attr_type == consts::ATTR_KEY_LENGTH =>
+            {
+                Some(*value)
+            }
             _ => None,
         })
     }
@@ -223,6 +238,11 @@ impl Transform {
 impl Notify {
     /// A notify without SPI.
     pub fn new(notify_type: u16, data: Vec<u8>) -> Self {
-        Notify { protocol_id: 0, spi: Vec::new(), notify_type, data }
+        Notify {
+            protocol_id: 0,
+            spi: Vec::new(),
+            notify_type,
+            data,
+        }
     }
 }
