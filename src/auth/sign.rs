@@ -31,3 +31,8 @@ pub fn verify(peer: &PeerCert, method: u8, data: &[u8], octets: &[u8]) -> Result
 pub fn psk_auth(prf: PrfAlg, psk: &[u8], octets: &[u8]) -> Vec<u8> {
     todo!()
 }
+
+/// SIGNATURE_HASH_ALGORITHMS data (stub until the auth branch lands).
+pub fn signature_hash_algorithms_data() -> Vec<u8> {
+    vec![0, 2, 0, 3, 0, 4]
+}

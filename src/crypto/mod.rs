@@ -32,3 +32,8 @@ pub enum Error {
     #[error("random generator failed")]
     Random,
 }
+
+/// Constant-time equality (stub until the crypto branch lands).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

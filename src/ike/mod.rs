@@ -1,1 +1,142 @@
-//! TODO
+//! The IKEv2 protocol engine, free of I/O (in the style of quinn-proto and rustls): datagrams,
+//! kernel events, commands and the current time go in; datagrams, kernel operations, events and
+//! the next deadline come out. It reads no clock, socket or file.
+//!
+//! Exchanges are built from small tasks: `init` (IKE_SA_INIT), `auth` (IKE_AUTH with the first
+//! CHILD_SA), `child` (CREATE_CHILD_SA), `info` (INFORMATIONAL: delete, liveness).
+
+mod auth;
+mod child;
+pub mod config;
+mod endpoint;
+mod info;
+mod init;
+pub mod proposal;
+mod protect;
+mod sa;
+
+pub use config::{Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, Timers};
+pub use endpoint::{Endpoint, Stats};
+pub use proposal::parse_proposal_string;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use crate::auth::Identity;
+use crate::kernel::Mode;
+use crate::mobility::SaClass;
+use crate::wire::TrafficSelector;
+
+/// The current time as the engine sees it: a monotonic instant for timers and the wall clock
+/// (Unix seconds) for certificate validity.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub unix: u64,
+}
+
+/// A datagram to send. `local` is the address/port it must leave from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Our name for an IKE SA: our own SPI (unique in this endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IkeId(pub u64);
+
+impl std::fmt::Display for IkeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Which home address a mobile node asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeAddress {
+    Static(Ipv6Addr),
+    /// Ask the home agent with CP(CFG_REQUEST) INTERNAL_IP6_ADDRESS.
+    Dynamic,
+}
+
+/// What the outside world asks of the engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Mobile node: bring up an IKE SA from `local` (the care-of address) to `remote` (the home
+    /// agent) and the listed CHILD_SA classes for the home address. The first class is negotiated
+    /// in IKE_AUTH, the others with CREATE_CHILD_SA.
+    Initiate {
+        local: SocketAddr,
+        remote: SocketAddr,
+        /// The home agent's address in the selectors (usually `remote`'s address).
+        home_agent: Ipv6Addr,
+        home_address: HomeAddress,
+        classes: Vec<SaClass>,
+        /// Expected identity of the home agent (checked against IDr and its certificate).
+        remote_identity: Option<Identity>,
+    },
+    /// Add a CHILD_SA of `class` to an established IKE SA.
+    CreateChild { ike: IkeId, class: SaClass },
+    /// Rekey the CHILD_SA whose inbound SPI is `spi_in`.
+    RekeyChild { ike: IkeId, spi_in: u32 },
+    /// Delete one CHILD_SA (by inbound SPI).
+    DeleteChild { ike: IkeId, spi_in: u32 },
+    /// Delete an IKE SA and its CHILD_SAs (INFORMATIONAL Delete).
+    Terminate { ike: IkeId },
+    /// Remove every SA at once, telling peers where possible (daemon shutdown).
+    Shutdown,
+}
+
+/// A CHILD_SA as reported in events and listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub ike: IkeId,
+    pub class: Option<SaClass>,
+    pub mode: Mode,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub reqid_in: u32,
+    pub reqid_out: u32,
+    /// Outer SA endpoints (HoA/HA for transport proxy mode, CoA/HA for tunnel mode).
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub ts_local: Vec<TrafficSelector>,
+    pub ts_remote: Vec<TrafficSelector>,
+    /// Readable transform names, e.g. "AES_CBC_128/HMAC_SHA2_256_128".
+    pub transforms: String,
+}
+
+/// An IKE SA as reported in listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    pub id: IkeId,
+    pub initiator: bool,
+    pub state: &'static str,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub peer: Option<Identity>,
+    pub transforms: String,
+    pub home_address: Option<Ipv6Addr>,
+    pub children: Vec<ChildInfo>,
+}
+
+/// What the engine tells the outside world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    IkeUp { ike: IkeId, local: SocketAddr, remote: SocketAddr, peer: Identity },
+    IkeDown { ike: IkeId, reason: String },
+    ChildUp(ChildInfo),
+    ChildDown { ike: IkeId, spi_in: u32, spi_out: u32, reason: String },
+    /// The peer could not be authenticated or has no user entry.
+    AuthFailed { remote: SocketAddr, identity: Option<Identity>, reason: String },
+    /// An authenticated peer asked for selectors it may not have (TS_UNACCEPTABLE).
+    Refused { ike: IkeId, identity: Identity, requested: Vec<TrafficSelector>, reason: String },
+    /// The home agent assigned a home address (mobile node: we got one; home agent: we gave one).
+    HoaAssigned { ike: IkeId, address: Ipv6Addr },
+    /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
+    ExchangeFailed { ike: IkeId, exchange: &'static str, notify: Option<u16>, reason: String },
+}

@@ -1,0 +1,730 @@
+//! The Endpoint: owns every IKE SA, routes datagrams to them, runs timers and collects what the
+//! outside world must do.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::config::Config;
+use super::sa::{Exchange, IkeSa, Intent, Pending, State};
+use super::{ChildInfo, Command, Event, IkeId, IkeSaInfo, Now, Transmit};
+use crate::crypto::Rng;
+use crate::kernel::{KernelEvent, KernelOp};
+use crate::wire::consts::*;
+use crate::wire::{Header, Message, Notify, Payload};
+
+/// Whether an SA survives the handling of an input.
+pub(super) enum Fate {
+    Keep,
+    Close(String),
+}
+
+/// Counters for operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub ike_established: u64,
+    pub ike_failed: u64,
+    pub children_established: u64,
+    pub retransmissions: u64,
+    pub cookies_sent: u64,
+    pub invalid_ke_sent: u64,
+    pub dropped: u64,
+    pub auth_failures: u64,
+    pub ts_refused: u64,
+}
+
+/// The protocol engine for all IKE SAs of this host.
+pub struct Endpoint {
+    pub(super) cfg: Arc<Config>,
+    pub(super) rng: Box<dyn Rng>,
+    pub(super) sas: HashMap<u64, IkeSa>,
+    /// Responder half-open SAs by (peer address, SPIi): a retransmitted IKE_SA_INIT finds its
+    /// answer here.
+    pub(super) half_open: HashMap<(SocketAddr, u64), u64>,
+    /// Inbound ESP SPI -> IKE SA, for kernel EXPIRE events and SPI uniqueness.
+    pub(super) child_spis: HashMap<u32, u64>,
+    /// (deadline, SA) pairs; one per SA at most (IkeSa::deadline says which).
+    timers: BTreeSet<(Instant, u64)>,
+    pub(super) cookie_secret: [u8; 32],
+    pub(super) cookie_secret_prev: [u8; 32],
+    pub(super) cookie_version: u8,
+    cookie_rotate_at: Option<Instant>,
+    /// Automatically assigned reqids for CHILD_SAs outside the MIPv6 classes.
+    pub(super) next_reqid: u32,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) kernel_ops: VecDeque<KernelOp>,
+    pub(super) events: VecDeque<Event>,
+    pub stats: Stats,
+    pub(super) now: Now,
+}
+
+impl Endpoint {
+    pub fn new(cfg: Arc<Config>, mut rng: Box<dyn Rng>, now: Now) -> Endpoint {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill(&mut cookie_secret);
+        Endpoint {
+            cfg,
+            rng,
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            child_spis: HashMap::new(),
+            timers: BTreeSet::new(),
+            cookie_secret,
+            cookie_secret_prev: cookie_secret,
+            cookie_version: 0,
+            cookie_rotate_at: None,
+            next_reqid: 1000,
+            transmits: VecDeque::new(),
+            kernel_ops: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            now,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Replaces the configuration (reload). Established SAs keep their negotiated state.
+    pub fn set_config(&mut self, cfg: Arc<Config>) {
+        self.cfg = cfg;
+    }
+
+    // ---- inputs ----
+
+    /// A UDP datagram arrived on `local` from `remote` (non-ESP marker already removed).
+    pub fn handle_datagram(&mut self, now: Now, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.now = now;
+        if data.len() > crate::wire::limits::MAX_MESSAGE {
+            return self.drop_msg(remote, "oversized datagram");
+        }
+        let header = match Header::parse(data) {
+            Ok(h) => h,
+            Err(crate::wire::Error::Version(major)) => {
+                // RFC 7296 2.5: answer unencrypted with the highest version we support. Only
+                // for requests, and only when the header itself is readable.
+                if data.len() >= Header::LEN && data[19] & FLAG_RESPONSE == 0 {
+                    debug!(%remote, major, "unsupported IKE major version");
+                    self.send_unprotected_error(local, remote, data, N_INVALID_MAJOR_VERSION, Vec::new());
+                }
+                return;
+            }
+            Err(e) => return self.drop_msg(remote, &format!("bad header: {e}")),
+        };
+        if header.exchange == IKE_SA_INIT && !header.is_response() && header.spi_r == 0 {
+            return self.handle_init_request(local, remote, &header, data);
+        }
+        let ours = if header.is_initiator() { header.spi_r } else { header.spi_i };
+        let Some(mut sa) = self.sas.remove(&ours) else {
+            return self.drop_msg(remote, "unknown IKE SPI");
+        };
+        // The peer's SPI must match too (both SPIs identify the SA, RFC 7296 2.6).
+        let theirs_ok = if sa.initiator {
+            header.spi_i == sa.spi_i && (sa.state == State::InitSent || header.spi_r == sa.spi_r)
+        } else {
+            header.spi_i == sa.spi_i
+        };
+        if !theirs_ok || header.is_initiator() == sa.initiator {
+            self.sas.insert(ours, sa);
+            return self.drop_msg(remote, "SPI or role mismatch");
+        }
+        let fate = if header.is_response() {
+            self.handle_response(&mut sa, local, remote, &header, data)
+        } else {
+            self.handle_request(&mut sa, local, remote, &header, data)
+        };
+        self.finish(sa, fate);
+    }
+
+    /// An event from the kernel (ACQUIRE, EXPIRE, MIGRATE).
+    pub fn handle_kernel(&mut self, now: Now, ev: KernelEvent) {
+        self.now = now;
+        match ev {
+            KernelEvent::Expire { spi, hard, .. } => {
+                let Some(&owner) = self.child_spis.get(&spi) else {
+                    return debug!(spi = format_args!("{spi:08x}"), "EXPIRE for an SA we do not know");
+                };
+                let Some(mut sa) = self.sas.remove(&owner) else { return };
+                if hard {
+                    if let Some(i) = sa.child_by_in(spi) {
+                        let c = sa.children.remove(i);
+                        self.remove_child_kernel(&sa, &c, "hard lifetime expired");
+                        sa.queue.push_back(Intent::DeleteChild(c.spi_in));
+                        // The kernel already removed the SA; the Delete only informs the peer.
+                    }
+                } else if let Some(i) = sa.child_by_in(spi)
+                    && !sa.children[i].rekeying
+                {
+                    sa.children[i].rekeying = true;
+                    sa.queue.push_back(Intent::RekeyChild(spi));
+                }
+                self.finish(sa, Fate::Keep);
+            }
+            KernelEvent::Acquire { reqid, .. } => {
+                // Starting a negotiation needs the MN's connection settings, which live in the
+                // daemon's configuration: the daemon turns ACQUIREs into Initiate commands.
+                debug!(reqid, "ACQUIRE reached the engine; ignored (handled by the daemon)");
+            }
+            KernelEvent::Migrate(m) => {
+                debug!(?m, "MIGRATE not handled by the engine yet");
+            }
+        }
+    }
+
+    /// A command from the daemon, the control socket or a test.
+    pub fn handle_command(&mut self, now: Now, cmd: Command) -> Result<IkeId, String> {
+        self.now = now;
+        match cmd {
+            Command::Initiate { local, remote, home_agent, home_address, classes, remote_identity } => {
+                let plan = super::sa::Plan { home_agent, home_address, classes, remote_identity };
+                Ok(self.start_initiator(local, remote, plan))
+            }
+            Command::CreateChild { ike, class } => self.enqueue(ike, Intent::CreateChild(class)),
+            Command::RekeyChild { ike, spi_in } => self.enqueue(ike, Intent::RekeyChild(spi_in)),
+            Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
+            Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
+            Command::Shutdown => {
+                let ids: Vec<u64> = self.sas.keys().copied().collect();
+                for id in ids {
+                    if let Some(sa) = self.sas.remove(&id) {
+                        if sa.state == State::Established
+                            && let Some(keys) = &sa.keys
+                        {
+                            // Fire and forget: we will not be here for the answer.
+                            let del = Payload::Delete(crate::wire::Delete { protocol_id: PROTO_IKE, spi_size: 0, spis: vec![] });
+                            let hdr = self.header(&sa, INFORMATIONAL, false, sa.next_msg_id);
+                            let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
+                            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data });
+                        }
+                        self.destroy(sa, "shutdown");
+                    }
+                }
+                Ok(IkeId(0))
+            }
+        }
+    }
+
+    fn enqueue(&mut self, ike: IkeId, intent: Intent) -> Result<IkeId, String> {
+        let Some(mut sa) = self.sas.remove(&ike.0) else {
+            return Err(format!("no IKE SA {ike}"));
+        };
+        if sa.state != State::Established {
+            self.sas.insert(ike.0, sa);
+            return Err(format!("IKE SA {ike} is not established"));
+        }
+        sa.queue.push_back(intent);
+        self.finish(sa, Fate::Keep);
+        Ok(ike)
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.now = now;
+        if let Some(at) = self.cookie_rotate_at
+            && at <= now.at
+        {
+            self.rotate_cookie_secret();
+        }
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now.at {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(mut sa) = self.sas.remove(&id) else { continue };
+            sa.deadline = None;
+            let fate = self.on_timer(&mut sa);
+            self.finish(sa, fate);
+        }
+    }
+
+    /// The earliest time `handle_timeout` has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let t = self.timers.first().map(|(at, _)| *at);
+        match (t, self.cookie_rotate_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+    pub fn poll_kernel_op(&mut self) -> Option<KernelOp> {
+        self.kernel_ops.pop_front()
+    }
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- queries ----
+
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// A listing of all IKE SAs, ordered by ID.
+    pub fn list(&self) -> Vec<IkeSaInfo> {
+        let mut v: Vec<IkeSaInfo> = self.sas.values().map(|sa| self.info(sa)).collect();
+        v.sort_by_key(|i| i.id);
+        v
+    }
+
+    pub fn get(&self, id: IkeId) -> Option<IkeSaInfo> {
+        self.sas.get(&id.0).map(|sa| self.info(sa))
+    }
+
+    fn info(&self, sa: &IkeSa) -> IkeSaInfo {
+        IkeSaInfo {
+            id: sa.id,
+            initiator: sa.initiator,
+            state: sa.state.name(),
+            local: sa.local,
+            remote: sa.remote,
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            peer: sa.peer.clone(),
+            transforms: sa.suite.map(|s| s.to_string()).unwrap_or_default(),
+            home_address: sa.home_address,
+            children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
+        }
+    }
+
+    // ---- internals shared by the exchange modules ----
+
+    /// Puts an SA back (or destroys it), starts queued work and re-arms its timer.
+    pub(super) fn finish(&mut self, mut sa: IkeSa, fate: Fate) {
+        if let Fate::Close(reason) = fate {
+            return self.destroy(sa, &reason);
+        }
+        if sa.pending.is_none() && sa.state == State::Established {
+            self.start_next(&mut sa);
+        }
+        self.reschedule(&mut sa);
+        self.sas.insert(sa.our_spi(), sa);
+    }
+
+    /// Removes an SA with its CHILD_SAs (kernel included) and reports it.
+    pub(super) fn destroy(&mut self, mut sa: IkeSa, reason: &str) {
+        if let Some(d) = sa.deadline.take() {
+            self.timers.remove(&(d, sa.our_spi()));
+        }
+        self.half_open.retain(|_, v| *v != sa.our_spi());
+        for c in std::mem::take(&mut sa.children) {
+            self.remove_child_kernel(&sa, &c, reason);
+        }
+        if let Some(p) = &sa.pending
+            && let Exchange::CreateChild { req, .. } = &p.exchange
+        {
+            self.child_spis.remove(&req.spi_in);
+        }
+        if let Some(hs) = &sa.hs
+            && let Some(fc) = &hs.first_child
+        {
+            self.child_spis.remove(&fc.spi_in);
+        }
+        if sa.state == State::Established || sa.state == State::Deleting {
+            info!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA down");
+            self.events.push_back(Event::IkeDown { ike: sa.id, reason: reason.to_string() });
+        } else {
+            debug!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA removed before establishment");
+        }
+    }
+
+    pub(super) fn remove_child_kernel(&mut self, sa: &IkeSa, c: &super::sa::Child, reason: &str) {
+        self.child_spis.remove(&c.spi_in);
+        self.kernel_ops.push_back(KernelOp::DelSa { dst: c.outer_local, spi: c.spi_in });
+        self.kernel_ops.push_back(KernelOp::DelSa { dst: c.outer_remote, spi: c.spi_out });
+        info!(ike = %sa.id, spi_in = format_args!("{:08x}", c.spi_in), spi_out = format_args!("{:08x}", c.spi_out), reason, "CHILD_SA down");
+        self.events.push_back(Event::ChildDown { ike: sa.id, spi_in: c.spi_in, spi_out: c.spi_out, reason: reason.to_string() });
+    }
+
+    fn reschedule(&mut self, sa: &mut IkeSa) {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        consider(sa.pending.as_ref().map(|p| p.next_at));
+        consider(sa.expires_at);
+        if sa.state == State::Established && sa.pending.is_none() {
+            consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
+            if sa.initiator {
+                for c in &sa.children {
+                    if !c.rekeying {
+                        consider(c.rekey_at);
+                    }
+                }
+            }
+        }
+        let id = sa.our_spi();
+        if sa.deadline != next {
+            if let Some(d) = sa.deadline {
+                self.timers.remove(&(d, id));
+            }
+            if let Some(n) = next {
+                self.timers.insert((n, id));
+            }
+            sa.deadline = next;
+        }
+    }
+
+    fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
+        let now = self.now.at;
+        if let Some(at) = sa.expires_at
+            && at <= now
+        {
+            return Fate::Close("half-open IKE SA timed out".into());
+        }
+        if let Some(p) = &mut sa.pending
+            && p.next_at <= now
+        {
+            if p.tries >= self.cfg.timers.retransmit_tries {
+                let what = p.exchange.name();
+                warn!(ike = %sa.id, remote = %sa.remote, exchange = what, "peer not responding, giving up");
+                if sa.state != State::Established && sa.state != State::Deleting {
+                    self.stats.ike_failed += 1;
+                    self.events.push_back(Event::ExchangeFailed {
+                        ike: sa.id,
+                        exchange: what,
+                        notify: None,
+                        reason: "peer not responding".into(),
+                    });
+                }
+                return Fate::Close(if matches!(p.exchange, Exchange::DeleteIke) {
+                    "deleted (peer did not answer)".into()
+                } else {
+                    "peer not responding".into()
+                });
+            }
+            p.tries += 1;
+            let t = &self.cfg.timers;
+            let factor = t.retransmit_backoff.powi(p.tries as i32);
+            let wait = t.retransmit_timeout.mul_f64(factor).min(t.retransmit_max);
+            p.next_at = now + wait;
+            self.stats.retransmissions += 1;
+            debug!(ike = %sa.id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
+            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: p.data.clone() });
+            return Fate::Keep;
+        }
+        if sa.state == State::Established && sa.pending.is_none() {
+            if sa.last_heard + self.cfg.timers.liveness_interval <= now
+                && !sa.queue.iter().any(|i| matches!(i, Intent::Liveness))
+            {
+                sa.queue.push_back(Intent::Liveness);
+            }
+            if sa.initiator {
+                let due: Vec<u32> = sa
+                    .children
+                    .iter()
+                    .filter(|c| !c.rekeying && c.rekey_at.is_some_and(|t| t <= now))
+                    .map(|c| c.spi_in)
+                    .collect();
+                for spi in due {
+                    if let Some(i) = sa.child_by_in(spi) {
+                        sa.children[i].rekeying = true;
+                    }
+                    sa.queue.push_back(Intent::RekeyChild(spi));
+                }
+            }
+        }
+        Fate::Keep
+    }
+
+    /// Sends a request and arms retransmission.
+    pub(super) fn send_request(&mut self, sa: &mut IkeSa, data: Vec<u8>, exchange: Exchange) {
+        let msg_id = sa.next_msg_id;
+        let next_at = self.now.at + self.cfg.timers.retransmit_timeout;
+        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
+        sa.pending = Some(Pending { msg_id, data, tries: 0, next_at, exchange });
+    }
+
+    /// Sends a response and caches it for retransmitted requests.
+    pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
+        sa.last_response = Some((msg_id, data.into_boxed_slice()));
+    }
+
+    /// A header for a message of this SA.
+    pub(super) fn header(&self, sa: &IkeSa, exchange: u8, response: bool, msg_id: u32) -> Header {
+        let mut flags = 0;
+        if sa.initiator {
+            flags |= FLAG_INITIATOR;
+        }
+        if response {
+            flags |= FLAG_RESPONSE;
+        }
+        Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange,
+            flags,
+            message_id: msg_id,
+            length: 0,
+        }
+    }
+
+    /// Builds an SK-protected message for this SA.
+    pub(super) fn seal(&mut self, sa: &IkeSa, exchange: u8, response: bool, msg_id: u32, payloads: &[Payload]) -> Vec<u8> {
+        let hdr = self.header(sa, exchange, response, msg_id);
+        let keys = sa.keys.as_ref().expect("seal called before keys exist");
+        super::protect::seal(&keys.out, self.rng.as_mut(), hdr, payloads)
+    }
+
+    /// Protected requests (everything after IKE_SA_INIT) from the peer.
+    fn handle_request(&mut self, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) -> Fate {
+        let id = header.message_id;
+        if let Some((cached_id, bytes)) = &sa.last_response
+            && *cached_id == id
+            && id.wrapping_add(1) == sa.peer_msg_id
+        {
+            // A retransmitted request: answer from the cache, do not process again. Only when
+            // the bytes decrypt do we know it is the peer's, so check the ICV first.
+            if self.open(sa, header, data).is_some() {
+                debug!(ike = %sa.id, msg_id = id, "retransmitted request answered from cache");
+                let bytes = bytes.to_vec();
+                self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: bytes });
+            }
+            return Fate::Keep;
+        }
+        if id != sa.peer_msg_id {
+            self.drop_msg(remote, "request with unexpected message ID");
+            return Fate::Keep;
+        }
+        let Some(payloads) = self.open(sa, header, data) else { return Fate::Keep };
+        if sa.local != local || sa.remote != remote {
+            // The HA never moves an IKE SA because of a packet's source address alone; answer
+            // where the request came from, keep our record unchanged.
+            debug!(ike = %sa.id, %remote, "request from an address other than the SA's");
+        }
+        sa.last_heard = self.now.at;
+        if let Some(t) = unsupported_critical(&payloads) {
+            let n = Payload::Notify(Notify::new(N_UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]));
+            let resp = self.seal(sa, header.exchange, true, id, &[n]);
+            sa.peer_msg_id = id.wrapping_add(1);
+            self.send_response(sa, id, resp);
+            return Fate::Keep;
+        }
+        sa.peer_msg_id = id.wrapping_add(1);
+        match header.exchange {
+            IKE_AUTH => self.auth_request(sa, header, payloads),
+            CREATE_CHILD_SA => self.child_request(sa, header, payloads),
+            INFORMATIONAL => self.info_request(sa, header, payloads),
+            other => {
+                debug!(ike = %sa.id, exchange = other, "unknown exchange type");
+                let n = Payload::Notify(Notify::new(N_INVALID_SYNTAX, vec![]));
+                let resp = self.seal(sa, other, true, id, &[n]);
+                self.send_response(sa, id, resp);
+                Fate::Keep
+            }
+        }
+    }
+
+    fn handle_response(&mut self, sa: &mut IkeSa, _local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) -> Fate {
+        let Some(p) = &sa.pending else {
+            self.drop_msg(remote, "response without a request");
+            return Fate::Keep;
+        };
+        if p.msg_id != header.message_id {
+            self.drop_msg(remote, "response with unexpected message ID");
+            return Fate::Keep;
+        }
+        if header.exchange == IKE_SA_INIT {
+            return self.init_response(sa, header, data);
+        }
+        let Some(payloads) = self.open(sa, header, data) else { return Fate::Keep };
+        sa.last_heard = self.now.at;
+        let Some(p) = sa.pending.take() else { return Fate::Keep };
+        sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
+        match p.exchange {
+            Exchange::Auth => self.auth_response(sa, payloads),
+            Exchange::CreateChild { req, ni, dh } => self.child_response(sa, payloads, req, ni, dh),
+            Exchange::DeleteChild(spis) => {
+                self.delete_child_response(sa, &spis, &payloads);
+                Fate::Keep
+            }
+            Exchange::DeleteIke => Fate::Close("deleted".into()),
+            Exchange::Liveness | Exchange::Init => Fate::Keep,
+        }
+    }
+
+    /// Decrypts a protected message; None (after logging) when it does not verify or parse.
+    /// Nothing in the SA changes before this succeeds.
+    fn open(&mut self, sa: &IkeSa, header: &Header, data: &[u8]) -> Option<Vec<Payload>> {
+        let keys = sa.keys.as_ref()?;
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.drop_msg(sa.remote, &format!("unparseable message: {e}"));
+                return None;
+            }
+        };
+        let _ = header;
+        match super::protect::open(&keys.inb, data, &msg) {
+            Ok(p) => Some(p),
+            Err(super::protect::OpenError::Integrity) => {
+                self.drop_msg(sa.remote, "integrity check failed");
+                None
+            }
+            Err(e) => {
+                self.drop_msg(sa.remote, &format!("bad protected message: {e:?}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn drop_msg(&mut self, remote: SocketAddr, why: &str) {
+        self.stats.dropped += 1;
+        debug!(%remote, why, "dropped IKE message");
+    }
+
+    /// An unprotected error answer to a request we cannot or will not process (IKE_SA_INIT).
+    pub(super) fn send_unprotected_error(&mut self, local: SocketAddr, remote: SocketAddr, request: &[u8], notify: u16, data: Vec<u8>) {
+        let Ok(h) = Header::parse(request).or_else(|_| {
+            // INVALID_MAJOR_VERSION: the header parsed except for its version.
+            if request.len() >= Header::LEN {
+                let b = |r: std::ops::Range<usize>| request.get(r).unwrap_or(&[]).to_vec();
+                let spi = |v: Vec<u8>| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
+                Ok(Header {
+                    spi_i: spi(b(0..8)),
+                    spi_r: spi(b(8..16)),
+                    next_payload: 0,
+                    version: IKE_VERSION,
+                    exchange: request[18],
+                    flags: 0,
+                    message_id: b(20..24).try_into().map(u32::from_be_bytes).unwrap_or(0),
+                    length: 0,
+                })
+            } else {
+                Err(())
+            }
+        }) else {
+            return;
+        };
+        let msg = Message {
+            header: Header { flags: FLAG_RESPONSE, version: IKE_VERSION, ..h },
+            payloads: vec![Payload::Notify(Notify::new(notify, data))],
+        };
+        self.transmits.push_back(Transmit { local, remote, data: msg.emit() });
+    }
+
+    fn start_next(&mut self, sa: &mut IkeSa) {
+        while sa.pending.is_none() {
+            let Some(intent) = sa.queue.pop_front() else { return };
+            match intent {
+                Intent::CreateChild(class) => self.start_create_child(sa, Some(class), None),
+                Intent::RekeyChild(spi) => {
+                    if let Some(i) = sa.child_by_in(spi) {
+                        let class = sa.children[i].class;
+                        self.start_create_child(sa, class, Some(spi));
+                    }
+                }
+                Intent::DeleteChild(spi) => self.start_delete_child(sa, spi),
+                Intent::DeleteIke => {
+                    let del = Payload::Delete(crate::wire::Delete { protocol_id: PROTO_IKE, spi_size: 0, spis: vec![] });
+                    let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
+                    sa.state = State::Deleting;
+                    self.send_request(sa, data, Exchange::DeleteIke);
+                }
+                Intent::Liveness => {
+                    let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[]);
+                    self.send_request(sa, data, Exchange::Liveness);
+                }
+            }
+        }
+    }
+
+    /// A fresh inbound ESP SPI, unique among ours (values below 256 are reserved, RFC 4303).
+    pub(super) fn new_child_spi(&mut self, owner: u64) -> u32 {
+        loop {
+            let mut b = [0u8; 4];
+            self.rng.fill(&mut b);
+            let spi = u32::from_be_bytes(b);
+            if spi >= 256 && !self.child_spis.contains_key(&spi) {
+                self.child_spis.insert(spi, owner);
+                return spi;
+            }
+        }
+    }
+
+    /// A fresh IKE SPI, unique among ours and never zero.
+    pub(super) fn new_ike_spi(&mut self) -> u64 {
+        loop {
+            let mut b = [0u8; 8];
+            self.rng.fill(&mut b);
+            let spi = u64::from_be_bytes(b);
+            if spi != 0 && !self.sas.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    pub(super) fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0u8; 32];
+        self.rng.fill(&mut n);
+        n
+    }
+
+    pub(super) fn rotate_cookie_secret(&mut self) {
+        self.cookie_secret_prev = self.cookie_secret;
+        self.rng.fill(&mut self.cookie_secret);
+        self.cookie_version = self.cookie_version.wrapping_add(1);
+        self.cookie_rotate_at = None;
+    }
+
+    /// Arms the periodic cookie-secret rotation (RFC 7296 2.6) once cookies are in use.
+    pub(super) fn arm_cookie_rotation(&mut self) {
+        if self.cookie_rotate_at.is_none() {
+            self.cookie_rotate_at = Some(self.now.at + Duration::from_secs(300));
+        }
+    }
+
+    pub(super) fn half_open_count(&self) -> usize {
+        self.half_open.len()
+    }
+
+    pub(super) fn push_event(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    pub(super) fn is_home_agent(&self) -> bool {
+        self.cfg.home_agent.is_some()
+    }
+
+    pub(super) fn outer_ip(addr: SocketAddr) -> IpAddr {
+        addr.ip()
+    }
+}
+
+/// The type of the first unknown payload with the critical bit set (RFC 7296 2.5).
+pub(super) fn unsupported_critical(payloads: &[Payload]) -> Option<u8> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Unknown { payload_type, critical: true, .. } => Some(*payload_type),
+        _ => None,
+    })
+}
+
+pub(super) fn child_info(sa: &IkeSa, c: &super::sa::Child) -> ChildInfo {
+    ChildInfo {
+        ike: sa.id,
+        class: c.class,
+        mode: c.mode,
+        spi_in: c.spi_in,
+        spi_out: c.spi_out,
+        reqid_in: c.reqid_in,
+        reqid_out: c.reqid_out,
+        local: c.outer_local,
+        remote: c.outer_remote,
+        ts_local: c.ts_local.clone(),
+        ts_remote: c.ts_remote.clone(),
+        transforms: c.suite.to_string(),
+    }
+}

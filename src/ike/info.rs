@@ -1,0 +1,68 @@
+//! INFORMATIONAL exchanges (RFC 7296 1.4, 1.5): Delete of CHILD_SAs and the IKE SA, liveness.
+
+use tracing::{debug, info};
+
+use super::endpoint::{Endpoint, Fate};
+use super::sa::{Exchange, IkeSa};
+use crate::wire::consts::*;
+use crate::wire::{Delete, Header, Payload};
+
+impl Endpoint {
+    /// Deletes one CHILD_SA: our inbound SA goes first (we stop accepting), the Delete tells the
+    /// peer to remove its pair. `spi_in` may name an SA the peer installed but we never did (a
+    /// CHILD_SA we refused after the fact).
+    pub(super) fn start_delete_child(&mut self, sa: &mut IkeSa, spi_in: u32) {
+        if let Some(i) = sa.child_by_in(spi_in) {
+            let c = sa.children.remove(i);
+            self.remove_child_kernel(sa, &c, "deleted");
+        } else {
+            self.child_spis.remove(&spi_in);
+        }
+        let del = Payload::Delete(Delete { protocol_id: PROTO_ESP, spi_size: 4, spis: vec![spi_in.to_be_bytes().to_vec()] });
+        let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
+        self.send_request(sa, data, Exchange::DeleteChild(vec![spi_in]));
+    }
+
+    pub(super) fn delete_child_response(&mut self, sa: &mut IkeSa, spis: &[u32], payloads: &[Payload]) {
+        debug!(ike = %sa.id, ?spis, answered = payloads.len(), "CHILD_SA delete acknowledged");
+    }
+
+    /// Responder: an INFORMATIONAL request.
+    pub(super) fn info_request(&mut self, sa: &mut IkeSa, header: &Header, payloads: Vec<Payload>) -> Fate {
+        let msg_id = header.message_id;
+        let mut out = Vec::new();
+        let mut delete_ike = false;
+        let mut ours = Vec::new();
+        for p in &payloads {
+            match p {
+                Payload::Delete(d) if d.protocol_id == PROTO_IKE => delete_ike = true,
+                Payload::Delete(d) if d.protocol_id == PROTO_ESP && d.spi_size == 4 => {
+                    for s in &d.spis {
+                        let Ok(b) = <[u8; 4]>::try_from(s.as_slice()) else { continue };
+                        // The peer names the SPI it receives on: our outbound SPI.
+                        let spi = u32::from_be_bytes(b);
+                        if let Some(i) = sa.children.iter().position(|c| c.spi_out == spi) {
+                            let c = sa.children.remove(i);
+                            self.remove_child_kernel(sa, &c, "deleted by peer");
+                            ours.push(c.spi_in.to_be_bytes().to_vec());
+                        }
+                    }
+                }
+                Payload::Notify(n) if n.notify_type < 16384 => {
+                    info!(ike = %sa.id, notify = n.notify_type, "peer reported an error");
+                }
+                _ => {}
+            }
+        }
+        if !ours.is_empty() {
+            out.push(Payload::Delete(Delete { protocol_id: PROTO_ESP, spi_size: 4, spis: ours }));
+        }
+        let resp = self.seal(sa, INFORMATIONAL, true, msg_id, &out);
+        self.send_response(sa, msg_id, resp);
+        if delete_ike {
+            info!(ike = %sa.id, remote = %sa.remote, "peer deleted the IKE SA");
+            return Fate::Close("deleted by peer".into());
+        }
+        Fate::Keep
+    }
+}

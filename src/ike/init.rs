@@ -1,0 +1,444 @@
+//! IKE_SA_INIT (RFC 7296 1.2): proposal selection, KE, nonces, COOKIE (2.6),
+//! INVALID_KE_PAYLOAD retry (1.2), NAT detection (2.23).
+
+use std::net::SocketAddr;
+
+use tracing::{debug, info, warn};
+
+use super::endpoint::{Endpoint, Fate, unsupported_critical};
+use super::proposal::{accept_ike, ike_to_wire, select_ike};
+use super::sa::{Exchange, Handshake, IkeSa, Plan, SaKeys, State};
+use super::{Event, IkeId};
+use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, skeyseed};
+use crate::wire::consts::*;
+use crate::wire::{Header, Message, Notify, Payload};
+
+/// Nonce length bounds (RFC 7296 2.10: at least 16 octets, at most 256).
+const NONCE_MIN: usize = 16;
+const NONCE_MAX: usize = 256;
+
+/// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port).
+pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + 8 + 16 + 2);
+    d.extend_from_slice(&spi_i.to_be_bytes());
+    d.extend_from_slice(&spi_r.to_be_bytes());
+    match addr.ip() {
+        std::net::IpAddr::V4(a) => d.extend_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => d.extend_from_slice(&a.octets()),
+    }
+    d.extend_from_slice(&addr.port().to_be_bytes());
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &d).as_ref().to_vec()
+}
+
+pub(super) fn notify(payloads: &[Payload], ty: u16) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type == ty => Some(n),
+        _ => None,
+    })
+}
+
+/// The first error notify (type < 16384) in a message, if any.
+pub(super) fn error_notify(payloads: &[Payload]) -> Option<u16> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type < 16384 => Some(n.notify_type),
+        _ => None,
+    })
+}
+
+impl Endpoint {
+    /// COOKIE data = version | SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 2.6).
+    fn cookie(&self, secret: &[u8; 32], version: u8, ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(ni);
+        match remote.ip() {
+            std::net::IpAddr::V4(a) => ctx.update(&a.octets()),
+            std::net::IpAddr::V6(a) => ctx.update(&a.octets()),
+        }
+        ctx.update(&spi_i.to_be_bytes());
+        ctx.update(secret);
+        let mut out = vec![version];
+        out.extend_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    fn cookie_valid(&self, got: &[u8], ni: &[u8], remote: SocketAddr, spi_i: u64) -> bool {
+        let Some(&v) = got.first() else { return false };
+        let secret = if v == self.cookie_version {
+            &self.cookie_secret
+        } else if v == self.cookie_version.wrapping_sub(1) {
+            &self.cookie_secret_prev
+        } else {
+            return false;
+        };
+        crate::crypto::ct_eq(got, &self.cookie(secret, v, ni, remote, spi_i))
+    }
+
+    /// Mobile node: starts an IKE SA towards the home agent.
+    pub(super) fn start_initiator(&mut self, local: SocketAddr, remote: SocketAddr, plan: Plan) -> IkeId {
+        let spi_i = self.new_ike_spi();
+        let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Curve25519);
+        let ni = self.nonce();
+        let mut sa = IkeSa {
+            id: IkeId(spi_i),
+            initiator: true,
+            state: State::InitSent,
+            spi_i,
+            spi_r: 0,
+            local,
+            remote,
+            suite: None,
+            keys: None,
+            hs: Some(Box::new(Handshake {
+                dh: None,
+                dh_group: group,
+                ni,
+                nr: Vec::new(),
+                init_request: Vec::new(),
+                init_response: Vec::new(),
+                cookie: None,
+                first_child: None,
+                peer_certreq: false,
+                peer_sig_hash: false,
+            })),
+            plan: Some(Box::new(plan)),
+            peer: None,
+            user: None,
+            home_address: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            pending: None,
+            queue: Default::default(),
+            last_response: None,
+            children: Vec::new(),
+            last_heard: self.now.at,
+            expires_at: None,
+            deadline: None,
+        };
+        info!(ike = %sa.id, %local, %remote, "initiating IKE SA");
+        let fate = self.send_init(&mut sa);
+        self.finish(sa, fate);
+        IkeId(spi_i)
+    }
+
+    /// (Re)builds and sends our IKE_SA_INIT request with the handshake's group and cookie.
+    fn send_init(&mut self, sa: &mut IkeSa) -> Fate {
+        let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+        let (dh, public) = match DhPrivate::generate(hs.dh_group, self.rng.as_mut()) {
+            Ok(x) => x,
+            Err(e) => return Fate::Close(format!("DH key generation failed: {e}")),
+        };
+        hs.dh = Some(dh);
+        let mut payloads = Vec::new();
+        if let Some(c) = &hs.cookie {
+            payloads.push(Payload::Notify(Notify::new(N_COOKIE, c.clone())));
+        }
+        payloads.push(Payload::Sa(ike_to_wire(&self.cfg.ike_proposals, &[], Some(hs.dh_group))));
+        payloads.push(Payload::Ke { group: hs.dh_group.id(), data: public });
+        payloads.push(Payload::Nonce(hs.ni.clone()));
+        payloads.push(Payload::Notify(Notify::new(N_NAT_DETECTION_SOURCE_IP, nat_hash(sa.spi_i, 0, sa.local))));
+        payloads.push(Payload::Notify(Notify::new(N_NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, sa.remote))));
+        payloads.push(Payload::Notify(Notify::new(
+            N_SIGNATURE_HASH_ALGORITHMS,
+            crate::auth::sign::signature_hash_algorithms_data(),
+        )));
+        let msg = Message {
+            header: Header {
+                spi_i: sa.spi_i,
+                spi_r: 0,
+                next_payload: 0,
+                version: IKE_VERSION,
+                exchange: IKE_SA_INIT,
+                flags: FLAG_INITIATOR,
+                message_id: 0,
+                length: 0,
+            },
+            payloads,
+        };
+        let data = msg.emit();
+        hs.init_request = data.clone();
+        sa.next_msg_id = 0;
+        self.send_request(sa, data, Exchange::Init);
+        Fate::Keep
+    }
+
+    /// Initiator: the IKE_SA_INIT response (unprotected; nothing is trusted until IKE_AUTH).
+    pub(super) fn init_response(&mut self, sa: &mut IkeSa, header: &Header, data: &[u8]) -> Fate {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.drop_msg(sa.remote, &format!("bad IKE_SA_INIT response: {e}"));
+                return Fate::Keep;
+            }
+        };
+        let p = &msg.payloads;
+        if let Some(c) = notify(p, N_COOKIE) {
+            if c.data.is_empty() || c.data.len() > 64 {
+                self.drop_msg(sa.remote, "bad COOKIE");
+                return Fate::Keep;
+            }
+            debug!(ike = %sa.id, "responder asked for a COOKIE; retrying");
+            if let Some(hs) = sa.hs.as_mut() {
+                hs.cookie = Some(c.data.clone());
+            }
+            sa.pending = None;
+            return self.send_init(sa);
+        }
+        if let Some(n) = notify(p, N_INVALID_KE_PAYLOAD) {
+            let wanted = n.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            let ok = wanted
+                .and_then(DhGroup::from_id)
+                .filter(|g| self.cfg.ike_proposals.iter().any(|pr| pr.dh.contains(g)));
+            let Some(g) = ok else {
+                return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "responder wants a DH group we do not offer");
+            };
+            let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+            if hs.dh_group == g {
+                return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "INVALID_KE_PAYLOAD for the group we sent");
+            }
+            info!(ike = %sa.id, group = g.id(), "responder asked for another DH group; retrying");
+            hs.dh_group = g;
+            sa.pending = None;
+            return self.send_init(sa);
+        }
+        if let Some(err) = error_notify(p) {
+            return self.init_failed(sa, Some(err), "responder refused IKE_SA_INIT");
+        }
+        if header.spi_r == 0 {
+            self.drop_msg(sa.remote, "IKE_SA_INIT response without responder SPI");
+            return Fate::Keep;
+        }
+        let answer = p.iter().find_map(|x| if let Payload::Sa(v) = x { Some(v) } else { None });
+        let ke = p.iter().find_map(|x| if let Payload::Ke { group, data } = x { Some((*group, data)) } else { None });
+        let nr = p.iter().find_map(|x| if let Payload::Nonce(n) = x { Some(n) } else { None });
+        let (Some(answer), Some((group, ke)), Some(nr)) = (answer, ke, nr) else {
+            return self.init_failed(sa, Some(N_INVALID_SYNTAX), "IKE_SA_INIT response lacks SA, KE or Nonce");
+        };
+        let Some(suite) = accept_ike(&self.cfg.ike_proposals, answer) else {
+            return self.init_failed(sa, Some(N_NO_PROPOSAL_CHOSEN), "responder chose a proposal we did not offer");
+        };
+        if !(NONCE_MIN..=NONCE_MAX).contains(&nr.len()) {
+            return self.init_failed(sa, Some(N_INVALID_SYNTAX), "bad nonce length");
+        }
+        let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+        if group != hs.dh_group.id() || suite.dh != hs.dh_group {
+            return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "KE group differs from the chosen one");
+        }
+        let Some(dh) = hs.dh.take() else { return Fate::Close("no DH key".into()) };
+        let shared = match dh.agree(ke) {
+            Ok(s) => s,
+            Err(_) => return self.init_failed(sa, Some(N_INVALID_SYNTAX), "invalid KE value from responder"),
+        };
+        hs.nr = nr.clone();
+        hs.init_response = data.to_vec();
+        hs.peer_certreq = p.iter().any(|x| matches!(x, Payload::CertReq { .. }));
+        hs.peer_sig_hash = notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some();
+        sa.spi_r = header.spi_r;
+        self.check_nat(sa, p, true);
+        let Some(hs) = sa.hs.as_ref() else { return Fate::Close("no handshake".into()) };
+        sa.keys = Some(Box::new(make_keys(&suite, &hs.ni, &hs.nr, &shared, sa.spi_i, sa.spi_r, true)));
+        sa.suite = Some(suite);
+        sa.pending = None;
+        sa.next_msg_id = 1;
+        sa.state = State::AuthSent;
+        self.start_auth(sa)
+    }
+
+    fn init_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
+        warn!(ike = %sa.id, remote = %sa.remote, ?notify, reason, "IKE_SA_INIT failed");
+        self.stats.ike_failed += 1;
+        self.push_event(Event::ExchangeFailed { ike: sa.id, exchange: "IKE_SA_INIT", notify, reason: reason.to_string() });
+        Fate::Close(reason.to_string())
+    }
+
+    /// Logs what the NAT detection notifies say. UDP encapsulation of ESP is not supported, so
+    /// a NAT is reported rather than worked around (Mobile IPv6 over IPv6 does not meet NATs).
+    fn check_nat(&mut self, sa: &IkeSa, p: &[Payload], initiator: bool) {
+        let (src_of_peer, dst_is_us) = (sa.remote, sa.local);
+        let spi_r = if initiator { sa.spi_r } else { 0 };
+        let got_src: Vec<&Notify> = p
+            .iter()
+            .filter_map(|x| match x {
+                Payload::Notify(n) if n.notify_type == N_NAT_DETECTION_SOURCE_IP => Some(n),
+                _ => None,
+            })
+            .collect();
+        let got_dst = notify(p, N_NAT_DETECTION_DESTINATION_IP);
+        if got_src.is_empty() && got_dst.is_none() {
+            return;
+        }
+        let peer_nat = !got_src.is_empty() && !got_src.iter().any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
+        let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
+        if peer_nat || our_nat {
+            warn!(ike = %sa.id, peer_behind_nat = peer_nat, we_behind_nat = our_nat,
+                  "NAT detected; UDP encapsulation of ESP is not supported, CHILD_SAs may not pass");
+        }
+    }
+
+    /// Responder: an IKE_SA_INIT request (no state is created before every check passed).
+    pub(super) fn handle_init_request(&mut self, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+        if header.message_id != 0 || !header.is_initiator() {
+            return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
+        }
+        if let Some(&ours) = self.half_open.get(&(remote, header.spi_i)) {
+            // Retransmission: answer from the cache, but only if it is the same request.
+            if let Some(sa) = self.sas.get(&ours)
+                && let Some(hs) = &sa.hs
+                && hs.init_request == data
+                && let Some((0, resp)) = &sa.last_response
+            {
+                debug!(%remote, "retransmitted IKE_SA_INIT answered from cache");
+                let resp = resp.to_vec();
+                self.transmits.push_back(super::Transmit { local, remote, data: resp });
+            } else {
+                self.drop_msg(remote, "IKE_SA_INIT with a half-open SPI but different content");
+            }
+            return;
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.drop_msg(remote, &format!("bad IKE_SA_INIT: {e}"));
+                return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+            }
+        };
+        let p = &msg.payloads;
+        if let Some(t) = unsupported_critical(p) {
+            return self.send_unprotected_error(local, remote, data, N_UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
+        }
+        let sa_prop = p.iter().find_map(|x| if let Payload::Sa(v) = x { Some(v) } else { None });
+        let ke = p.iter().find_map(|x| if let Payload::Ke { group, data } = x { Some((*group, data)) } else { None });
+        let ni = p.iter().find_map(|x| if let Payload::Nonce(n) = x { Some(n) } else { None });
+        let (Some(sa_prop), Some((group, ke)), Some(ni)) = (sa_prop, ke, ni) else {
+            return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+        };
+        if !(NONCE_MIN..=NONCE_MAX).contains(&ni.len()) {
+            return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+        }
+        // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
+        if self.half_open_count() >= self.cfg.cookie_threshold {
+            let ok = notify(p, N_COOKIE).is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
+            if !ok {
+                self.arm_cookie_rotation();
+                let c = self.cookie(&self.cookie_secret, self.cookie_version, ni, remote, header.spi_i);
+                self.stats.cookies_sent += 1;
+                debug!(%remote, "half-open threshold reached: answering with a COOKIE");
+                return self.send_unprotected_error(local, remote, data, N_COOKIE, c);
+            }
+        }
+        if self.half_open_count() >= self.cfg.max_half_open {
+            return self.drop_msg(remote, "too many half-open IKE SAs");
+        }
+        let Some((chosen, suite)) = select_ike(&self.cfg.ike_proposals, sa_prop) else {
+            info!(%remote, "no acceptable IKE proposal");
+            return self.send_unprotected_error(local, remote, data, N_NO_PROPOSAL_CHOSEN, Vec::new());
+        };
+        if group != suite.dh.id() {
+            self.stats.invalid_ke_sent += 1;
+            debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
+            return self.send_unprotected_error(local, remote, data, N_INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec());
+        }
+        let (dh, public) = match DhPrivate::generate(suite.dh, self.rng.as_mut()) {
+            Ok(x) => x,
+            Err(_) => return self.drop_msg(remote, "DH key generation failed"),
+        };
+        let shared = match dh.agree(ke) {
+            Ok(s) => s,
+            Err(_) => {
+                debug!(%remote, "invalid KE value");
+                return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+            }
+        };
+        let spi_r = self.new_ike_spi();
+        let nr = self.nonce();
+        let mut out = vec![
+            Payload::Sa(vec![chosen]),
+            Payload::Ke { group: suite.dh.id(), data: public },
+            Payload::Nonce(nr.clone()),
+            Payload::Notify(Notify::new(N_NAT_DETECTION_SOURCE_IP, nat_hash(header.spi_i, spi_r, local))),
+            Payload::Notify(Notify::new(N_NAT_DETECTION_DESTINATION_IP, nat_hash(header.spi_i, spi_r, remote))),
+        ];
+        if let Some(t) = &self.cfg.trust {
+            out.push(Payload::CertReq { encoding: CERT_X509_SIGNATURE, data: t.certreq_data() });
+        }
+        out.push(Payload::Notify(Notify::new(
+            N_SIGNATURE_HASH_ALGORITHMS,
+            crate::auth::sign::signature_hash_algorithms_data(),
+        )));
+        let resp = Message {
+            header: Header {
+                spi_i: header.spi_i,
+                spi_r,
+                next_payload: 0,
+                version: IKE_VERSION,
+                exchange: IKE_SA_INIT,
+                flags: FLAG_RESPONSE,
+                message_id: 0,
+                length: 0,
+            },
+            payloads: out,
+        }
+        .emit();
+        let keys = make_keys(&suite, ni, &nr, &shared, header.spi_i, spi_r, false);
+        let mut sa = IkeSa {
+            id: IkeId(spi_r),
+            initiator: false,
+            state: State::InitReplied,
+            spi_i: header.spi_i,
+            spi_r,
+            local,
+            remote,
+            suite: Some(suite),
+            keys: Some(Box::new(keys)),
+            hs: Some(Box::new(Handshake {
+                dh: None,
+                dh_group: suite.dh,
+                ni: ni.clone(),
+                nr,
+                init_request: data.to_vec(),
+                init_response: resp.clone(),
+                cookie: None,
+                first_child: None,
+                peer_certreq: p.iter().any(|x| matches!(x, Payload::CertReq { .. })),
+                peer_sig_hash: notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some(),
+            })),
+            plan: None,
+            peer: None,
+            user: None,
+            home_address: None,
+            next_msg_id: 0,
+            peer_msg_id: 1,
+            pending: None,
+            queue: Default::default(),
+            last_response: None,
+            children: Vec::new(),
+            last_heard: self.now.at,
+            expires_at: Some(self.now.at + self.cfg.timers.half_open_timeout),
+            deadline: None,
+        };
+        self.check_nat(&sa, p, false);
+        debug!(ike = %sa.id, %remote, suite = %suite, "IKE_SA_INIT answered");
+        self.send_response(&mut sa, 0, resp);
+        self.half_open.insert((remote, header.spi_i), spi_r);
+        self.finish(sa, Fate::Keep);
+    }
+}
+
+/// SKEYSEED and the seven keys, oriented for our side.
+pub(super) fn make_keys(suite: &super::proposal::IkeSuite, ni: &[u8], nr: &[u8], shared: &[u8], spi_i: u64, spi_r: u64, initiator: bool) -> SaKeys {
+    let seed = skeyseed(suite.prf, ni, nr, shared);
+    let integ_len = suite.integ.map_or(0, |i| i.key_len());
+    let k = derive_ike_keys(suite.prf, &seed, ni, nr, spi_i, spi_r, suite.encr.key_len(), integ_len);
+    let sk = |e: &crate::crypto::Secret, a: &crate::crypto::Secret| SkKeys {
+        encr: suite.encr,
+        integ: suite.integ,
+        encr_key: e.clone(),
+        integ_key: a.clone(),
+    };
+    let (i_keys, r_keys) = (sk(&k.sk_ei, &k.sk_ai), sk(&k.sk_er, &k.sk_ar));
+    let (out, inb, ours, theirs) = if initiator {
+        (i_keys, r_keys, k.sk_pi.clone(), k.sk_pr.clone())
+    } else {
+        (r_keys, i_keys, k.sk_pr.clone(), k.sk_pi.clone())
+    };
+    SaKeys { prf: suite.prf, sk_d: k.sk_d.clone(), out, inb, sk_p_ours: ours, sk_p_theirs: theirs }
+}

@@ -1,0 +1,325 @@
+//! Proposals: strongSwan-style strings -> configuration, configuration -> SA payloads, and the
+//! responder's selection (RFC 7296 2.7, 3.3.6).
+
+use super::config::{EspProposal, IkeProposal};
+use crate::crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg};
+use crate::wire::consts::*;
+use crate::wire::{Proposal, Transform};
+
+/// The algorithms of an established IKE SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IkeSuite {
+    pub encr: EncrAlg,
+    pub integ: Option<IntegAlg>,
+    pub prf: PrfAlg,
+    pub dh: DhGroup,
+}
+
+/// The algorithms of a CHILD_SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspSuite {
+    pub encr: EncrAlg,
+    pub integ: Option<IntegAlg>,
+    pub dh: Option<DhGroup>,
+    pub esn: bool,
+}
+
+/// Parses one proposal written as strongSwan does (`aes128-sha256-x25519`,
+/// `aes128gcm16-prfsha256-ecp256`, `aes256-sha384-modp2048`; ESP: `aes128-sha256`,
+/// `aes128gcm16-esn`). For IKE a `shaN` integrity algorithm also gives PRF `prfshaN` unless a PRF
+/// is named. Returns the IKE or ESP form depending on `esp`.
+pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, String> {
+    let mut encr = Vec::new();
+    let mut integ = Vec::new();
+    let mut prf = Vec::new();
+    let mut dh = Vec::new();
+    let mut esn = None;
+    for tok in s.split('-') {
+        match tok {
+            "aes128" | "aes128cbc" => encr.push(EncrAlg::AesCbc128),
+            "aes256" | "aes256cbc" => encr.push(EncrAlg::AesCbc256),
+            "aes128gcm16" | "aes128gcm128" => encr.push(EncrAlg::AesGcm16_128),
+            "aes256gcm16" | "aes256gcm128" => encr.push(EncrAlg::AesGcm16_256),
+            "sha256" | "sha2_256" => integ.push(IntegAlg::HmacSha256_128),
+            "sha384" | "sha2_384" => integ.push(IntegAlg::HmacSha384_192),
+            "sha512" | "sha2_512" => integ.push(IntegAlg::HmacSha512_256),
+            "prfsha256" => prf.push(PrfAlg::HmacSha256),
+            "prfsha384" => prf.push(PrfAlg::HmacSha384),
+            "prfsha512" => prf.push(PrfAlg::HmacSha512),
+            "modp2048" => dh.push(DhGroup::Modp2048),
+            "ecp256" => dh.push(DhGroup::Ecp256),
+            "x25519" | "curve25519" => dh.push(DhGroup::Curve25519),
+            "esn" => esn = Some(true),
+            "noesn" => esn = Some(false),
+            other => {
+                return Err(format!(
+                    "unknown algorithm '{other}' in proposal '{s}' (known: aes128, aes256, aes128gcm16, \
+                     aes256gcm16, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, modp2048, \
+                     ecp256, x25519, esn, noesn)"
+                ));
+            }
+        }
+    }
+    if encr.is_empty() {
+        return Err(format!("proposal '{s}' names no encryption algorithm (e.g. aes128 or aes128gcm16)"));
+    }
+    let aead = encr.iter().all(|e| e.is_aead());
+    if encr.iter().any(|e| e.is_aead()) && !aead {
+        return Err(format!("proposal '{s}' mixes AEAD and non-AEAD ciphers; write two proposals"));
+    }
+    if aead && !integ.is_empty() {
+        return Err(format!("proposal '{s}': an AEAD cipher takes no integrity algorithm"));
+    }
+    if !aead && integ.is_empty() {
+        return Err(format!("proposal '{s}' needs an integrity algorithm (e.g. sha256)"));
+    }
+    if esp {
+        if !prf.is_empty() {
+            return Err(format!("ESP proposal '{s}' cannot name a PRF"));
+        }
+        return Ok(ParsedProposal::Esp(EspProposal { encr, integ, dh, esn: esn.unwrap_or(false) }));
+    }
+    if esn.is_some() {
+        return Err(format!("IKE proposal '{s}' cannot name esn/noesn"));
+    }
+    if prf.is_empty() {
+        prf = integ
+            .iter()
+            .map(|i| match i {
+                IntegAlg::HmacSha256_128 => PrfAlg::HmacSha256,
+                IntegAlg::HmacSha384_192 => PrfAlg::HmacSha384,
+                IntegAlg::HmacSha512_256 => PrfAlg::HmacSha512,
+            })
+            .collect();
+    }
+    if prf.is_empty() {
+        return Err(format!("AEAD proposal '{s}' needs a PRF (e.g. prfsha256)"));
+    }
+    if dh.is_empty() {
+        return Err(format!("IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"));
+    }
+    Ok(ParsedProposal::Ike(IkeProposal { encr, integ, prf, dh }))
+}
+
+/// Result of [`parse_proposal_string`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedProposal {
+    Ike(IkeProposal),
+    Esp(EspProposal),
+}
+
+fn encr_transform(e: EncrAlg) -> Transform {
+    let (id, bits) = e.id();
+    Transform::with_key_length(TRANS_ENCR, id, bits)
+}
+
+/// SA payload content for our IKE proposals. `first_dh` (the group of our KE) is moved to the
+/// front of each proposal's DH list so that the responder prefers it.
+pub fn ike_to_wire(props: &[IkeProposal], spi: &[u8], first_dh: Option<DhGroup>) -> Vec<Proposal> {
+    props
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t: Vec<Transform> = p.encr.iter().map(|e| encr_transform(*e)).collect();
+            t.extend(p.prf.iter().map(|f| Transform::new(TRANS_PRF, f.id())));
+            t.extend(p.integ.iter().map(|a| Transform::new(TRANS_INTEG, a.id())));
+            let mut groups = p.dh.clone();
+            if let Some(g) = first_dh
+                && let Some(pos) = groups.iter().position(|x| *x == g)
+            {
+                groups.remove(pos);
+                groups.insert(0, g);
+            }
+            t.extend(groups.iter().map(|g| Transform::new(TRANS_DH, g.id())));
+            Proposal { number: (i + 1) as u8, protocol_id: PROTO_IKE, spi: spi.to_vec(), transforms: t }
+        })
+        .collect()
+}
+
+/// SA payload content for our ESP proposals. With `pfs` the DH transforms are included
+/// (CREATE_CHILD_SA), otherwise left out (IKE_AUTH, where no KE is possible).
+pub fn esp_to_wire(props: &[EspProposal], spi: u32, pfs: bool) -> Vec<Proposal> {
+    props
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t: Vec<Transform> = p.encr.iter().map(|e| encr_transform(*e)).collect();
+            t.extend(p.integ.iter().map(|a| Transform::new(TRANS_INTEG, a.id())));
+            if pfs {
+                t.extend(p.dh.iter().map(|g| Transform::new(TRANS_DH, g.id())));
+            }
+            t.push(Transform::new(TRANS_ESN, if p.esn { ESN_YES } else { ESN_NO }));
+            Proposal { number: (i + 1) as u8, protocol_id: PROTO_ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }
+        })
+        .collect()
+}
+
+/// Transforms of one type in a received proposal, skipping transforms with attributes we do
+/// not understand (RFC 7296 3.3.6).
+fn of_type(p: &Proposal, ty: u8) -> impl Iterator<Item = &Transform> {
+    p.transforms.iter().filter(move |t| {
+        t.transform_type == ty
+            && t.attributes.iter().all(|a| matches!(a, crate::wire::TransformAttribute::Tv { attr_type, .. } if *attr_type == ATTR_KEY_LENGTH))
+    })
+}
+
+fn pick_encr(p: &Proposal, ours: &[EncrAlg]) -> Option<EncrAlg> {
+    of_type(p, TRANS_ENCR).find_map(|t| EncrAlg::from_id(t.transform_id, t.key_length()).filter(|e| ours.contains(e)))
+}
+
+fn pick_integ(p: &Proposal, ours: &[IntegAlg], aead: bool) -> Option<Option<IntegAlg>> {
+    let mut integs = of_type(p, TRANS_INTEG).peekable();
+    if aead {
+        // AEAD: no integrity transform, or only NONE.
+        return integs.all(|t| t.transform_id == AUTH_NONE).then_some(None);
+    }
+    integs.find_map(|t| IntegAlg::from_id(t.transform_id).filter(|i| ours.contains(i))).map(Some)
+}
+
+/// Responder: the first received IKE proposal we can accept, reduced to one transform per type.
+pub fn select_ike(ours: &[IkeProposal], theirs: &[Proposal]) -> Option<(Proposal, IkeSuite)> {
+    for p in theirs.iter().filter(|p| p.protocol_id == PROTO_IKE) {
+        for o in ours {
+            let Some(encr) = pick_encr(p, &o.encr) else { continue };
+            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else { continue };
+            let Some(prf) = of_type(p, TRANS_PRF).find_map(|t| PrfAlg::from_id(t.transform_id).filter(|f| o.prf.contains(f)))
+            else {
+                continue;
+            };
+            let Some(dh) = of_type(p, TRANS_DH).find_map(|t| DhGroup::from_id(t.transform_id).filter(|g| o.dh.contains(g)))
+            else {
+                continue;
+            };
+            let suite = IkeSuite { encr, integ, prf, dh };
+            return Some((ike_suite_to_wire(&suite, p.number, &p.spi), suite));
+        }
+    }
+    None
+}
+
+/// The single-transform proposal describing `s`.
+pub fn ike_suite_to_wire(s: &IkeSuite, number: u8, spi: &[u8]) -> Proposal {
+    let mut t = vec![encr_transform(s.encr), Transform::new(TRANS_PRF, s.prf.id())];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TRANS_INTEG, i.id()));
+    }
+    t.push(Transform::new(TRANS_DH, s.dh.id()));
+    Proposal { number, protocol_id: PROTO_IKE, spi: spi.to_vec(), transforms: t }
+}
+
+/// Initiator: checks that the responder's answer is one proposal, with one transform of each
+/// type, drawn from what we offered.
+pub fn accept_ike(ours: &[IkeProposal], answer: &[Proposal]) -> Option<IkeSuite> {
+    let [p] = answer else { return None };
+    let (_, suite) = select_ike(ours, std::slice::from_ref(p))?;
+    let single = |ty| p.transforms.iter().filter(|t| t.transform_type == ty).count() <= 1;
+    (single(TRANS_ENCR) && single(TRANS_PRF) && single(TRANS_INTEG) && single(TRANS_DH)).then_some(suite)
+}
+
+/// Responder: the first ESP proposal we accept. `ke_group` is the group of the KE payload in a
+/// CREATE_CHILD_SA (None in IKE_AUTH or without PFS). Returns the answer proposal (with our
+/// inbound SPI), the suite and the peer's SPI.
+pub fn select_esp(ours: &[EspProposal], theirs: &[Proposal], our_spi: u32, ke_group: Option<DhGroup>) -> Option<(Proposal, EspSuite, u32)> {
+    for p in theirs.iter().filter(|p| p.protocol_id == PROTO_ESP) {
+        let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else { continue };
+        for o in ours {
+            let Some(encr) = pick_encr(p, &o.encr) else { continue };
+            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else { continue };
+            let esn_ids: Vec<u16> = of_type(p, TRANS_ESN).map(|t| t.transform_id).collect();
+            let want = if o.esn { ESN_YES } else { ESN_NO };
+            let esn = if esn_ids.is_empty() {
+                false
+            } else if esn_ids.contains(&want) {
+                o.esn
+            } else {
+                continue;
+            };
+            let their_dh: Vec<DhGroup> = of_type(p, TRANS_DH).filter_map(|t| DhGroup::from_id(t.transform_id)).collect();
+            let dh = match ke_group {
+                Some(g) if their_dh.contains(&g) && (o.dh.contains(&g) || o.dh.is_empty()) => Some(g),
+                Some(_) => continue,
+                None => None,
+            };
+            let suite = EspSuite { encr, integ, dh, esn };
+            return Some((esp_suite_to_wire(&suite, p.number, our_spi), suite, u32::from_be_bytes(spi_bytes)));
+        }
+    }
+    None
+}
+
+pub fn esp_suite_to_wire(s: &EspSuite, number: u8, spi: u32) -> Proposal {
+    let mut t = vec![encr_transform(s.encr)];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TRANS_INTEG, i.id()));
+    }
+    if let Some(g) = s.dh {
+        t.push(Transform::new(TRANS_DH, g.id()));
+    }
+    t.push(Transform::new(TRANS_ESN, if s.esn { ESN_YES } else { ESN_NO }));
+    Proposal { number, protocol_id: PROTO_ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }
+}
+
+/// Initiator: the responder's ESP answer, checked against our offer; returns the suite and the
+/// peer's SPI.
+pub fn accept_esp(ours: &[EspProposal], answer: &[Proposal], ke_group: Option<DhGroup>) -> Option<(EspSuite, u32)> {
+    let [p] = answer else { return None };
+    let (_, suite, spi) = select_esp(ours, std::slice::from_ref(p), 0, ke_group)?;
+    Some((suite, spi))
+}
+
+/// Readable names for listings, e.g. "AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519".
+pub fn encr_name(e: EncrAlg) -> &'static str {
+    match e {
+        EncrAlg::AesCbc128 => "AES_CBC_128",
+        EncrAlg::AesCbc256 => "AES_CBC_256",
+        EncrAlg::AesGcm16_128 => "AES_GCM_16_128",
+        EncrAlg::AesGcm16_256 => "AES_GCM_16_256",
+    }
+}
+pub fn integ_name(i: IntegAlg) -> &'static str {
+    match i {
+        IntegAlg::HmacSha256_128 => "HMAC_SHA2_256_128",
+        IntegAlg::HmacSha384_192 => "HMAC_SHA2_384_192",
+        IntegAlg::HmacSha512_256 => "HMAC_SHA2_512_256",
+    }
+}
+pub fn prf_name(p: PrfAlg) -> &'static str {
+    match p {
+        PrfAlg::HmacSha256 => "PRF_HMAC_SHA2_256",
+        PrfAlg::HmacSha384 => "PRF_HMAC_SHA2_384",
+        PrfAlg::HmacSha512 => "PRF_HMAC_SHA2_512",
+    }
+}
+pub fn dh_name(g: DhGroup) -> &'static str {
+    match g {
+        DhGroup::Modp2048 => "MODP_2048",
+        DhGroup::Ecp256 => "ECP_256",
+        DhGroup::Curve25519 => "CURVE_25519",
+    }
+}
+
+impl std::fmt::Display for IkeSuite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", encr_name(self.encr))?;
+        if let Some(i) = self.integ {
+            write!(f, "/{}", integ_name(i))?;
+        }
+        write!(f, "/{}/{}", prf_name(self.prf), dh_name(self.dh))
+    }
+}
+
+impl std::fmt::Display for EspSuite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", encr_name(self.encr))?;
+        if let Some(i) = self.integ {
+            write!(f, "/{}", integ_name(i))?;
+        }
+        if let Some(g) = self.dh {
+            write!(f, "/{}", dh_name(g))?;
+        }
+        if self.esn {
+            write!(f, "/ESN")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! The state of one IKE SA and its CHILD_SAs. Kept compact: a home agent holds one per mobile
+//! node, so handshake-only data lives in a box that is dropped once IKE_AUTH completes.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::proposal::{EspSuite, IkeSuite};
+use super::{HomeAddress, IkeId};
+use crate::auth::Identity;
+use crate::crypto::{DhPrivate, PrfAlg, Secret, SkKeys};
+use crate::kernel::Mode;
+use crate::mobility::{SaClass, User};
+use crate::wire::TrafficSelector;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Initiator: IKE_SA_INIT request sent.
+    InitSent,
+    /// Initiator: IKE_AUTH request sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open).
+    InitReplied,
+    Established,
+    /// Delete of the IKE SA sent; waiting for the answer.
+    Deleting,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::InitSent => "IKE_SA_INIT sent",
+            State::AuthSent => "IKE_AUTH sent",
+            State::InitReplied => "half-open",
+            State::Established => "established",
+            State::Deleting => "deleting",
+        }
+    }
+}
+
+/// Keys of an IKE SA after IKE_SA_INIT, oriented: `out` protects what we send.
+pub(crate) struct SaKeys {
+    pub prf: PrfAlg,
+    pub sk_d: Secret,
+    pub out: SkKeys,
+    pub inb: SkKeys,
+    /// SK_pi / SK_pr, oriented: ours signs our AUTH, theirs checks the peer's.
+    pub sk_p_ours: Secret,
+    pub sk_p_theirs: Secret,
+}
+
+/// What an initiator wants from this IKE SA.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub home_agent: Ipv6Addr,
+    pub home_address: HomeAddress,
+    pub classes: Vec<SaClass>,
+    pub remote_identity: Option<Identity>,
+}
+
+/// Handshake data, dropped after IKE_AUTH.
+pub(crate) struct Handshake {
+    pub dh: Option<DhPrivate>,
+    pub dh_group: crate::crypto::DhGroup,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    /// RealMessage1 and RealMessage2 as sent/received (AUTH signs them).
+    pub init_request: Vec<u8>,
+    pub init_response: Vec<u8>,
+    pub cookie: Option<Vec<u8>>,
+    /// The first CHILD_SA proposed in IKE_AUTH (initiator).
+    pub first_child: Option<ChildRequest>,
+    /// The peer sent CERTREQ.
+    pub peer_certreq: bool,
+    /// The peer sent SIGNATURE_HASH_ALGORITHMS (RFC 7427): method 14 may be used.
+    pub peer_sig_hash: bool,
+}
+
+/// A CHILD_SA we have asked for and not yet got.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildRequest {
+    pub class: Option<SaClass>,
+    pub mode: Mode,
+    pub spi_in: u32,
+    pub ts_i: Vec<TrafficSelector>,
+    pub ts_r: Vec<TrafficSelector>,
+    /// Inbound SPI of the CHILD_SA this one replaces.
+    pub rekey_of: Option<u32>,
+}
+
+/// An installed CHILD_SA.
+#[derive(Debug, Clone)]
+pub(crate) struct Child {
+    pub class: Option<SaClass>,
+    pub mode: Mode,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub reqid_in: u32,
+    pub reqid_out: u32,
+    pub suite: EspSuite,
+    pub ts_local: Vec<TrafficSelector>,
+    pub ts_remote: Vec<TrafficSelector>,
+    pub outer_local: IpAddr,
+    pub outer_remote: IpAddr,
+    pub rekey_at: Option<Instant>,
+    /// A rekey of this CHILD_SA is under way or done (do not start another).
+    pub rekeying: bool,
+}
+
+/// Work waiting for the message-ID window (size 1).
+#[derive(Debug, Clone)]
+pub(crate) enum Intent {
+    CreateChild(SaClass),
+    RekeyChild(u32),
+    DeleteChild(u32),
+    DeleteIke,
+    Liveness,
+}
+
+/// What our outstanding request is about.
+pub(crate) enum Exchange {
+    Init,
+    Auth,
+    CreateChild { req: ChildRequest, ni: Vec<u8>, dh: Option<DhPrivate> },
+    DeleteChild(Vec<u32>),
+    DeleteIke,
+    Liveness,
+}
+
+impl Exchange {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exchange::Init => "IKE_SA_INIT",
+            Exchange::Auth => "IKE_AUTH",
+            Exchange::CreateChild { .. } => "CREATE_CHILD_SA",
+            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => "INFORMATIONAL",
+        }
+    }
+}
+
+/// Our outstanding request and its retransmission state.
+pub(crate) struct Pending {
+    pub msg_id: u32,
+    pub data: Vec<u8>,
+    pub tries: u32,
+    pub next_at: Instant,
+    pub exchange: Exchange,
+}
+
+pub(crate) struct IkeSa {
+    pub id: IkeId,
+    pub initiator: bool,
+    pub state: State,
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub suite: Option<IkeSuite>,
+    pub keys: Option<Box<SaKeys>>,
+    pub hs: Option<Box<Handshake>>,
+    pub plan: Option<Box<Plan>>,
+    pub peer: Option<Identity>,
+    pub user: Option<Arc<User>>,
+    pub home_address: Option<Ipv6Addr>,
+    /// Our next request's message ID.
+    pub next_msg_id: u32,
+    /// The message ID we expect on the peer's next request.
+    pub peer_msg_id: u32,
+    pub pending: Option<Pending>,
+    pub queue: VecDeque<Intent>,
+    /// Our last response, re-sent when its request is retransmitted.
+    pub last_response: Option<(u32, Box<[u8]>)>,
+    pub children: Vec<Child>,
+    pub last_heard: Instant,
+    /// Half-open responder SAs die at this time.
+    pub expires_at: Option<Instant>,
+    /// The deadline registered in the endpoint's timer index.
+    pub deadline: Option<Instant>,
+}
+
+impl IkeSa {
+    pub fn our_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+    pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
+        self.children.iter().position(|c| c.spi_in == spi_in)
+    }
+}

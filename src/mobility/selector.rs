@@ -1,0 +1,173 @@
+//! Traffic-selector arithmetic (RFC 7296 2.9) and the conversion between IKEv2 selectors and
+//! kernel selectors, including the one place where MH / ICMPv6 types change encoding:
+//! IKEv2 puts the type in the high byte of the port range, mip6d's XFRM policies put it in
+//! `sport` as a plain value with mask 0xffff.
+
+use std::net::IpAddr;
+
+use crate::kernel::Selector;
+use crate::wire::consts::{IPPROTO_ICMPV6, IPPROTO_MH, TS_IPV4_ADDR_RANGE, TS_IPV6_ADDR_RANGE};
+use crate::wire::TrafficSelector;
+
+fn addr_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn same_family(a: &TrafficSelector, b: &TrafficSelector) -> bool {
+    a.ts_type == b.ts_type
+}
+
+/// The intersection of two selectors, if not empty. Protocol 0 means any.
+pub fn intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSelector> {
+    if !same_family(a, b) {
+        return None;
+    }
+    let proto = match (a.ip_protocol, b.ip_protocol) {
+        (0, p) | (p, 0) => p,
+        (p, q) if p == q => p,
+        _ => return None,
+    };
+    let start_port = a.start_port.max(b.start_port);
+    let end_port = a.end_port.min(b.end_port);
+    if start_port > end_port {
+        return None;
+    }
+    let (sa, ea) = (addr_u128(a.start_addr), addr_u128(a.end_addr));
+    let (sb, eb) = (addr_u128(b.start_addr), addr_u128(b.end_addr));
+    let start = if sa >= sb { a.start_addr } else { b.start_addr };
+    let end_addr = if ea <= eb { a.end_addr } else { b.end_addr };
+    if sa.max(sb) > ea.min(eb) {
+        return None;
+    }
+    Some(TrafficSelector { ts_type: a.ts_type, ip_protocol: proto, start_port, end_port, start_addr: start, end_addr })
+}
+
+/// `inner` lies entirely within `outer`.
+pub fn contains(outer: &TrafficSelector, inner: &TrafficSelector) -> bool {
+    intersect(outer, inner).as_ref() == Some(inner)
+}
+
+/// Narrowing as a responder (RFC 7296 2.9): the parts of `requested` that `allowed` permits, in
+/// the order of `requested` (its first selector may describe the packet that triggered the
+/// request), without duplicates.
+pub fn narrow(requested: &[TrafficSelector], allowed: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut out: Vec<TrafficSelector> = Vec::new();
+    for r in requested {
+        for a in allowed {
+            if let Some(i) = intersect(r, a)
+                && !out.contains(&i)
+            {
+                out.push(i);
+            }
+        }
+    }
+    out
+}
+
+/// Every selector of `inner` is contained in some selector of `outer` (the initiator's check of
+/// what the responder returned).
+pub fn all_within(inner: &[TrafficSelector], outer: &[TrafficSelector]) -> bool {
+    !inner.is_empty() && inner.iter().all(|i| outer.iter().any(|o| contains(o, i)))
+}
+
+/// The addresses covered by a selector when it is a single address.
+pub fn single_address(ts: &TrafficSelector) -> Option<IpAddr> {
+    (ts.start_addr == ts.end_addr).then_some(ts.start_addr)
+}
+
+/// IKEv2 port range for one MH or ICMPv6 type (type in the high byte, any code / low byte).
+pub fn type_to_ports(t: u8) -> (u16, u16) {
+    let hi = u16::from(t) << 8;
+    (hi, hi | 0xff)
+}
+
+/// The MH / ICMPv6 type a port range stands for, when it stands for exactly one.
+pub fn ports_to_type(start: u16, end: u16) -> Option<u8> {
+    let [hs, ls] = start.to_be_bytes();
+    let [he, le] = end.to_be_bytes();
+    (hs == he && ls == 0 && le == 0xff).then_some(hs)
+}
+
+/// The kernel's (value, mask) for one side's ports, given the protocol. For MH and ICMPv6 the
+/// type goes to `sport` as mip6d writes it; the other side is then any.
+fn kernel_ports(proto: u8, start: u16, end: u16) -> (u16, u16) {
+    if start == 0 && end == 0xffff {
+        return (0, 0);
+    }
+    if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
+        return match ports_to_type(start, end) {
+            Some(t) => (u16::from(t), 0xffff),
+            None => (0, 0),
+        };
+    }
+    if start == end { (start, 0xffff) } else { (0, 0) }
+}
+
+/// Converts an mip6d/kernel (value, mask) on an MH or ICMPv6 selector back to an IKEv2 port range.
+pub fn kernel_type_to_ports(proto: u8, value: u16, mask: u16) -> (u16, u16) {
+    if mask == 0 {
+        return (0, 0xffff);
+    }
+    if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
+        return type_to_ports(value as u8);
+    }
+    (value, value)
+}
+
+/// Prefix length when an address range is exactly one prefix.
+fn range_prefix(start: IpAddr, end: IpAddr) -> Option<u8> {
+    let bits: u32 = if start.is_ipv4() { 32 } else { 128 };
+    let (s, e) = (addr_u128(start), addr_u128(end));
+    let hostmask = s ^ e;
+    if s > e || (hostmask & hostmask.wrapping_add(1)) != 0 || s & hostmask != 0 {
+        return None;
+    }
+    Some((bits - (128 - hostmask.leading_zeros())) as u8)
+}
+
+/// A kernel selector for traffic from `src` to `dst` (one TS of each side). None when the
+/// address ranges are not prefixes (the kernel cannot express arbitrary ranges).
+pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selector> {
+    let proto = if src.ip_protocol != 0 { src.ip_protocol } else { dst.ip_protocol };
+    let mut sport = kernel_ports(proto, src.start_port, src.end_port);
+    let mut dport = kernel_ports(proto, dst.start_port, dst.end_port);
+    if (proto == IPPROTO_MH || proto == IPPROTO_ICMPV6) && sport.1 == 0 {
+        // The type is carried once, in sport, whichever side of the TS pair named it.
+        sport = dport;
+        dport = (0, 0);
+    }
+    if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
+        dport = (0, 0);
+    }
+    Some(Selector {
+        src: src.start_addr,
+        src_prefix: range_prefix(src.start_addr, src.end_addr)?,
+        dst: dst.start_addr,
+        dst_prefix: range_prefix(dst.start_addr, dst.end_addr)?,
+        proto,
+        sport,
+        dport,
+    })
+}
+
+/// An IKEv2 selector covering one side of a kernel selector (for ACQUIRE-triggered requests).
+pub fn from_kernel_side(addr: IpAddr, prefix: u8, proto: u8, port: (u16, u16)) -> TrafficSelector {
+    let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
+    let host_bits = bits.saturating_sub(u32::from(prefix));
+    let mask: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let start = addr_u128(addr) & !mask;
+    let end = start | mask;
+    let (start_addr, end_addr, ts_type) = match addr {
+        IpAddr::V4(_) => (
+            IpAddr::V4((start as u32).into()),
+            IpAddr::V4((end as u32).into()),
+            TS_IPV4_ADDR_RANGE,
+        ),
+        IpAddr::V6(_) => (IpAddr::V6(start.into()), IpAddr::V6(end.into()), TS_IPV6_ADDR_RANGE),
+    };
+    let (start_port, end_port) = kernel_type_to_ports(proto, port.0, port.1);
+    TrafficSelector { ts_type, ip_protocol: proto, start_port, end_port, start_addr, end_addr }
+}

@@ -1,0 +1,112 @@
+//! Who may use which home address: one entry per user, looked up by authenticated identity.
+//! The home agent's only source of truth for authorization (never a packet's source address).
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use super::SaClass;
+use crate::auth::Identity;
+use crate::crypto::Secret;
+
+/// How a user file names its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityMatch {
+    Exact(Identity),
+    /// A DN with `*` as whole RDN values, racoon `peers_identifier` style.
+    DnPattern(String),
+}
+
+/// How the user authenticates.
+pub enum UserAuth {
+    Certificate,
+    Psk(Secret),
+}
+
+impl std::fmt::Debug for UserAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserAuth::Certificate => f.write_str("Certificate"),
+            UserAuth::Psk(_) => f.write_str("Psk(..)"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct User {
+    /// File stem of the user file (for logs).
+    pub name: String,
+    pub identity: IdentityMatch,
+    pub auth: UserAuth,
+    pub home_addresses: Vec<Ipv6Addr>,
+    pub classes: Vec<SaClass>,
+}
+
+impl User {
+    pub fn owns(&self, hoa: Ipv6Addr) -> bool {
+        self.home_addresses.contains(&hoa)
+    }
+}
+
+/// Canonical lookup key: DNs compare by their decoded text (strongSwan and OpenSSL may encode the
+/// same DN with different string types), other identities by value.
+fn key(id: &Identity) -> String {
+    match id {
+        Identity::Dn(_) => id.to_string().to_ascii_lowercase(),
+        Identity::Fqdn(s) => format!("fqdn:{}", s.to_ascii_lowercase()),
+        Identity::Email(s) => format!("email:{}", s.to_ascii_lowercase()),
+        _ => id.to_string(),
+    }
+}
+
+/// All users, indexed by identity.
+#[derive(Debug, Default)]
+pub struct UserDb {
+    users: Vec<Arc<User>>,
+    exact: HashMap<String, usize>,
+    patterns: Vec<usize>,
+}
+
+impl UserDb {
+    /// Builds the index; two users claiming the same identity is an error naming both.
+    pub fn new(users: Vec<User>) -> Result<UserDb, String> {
+        let mut db = UserDb::default();
+        for u in users {
+            let idx = db.users.len();
+            match &u.identity {
+                IdentityMatch::Exact(id) => {
+                    if let Some(prev) = db.exact.insert(key(id), idx) {
+                        return Err(format!(
+                            "users '{}' and '{}' both claim identity {id}",
+                            db.users[prev].name, u.name
+                        ));
+                    }
+                }
+                IdentityMatch::DnPattern(_) => db.patterns.push(idx),
+            }
+            db.users.push(Arc::new(u));
+        }
+        Ok(db)
+    }
+
+    /// The user an authenticated identity belongs to. Exact identities win over patterns.
+    pub fn lookup(&self, id: &Identity) -> Option<Arc<User>> {
+        if let Some(&i) = self.exact.get(&key(id)) {
+            return Some(self.users[i].clone());
+        }
+        if let Identity::Dn(der) = id {
+            for &i in &self.patterns {
+                if let IdentityMatch::DnPattern(p) = &self.users[i].identity
+                    && crate::auth::identity::dn_matches_pattern(p, der)
+                {
+                    return Some(self.users[i].clone());
+                }
+            }
+        }
+        None
+    }
+
+    pub fn users(&self) -> &[Arc<User>] {
+        &self.users
+    }
+}
