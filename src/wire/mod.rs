@@ -8,6 +8,11 @@
 pub mod consts;
 mod message;
 mod payload;
+mod reader;
+mod sa;
+#[cfg(test)]
+mod testutil;
+mod ts;
 
 pub use message::{Header, Message, emit_payloads, parse_payloads};
 
@@ -231,6 +236,32 @@ impl Transform {
                 Some(*value)
             }
             _ => None,
+        })
+    }
+}
+
+impl TrafficSelector {
+    /// An address-range selector whose `ts_type` follows the addresses' family; `None` when the
+    /// two addresses are of different families.
+    pub fn range(
+        ip_protocol: u8,
+        start_port: u16,
+        end_port: u16,
+        start_addr: IpAddr,
+        end_addr: IpAddr,
+    ) -> Option<Self> {
+        let ts_type = match (start_addr, end_addr) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => consts::TS_IPV4_ADDR_RANGE,
+            (IpAddr::V6(_), IpAddr::V6(_)) => consts::TS_IPV6_ADDR_RANGE,
+            _ => return None,
+        };
+        Some(TrafficSelector {
+            ts_type,
+            ip_protocol,
+            start_port,
+            end_port,
+            start_addr,
+            end_addr,
         })
     }
 }
