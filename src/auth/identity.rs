@@ -802,13 +802,3 @@ mod tests {
         assert!(!dn_matches_pattern("C=CH, O=mip6-ike test, CN=*", b"junk"));
     }
 }
-
-/// Semantic DN equality (stub until the auth branch lands).
-pub fn dn_equal(a_der: &[u8], b_der: &[u8]) -> bool {
-    a_der == b_der
-}
-
-/// DN pattern match with `*` RDN values (stub until the auth branch lands).
-pub fn dn_matches_pattern(_pattern: &str, _dn_der: &[u8]) -> bool {
-    false
-}

@@ -547,7 +547,6 @@ mod tests {
     /// `k = hmac.new(psk, b"Key Pad for IKEv2", sha256).digest();
     ///  hmac.new(k, octets, sha256).hexdigest()`.
     #[test]
-    #[ignore = "needs crypto::PrfAlg::prf from the crypto helper; un-ignore after the merge"]
     fn psk_auth_hmac_sha256() {
         let out = psk_auth(PrfAlg::HmacSha256, b"mip6-ike test psk", OCTETS);
         assert_eq!(crate::auth::identity::hex_encode(&out), PSK_AUTH_SHA256);
@@ -555,9 +554,4 @@ mod tests {
 
     const PSK_AUTH_SHA256: &str =
         "51b979957f2e62ac4129565c4d786d222c0f68d11f718375de6dc9541298469e";
-}
-
-/// SIGNATURE_HASH_ALGORITHMS data (stub until the auth branch lands).
-pub fn signature_hash_algorithms_data() -> Vec<u8> {
-    vec![0, 2, 0, 3, 0, 4]
 }
