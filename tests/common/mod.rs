@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use mip6_ike::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors, cert::certs_from_pem};
 use mip6_ike::crypto::TestRng;
 use mip6_ike::ike::{
-    Command, Config, Endpoint, EspProposal, Event, HomeAddress, HomeAgentConfig, IkeId, IkeProposal, LocalAuth, Now,
-    Timers, Transmit,
+    Command, Config, Endpoint, EspProposal, Event, HomeAddress, HomeAgentConfig, IkeId,
+    IkeProposal, LocalAuth, Now, Timers, Transmit,
 };
 use mip6_ike::kernel::{Kernel, memory::MemoryKernel};
 use mip6_ike::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
@@ -21,14 +21,30 @@ pub const CA_RSA: &str = include_str!("../../certs/ca-rsa.pem");
 
 pub fn cert(name: &str) -> (&'static str, &'static str) {
     match name {
-        "ha-ecdsa" => (include_str!("../../certs/ha-ecdsa.pem"), include_str!("../../certs/ha-ecdsa.key")),
-        "mn1-ecdsa" => (include_str!("../../certs/mn1-ecdsa.pem"), include_str!("../../certs/mn1-ecdsa.key")),
-        "mn2-ecdsa" => (include_str!("../../certs/mn2-ecdsa.pem"), include_str!("../../certs/mn2-ecdsa.key")),
-        "ha-rsa" => (include_str!("../../certs/ha-rsa.pem"), include_str!("../../certs/ha-rsa.key")),
-        "mn1-rsa" => (include_str!("../../certs/mn1-rsa.pem"), include_str!("../../certs/mn1-rsa.key")),
-        "rogue-mn1-ecdsa" => {
-            (include_str!("../../certs/rogue-mn1-ecdsa.pem"), include_str!("../../certs/rogue-mn1-ecdsa.key"))
-        }
+        "ha-ecdsa" => (
+            include_str!("../../certs/ha-ecdsa.pem"),
+            include_str!("../../certs/ha-ecdsa.key"),
+        ),
+        "mn1-ecdsa" => (
+            include_str!("../../certs/mn1-ecdsa.pem"),
+            include_str!("../../certs/mn1-ecdsa.key"),
+        ),
+        "mn2-ecdsa" => (
+            include_str!("../../certs/mn2-ecdsa.pem"),
+            include_str!("../../certs/mn2-ecdsa.key"),
+        ),
+        "ha-rsa" => (
+            include_str!("../../certs/ha-rsa.pem"),
+            include_str!("../../certs/ha-rsa.key"),
+        ),
+        "mn1-rsa" => (
+            include_str!("../../certs/mn1-rsa.pem"),
+            include_str!("../../certs/mn1-rsa.key"),
+        ),
+        "rogue-mn1-ecdsa" => (
+            include_str!("../../certs/rogue-mn1-ecdsa.pem"),
+            include_str!("../../certs/rogue-mn1-ecdsa.key"),
+        ),
         _ => panic!("no cert {name}"),
     }
 }
@@ -81,12 +97,21 @@ pub fn local_auth(kind: AuthKind, name: &str) -> (LocalAuth, Option<Arc<TrustAnc
         _ => SignatureStyle::Legacy,
     };
     (
-        LocalAuth::Certificate { key: Arc::new(PrivateKey::from_pem(k).unwrap()), chain: certs_from_pem(c).unwrap(), style },
+        LocalAuth::Certificate {
+            key: Arc::new(PrivateKey::from_pem(k).unwrap()),
+            chain: certs_from_pem(c).unwrap(),
+            style,
+        },
         trust,
     )
 }
 
-pub fn base_config(identity: &str, auth: (LocalAuth, Option<Arc<TrustAnchors>>), ike_p: &str, esp_p: &str) -> Config {
+pub fn base_config(
+    identity: &str,
+    auth: (LocalAuth, Option<Arc<TrustAnchors>>),
+    ike_p: &str,
+    esp_p: &str,
+) -> Config {
     Config {
         identity: Identity::parse_config(identity).unwrap(),
         auth: auth.0,
@@ -118,7 +143,12 @@ pub fn ha_config(kind: AuthKind, ike_p: &str, esp_p: &str) -> Config {
     } else {
         UserAuth::Certificate
     };
-    let all = [SaClass::BuBa, SaClass::Payload, SaClass::MpsMpa, SaClass::HotiHot];
+    let all = [
+        SaClass::BuBa,
+        SaClass::Payload,
+        SaClass::MpsMpa,
+        SaClass::HotiHot,
+    ];
     let users = UserDb::new(vec![
         user("mn1", MN1_DN, mn_auth, &[HOA1], &all),
         user("mn2", MN2_DN, UserAuth::Certificate, &[HOA2], &all),
@@ -132,7 +162,10 @@ pub fn ha_config(kind: AuthKind, ike_p: &str, esp_p: &str) -> Config {
         local_auth(kind, "ha")
     };
     let mut c = base_config(HA_DN, ha_auth, ike_p, esp_p);
-    c.home_agent = Some(HomeAgentConfig { address: HA_IP, users: Arc::new(users) });
+    c.home_agent = Some(HomeAgentConfig {
+        address: HA_IP,
+        users: Arc::new(users),
+    });
     c
 }
 
@@ -179,7 +212,10 @@ impl Side {
     }
 
     pub fn child_ups(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, Event::ChildUp(_))).count()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildUp(_)))
+            .count()
     }
     pub fn ike_up(&self) -> bool {
         self.events.iter().any(|e| matches!(e, Event::IkeUp { .. }))
@@ -200,7 +236,10 @@ pub struct Lab {
 impl Lab {
     pub fn new(mn_cfg: Config, ha_cfg: Config) -> Lab {
         let start = Instant::now();
-        let now = Now { at: start, unix: 1_800_000_000 };
+        let now = Now {
+            at: start,
+            unix: 1_800_000_000,
+        };
         Lab {
             mn: Side::new(mn_cfg, MN_COA, 1, now),
             ha: Side::new(ha_cfg, HA_ADDR, 2, now),
@@ -240,10 +279,14 @@ impl Lab {
         self.delivered += 1;
         if to_ha {
             assert_eq!(t.remote, self.ha.addr);
-            self.ha.ep.handle_datagram(self.now, t.remote, t.local, &t.data);
+            self.ha
+                .ep
+                .handle_datagram(self.now, t.remote, t.local, &t.data);
         } else {
             assert_eq!(t.remote, self.mn.addr);
-            self.mn.ep.handle_datagram(self.now, t.remote, t.local, &t.data);
+            self.mn
+                .ep
+                .handle_datagram(self.now, t.remote, t.local, &t.data);
         }
         self.collect();
     }
@@ -251,14 +294,21 @@ impl Lab {
     /// Delivers datagrams (letting simulated time pass when none are in flight) until `until`
     /// holds or 600 simulated seconds have passed. `keep(n, to_ha, t)` may drop datagram n.
     /// Returns whether `until` was reached.
-    pub fn run(&mut self, mut until: impl FnMut(&Lab) -> bool, mut keep: impl FnMut(usize, bool, &Transmit) -> bool) -> bool {
+    pub fn run(
+        &mut self,
+        mut until: impl FnMut(&Lab) -> bool,
+        mut keep: impl FnMut(usize, bool, &Transmit) -> bool,
+    ) -> bool {
         let mut n = 0;
         for _ in 0..100_000 {
             if until(self) {
                 return true;
             }
             if self.wire.is_empty() {
-                let next = [self.mn.ep.next_deadline(), self.ha.ep.next_deadline()].into_iter().flatten().min();
+                let next = [self.mn.ep.next_deadline(), self.ha.ep.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match next {
                     Some(t) if t <= self.start + Duration::from_secs(600) => self.advance_to(t),
                     _ => return until(self),
@@ -276,7 +326,18 @@ impl Lab {
 
     /// Runs a lossless conversation until both sides report `children` CHILD_SAs up.
     pub fn establish(&mut self, children: usize) -> bool {
-        self.run(|l| l.mn.child_ups() >= children && l.ha.child_ups() >= children, |_, _, _| true)
+        self.run(
+            |l| l.mn.child_ups() >= children && l.ha.child_ups() >= children,
+            |_, _, _| true,
+        )
+    }
+
+    /// Delivers the next `n` datagrams in flight.
+    pub fn run_now_n(&mut self, n: usize) {
+        for _ in 0..n {
+            let (to_ha, t) = self.wire.remove(0);
+            self.deliver(to_ha, &t);
+        }
     }
 
     /// Delivers in-flight datagrams without advancing time.
@@ -289,7 +350,10 @@ impl Lab {
 
     pub fn advance_to(&mut self, t: Instant) {
         let secs = t.saturating_duration_since(self.now.at).as_secs();
-        self.now = Now { at: t.max(self.now.at), unix: self.now.unix + secs };
+        self.now = Now {
+            at: t.max(self.now.at),
+            unix: self.now.unix + secs,
+        };
         self.mn.ep.handle_timeout(self.now);
         self.ha.ep.handle_timeout(self.now);
         self.collect();
