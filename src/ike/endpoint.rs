@@ -2,7 +2,7 @@
 //! outside world must do.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -684,8 +684,12 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "integrity check failed");
                 None
             }
-            Err(e) => {
-                self.drop_msg(sa.remote, &format!("bad protected message: {e:?}"));
+            Err(super::protect::OpenError::Syntax(e)) => {
+                self.drop_msg(sa.remote, &format!("bad content in protected message: {e}"));
+                None
+            }
+            Err(super::protect::OpenError::NotProtected) => {
+                self.drop_msg(sa.remote, "unprotected message after IKE_SA_INIT");
                 None
             }
         }
@@ -828,10 +832,6 @@ impl Endpoint {
 
     pub(super) fn is_home_agent(&self) -> bool {
         self.cfg.home_agent.is_some()
-    }
-
-    pub(super) fn outer_ip(addr: SocketAddr) -> IpAddr {
-        addr.ip()
     }
 }
 
