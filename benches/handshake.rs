@@ -12,7 +12,10 @@ use mip6_ike::ike::HomeAddress;
 use mip6_ike::mobility::SaClass;
 
 fn one_handshake(kind: AuthKind, ike_p: &str) {
-    let mut l = Lab::new(mn_config(kind, "mn1", ike_p, "aes128-sha256"), ha_config(kind, ike_p, "aes128-sha256"));
+    let mut l = Lab::new(
+        mn_config(kind, "mn1", ike_p, "aes128-sha256"),
+        ha_config(kind, ike_p, "aes128-sha256"),
+    );
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     assert!(l.establish(1));
 }
@@ -20,8 +23,12 @@ fn one_handshake(kind: AuthKind, ike_p: &str) {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshake");
     g.measurement_time(Duration::from_secs(5));
-    g.bench_function("x25519_ecdsa_p256_one_child", |b| b.iter(|| one_handshake(AuthKind::Ecdsa, "aes128-sha256-x25519")));
-    g.bench_function("x25519_psk_one_child", |b| b.iter(|| one_handshake(AuthKind::Psk, "aes128-sha256-x25519")));
+    g.bench_function("x25519_ecdsa_p256_one_child", |b| {
+        b.iter(|| one_handshake(AuthKind::Ecdsa, "aes128-sha256-x25519"))
+    });
+    g.bench_function("x25519_psk_one_child", |b| {
+        b.iter(|| one_handshake(AuthKind::Psk, "aes128-sha256-x25519"))
+    });
     g.finish();
     // A plain figure for the README, measured the same way.
     let n = 300;
@@ -30,7 +37,10 @@ fn bench(c: &mut Criterion) {
         one_handshake(AuthKind::Ecdsa, "aes128-sha256-x25519");
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("handshake x25519+ecdsa-p256, one CHILD_SA, both sides in one thread: {:.0} handshakes/s", n as f64 / secs);
+    println!(
+        "handshake x25519+ecdsa-p256, one CHILD_SA, both sides in one thread: {:.0} handshakes/s",
+        n as f64 / secs
+    );
 }
 
 criterion_group!(benches, bench);
