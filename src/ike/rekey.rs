@@ -291,7 +291,11 @@ impl Endpoint {
         };
         if suite.dh != sent_group || ke_group != sent_group.id() || !(16..=256).contains(&nr.len())
         {
-            return self.rekey_ike_failed(sa, Some(N_INVALID_SYNTAX), "inconsistent IKE rekey answer");
+            return self.rekey_ike_failed(
+                sa,
+                Some(N_INVALID_SYNTAX),
+                "inconsistent IKE rekey answer",
+            );
         }
         let Ok(shared) = dh.agree(ke) else {
             return self.rekey_ike_failed(sa, Some(N_INVALID_SYNTAX), "invalid KE value");
