@@ -1058,9 +1058,9 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     assert_eq!(l.wire.len(), 2, "both requests cross");
     l.run_now();
     nothing_went_down(&l);
-    // Each side answered the other's rekey; the winner's side also reports its own SA
-    // (RFC 7296 2.8.2: the SA with the lowest nonce is deleted).
-    assert_eq!(rekeyed(&l.mn) + rekeyed(&l.ha), 3);
+    // Each side reports the one surviving SA (RFC 7296 2.8.2: the SA with the lowest nonce
+    // is deleted by whoever started it).
+    assert_eq!((rekeyed(&l.mn), rekeyed(&l.ha)), (1, 1));
     assert_eq!(l.mn.ep.ike_sa_count(), 1, "{:?}", l.mn.ep.list());
     assert_eq!(l.ha.ep.ike_sa_count(), 1, "{:?}", l.ha.ep.list());
     let (mn_sa, ha_sa) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
@@ -1081,4 +1081,72 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     l.run_now();
     assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
+}
+
+#[test]
+fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
+    // Every order of the last messages: the HA decides first and its Delete (of its redundant
+    // SA or of the old one) overtakes its answer to the MN's rekey.
+    let mut old_deleted_first = 0;
+    for seed_shift in 0..6u64 {
+        let mut mn = mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        );
+        mn.timers.liveness_interval = Duration::from_secs(1000);
+        let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+        ha.timers.liveness_interval = Duration::from_secs(1000);
+        let mut l = Lab::new(mn, ha);
+        let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        assert!(l.establish(2));
+        l.run_now();
+        // Vary the nonces (and so the winner) by rekeying a different number of times first.
+        for _ in 0..seed_shift {
+            let cur = l.mn.ep.list()[0].id;
+            l.mn.ep
+                .handle_command(l.now, Command::RekeyIke { ike: cur })
+                .unwrap();
+            l.collect();
+            l.run_now();
+        }
+        let before = child_spis(&l.mn);
+        let mn_id = l.mn.ep.list()[0].id;
+        let ha_id = l.ha.ep.list()[0].id;
+        let old_spi_i = l.mn.ep.list()[0].spi_i;
+        let _ = id;
+        l.mn.ep
+            .handle_command(l.now, Command::RekeyIke { ike: mn_id })
+            .unwrap();
+        l.ha.ep
+            .handle_command(l.now, Command::RekeyIke { ike: ha_id })
+            .unwrap();
+        l.collect();
+        l.run_now_n(2); // both requests answered; wire: [answer to MN, answer to HA]
+        assert_eq!(l.wire.len(), 2);
+        let (to_ha, ans_to_mn) = l.wire.remove(0);
+        assert!(!to_ha);
+        l.run_now_n(1); // the HA decides and sends a Delete
+        assert_eq!(l.wire.len(), 1, "the HA's Delete");
+        if Header::parse(&l.wire[0].1.data).unwrap().spi_i == old_spi_i {
+            old_deleted_first += 1;
+        }
+        l.run_now_n(1); // the Delete reaches the MN before the answer
+        l.deliver(false, &ans_to_mn);
+        l.run_now();
+        // A redundant SA nobody deletes (its answer came too late to matter) expires quietly.
+        l.advance(Duration::from_secs(31));
+        l.run_now();
+        nothing_went_down(&l);
+        assert_eq!(l.mn.ep.ike_sa_count(), 1, "{:?}", l.mn.ep.list());
+        assert_eq!(l.ha.ep.ike_sa_count(), 1, "{:?}", l.ha.ep.list());
+        let (m, h) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
+        assert_eq!((m.spi_i, m.spi_r), (h.spi_i, h.spi_r));
+        assert_eq!(child_spis(&l.mn), before);
+        check_rfc4877(&l);
+    }
+    // Both outcomes occurred: the HA's rekey won (it deletes the old SA) and lost (it deletes
+    // its own redundant SA).
+    assert!((1..6).contains(&old_deleted_first), "{old_deleted_first}");
 }

@@ -364,6 +364,7 @@ impl Endpoint {
             self.timers.remove(&(d, sa.our_spi()));
         }
         self.half_open.retain(|_, v| *v != sa.our_spi());
+        self.rescue_children(&mut sa);
         for c in std::mem::take(&mut sa.children) {
             self.remove_child_kernel(&sa, &c, reason);
         }

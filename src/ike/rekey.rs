@@ -139,6 +139,8 @@ impl Endpoint {
             self.child_spis.insert(c.spi_in, owner);
         }
         to.children.append(&mut from.children);
+        to.state = State::Established;
+        to.expires_at = None;
         // Queued work follows, except what only concerned the old SA.
         to.queue.extend(
             std::mem::take(&mut from.queue)
@@ -312,29 +314,60 @@ impl Endpoint {
                 self.finish(new, Fate::Keep);
                 self.delete_superseded(sa);
             }
-            Some(c) if nonce_min(&ni, nr) < c.nonce_min => {
-                // Ours has the lowest nonce: it is redundant and we delete it. The SA the
-                // peer's exchange created keeps the CHILD_SAs; the peer deletes the old one.
-                info!(ike = %sa.id, "simultaneous IKE rekey: ours lost, deleting it");
-                let mut new = self.successor(sa, true, spi, peer_spi, suite, keys, false);
-                self.delete_superseded(&mut new);
-                self.finish(new, Fate::Keep);
-            }
             Some(c) => {
-                // Ours won: the CHILD_SAs move on from the SA the peer's exchange created (the
-                // peer deletes that one) and we delete the old SA.
-                info!(ike = %sa.id, "simultaneous IKE rekey: ours won");
-                let mut new = self.successor(sa, true, spi, peer_spi, suite, keys, false);
-                if let Some(mut loser) = self.sas.remove(&c.new) {
-                    self.move_children(&mut loser, &mut new);
-                    self.finish(loser, Fate::Keep);
+                // RFC 7296 2.8.2: the SA made with the lowest of the four nonces is redundant;
+                // whoever started that exchange deletes it, the winner's starter deletes the old
+                // SA. The CHILD_SAs stayed on the old SA until now.
+                let mut ours = self.successor(sa, true, spi, peer_spi, suite, keys, false);
+                let theirs = self.sas.remove(&c.new);
+                if nonce_min(&ni, nr) < c.nonce_min
+                    && let Some(mut theirs) = theirs
+                {
+                    info!(ike = %sa.id, "simultaneous IKE rekey: ours lost, deleting it");
+                    self.move_children(sa, &mut theirs);
+                    self.announce(old_id, &theirs);
+                    self.finish(theirs, Fate::Keep);
+                    self.delete_superseded(&mut ours);
+                    self.finish(ours, Fate::Keep);
+                    // The peer deletes the old SA.
+                } else {
+                    // Ours won (or the peer already deleted its SA, which then lost).
+                    info!(ike = %sa.id, "simultaneous IKE rekey: ours won");
+                    if let Some(mut theirs) = theirs {
+                        theirs.state = State::Rekeyed;
+                        theirs.expires_at = Some(self.now.at + self.cfg.timers.half_open_timeout);
+                        self.finish(theirs, Fate::Keep);
+                    }
+                    self.move_children(sa, &mut ours);
+                    self.announce(old_id, &ours);
+                    self.finish(ours, Fate::Keep);
+                    self.delete_superseded(sa);
                 }
-                self.announce(old_id, &new);
-                self.finish(new, Fate::Keep);
-                self.delete_superseded(sa);
             }
         }
         Fate::Keep
+    }
+
+    /// An old SA whose own rekey crossed the peer's is going away (the peer deleted it after
+    /// its rekey won) before our answer arrived: its CHILD_SAs go to the SA the peer's rekey
+    /// made instead of being removed.
+    pub(super) fn rescue_children(&mut self, sa: &mut IkeSa) {
+        let Some(p) = &sa.pending else { return };
+        let Exchange::RekeyIke {
+            collision: Some(c), ..
+        } = &p.exchange
+        else {
+            return;
+        };
+        if sa.children.is_empty() {
+            return;
+        }
+        let Some(mut theirs) = self.sas.remove(&c.new) else {
+            return;
+        };
+        self.move_children(sa, &mut theirs);
+        self.announce(sa.id, &theirs);
+        self.finish(theirs, Fate::Keep);
     }
 
     fn announce(&mut self, old: IkeId, new: &IkeSa) {
@@ -434,12 +467,21 @@ impl Endpoint {
         if let Some(p) = sa.pending.as_mut()
             && let Exchange::RekeyIke { collision, .. } = &mut p.exchange
         {
-            // Both sides rekey at once: remember the peer's exchange; our answer decides.
+            // Both sides rekey at once: remember the peer's exchange; our own answer decides
+            // which new SA survives. Until then the CHILD_SAs stay on the old SA (which takes
+            // no new work), so no Delete of either new SA, in any order, can remove them.
             info!(ike = %sa.id, "simultaneous IKE SA rekey");
             *collision = Some(Collision {
                 new: our_spi,
                 nonce_min: nonce_min(ni, &nr),
             });
+            let mut new = self.successor(sa, false, peer_spi, our_spi, suite, keys, false);
+            // Not ours to report until it wins: if the peer deletes it, no IkeDown.
+            new.state = State::Rekeyed;
+            new.expires_at = Some(self.now.at + self.cfg.timers.half_open_timeout);
+            sa.state = State::Rekeyed;
+            self.finish(new, Fate::Keep);
+            return Fate::Keep;
         }
         let old_id = sa.id;
         let new = self.successor(sa, false, peer_spi, our_spi, suite, keys, true);

@@ -26,7 +26,8 @@ pub(crate) enum State {
     /// Delete of the IKE SA sent; waiting for the answer.
     Deleting,
     /// Replaced by a rekeyed IKE SA (RFC 7296 2.18): its CHILD_SAs moved to the successor, it
-    /// only waits for (or sends) its Delete. Removing it reports no IkeDown.
+    /// only waits for (or sends) its Delete. Also a new SA from a rekey collision (2.8.2) until
+    /// it turns out to be the survivor. Removing it reports no IkeDown.
     Rekeyed,
 }
 
