@@ -843,3 +843,310 @@ fn ha_is_the_responder_for_many_users_without_interference() {
     }
     assert_eq!(l.ha.kernel.len(), 8);
 }
+
+// ---- IKE SA rekeying (RFC 7296 1.3.2, 2.18) ----
+
+fn rekeyed(s: &Side) -> usize {
+    s.events
+        .iter()
+        .filter(|e| matches!(e, Event::IkeRekeyed { .. }))
+        .count()
+}
+
+fn child_spis(s: &Side) -> Vec<(u32, u32)> {
+    let mut v: Vec<(u32, u32)> = s.ep.list()[0]
+        .children
+        .iter()
+        .map(|c| (c.spi_in, c.spi_out))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Neither side lost a CHILD_SA or reported an IKE SA down.
+fn nothing_went_down(l: &Lab) {
+    for s in [&l.mn, &l.ha] {
+        assert!(
+            !s.events
+                .iter()
+                .any(|e| matches!(e, Event::ChildDown { .. } | Event::IkeDown { .. })),
+            "{:?}",
+            s.events
+        );
+    }
+}
+
+#[test]
+fn ike_sa_rekey_by_timer_keeps_the_child_sas() {
+    let mut mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519",
+        "aes128-sha256",
+    );
+    mn.timers.ike_rekey = Duration::from_secs(100);
+    let mut l = Lab::new(
+        mn,
+        ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    let first = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let before = child_spis(&l.mn);
+    let ha_before = child_spis(&l.ha);
+    let ha_first = l.ha.ep.list()[0].id;
+    // Two timed rekeys, both answered by the HA.
+    assert!(l.run(
+        |l| rekeyed(&l.mn) >= 2 && rekeyed(&l.ha) >= 2,
+        |_, _, _| true
+    ));
+    l.run_now();
+    nothing_went_down(&l);
+    let mn_sa = &l.mn.ep.list()[0];
+    let ha_sa = &l.ha.ep.list()[0];
+    assert_ne!(mn_sa.id, first);
+    assert_ne!(ha_sa.id, ha_first);
+    assert!(mn_sa.initiator && !ha_sa.initiator);
+    assert_eq!((mn_sa.spi_i, mn_sa.spi_r), (ha_sa.spi_i, ha_sa.spi_r));
+    assert_eq!(child_spis(&l.mn), before, "same CHILD_SAs after the rekeys");
+    assert_eq!(child_spis(&l.ha), ha_before);
+    assert!(mn_sa.children.iter().all(|c| c.ike == mn_sa.id));
+    check_rfc4877(&l); // one IKE SA each, 4 kernel SAs each, keys agree
+    // The old IKE SAs are gone: messages on them would be dropped.
+    assert_eq!(l.mn.ep.ike_sa_count(), 1);
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+
+    // A CHILD_SA rekey on the new IKE SA.
+    let id = mn_sa.id;
+    let spi = before[0].0;
+    l.mn.ep
+        .handle_command(
+            l.now,
+            Command::RekeyChild {
+                ike: id,
+                spi_in: spi,
+            },
+        )
+        .unwrap();
+    l.collect();
+    l.run_now();
+    let after = child_spis(&l.mn);
+    assert_eq!(after.len(), 2);
+    assert!(!after.iter().any(|c| c.0 == spi));
+    check_rfc4877(&l);
+
+    // A liveness check on the new IKE SA is answered (the HA stays quiet otherwise).
+    let delivered = l.delivered;
+    let dropped = (l.mn.ep.stats.dropped, l.ha.ep.stats.dropped);
+    l.advance(Duration::from_secs(31));
+    l.run_now();
+    assert!(l.delivered >= delivered + 2, "a request and its answer");
+    assert_eq!(
+        (l.mn.ep.stats.dropped, l.ha.ep.stats.dropped),
+        dropped,
+        "both sides accept the new SA's messages"
+    );
+    assert_eq!(l.mn.ep.list()[0].state, "established");
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+}
+
+#[test]
+fn ike_sa_rekey_by_the_home_agent_flips_roles() {
+    let mut mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519",
+        "aes128-sha256",
+    );
+    mn.timers.ike_rekey = Duration::from_secs(200);
+    let mut l = Lab::new(
+        mn,
+        ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let before = child_spis(&l.mn);
+    let old = l.ha.ep.list()[0].id;
+    l.ha.ep
+        .handle_command(l.now, Command::RekeyIke { ike: old })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    nothing_went_down(&l);
+    let ha_sa = &l.ha.ep.list()[0];
+    let mn_sa = &l.mn.ep.list()[0];
+    assert!(
+        ha_sa.initiator,
+        "the rekey initiator is the new SA's initiator"
+    );
+    assert!(!mn_sa.initiator);
+    assert_eq!((mn_sa.spi_i, mn_sa.spi_r), (ha_sa.spi_i, ha_sa.spi_r));
+    assert!(
+        l.ha.events.iter().any(
+            |e| matches!(e, Event::IkeRekeyed { old: o, new } if *o == old && *new == ha_sa.id)
+        )
+    );
+    assert_eq!(child_spis(&l.mn), before);
+    check_rfc4877(&l);
+
+    // The MN (the original initiator) still drives timed rekeys on the flipped SA.
+    assert!(l.run(|l| rekeyed(&l.mn) >= 2, |_, _, _| true));
+    l.run_now();
+    assert!(l.mn.ep.list()[0].initiator);
+    assert_eq!(rekeyed(&l.ha), 2, "the HA only rekeyed once by itself");
+    check_rfc4877(&l);
+
+    let id = l.mn.ep.list()[0].id;
+    l.mn.ep
+        .handle_command(l.now, Command::Terminate { ike: id })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
+}
+
+#[test]
+fn ike_sa_rekey_with_the_wrong_ke_group_is_retried() {
+    let p = "aes128-sha256-x25519-ecp256";
+    let mut l = Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", p, "aes128-sha256"),
+        ha_config(AuthKind::Ecdsa, p, "aes128-sha256"),
+    );
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    assert!(!l.mn.ep.list()[0].transforms.contains("ECP_256"));
+    // The HA's configuration now only allows ECP-256.
+    l.ha.ep.set_config(std::sync::Arc::new(ha_config(
+        AuthKind::Ecdsa,
+        "aes128-sha256-ecp256",
+        "aes128-sha256",
+    )));
+    let before = child_spis(&l.mn);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyIke { ike: id })
+        .unwrap();
+    l.collect();
+    // The HA answers INVALID_KE_PAYLOAD(19).
+    l.run_now_n(1);
+    assert_eq!(l.ha.ep.stats.invalid_ke_sent, 1);
+    assert_eq!(rekeyed(&l.ha), 0);
+    l.run_now();
+    nothing_went_down(&l);
+    assert_eq!(rekeyed(&l.mn), 1);
+    assert!(l.mn.ep.list()[0].transforms.contains("ECP_256"));
+    assert!(l.ha.ep.list()[0].transforms.contains("ECP_256"));
+    assert_eq!(child_spis(&l.mn), before);
+    check_rfc4877(&l);
+}
+
+#[test]
+fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    let before = child_spis(&l.mn);
+    let ha_id = l.ha.ep.list()[0].id;
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyIke { ike: id })
+        .unwrap();
+    l.ha.ep
+        .handle_command(l.now, Command::RekeyIke { ike: ha_id })
+        .unwrap();
+    l.collect();
+    assert_eq!(l.wire.len(), 2, "both requests cross");
+    l.run_now();
+    nothing_went_down(&l);
+    // Each side reports the one surviving SA (RFC 7296 2.8.2: the SA with the lowest nonce
+    // is deleted by whoever started it).
+    assert_eq!((rekeyed(&l.mn), rekeyed(&l.ha)), (1, 1));
+    assert_eq!(l.mn.ep.ike_sa_count(), 1, "{:?}", l.mn.ep.list());
+    assert_eq!(l.ha.ep.ike_sa_count(), 1, "{:?}", l.ha.ep.list());
+    let (mn_sa, ha_sa) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
+    assert_eq!(
+        (mn_sa.spi_i, mn_sa.spi_r),
+        (ha_sa.spi_i, ha_sa.spi_r),
+        "the same survivor"
+    );
+    assert_ne!(mn_sa.id, id);
+    assert_eq!(child_spis(&l.mn), before);
+    check_rfc4877(&l);
+    // And the survivor works.
+    let id = mn_sa.id;
+    l.mn.ep
+        .handle_command(l.now, Command::Terminate { ike: id })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+}
+
+#[test]
+fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
+    // Every order of the last messages: the HA decides first and its Delete (of its redundant
+    // SA or of the old one) overtakes its answer to the MN's rekey.
+    let mut old_deleted_first = 0;
+    for seed_shift in 0..6u64 {
+        let mut mn = mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        );
+        mn.timers.liveness_interval = Duration::from_secs(1000);
+        let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+        ha.timers.liveness_interval = Duration::from_secs(1000);
+        let mut l = Lab::new(mn, ha);
+        let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        assert!(l.establish(2));
+        l.run_now();
+        // Vary the nonces (and so the winner) by rekeying a different number of times first.
+        for _ in 0..seed_shift {
+            let cur = l.mn.ep.list()[0].id;
+            l.mn.ep
+                .handle_command(l.now, Command::RekeyIke { ike: cur })
+                .unwrap();
+            l.collect();
+            l.run_now();
+        }
+        let before = child_spis(&l.mn);
+        let mn_id = l.mn.ep.list()[0].id;
+        let ha_id = l.ha.ep.list()[0].id;
+        let old_spi_i = l.mn.ep.list()[0].spi_i;
+        let _ = id;
+        l.mn.ep
+            .handle_command(l.now, Command::RekeyIke { ike: mn_id })
+            .unwrap();
+        l.ha.ep
+            .handle_command(l.now, Command::RekeyIke { ike: ha_id })
+            .unwrap();
+        l.collect();
+        l.run_now_n(2); // both requests answered; wire: [answer to MN, answer to HA]
+        assert_eq!(l.wire.len(), 2);
+        let (to_ha, ans_to_mn) = l.wire.remove(0);
+        assert!(!to_ha);
+        l.run_now_n(1); // the HA decides and sends a Delete
+        assert_eq!(l.wire.len(), 1, "the HA's Delete");
+        if Header::parse(&l.wire[0].1.data).unwrap().spi_i == old_spi_i {
+            old_deleted_first += 1;
+        }
+        l.run_now_n(1); // the Delete reaches the MN before the answer
+        l.deliver(false, &ans_to_mn);
+        l.run_now();
+        // A redundant SA nobody deletes (its answer came too late to matter) expires quietly.
+        l.advance(Duration::from_secs(31));
+        l.run_now();
+        nothing_went_down(&l);
+        assert_eq!(l.mn.ep.ike_sa_count(), 1, "{:?}", l.mn.ep.list());
+        assert_eq!(l.ha.ep.ike_sa_count(), 1, "{:?}", l.ha.ep.list());
+        let (m, h) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
+        assert_eq!((m.spi_i, m.spi_r), (h.spi_i, h.spi_r));
+        assert_eq!(child_spis(&l.mn), before);
+        check_rfc4877(&l);
+    }
+    // Both outcomes occurred: the HA's rekey won (it deletes the old SA) and lost (it deletes
+    // its own redundant SA).
+    assert!((1..6).contains(&old_deleted_first), "{old_deleted_first}");
+}

@@ -271,7 +271,7 @@ impl Endpoint {
         let t = self.cfg.timers;
         // The responder's soft limit is later than the initiator's rekey time so that the
         // mobile node (the IKE initiator) normally rekeys first and collisions stay rare.
-        let soft = if sa.initiator {
+        let soft = if sa.drives_rekeys() {
             t.child_rekey
         } else {
             t.child_rekey + (t.child_lifetime - t.child_rekey) / 2
@@ -676,11 +676,16 @@ impl Endpoint {
         if !(16..=256).contains(&ni.len()) {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
         }
+        if sa.state != super::sa::State::Established {
+            // A rekeyed (or deleting) IKE SA takes no new work; its successor does.
+            return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+        }
         if props.iter().any(|p| p.protocol_id == PROTO_IKE) {
-            // Rekeying the IKE SA itself is not implemented; the peer keeps the current one
-            // (or re-authenticates).
-            info!(ike = %sa.id, "IKE SA rekey requested; not supported, answering NO_PROPOSAL_CHOSEN");
-            return respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![]);
+            let ke = payloads.iter().find_map(|p| match p {
+                Payload::Ke { group, data } => Some((*group, data.as_slice())),
+                _ => None,
+            });
+            return self.rekey_ike_request(sa, msg_id, props, &ni, ke);
         }
         let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);

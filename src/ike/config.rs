@@ -58,6 +58,9 @@ pub struct Timers {
     /// CHILD_SA lifetimes installed in the kernel; the engine rekeys at `child_rekey`.
     pub child_rekey: Duration,
     pub child_lifetime: Duration,
+    /// The original initiator rekeys the IKE SA this long after it was established (RFC 7296
+    /// 2.18); zero disables timed IKE SA rekeying.
+    pub ike_rekey: Duration,
 }
 
 impl Default for Timers {
@@ -71,6 +74,7 @@ impl Default for Timers {
             half_open_timeout: Duration::from_secs(30),
             child_rekey: Duration::from_secs(3600),
             child_lifetime: Duration::from_secs(3900),
+            ike_rekey: Duration::from_secs(4 * 3600),
         }
     }
 }

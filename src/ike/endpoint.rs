@@ -216,12 +216,14 @@ impl Endpoint {
                     home_address,
                     classes,
                     remote_identity,
+                    ike_rekey_at: None,
                 };
                 Ok(self.start_initiator(local, remote, plan))
             }
             Command::CreateChild { ike, class } => self.enqueue(ike, Intent::CreateChild(class)),
             Command::RekeyChild { ike, spi_in } => self.enqueue(ike, Intent::RekeyChild(spi_in)),
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
+            Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
             Command::Shutdown => {
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
@@ -362,6 +364,7 @@ impl Endpoint {
             self.timers.remove(&(d, sa.our_spi()));
         }
         self.half_open.retain(|_, v| *v != sa.our_spi());
+        self.rescue_children(&mut sa);
         for c in std::mem::take(&mut sa.children) {
             self.remove_child_kernel(&sa, &c, reason);
         }
@@ -382,7 +385,7 @@ impl Endpoint {
                 reason: reason.to_string(),
             });
         } else {
-            debug!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA removed before establishment");
+            debug!(ike = %sa.id, remote = %sa.remote, reason, state = sa.state.name(), "IKE SA removed without IkeDown");
         }
     }
 
@@ -416,12 +419,23 @@ impl Endpoint {
         consider(sa.expires_at);
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
-            if sa.initiator {
+            if sa.drives_rekeys() {
                 for c in &sa.children {
                     if !c.rekeying {
                         consider(c.rekey_at);
                     }
                 }
+            }
+        }
+        let ike_rekey = self.cfg.timers.ike_rekey;
+        if sa.state == State::Established
+            && !ike_rekey.is_zero()
+            && let Some(plan) = sa.plan.as_mut()
+        {
+            // Armed lazily: the first time the established SA passes through here.
+            let at = *plan.ike_rekey_at.get_or_insert(self.now.at + ike_rekey);
+            if sa.pending.is_none() {
+                consider(Some(at));
             }
         }
         let id = sa.our_spi();
@@ -441,7 +455,11 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
-            return Fate::Close("half-open IKE SA timed out".into());
+            return Fate::Close(if sa.state == State::Rekeyed {
+                "rekeyed; the peer did not delete the old IKE SA".into()
+            } else {
+                "half-open IKE SA timed out".into()
+            });
         }
         if let Some(p) = &mut sa.pending
             && p.next_at <= now
@@ -484,7 +502,15 @@ impl Endpoint {
             {
                 sa.queue.push_back(Intent::Liveness);
             }
-            if sa.initiator {
+            if let Some(plan) = sa.plan.as_mut()
+                && plan.ike_rekey_at.is_some_and(|t| t <= now)
+                && !sa.queue.iter().any(|i| matches!(i, Intent::RekeyIke))
+            {
+                // Re-armed for the successor (or after a failure, at a back-off).
+                plan.ike_rekey_at = None;
+                sa.queue.push_back(Intent::RekeyIke);
+            }
+            if sa.drives_rekeys() {
                 let due: Vec<u32> = sa
                     .children
                     .iter()
@@ -662,6 +688,12 @@ impl Endpoint {
                 Fate::Keep
             }
             Exchange::DeleteIke => Fate::Close("deleted".into()),
+            Exchange::RekeyIke {
+                spi,
+                ni,
+                dh,
+                collision,
+            } => self.rekey_ike_response(sa, payloads, spi, ni, dh, collision),
             Exchange::Liveness | Exchange::Init => Fate::Keep,
         }
     }
@@ -769,6 +801,7 @@ impl Endpoint {
                     sa.state = State::Deleting;
                     self.send_request(sa, data, Exchange::DeleteIke);
                 }
+                Intent::RekeyIke => self.start_rekey_ike(sa, None),
                 Intent::Liveness => {
                     let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[]);
                     self.send_request(sa, data, Exchange::Liveness);

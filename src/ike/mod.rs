@@ -13,6 +13,7 @@ mod info;
 mod init;
 pub mod proposal;
 mod protect;
+mod rekey;
 mod sa;
 
 pub use config::{Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, Timers};
@@ -83,6 +84,9 @@ pub enum Command {
     RekeyChild { ike: IkeId, spi_in: u32 },
     /// Delete one CHILD_SA (by inbound SPI).
     DeleteChild { ike: IkeId, spi_in: u32 },
+    /// Rekey the IKE SA (RFC 7296 1.3.2); its CHILD_SAs move to the new one, whose IkeId is
+    /// reported in `Event::IkeRekeyed`.
+    RekeyIke { ike: IkeId },
     /// Delete an IKE SA and its CHILD_SAs (INFORMATIONAL Delete).
     Terminate { ike: IkeId },
     /// Remove every SA at once, telling peers where possible (daemon shutdown).
@@ -136,6 +140,12 @@ pub enum Event {
     IkeDown {
         ike: IkeId,
         reason: String,
+    },
+    /// The IKE SA `old` was rekeyed: `new` carries its CHILD_SAs from now on. `old` goes away
+    /// without an IkeDown.
+    IkeRekeyed {
+        old: IkeId,
+        new: IkeId,
     },
     ChildUp(ChildInfo),
     ChildDown {

@@ -25,6 +25,10 @@ pub(crate) enum State {
     Established,
     /// Delete of the IKE SA sent; waiting for the answer.
     Deleting,
+    /// Replaced by a rekeyed IKE SA (RFC 7296 2.18): its CHILD_SAs moved to the successor, it
+    /// only waits for (or sends) its Delete. Also a new SA from a rekey collision (2.8.2) until
+    /// it turns out to be the survivor. Removing it reports no IkeDown.
+    Rekeyed,
 }
 
 impl State {
@@ -35,6 +39,7 @@ impl State {
             State::InitReplied => "half-open",
             State::Established => "established",
             State::Deleting => "deleting",
+            State::Rekeyed => "rekeyed",
         }
     }
 }
@@ -57,6 +62,9 @@ pub(crate) struct Plan {
     pub home_address: HomeAddress,
     pub classes: Vec<SaClass>,
     pub remote_identity: Option<Identity>,
+    /// When this side (the original initiator, which alone rekeys by timer) rekeys the IKE SA;
+    /// set once the SA is established, reset for each successor.
+    pub ike_rekey_at: Option<Instant>,
 }
 
 /// Handshake data, dropped after IKE_AUTH.
@@ -116,6 +124,16 @@ pub(crate) enum Intent {
     DeleteChild(u32),
     DeleteIke,
     Liveness,
+    /// Rekey the IKE SA itself (RFC 7296 1.3.2).
+    RekeyIke,
+}
+
+/// Our IKE SA rekey crossed one started by the peer (RFC 7296 2.8.2): what we know of theirs.
+pub(crate) struct Collision {
+    /// Our SPI of the SA the peer's exchange created (we answered it).
+    pub new: u64,
+    /// The lower nonce of the peer's exchange.
+    pub nonce_min: Vec<u8>,
 }
 
 /// What our outstanding request is about.
@@ -130,6 +148,13 @@ pub(crate) enum Exchange {
     DeleteChild(Vec<u32>),
     DeleteIke,
     Liveness,
+    RekeyIke {
+        /// Our SPI for the new IKE SA.
+        spi: u64,
+        ni: Vec<u8>,
+        dh: DhPrivate,
+        collision: Option<Collision>,
+    },
 }
 
 impl Exchange {
@@ -137,7 +162,7 @@ impl Exchange {
         match self {
             Exchange::Init => "IKE_SA_INIT",
             Exchange::Auth => "IKE_AUTH",
-            Exchange::CreateChild { .. } => "CREATE_CHILD_SA",
+            Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => "CREATE_CHILD_SA",
             Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => "INFORMATIONAL",
         }
     }
@@ -190,6 +215,11 @@ impl IkeSa {
         } else {
             self.spi_r
         }
+    }
+    /// Only the original initiator (the side holding the plan, i.e. the mobile node) rekeys by
+    /// timer, even after an IKE SA rekey flipped the roles; this keeps collisions rare.
+    pub fn drives_rekeys(&self) -> bool {
+        self.plan.is_some()
     }
     pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spi_in == spi_in)
