@@ -1,0 +1,142 @@
+#!/bin/sh
+# Regenerates the mip6-ike test PKI in this directory (OpenSSL 3.0 or later).
+# Every run makes new keys: commit the output together with any code that pins its hashes.
+# These keys are PUBLIC TEST KEYS: never use them outside tests and demos.
+set -eu
+
+cd "$(dirname "$0")"
+OUT=$(pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# Validity: 2025-01-01 for 30 years. `openssl ca` is used because OpenSSL 3.0 has no
+# -not_before for `req`/`x509`.
+START=20250101000000Z
+END=20550101000000Z
+O="mip6-ike test"
+
+cat > "$WORK/ext.cnf" <<'CNF'
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[ee_common]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[ha_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:ha.example.net, IP:2001:db8:1::1
+
+[mn1_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = email:mn1@example.net, DNS:mn1.example.net
+
+[mn2_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = email:mn2@example.net, DNS:mn2.example.net
+CNF
+
+# genkey <name> <ec|rsa>: PKCS#8 PEM ("BEGIN PRIVATE KEY").
+genkey() {
+    case "$2" in
+        ec) openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+                -pkeyopt ec_param_enc:named_curve -out "$OUT/$1.key" ;;
+        rsa) openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$OUT/$1.key" ;;
+    esac
+    chmod 600 "$OUT/$1.key"
+}
+
+# A minimal `openssl ca` setup per CA, in the scratch directory.
+ca_conf() {
+    d="$WORK/$1"
+    mkdir -p "$d/new"
+    : > "$d/index.txt"
+    openssl rand -hex 16 > "$d/serial"
+    cat > "$d/ca.cnf" <<CNF
+[ca]
+default_ca = this_ca
+[this_ca]
+dir = $d
+database = $d/index.txt
+new_certs_dir = $d/new
+serial = $d/serial
+certificate = $OUT/$1.pem
+private_key = $OUT/$1.key
+default_md = sha256
+policy = any_policy
+unique_subject = no
+email_in_dn = yes
+copy_extensions = none
+[any_policy]
+countryName = optional
+organizationName = optional
+commonName = supplied
+CNF
+}
+
+# make_ca <name> <ec|rsa> <CN>: self-signed CA.
+make_ca() {
+    genkey "$1" "$2"
+    ca_conf "$1"
+    openssl req -new -key "$OUT/$1.key" -subj "/C=CH/O=$O/CN=$3" -out "$WORK/$1.csr"
+    openssl ca -batch -notext -config "$WORK/$1/ca.cnf" -selfsign -preserveDN \
+        -startdate "$START" -enddate "$END" -extfile "$WORK/ext.cnf" -extensions ca_ext \
+        -in "$WORK/$1.csr" -out "$OUT/$1.pem" 2> "$WORK/$1.log" || { cat "$WORK/$1.log"; exit 1; }
+}
+
+# make_ee <ca> <name> <ec|rsa> <CN> <ext section>
+make_ee() {
+    genkey "$2" "$3"
+    openssl req -new -key "$OUT/$2.key" -subj "/C=CH/O=$O/CN=$4" -out "$WORK/$2.csr"
+    openssl ca -batch -notext -config "$WORK/$1/ca.cnf" -preserveDN \
+        -startdate "$START" -enddate "$END" -extfile "$WORK/ext.cnf" -extensions "$5" \
+        -in "$WORK/$2.csr" -out "$OUT/$2.pem" 2> "$WORK/$2.log" || { cat "$WORK/$2.log"; exit 1; }
+}
+
+make_ca ca-ecdsa ec "mip6-ike ECDSA CA"
+make_ee ca-ecdsa ha-ecdsa ec ha.example.net ha_ext
+make_ee ca-ecdsa mn1-ecdsa ec mn1@example.net mn1_ext
+make_ee ca-ecdsa mn2-ecdsa ec mn2@example.net mn2_ext
+
+make_ca ca-rsa rsa "mip6-ike RSA CA"
+make_ee ca-rsa ha-rsa rsa ha.example.net ha_ext
+make_ee ca-rsa mn1-rsa rsa mn1@example.net mn1_ext
+make_ee ca-rsa mn2-rsa rsa mn2@example.net mn2_ext
+
+# Untrusted: a CA with the same name as the ECDSA CA (an impostor, so that only the signature
+# tells them apart) and an end entity with mn1's name and SANs.
+make_ca rogue-ca ec "mip6-ike ECDSA CA"
+make_ee rogue-ca rogue-mn1-ecdsa ec mn1@example.net mn1_ext
+
+# The same keys in the legacy encodings, to test loading them: SEC1 ("EC PRIVATE KEY") and
+# PKCS#1 ("RSA PRIVATE KEY").
+openssl ec -in "$OUT/mn1-ecdsa.key" -out "$OUT/mn1-ecdsa-sec1.key" 2> /dev/null
+openssl rsa -traditional -in "$OUT/mn1-rsa.key" -out "$OUT/mn1-rsa-pkcs1.key" 2> /dev/null
+chmod 600 "$OUT/mn1-ecdsa-sec1.key" "$OUT/mn1-rsa-pkcs1.key"
+
+# SHA-1 of each CA's SubjectPublicKeyInfo (RFC 7296 3.7 CERTREQ), for the unit tests.
+for ca in ca-ecdsa ca-rsa rogue-ca; do
+    printf '%s ' "$ca"
+    openssl x509 -in "$OUT/$ca.pem" -noout -pubkey | openssl pkey -pubin -outform DER |
+        openssl dgst -sha1 -r | cut -d' ' -f1
+done > "$OUT/certreq-sha1.txt"
+
+echo "test PKI written to $OUT"
