@@ -52,6 +52,24 @@ extendedKeyUsage = serverAuth, clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = email:mn2@example.net, DNS:mn2.example.net
+
+# Extended key usage variants, to test the EKU policy.
+[eku_none_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+subjectAltName = email:mn1@example.net, DNS:mn1.example.net
+
+[eku_ipsecike_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = 1.3.6.1.5.5.7.3.17
+subjectAltName = email:mn1@example.net, DNS:mn1.example.net
+
+[eku_email_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = emailProtection
+subjectAltName = email:mn1@example.net, DNS:mn1.example.net
 CNF
 
 # genkey <name> <ec|rsa>: PKCS#8 PEM ("BEGIN PRIVATE KEY").
@@ -116,6 +134,11 @@ make_ee ca-ecdsa ha-ecdsa ec ha.example.net ha_ext
 make_ee ca-ecdsa mn1-ecdsa ec mn1@example.net mn1_ext
 make_ee ca-ecdsa mn2-ecdsa ec mn2@example.net mn2_ext
 
+# mn1 again with other extended key usages: none, id-kp-ipsecIKE (RFC 4945), emailProtection.
+make_ee ca-ecdsa eku-none-ecdsa ec mn1@example.net eku_none_ext
+make_ee ca-ecdsa eku-ipsecike-ecdsa ec mn1@example.net eku_ipsecike_ext
+make_ee ca-ecdsa eku-email-ecdsa ec mn1@example.net eku_email_ext
+
 make_ca ca-rsa rsa "mip6-ike RSA CA"
 make_ee ca-rsa ha-rsa rsa ha.example.net ha_ext
 make_ee ca-rsa mn1-rsa rsa mn1@example.net mn1_ext
@@ -131,6 +154,15 @@ make_ee rogue-ca rogue-mn1-ecdsa ec mn1@example.net mn1_ext
 openssl ec -in "$OUT/mn1-ecdsa.key" -out "$OUT/mn1-ecdsa-sec1.key" 2> /dev/null
 openssl rsa -traditional -in "$OUT/mn1-rsa.key" -out "$OUT/mn1-rsa-pkcs1.key" 2> /dev/null
 chmod 600 "$OUT/mn1-ecdsa-sec1.key" "$OUT/mn1-rsa-pkcs1.key"
+
+# Signatures made by OpenSSL over a fixed text, to check our verification against another
+# implementation: RSA PKCS#1 v1.5 SHA-1 (AUTH method 1), RSASSA-PSS SHA-256 salt 32, and ECDSA
+# with SHA-256 (DER ECDSA-Sig-Value).
+printf 'mip6-ike signed octets' > "$WORK/octets"
+openssl dgst -sha1 -sign "$OUT/mn1-rsa.key" -out "$OUT/mn1-rsa-sha1.sig" "$WORK/octets"
+openssl dgst -sha256 -sign "$OUT/mn1-rsa.key" -sigopt rsa_padding_mode:pss \
+    -sigopt rsa_pss_saltlen:32 -out "$OUT/mn1-rsa-pss-sha256.sig" "$WORK/octets"
+openssl dgst -sha256 -sign "$OUT/mn1-ecdsa.key" -out "$OUT/mn1-ecdsa-sha256.sig" "$WORK/octets"
 
 # SHA-1 of each CA's SubjectPublicKeyInfo (RFC 7296 3.7 CERTREQ), for the unit tests.
 for ca in ca-ecdsa ca-rsa rogue-ca; do

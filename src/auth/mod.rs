@@ -2,14 +2,18 @@
 //! AUTH payload signatures (methods 1, 9, 14 of RFC 7296 / RFC 7427) and PSK (method 2).
 
 pub mod cert;
+mod der;
 pub mod identity;
 pub mod key;
 pub mod sign;
 
 pub use cert::{PeerCert, TrustAnchors};
-pub use identity::Identity;
+pub use identity::{Identity, dn_equal, dn_matches_pattern};
 pub use key::PrivateKey;
-pub use sign::{SignatureStyle, psk_auth, sign, verify};
+pub use sign::{
+    SignatureStyle, parse_signature_hash_algorithms, psk_auth, sign,
+    signature_hash_algorithms_data, verify,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

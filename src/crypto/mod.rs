@@ -13,6 +13,19 @@ pub use prf::PrfAlg;
 pub use rng::{Rng, SystemRng, TestRng};
 pub use sk::{EncrAlg, IntegAlg, SkKeys};
 
+/// Compares two byte strings in time that depends only on their lengths, not their contents
+/// (for AUTH payloads, PSK-derived values, ICVs). Unequal lengths compare unequal at once: lengths
+/// are public.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // OR together every byte difference so that the loop never exits early; black_box keeps the
+    // optimiser from turning the fold back into a short-circuit comparison.
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    core::hint::black_box(diff) == 0
+}
+
 /// Secret bytes, wiped on drop.
 pub type Secret = zeroize::Zeroizing<Vec<u8>>;
 
@@ -33,7 +46,26 @@ pub enum Error {
     Random,
 }
 
-/// Constant-time equality (stub until the crypto branch lands).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn ct_eq_compares_contents_and_lengths() {
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"bbc"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(!ct_eq(b"", b"a"));
+        // Every single-bit difference in any position is seen.
+        let a = [0x5au8; 40];
+        for i in 0..a.len() {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!ct_eq(&a, &b), "byte {i} bit {bit}");
+            }
+        }
+    }
 }

@@ -28,7 +28,13 @@ fn id_body(id: &Id) -> Vec<u8> {
 }
 
 /// The octets an AUTH payload signs (RFC 7296 2.15).
-fn signed_octets(prf: crate::crypto::PrfAlg, real_message: &[u8], nonce: &[u8], sk_p: &[u8], id: &Id) -> Vec<u8> {
+fn signed_octets(
+    prf: crate::crypto::PrfAlg,
+    real_message: &[u8],
+    nonce: &[u8],
+    sk_p: &[u8],
+    id: &Id,
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(real_message.len() + nonce.len() + 64);
     v.extend_from_slice(real_message);
     v.extend_from_slice(nonce);
@@ -55,7 +61,10 @@ fn gather(p: &[Payload], initiator_ids: bool) -> AuthPayloads<'_> {
         match x {
             Payload::IdI(id) if initiator_ids => a.id = Some(id),
             Payload::IdR(id) if !initiator_ids => a.id = Some(id),
-            Payload::Cert { encoding: CERT_X509_SIGNATURE, data } => a.certs.push(data),
+            Payload::Cert {
+                encoding: CERT_X509_SIGNATURE,
+                data,
+            } => a.certs.push(data),
             Payload::CertReq { .. } => a.certreq = true,
             Payload::Auth { method, data } => a.auth = Some((*method, data)),
             Payload::Sa(v) => a.sa = Some(v),
@@ -70,37 +79,71 @@ fn gather(p: &[Payload], initiator_ids: bool) -> AuthPayloads<'_> {
 
 impl Endpoint {
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
-    fn verify_peer_auth(&self, sa: &IkeSa, a: &AuthPayloads, id: &Identity, octets: &[u8], psk: Option<&[u8]>) -> Result<(), String> {
+    fn verify_peer_auth(
+        &self,
+        sa: &IkeSa,
+        a: &AuthPayloads,
+        id: &Identity,
+        octets: &[u8],
+        psk: Option<&[u8]>,
+    ) -> Result<(), String> {
         let (method, data) = a.auth.ok_or("no AUTH payload")?;
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if method == AUTH_SHARED_KEY {
             let psk = psk.ok_or("peer used a pre-shared key, but none is configured for it")?;
             let expect = crate::auth::psk_auth(keys.prf, psk, octets);
-            return if ct_eq(&expect, data) { Ok(()) } else { Err("pre-shared key AUTH does not verify".into()) };
+            return if ct_eq(&expect, data) {
+                Ok(())
+            } else {
+                Err("pre-shared key AUTH does not verify".into())
+            };
         }
         if psk.is_some() {
-            return Err(format!("peer used signature method {method}, but a pre-shared key is configured for it"));
+            return Err(format!(
+                "peer used signature method {method}, but a pre-shared key is configured for it"
+            ));
         }
-        let trust = self.cfg.trust.as_ref().ok_or("no CA configured for certificate authentication")?;
+        let trust = self
+            .cfg
+            .trust
+            .as_ref()
+            .ok_or("no CA configured for certificate authentication")?;
         let (ee, rest) = a.certs.split_first().ok_or("no certificate sent")?;
-        let cert = trust.verify(ee, rest, self.now.unix).map_err(|e| e.to_string())?;
+        let cert = trust
+            .verify(ee, rest, self.now.unix)
+            .map_err(|e| e.to_string())?;
         if !cert.matches_identity(id) {
-            return Err(format!("identity {id} is not bound to the certificate of {}", cert.subject()));
+            return Err(format!(
+                "identity {id} is not bound to the certificate of {}",
+                cert.subject()
+            ));
         }
         crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())
     }
 
     /// Our AUTH payload (with CERT payloads for certificate authentication) over `octets`.
-    fn auth_payloads(&self, sa: &IkeSa, octets: &[u8], psk: Option<&[u8]>, peer_sig_hash: bool) -> Result<Vec<Payload>, String> {
+    fn auth_payloads(
+        &self,
+        sa: &IkeSa,
+        octets: &[u8],
+        psk: Option<&[u8]>,
+        peer_sig_hash: bool,
+    ) -> Result<Vec<Payload>, String> {
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if let Some(psk) = psk {
             let data = crate::auth::psk_auth(keys.prf, psk, octets);
-            return Ok(vec![Payload::Auth { method: AUTH_SHARED_KEY, data }]);
+            return Ok(vec![Payload::Auth {
+                method: AUTH_SHARED_KEY,
+                data,
+            }]);
         }
         match &self.cfg.auth {
             LocalAuth::Psk(k) => {
                 let data = crate::auth::psk_auth(keys.prf, k, octets);
-                Ok(vec![Payload::Auth { method: AUTH_SHARED_KEY, data }])
+                Ok(vec![Payload::Auth {
+                    method: AUTH_SHARED_KEY,
+                    data,
+                }])
             }
             LocalAuth::Certificate { key, chain, style } => {
                 let style = if *style == SignatureStyle::DigitalSignature && !peer_sig_hash {
@@ -108,9 +151,15 @@ impl Endpoint {
                 } else {
                     *style
                 };
-                let (method, data) = crate::auth::sign(key, style, octets).map_err(|e| e.to_string())?;
-                let mut v: Vec<Payload> =
-                    chain.iter().map(|c| Payload::Cert { encoding: CERT_X509_SIGNATURE, data: c.clone() }).collect();
+                let (method, data) =
+                    crate::auth::sign(key, style, octets).map_err(|e| e.to_string())?;
+                let mut v: Vec<Payload> = chain
+                    .iter()
+                    .map(|c| Payload::Cert {
+                        encoding: CERT_X509_SIGNATURE,
+                        data: c.clone(),
+                    })
+                    .collect();
                 v.push(Payload::Auth { method, data });
                 Ok(v)
             }
@@ -119,10 +168,17 @@ impl Endpoint {
 
     /// Initiator: IKE_AUTH request with the first CHILD_SA of the plan.
     pub(super) fn start_auth(&mut self, sa: &mut IkeSa) -> Fate {
-        let Some(plan) = sa.plan.clone() else { return Fate::Close("no plan".into()) };
+        let Some(plan) = sa.plan.clone() else {
+            return Fate::Close("no plan".into());
+        };
         let (idt, idd) = self.cfg.identity.to_wire();
-        let idi = Id { id_type: idt, data: idd };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else { return Fate::Close("no keys".into()) };
+        let idi = Id {
+            id_type: idt,
+            data: idd,
+        };
+        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+            return Fate::Close("no keys".into());
+        };
         let octets = signed_octets(keys.prf, &hs.init_request, &hs.nr, &keys.sk_p_ours, &idi);
         let peer_sig_hash = hs.peer_sig_hash;
         let mut payloads = vec![Payload::IdI(idi)];
@@ -131,20 +187,31 @@ impl Endpoint {
             Err(e) => return Fate::Close(format!("cannot sign AUTH: {e}")),
         };
         // CERT payloads come before CERTREQ and IDr, AUTH after them (RFC 7296 1.2 order).
-        let (certs, auth): (Vec<Payload>, Vec<Payload>) = auth.into_iter().partition(|p| matches!(p, Payload::Cert { .. }));
+        let (certs, auth): (Vec<Payload>, Vec<Payload>) = auth
+            .into_iter()
+            .partition(|p| matches!(p, Payload::Cert { .. }));
         payloads.extend(certs);
         if let Some(t) = &self.cfg.trust {
-            payloads.push(Payload::CertReq { encoding: CERT_X509_SIGNATURE, data: t.certreq_data() });
+            payloads.push(Payload::CertReq {
+                encoding: CERT_X509_SIGNATURE,
+                data: t.certreq_data(),
+            });
         }
         if let Some(r) = &plan.remote_identity {
             let (t, d) = r.to_wire();
-            payloads.push(Payload::IdR(Id { id_type: t, data: d }));
+            payloads.push(Payload::IdR(Id {
+                id_type: t,
+                data: d,
+            }));
         }
         payloads.extend(auth);
         if plan.home_address == HomeAddress::Dynamic {
             payloads.push(Payload::Cp(ConfigPayload {
                 cfg_type: CFG_REQUEST,
-                attributes: vec![ConfigAttribute { attr_type: CFG_INTERNAL_IP6_ADDRESS, value: vec![] }],
+                attributes: vec![ConfigAttribute {
+                    attr_type: CFG_INTERNAL_IP6_ADDRESS,
+                    value: vec![],
+                }],
             }));
         }
         if let Some(&class) = plan.classes.first() {
@@ -152,7 +219,11 @@ impl Endpoint {
             if req.mode == Mode::Transport {
                 payloads.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
             }
-            payloads.push(Payload::Sa(esp_to_wire(&self.cfg.esp_proposals, req.spi_in, false)));
+            payloads.push(Payload::Sa(esp_to_wire(
+                &self.cfg.esp_proposals,
+                req.spi_in,
+                false,
+            )));
             payloads.push(Payload::TsI(req.ts_i.clone()));
             payloads.push(Payload::TsR(req.ts_r.clone()));
             if let Some(hs) = sa.hs.as_mut() {
@@ -165,7 +236,14 @@ impl Endpoint {
     }
 
     /// Selectors, mode and a fresh inbound SPI for a CHILD_SA of `class`.
-    pub(super) fn child_request_for(&mut self, sa: &IkeSa, class: SaClass, hoa: &HomeAddress, ha: Ipv6Addr, rekey_of: Option<u32>) -> ChildRequest {
+    pub(super) fn child_request_for(
+        &mut self,
+        sa: &IkeSa,
+        class: SaClass,
+        hoa: &HomeAddress,
+        ha: Ipv6Addr,
+        rekey_of: Option<u32>,
+    ) -> ChildRequest {
         let spi_in = self.new_child_spi(sa.our_spi());
         let (ts_i, ts_r) = match hoa {
             HomeAddress::Static(a) => class.selectors(*a, ha),
@@ -179,11 +257,23 @@ impl Endpoint {
                 (i, r)
             }
         };
-        ChildRequest { class: Some(class), mode: class.mode(), spi_in, ts_i, ts_r, rekey_of }
+        ChildRequest {
+            class: Some(class),
+            mode: class.mode(),
+            spi_in,
+            ts_i,
+            ts_r,
+            rekey_of,
+        }
     }
 
     /// Responder: IKE_AUTH request.
-    pub(super) fn auth_request(&mut self, sa: &mut IkeSa, header: &crate::wire::Header, payloads: Vec<Payload>) -> Fate {
+    pub(super) fn auth_request(
+        &mut self,
+        sa: &mut IkeSa,
+        header: &crate::wire::Header,
+        payloads: Vec<Payload>,
+    ) -> Fate {
         let msg_id = header.message_id;
         if sa.state != State::InitReplied {
             let n = Payload::Notify(Notify::new(N_INVALID_SYNTAX, vec![]));
@@ -195,40 +285,74 @@ impl Endpoint {
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
             warn!(ike = %sa.id, remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
-            me.push_event(Event::AuthFailed { remote: sa.remote, identity, reason: reason.clone() });
+            me.push_event(Event::AuthFailed {
+                remote: sa.remote,
+                identity,
+                reason: reason.clone(),
+            });
             let n = Payload::Notify(Notify::new(N_AUTHENTICATION_FAILED, vec![]));
             let resp = me.seal(sa, IKE_AUTH, true, msg_id, &[n]);
             me.send_response(sa, msg_id, resp);
             Fate::Close(format!("authentication failed: {reason}"))
         };
-        let Some(idi) = a.id else { return fail(self, sa, None, "no IDi".into()) };
+        let Some(idi) = a.id else {
+            return fail(self, sa, None, "no IDi".into());
+        };
         let identity = match Identity::from_wire(idi.id_type, &idi.data) {
             Ok(i) => i,
             Err(e) => return fail(self, sa, None, format!("bad IDi: {e}")),
         };
         let Some(ha) = &self.cfg.home_agent else {
-            return fail(self, sa, Some(identity), "this node is not a home agent".into());
+            return fail(
+                self,
+                sa,
+                Some(identity),
+                "this node is not a home agent".into(),
+            );
         };
         let Some(user) = ha.users.lookup(&identity) else {
-            return fail(self, sa, Some(identity.clone()), format!("no user file for identity {identity}"));
+            return fail(
+                self,
+                sa,
+                Some(identity.clone()),
+                format!("no user file for identity {identity}"),
+            );
         };
         let psk = match &user.auth {
             crate::mobility::UserAuth::Psk(k) => Some(k.clone()),
             crate::mobility::UserAuth::Certificate => None,
         };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else { return Fate::Close("no keys".into()) };
+        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+            return Fate::Close("no keys".into());
+        };
         let octets = signed_octets(keys.prf, &hs.init_request, &hs.nr, &keys.sk_p_theirs, idi);
-        if let Err(reason) = self.verify_peer_auth(sa, &a, &identity, &octets, psk.as_deref().map(|v| v.as_slice())) {
+        if let Err(reason) = self.verify_peer_auth(
+            sa,
+            &a,
+            &identity,
+            &octets,
+            psk.as_deref().map(|v| v.as_slice()),
+        ) {
             return fail(self, sa, Some(identity), reason);
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id, remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
         let (idt, idd) = self.cfg.identity.to_wire();
-        let idr = Id { id_type: idt, data: idd };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else { return Fate::Close("no keys".into()) };
+        let idr = Id {
+            id_type: idt,
+            data: idd,
+        };
+        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+            return Fate::Close("no keys".into());
+        };
         let our_octets = signed_octets(keys.prf, &hs.init_response, &hs.ni, &keys.sk_p_ours, &idr);
         let peer_sig_hash = hs.peer_sig_hash;
-        let auth = match self.auth_payloads(sa, &our_octets, psk.as_deref().map(|v| v.as_slice()), peer_sig_hash) {
+        let auth = match self.auth_payloads(
+            sa,
+            &our_octets,
+            psk.as_deref().map(|v| v.as_slice()),
+            peer_sig_hash,
+        ) {
             Ok(x) => x,
             Err(e) => return Fate::Close(format!("cannot sign AUTH: {e}")),
         };
@@ -257,7 +381,12 @@ impl Endpoint {
         let resp = self.seal(sa, IKE_AUTH, true, msg_id, &out);
         self.send_response(sa, msg_id, resp);
         sa.hs = None;
-        self.push_event(Event::IkeUp { ike: sa.id, local: sa.local, remote: sa.remote, peer: identity });
+        self.push_event(Event::IkeUp {
+            ike: sa.id,
+            local: sa.local,
+            remote: sa.remote,
+            peer: identity,
+        });
         Fate::Keep
     }
 
@@ -270,14 +399,21 @@ impl Endpoint {
             if notify == Some(N_AUTHENTICATION_FAILED) {
                 me.stats.auth_failures += 1;
             }
-            me.push_event(Event::ExchangeFailed { ike: sa.id, exchange: "IKE_AUTH", notify, reason: reason.clone() });
+            me.push_event(Event::ExchangeFailed {
+                ike: sa.id,
+                exchange: "IKE_AUTH",
+                notify,
+                reason: reason.clone(),
+            });
             Fate::Close(reason)
         };
         if a.auth.is_none() {
             let n = error_notify(&payloads);
             return failed(self, sa, n, "responder refused IKE_AUTH".into());
         }
-        let Some(idr) = a.id else { return failed(self, sa, None, "no IDr".into()) };
+        let Some(idr) = a.id else {
+            return failed(self, sa, None, "no IDr".into());
+        };
         let identity = match Identity::from_wire(idr.id_type, &idr.data) {
             Ok(i) => i,
             Err(e) => return failed(self, sa, None, format!("bad IDr: {e}")),
@@ -285,33 +421,65 @@ impl Endpoint {
         if let Some(want) = sa.plan.as_ref().and_then(|p| p.remote_identity.clone())
             && !same_identity(&want, &identity)
         {
-            return failed(self, sa, None, format!("home agent identified as {identity}, expected {want}"));
+            return failed(
+                self,
+                sa,
+                None,
+                format!("home agent identified as {identity}, expected {want}"),
+            );
         }
         let psk = match &self.cfg.auth {
             LocalAuth::Psk(k) => Some(k.clone()),
             LocalAuth::Certificate { .. } => None,
         };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else { return Fate::Close("no keys".into()) };
+        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+            return Fate::Close("no keys".into());
+        };
         let octets = signed_octets(keys.prf, &hs.init_response, &hs.ni, &keys.sk_p_theirs, idr);
-        if let Err(reason) = self.verify_peer_auth(sa, &a, &identity, &octets, psk.as_deref().map(|v| v.as_slice())) {
+        if let Err(reason) = self.verify_peer_auth(
+            sa,
+            &a,
+            &identity,
+            &octets,
+            psk.as_deref().map(|v| v.as_slice()),
+        ) {
             // The responder believes the SA is up: tell it (fire and forget) before leaving.
-            let del = Payload::Delete(crate::wire::Delete { protocol_id: PROTO_IKE, spi_size: 0, spis: vec![] });
+            let del = Payload::Delete(crate::wire::Delete {
+                protocol_id: PROTO_IKE,
+                spi_size: 0,
+                spis: vec![],
+            });
             let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
-            self.transmits.push_back(super::Transmit { local: sa.local, remote: sa.remote, data });
-            return failed(self, sa, Some(N_AUTHENTICATION_FAILED), format!("home agent AUTH: {reason}"));
+            self.transmits.push_back(super::Transmit {
+                local: sa.local,
+                remote: sa.remote,
+                data,
+            });
+            return failed(
+                self,
+                sa,
+                Some(N_AUTHENTICATION_FAILED),
+                format!("home agent AUTH: {reason}"),
+            );
         }
         info!(ike = %sa.id, remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
         sa.state = State::Established;
         self.stats.ike_established += 1;
-        self.push_event(Event::IkeUp { ike: sa.id, local: sa.local, remote: sa.remote, peer: identity });
+        self.push_event(Event::IkeUp {
+            ike: sa.id,
+            local: sa.local,
+            remote: sa.remote,
+            peer: identity,
+        });
         let hs = sa.hs.take().expect("checked above");
         // Configuration reply: the home address the HA assigned.
         if let Some(cp) = a.cp
             && cp.cfg_type == CFG_REPLY
             && let Some(addr) = cp.attributes.iter().find_map(|at| {
-                (at.attr_type == CFG_INTERNAL_IP6_ADDRESS && at.value.len() == 17)
-                    .then(|| Ipv6Addr::from(<[u8; 16]>::try_from(&at.value[..16]).unwrap_or_default()))
+                (at.attr_type == CFG_INTERNAL_IP6_ADDRESS && at.value.len() == 17).then(|| {
+                    Ipv6Addr::from(<[u8; 16]>::try_from(&at.value[..16]).unwrap_or_default())
+                })
             })
         {
             info!(ike = %sa.id, home_address = %addr, "home agent assigned a home address");
@@ -319,12 +487,17 @@ impl Endpoint {
             if let Some(p) = sa.plan.as_mut() {
                 p.home_address = HomeAddress::Static(addr);
             }
-            self.push_event(Event::HoaAssigned { ike: sa.id, address: addr });
+            self.push_event(Event::HoaAssigned {
+                ike: sa.id,
+                address: addr,
+            });
         } else if let Some(HomeAddress::Static(a)) = sa.plan.as_ref().map(|p| p.home_address) {
             sa.home_address = Some(a);
         }
         if let Some(req) = hs.first_child {
-            self.finish_child_initiator(sa, &payloads, a.sa, a.tsi, a.tsr, req, &hs.ni, &hs.nr, None, None, "IKE_AUTH");
+            self.finish_child_initiator(
+                sa, &payloads, a.sa, a.tsi, a.tsr, req, &hs.ni, &hs.nr, None, None, "IKE_AUTH",
+            );
         }
         if sa.home_address.is_none() {
             if let Some(HomeAddress::Dynamic) = sa.plan.as_ref().map(|p| p.home_address) {
@@ -343,7 +516,9 @@ impl Endpoint {
 pub(super) fn same_identity(a: &Identity, b: &Identity) -> bool {
     match (a, b) {
         (Identity::Dn(x), Identity::Dn(y)) => crate::auth::identity::dn_equal(x, y),
-        (Identity::Fqdn(x), Identity::Fqdn(y)) | (Identity::Email(x), Identity::Email(y)) => x.eq_ignore_ascii_case(y),
+        (Identity::Fqdn(x), Identity::Fqdn(y)) | (Identity::Email(x), Identity::Email(y)) => {
+            x.eq_ignore_ascii_case(y)
+        }
         _ => a == b,
     }
 }

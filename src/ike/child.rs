@@ -15,7 +15,9 @@ use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec};
 use crate::mobility::SaClass;
 use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
 use crate::wire::consts::*;
-use crate::wire::{ConfigAttribute, ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
+use crate::wire::{
+    ConfigAttribute, ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector,
+};
 
 /// A CHILD_SA the responder agreed to.
 pub(super) struct ChildAccept {
@@ -50,8 +52,15 @@ impl ChildAccept {
 /// The INTERNAL_IP6_ADDRESS the peer asked for (None: any), when it asked at all.
 fn requested_hoa(cp: Option<&ConfigPayload>) -> Option<Option<Ipv6Addr>> {
     let cp = cp.filter(|c| c.cfg_type == CFG_REQUEST)?;
-    let at = cp.attributes.iter().find(|a| a.attr_type == CFG_INTERNAL_IP6_ADDRESS)?;
-    let addr = at.value.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()).map(Ipv6Addr::from);
+    let at = cp
+        .attributes
+        .iter()
+        .find(|a| a.attr_type == CFG_INTERNAL_IP6_ADDRESS)?;
+    let addr = at
+        .value
+        .get(..16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map(Ipv6Addr::from);
     Some(addr.filter(|a| !a.is_unspecified()))
 }
 
@@ -84,7 +93,11 @@ impl Endpoint {
         cp: Option<&ConfigPayload>,
         rekey_of: Option<usize>,
     ) -> Result<ChildAccept, u16> {
-        let mode = if transport { Mode::Transport } else { Mode::Tunnel };
+        let mode = if transport {
+            Mode::Transport
+        } else {
+            Mode::Tunnel
+        };
         let (class, ts_i, ts_r, cp_reply) = if let Some(i) = rekey_of {
             let old = &sa.children[i];
             if old.mode != mode {
@@ -100,12 +113,24 @@ impl Endpoint {
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
         let spi_in = self.new_child_spi(sa.our_spi());
-        let Some((answer, suite, spi_out)) = select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group) else {
+        let Some((answer, suite, spi_out)) =
+            select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
+        else {
             self.child_spis.remove(&spi_in);
             info!(ike = %sa.id, "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
         };
-        Ok(ChildAccept { answer, suite, spi_in, spi_out, class, mode, ts_i, ts_r, cp_reply })
+        Ok(ChildAccept {
+            answer,
+            suite,
+            spi_in,
+            spi_out,
+            class,
+            mode,
+            ts_i,
+            ts_r,
+            cp_reply,
+        })
     }
 
     /// Home agent: which class and selectors the authenticated peer gets (RFC 4877 5: the
@@ -118,8 +143,18 @@ impl Endpoint {
         tsr: &[TrafficSelector],
         mode: Mode,
         cp: Option<&ConfigPayload>,
-    ) -> Result<(Option<SaClass>, Vec<TrafficSelector>, Vec<TrafficSelector>, Option<ConfigPayload>), u16> {
-        let (Some(ha), Some(user), Some(peer)) = (&self.cfg.home_agent, sa.user.clone(), sa.peer.clone()) else {
+    ) -> Result<
+        (
+            Option<SaClass>,
+            Vec<TrafficSelector>,
+            Vec<TrafficSelector>,
+            Option<ConfigPayload>,
+        ),
+        u16,
+    > {
+        let (Some(ha), Some(user), Some(peer)) =
+            (&self.cfg.home_agent, sa.user.clone(), sa.peer.clone())
+        else {
             // A mobile node does not accept CHILD_SAs its home agent starts (only rekeys).
             return Err(N_NO_ADDITIONAL_SAS);
         };
@@ -132,7 +167,9 @@ impl Endpoint {
         if let Some(req) = requested_hoa(cp) {
             let assigned = match req {
                 Some(a) if user.owns(a) => Some(a),
-                _ => sa.home_address.or_else(|| user.home_addresses.first().copied()),
+                _ => sa
+                    .home_address
+                    .or_else(|| user.home_addresses.first().copied()),
             };
             let Some(assigned) = assigned else {
                 warn!(ike = %sa.id, identity = %peer, "no home address to assign");
@@ -142,7 +179,10 @@ impl Endpoint {
             value.push(128);
             cp_reply = Some(ConfigPayload {
                 cfg_type: CFG_REPLY,
-                attributes: vec![ConfigAttribute { attr_type: CFG_INTERNAL_IP6_ADDRESS, value }],
+                attributes: vec![ConfigAttribute {
+                    attr_type: CFG_INTERNAL_IP6_ADDRESS,
+                    value,
+                }],
             });
             candidates = vec![assigned];
         }
@@ -164,34 +204,64 @@ impl Endpoint {
         );
         warn!(ike = %sa.id, identity = %peer, requested = ?tsi.iter().map(|t| t.start_addr).collect::<Vec<_>>(), %reason, "CHILD_SA refused: TS_UNACCEPTABLE");
         self.stats.ts_refused += 1;
-        self.push_event(Event::Refused { ike: sa.id, identity: peer, requested: tsi.to_vec(), reason });
+        self.push_event(Event::Refused {
+            ike: sa.id,
+            identity: peer,
+            requested: tsi.to_vec(),
+            reason,
+        });
         Err(N_TS_UNACCEPTABLE)
     }
 
     /// Derives KEYMAT and installs both directions of a CHILD_SA.
-    pub(super) fn install_child(&mut self, sa: &mut IkeSa, acc: &ChildAccept, ni: &[u8], nr: &[u8], shared: Option<&[u8]>, exchange_initiator: bool) {
+    pub(super) fn install_child(
+        &mut self,
+        sa: &mut IkeSa,
+        acc: &ChildAccept,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+        exchange_initiator: bool,
+    ) {
         let Some(keys) = sa.keys.as_ref() else { return };
         let s = acc.suite;
         let ek = s.encr.key_len();
         let ik = s.integ.map_or(0, |i| i.key_len());
         let km = child_keymat(keys.prf, &keys.sk_d, shared, ni, nr, 2 * (ek + ik));
         let (i_to_r, r_to_i) = km.split_at(ek + ik);
-        let (out_k, in_k) = if exchange_initiator { (i_to_r, r_to_i) } else { (r_to_i, i_to_r) };
-        let (ts_local, ts_remote) =
-            if exchange_initiator { (acc.ts_i.clone(), acc.ts_r.clone()) } else { (acc.ts_r.clone(), acc.ts_i.clone()) };
+        let (out_k, in_k) = if exchange_initiator {
+            (i_to_r, r_to_i)
+        } else {
+            (r_to_i, i_to_r)
+        };
+        let (ts_local, ts_remote) = if exchange_initiator {
+            (acc.ts_i.clone(), acc.ts_r.clone())
+        } else {
+            (acc.ts_r.clone(), acc.ts_i.clone())
+        };
         let (outer_local, outer_remote) = match acc.mode {
             // RFC 4877 transport SA: the SA's endpoints are the selector addresses (HoA, HA),
             // not the IKE endpoints (CoA, HA).
             Mode::Transport => (
-                ts_local.first().and_then(single_address).unwrap_or(sa.local.ip()),
-                ts_remote.first().and_then(single_address).unwrap_or(sa.remote.ip()),
+                ts_local
+                    .first()
+                    .and_then(single_address)
+                    .unwrap_or(sa.local.ip()),
+                ts_remote
+                    .first()
+                    .and_then(single_address)
+                    .unwrap_or(sa.remote.ip()),
             ),
             Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
         };
         let (reqid_in, reqid_out) = match acc.class {
             Some(c) => {
                 let r = self.cfg.reqids(c);
-                if self.is_home_agent() { (r.to_ha, r.to_mn) } else { (r.to_mn, r.to_ha) }
+                if self.is_home_agent() {
+                    (r.to_ha, r.to_mn)
+                } else {
+                    (r.to_mn, r.to_ha)
+                }
             }
             None => {
                 self.next_reqid += 1;
@@ -201,10 +271,25 @@ impl Endpoint {
         let t = self.cfg.timers;
         // The responder's soft limit is later than the initiator's rekey time so that the
         // mobile node (the IKE initiator) normally rekeys first and collisions stay rare.
-        let soft = if sa.initiator { t.child_rekey } else { t.child_rekey + (t.child_lifetime - t.child_rekey) / 2 };
-        let lifetime = Lifetime { soft_bytes: 0, hard_bytes: 0, soft_secs: soft.as_secs(), hard_secs: t.child_lifetime.as_secs() };
-        let sel_out = ts_local.first().zip(ts_remote.first()).and_then(|(l, r)| to_kernel(l, r));
-        let sel_in = ts_remote.first().zip(ts_local.first()).and_then(|(r, l)| to_kernel(r, l));
+        let soft = if sa.initiator {
+            t.child_rekey
+        } else {
+            t.child_rekey + (t.child_lifetime - t.child_rekey) / 2
+        };
+        let lifetime = Lifetime {
+            soft_bytes: 0,
+            hard_bytes: 0,
+            soft_secs: soft.as_secs(),
+            hard_secs: t.child_lifetime.as_secs(),
+        };
+        let sel_out = ts_local
+            .first()
+            .zip(ts_remote.first())
+            .and_then(|(l, r)| to_kernel(l, r));
+        let sel_in = ts_remote
+            .first()
+            .zip(ts_local.first())
+            .and_then(|(r, l)| to_kernel(r, l));
         let (encr_id, encr_bits) = s.encr.id();
         let integ_id = s.integ.map_or(AUTH_NONE, |i| i.id());
         let spec = |direction, src, dst, spi, reqid, k: &[u8], selector| SaSpec {
@@ -233,11 +318,31 @@ impl Endpoint {
             sport: (0, 0),
             dport: (0, 0),
         };
-        let unspec = if outer_local.is_ipv4() { std::net::IpAddr::from([0u8; 4]) } else { std::net::IpAddr::from([0u16; 8]) };
+        let unspec = if outer_local.is_ipv4() {
+            std::net::IpAddr::from([0u8; 4])
+        } else {
+            std::net::IpAddr::from([0u16; 8])
+        };
         let sel_in = sel_in.unwrap_or_else(|| fallback(unspec, unspec));
         let sel_out = sel_out.unwrap_or_else(|| fallback(unspec, unspec));
-        self.kernel_ops.push_back(KernelOp::AddSa(spec(Direction::In, outer_remote, outer_local, acc.spi_in, reqid_in, in_k, sel_in)));
-        self.kernel_ops.push_back(KernelOp::AddSa(spec(Direction::Out, outer_local, outer_remote, acc.spi_out, reqid_out, out_k, sel_out)));
+        self.kernel_ops.push_back(KernelOp::AddSa(spec(
+            Direction::In,
+            outer_remote,
+            outer_local,
+            acc.spi_in,
+            reqid_in,
+            in_k,
+            sel_in,
+        )));
+        self.kernel_ops.push_back(KernelOp::AddSa(spec(
+            Direction::Out,
+            outer_local,
+            outer_remote,
+            acc.spi_out,
+            reqid_out,
+            out_k,
+            sel_out,
+        )));
         let child = Child {
             class: acc.class,
             mode: acc.mode,
@@ -278,9 +383,18 @@ impl Endpoint {
         ke_group: Option<DhGroup>,
         exchange: &'static str,
     ) {
-        let fail = |me: &mut Self, sa: &mut IkeSa, notify: Option<u16>, reason: &str, installed_by_peer: bool| {
+        let fail = |me: &mut Self,
+                    sa: &mut IkeSa,
+                    notify: Option<u16>,
+                    reason: &str,
+                    installed_by_peer: bool| {
             warn!(ike = %sa.id, exchange, ?notify, reason, "CHILD_SA not established");
-            me.push_event(Event::ExchangeFailed { ike: sa.id, exchange, notify, reason: reason.to_string() });
+            me.push_event(Event::ExchangeFailed {
+                ike: sa.id,
+                exchange,
+                notify,
+                reason: reason.to_string(),
+            });
             if installed_by_peer {
                 // The peer installed it; delete it there. Our SPI stays reserved until then.
                 sa.queue.push_back(Intent::DeleteChild(req.spi_in));
@@ -299,17 +413,41 @@ impl Endpoint {
             return fail(self, sa, n, "responder refused the CHILD_SA", false);
         };
         let Some((suite, spi_out)) = accept_esp(&self.cfg.esp_proposals, answer, ke_group) else {
-            return fail(self, sa, Some(N_NO_PROPOSAL_CHOSEN), "responder chose an ESP proposal we did not offer", true);
+            return fail(
+                self,
+                sa,
+                Some(N_NO_PROPOSAL_CHOSEN),
+                "responder chose an ESP proposal we did not offer",
+                true,
+            );
         };
         if !all_within(tsi, &req.ts_i) || !all_within(tsr, &req.ts_r) {
-            return fail(self, sa, Some(N_TS_UNACCEPTABLE), "responder returned selectors wider than we asked for", true);
+            return fail(
+                self,
+                sa,
+                Some(N_TS_UNACCEPTABLE),
+                "responder returned selectors wider than we asked for",
+                true,
+            );
         }
         let transport = notify(payloads, N_USE_TRANSPORT_MODE).is_some();
         if req.mode == Mode::Transport && !transport {
-            return fail(self, sa, None, "responder did not confirm USE_TRANSPORT_MODE; refusing a silent tunnel", true);
+            return fail(
+                self,
+                sa,
+                None,
+                "responder did not confirm USE_TRANSPORT_MODE; refusing a silent tunnel",
+                true,
+            );
         }
         if req.mode == Mode::Tunnel && transport {
-            return fail(self, sa, None, "responder answered USE_TRANSPORT_MODE to a tunnel request", true);
+            return fail(
+                self,
+                sa,
+                None,
+                "responder answered USE_TRANSPORT_MODE to a tunnel request",
+                true,
+            );
         }
         let acc = ChildAccept {
             answer: answer[0].clone(),
@@ -329,22 +467,46 @@ impl Endpoint {
     }
 
     /// Starts a CREATE_CHILD_SA for a new CHILD_SA of `class` or to rekey `rekey_of`.
-    pub(super) fn start_create_child(&mut self, sa: &mut IkeSa, class: Option<SaClass>, rekey_of: Option<u32>) {
+    pub(super) fn start_create_child(
+        &mut self,
+        sa: &mut IkeSa,
+        class: Option<SaClass>,
+        rekey_of: Option<u32>,
+    ) {
         let req = if let Some(old_spi) = rekey_of {
-            let Some(i) = sa.child_by_in(old_spi) else { return };
+            let Some(i) = sa.child_by_in(old_spi) else {
+                return;
+            };
             let old = &sa.children[i];
-            let (mode, ts_i, ts_r, class) = (old.mode, old.ts_local.clone(), old.ts_remote.clone(), old.class);
+            let (mode, ts_i, ts_r, class) = (
+                old.mode,
+                old.ts_local.clone(),
+                old.ts_remote.clone(),
+                old.class,
+            );
             let spi_in = self.new_child_spi(sa.our_spi());
-            ChildRequest { class, mode, spi_in, ts_i, ts_r, rekey_of }
+            ChildRequest {
+                class,
+                mode,
+                spi_in,
+                ts_i,
+                ts_r,
+                rekey_of,
+            }
         } else {
-            let (Some(class), Some(plan), Some(hoa)) = (class, sa.plan.as_ref(), sa.home_address) else {
+            let (Some(class), Some(plan), Some(hoa)) = (class, sa.plan.as_ref(), sa.home_address)
+            else {
                 warn!(ike = %sa.id, "cannot create a CHILD_SA: no class or home address");
                 return;
             };
             let ha = plan.home_agent;
             self.child_request_for(sa, class, &HomeAddress::Static(hoa), ha, None)
         };
-        let group = self.cfg.esp_proposals.first().and_then(|p| p.dh.first().copied());
+        let group = self
+            .cfg
+            .esp_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied());
         let (dh, public) = match group.map(|g| DhPrivate::generate(g, self.rng.as_mut())) {
             Some(Ok((d, p))) => (Some(d), Some(p)),
             Some(Err(e)) => {
@@ -367,10 +529,17 @@ impl Endpoint {
         if req.mode == Mode::Transport {
             payloads.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
         }
-        payloads.push(Payload::Sa(esp_to_wire(&self.cfg.esp_proposals, req.spi_in, dh.is_some())));
+        payloads.push(Payload::Sa(esp_to_wire(
+            &self.cfg.esp_proposals,
+            req.spi_in,
+            dh.is_some(),
+        )));
         payloads.push(Payload::Nonce(ni.clone()));
         if let (Some(g), Some(p)) = (group, public) {
-            payloads.push(Payload::Ke { group: g.id(), data: p });
+            payloads.push(Payload::Ke {
+                group: g.id(),
+                data: p,
+            });
         }
         payloads.push(Payload::TsI(req.ts_i.clone()));
         payloads.push(Payload::TsR(req.ts_r.clone()));
@@ -379,26 +548,86 @@ impl Endpoint {
     }
 
     /// Initiator: the CREATE_CHILD_SA response.
-    pub(super) fn child_response(&mut self, sa: &mut IkeSa, payloads: Vec<Payload>, req: ChildRequest, ni: Vec<u8>, dh: Option<DhPrivate>) -> Fate {
-        let nr = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
-        let answer = payloads.iter().find_map(|p| if let Payload::Sa(v) = p { Some(v.as_slice()) } else { None });
-        let tsi = payloads.iter().find_map(|p| if let Payload::TsI(v) = p { Some(v.as_slice()) } else { None });
-        let tsr = payloads.iter().find_map(|p| if let Payload::TsR(v) = p { Some(v.as_slice()) } else { None });
-        let ke = payloads.iter().find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data)) } else { None });
+    pub(super) fn child_response(
+        &mut self,
+        sa: &mut IkeSa,
+        payloads: Vec<Payload>,
+        req: ChildRequest,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+    ) -> Fate {
+        let nr = payloads.iter().find_map(|p| {
+            if let Payload::Nonce(n) = p {
+                Some(n.clone())
+            } else {
+                None
+            }
+        });
+        let answer = payloads.iter().find_map(|p| {
+            if let Payload::Sa(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let tsi = payloads.iter().find_map(|p| {
+            if let Payload::TsI(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let tsr = payloads.iter().find_map(|p| {
+            if let Payload::TsR(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let ke = payloads.iter().find_map(|p| {
+            if let Payload::Ke { group, data } = p {
+                Some((*group, data))
+            } else {
+                None
+            }
+        });
         let group = dh.as_ref().map(|d| d.group());
         let shared = match (dh, ke) {
             (Some(d), Some((g, data))) if Some(g) == group.map(|x| x.id()) => d.agree(data).ok(),
             _ => None,
         };
-        let ok_shape = answer.is_some() && nr.as_ref().is_some_and(|n| (16..=256).contains(&n.len())) && (group.is_none() || shared.is_some());
+        let ok_shape = answer.is_some()
+            && nr.as_ref().is_some_and(|n| (16..=256).contains(&n.len()))
+            && (group.is_none() || shared.is_some());
         let nr = nr.unwrap_or_default();
-        let (answer, tsi, tsr) = if ok_shape { (answer, tsi, tsr) } else { (None, None, None) };
-        self.finish_child_initiator(sa, &payloads, answer, tsi, tsr, req, &ni, &nr, shared.as_deref().map(|v| v.as_slice()), group, "CREATE_CHILD_SA");
+        let (answer, tsi, tsr) = if ok_shape {
+            (answer, tsi, tsr)
+        } else {
+            (None, None, None)
+        };
+        self.finish_child_initiator(
+            sa,
+            &payloads,
+            answer,
+            tsi,
+            tsr,
+            req,
+            &ni,
+            &nr,
+            shared.as_deref().map(|v| v.as_slice()),
+            group,
+            "CREATE_CHILD_SA",
+        );
         Fate::Keep
     }
 
     /// Responder: a CREATE_CHILD_SA request.
-    pub(super) fn child_request(&mut self, sa: &mut IkeSa, header: &Header, payloads: Vec<Payload>) -> Fate {
+    pub(super) fn child_request(
+        &mut self,
+        sa: &mut IkeSa,
+        header: &Header,
+        payloads: Vec<Payload>,
+    ) -> Fate {
         let msg_id = header.message_id;
         let respond_err = |me: &mut Self, sa: &mut IkeSa, n: u16, data: Vec<u8>| {
             let p = Payload::Notify(Notify::new(n, data));
@@ -406,12 +635,44 @@ impl Endpoint {
             me.send_response(sa, msg_id, resp);
             Fate::Keep
         };
-        let props = payloads.iter().find_map(|p| if let Payload::Sa(v) = p { Some(v.as_slice()) } else { None });
-        let ni = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
-        let tsi = payloads.iter().find_map(|p| if let Payload::TsI(v) = p { Some(v.as_slice()) } else { None });
-        let tsr = payloads.iter().find_map(|p| if let Payload::TsR(v) = p { Some(v.as_slice()) } else { None });
-        let ke = payloads.iter().find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
-        let (Some(props), Some(ni)) = (props, ni) else { return respond_err(self, sa, N_INVALID_SYNTAX, vec![]) };
+        let props = payloads.iter().find_map(|p| {
+            if let Payload::Sa(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let ni = payloads.iter().find_map(|p| {
+            if let Payload::Nonce(n) = p {
+                Some(n.clone())
+            } else {
+                None
+            }
+        });
+        let tsi = payloads.iter().find_map(|p| {
+            if let Payload::TsI(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let tsr = payloads.iter().find_map(|p| {
+            if let Payload::TsR(v) = p {
+                Some(v.as_slice())
+            } else {
+                None
+            }
+        });
+        let ke = payloads.iter().find_map(|p| {
+            if let Payload::Ke { group, data } = p {
+                Some((*group, data.clone()))
+            } else {
+                None
+            }
+        });
+        let (Some(props), Some(ni)) = (props, ni) else {
+            return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
+        };
         if !(16..=256).contains(&ni.len()) {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
         }
@@ -421,11 +682,15 @@ impl Endpoint {
             info!(ike = %sa.id, "IKE SA rekey requested; not supported, answering NO_PROPOSAL_CHOSEN");
             return respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![]);
         }
-        let (Some(tsi), Some(tsr)) = (tsi, tsr) else { return respond_err(self, sa, N_INVALID_SYNTAX, vec![]) };
+        let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
+            return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
+        };
         let rekey_spi = payloads.iter().find_map(|p| match p {
-            Payload::Notify(n) if n.notify_type == N_REKEY_SA && n.protocol_id == PROTO_ESP => {
-                n.spi.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes)
-            }
+            Payload::Notify(n) if n.notify_type == N_REKEY_SA && n.protocol_id == PROTO_ESP => n
+                .spi
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes),
             _ => None,
         });
         let rekey_idx = match rekey_spi {
@@ -447,20 +712,44 @@ impl Endpoint {
             Some((g, _)) => match DhGroup::from_id(*g) {
                 Some(g) => Some(g),
                 None => {
-                    let want = self.cfg.esp_proposals.iter().find_map(|p| p.dh.first()).map(|g| g.id()).unwrap_or(0);
-                    return respond_err(self, sa, N_INVALID_KE_PAYLOAD, want.to_be_bytes().to_vec());
+                    let want = self
+                        .cfg
+                        .esp_proposals
+                        .iter()
+                        .find_map(|p| p.dh.first())
+                        .map(|g| g.id())
+                        .unwrap_or(0);
+                    return respond_err(
+                        self,
+                        sa,
+                        N_INVALID_KE_PAYLOAD,
+                        want.to_be_bytes().to_vec(),
+                    );
                 }
             },
             None => None,
         };
         let transport = notify(&payloads, N_USE_TRANSPORT_MODE).is_some();
-        let acc = match self.accept_child_within(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx) {
+        let acc = match self
+            .accept_child_within(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
+        {
             Ok(a) => a,
             Err(N_NO_PROPOSAL_CHOSEN) if ke_group.is_some() => {
                 // Maybe only the KE group is wrong: offer ours if the proposal would fit it.
-                let ours = self.cfg.esp_proposals.iter().find_map(|p| p.dh.first().copied());
+                let ours = self
+                    .cfg
+                    .esp_proposals
+                    .iter()
+                    .find_map(|p| p.dh.first().copied());
                 match ours {
-                    Some(g) if Some(g) != ke_group => return respond_err(self, sa, N_INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec()),
+                    Some(g) if Some(g) != ke_group => {
+                        return respond_err(
+                            self,
+                            sa,
+                            N_INVALID_KE_PAYLOAD,
+                            g.id().to_be_bytes().to_vec(),
+                        );
+                    }
                     _ => return respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![]),
                 }
             }
@@ -480,7 +769,10 @@ impl Endpoint {
                     return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
                 }
             }
-            out_ke = Some(Payload::Ke { group: g.id(), data: public });
+            out_ke = Some(Payload::Ke {
+                group: g.id(),
+                data: public,
+            });
         }
         let nr = self.nonce();
         let mut out = Vec::new();
@@ -500,7 +792,14 @@ impl Endpoint {
             // The initiator deletes the old CHILD_SA once the new one is up.
             sa.children[i].rekeying = true;
         }
-        self.install_child(sa, &acc, &ni, &nr, shared.as_deref().map(|v| v.as_slice()), false);
+        self.install_child(
+            sa,
+            &acc,
+            &ni,
+            &nr,
+            shared.as_deref().map(|v| v.as_slice()),
+            false,
+        );
         Fate::Keep
     }
 }

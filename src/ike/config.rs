@@ -105,6 +105,9 @@ pub struct Config {
 
 impl Config {
     pub fn reqids(&self, class: SaClass) -> ClassReqids {
-        self.reqids.get(&class).copied().unwrap_or_else(|| class.default_reqids())
+        self.reqids
+            .get(&class)
+            .copied()
+            .unwrap_or_else(|| class.default_reqids())
     }
 }

@@ -2,7 +2,7 @@
 //! outside world must do.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,13 @@ impl Endpoint {
     // ---- inputs ----
 
     /// A UDP datagram arrived on `local` from `remote` (non-ESP marker already removed).
-    pub fn handle_datagram(&mut self, now: Now, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Now,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
         self.now = now;
         if data.len() > crate::wire::limits::MAX_MESSAGE {
             return self.drop_msg(remote, "oversized datagram");
@@ -109,7 +115,13 @@ impl Endpoint {
                 // for requests, and only when the header itself is readable.
                 if data.len() >= Header::LEN && data[19] & FLAG_RESPONSE == 0 {
                     debug!(%remote, major, "unsupported IKE major version");
-                    self.send_unprotected_error(local, remote, data, N_INVALID_MAJOR_VERSION, Vec::new());
+                    self.send_unprotected_error(
+                        local,
+                        remote,
+                        data,
+                        N_INVALID_MAJOR_VERSION,
+                        Vec::new(),
+                    );
                 }
                 return;
             }
@@ -118,7 +130,11 @@ impl Endpoint {
         if header.exchange == IKE_SA_INIT && !header.is_response() && header.spi_r == 0 {
             return self.handle_init_request(local, remote, &header, data);
         }
-        let ours = if header.is_initiator() { header.spi_r } else { header.spi_i };
+        let ours = if header.is_initiator() {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         let Some(mut sa) = self.sas.remove(&ours) else {
             return self.drop_msg(remote, "unknown IKE SPI");
         };
@@ -146,9 +162,14 @@ impl Endpoint {
         match ev {
             KernelEvent::Expire { spi, hard, .. } => {
                 let Some(&owner) = self.child_spis.get(&spi) else {
-                    return debug!(spi = format_args!("{spi:08x}"), "EXPIRE for an SA we do not know");
+                    return debug!(
+                        spi = format_args!("{spi:08x}"),
+                        "EXPIRE for an SA we do not know"
+                    );
                 };
-                let Some(mut sa) = self.sas.remove(&owner) else { return };
+                let Some(mut sa) = self.sas.remove(&owner) else {
+                    return;
+                };
                 if hard {
                     if let Some(i) = sa.child_by_in(spi) {
                         let c = sa.children.remove(i);
@@ -167,7 +188,10 @@ impl Endpoint {
             KernelEvent::Acquire { reqid, .. } => {
                 // Starting a negotiation needs the MN's connection settings, which live in the
                 // daemon's configuration: the daemon turns ACQUIREs into Initiate commands.
-                debug!(reqid, "ACQUIRE reached the engine; ignored (handled by the daemon)");
+                debug!(
+                    reqid,
+                    "ACQUIRE reached the engine; ignored (handled by the daemon)"
+                );
             }
             KernelEvent::Migrate(m) => {
                 debug!(?m, "MIGRATE not handled by the engine yet");
@@ -179,8 +203,20 @@ impl Endpoint {
     pub fn handle_command(&mut self, now: Now, cmd: Command) -> Result<IkeId, String> {
         self.now = now;
         match cmd {
-            Command::Initiate { local, remote, home_agent, home_address, classes, remote_identity } => {
-                let plan = super::sa::Plan { home_agent, home_address, classes, remote_identity };
+            Command::Initiate {
+                local,
+                remote,
+                home_agent,
+                home_address,
+                classes,
+                remote_identity,
+            } => {
+                let plan = super::sa::Plan {
+                    home_agent,
+                    home_address,
+                    classes,
+                    remote_identity,
+                };
                 Ok(self.start_initiator(local, remote, plan))
             }
             Command::CreateChild { ike, class } => self.enqueue(ike, Intent::CreateChild(class)),
@@ -195,10 +231,19 @@ impl Endpoint {
                             && let Some(keys) = &sa.keys
                         {
                             // Fire and forget: we will not be here for the answer.
-                            let del = Payload::Delete(crate::wire::Delete { protocol_id: PROTO_IKE, spi_size: 0, spis: vec![] });
+                            let del = Payload::Delete(crate::wire::Delete {
+                                protocol_id: PROTO_IKE,
+                                spi_size: 0,
+                                spis: vec![],
+                            });
                             let hdr = self.header(&sa, INFORMATIONAL, false, sa.next_msg_id);
-                            let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
-                            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data });
+                            let data =
+                                super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
+                            self.transmits.push_back(Transmit {
+                                local: sa.local,
+                                remote: sa.remote,
+                                data,
+                            });
                         }
                         self.destroy(sa, "shutdown");
                     }
@@ -234,7 +279,9 @@ impl Endpoint {
                 break;
             }
             self.timers.pop_first();
-            let Some(mut sa) = self.sas.remove(&id) else { continue };
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
             sa.deadline = None;
             let fate = self.on_timer(&mut sa);
             self.finish(sa, fate);
@@ -330,7 +377,10 @@ impl Endpoint {
         }
         if sa.state == State::Established || sa.state == State::Deleting {
             info!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA down");
-            self.events.push_back(Event::IkeDown { ike: sa.id, reason: reason.to_string() });
+            self.events.push_back(Event::IkeDown {
+                ike: sa.id,
+                reason: reason.to_string(),
+            });
         } else {
             debug!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA removed before establishment");
         }
@@ -338,10 +388,21 @@ impl Endpoint {
 
     pub(super) fn remove_child_kernel(&mut self, sa: &IkeSa, c: &super::sa::Child, reason: &str) {
         self.child_spis.remove(&c.spi_in);
-        self.kernel_ops.push_back(KernelOp::DelSa { dst: c.outer_local, spi: c.spi_in });
-        self.kernel_ops.push_back(KernelOp::DelSa { dst: c.outer_remote, spi: c.spi_out });
+        self.kernel_ops.push_back(KernelOp::DelSa {
+            dst: c.outer_local,
+            spi: c.spi_in,
+        });
+        self.kernel_ops.push_back(KernelOp::DelSa {
+            dst: c.outer_remote,
+            spi: c.spi_out,
+        });
         info!(ike = %sa.id, spi_in = format_args!("{:08x}", c.spi_in), spi_out = format_args!("{:08x}", c.spi_out), reason, "CHILD_SA down");
-        self.events.push_back(Event::ChildDown { ike: sa.id, spi_in: c.spi_in, spi_out: c.spi_out, reason: reason.to_string() });
+        self.events.push_back(Event::ChildDown {
+            ike: sa.id,
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            reason: reason.to_string(),
+        });
     }
 
     fn reschedule(&mut self, sa: &mut IkeSa) {
@@ -410,7 +471,11 @@ impl Endpoint {
             p.next_at = now + wait;
             self.stats.retransmissions += 1;
             debug!(ike = %sa.id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
-            self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: p.data.clone() });
+            self.transmits.push_back(Transmit {
+                local: sa.local,
+                remote: sa.remote,
+                data: p.data.clone(),
+            });
             return Fate::Keep;
         }
         if sa.state == State::Established && sa.pending.is_none() {
@@ -441,13 +506,27 @@ impl Endpoint {
     pub(super) fn send_request(&mut self, sa: &mut IkeSa, data: Vec<u8>, exchange: Exchange) {
         let msg_id = sa.next_msg_id;
         let next_at = self.now.at + self.cfg.timers.retransmit_timeout;
-        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
-        sa.pending = Some(Pending { msg_id, data, tries: 0, next_at, exchange });
+        self.transmits.push_back(Transmit {
+            local: sa.local,
+            remote: sa.remote,
+            data: data.clone(),
+        });
+        sa.pending = Some(Pending {
+            msg_id,
+            data,
+            tries: 0,
+            next_at,
+            exchange,
+        });
     }
 
     /// Sends a response and caches it for retransmitted requests.
     pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
-        self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: data.clone() });
+        self.transmits.push_back(Transmit {
+            local: sa.local,
+            remote: sa.remote,
+            data: data.clone(),
+        });
         sa.last_response = Some((msg_id, data.into_boxed_slice()));
     }
 
@@ -473,14 +552,28 @@ impl Endpoint {
     }
 
     /// Builds an SK-protected message for this SA.
-    pub(super) fn seal(&mut self, sa: &IkeSa, exchange: u8, response: bool, msg_id: u32, payloads: &[Payload]) -> Vec<u8> {
+    pub(super) fn seal(
+        &mut self,
+        sa: &IkeSa,
+        exchange: u8,
+        response: bool,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) -> Vec<u8> {
         let hdr = self.header(sa, exchange, response, msg_id);
         let keys = sa.keys.as_ref().expect("seal called before keys exist");
         super::protect::seal(&keys.out, self.rng.as_mut(), hdr, payloads)
     }
 
     /// Protected requests (everything after IKE_SA_INIT) from the peer.
-    fn handle_request(&mut self, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) -> Fate {
+    fn handle_request(
+        &mut self,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) -> Fate {
         let id = header.message_id;
         if let Some((cached_id, bytes)) = &sa.last_response
             && *cached_id == id
@@ -491,7 +584,11 @@ impl Endpoint {
             if self.open(sa, header, data).is_some() {
                 debug!(ike = %sa.id, msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
-                self.transmits.push_back(Transmit { local: sa.local, remote: sa.remote, data: bytes });
+                self.transmits.push_back(Transmit {
+                    local: sa.local,
+                    remote: sa.remote,
+                    data: bytes,
+                });
             }
             return Fate::Keep;
         }
@@ -499,7 +596,9 @@ impl Endpoint {
             self.drop_msg(remote, "request with unexpected message ID");
             return Fate::Keep;
         }
-        let Some(payloads) = self.open(sa, header, data) else { return Fate::Keep };
+        let Some(payloads) = self.open(sa, header, data) else {
+            return Fate::Keep;
+        };
         if sa.local != local || sa.remote != remote {
             // The HA never moves an IKE SA because of a packet's source address alone; answer
             // where the request came from, keep our record unchanged.
@@ -528,7 +627,14 @@ impl Endpoint {
         }
     }
 
-    fn handle_response(&mut self, sa: &mut IkeSa, _local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) -> Fate {
+    fn handle_response(
+        &mut self,
+        sa: &mut IkeSa,
+        _local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) -> Fate {
         let Some(p) = &sa.pending else {
             self.drop_msg(remote, "response without a request");
             return Fate::Keep;
@@ -540,9 +646,13 @@ impl Endpoint {
         if header.exchange == IKE_SA_INIT {
             return self.init_response(sa, header, data);
         }
-        let Some(payloads) = self.open(sa, header, data) else { return Fate::Keep };
+        let Some(payloads) = self.open(sa, header, data) else {
+            return Fate::Keep;
+        };
         sa.last_heard = self.now.at;
-        let Some(p) = sa.pending.take() else { return Fate::Keep };
+        let Some(p) = sa.pending.take() else {
+            return Fate::Keep;
+        };
         sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
         match p.exchange {
             Exchange::Auth => self.auth_response(sa, payloads),
@@ -574,8 +684,12 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "integrity check failed");
                 None
             }
-            Err(e) => {
-                self.drop_msg(sa.remote, &format!("bad protected message: {e:?}"));
+            Err(super::protect::OpenError::Syntax(e)) => {
+                self.drop_msg(sa.remote, &format!("bad content in protected message: {e}"));
+                None
+            }
+            Err(super::protect::OpenError::NotProtected) => {
+                self.drop_msg(sa.remote, "unprotected message after IKE_SA_INIT");
                 None
             }
         }
@@ -587,7 +701,14 @@ impl Endpoint {
     }
 
     /// An unprotected error answer to a request we cannot or will not process (IKE_SA_INIT).
-    pub(super) fn send_unprotected_error(&mut self, local: SocketAddr, remote: SocketAddr, request: &[u8], notify: u16, data: Vec<u8>) {
+    pub(super) fn send_unprotected_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        request: &[u8],
+        notify: u16,
+        data: Vec<u8>,
+    ) {
         let Ok(h) = Header::parse(request).or_else(|_| {
             // INVALID_MAJOR_VERSION: the header parsed except for its version.
             if request.len() >= Header::LEN {
@@ -610,15 +731,25 @@ impl Endpoint {
             return;
         };
         let msg = Message {
-            header: Header { flags: FLAG_RESPONSE, version: IKE_VERSION, ..h },
+            header: Header {
+                flags: FLAG_RESPONSE,
+                version: IKE_VERSION,
+                ..h
+            },
             payloads: vec![Payload::Notify(Notify::new(notify, data))],
         };
-        self.transmits.push_back(Transmit { local, remote, data: msg.emit() });
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            data: msg.emit(),
+        });
     }
 
     fn start_next(&mut self, sa: &mut IkeSa) {
         while sa.pending.is_none() {
-            let Some(intent) = sa.queue.pop_front() else { return };
+            let Some(intent) = sa.queue.pop_front() else {
+                return;
+            };
             match intent {
                 Intent::CreateChild(class) => self.start_create_child(sa, Some(class), None),
                 Intent::RekeyChild(spi) => {
@@ -629,7 +760,11 @@ impl Endpoint {
                 }
                 Intent::DeleteChild(spi) => self.start_delete_child(sa, spi),
                 Intent::DeleteIke => {
-                    let del = Payload::Delete(crate::wire::Delete { protocol_id: PROTO_IKE, spi_size: 0, spis: vec![] });
+                    let del = Payload::Delete(crate::wire::Delete {
+                        protocol_id: PROTO_IKE,
+                        spi_size: 0,
+                        spis: vec![],
+                    });
                     let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
                     sa.state = State::Deleting;
                     self.send_request(sa, data, Exchange::DeleteIke);
@@ -698,16 +833,16 @@ impl Endpoint {
     pub(super) fn is_home_agent(&self) -> bool {
         self.cfg.home_agent.is_some()
     }
-
-    pub(super) fn outer_ip(addr: SocketAddr) -> IpAddr {
-        addr.ip()
-    }
 }
 
 /// The type of the first unknown payload with the critical bit set (RFC 7296 2.5).
 pub(super) fn unsupported_critical(payloads: &[Payload]) -> Option<u8> {
     payloads.iter().find_map(|p| match p {
-        Payload::Unknown { payload_type, critical: true, .. } => Some(*payload_type),
+        Payload::Unknown {
+            payload_type,
+            critical: true,
+            ..
+        } => Some(*payload_type),
         _ => None,
     })
 }

@@ -18,17 +18,31 @@ impl Endpoint {
         } else {
             self.child_spis.remove(&spi_in);
         }
-        let del = Payload::Delete(Delete { protocol_id: PROTO_ESP, spi_size: 4, spis: vec![spi_in.to_be_bytes().to_vec()] });
+        let del = Payload::Delete(Delete {
+            protocol_id: PROTO_ESP,
+            spi_size: 4,
+            spis: vec![spi_in.to_be_bytes().to_vec()],
+        });
         let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
         self.send_request(sa, data, Exchange::DeleteChild(vec![spi_in]));
     }
 
-    pub(super) fn delete_child_response(&mut self, sa: &mut IkeSa, spis: &[u32], payloads: &[Payload]) {
+    pub(super) fn delete_child_response(
+        &mut self,
+        sa: &mut IkeSa,
+        spis: &[u32],
+        payloads: &[Payload],
+    ) {
         debug!(ike = %sa.id, ?spis, answered = payloads.len(), "CHILD_SA delete acknowledged");
     }
 
     /// Responder: an INFORMATIONAL request.
-    pub(super) fn info_request(&mut self, sa: &mut IkeSa, header: &Header, payloads: Vec<Payload>) -> Fate {
+    pub(super) fn info_request(
+        &mut self,
+        sa: &mut IkeSa,
+        header: &Header,
+        payloads: Vec<Payload>,
+    ) -> Fate {
         let msg_id = header.message_id;
         let mut out = Vec::new();
         let mut delete_ike = false;
@@ -38,7 +52,9 @@ impl Endpoint {
                 Payload::Delete(d) if d.protocol_id == PROTO_IKE => delete_ike = true,
                 Payload::Delete(d) if d.protocol_id == PROTO_ESP && d.spi_size == 4 => {
                     for s in &d.spis {
-                        let Ok(b) = <[u8; 4]>::try_from(s.as_slice()) else { continue };
+                        let Ok(b) = <[u8; 4]>::try_from(s.as_slice()) else {
+                            continue;
+                        };
                         // The peer names the SPI it receives on: our outbound SPI.
                         let spi = u32::from_be_bytes(b);
                         if let Some(i) = sa.children.iter().position(|c| c.spi_out == spi) {
@@ -55,7 +71,11 @@ impl Endpoint {
             }
         }
         if !ours.is_empty() {
-            out.push(Payload::Delete(Delete { protocol_id: PROTO_ESP, spi_size: 4, spis: ours }));
+            out.push(Payload::Delete(Delete {
+                protocol_id: PROTO_ESP,
+                spi_size: 4,
+                spis: ours,
+            }));
         }
         let resp = self.seal(sa, INFORMATIONAL, true, msg_id, &out);
         self.send_response(sa, msg_id, resp);

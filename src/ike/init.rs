@@ -27,7 +27,9 @@ pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
         std::net::IpAddr::V6(a) => d.extend_from_slice(&a.octets()),
     }
     d.extend_from_slice(&addr.port().to_be_bytes());
-    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &d).as_ref().to_vec()
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &d)
+        .as_ref()
+        .to_vec()
 }
 
 pub(super) fn notify(payloads: &[Payload], ty: u16) -> Option<&Notify> {
@@ -47,7 +49,14 @@ pub(super) fn error_notify(payloads: &[Payload]) -> Option<u16> {
 
 impl Endpoint {
     /// COOKIE data = version | SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 2.6).
-    fn cookie(&self, secret: &[u8; 32], version: u8, ni: &[u8], remote: SocketAddr, spi_i: u64) -> Vec<u8> {
+    fn cookie(
+        &self,
+        secret: &[u8; 32],
+        version: u8,
+        ni: &[u8],
+        remote: SocketAddr,
+        spi_i: u64,
+    ) -> Vec<u8> {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         ctx.update(ni);
         match remote.ip() {
@@ -74,9 +83,19 @@ impl Endpoint {
     }
 
     /// Mobile node: starts an IKE SA towards the home agent.
-    pub(super) fn start_initiator(&mut self, local: SocketAddr, remote: SocketAddr, plan: Plan) -> IkeId {
+    pub(super) fn start_initiator(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        plan: Plan,
+    ) -> IkeId {
         let spi_i = self.new_ike_spi();
-        let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Curve25519);
+        let group = self
+            .cfg
+            .ike_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied())
+            .unwrap_or(DhGroup::Curve25519);
         let ni = self.nonce();
         let mut sa = IkeSa {
             id: IkeId(spi_i),
@@ -122,7 +141,9 @@ impl Endpoint {
 
     /// (Re)builds and sends our IKE_SA_INIT request with the handshake's group and cookie.
     fn send_init(&mut self, sa: &mut IkeSa) -> Fate {
-        let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+        let Some(hs) = sa.hs.as_mut() else {
+            return Fate::Close("no handshake".into());
+        };
         let (dh, public) = match DhPrivate::generate(hs.dh_group, self.rng.as_mut()) {
             Ok(x) => x,
             Err(e) => return Fate::Close(format!("DH key generation failed: {e}")),
@@ -132,11 +153,24 @@ impl Endpoint {
         if let Some(c) = &hs.cookie {
             payloads.push(Payload::Notify(Notify::new(N_COOKIE, c.clone())));
         }
-        payloads.push(Payload::Sa(ike_to_wire(&self.cfg.ike_proposals, &[], Some(hs.dh_group))));
-        payloads.push(Payload::Ke { group: hs.dh_group.id(), data: public });
+        payloads.push(Payload::Sa(ike_to_wire(
+            &self.cfg.ike_proposals,
+            &[],
+            Some(hs.dh_group),
+        )));
+        payloads.push(Payload::Ke {
+            group: hs.dh_group.id(),
+            data: public,
+        });
         payloads.push(Payload::Nonce(hs.ni.clone()));
-        payloads.push(Payload::Notify(Notify::new(N_NAT_DETECTION_SOURCE_IP, nat_hash(sa.spi_i, 0, sa.local))));
-        payloads.push(Payload::Notify(Notify::new(N_NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, sa.remote))));
+        payloads.push(Payload::Notify(Notify::new(
+            N_NAT_DETECTION_SOURCE_IP,
+            nat_hash(sa.spi_i, 0, sa.local),
+        )));
+        payloads.push(Payload::Notify(Notify::new(
+            N_NAT_DETECTION_DESTINATION_IP,
+            nat_hash(sa.spi_i, 0, sa.remote),
+        )));
         payloads.push(Payload::Notify(Notify::new(
             N_SIGNATURE_HASH_ALGORITHMS,
             crate::auth::sign::signature_hash_algorithms_data(),
@@ -189,11 +223,21 @@ impl Endpoint {
                 .and_then(DhGroup::from_id)
                 .filter(|g| self.cfg.ike_proposals.iter().any(|pr| pr.dh.contains(g)));
             let Some(g) = ok else {
-                return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "responder wants a DH group we do not offer");
+                return self.init_failed(
+                    sa,
+                    Some(N_INVALID_KE_PAYLOAD),
+                    "responder wants a DH group we do not offer",
+                );
             };
-            let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+            let Some(hs) = sa.hs.as_mut() else {
+                return Fate::Close("no handshake".into());
+            };
             if hs.dh_group == g {
-                return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "INVALID_KE_PAYLOAD for the group we sent");
+                return self.init_failed(
+                    sa,
+                    Some(N_INVALID_KE_PAYLOAD),
+                    "INVALID_KE_PAYLOAD for the group we sent",
+                );
             }
             info!(ike = %sa.id, group = g.id(), "responder asked for another DH group; retrying");
             hs.dh_group = g;
@@ -207,26 +251,66 @@ impl Endpoint {
             self.drop_msg(sa.remote, "IKE_SA_INIT response without responder SPI");
             return Fate::Keep;
         }
-        let answer = p.iter().find_map(|x| if let Payload::Sa(v) = x { Some(v) } else { None });
-        let ke = p.iter().find_map(|x| if let Payload::Ke { group, data } = x { Some((*group, data)) } else { None });
-        let nr = p.iter().find_map(|x| if let Payload::Nonce(n) = x { Some(n) } else { None });
+        let answer = p.iter().find_map(|x| {
+            if let Payload::Sa(v) = x {
+                Some(v)
+            } else {
+                None
+            }
+        });
+        let ke = p.iter().find_map(|x| {
+            if let Payload::Ke { group, data } = x {
+                Some((*group, data))
+            } else {
+                None
+            }
+        });
+        let nr = p.iter().find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n)
+            } else {
+                None
+            }
+        });
         let (Some(answer), Some((group, ke)), Some(nr)) = (answer, ke, nr) else {
-            return self.init_failed(sa, Some(N_INVALID_SYNTAX), "IKE_SA_INIT response lacks SA, KE or Nonce");
+            return self.init_failed(
+                sa,
+                Some(N_INVALID_SYNTAX),
+                "IKE_SA_INIT response lacks SA, KE or Nonce",
+            );
         };
         let Some(suite) = accept_ike(&self.cfg.ike_proposals, answer) else {
-            return self.init_failed(sa, Some(N_NO_PROPOSAL_CHOSEN), "responder chose a proposal we did not offer");
+            return self.init_failed(
+                sa,
+                Some(N_NO_PROPOSAL_CHOSEN),
+                "responder chose a proposal we did not offer",
+            );
         };
         if !(NONCE_MIN..=NONCE_MAX).contains(&nr.len()) {
             return self.init_failed(sa, Some(N_INVALID_SYNTAX), "bad nonce length");
         }
-        let Some(hs) = sa.hs.as_mut() else { return Fate::Close("no handshake".into()) };
+        let Some(hs) = sa.hs.as_mut() else {
+            return Fate::Close("no handshake".into());
+        };
         if group != hs.dh_group.id() || suite.dh != hs.dh_group {
-            return self.init_failed(sa, Some(N_INVALID_KE_PAYLOAD), "KE group differs from the chosen one");
+            return self.init_failed(
+                sa,
+                Some(N_INVALID_KE_PAYLOAD),
+                "KE group differs from the chosen one",
+            );
         }
-        let Some(dh) = hs.dh.take() else { return Fate::Close("no DH key".into()) };
+        let Some(dh) = hs.dh.take() else {
+            return Fate::Close("no DH key".into());
+        };
         let shared = match dh.agree(ke) {
             Ok(s) => s,
-            Err(_) => return self.init_failed(sa, Some(N_INVALID_SYNTAX), "invalid KE value from responder"),
+            Err(_) => {
+                return self.init_failed(
+                    sa,
+                    Some(N_INVALID_SYNTAX),
+                    "invalid KE value from responder",
+                );
+            }
         };
         hs.nr = nr.clone();
         hs.init_response = data.to_vec();
@@ -234,8 +318,12 @@ impl Endpoint {
         hs.peer_sig_hash = notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some();
         sa.spi_r = header.spi_r;
         self.check_nat(sa, p, true);
-        let Some(hs) = sa.hs.as_ref() else { return Fate::Close("no handshake".into()) };
-        sa.keys = Some(Box::new(make_keys(&suite, &hs.ni, &hs.nr, &shared, sa.spi_i, sa.spi_r, true)));
+        let Some(hs) = sa.hs.as_ref() else {
+            return Fate::Close("no handshake".into());
+        };
+        sa.keys = Some(Box::new(make_keys(
+            &suite, &hs.ni, &hs.nr, &shared, sa.spi_i, sa.spi_r, true,
+        )));
         sa.suite = Some(suite);
         sa.pending = None;
         sa.next_msg_id = 1;
@@ -246,7 +334,12 @@ impl Endpoint {
     fn init_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
         warn!(ike = %sa.id, remote = %sa.remote, ?notify, reason, "IKE_SA_INIT failed");
         self.stats.ike_failed += 1;
-        self.push_event(Event::ExchangeFailed { ike: sa.id, exchange: "IKE_SA_INIT", notify, reason: reason.to_string() });
+        self.push_event(Event::ExchangeFailed {
+            ike: sa.id,
+            exchange: "IKE_SA_INIT",
+            notify,
+            reason: reason.to_string(),
+        });
         Fate::Close(reason.to_string())
     }
 
@@ -266,7 +359,10 @@ impl Endpoint {
         if got_src.is_empty() && got_dst.is_none() {
             return;
         }
-        let peer_nat = !got_src.is_empty() && !got_src.iter().any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
+        let peer_nat = !got_src.is_empty()
+            && !got_src
+                .iter()
+                .any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
         let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
         if peer_nat || our_nat {
             warn!(ike = %sa.id, peer_behind_nat = peer_nat, we_behind_nat = our_nat,
@@ -275,7 +371,13 @@ impl Endpoint {
     }
 
     /// Responder: an IKE_SA_INIT request (no state is created before every check passed).
-    pub(super) fn handle_init_request(&mut self, local: SocketAddr, remote: SocketAddr, header: &Header, data: &[u8]) {
+    pub(super) fn handle_init_request(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        header: &Header,
+        data: &[u8],
+    ) {
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
         }
@@ -288,9 +390,16 @@ impl Endpoint {
             {
                 debug!(%remote, "retransmitted IKE_SA_INIT answered from cache");
                 let resp = resp.to_vec();
-                self.transmits.push_back(super::Transmit { local, remote, data: resp });
+                self.transmits.push_back(super::Transmit {
+                    local,
+                    remote,
+                    data: resp,
+                });
             } else {
-                self.drop_msg(remote, "IKE_SA_INIT with a half-open SPI but different content");
+                self.drop_msg(
+                    remote,
+                    "IKE_SA_INIT with a half-open SPI but different content",
+                );
             }
             return;
         }
@@ -298,16 +407,46 @@ impl Endpoint {
             Ok(m) => m,
             Err(e) => {
                 self.drop_msg(remote, &format!("bad IKE_SA_INIT: {e}"));
-                return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+                return self.send_unprotected_error(
+                    local,
+                    remote,
+                    data,
+                    N_INVALID_SYNTAX,
+                    Vec::new(),
+                );
             }
         };
         let p = &msg.payloads;
         if let Some(t) = unsupported_critical(p) {
-            return self.send_unprotected_error(local, remote, data, N_UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
+            return self.send_unprotected_error(
+                local,
+                remote,
+                data,
+                N_UNSUPPORTED_CRITICAL_PAYLOAD,
+                vec![t],
+            );
         }
-        let sa_prop = p.iter().find_map(|x| if let Payload::Sa(v) = x { Some(v) } else { None });
-        let ke = p.iter().find_map(|x| if let Payload::Ke { group, data } = x { Some((*group, data)) } else { None });
-        let ni = p.iter().find_map(|x| if let Payload::Nonce(n) = x { Some(n) } else { None });
+        let sa_prop = p.iter().find_map(|x| {
+            if let Payload::Sa(v) = x {
+                Some(v)
+            } else {
+                None
+            }
+        });
+        let ke = p.iter().find_map(|x| {
+            if let Payload::Ke { group, data } = x {
+                Some((*group, data))
+            } else {
+                None
+            }
+        });
+        let ni = p.iter().find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n)
+            } else {
+                None
+            }
+        });
         let (Some(sa_prop), Some((group, ke)), Some(ni)) = (sa_prop, ke, ni) else {
             return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
         };
@@ -316,10 +455,17 @@ impl Endpoint {
         }
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
         if self.half_open_count() >= self.cfg.cookie_threshold {
-            let ok = notify(p, N_COOKIE).is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
+            let ok = notify(p, N_COOKIE)
+                .is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
             if !ok {
                 self.arm_cookie_rotation();
-                let c = self.cookie(&self.cookie_secret, self.cookie_version, ni, remote, header.spi_i);
+                let c = self.cookie(
+                    &self.cookie_secret,
+                    self.cookie_version,
+                    ni,
+                    remote,
+                    header.spi_i,
+                );
                 self.stats.cookies_sent += 1;
                 debug!(%remote, "half-open threshold reached: answering with a COOKIE");
                 return self.send_unprotected_error(local, remote, data, N_COOKIE, c);
@@ -330,12 +476,24 @@ impl Endpoint {
         }
         let Some((chosen, suite)) = select_ike(&self.cfg.ike_proposals, sa_prop) else {
             info!(%remote, "no acceptable IKE proposal");
-            return self.send_unprotected_error(local, remote, data, N_NO_PROPOSAL_CHOSEN, Vec::new());
+            return self.send_unprotected_error(
+                local,
+                remote,
+                data,
+                N_NO_PROPOSAL_CHOSEN,
+                Vec::new(),
+            );
         };
         if group != suite.dh.id() {
             self.stats.invalid_ke_sent += 1;
             debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
-            return self.send_unprotected_error(local, remote, data, N_INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec());
+            return self.send_unprotected_error(
+                local,
+                remote,
+                data,
+                N_INVALID_KE_PAYLOAD,
+                suite.dh.id().to_be_bytes().to_vec(),
+            );
         }
         let (dh, public) = match DhPrivate::generate(suite.dh, self.rng.as_mut()) {
             Ok(x) => x,
@@ -345,20 +503,38 @@ impl Endpoint {
             Ok(s) => s,
             Err(_) => {
                 debug!(%remote, "invalid KE value");
-                return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+                return self.send_unprotected_error(
+                    local,
+                    remote,
+                    data,
+                    N_INVALID_SYNTAX,
+                    Vec::new(),
+                );
             }
         };
         let spi_r = self.new_ike_spi();
         let nr = self.nonce();
         let mut out = vec![
             Payload::Sa(vec![chosen]),
-            Payload::Ke { group: suite.dh.id(), data: public },
+            Payload::Ke {
+                group: suite.dh.id(),
+                data: public,
+            },
             Payload::Nonce(nr.clone()),
-            Payload::Notify(Notify::new(N_NAT_DETECTION_SOURCE_IP, nat_hash(header.spi_i, spi_r, local))),
-            Payload::Notify(Notify::new(N_NAT_DETECTION_DESTINATION_IP, nat_hash(header.spi_i, spi_r, remote))),
+            Payload::Notify(Notify::new(
+                N_NAT_DETECTION_SOURCE_IP,
+                nat_hash(header.spi_i, spi_r, local),
+            )),
+            Payload::Notify(Notify::new(
+                N_NAT_DETECTION_DESTINATION_IP,
+                nat_hash(header.spi_i, spi_r, remote),
+            )),
         ];
         if let Some(t) = &self.cfg.trust {
-            out.push(Payload::CertReq { encoding: CERT_X509_SIGNATURE, data: t.certreq_data() });
+            out.push(Payload::CertReq {
+                encoding: CERT_X509_SIGNATURE,
+                data: t.certreq_data(),
+            });
         }
         out.push(Payload::Notify(Notify::new(
             N_SIGNATURE_HASH_ALGORITHMS,
@@ -424,10 +600,27 @@ impl Endpoint {
 }
 
 /// SKEYSEED and the seven keys, oriented for our side.
-pub(super) fn make_keys(suite: &super::proposal::IkeSuite, ni: &[u8], nr: &[u8], shared: &[u8], spi_i: u64, spi_r: u64, initiator: bool) -> SaKeys {
+pub(super) fn make_keys(
+    suite: &super::proposal::IkeSuite,
+    ni: &[u8],
+    nr: &[u8],
+    shared: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+    initiator: bool,
+) -> SaKeys {
     let seed = skeyseed(suite.prf, ni, nr, shared);
     let integ_len = suite.integ.map_or(0, |i| i.key_len());
-    let k = derive_ike_keys(suite.prf, &seed, ni, nr, spi_i, spi_r, suite.encr.key_len(), integ_len);
+    let k = derive_ike_keys(
+        suite.prf,
+        &seed,
+        ni,
+        nr,
+        spi_i,
+        spi_r,
+        suite.encr.key_len(),
+        integ_len,
+    );
     let sk = |e: &crate::crypto::Secret, a: &crate::crypto::Secret| SkKeys {
         encr: suite.encr,
         integ: suite.integ,
@@ -440,5 +633,12 @@ pub(super) fn make_keys(suite: &super::proposal::IkeSuite, ni: &[u8], nr: &[u8],
     } else {
         (r_keys, i_keys, k.sk_pr.clone(), k.sk_pi.clone())
     };
-    SaKeys { prf: suite.prf, sk_d: k.sk_d.clone(), out, inb, sk_p_ours: ours, sk_p_theirs: theirs }
+    SaKeys {
+        prf: suite.prf,
+        sk_d: k.sk_d.clone(),
+        out,
+        inb,
+        sk_p_ours: ours,
+        sk_p_theirs: theirs,
+    }
 }

@@ -127,16 +127,46 @@ pub struct IkeSaInfo {
 /// What the engine tells the outside world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    IkeUp { ike: IkeId, local: SocketAddr, remote: SocketAddr, peer: Identity },
-    IkeDown { ike: IkeId, reason: String },
+    IkeUp {
+        ike: IkeId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer: Identity,
+    },
+    IkeDown {
+        ike: IkeId,
+        reason: String,
+    },
     ChildUp(ChildInfo),
-    ChildDown { ike: IkeId, spi_in: u32, spi_out: u32, reason: String },
+    ChildDown {
+        ike: IkeId,
+        spi_in: u32,
+        spi_out: u32,
+        reason: String,
+    },
     /// The peer could not be authenticated or has no user entry.
-    AuthFailed { remote: SocketAddr, identity: Option<Identity>, reason: String },
+    AuthFailed {
+        remote: SocketAddr,
+        identity: Option<Identity>,
+        reason: String,
+    },
     /// An authenticated peer asked for selectors it may not have (TS_UNACCEPTABLE).
-    Refused { ike: IkeId, identity: Identity, requested: Vec<TrafficSelector>, reason: String },
+    Refused {
+        ike: IkeId,
+        identity: Identity,
+        requested: Vec<TrafficSelector>,
+        reason: String,
+    },
     /// The home agent assigned a home address (mobile node: we got one; home agent: we gave one).
-    HoaAssigned { ike: IkeId, address: Ipv6Addr },
+    HoaAssigned {
+        ike: IkeId,
+        address: Ipv6Addr,
+    },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
-    ExchangeFailed { ike: IkeId, exchange: &'static str, notify: Option<u16>, reason: String },
+    ExchangeFailed {
+        ike: IkeId,
+        exchange: &'static str,
+        notify: Option<u16>,
+        reason: String,
+    },
 }

@@ -61,23 +61,36 @@ pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, Strin
         }
     }
     if encr.is_empty() {
-        return Err(format!("proposal '{s}' names no encryption algorithm (e.g. aes128 or aes128gcm16)"));
+        return Err(format!(
+            "proposal '{s}' names no encryption algorithm (e.g. aes128 or aes128gcm16)"
+        ));
     }
     let aead = encr.iter().all(|e| e.is_aead());
     if encr.iter().any(|e| e.is_aead()) && !aead {
-        return Err(format!("proposal '{s}' mixes AEAD and non-AEAD ciphers; write two proposals"));
+        return Err(format!(
+            "proposal '{s}' mixes AEAD and non-AEAD ciphers; write two proposals"
+        ));
     }
     if aead && !integ.is_empty() {
-        return Err(format!("proposal '{s}': an AEAD cipher takes no integrity algorithm"));
+        return Err(format!(
+            "proposal '{s}': an AEAD cipher takes no integrity algorithm"
+        ));
     }
     if !aead && integ.is_empty() {
-        return Err(format!("proposal '{s}' needs an integrity algorithm (e.g. sha256)"));
+        return Err(format!(
+            "proposal '{s}' needs an integrity algorithm (e.g. sha256)"
+        ));
     }
     if esp {
         if !prf.is_empty() {
             return Err(format!("ESP proposal '{s}' cannot name a PRF"));
         }
-        return Ok(ParsedProposal::Esp(EspProposal { encr, integ, dh, esn: esn.unwrap_or(false) }));
+        return Ok(ParsedProposal::Esp(EspProposal {
+            encr,
+            integ,
+            dh,
+            esn: esn.unwrap_or(false),
+        }));
     }
     if esn.is_some() {
         return Err(format!("IKE proposal '{s}' cannot name esn/noesn"));
@@ -96,9 +109,16 @@ pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, Strin
         return Err(format!("AEAD proposal '{s}' needs a PRF (e.g. prfsha256)"));
     }
     if dh.is_empty() {
-        return Err(format!("IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"));
+        return Err(format!(
+            "IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"
+        ));
     }
-    Ok(ParsedProposal::Ike(IkeProposal { encr, integ, prf, dh }))
+    Ok(ParsedProposal::Ike(IkeProposal {
+        encr,
+        integ,
+        prf,
+        dh,
+    }))
 }
 
 /// Result of [`parse_proposal_string`].
@@ -131,7 +151,12 @@ pub fn ike_to_wire(props: &[IkeProposal], spi: &[u8], first_dh: Option<DhGroup>)
                 groups.insert(0, g);
             }
             t.extend(groups.iter().map(|g| Transform::new(TRANS_DH, g.id())));
-            Proposal { number: (i + 1) as u8, protocol_id: PROTO_IKE, spi: spi.to_vec(), transforms: t }
+            Proposal {
+                number: (i + 1) as u8,
+                protocol_id: PROTO_IKE,
+                spi: spi.to_vec(),
+                transforms: t,
+            }
         })
         .collect()
 }
@@ -148,8 +173,16 @@ pub fn esp_to_wire(props: &[EspProposal], spi: u32, pfs: bool) -> Vec<Proposal> 
             if pfs {
                 t.extend(p.dh.iter().map(|g| Transform::new(TRANS_DH, g.id())));
             }
-            t.push(Transform::new(TRANS_ESN, if p.esn { ESN_YES } else { ESN_NO }));
-            Proposal { number: (i + 1) as u8, protocol_id: PROTO_ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }
+            t.push(Transform::new(
+                TRANS_ESN,
+                if p.esn { ESN_YES } else { ESN_NO },
+            ));
+            Proposal {
+                number: (i + 1) as u8,
+                protocol_id: PROTO_ESP,
+                spi: spi.to_be_bytes().to_vec(),
+                transforms: t,
+            }
         })
         .collect()
 }
@@ -164,7 +197,8 @@ fn of_type(p: &Proposal, ty: u8) -> impl Iterator<Item = &Transform> {
 }
 
 fn pick_encr(p: &Proposal, ours: &[EncrAlg]) -> Option<EncrAlg> {
-    of_type(p, TRANS_ENCR).find_map(|t| EncrAlg::from_id(t.transform_id, t.key_length()).filter(|e| ours.contains(e)))
+    of_type(p, TRANS_ENCR)
+        .find_map(|t| EncrAlg::from_id(t.transform_id, t.key_length()).filter(|e| ours.contains(e)))
 }
 
 fn pick_integ(p: &Proposal, ours: &[IntegAlg], aead: bool) -> Option<Option<IntegAlg>> {
@@ -173,24 +207,37 @@ fn pick_integ(p: &Proposal, ours: &[IntegAlg], aead: bool) -> Option<Option<Inte
         // AEAD: no integrity transform, or only NONE.
         return integs.all(|t| t.transform_id == AUTH_NONE).then_some(None);
     }
-    integs.find_map(|t| IntegAlg::from_id(t.transform_id).filter(|i| ours.contains(i))).map(Some)
+    integs
+        .find_map(|t| IntegAlg::from_id(t.transform_id).filter(|i| ours.contains(i)))
+        .map(Some)
 }
 
 /// Responder: the first received IKE proposal we can accept, reduced to one transform per type.
 pub fn select_ike(ours: &[IkeProposal], theirs: &[Proposal]) -> Option<(Proposal, IkeSuite)> {
     for p in theirs.iter().filter(|p| p.protocol_id == PROTO_IKE) {
         for o in ours {
-            let Some(encr) = pick_encr(p, &o.encr) else { continue };
-            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else { continue };
-            let Some(prf) = of_type(p, TRANS_PRF).find_map(|t| PrfAlg::from_id(t.transform_id).filter(|f| o.prf.contains(f)))
+            let Some(encr) = pick_encr(p, &o.encr) else {
+                continue;
+            };
+            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else {
+                continue;
+            };
+            let Some(prf) = of_type(p, TRANS_PRF)
+                .find_map(|t| PrfAlg::from_id(t.transform_id).filter(|f| o.prf.contains(f)))
             else {
                 continue;
             };
-            let Some(dh) = of_type(p, TRANS_DH).find_map(|t| DhGroup::from_id(t.transform_id).filter(|g| o.dh.contains(g)))
+            let Some(dh) = of_type(p, TRANS_DH)
+                .find_map(|t| DhGroup::from_id(t.transform_id).filter(|g| o.dh.contains(g)))
             else {
                 continue;
             };
-            let suite = IkeSuite { encr, integ, prf, dh };
+            let suite = IkeSuite {
+                encr,
+                integ,
+                prf,
+                dh,
+            };
             return Some((ike_suite_to_wire(&suite, p.number, &p.spi), suite));
         }
     }
@@ -199,12 +246,20 @@ pub fn select_ike(ours: &[IkeProposal], theirs: &[Proposal]) -> Option<(Proposal
 
 /// The single-transform proposal describing `s`.
 pub fn ike_suite_to_wire(s: &IkeSuite, number: u8, spi: &[u8]) -> Proposal {
-    let mut t = vec![encr_transform(s.encr), Transform::new(TRANS_PRF, s.prf.id())];
+    let mut t = vec![
+        encr_transform(s.encr),
+        Transform::new(TRANS_PRF, s.prf.id()),
+    ];
     if let Some(i) = s.integ {
         t.push(Transform::new(TRANS_INTEG, i.id()));
     }
     t.push(Transform::new(TRANS_DH, s.dh.id()));
-    Proposal { number, protocol_id: PROTO_IKE, spi: spi.to_vec(), transforms: t }
+    Proposal {
+        number,
+        protocol_id: PROTO_IKE,
+        spi: spi.to_vec(),
+        transforms: t,
+    }
 }
 
 /// Initiator: checks that the responder's answer is one proposal, with one transform of each
@@ -212,19 +267,37 @@ pub fn ike_suite_to_wire(s: &IkeSuite, number: u8, spi: &[u8]) -> Proposal {
 pub fn accept_ike(ours: &[IkeProposal], answer: &[Proposal]) -> Option<IkeSuite> {
     let [p] = answer else { return None };
     let (_, suite) = select_ike(ours, std::slice::from_ref(p))?;
-    let single = |ty| p.transforms.iter().filter(|t| t.transform_type == ty).count() <= 1;
-    (single(TRANS_ENCR) && single(TRANS_PRF) && single(TRANS_INTEG) && single(TRANS_DH)).then_some(suite)
+    let single = |ty| {
+        p.transforms
+            .iter()
+            .filter(|t| t.transform_type == ty)
+            .count()
+            <= 1
+    };
+    (single(TRANS_ENCR) && single(TRANS_PRF) && single(TRANS_INTEG) && single(TRANS_DH))
+        .then_some(suite)
 }
 
 /// Responder: the first ESP proposal we accept. `ke_group` is the group of the KE payload in a
 /// CREATE_CHILD_SA (None in IKE_AUTH or without PFS). Returns the answer proposal (with our
 /// inbound SPI), the suite and the peer's SPI.
-pub fn select_esp(ours: &[EspProposal], theirs: &[Proposal], our_spi: u32, ke_group: Option<DhGroup>) -> Option<(Proposal, EspSuite, u32)> {
+pub fn select_esp(
+    ours: &[EspProposal],
+    theirs: &[Proposal],
+    our_spi: u32,
+    ke_group: Option<DhGroup>,
+) -> Option<(Proposal, EspSuite, u32)> {
     for p in theirs.iter().filter(|p| p.protocol_id == PROTO_ESP) {
-        let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else { continue };
+        let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else {
+            continue;
+        };
         for o in ours {
-            let Some(encr) = pick_encr(p, &o.encr) else { continue };
-            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else { continue };
+            let Some(encr) = pick_encr(p, &o.encr) else {
+                continue;
+            };
+            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else {
+                continue;
+            };
             let esn_ids: Vec<u16> = of_type(p, TRANS_ESN).map(|t| t.transform_id).collect();
             let want = if o.esn { ESN_YES } else { ESN_NO };
             let esn = if esn_ids.is_empty() {
@@ -234,14 +307,27 @@ pub fn select_esp(ours: &[EspProposal], theirs: &[Proposal], our_spi: u32, ke_gr
             } else {
                 continue;
             };
-            let their_dh: Vec<DhGroup> = of_type(p, TRANS_DH).filter_map(|t| DhGroup::from_id(t.transform_id)).collect();
+            let their_dh: Vec<DhGroup> = of_type(p, TRANS_DH)
+                .filter_map(|t| DhGroup::from_id(t.transform_id))
+                .collect();
             let dh = match ke_group {
-                Some(g) if their_dh.contains(&g) && (o.dh.contains(&g) || o.dh.is_empty()) => Some(g),
+                Some(g) if their_dh.contains(&g) && (o.dh.contains(&g) || o.dh.is_empty()) => {
+                    Some(g)
+                }
                 Some(_) => continue,
                 None => None,
             };
-            let suite = EspSuite { encr, integ, dh, esn };
-            return Some((esp_suite_to_wire(&suite, p.number, our_spi), suite, u32::from_be_bytes(spi_bytes)));
+            let suite = EspSuite {
+                encr,
+                integ,
+                dh,
+                esn,
+            };
+            return Some((
+                esp_suite_to_wire(&suite, p.number, our_spi),
+                suite,
+                u32::from_be_bytes(spi_bytes),
+            ));
         }
     }
     None
@@ -255,13 +341,25 @@ pub fn esp_suite_to_wire(s: &EspSuite, number: u8, spi: u32) -> Proposal {
     if let Some(g) = s.dh {
         t.push(Transform::new(TRANS_DH, g.id()));
     }
-    t.push(Transform::new(TRANS_ESN, if s.esn { ESN_YES } else { ESN_NO }));
-    Proposal { number, protocol_id: PROTO_ESP, spi: spi.to_be_bytes().to_vec(), transforms: t }
+    t.push(Transform::new(
+        TRANS_ESN,
+        if s.esn { ESN_YES } else { ESN_NO },
+    ));
+    Proposal {
+        number,
+        protocol_id: PROTO_ESP,
+        spi: spi.to_be_bytes().to_vec(),
+        transforms: t,
+    }
 }
 
 /// Initiator: the responder's ESP answer, checked against our offer; returns the suite and the
 /// peer's SPI.
-pub fn accept_esp(ours: &[EspProposal], answer: &[Proposal], ke_group: Option<DhGroup>) -> Option<(EspSuite, u32)> {
+pub fn accept_esp(
+    ours: &[EspProposal],
+    answer: &[Proposal],
+    ke_group: Option<DhGroup>,
+) -> Option<(EspSuite, u32)> {
     let [p] = answer else { return None };
     let (_, suite, spi) = select_esp(ours, std::slice::from_ref(p), 0, ke_group)?;
     Some((suite, spi))

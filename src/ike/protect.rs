@@ -42,7 +42,12 @@ pub fn open(keys: &SkKeys, datagram: &[u8], msg: &Message) -> Result<Vec<Payload
     let Some(Payload::Sk { first_inner, body }) = msg.payloads.last() else {
         return Err(OpenError::NotProtected);
     };
-    let aad_len = datagram.len().checked_sub(body.len()).ok_or(OpenError::NotProtected)?;
-    let plain = keys.open(&datagram[..aad_len], body).map_err(|_| OpenError::Integrity)?;
+    let aad_len = datagram
+        .len()
+        .checked_sub(body.len())
+        .ok_or(OpenError::NotProtected)?;
+    let plain = keys
+        .open(&datagram[..aad_len], body)
+        .map_err(|_| OpenError::Integrity)?;
     parse_payloads(*first_inner, &plain).map_err(OpenError::Syntax)
 }

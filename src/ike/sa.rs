@@ -122,7 +122,11 @@ pub(crate) enum Intent {
 pub(crate) enum Exchange {
     Init,
     Auth,
-    CreateChild { req: ChildRequest, ni: Vec<u8>, dh: Option<DhPrivate> },
+    CreateChild {
+        req: ChildRequest,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+    },
     DeleteChild(Vec<u32>),
     DeleteIke,
     Liveness,
@@ -181,7 +185,11 @@ pub(crate) struct IkeSa {
 
 impl IkeSa {
     pub fn our_spi(&self) -> u64 {
-        if self.initiator { self.spi_i } else { self.spi_r }
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
     }
     pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spi_in == spi_in)

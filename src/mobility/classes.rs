@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::kernel::Mode;
-use crate::wire::consts::{IPPROTO_ICMPV6, IPPROTO_MH, TS_IPV6_ADDR_RANGE};
 use crate::wire::TrafficSelector;
+use crate::wire::consts::{IPPROTO_ICMPV6, IPPROTO_MH, TS_IPV6_ADDR_RANGE};
 
 /// MH types (RFC 6275 6.1.2).
 pub const MH_HOTI: u8 = 1;
@@ -35,7 +35,12 @@ pub struct ClassReqids {
 }
 
 impl SaClass {
-    pub const ALL: [SaClass; 4] = [SaClass::BuBa, SaClass::MpsMpa, SaClass::HotiHot, SaClass::Payload];
+    pub const ALL: [SaClass; 4] = [
+        SaClass::BuBa,
+        SaClass::MpsMpa,
+        SaClass::HotiHot,
+        SaClass::Payload,
+    ];
 
     /// Configuration name.
     pub fn name(self) -> &'static str {
@@ -73,27 +78,51 @@ impl SaClass {
 
     /// Traffic selectors (TSi, TSr) the mobile node proposes and the home agent grants for this
     /// class, for home address `hoa` and home agent address `ha`.
-    pub fn selectors(self, hoa: Ipv6Addr, ha: Ipv6Addr) -> (Vec<TrafficSelector>, Vec<TrafficSelector>) {
+    pub fn selectors(
+        self,
+        hoa: Ipv6Addr,
+        ha: Ipv6Addr,
+    ) -> (Vec<TrafficSelector>, Vec<TrafficSelector>) {
         let any = |proto: u8, ports: (u16, u16), a: Ipv6Addr| ts(proto, ports, a, a);
         match self {
-            SaClass::BuBa => (vec![any(IPPROTO_MH, (0, 0xffff), hoa)], vec![any(IPPROTO_MH, (0, 0xffff), ha)]),
+            SaClass::BuBa => (
+                vec![any(IPPROTO_MH, (0, 0xffff), hoa)],
+                vec![any(IPPROTO_MH, (0, 0xffff), ha)],
+            ),
             SaClass::MpsMpa => {
                 // ICMPv6 type in the high byte of the port (RFC 7296 3.13.1).
-                let types = (u16::from(ICMPV6_MPS) << 8, (u16::from(ICMPV6_MPA) << 8) | 0xff);
-                (vec![any(IPPROTO_ICMPV6, types, hoa)], vec![any(IPPROTO_ICMPV6, types, ha)])
+                let types = (
+                    u16::from(ICMPV6_MPS) << 8,
+                    (u16::from(ICMPV6_MPA) << 8) | 0xff,
+                );
+                (
+                    vec![any(IPPROTO_ICMPV6, types, hoa)],
+                    vec![any(IPPROTO_ICMPV6, types, ha)],
+                )
             }
             SaClass::HotiHot => {
                 let t = |mh: u8| (u16::from(mh) << 8, (u16::from(mh) << 8) | 0xff);
                 let all = Ipv6Addr::UNSPECIFIED;
                 let ones = Ipv6Addr::from(u128::MAX);
                 (
-                    vec![any(IPPROTO_MH, t(MH_HOTI), hoa), any(IPPROTO_MH, t(MH_HOT), hoa)],
-                    vec![ts(IPPROTO_MH, t(MH_HOTI), all, ones), ts(IPPROTO_MH, t(MH_HOT), all, ones)],
+                    vec![
+                        any(IPPROTO_MH, t(MH_HOTI), hoa),
+                        any(IPPROTO_MH, t(MH_HOT), hoa),
+                    ],
+                    vec![
+                        ts(IPPROTO_MH, t(MH_HOTI), all, ones),
+                        ts(IPPROTO_MH, t(MH_HOT), all, ones),
+                    ],
                 )
             }
             SaClass::Payload => (
                 vec![any(0, (0, 0xffff), hoa)],
-                vec![ts(0, (0, 0xffff), Ipv6Addr::UNSPECIFIED, Ipv6Addr::from(u128::MAX))],
+                vec![ts(
+                    0,
+                    (0, 0xffff),
+                    Ipv6Addr::UNSPECIFIED,
+                    Ipv6Addr::from(u128::MAX),
+                )],
             ),
         }
     }

@@ -6,4 +6,4 @@ pub mod selector;
 pub mod users;
 
 pub use classes::{ClassReqids, SaClass};
-pub use users::{User, UserAuth, UserDb, IdentityMatch};
+pub use users::{IdentityMatch, User, UserAuth, UserDb};

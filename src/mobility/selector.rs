@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use crate::kernel::Selector;
-use crate::wire::consts::{IPPROTO_ICMPV6, IPPROTO_MH, TS_IPV4_ADDR_RANGE, TS_IPV6_ADDR_RANGE};
 use crate::wire::TrafficSelector;
+use crate::wire::consts::{IPPROTO_ICMPV6, IPPROTO_MH, TS_IPV4_ADDR_RANGE, TS_IPV6_ADDR_RANGE};
 
 fn addr_u128(a: IpAddr) -> u128 {
     match a {
@@ -42,7 +42,14 @@ pub fn intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSele
     if sa.max(sb) > ea.min(eb) {
         return None;
     }
-    Some(TrafficSelector { ts_type: a.ts_type, ip_protocol: proto, start_port, end_port, start_addr: start, end_addr })
+    Some(TrafficSelector {
+        ts_type: a.ts_type,
+        ip_protocol: proto,
+        start_port,
+        end_port,
+        start_addr: start,
+        end_addr,
+    })
 }
 
 /// `inner` lies entirely within `outer`.
@@ -103,7 +110,11 @@ fn kernel_ports(proto: u8, start: u16, end: u16) -> (u16, u16) {
             None => (0, 0),
         };
     }
-    if start == end { (start, 0xffff) } else { (0, 0) }
+    if start == end {
+        (start, 0xffff)
+    } else {
+        (0, 0)
+    }
 }
 
 /// Converts an mip6d/kernel (value, mask) on an MH or ICMPv6 selector back to an IKEv2 port range.
@@ -131,7 +142,11 @@ fn range_prefix(start: IpAddr, end: IpAddr) -> Option<u8> {
 /// A kernel selector for traffic from `src` to `dst` (one TS of each side). None when the
 /// address ranges are not prefixes (the kernel cannot express arbitrary ranges).
 pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selector> {
-    let proto = if src.ip_protocol != 0 { src.ip_protocol } else { dst.ip_protocol };
+    let proto = if src.ip_protocol != 0 {
+        src.ip_protocol
+    } else {
+        dst.ip_protocol
+    };
     let mut sport = kernel_ports(proto, src.start_port, src.end_port);
     let mut dport = kernel_ports(proto, dst.start_port, dst.end_port);
     if (proto == IPPROTO_MH || proto == IPPROTO_ICMPV6) && sport.1 == 0 {
@@ -157,7 +172,11 @@ pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selecto
 pub fn from_kernel_side(addr: IpAddr, prefix: u8, proto: u8, port: (u16, u16)) -> TrafficSelector {
     let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
     let host_bits = bits.saturating_sub(u32::from(prefix));
-    let mask: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let mask: u128 = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
     let start = addr_u128(addr) & !mask;
     let end = start | mask;
     let (start_addr, end_addr, ts_type) = match addr {
@@ -166,8 +185,19 @@ pub fn from_kernel_side(addr: IpAddr, prefix: u8, proto: u8, port: (u16, u16)) -
             IpAddr::V4((end as u32).into()),
             TS_IPV4_ADDR_RANGE,
         ),
-        IpAddr::V6(_) => (IpAddr::V6(start.into()), IpAddr::V6(end.into()), TS_IPV6_ADDR_RANGE),
+        IpAddr::V6(_) => (
+            IpAddr::V6(start.into()),
+            IpAddr::V6(end.into()),
+            TS_IPV6_ADDR_RANGE,
+        ),
     };
     let (start_port, end_port) = kernel_type_to_ports(proto, port.0, port.1);
-    TrafficSelector { ts_type, ip_protocol: proto, start_port, end_port, start_addr, end_addr }
+    TrafficSelector {
+        ts_type,
+        ip_protocol: proto,
+        start_port,
+        end_port,
+        start_addr,
+        end_addr,
+    }
 }

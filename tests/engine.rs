@@ -1,0 +1,845 @@
+//! The engine end to end, in process: a mobile node and a home agent Endpoint passing buffers,
+//! with simulated time, loss, duplication and reordering.
+
+mod common;
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use common::*;
+use mip6_ike::ike::{Command, Event, HomeAddress};
+use mip6_ike::kernel::{Direction, Mode};
+use mip6_ike::mobility::SaClass;
+use mip6_ike::wire::consts::*;
+use mip6_ike::wire::{Header, Message, Payload};
+
+const BU_PAYLOAD: &[SaClass] = &[SaClass::BuBa, SaClass::Payload];
+
+fn lab(kind: AuthKind, ike_p: &str, esp_p: &str) -> Lab {
+    Lab::new(
+        mn_config(kind, "mn1", ike_p, esp_p),
+        ha_config(kind, ike_p, esp_p),
+    )
+}
+
+/// Checks the RFC 4877 shape of an established MN/HA pair: BU/BA transport SA between HoA and
+/// HA, payload tunnel SA between CoA and HA with the HoA in its selectors, matching SPIs and keys
+/// on both sides, mip6d's reqids.
+fn check_rfc4877(l: &Lab) {
+    let hoa = IpAddr::V6(HOA1);
+    let ha = IpAddr::V6(HA_IP);
+    let coa = l.mn.addr.ip();
+    assert_eq!(
+        l.mn.kernel.len(),
+        4,
+        "MN kernel: {:?}",
+        l.mn.kernel.sas().collect::<Vec<_>>()
+    );
+    assert_eq!(l.ha.kernel.len(), 4);
+    assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
+    let mn = l.mn.ep.list();
+    let ha_list = l.ha.ep.list();
+    assert_eq!(mn.len(), 1);
+    assert_eq!(ha_list.len(), 1);
+    assert_eq!(mn[0].state, "established");
+    assert_eq!(mn[0].home_address, Some(HOA1));
+    for c in &mn[0].children {
+        // The HA holds the mirror image.
+        let h = ha_list[0]
+            .children
+            .iter()
+            .find(|h| h.spi_in == c.spi_out)
+            .expect("HA has the pair");
+        assert_eq!(h.spi_out, c.spi_in);
+        assert_eq!(h.mode, c.mode);
+        assert_eq!(h.ts_local, c.ts_remote);
+        assert_eq!(h.ts_remote, c.ts_local);
+        // Keys agree across the wire: MN out = HA in.
+        let mn_out =
+            l.mn.kernel
+                .get(c.remote, c.spi_out)
+                .expect("MN outbound SA");
+        let ha_in = l.ha.kernel.get(h.local, h.spi_in).expect("HA inbound SA");
+        assert_eq!(*mn_out.encr_key, *ha_in.encr_key);
+        assert_eq!(*mn_out.integ_key, *ha_in.integ_key);
+        assert_eq!(mn_out.direction, Direction::Out);
+        assert_eq!(ha_in.direction, Direction::In);
+        assert_eq!(mn_out.reqid, ha_in.reqid, "to-HA reqid on both sides");
+        assert_eq!(c.ts_local[0].start_addr, hoa, "the HoA is in TSi");
+        match c.class {
+            Some(SaClass::BuBa) => {
+                assert_eq!(c.mode, Mode::Transport);
+                assert_eq!(
+                    (c.local, c.remote),
+                    (hoa, ha),
+                    "transport SA between HoA and HA"
+                );
+                assert_eq!(c.ts_local[0].ip_protocol, IPPROTO_MH);
+                assert_eq!((c.reqid_out, c.reqid_in), (1, 2));
+                assert_eq!(mn_out.selector.proto, IPPROTO_MH);
+            }
+            Some(SaClass::Payload) => {
+                assert_eq!(c.mode, Mode::Tunnel);
+                assert_eq!(
+                    (c.local, c.remote),
+                    (coa, ha),
+                    "tunnel SA between CoA and HA"
+                );
+                assert_eq!(c.ts_remote[0].start_addr, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+                assert_eq!((c.reqid_out, c.reqid_in), (3, 4));
+            }
+            other => panic!("unexpected class {other:?}"),
+        }
+    }
+}
+
+fn handshake(kind: AuthKind, ike_p: &str, esp_p: &str) {
+    let mut l = lab(kind, ike_p, esp_p);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(
+        l.establish(2),
+        "{kind:?} {ike_p}: MN events {:?} HA events {:?}",
+        l.mn.events,
+        l.ha.events
+    );
+    check_rfc4877(&l);
+    assert!(l.mn.ike_up() && l.ha.ike_up());
+}
+
+#[test]
+fn handshake_x25519_ecdsa() {
+    handshake(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+}
+
+#[test]
+fn handshake_ecp256_ecdsa_gcm() {
+    handshake(
+        AuthKind::Ecdsa,
+        "aes128gcm16-prfsha256-ecp256",
+        "aes128gcm16",
+    );
+}
+
+#[test]
+fn handshake_modp2048_rsa() {
+    handshake(AuthKind::Rsa, "aes256-sha384-modp2048", "aes256-sha512");
+}
+
+#[test]
+fn handshake_rfc7427_ecdsa() {
+    handshake(
+        AuthKind::Rfc7427Ecdsa,
+        "aes256gcm16-prfsha512-x25519",
+        "aes256gcm16",
+    );
+}
+
+#[test]
+fn handshake_rfc7427_rsa() {
+    handshake(
+        AuthKind::Rfc7427Rsa,
+        "aes128-sha256-ecp256",
+        "aes128-sha256",
+    );
+}
+
+#[test]
+fn handshake_psk() {
+    handshake(AuthKind::Psk, "aes128-sha256-x25519", "aes128-sha256");
+}
+
+#[test]
+fn invalid_ke_payload_retry_uses_the_responders_group() {
+    let mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519-ecp256",
+        "aes128-sha256",
+    );
+    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-ecp256", "aes128-sha256");
+    let mut l = Lab::new(mn, ha);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    // First request carries an X25519 KE.
+    let first = Message::parse(&l.wire[0].1.data).unwrap();
+    let ke_group = |m: &Message| {
+        m.payloads.iter().find_map(|p| {
+            if let Payload::Ke { group, .. } = p {
+                Some(*group)
+            } else {
+                None
+            }
+        })
+    };
+    assert_eq!(ke_group(&first), Some(DH_CURVE25519));
+    let (to_ha, t) = l.wire.remove(0);
+    l.deliver(to_ha, &t);
+    // The HA answered INVALID_KE_PAYLOAD(19) and kept no state.
+    let answer = Message::parse(&l.wire[0].1.data).unwrap();
+    assert!(answer.payloads.iter().any(|p| matches!(p, Payload::Notify(n) if n.notify_type == N_INVALID_KE_PAYLOAD && n.data == [0, 19])));
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    let (to_ha, t) = l.wire.remove(0);
+    l.deliver(to_ha, &t);
+    let retry = Message::parse(&l.wire[0].1.data).unwrap();
+    assert_eq!(ke_group(&retry), Some(DH_ECP_256));
+    assert_eq!(retry.header.spi_i, first.header.spi_i);
+    assert!(l.establish(2));
+    assert!(l.mn.ep.list()[0].transforms.contains("ECP_256"));
+    assert_eq!(l.ha.ep.stats.invalid_ke_sent, 1);
+}
+
+#[test]
+fn cookie_round_trip() {
+    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    ha.cookie_threshold = 0; // every IKE_SA_INIT must carry a cookie
+    let mut l = Lab::new(
+        mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        ),
+        ha,
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (to_ha, t) = l.wire.remove(0);
+    l.deliver(to_ha, &t);
+    let answer = Message::parse(&l.wire[0].1.data).unwrap();
+    assert_eq!(answer.payloads.len(), 1);
+    assert!(matches!(&answer.payloads[0], Payload::Notify(n) if n.notify_type == N_COOKIE));
+    assert_eq!(
+        l.ha.ep.ike_sa_count(),
+        0,
+        "no state for a request without cookie"
+    );
+    let (to_ha, t) = l.wire.remove(0);
+    l.deliver(to_ha, &t);
+    // The retry starts with the cookie notify.
+    let retry = Message::parse(&l.wire[0].1.data).unwrap();
+    assert!(matches!(&retry.payloads[0], Payload::Notify(n) if n.notify_type == N_COOKIE));
+    assert!(l.establish(2));
+    assert_eq!(l.ha.ep.stats.cookies_sent, 1);
+    check_rfc4877(&l);
+}
+
+#[test]
+fn forged_cookie_is_refused() {
+    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    ha.cookie_threshold = 0;
+    let mut l = Lab::new(
+        mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        ),
+        ha,
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, t) = l.wire.remove(0);
+    let mut m = Message::parse(&t.data).unwrap();
+    m.payloads.insert(
+        0,
+        Payload::Notify(mip6_ike::wire::Notify::new(N_COOKIE, vec![0; 33])),
+    );
+    l.ha.ep.handle_datagram(l.now, t.remote, t.local, &m.emit());
+    let out = l.ha.drain();
+    assert_eq!(out.len(), 1);
+    let answer = Message::parse(&out[0].data).unwrap();
+    assert!(
+        matches!(&answer.payloads[0], Payload::Notify(n) if n.notify_type == N_COOKIE),
+        "a fresh cookie, not a handshake"
+    );
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+}
+
+#[test]
+fn retransmission_survives_30_percent_loss() {
+    for seed in 0..16u64 {
+        // A round trip survives 30 % loss with probability 0.49; with 10 retransmissions an
+        // exchange fails with probability 0.51^11 < 0.1 %, so every seed must get through.
+        let mut mn = mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        );
+        let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+        mn.timers.retransmit_tries = 10;
+        ha.timers.retransmit_tries = 10;
+        let mut l = Lab::new(mn, ha);
+        l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        let mut rng = mip6_ike::crypto::TestRng::new(seed);
+        let mut lost = 0;
+        let ok = l.run(
+            |l| l.mn.child_ups() >= 2 && l.ha.child_ups() >= 2,
+            |_, _, _| {
+                let mut b = [0u8; 1];
+                mip6_ike::crypto::Rng::fill(&mut rng, &mut b);
+                let keep = b[0] >= 77; // drop ~30 %
+                if !keep {
+                    lost += 1;
+                }
+                keep
+            },
+        );
+        assert!(ok, "seed {seed}: not established; MN {:?}", l.mn.events);
+        check_rfc4877(&l);
+        if seed == 0 {
+            assert!(lost > 0, "the loss model dropped nothing");
+        }
+        assert!(l.mn.ep.stats.retransmissions + l.ha.ep.stats.retransmissions > 0 || lost == 0);
+    }
+}
+
+#[test]
+fn duplicate_request_is_answered_from_the_cache() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
+    // IKE_SA_INIT both ways.
+    l.run_now_n(2);
+    let (to_ha, auth_req) = l.wire.remove(0);
+    assert!(to_ha);
+    l.deliver(true, &auth_req);
+    let first_answer = l.wire.last().unwrap().1.data.clone();
+    let sas_before = l.ha.kernel.len();
+    let ups = l.ha.child_ups();
+    l.deliver(true, &auth_req);
+    let second_answer = l.wire.last().unwrap().1.data.clone();
+    assert_eq!(
+        first_answer, second_answer,
+        "byte-identical cached response"
+    );
+    assert_eq!(
+        l.ha.kernel.len(),
+        sas_before,
+        "the request was not processed twice"
+    );
+    assert_eq!(l.ha.child_ups(), ups);
+    // Also a duplicated IKE_SA_INIT request is answered from the cache.
+    l.run_now();
+    assert!(l.mn.ike_up());
+}
+
+#[test]
+fn reordering_and_duplication() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    // Duplicate every datagram and deliver the copy after the next one.
+    let mut held: Option<(bool, mip6_ike::ike::Transmit)> = None;
+    for _ in 0..200 {
+        if l.mn.child_ups() >= 2 && l.ha.child_ups() >= 2 {
+            break;
+        }
+        if l.wire.is_empty() {
+            if let Some((to, t)) = held.take() {
+                l.deliver(to, &t);
+                continue;
+            }
+            l.advance(Duration::from_secs(3));
+            continue;
+        }
+        let (to, t) = l.wire.remove(0);
+        l.deliver(to, &t);
+        if let Some((hto, ht)) = held.replace((to, t)) {
+            l.deliver(hto, &ht);
+        }
+    }
+    check_rfc4877(&l);
+}
+
+#[test]
+fn cross_user_home_address_is_refused_with_ts_unacceptable() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    // mn1 authenticates correctly but asks for mn2's home address.
+    l.initiate(HomeAddress::Static(HOA2), &[SaClass::BuBa]);
+    l.run(
+        |l| {
+            l.mn.ike_up()
+                && !l
+                    .mn
+                    .events
+                    .iter()
+                    .all(|e| !matches!(e, Event::ExchangeFailed { .. }))
+        },
+        |_, _, _| true,
+    );
+    assert!(
+        l.mn.events.iter().any(|e| matches!(
+            e,
+            Event::ExchangeFailed {
+                notify: Some(N_TS_UNACCEPTABLE),
+                ..
+            }
+        )),
+        "{:?}",
+        l.mn.events
+    );
+    assert!(
+        l.ha.events
+            .iter()
+            .any(|e| matches!(e, Event::Refused { .. }))
+    );
+    assert!(l.ha.kernel.is_empty(), "no SA for another user's HoA");
+    assert!(l.mn.kernel.is_empty());
+    // The IKE SA itself stays up (RFC 7296 1.2: a CHILD_SA failure does not fail the IKE SA).
+    assert_eq!(l.ha.ep.list()[0].state, "established");
+    assert_eq!(l.ha.ep.stats.ts_refused, 1);
+}
+
+#[test]
+fn superset_selector_is_narrowed_to_the_users_home_address() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    // Dynamic: the MN proposes TSi = any address and asks for one with CP.
+    l.initiate(HomeAddress::Dynamic, BU_PAYLOAD);
+    assert!(l.establish(2), "{:?}", l.mn.events);
+    assert!(
+        l.mn.events
+            .iter()
+            .any(|e| matches!(e, Event::HoaAssigned { address, .. } if *address == HOA1))
+    );
+    check_rfc4877(&l);
+}
+
+#[test]
+fn unknown_identity_gets_authentication_failed() {
+    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    // Only mn2 is a user.
+    let users = mip6_ike::mobility::UserDb::new(vec![user(
+        "mn2",
+        MN2_DN,
+        mip6_ike::mobility::UserAuth::Certificate,
+        &[HOA2],
+        &[SaClass::BuBa],
+    )])
+    .unwrap();
+    ha.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
+    let mut l = Lab::new(
+        mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        ),
+        ha,
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.events.iter().any(|e| matches!(
+        e,
+        Event::ExchangeFailed {
+            notify: Some(N_AUTHENTICATION_FAILED),
+            ..
+        }
+    )));
+    assert!(
+        l.ha.events
+            .iter()
+            .any(|e| matches!(e, Event::AuthFailed { .. }))
+    );
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty());
+}
+
+#[test]
+fn certificate_from_an_untrusted_ca_is_refused() {
+    let mut mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519",
+        "aes128-sha256",
+    );
+    let (c, k) = cert("rogue-mn1-ecdsa");
+    mn.auth = mip6_ike::ike::LocalAuth::Certificate {
+        key: std::sync::Arc::new(mip6_ike::auth::PrivateKey::from_pem(k).unwrap()),
+        chain: mip6_ike::auth::cert::certs_from_pem(c).unwrap(),
+        style: mip6_ike::auth::SignatureStyle::Legacy,
+    };
+    let mut l = Lab::new(
+        mn,
+        ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(
+        l.ha.events
+            .iter()
+            .any(|e| matches!(e, Event::AuthFailed { .. }))
+    );
+    assert!(l.ha.kernel.is_empty());
+}
+
+#[test]
+fn malformed_messages_are_dropped_without_state_change() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    // Capture a genuine request: a liveness check from the MN.
+    l.mn.ep
+        .handle_command(l.now, Command::DeleteChild { ike: id, spi_in: 1 })
+        .ok();
+    l.collect();
+    let (_, req) = l.wire.pop().expect("a request");
+    let before = l.ha.ep.list();
+    let dropped = l.ha.ep.stats.dropped;
+    let src = req.local;
+    let dst = req.remote;
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    // Truncated.
+    cases.push(req.data[..req.data.len() - 5].to_vec());
+    // Header length disagrees with the datagram.
+    let mut bad_len = req.data.clone();
+    bad_len[27] ^= 0x04;
+    cases.push(bad_len);
+    // Payload length field corrupted.
+    let mut bad_pl = req.data.clone();
+    bad_pl[31] ^= 0x10;
+    cases.push(bad_pl);
+    // Unknown SPI.
+    let mut bad_spi = req.data.clone();
+    bad_spi[9] ^= 0xff;
+    cases.push(bad_spi);
+    // Bad ICV.
+    let mut bad_icv = req.data.clone();
+    let n = bad_icv.len();
+    bad_icv[n - 1] ^= 1;
+    cases.push(bad_icv);
+    // Flipped ciphertext byte.
+    let mut bad_ct = req.data.clone();
+    bad_ct[Header::LEN + 4 + 20] ^= 0x80;
+    cases.push(bad_ct);
+    for (i, c) in cases.iter().enumerate() {
+        l.ha.ep.handle_datagram(l.now, dst, src, c);
+        let out = l.ha.drain();
+        assert!(out.is_empty(), "case {i}: answered a malformed message");
+        assert_eq!(l.ha.ep.list(), before, "case {i}: state changed");
+    }
+    assert_eq!(l.ha.ep.stats.dropped, dropped + cases.len() as u64);
+    // The genuine request still works afterwards.
+    l.ha.ep.handle_datagram(l.now, dst, src, &req.data);
+    assert_eq!(l.ha.drain().len(), 1);
+}
+
+#[test]
+fn garbage_never_panics_the_responder() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, init) = l.wire.remove(0);
+    let mut rng = mip6_ike::crypto::TestRng::new(7);
+    for i in 0..2000 {
+        let mut d = init.data.clone();
+        let mut b = [0u8; 4];
+        mip6_ike::crypto::Rng::fill(&mut rng, &mut b);
+        let pos = usize::from(u16::from_be_bytes([b[0], b[1]])) % d.len();
+        d[pos] ^= b[2] | 1;
+        if i % 3 == 0 {
+            d.truncate(pos.max(1));
+        }
+        l.ha.ep.handle_datagram(l.now, init.remote, init.local, &d);
+        l.ha.drain();
+    }
+}
+
+#[test]
+fn delete_from_the_mobile_node_clears_both_kernels() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.mn.ep
+        .handle_command(l.now, Command::Terminate { ike: id })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
+    assert!(
+        l.ha.events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { .. }))
+    );
+}
+
+#[test]
+fn delete_one_child_sa() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let spi = l.mn.ep.list()[0].children[1].spi_in;
+    l.mn.ep
+        .handle_command(
+            l.now,
+            Command::DeleteChild {
+                ike: id,
+                spi_in: spi,
+            },
+        )
+        .unwrap();
+    l.collect();
+    l.run_now();
+    assert_eq!(l.mn.kernel.len(), 2);
+    assert_eq!(l.ha.kernel.len(), 2);
+    assert_eq!(l.ha.ep.list()[0].children.len(), 1);
+}
+
+#[test]
+fn silent_peer_is_detected_by_liveness_and_its_sas_removed() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    // From now on the HA hears nothing from the MN (and the MN nothing from the HA).
+    let gone = l.run(
+        |l| l.ha.ep.ike_sa_count() == 0 && l.mn.ep.ike_sa_count() == 0,
+        |_, _, _| false,
+    );
+    assert!(gone);
+    assert!(l.ha.kernel.is_empty() && l.mn.kernel.is_empty());
+    assert!(
+        l.ha.events.iter().any(
+            |e| matches!(e, Event::IkeDown { reason, .. } if reason.contains("not responding"))
+        )
+    );
+}
+
+#[test]
+fn liveness_keeps_a_quiet_sa_alive() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let t = l.now.at + Duration::from_secs(300);
+    l.run(|l| l.now.at >= t, |_, _, _| true);
+    assert_eq!(l.mn.ep.ike_sa_count(), 1);
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+}
+
+#[test]
+fn child_sa_rekey_replaces_both_sas() {
+    let mut mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519",
+        "aes128-sha256-x25519",
+    );
+    mn.timers.child_rekey = Duration::from_secs(100);
+    mn.timers.child_lifetime = Duration::from_secs(150);
+    mn.timers.liveness_interval = Duration::from_secs(1000);
+    let mut l = Lab::new(
+        mn,
+        ha_config(
+            AuthKind::Ecdsa,
+            "aes128-sha256-x25519",
+            "aes128-sha256-x25519",
+        ),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let old: Vec<u32> = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .map(|c| c.spi_in)
+        .collect();
+    // Two rounds of rekeying.
+    assert!(l.run(
+        |l| l.mn.child_ups() >= 6 && l.ha.child_ups() >= 6,
+        |_, _, _| true
+    ));
+    l.run_now();
+    let now: Vec<u32> = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .map(|c| c.spi_in)
+        .collect();
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|s| !old.contains(s)));
+    assert_eq!(l.mn.kernel.len(), 4, "old SAs removed after the rekey");
+    assert_eq!(l.ha.kernel.len(), 4);
+    check_rfc4877(&l);
+}
+
+#[test]
+fn additional_child_sa_classes() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(
+        HomeAddress::Static(HOA1),
+        &[
+            SaClass::BuBa,
+            SaClass::MpsMpa,
+            SaClass::HotiHot,
+            SaClass::Payload,
+        ],
+    );
+    assert!(l.establish(4));
+    let mn = &l.mn.ep.list()[0];
+    let classes: Vec<_> = mn.children.iter().map(|c| c.class.unwrap()).collect();
+    assert_eq!(
+        classes,
+        vec![
+            SaClass::BuBa,
+            SaClass::MpsMpa,
+            SaClass::HotiHot,
+            SaClass::Payload
+        ]
+    );
+    let hoti = &mn.children[2];
+    assert_eq!(hoti.mode, Mode::Tunnel);
+    assert_eq!(hoti.ts_local.len(), 2, "HoTI and HoT type ranges");
+    assert_eq!(l.ha.kernel.len(), 8);
+}
+
+#[test]
+fn transport_class_requires_transport_mode_on_the_ha() {
+    // The HA lets mn1 have only the payload tunnel: a BU/BA transport request is refused
+    // rather than silently turned into a tunnel.
+    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let users = mip6_ike::mobility::UserDb::new(vec![user(
+        "mn1",
+        MN1_DN,
+        mip6_ike::mobility::UserAuth::Certificate,
+        &[HOA1],
+        &[SaClass::Payload],
+    )])
+    .unwrap();
+    ha.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
+    let mut l = Lab::new(
+        mn_config(
+            AuthKind::Ecdsa,
+            "mn1",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        ),
+        ha,
+    );
+    l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
+    l.run(
+        |l| {
+            l.mn.events
+                .iter()
+                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
+        },
+        |_, _, _| true,
+    );
+    assert!(l.mn.events.iter().any(|e| matches!(
+        e,
+        Event::ExchangeFailed {
+            notify: Some(N_TS_UNACCEPTABLE),
+            ..
+        }
+    )));
+    assert!(l.ha.kernel.is_empty());
+}
+
+#[test]
+fn unsupported_critical_payload_is_answered() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, t) = l.wire.remove(0);
+    let mut m = Message::parse(&t.data).unwrap();
+    m.payloads.push(Payload::Unknown {
+        payload_type: 200,
+        critical: true,
+        data: vec![1, 2, 3],
+    });
+    l.ha.ep.handle_datagram(l.now, t.remote, t.local, &m.emit());
+    let out = l.ha.drain();
+    let answer = Message::parse(&out[0].data).unwrap();
+    assert!(
+        matches!(&answer.payloads[0], Payload::Notify(n) if n.notify_type == N_UNSUPPORTED_CRITICAL_PAYLOAD && n.data == [200])
+    );
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    // A non-critical unknown payload is skipped and the handshake proceeds.
+    let mut m = Message::parse(&t.data).unwrap();
+    m.payloads.push(Payload::Unknown {
+        payload_type: 200,
+        critical: false,
+        data: vec![1, 2, 3],
+    });
+    l.ha.ep.handle_datagram(l.now, t.remote, t.local, &m.emit());
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+}
+
+#[test]
+fn no_proposal_chosen() {
+    let mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes256-sha512-modp2048",
+        "aes128-sha256",
+    );
+    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let mut l = Lab::new(mn, ha);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.events.iter().any(|e| matches!(
+        e,
+        Event::ExchangeFailed {
+            notify: Some(N_NO_PROPOSAL_CHOSEN),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn shutdown_removes_every_sa() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.ha.ep.handle_command(l.now, Command::Shutdown).unwrap();
+    l.collect();
+    assert!(l.ha.kernel.is_empty());
+    l.run_now();
+    assert_eq!(l.mn.ep.ike_sa_count(), 0, "the MN heard the Delete");
+    assert!(l.mn.kernel.is_empty());
+}
+
+#[test]
+fn ha_is_the_responder_for_many_users_without_interference() {
+    // mn1 and mn2 from different care-of addresses; each gets only its own HoA.
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let mut mn2 = Side::new(
+        mn_config(
+            AuthKind::Ecdsa,
+            "mn2",
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        ),
+        "[2001:db8:3::7]:500",
+        9,
+        l.now,
+    );
+    let cmd = Command::Initiate {
+        local: mn2.addr,
+        remote: l.ha.addr,
+        home_agent: HA_IP,
+        home_address: HomeAddress::Static(HOA2),
+        classes: BU_PAYLOAD.to_vec(),
+        remote_identity: None,
+    };
+    mn2.ep.handle_command(l.now, cmd).unwrap();
+    for _ in 0..20 {
+        for t in mn2.drain() {
+            l.ha.ep.handle_datagram(l.now, t.remote, t.local, &t.data);
+        }
+        for t in l.ha.drain() {
+            if t.remote == mn2.addr {
+                mn2.ep.handle_datagram(l.now, t.remote, t.local, &t.data);
+            }
+        }
+    }
+    assert_eq!(mn2.child_ups(), 2);
+    let ha = l.ha.ep.list();
+    assert_eq!(ha.len(), 2);
+    for sa in &ha {
+        let hoa = sa
+            .home_address
+            .unwrap_or_else(|| match sa.children[0].ts_remote[0].start_addr {
+                IpAddr::V6(a) => a,
+                _ => panic!(),
+            });
+        let want = if sa.remote == mn2.addr { HOA2 } else { HOA1 };
+        assert_eq!(hoa, want);
+    }
+    assert_eq!(l.ha.kernel.len(), 8);
+}
