@@ -15,5 +15,8 @@ struct Cli {}
 
 fn main() {
     let _ = Cli::parse();
-    println!("mip6-ikectl {}: the control socket is not implemented yet; see --help", env!("CARGO_PKG_VERSION"));
+    println!(
+        "mip6-ikectl {}: the control socket is not implemented yet; see --help",
+        env!("CARGO_PKG_VERSION")
+    );
 }

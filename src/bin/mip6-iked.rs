@@ -15,7 +15,11 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 #[derive(Parser)]
-#[command(name = "mip6-iked", version, about = "IKEv2 key manager for Mobile IPv6 (RFC 7296, RFC 4877)")]
+#[command(
+    name = "mip6-iked",
+    version,
+    about = "IKEv2 key manager for Mobile IPv6 (RFC 7296, RFC 4877)"
+)]
 struct Cli {
     /// The global configuration file (TOML).
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -37,11 +41,16 @@ enum Cmd {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn main() -> ExitCode {
@@ -133,7 +142,10 @@ fn demo() -> ExitCode {
     // Quiet by default: the summary is the output. RUST_LOG=info shows the daemons' logs.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

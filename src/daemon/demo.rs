@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{Control, Daemon, SharedKernel, show};
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::ike::proposal::ParsedProposal;
-use crate::ike::{Config, Event, HomeAddress, HomeAgentConfig, IkeSaInfo, LocalAuth, Timers, parse_proposal_string};
+use crate::ike::{
+    Config, Event, HomeAddress, HomeAgentConfig, IkeSaInfo, LocalAuth, Timers,
+    parse_proposal_string,
+};
 use crate::kernel::SaSpec;
 use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
 use crate::policy::{
-    DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, KernelBackend, KernelSettings, Listen, LoadedConfig,
-    MobileNodeSettings, PolicyMode, Role,
+    DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, KernelBackend, KernelSettings, Listen,
+    LoadedConfig, MobileNodeSettings, PolicyMode, Role,
 };
 
 const CA: &str = include_str!("../../certs/ca-ecdsa.pem");
@@ -70,7 +73,12 @@ fn proposals() -> (Vec<crate::ike::IkeProposal>, Vec<crate::ike::EspProposal>) {
     (ike, esp)
 }
 
-fn engine_config(id: &str, cert: &str, key: &str, home_agent: Option<HomeAgentConfig>) -> Result<Config, String> {
+fn engine_config(
+    id: &str,
+    cert: &str,
+    key: &str,
+    home_agent: Option<HomeAgentConfig>,
+) -> Result<Config, String> {
     let (ike_proposals, esp_proposals) = proposals();
     let trust = TrustAnchors::from_pem(CA).map_err(e("CA"))?;
     Ok(Config {
@@ -102,7 +110,15 @@ pub fn home_agent_config() -> Result<Config, String> {
         classes: CLASSES.to_vec(),
     };
     let users = UserDb::new(vec![mn1])?;
-    engine_config(HA_ID, HA_CERT, HA_KEY, Some(HomeAgentConfig { address: HA_ADDRESS, users: Arc::new(users) }))
+    engine_config(
+        HA_ID,
+        HA_CERT,
+        HA_KEY,
+        Some(HomeAgentConfig {
+            address: HA_ADDRESS,
+            users: Arc::new(users),
+        }),
+    )
 }
 
 /// The mobile node's engine configuration (mn1).
@@ -110,13 +126,25 @@ pub fn mobile_node_config() -> Result<Config, String> {
     engine_config(MN_ID, MN_CERT, MN_KEY, None)
 }
 
-fn loaded(role: Role, engine: Config, loopback: IpAddr, mobile_node: Option<MobileNodeSettings>) -> LoadedConfig {
+fn loaded(
+    role: Role,
+    engine: Config,
+    loopback: IpAddr,
+    mobile_node: Option<MobileNodeSettings>,
+) -> LoadedConfig {
     LoadedConfig {
         path: PathBuf::from("(demo)"),
         role,
         engine: Arc::new(engine),
-        listen: Listen { addresses: vec![loopback], port: 0, nat_port: 0 },
-        kernel: KernelSettings { backend: KernelBackend::Memory, policies: PolicyMode::Mip6d },
+        listen: Listen {
+            addresses: vec![loopback],
+            port: 0,
+            nat_port: 0,
+        },
+        kernel: KernelSettings {
+            backend: KernelBackend::Memory,
+            policies: PolicyMode::Mip6d,
+        },
         mobile_node,
         users_dir: None,
     }
@@ -133,9 +161,15 @@ impl Progress {
     fn on(&mut self, ev: Event) {
         match ev {
             Event::ChildUp(c) => self.up.extend(c.class),
-            Event::AuthFailed { reason, .. } => self.problems.push(format!("authentication failed: {reason}")),
-            Event::Refused { reason, .. } => self.problems.push(format!("selectors refused: {reason}")),
-            Event::ExchangeFailed { exchange, reason, .. } => self.problems.push(format!("{exchange} failed: {reason}")),
+            Event::AuthFailed { reason, .. } => self
+                .problems
+                .push(format!("authentication failed: {reason}")),
+            Event::Refused { reason, .. } => {
+                self.problems.push(format!("selectors refused: {reason}"))
+            }
+            Event::ExchangeFailed {
+                exchange, reason, ..
+            } => self.problems.push(format!("{exchange} failed: {reason}")),
             Event::IkeDown { reason, .. } => self.problems.push(format!("IKE SA down: {reason}")),
             _ => {}
         }
@@ -144,7 +178,11 @@ impl Progress {
         CLASSES.iter().all(|c| self.up.contains(c))
     }
     fn missing(&self, who: &str) -> String {
-        let missing: Vec<&str> = CLASSES.iter().filter(|c| !self.up.contains(c)).map(|c| c.name()).collect();
+        let missing: Vec<&str> = CLASSES
+            .iter()
+            .filter(|c| !self.up.contains(c))
+            .map(|c| c.name())
+            .collect();
         let mut s = format!("{who}: CHILD_SA {} not up", missing.join(" and "));
         if !self.problems.is_empty() {
             s.push_str(&format!(" ({})", self.problems.join("; ")));
@@ -159,17 +197,33 @@ fn recv_into(rx: &mut broadcast::Receiver<Event>, p: &mut Progress) {
     }
 }
 
-async fn ask<T>(tx: &mpsc::Sender<Control>, make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T, String> {
+async fn ask<T>(
+    tx: &mpsc::Sender<Control>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Control,
+) -> Result<T, String> {
     let (reply, rx) = oneshot::channel();
-    tx.send(make(reply)).await.map_err(|_| "daemon task ended early".to_string())?;
+    tx.send(make(reply))
+        .await
+        .map_err(|_| "daemon task ended early".to_string())?;
     rx.await.map_err(|_| "daemon task ended early".to_string())
 }
 
-fn bind_loopback(role: Role, engine: impl Fn() -> Result<Config, String>, mn: impl Fn(IpAddr) -> Option<MobileNodeSettings>, kernel: &SharedKernel) -> Result<Daemon, String> {
+fn bind_loopback(
+    role: Role,
+    engine: impl Fn() -> Result<Config, String>,
+    mn: impl Fn(IpAddr) -> Option<MobileNodeSettings>,
+    kernel: &SharedKernel,
+) -> Result<Daemon, String> {
     // IPv6 loopback when the host has it, else IPv4.
     let mut last = String::new();
-    for lo in [IpAddr::V6(Ipv6Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::LOCALHOST)] {
-        match Daemon::bind(loaded(role, engine()?, lo, mn(lo)), Box::new(kernel.clone())) {
+    for lo in [
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    ] {
+        match Daemon::bind(
+            loaded(role, engine()?, lo, mn(lo)),
+            Box::new(kernel.clone()),
+        ) {
             Ok(d) => return Ok(d),
             Err(err) => last = err.to_string(),
         }
@@ -194,7 +248,12 @@ pub async fn run_demo(timeout: Duration) -> Result<DemoSummary, String> {
             home_agent_id: Identity::parse_config(HA_ID).ok(),
         })
     };
-    let mn = bind_loopback(Role::MobileNode, mobile_node_config, mn_settings, &mn_kernel)?;
+    let mn = bind_loopback(
+        Role::MobileNode,
+        mobile_node_config,
+        mn_settings,
+        &mn_kernel,
+    )?;
 
     let (mut ha_events, mut mn_events) = (ha.subscribe(), mn.subscribe());
     let (ha_tx, ha_rx) = mpsc::channel(8);
@@ -251,14 +310,25 @@ pub async fn run_demo(timeout: Duration) -> Result<DemoSummary, String> {
     result?;
     let (mn_ike, ha_ike) = listings.ok_or("no listing")?;
     Ok(DemoSummary {
-        mobile_node: DemoSide { ike: mn_ike, kernel: mn_sas, kernel_after_shutdown: mn_kernel.with(|k| k.len()) },
-        home_agent: DemoSide { ike: ha_ike, kernel: ha_sas, kernel_after_shutdown: ha_kernel.with(|k| k.len()) },
+        mobile_node: DemoSide {
+            ike: mn_ike,
+            kernel: mn_sas,
+            kernel_after_shutdown: mn_kernel.with(|k| k.len()),
+        },
+        home_agent: DemoSide {
+            ike: ha_ike,
+            kernel: ha_sas,
+            kernel_after_shutdown: ha_kernel.with(|k| k.len()),
+        },
     })
 }
 
 impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (who, side) in [("mobile node (mn1)", &self.mobile_node), ("home agent", &self.home_agent)] {
+        for (who, side) in [
+            ("mobile node (mn1)", &self.mobile_node),
+            ("home agent", &self.home_agent),
+        ] {
             writeln!(f, "== as seen by the {who} ==")?;
             for i in &side.ike {
                 write!(f, "{}", show::ike_sa(i, "  "))?;
@@ -267,7 +337,11 @@ impl fmt::Display for DemoSummary {
             for k in &side.kernel {
                 writeln!(f, "    {}", show::kernel_sa(k))?;
             }
-            writeln!(f, "  after shutdown: {} SAs left", side.kernel_after_shutdown)?;
+            writeln!(
+                f,
+                "  after shutdown: {} SAs left",
+                side.kernel_after_shutdown
+            )?;
             writeln!(f)?;
         }
         Ok(())

@@ -48,7 +48,10 @@ pub enum Control {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
     #[error("kernel backend: {0}")]
@@ -57,15 +60,22 @@ pub enum DaemonError {
 
 /// The engine's clock: monotonic for timers, Unix seconds for certificate validity.
 pub fn now() -> Now {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Now { at: Instant::now(), unix }
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Now {
+        at: Instant::now(),
+        unix,
+    }
 }
 
 /// The kernel backend the configuration asks for.
 pub fn make_kernel(backend: KernelBackend) -> Result<Box<dyn Kernel>, DaemonError> {
     match backend {
         KernelBackend::Memory => Ok(Box::new(MemoryKernel::new())),
-        KernelBackend::Xfrm => Err(DaemonError::Kernel("the xfrm backend is not implemented yet".into())),
+        KernelBackend::Xfrm => Err(DaemonError::Kernel(
+            "the xfrm backend is not implemented yet".into(),
+        )),
     }
 }
 
@@ -122,7 +132,8 @@ impl Daemon {
         for addr in &cfg.listen.addresses {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
                 let sa = SocketAddr::new(*addr, port);
-                let s = IkeSocket::bind(sa, nat).map_err(|source| DaemonError::Bind { addr: sa, source })?;
+                let s = IkeSocket::bind(sa, nat)
+                    .map_err(|source| DaemonError::Bind { addr: sa, source })?;
                 info!(local = %s.local_addr(), nat_t = nat, "listening");
                 sockets.push(Arc::new(s));
             }
@@ -145,12 +156,18 @@ impl Daemon {
 
     /// Bound addresses as (address, is NAT-T port), in listen order.
     pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
-        self.sockets.iter().map(|s| (s.local_addr(), s.is_nat())).collect()
+        self.sockets
+            .iter()
+            .map(|s| (s.local_addr(), s.is_nat()))
+            .collect()
     }
 
     /// The first bound IKE (non-NAT-T) address.
     pub fn ike_addr(&self) -> Option<SocketAddr> {
-        self.sockets.iter().find(|s| !s.is_nat()).map(|s| s.local_addr())
+        self.sockets
+            .iter()
+            .find(|s| !s.is_nat())
+            .map(|s| s.local_addr())
     }
 
     /// Every engine event, as it happens.
@@ -160,9 +177,16 @@ impl Daemon {
 
     /// Runs until [`Control::Shutdown`] (or until every control sender is gone), then deletes
     /// all SAs, flushes what the engine produced and returns the kernel backend.
-    pub async fn run(mut self, mut control: mpsc::Receiver<Control>) -> Result<Box<dyn Kernel>, DaemonError> {
+    pub async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+    ) -> Result<Box<dyn Kernel>, DaemonError> {
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
-        let readers: Vec<JoinHandle<()>> = self.sockets.iter().map(|s| tokio::spawn(reader(s.clone(), tx.clone()))).collect();
+        let readers: Vec<JoinHandle<()>> = self
+            .sockets
+            .iter()
+            .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
+            .collect();
         drop(tx);
 
         if self.cfg.role == Role::MobileNode {
@@ -196,6 +220,8 @@ impl Daemon {
             }
         }
         info!("shutting down: deleting all SAs");
+        // No new initiation for SAs that go down now.
+        self.mn_ike = None;
         if let Err(e) = self.endpoint.handle_command(now(), Command::Shutdown) {
             warn!("shutdown: {e}");
         }
@@ -228,20 +254,29 @@ impl Daemon {
 
     /// Mobile node: bring up the IKE SA and CHILD_SAs of the [mobile_node] section.
     fn initiate(&mut self) -> Result<(), DaemonError> {
-        let Some(mn) = &self.cfg.mobile_node else { return Ok(()) };
+        let Some(mn) = &self.cfg.mobile_node else {
+            return Ok(());
+        };
         let coa = match mn.care_of_address {
             Some(a) => a,
-            None => udp::route_source(mn.home_agent)
-                .map_err(|e| DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent)))?,
+            None => udp::route_source(mn.home_agent).map_err(|e| {
+                DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
+            })?,
         };
         // Our IKE port on a socket that covers the care-of address.
         let port = self
             .sockets
             .iter()
-            .find(|s| !s.is_nat() && s.local_addr().is_ipv4() == coa.is_ipv4() && (s.is_wildcard() || s.local_addr().ip() == coa))
+            .find(|s| {
+                !s.is_nat()
+                    && s.local_addr().is_ipv4() == coa.is_ipv4()
+                    && (s.is_wildcard() || s.local_addr().ip() == coa)
+            })
             .map(|s| s.local_addr().port())
             .ok_or_else(|| {
-                DaemonError::Config(format!("care-of address {coa} is not covered by any [listen] address; add it or \"::\""))
+                DaemonError::Config(format!(
+                    "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
+                ))
             })?;
         let cmd = mn.initiate(SocketAddr::new(coa, port));
         match self.endpoint.handle_command(now(), cmd) {
@@ -266,7 +301,10 @@ impl Daemon {
             Err(e) => return error!("reload failed, keeping the running configuration: {e}"),
         };
         if new.role != self.cfg.role {
-            return error!("reload: role changed to {}; restart the daemon for that (nothing applied)", new.role.name());
+            return error!(
+                "reload: role changed to {}; restart the daemon for that (nothing applied)",
+                new.role.name()
+            );
         }
         let changes = self.cfg.changes(&new);
         if changes.is_empty() {
@@ -307,41 +345,17 @@ impl Daemon {
         }
     }
 
+    /// Events go to the log at debug level (the engine already logs them at info/warn, with
+    /// more context) and drive the mobile node's re-initiation.
     fn on_event(&mut self, ev: &Event) {
+        debug!(?ev, "event");
         match ev {
-            Event::IkeUp { ike, local, remote, peer } => info!(%ike, %local, %remote, %peer, "IKE SA up"),
-            Event::IkeDown { ike, reason } => {
-                info!(%ike, %reason, "IKE SA down");
-                if self.mn_ike == Some(*ike) {
-                    self.mn_ike = None;
-                    self.schedule_retry();
-                }
+            Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                self.mn_ike = None;
+                self.schedule_retry();
             }
-            Event::ChildUp(c) => {
-                let class = c.class.map_or("-", |c| c.name());
-                info!(
-                    ike = %c.ike, class, mode = ?c.mode,
-                    spi_in = format_args!("{:08x}", c.spi_in), spi_out = format_args!("{:08x}", c.spi_out),
-                    reqid_in = c.reqid_in, reqid_out = c.reqid_out, transforms = %c.transforms,
-                    "CHILD_SA up"
-                );
-                if Some(c.ike) == self.mn_ike {
-                    self.retry_wait = RETRY_FIRST;
-                }
-            }
-            Event::ChildDown { ike, spi_in, spi_out, reason } => info!(
-                %ike, spi_in = format_args!("{spi_in:08x}"), spi_out = format_args!("{spi_out:08x}"), %reason,
-                "CHILD_SA down"
-            ),
-            Event::AuthFailed { remote, identity, reason } => {
-                let id = identity.as_ref().map_or_else(|| "-".to_string(), |i| i.to_string());
-                warn!(%remote, identity = %id, %reason, "authentication failed")
-            }
-            Event::Refused { ike, identity, reason, .. } => warn!(%ike, %identity, %reason, "selectors refused"),
-            Event::HoaAssigned { ike, address } => info!(%ike, %address, "home address assigned"),
-            Event::ExchangeFailed { ike, exchange, notify, reason } => {
-                warn!(%ike, exchange, ?notify, %reason, "exchange failed")
-            }
+            Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
+            _ => {}
         }
     }
 }
@@ -387,7 +401,9 @@ async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
             debug!(remote = %r.remote, "oversized datagram dropped");
             continue;
         }
-        let Some(data) = buf.get(..r.len) else { continue };
+        let Some(data) = buf.get(..r.len) else {
+            continue;
+        };
         let data = if sock.is_nat() {
             match classify_nat_port(data) {
                 NatPortPayload::Ike(d) => d,
@@ -405,7 +421,11 @@ async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
             (true, Some(dst)) => SocketAddr::new(dst, bound.port()),
             _ => bound,
         };
-        let d = Datagram { local, remote: r.remote, data: data.to_vec() };
+        let d = Datagram {
+            local,
+            remote: r.remote,
+            data: data.to_vec(),
+        };
         match tx.try_send(d) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => debug!("engine busy: datagram dropped"),

@@ -35,7 +35,9 @@ fn icmpv6_name(t: u8) -> Option<&'static str> {
 
 fn addr_range(start: IpAddr, end: IpAddr) -> String {
     let full = match (start, end) {
-        (IpAddr::V6(s), IpAddr::V6(e)) => s == Ipv6Addr::UNSPECIFIED && e == Ipv6Addr::from(u128::MAX),
+        (IpAddr::V6(s), IpAddr::V6(e)) => {
+            s == Ipv6Addr::UNSPECIFIED && e == Ipv6Addr::from(u128::MAX)
+        }
         (IpAddr::V4(s), IpAddr::V4(e)) => s == Ipv4Addr::UNSPECIFIED && e == Ipv4Addr::BROADCAST,
         _ => false,
     };
@@ -75,7 +77,10 @@ pub fn selector(ts: &TrafficSelector) -> String {
     let proto = match ts.ip_protocol {
         0 => String::new(),
         IPPROTO_MH => format!(" MH{}", type_range(ts.start_port, ts.end_port, mh_name)),
-        IPPROTO_ICMPV6 => format!(" ICMPv6{}", type_range(ts.start_port, ts.end_port, icmpv6_name)),
+        IPPROTO_ICMPV6 => format!(
+            " ICMPv6{}",
+            type_range(ts.start_port, ts.end_port, icmpv6_name)
+        ),
         p => {
             let ports = if ts.start_port == 0 && ts.end_port == 0xffff {
                 String::new()
@@ -109,23 +114,47 @@ pub fn child(c: &ChildInfo, indent: &str) -> String {
     let mut s = String::new();
     let class = c.class.map_or("(no class)", |c| c.name());
     let _ = writeln!(s, "{indent}CHILD_SA {class}, {} mode", mode(c.mode));
-    let _ = writeln!(s, "{indent}  SPIs        in {:08x}  out {:08x}", c.spi_in, c.spi_out);
-    let _ = writeln!(s, "{indent}  reqids      in {}  out {}", c.reqid_in, c.reqid_out);
+    let _ = writeln!(
+        s,
+        "{indent}  SPIs        in {:08x}  out {:08x}",
+        c.spi_in, c.spi_out
+    );
+    let _ = writeln!(
+        s,
+        "{indent}  reqids      in {}  out {}",
+        c.reqid_in, c.reqid_out
+    );
     let _ = writeln!(s, "{indent}  transforms  {}", c.transforms);
     let _ = writeln!(s, "{indent}  outer       {} <-> {}", c.local, c.remote);
-    let _ = writeln!(s, "{indent}  selectors   {}  <->  {}", selectors(&c.ts_local), selectors(&c.ts_remote));
+    let _ = writeln!(
+        s,
+        "{indent}  selectors   {}  <->  {}",
+        selectors(&c.ts_local),
+        selectors(&c.ts_remote)
+    );
     s
 }
 
 /// An IKE SA and its CHILD_SAs.
 pub fn ike_sa(i: &IkeSaInfo, indent: &str) -> String {
     let mut s = String::new();
-    let role = if i.initiator { "initiator" } else { "responder" };
+    let role = if i.initiator {
+        "initiator"
+    } else {
+        "responder"
+    };
     let _ = writeln!(s, "{indent}IKE_SA {} ({role}, {})", i.id, i.state);
     let _ = writeln!(s, "{indent}  endpoints   {} <-> {}", i.local, i.remote);
-    let _ = writeln!(s, "{indent}  SPIs        i {:016x}  r {:016x}", i.spi_i, i.spi_r);
+    let _ = writeln!(
+        s,
+        "{indent}  SPIs        i {:016x}  r {:016x}",
+        i.spi_i, i.spi_r
+    );
     let _ = writeln!(s, "{indent}  transforms  {}", i.transforms);
-    let peer = i.peer.as_ref().map_or_else(|| "(not authenticated)".to_string(), |p| p.to_string());
+    let peer = i
+        .peer
+        .as_ref()
+        .map_or_else(|| "(not authenticated)".to_string(), |p| p.to_string());
     let _ = writeln!(s, "{indent}  peer        {peer}");
     if let Some(h) = i.home_address {
         let _ = writeln!(s, "{indent}  home addr   {h}");
@@ -165,10 +194,16 @@ mod tests {
         assert_eq!(selectors(&i), "2001:db8:1::100 MH");
         assert_eq!(selectors(&r), "2001:db8:1::1 MH");
         let (i, r) = SaClass::HotiHot.selectors(hoa, ha);
-        assert_eq!(selectors(&i), "2001:db8:1::100 MH type 1 (HoTI), 2001:db8:1::100 MH type 3 (HoT)");
+        assert_eq!(
+            selectors(&i),
+            "2001:db8:1::100 MH type 1 (HoTI), 2001:db8:1::100 MH type 3 (HoT)"
+        );
         assert_eq!(selectors(&r), "any MH type 1 (HoTI), any MH type 3 (HoT)");
         let (i, _) = SaClass::MpsMpa.selectors(hoa, ha);
-        assert_eq!(selectors(&i), "2001:db8:1::100 ICMPv6 types 146-147 (MPS..MPA)");
+        assert_eq!(
+            selectors(&i),
+            "2001:db8:1::100 ICMPv6 types 146-147 (MPS..MPA)"
+        );
         let (i, r) = SaClass::Payload.selectors(hoa, ha);
         assert_eq!(selectors(&i), "2001:db8:1::100");
         assert_eq!(selectors(&r), "any");

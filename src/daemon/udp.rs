@@ -9,8 +9,8 @@ use std::os::fd::AsRawFd;
 
 use nix::libc;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn, SockaddrIn6,
-    SockaddrStorage, bind, recvmsg, sendmsg, setsockopt, socket, sockopt,
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
+    SockaddrIn6, SockaddrStorage, bind, recvmsg, sendmsg, setsockopt, socket, sockopt,
 };
 use tokio::io::Interest;
 
@@ -65,9 +65,18 @@ impl IkeSocket {
     /// Binds `addr` (port 0: any free port). IPv6 sockets are IPv6-only so that an IPv4 socket
     /// can share the port; both ask for the destination address of each datagram.
     pub fn bind(addr: SocketAddr, nat: bool) -> io::Result<IkeSocket> {
-        let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-        let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-            .map_err(io_err)?;
+        let family = if addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let fd = socket(
+            family,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(io_err)?;
         match addr {
             SocketAddr::V6(a) => {
                 setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io_err)?;
@@ -106,8 +115,9 @@ impl IkeSocket {
             .async_io(Interest::READABLE, || {
                 let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
                 let mut iov = [IoSliceMut::new(buf)];
-                let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
-                    .map_err(io_err)?;
+                let msg =
+                    recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                        .map_err(io_err)?;
                 let remote = msg
                     .address
                     .as_ref()
@@ -125,13 +135,20 @@ impl IkeSocket {
                                 dst = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
                             }
                             ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                                dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
+                                dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                                    pi.ipi_addr.s_addr,
+                                ))));
                             }
                             _ => {}
                         }
                     }
                 }
-                Ok(Received { len: msg.bytes, remote, dst, truncated: msg.flags.contains(MsgFlags::MSG_TRUNC) })
+                Ok(Received {
+                    len: msg.bytes,
+                    remote,
+                    dst,
+                    truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+                })
             })
             .await
     }
@@ -150,16 +167,35 @@ impl IkeSocket {
                 let iov = [IoSlice::new(data)];
                 let r = match from {
                     IpAddr::V6(a) => {
-                        let pi = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: a.octets() }, ipi6_ifindex: 0 };
-                        sendmsg(fd, &iov, &[ControlMessage::Ipv6PacketInfo(&pi)], MsgFlags::empty(), Some(&dest))
+                        let pi = libc::in6_pktinfo {
+                            ipi6_addr: libc::in6_addr {
+                                s6_addr: a.octets(),
+                            },
+                            ipi6_ifindex: 0,
+                        };
+                        sendmsg(
+                            fd,
+                            &iov,
+                            &[ControlMessage::Ipv6PacketInfo(&pi)],
+                            MsgFlags::empty(),
+                            Some(&dest),
+                        )
                     }
                     IpAddr::V4(a) => {
                         let pi = libc::in_pktinfo {
                             ipi_ifindex: 0,
-                            ipi_spec_dst: libc::in_addr { s_addr: u32::from(a).to_be() },
+                            ipi_spec_dst: libc::in_addr {
+                                s_addr: u32::from(a).to_be(),
+                            },
                             ipi_addr: libc::in_addr { s_addr: 0 },
                         };
-                        sendmsg(fd, &iov, &[ControlMessage::Ipv4PacketInfo(&pi)], MsgFlags::empty(), Some(&dest))
+                        sendmsg(
+                            fd,
+                            &iov,
+                            &[ControlMessage::Ipv4PacketInfo(&pi)],
+                            MsgFlags::empty(),
+                            Some(&dest),
+                        )
                     }
                 };
                 r.map(|_| ()).map_err(io_err)
@@ -172,16 +208,19 @@ impl IkeSocket {
 /// address and port, else a wildcard socket of the same family on that port.
 pub fn route(bound: &[SocketAddr], local: SocketAddr) -> Option<usize> {
     bound.iter().position(|b| *b == local).or_else(|| {
-        bound
-            .iter()
-            .position(|b| b.ip().is_unspecified() && b.is_ipv4() == local.is_ipv4() && b.port() == local.port())
+        bound.iter().position(|b| {
+            b.ip().is_unspecified() && b.is_ipv4() == local.is_ipv4() && b.port() == local.port()
+        })
     })
 }
 
 /// The address the system would send from towards `remote` (no packet is sent).
 pub fn route_source(remote: SocketAddr) -> io::Result<IpAddr> {
-    let any: SocketAddr =
-        if remote.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let any: SocketAddr = if remote.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
     let s = std::net::UdpSocket::bind(any)?;
     s.connect(remote)?;
     Ok(s.local_addr()?.ip())
@@ -194,18 +233,27 @@ mod tests {
     #[test]
     fn nat_port_classification() {
         // RFC 3948 2.2: a zero non-ESP marker precedes IKE; 2.3: keepalive is one 0xff byte.
-        assert_eq!(classify_nat_port(&[0, 0, 0, 0, 1, 2]), NatPortPayload::Ike(&[1, 2]));
+        assert_eq!(
+            classify_nat_port(&[0, 0, 0, 0, 1, 2]),
+            NatPortPayload::Ike(&[1, 2])
+        );
         assert_eq!(classify_nat_port(&[0xff]), NatPortPayload::Keepalive);
         assert_eq!(classify_nat_port(&[0, 0, 0]), NatPortPayload::Runt);
         assert_eq!(classify_nat_port(&[]), NatPortPayload::Runt);
-        assert_eq!(classify_nat_port(&[0xc0, 0xff, 0xee, 0x01, 0, 0, 0, 1]), NatPortPayload::Esp);
+        assert_eq!(
+            classify_nat_port(&[0xc0, 0xff, 0xee, 0x01, 0, 0, 0, 1]),
+            NatPortPayload::Esp
+        );
         assert_eq!(classify_nat_port(&[0, 0, 0, 1, 0]), NatPortPayload::Esp);
     }
 
     #[test]
     fn routing_prefers_exact_then_wildcard_of_same_family_and_port() {
-        let bound: Vec<SocketAddr> =
-            vec!["[::]:500".parse().unwrap(), "0.0.0.0:500".parse().unwrap(), "[2001:db8::1]:500".parse().unwrap()];
+        let bound: Vec<SocketAddr> = vec![
+            "[::]:500".parse().unwrap(),
+            "0.0.0.0:500".parse().unwrap(),
+            "[2001:db8::1]:500".parse().unwrap(),
+        ];
         assert_eq!(route(&bound, "[2001:db8::1]:500".parse().unwrap()), Some(2));
         assert_eq!(route(&bound, "[2001:db8::2]:500".parse().unwrap()), Some(0));
         assert_eq!(route(&bound, "192.0.2.1:500".parse().unwrap()), Some(1));
@@ -214,10 +262,16 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn wildcard_socket_learns_destination_and_sends_from_it() {
-        let Ok(a) = IkeSocket::bind("[::]:0".parse().unwrap(), false) else { return };
-        let Ok(b) = IkeSocket::bind("[::1]:0".parse().unwrap(), false) else { return };
+        let Ok(a) = IkeSocket::bind("[::]:0".parse().unwrap(), false) else {
+            return;
+        };
+        let Ok(b) = IkeSocket::bind("[::1]:0".parse().unwrap(), false) else {
+            return;
+        };
         let to_a: SocketAddr = (Ipv6Addr::LOCALHOST, a.local_addr().port()).into();
-        b.send(IpAddr::V6(Ipv6Addr::UNSPECIFIED), to_a, b"ping").await.unwrap();
+        b.send(IpAddr::V6(Ipv6Addr::UNSPECIFIED), to_a, b"ping")
+            .await
+            .unwrap();
         let mut buf = [0u8; 64];
         let r = a.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..r.len], b"ping");
@@ -225,7 +279,9 @@ mod tests {
         assert_eq!(r.remote, b.local_addr());
         assert!(!r.truncated);
         // Back from the wildcard socket with an explicit source.
-        a.send(IpAddr::V6(Ipv6Addr::LOCALHOST), r.remote, b"pong").await.unwrap();
+        a.send(IpAddr::V6(Ipv6Addr::LOCALHOST), r.remote, b"pong")
+            .await
+            .unwrap();
         let r2 = b.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..r2.len], b"pong");
         assert_eq!(r2.remote, to_a);
@@ -236,11 +292,15 @@ mod tests {
         let a = IkeSocket::bind("0.0.0.0:0".parse().unwrap(), false).unwrap();
         let b = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let to_a: SocketAddr = (Ipv4Addr::LOCALHOST, a.local_addr().port()).into();
-        b.send(IpAddr::V4(Ipv4Addr::UNSPECIFIED), to_a, b"x").await.unwrap();
+        b.send(IpAddr::V4(Ipv4Addr::UNSPECIFIED), to_a, b"x")
+            .await
+            .unwrap();
         let mut buf = [0u8; 8];
         let r = a.recv(&mut buf).await.unwrap();
         assert_eq!(r.dst, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        a.send(IpAddr::V4(Ipv4Addr::LOCALHOST), r.remote, b"y").await.unwrap();
+        a.send(IpAddr::V4(Ipv4Addr::LOCALHOST), r.remote, b"y")
+            .await
+            .unwrap();
         let r2 = b.recv(&mut buf).await.unwrap();
         assert_eq!(r2.remote, to_a);
     }

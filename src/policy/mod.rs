@@ -24,15 +24,18 @@ use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::crypto::Secret;
 use crate::ike::proposal::ParsedProposal;
 use crate::ike::{
-    Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers, parse_proposal_string,
+    Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers,
+    parse_proposal_string,
 };
-use crate::mobility::{ClassReqids, SaClass, UserAuth, UserDb};
+use crate::mobility::{ClassReqids, SaClass, UserAuth};
 use error::Doc;
 use schema::*;
 
 /// Default IKE proposals (RFC 8247 "MUST"/"SHOULD" algorithms, strongSwan syntax).
-pub const DEFAULT_IKE_PROPOSALS: [&str; 2] =
-    ["aes128-sha256-x25519-ecp256-modp2048", "aes128gcm16-prfsha256-x25519-ecp256-modp2048"];
+pub const DEFAULT_IKE_PROPOSALS: [&str; 2] = [
+    "aes128-sha256-x25519-ecp256-modp2048",
+    "aes128gcm16-prfsha256-x25519-ecp256-modp2048",
+];
 /// Default ESP proposals.
 pub const DEFAULT_ESP_PROPOSALS: [&str; 2] = ["aes128gcm16", "aes128-sha256"];
 /// The IKE port and the NAT-T port (RFC 7296 2.23).
@@ -143,13 +146,30 @@ impl LoadedConfig {
         let _ = writeln!(s, "identity:   {}", e.identity);
         let auth = match &e.auth {
             LocalAuth::Certificate { chain, style, .. } => {
-                format!("certificate ({} in chain, {} signatures)", chain.len(), style_name(*style))
+                format!(
+                    "certificate ({} in chain, {} signatures)",
+                    chain.len(),
+                    style_name(*style)
+                )
             }
             LocalAuth::Psk(_) => "pre-shared key".to_string(),
         };
         let _ = writeln!(s, "auth:       {auth}");
-        let _ = writeln!(s, "trust:      {}", if e.trust.is_some() { "CA certificates loaded" } else { "none (PSK only)" });
-        let addrs: Vec<String> = self.listen.addresses.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "trust:      {}",
+            if e.trust.is_some() {
+                "CA certificates loaded"
+            } else {
+                "none (PSK only)"
+            }
+        );
+        let addrs: Vec<String> = self
+            .listen
+            .addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         let _ = writeln!(
             s,
             "listen:     {} port {} (NAT-T {})",
@@ -157,7 +177,12 @@ impl LoadedConfig {
             self.listen.port,
             self.listen.nat_port
         );
-        let _ = writeln!(s, "proposals:  IKE {}, ESP {}", e.ike_proposals.len(), e.esp_proposals.len());
+        let _ = writeln!(
+            s,
+            "proposals:  IKE {}, ESP {}",
+            e.ike_proposals.len(),
+            e.esp_proposals.len()
+        );
         let _ = writeln!(
             s,
             "kernel:     {} backend, policies by {}",
@@ -182,19 +207,33 @@ impl LoadedConfig {
         if let Some(ha) = &e.home_agent {
             let _ = writeln!(s, "home agent: {}", ha.address);
             let users = ha.users.users();
-            let _ = writeln!(s, "users:      {} in {}", users.len(), self.users_dir.as_deref().unwrap_or(Path::new("?")).display());
+            let _ = writeln!(
+                s,
+                "users:      {} in {}",
+                users.len(),
+                self.users_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            );
             for u in users {
                 let _ = writeln!(s, "  {}", users::describe(u));
             }
         }
         if let Some(mn) = &self.mobile_node {
-            let coa = mn.care_of_address.map_or("chosen by routing".to_string(), |a| a.to_string());
+            let coa = mn
+                .care_of_address
+                .map_or("chosen by routing".to_string(), |a| a.to_string());
             let hoa = match mn.home_address {
                 HomeAddress::Static(a) => a.to_string(),
                 HomeAddress::Dynamic => "dynamic (assigned by the home agent)".to_string(),
             };
             let classes: Vec<&str> = mn.classes.iter().map(|c| c.name()).collect();
-            let _ = writeln!(s, "home agent: {} (selectors: {})", mn.home_agent, mn.home_agent_address);
+            let _ = writeln!(
+                s,
+                "home agent: {} (selectors: {})",
+                mn.home_agent, mn.home_agent_address
+            );
             if let Some(id) = &mn.home_agent_id {
                 let _ = writeln!(s, "ha id:      {id}");
             }
@@ -209,7 +248,11 @@ impl LoadedConfig {
     pub fn changes(&self, new: &LoadedConfig) -> Vec<String> {
         let mut out = Vec::new();
         if self.role != new.role {
-            out.push(format!("role {} -> {}: needs a restart (ignored)", self.role.name(), new.role.name()));
+            out.push(format!(
+                "role {} -> {}: needs a restart (ignored)",
+                self.role.name(),
+                new.role.name()
+            ));
         }
         if self.listen != new.listen {
             out.push("[listen] changed: needs a restart (ignored)".to_string());
@@ -277,7 +320,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             ));
         }
         (Role::MobileNode, Some(ha), _) => {
-            return Err(doc.at(ha.span(), "[home_agent] is for role = \"home-agent\"; remove it or change role"));
+            return Err(doc.at(
+                ha.span(),
+                "[home_agent] is for role = \"home-agent\"; remove it or change role",
+            ));
         }
         _ => {}
     }
@@ -286,7 +332,13 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let kernel = kernel(&doc, &file.kernel)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
-            return Err(doc.at(w.span(), format!("replay_window = {} is too large; write at most 4096", w.get_ref())));
+            return Err(doc.at(
+                w.span(),
+                format!(
+                    "replay_window = {} is too large; write at most 4096",
+                    w.get_ref()
+                ),
+            ));
         }
         Some(w) => *w.get_ref(),
         None => 32,
@@ -330,11 +382,17 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             if !dir_path.is_dir() {
                 return Err(doc.at(
                     dir.span(),
-                    format!("users_dir: {} is not a directory; create it or fix the path", dir_path.display()),
+                    format!(
+                        "users_dir: {} is not a directory; create it or fix the path",
+                        dir_path.display()
+                    ),
                 ));
             }
             let db = load_users(&dir_path)?;
-            home_agent = Some(HomeAgentConfig { address, users: Arc::new(db) });
+            home_agent = Some(HomeAgentConfig {
+                address,
+                users: Arc::new(db),
+            });
             users_dir = Some(dir_path);
         }
         Role::MobileNode => {
@@ -361,7 +419,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             ));
         }
         if let Some(ha) = &home_agent
-            && let Some(u) = ha.users.users().iter().find(|u| matches!(u.auth, UserAuth::Certificate))
+            && let Some(u) = ha
+                .users
+                .users()
+                .iter()
+                .find(|u| matches!(u.auth, UserAuth::Certificate))
         {
             return Err(doc.at(
                 file.identity.span(),
@@ -403,7 +465,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 pub(crate) fn identity(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Identity, ConfigError> {
     let s = v.get_ref().trim();
     let known = ["dn:", "fqdn:", "email:", "ipv6:", "ipv4:", "keyid:"];
-    if !known.iter().any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p)) {
+    if !known
+        .iter()
+        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+    {
         return Err(doc.at(
             v.span(),
             format!(
@@ -425,7 +490,13 @@ pub(crate) fn auth_msg(e: crate::auth::Error) -> String {
 
 fn ipv6(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Ipv6Addr, ConfigError> {
     v.get_ref().trim().parse().map_err(|_| {
-        doc.at(v.span(), format!("{key} = \"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::1\"", v.get_ref()))
+        doc.at(
+            v.span(),
+            format!(
+                "{key} = \"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::1\"",
+                v.get_ref()
+            ),
+        )
     })
 }
 
@@ -446,24 +517,39 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
             for a in list {
                 let addr = ip(doc, a, "addresses")?;
                 if addresses.contains(&addr) {
-                    return Err(doc.at(a.span(), format!("address {addr} is listed twice; remove one")));
+                    return Err(doc.at(
+                        a.span(),
+                        format!("address {addr} is listed twice; remove one"),
+                    ));
                 }
                 addresses.push(addr);
             }
             if addresses.is_empty() {
-                return Err(doc.whole("[listen] addresses is empty; write addresses = [\"::\"] to listen everywhere"));
+                return Err(doc.whole(
+                    "[listen] addresses is empty; write addresses = [\"::\"] to listen everywhere",
+                ));
             }
         }
     }
     let port = l.port.as_ref().map_or(DEFAULT_PORT, |p| *p.get_ref());
-    let nat_port = l.nat_port.as_ref().map_or(DEFAULT_NAT_PORT, |p| *p.get_ref());
+    let nat_port = l
+        .nat_port
+        .as_ref()
+        .map_or(DEFAULT_NAT_PORT, |p| *p.get_ref());
     if port != 0
         && port == nat_port
         && let Some(p) = &l.nat_port
     {
-        return Err(doc.at(p.span(), format!("nat_port = {nat_port} equals port; the NAT-T port is usually 4500")));
+        return Err(doc.at(
+            p.span(),
+            format!("nat_port = {nat_port} equals port; the NAT-T port is usually 4500"),
+        ));
     }
-    Ok(Listen { addresses, port, nat_port })
+    Ok(Listen {
+        addresses,
+        port,
+        nat_port,
+    })
 }
 
 fn kernel(doc: &Doc, k: &KernelSection) -> Result<KernelSettings, ConfigError> {
@@ -505,7 +591,13 @@ fn ike_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<IkeProposal>, Co
             .collect());
     };
     if list.get_ref().is_empty() {
-        return Err(doc.at(list.span(), format!("ike = [] proposes nothing; write e.g. ike = [\"{}\"]", DEFAULT_IKE_PROPOSALS[0])));
+        return Err(doc.at(
+            list.span(),
+            format!(
+                "ike = [] proposes nothing; write e.g. ike = [\"{}\"]",
+                DEFAULT_IKE_PROPOSALS[0]
+            ),
+        ));
     }
     let mut out = Vec::new();
     for s in list.get_ref() {
@@ -529,7 +621,13 @@ fn esp_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<EspProposal>, Co
             .collect());
     };
     if list.get_ref().is_empty() {
-        return Err(doc.at(list.span(), format!("esp = [] proposes nothing; write e.g. esp = [\"{}\"]", DEFAULT_ESP_PROPOSALS[0])));
+        return Err(doc.at(
+            list.span(),
+            format!(
+                "esp = [] proposes nothing; write e.g. esp = [\"{}\"]",
+                DEFAULT_ESP_PROPOSALS[0]
+            ),
+        ));
     }
     let mut out = Vec::new();
     for s in list.get_ref() {
@@ -543,11 +641,22 @@ fn esp_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<EspProposal>, Co
 }
 
 /// Seconds -> Duration; positive, finite, at most ten years.
-fn secs(doc: &Doc, v: &Option<Spanned<f64>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+fn secs(
+    doc: &Doc,
+    v: &Option<Spanned<f64>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     let Some(v) = v else { return Ok(default) };
     let x = *v.get_ref();
     if !(x.is_finite() && x > 0.0 && x <= 10.0 * 365.0 * 86400.0) {
-        return Err(doc.at(v.span(), format!("{key} = {x} must be a positive number of seconds (e.g. {key} = {})", default.as_secs_f64())));
+        return Err(doc.at(
+            v.span(),
+            format!(
+                "{key} = {x} must be a positive number of seconds (e.g. {key} = {})",
+                default.as_secs_f64()
+            ),
+        ));
     }
     Ok(Duration::from_secs_f64(x))
 }
@@ -555,13 +664,21 @@ fn secs(doc: &Doc, v: &Option<Spanned<f64>>, key: &str, default: Duration) -> Re
 fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
     let d = Timers::default();
     let out = Timers {
-        retransmit_timeout: secs(doc, &t.retransmit_timeout, "retransmit_timeout", d.retransmit_timeout)?,
+        retransmit_timeout: secs(
+            doc,
+            &t.retransmit_timeout,
+            "retransmit_timeout",
+            d.retransmit_timeout,
+        )?,
         retransmit_backoff: match &t.retransmit_backoff {
             None => d.retransmit_backoff,
             Some(b) => {
                 let x = *b.get_ref();
                 if !(x.is_finite() && (1.0..=10.0).contains(&x)) {
-                    return Err(doc.at(b.span(), format!("retransmit_backoff = {x} must be between 1.0 and 10.0 (e.g. 1.8)")));
+                    return Err(doc.at(
+                        b.span(),
+                        format!("retransmit_backoff = {x} must be between 1.0 and 10.0 (e.g. 1.8)"),
+                    ));
                 }
                 x
             }
@@ -569,18 +686,38 @@ fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
         retransmit_tries: match &t.retransmit_tries {
             None => d.retransmit_tries,
             Some(n) if *n.get_ref() > 20 => {
-                return Err(doc.at(n.span(), format!("retransmit_tries = {} is too many; write at most 20", n.get_ref())));
+                return Err(doc.at(
+                    n.span(),
+                    format!(
+                        "retransmit_tries = {} is too many; write at most 20",
+                        n.get_ref()
+                    ),
+                ));
             }
             Some(n) => *n.get_ref(),
         },
         retransmit_max: secs(doc, &t.retransmit_max, "retransmit_max", d.retransmit_max)?,
-        liveness_interval: secs(doc, &t.liveness_interval, "liveness_interval", d.liveness_interval)?,
-        half_open_timeout: secs(doc, &t.half_open_timeout, "half_open_timeout", d.half_open_timeout)?,
+        liveness_interval: secs(
+            doc,
+            &t.liveness_interval,
+            "liveness_interval",
+            d.liveness_interval,
+        )?,
+        half_open_timeout: secs(
+            doc,
+            &t.half_open_timeout,
+            "half_open_timeout",
+            d.half_open_timeout,
+        )?,
         child_rekey: secs(doc, &t.child_rekey, "child_rekey", d.child_rekey)?,
         child_lifetime: secs(doc, &t.child_lifetime, "child_lifetime", d.child_lifetime)?,
     };
     if out.child_rekey >= out.child_lifetime {
-        let span = t.child_rekey.as_ref().or(t.child_lifetime.as_ref()).map(|v| v.span());
+        let span = t
+            .child_rekey
+            .as_ref()
+            .or(t.child_lifetime.as_ref())
+            .map(|v| v.span());
         let msg = format!(
             "child_rekey ({}) must be shorter than child_lifetime ({}): rekeying happens before the SA expires",
             out.child_rekey.as_secs_f64(),
@@ -600,11 +737,20 @@ fn limits(doc: &Doc, l: &LimitsSection) -> Result<(usize, usize), ConfigError> {
     if let Some(m) = &l.max_half_open
         && *m.get_ref() == 0
     {
-        return Err(doc.at(m.span(), "max_half_open = 0 would refuse every peer; write e.g. max_half_open = 5000"));
+        return Err(doc.at(
+            m.span(),
+            "max_half_open = 0 would refuse every peer; write e.g. max_half_open = 5000",
+        ));
     }
     if cookie > max {
-        let span = l.cookie_threshold.as_ref().or(l.max_half_open.as_ref()).map(|v| v.span());
-        let msg = format!("cookie_threshold ({cookie}) is above max_half_open ({max}): cookies would never be sent");
+        let span = l
+            .cookie_threshold
+            .as_ref()
+            .or(l.max_half_open.as_ref())
+            .map(|v| v.span());
+        let msg = format!(
+            "cookie_threshold ({cookie}) is above max_half_open ({max}): cookies would never be sent"
+        );
         return Err(match span {
             Some(s) => doc.at(s, msg),
             None => doc.whole(msg),
@@ -630,7 +776,13 @@ fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>,
             Some(v) => {
                 let [to_ha, to_mn] = *v.get_ref();
                 if to_ha == 0 || to_mn == 0 {
-                    return Err(doc.at(v.span(), format!("{}: reqid 0 means \"any\" to the kernel; write non-zero values", class.name())));
+                    return Err(doc.at(
+                        v.span(),
+                        format!(
+                            "{}: reqid 0 means \"any\" to the kernel; write non-zero values",
+                            class.name()
+                        ),
+                    ));
                 }
                 ClassReqids { to_ha, to_mn }
             }
@@ -641,7 +793,10 @@ fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>,
                 && (other != *class || ids.to_ha == ids.to_mn)
             {
                 let msg = if other == *class {
-                    format!("{}: to_ha and to_mn are both {id}; each direction needs its own reqid", class.name())
+                    format!(
+                        "{}: to_ha and to_mn are both {id}; each direction needs its own reqid",
+                        class.name()
+                    )
                 } else {
                     format!(
                         "reqid {id} is used by both {} and {}{}; give each class its own pair",
@@ -662,7 +817,11 @@ fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>,
 }
 
 /// Classes by name, without repetitions; `key` names the setting.
-pub(crate) fn classes(doc: &Doc, list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Result<Vec<SaClass>, ConfigError> {
+pub(crate) fn classes(
+    doc: &Doc,
+    list: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+) -> Result<Vec<SaClass>, ConfigError> {
     let mut out = Vec::new();
     for c in list.get_ref() {
         let Some(class) = SaClass::from_name(c.get_ref().trim()) else {
@@ -672,12 +831,18 @@ pub(crate) fn classes(doc: &Doc, list: &Spanned<Vec<Spanned<String>>>, key: &str
             ));
         };
         if out.contains(&class) {
-            return Err(doc.at(c.span(), format!("class \"{}\" is listed twice; remove one", class.name())));
+            return Err(doc.at(
+                c.span(),
+                format!("class \"{}\" is listed twice; remove one", class.name()),
+            ));
         }
         out.push(class);
     }
     if out.is_empty() {
-        return Err(doc.at(list.span(), format!("{key} = [] names no SA class; write e.g. {key} = [\"bu-ba\", \"payload\"]")));
+        return Err(doc.at(
+            list.span(),
+            format!("{key} = [] names no SA class; write e.g. {key} = [\"bu-ba\", \"payload\"]"),
+        ));
     }
     Ok(out)
 }
@@ -688,7 +853,10 @@ fn mobile_node_settings(
     mn: &MobileNodeSection,
 ) -> Result<MobileNodeSettings, ConfigError> {
     let Some(ha) = &mn.home_agent else {
-        return Err(doc.at(span.clone(),"[mobile_node] needs home_agent = \"[<HA address>]:500\" (where to send IKE)"));
+        return Err(doc.at(
+            span.clone(),
+            "[mobile_node] needs home_agent = \"[<HA address>]:500\" (where to send IKE)",
+        ));
     };
     let home_agent = socket_addr(doc, ha)?;
     let home_agent_address = match &mn.home_agent_address {
@@ -703,17 +871,27 @@ fn mobile_node_settings(
             }
         },
     };
-    let care_of_address = mn.care_of_address.as_ref().map(|c| ip(doc, c, "care_of_address")).transpose()?;
+    let care_of_address = mn
+        .care_of_address
+        .as_ref()
+        .map(|c| ip(doc, c, "care_of_address"))
+        .transpose()?;
     if let Some(c) = care_of_address
         && c.is_ipv4() != home_agent.is_ipv4()
     {
         return Err(doc.at(
             mn.care_of_address.as_ref().map_or(0..0, |v| v.span()),
-            format!("care_of_address {c} and home_agent {} are of different IP versions", home_agent.ip()),
+            format!(
+                "care_of_address {c} and home_agent {} are of different IP versions",
+                home_agent.ip()
+            ),
         ));
     }
     let Some(hoa) = &mn.home_address else {
-        return Err(doc.at(span,"[mobile_node] needs home_address = \"<IPv6 address>\" or home_address = \"dynamic\""));
+        return Err(doc.at(
+            span,
+            "[mobile_node] needs home_address = \"<IPv6 address>\" or home_address = \"dynamic\"",
+        ));
     };
     let home_address = if hoa.get_ref().trim() == "dynamic" {
         HomeAddress::Dynamic
@@ -731,8 +909,19 @@ fn mobile_node_settings(
         Some(list) => classes(doc, list, "classes")?,
         None => vec![SaClass::BuBa],
     };
-    let home_agent_id = mn.home_agent_id.as_ref().map(|v| identity(doc, v, "home_agent_id")).transpose()?;
-    Ok(MobileNodeSettings { home_agent, home_agent_address, care_of_address, home_address, classes, home_agent_id })
+    let home_agent_id = mn
+        .home_agent_id
+        .as_ref()
+        .map(|v| identity(doc, v, "home_agent_id"))
+        .transpose()?;
+    Ok(MobileNodeSettings {
+        home_agent,
+        home_agent_address,
+        care_of_address,
+        home_address,
+        classes,
+        home_agent_id,
+    })
 }
 
 /// A home address must be a unicast address a node can own.
@@ -758,14 +947,24 @@ fn socket_addr(doc: &Doc, v: &Spanned<String>) -> Result<SocketAddr, ConfigError
 }
 
 /// Reads a file named in the configuration (relative to `base`).
-fn read_named(doc: &Doc, base: &Path, v: &Spanned<String>, key: &str) -> Result<(PathBuf, String), ConfigError> {
+fn read_named(
+    doc: &Doc,
+    base: &Path,
+    v: &Spanned<String>,
+    key: &str,
+) -> Result<(PathBuf, String), ConfigError> {
     let p = base.join(v.get_ref());
     std::fs::read_to_string(&p)
         .map(|t| (p.clone(), t))
         .map_err(|e| doc.at(v.span(), format!("{key}: cannot read {}: {e}", p.display())))
 }
 
-fn local_auth(doc: &Doc, base: &Path, ident: &IdentitySection, role: Role) -> Result<LocalAuth, ConfigError> {
+fn local_auth(
+    doc: &Doc,
+    base: &Path,
+    ident: &IdentitySection,
+    role: Role,
+) -> Result<LocalAuth, ConfigError> {
     match (&ident.certificate, &ident.private_key, &ident.psk) {
         (Some(_), _, Some(p)) | (_, Some(_), Some(p)) => Err(doc.at(
             p.span(),
@@ -809,8 +1008,12 @@ fn local_auth(doc: &Doc, base: &Path, ident: &IdentitySection, role: Role) -> Re
 /// check gives the message its configuration position.
 fn check_key_mode(doc: &Doc, v: &Spanned<String>, path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| doc.at(v.span(), format!("private_key: cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        doc.at(
+            v.span(),
+            format!("private_key: cannot read {}: {e}", path.display()),
+        )
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(doc.at(
@@ -831,7 +1034,12 @@ pub(crate) fn psk(doc: &Doc, v: &Spanned<String>) -> Result<Secret, ConfigError>
     let bytes: Secret = if let Some(hex) = s.strip_prefix("0x") {
         match hex_decode(hex) {
             Some(b) => Secret::new(b),
-            None => return Err(doc.at(v.span(), "psk starting with 0x must be an even number of hex digits")),
+            None => {
+                return Err(doc.at(
+                    v.span(),
+                    "psk starting with 0x must be an even number of hex digits",
+                ));
+            }
         }
     } else {
         Secret::new(s.as_bytes().to_vec())
@@ -852,10 +1060,17 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
-fn trust(doc: &Doc, base: &Path, ident: &IdentitySection) -> Result<Option<Arc<TrustAnchors>>, ConfigError> {
+fn trust(
+    doc: &Doc,
+    base: &Path,
+    ident: &IdentitySection,
+) -> Result<Option<Arc<TrustAnchors>>, ConfigError> {
     if ident.ca.is_empty() {
         return Ok(None);
     }
@@ -865,7 +1080,10 @@ fn trust(doc: &Doc, base: &Path, ident: &IdentitySection) -> Result<Option<Arc<T
         let certs = crate::auth::cert::certs_from_pem(&pem)
             .map_err(|e| doc.at(c.span(), format!("ca {}: {}", p.display(), auth_msg(e))))?;
         if certs.is_empty() {
-            return Err(doc.at(c.span(), format!("ca: no CERTIFICATE block in {}", p.display())));
+            return Err(doc.at(
+                c.span(),
+                format!("ca: no CERTIFICATE block in {}", p.display()),
+            ));
         }
         ders.extend(certs);
     }
@@ -891,10 +1109,16 @@ mod tests {
     #[test]
     fn default_proposals_parse() {
         for s in DEFAULT_IKE_PROPOSALS {
-            assert!(matches!(parse_proposal_string(s, false), Ok(ParsedProposal::Ike(_))), "{s}");
+            assert!(
+                matches!(parse_proposal_string(s, false), Ok(ParsedProposal::Ike(_))),
+                "{s}"
+            );
         }
         for s in DEFAULT_ESP_PROPOSALS {
-            assert!(matches!(parse_proposal_string(s, true), Ok(ParsedProposal::Esp(_))), "{s}");
+            assert!(
+                matches!(parse_proposal_string(s, true), Ok(ParsedProposal::Esp(_))),
+                "{s}"
+            );
         }
     }
 }

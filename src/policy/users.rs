@@ -16,8 +16,13 @@ use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
 /// into a [`UserDb`]. Two users with the same identity or the same home address are an error
 /// naming both files.
 pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
-    let dir_err = |m: String| ConfigError { file: dir.to_path_buf(), position: None, message: m };
-    let rd = std::fs::read_dir(dir).map_err(|e| dir_err(format!("cannot read the users directory: {e}")))?;
+    let dir_err = |m: String| ConfigError {
+        file: dir.to_path_buf(),
+        position: None,
+        message: m,
+    };
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| dir_err(format!("cannot read the users directory: {e}")))?;
     let mut files: Vec<PathBuf> = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| dir_err(format!("cannot read the users directory: {e}")))?;
@@ -67,7 +72,10 @@ pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
                 let msg = if prev == *path {
                     format!("home address {a} is listed twice; remove one")
                 } else {
-                    format!("home address {a} is already given to {}; a home address belongs to one user", prev.display())
+                    format!(
+                        "home address {a} is already given to {}; a home address belongs to one user",
+                        prev.display()
+                    )
                 };
                 return Err(doc.at(span, msg));
             }
@@ -84,10 +92,17 @@ fn id_key(id: &Identity) -> String {
 
 fn load_user(doc: &Doc) -> Result<User, ConfigError> {
     let f: UserFile = toml::from_str(doc.text).map_err(|e| doc.toml(&e))?;
-    let name = doc.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = doc
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let identity = match (&f.identity, &f.identity_pattern) {
         (Some(_), Some(p)) => {
-            return Err(doc.at(p.span(), "identity and identity_pattern are both set; keep one"));
+            return Err(doc.at(
+                p.span(),
+                "identity and identity_pattern are both set; keep one",
+            ));
         }
         (None, None) => {
             return Err(doc.whole(
@@ -104,7 +119,10 @@ fn load_user(doc: &Doc) -> Result<User, ConfigError> {
             return Err(doc.at(a.span(), "auth = \"psk\" needs psk = \"<pre-shared key>\""));
         }
         (Some(a), Some(_)) if a.get_ref() == "certificate" => {
-            return Err(doc.at(a.span(), "auth = \"certificate\" and psk are both set; keep one"));
+            return Err(doc.at(
+                a.span(),
+                "auth = \"certificate\" and psk are both set; keep one",
+            ));
         }
         (Some(a), Some(_)) if a.get_ref() != "psk" => return Err(bad_auth(doc, a)),
         (Some(a), None) => return Err(bad_auth(doc, a)),
@@ -119,12 +137,20 @@ fn load_user(doc: &Doc) -> Result<User, ConfigError> {
         }
     };
     let Some(list) = &f.home_addresses else {
-        return Err(doc.whole("missing home_addresses: write home_addresses = [\"2001:db8:1::100\"]"));
+        return Err(
+            doc.whole("missing home_addresses: write home_addresses = [\"2001:db8:1::100\"]")
+        );
     };
     let mut home_addresses = Vec::new();
     for v in list.get_ref() {
         let a: Ipv6Addr = v.get_ref().trim().parse().map_err(|_| {
-            doc.at(v.span(), format!("\"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\"", v.get_ref()))
+            doc.at(
+                v.span(),
+                format!(
+                    "\"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\"",
+                    v.get_ref()
+                ),
+            )
         })?;
         check_hoa(doc, v, a)?;
         home_addresses.push(a);
@@ -136,18 +162,34 @@ fn load_user(doc: &Doc) -> Result<User, ConfigError> {
         Some(list) => classes(doc, list, "classes")?,
         None => vec![SaClass::BuBa],
     };
-    Ok(User { name, identity, auth, home_addresses, classes })
+    Ok(User {
+        name,
+        identity,
+        auth,
+        home_addresses,
+        classes,
+    })
 }
 
 fn bad_auth(doc: &Doc, a: &toml::Spanned<String>) -> ConfigError {
-    doc.at(a.span(), format!("auth = \"{}\" is not known; write auth = \"certificate\" or psk = \"...\"", a.get_ref()))
+    doc.at(
+        a.span(),
+        format!(
+            "auth = \"{}\" is not known; write auth = \"certificate\" or psk = \"...\"",
+            a.get_ref()
+        ),
+    )
 }
 
 /// A DN pattern: `dn:` syntax where whole values may be `*`. Checked by parsing it with the
 /// wildcards replaced.
 fn dn_pattern(doc: &Doc, v: &toml::Spanned<String>) -> Result<String, ConfigError> {
     let s = v.get_ref().trim();
-    let Some(body) = s.get(..3).filter(|p| p.eq_ignore_ascii_case("dn:")).map(|_| &s[3..]) else {
+    let Some(body) = s
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("dn:"))
+        .map(|_| &s[3..])
+    else {
         return Err(doc.at(v.span(), "identity_pattern is a DN pattern; write e.g. identity_pattern = \"dn:C=CH, O=Example, CN=*\""));
     };
     let mut wild = false;
@@ -156,14 +198,24 @@ fn dn_pattern(doc: &Doc, v: &toml::Spanned<String>) -> Result<String, ConfigErro
         if value == "*" {
             wild = true;
         } else if value.contains('*') {
-            return Err(doc.at(v.span(), format!("identity_pattern: `{}`: only a whole value may be *, e.g. CN=*", rdn.trim())));
+            return Err(doc.at(
+                v.span(),
+                format!(
+                    "identity_pattern: `{}`: only a whole value may be *, e.g. CN=*",
+                    rdn.trim()
+                ),
+            ));
         }
     }
     if !wild {
-        return Err(doc.at(v.span(), "identity_pattern has no * value; write identity = \"...\" for one exact identity"));
+        return Err(doc.at(
+            v.span(),
+            "identity_pattern has no * value; write identity = \"...\" for one exact identity",
+        ));
     }
     let probe = s.replace('*', "x");
-    Identity::parse_config(&probe).map_err(|e| doc.at(v.span(), format!("identity_pattern: {}", auth_msg(e))))?;
+    Identity::parse_config(&probe)
+        .map_err(|e| doc.at(v.span(), format!("identity_pattern: {}", auth_msg(e))))?;
     Ok(s.to_string())
 }
 
@@ -179,13 +231,21 @@ pub fn describe(u: &User) -> String {
     };
     let hoas: Vec<String> = u.home_addresses.iter().map(|a| a.to_string()).collect();
     let classes: Vec<&str> = u.classes.iter().map(|c| c.name()).collect();
-    format!("{}: {id}, {auth}, home {}, classes {}", u.name, hoas.join(" "), classes.join(" "))
+    format!(
+        "{}: {id}, {auth}, home {}, classes {}",
+        u.name,
+        hoas.join(" "),
+        classes.join(" ")
+    )
 }
 
 /// Users added, removed or changed between two databases (by file name), for reload logs.
 pub fn diff(old: &UserDb, new: &UserDb) -> Vec<String> {
     let index = |db: &UserDb| -> BTreeMap<String, std::sync::Arc<User>> {
-        db.users().iter().map(|u| (u.name.clone(), u.clone())).collect()
+        db.users()
+            .iter()
+            .map(|u| (u.name.clone(), u.clone()))
+            .collect()
     };
     let (a, b) = (index(old), index(new));
     let same_auth = |x: &UserAuth, y: &UserAuth| match (x, y) {
