@@ -1,1 +1,444 @@
-//! TODO
+//! Tokio glue, free of protocol logic: UDP sockets in, [`Endpoint`] calls, and whatever the
+//! engine returns carried out (datagrams sent, kernel operations applied, events logged and
+//! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
+//! signals or the control socket through [`Control`] messages.
+
+pub mod demo;
+pub mod show;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::crypto::SystemRng;
+use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
+use crate::kernel::memory::MemoryKernel;
+use crate::kernel::{Kernel, KernelOp};
+use crate::policy::{self, KernelBackend, LoadedConfig, Role};
+use udp::{IkeSocket, NatPortPayload, classify_nat_port};
+
+/// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
+const INBOUND_QUEUE: usize = 1024;
+/// Events buffered per slow subscriber.
+const EVENT_QUEUE: usize = 256;
+/// Mobile node: first wait before initiating again after the IKE SA went down, and the cap.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// What signals, the control socket and tests ask of a running daemon.
+#[derive(Debug)]
+pub enum Control {
+    /// Delete every SA (telling peers), flush, and return (SIGTERM, SIGINT).
+    Shutdown,
+    /// Read the configuration again (SIGHUP). A bad file is logged and the old one kept.
+    Reload,
+    /// The engine's view of every IKE SA.
+    List(oneshot::Sender<Vec<IkeSaInfo>>),
+    /// The (destination, SPI) of every SA the kernel backend holds.
+    KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
+    /// Any engine command (CreateChild, Terminate, ...).
+    Command(Command, oneshot::Sender<Result<IkeId, String>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("kernel backend: {0}")]
+    Kernel(String),
+}
+
+/// The engine's clock: monotonic for timers, Unix seconds for certificate validity.
+pub fn now() -> Now {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Now {
+        at: Instant::now(),
+        unix,
+    }
+}
+
+/// The kernel backend the configuration asks for.
+pub fn make_kernel(backend: KernelBackend) -> Result<Box<dyn Kernel>, DaemonError> {
+    match backend {
+        KernelBackend::Memory => Ok(Box::new(MemoryKernel::new())),
+        KernelBackend::Xfrm => Err(DaemonError::Kernel(
+            "the xfrm backend is not implemented yet".into(),
+        )),
+    }
+}
+
+/// A MemoryKernel that the caller can still look into while the daemon owns it (demo, tests).
+#[derive(Clone, Default)]
+pub struct SharedKernel(pub Arc<Mutex<MemoryKernel>>);
+
+impl SharedKernel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Runs `f` on the kernel's current content.
+    pub fn with<R>(&self, f: impl FnOnce(&MemoryKernel) -> R) -> R {
+        let guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+}
+
+impl Kernel for SharedKernel {
+    fn apply(&mut self, op: &KernelOp) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).apply(op)
+    }
+    fn installed(&self) -> Vec<(IpAddr, u32)> {
+        self.with(|k| k.installed())
+    }
+}
+
+/// A datagram for the engine.
+struct Datagram {
+    local: SocketAddr,
+    remote: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// A bound daemon, not yet running: lets the caller learn the bound ports and subscribe to
+/// events before anything happens.
+pub struct Daemon {
+    cfg: LoadedConfig,
+    endpoint: Endpoint,
+    kernel: Box<dyn Kernel>,
+    sockets: Vec<Arc<IkeSocket>>,
+    bound: Vec<SocketAddr>,
+    events: broadcast::Sender<Event>,
+    /// Mobile node: the IKE SA we started, and when to try again after it went down.
+    mn_ike: Option<IkeId>,
+    retry_at: Option<Instant>,
+    retry_wait: Duration,
+}
+
+impl Daemon {
+    /// Binds every listen address on the IKE port and the NAT-T port.
+    pub fn bind(cfg: LoadedConfig, kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
+        let mut sockets = Vec::new();
+        for addr in &cfg.listen.addresses {
+            for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
+                let sa = SocketAddr::new(*addr, port);
+                let s = IkeSocket::bind(sa, nat)
+                    .map_err(|source| DaemonError::Bind { addr: sa, source })?;
+                info!(local = %s.local_addr(), nat_t = nat, "listening");
+                sockets.push(Arc::new(s));
+            }
+        }
+        let bound = sockets.iter().map(|s| s.local_addr()).collect();
+        let endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        Ok(Daemon {
+            cfg,
+            endpoint,
+            kernel,
+            sockets,
+            bound,
+            events,
+            mn_ike: None,
+            retry_at: None,
+            retry_wait: RETRY_FIRST,
+        })
+    }
+
+    /// Bound addresses as (address, is NAT-T port), in listen order.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.sockets
+            .iter()
+            .map(|s| (s.local_addr(), s.is_nat()))
+            .collect()
+    }
+
+    /// The first bound IKE (non-NAT-T) address.
+    pub fn ike_addr(&self) -> Option<SocketAddr> {
+        self.sockets
+            .iter()
+            .find(|s| !s.is_nat())
+            .map(|s| s.local_addr())
+    }
+
+    /// Every engine event, as it happens.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Runs until [`Control::Shutdown`] (or until every control sender is gone), then deletes
+    /// all SAs, flushes what the engine produced and returns the kernel backend.
+    pub async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+    ) -> Result<Box<dyn Kernel>, DaemonError> {
+        let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
+        let readers: Vec<JoinHandle<()>> = self
+            .sockets
+            .iter()
+            .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
+            .collect();
+        drop(tx);
+
+        if self.cfg.role == Role::MobileNode {
+            self.initiate()?;
+        }
+        loop {
+            self.flush().await;
+            let deadline = match (self.endpoint.next_deadline(), self.retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                c = control.recv() => match c {
+                    None | Some(Control::Shutdown) => break,
+                    Some(c) => self.control(c),
+                },
+                Some(d) = inbound.recv() => {
+                    self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let n = now();
+                    self.endpoint.handle_timeout(n);
+                    if self.retry_at.is_some_and(|t| t <= n.at) {
+                        self.retry_at = None;
+                        if let Err(e) = self.initiate() {
+                            warn!("cannot initiate: {e}");
+                            self.schedule_retry();
+                        }
+                    }
+                }
+            }
+        }
+        info!("shutting down: deleting all SAs");
+        // No new initiation for SAs that go down now.
+        self.mn_ike = None;
+        if let Err(e) = self.endpoint.handle_command(now(), Command::Shutdown) {
+            warn!("shutdown: {e}");
+        }
+        self.flush().await;
+        for r in readers {
+            r.abort();
+        }
+        let left = self.kernel.installed();
+        if !left.is_empty() {
+            warn!(count = left.len(), "SAs still installed after shutdown");
+        }
+        Ok(self.kernel)
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Shutdown => {}
+            Control::Reload => self.reload(),
+            Control::List(reply) => {
+                let _ = reply.send(self.endpoint.list());
+            }
+            Control::KernelSas(reply) => {
+                let _ = reply.send(self.kernel.installed());
+            }
+            Control::Command(cmd, reply) => {
+                let _ = reply.send(self.endpoint.handle_command(now(), cmd));
+            }
+        }
+    }
+
+    /// Mobile node: bring up the IKE SA and CHILD_SAs of the [mobile_node] section.
+    fn initiate(&mut self) -> Result<(), DaemonError> {
+        let Some(mn) = &self.cfg.mobile_node else {
+            return Ok(());
+        };
+        let coa = match mn.care_of_address {
+            Some(a) => a,
+            None => udp::route_source(mn.home_agent).map_err(|e| {
+                DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
+            })?,
+        };
+        // Our IKE port on a socket that covers the care-of address.
+        let port = self
+            .sockets
+            .iter()
+            .find(|s| {
+                !s.is_nat()
+                    && s.local_addr().is_ipv4() == coa.is_ipv4()
+                    && (s.is_wildcard() || s.local_addr().ip() == coa)
+            })
+            .map(|s| s.local_addr().port())
+            .ok_or_else(|| {
+                DaemonError::Config(format!(
+                    "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
+                ))
+            })?;
+        let cmd = mn.initiate(SocketAddr::new(coa, port));
+        match self.endpoint.handle_command(now(), cmd) {
+            Ok(id) => {
+                info!(ike = %id, local = %SocketAddr::new(coa, port), remote = %mn.home_agent, "initiating");
+                self.mn_ike = Some(id);
+                Ok(())
+            }
+            Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        self.retry_at = Some(Instant::now() + self.retry_wait);
+        info!(after = ?self.retry_wait, "will initiate again");
+        self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+    }
+
+    fn reload(&mut self) {
+        let new = match policy::load(&self.cfg.path) {
+            Ok(n) => n,
+            Err(e) => return error!("reload failed, keeping the running configuration: {e}"),
+        };
+        if new.role != self.cfg.role {
+            return error!(
+                "reload: role changed to {}; restart the daemon for that (nothing applied)",
+                new.role.name()
+            );
+        }
+        let changes = self.cfg.changes(&new);
+        if changes.is_empty() {
+            info!("reload: no changes");
+        }
+        for c in &changes {
+            info!("reload: {c}");
+        }
+        self.endpoint.set_config(new.engine.clone());
+        self.cfg.engine = new.engine;
+        self.cfg.mobile_node = new.mobile_node;
+        self.cfg.users_dir = new.users_dir;
+    }
+
+    /// Carries out everything the engine has queued.
+    async fn flush(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progress = true;
+                send(&self.sockets, &self.bound, t).await;
+            }
+            while let Some(op) = self.endpoint.poll_kernel_op() {
+                progress = true;
+                match self.kernel.apply(&op) {
+                    Ok(()) => debug!(?op, "kernel"),
+                    Err(e) => warn!(?op, "kernel operation failed: {e}"),
+                }
+            }
+            while let Some(ev) = self.endpoint.poll_event() {
+                progress = true;
+                self.on_event(&ev);
+                let _ = self.events.send(ev);
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Events go to the log at debug level (the engine already logs them at info/warn, with
+    /// more context) and drive the mobile node's re-initiation.
+    fn on_event(&mut self, ev: &Event) {
+        debug!(?ev, "event");
+        match ev {
+            Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                self.mn_ike = None;
+                self.schedule_retry();
+            }
+            Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
+            _ => {}
+        }
+    }
+}
+
+/// Sends one datagram from the socket that owns `t.local` (non-ESP marker on the NAT-T port).
+async fn send(sockets: &[Arc<IkeSocket>], bound: &[SocketAddr], t: Transmit) {
+    let Some(i) = udp::route(bound, t.local) else {
+        return warn!(local = %t.local, remote = %t.remote, "no socket for this local address; datagram dropped");
+    };
+    let Some(sock) = sockets.get(i) else { return };
+    let framed;
+    let data: &[u8] = if sock.is_nat() {
+        framed = [&udp::NON_ESP_MARKER[..], &t.data].concat();
+        &framed
+    } else {
+        &t.data
+    };
+    if let Err(e) = sock.send(t.local.ip(), t.remote, data).await {
+        warn!(local = %t.local, remote = %t.remote, "send failed: {e}");
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one socket forever, handing IKE messages to the engine task.
+async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let r = match sock.recv(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors surface here as ECONNREFUSED and the like; keep reading.
+                debug!(local = %sock.local_addr(), "recv: {e}");
+                continue;
+            }
+        };
+        if r.truncated {
+            debug!(remote = %r.remote, "oversized datagram dropped");
+            continue;
+        }
+        let Some(data) = buf.get(..r.len) else {
+            continue;
+        };
+        let data = if sock.is_nat() {
+            match classify_nat_port(data) {
+                NatPortPayload::Ike(d) => d,
+                NatPortPayload::Keepalive => continue,
+                NatPortPayload::Esp | NatPortPayload::Runt => {
+                    debug!(remote = %r.remote, len = r.len, "non-IKE datagram on the NAT-T port dropped");
+                    continue;
+                }
+            }
+        } else {
+            data
+        };
+        let bound = sock.local_addr();
+        let local = match (sock.is_wildcard(), r.dst) {
+            (true, Some(dst)) => SocketAddr::new(dst, bound.port()),
+            _ => bound,
+        };
+        let d = Datagram {
+            local,
+            remote: r.remote,
+            data: data.to_vec(),
+        };
+        match tx.try_send(d) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => debug!("engine busy: datagram dropped"),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Loads nothing, binds, runs: the daemon's whole life for a loaded configuration.
+pub async fn run(
+    cfg: LoadedConfig,
+    kernel: Box<dyn Kernel>,
+    control: mpsc::Receiver<Control>,
+) -> Result<Box<dyn Kernel>, DaemonError> {
+    Daemon::bind(cfg, kernel)?.run(control).await
+}

@@ -1,1 +1,1124 @@
-//! TODO
+//! Configuration: the global TOML file and one TOML file per mobile node (home agent only).
+//! [`load`] reads and validates everything and returns what the daemon needs; every error names
+//! the file, the line and column of the offending key or value, and what to write instead.
+//!
+//! Relative paths are relative to the directory of the file that names them.
+
+mod error;
+mod schema;
+mod users;
+
+pub use error::{ConfigError, line_col};
+pub use users::load_users;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
+use crate::crypto::Secret;
+use crate::ike::proposal::ParsedProposal;
+use crate::ike::{
+    Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers,
+    parse_proposal_string,
+};
+use crate::mobility::{ClassReqids, SaClass, UserAuth};
+use error::Doc;
+use schema::*;
+
+/// Default IKE proposals (RFC 8247 "MUST"/"SHOULD" algorithms, strongSwan syntax).
+pub const DEFAULT_IKE_PROPOSALS: [&str; 2] = [
+    "aes128-sha256-x25519-ecp256-modp2048",
+    "aes128gcm16-prfsha256-x25519-ecp256-modp2048",
+];
+/// Default ESP proposals.
+pub const DEFAULT_ESP_PROPOSALS: [&str; 2] = ["aes128gcm16", "aes128-sha256"];
+/// The IKE port and the NAT-T port (RFC 7296 2.23).
+pub const DEFAULT_PORT: u16 = 500;
+pub const DEFAULT_NAT_PORT: u16 = 4500;
+/// Shortest pre-shared key accepted, in bytes (RFC 7296 2.15: a PSK must be as hard to guess as
+/// a strong key).
+pub const MIN_PSK_LEN: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    HomeAgent,
+    MobileNode,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::HomeAgent => "home-agent",
+            Role::MobileNode => "mobile-node",
+        }
+    }
+}
+
+/// Where the daemon listens. Each address gets a socket on `port` and one on `nat_port` (where
+/// IKE messages carry the 4-byte non-ESP marker). Port 0 asks the system for a free port (tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub addresses: Vec<IpAddr>,
+    pub port: u16,
+    pub nat_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelBackend {
+    /// SAs kept in the daemon's memory (tests, demos): nothing reaches the kernel.
+    Memory,
+    /// Linux XFRM (not implemented yet; `load` refuses it).
+    Xfrm,
+}
+
+/// Who installs the IPsec policies (SPD entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// mip6d installs them (`IPsecPolicy ... UseESP <to_ha> <to_mn>`); we install SAs only.
+    Mip6d,
+    /// We install them ourselves (not implemented yet; `load` refuses it).
+    Daemon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSettings {
+    pub backend: KernelBackend,
+    pub policies: PolicyMode,
+}
+
+/// What a mobile node negotiates at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileNodeSettings {
+    /// Where IKE goes (address and port of the home agent).
+    pub home_agent: SocketAddr,
+    /// The home agent's address in the traffic selectors.
+    pub home_agent_address: Ipv6Addr,
+    /// Our care-of address; None: the address the system routes from towards the home agent.
+    pub care_of_address: Option<IpAddr>,
+    pub home_address: HomeAddress,
+    pub classes: Vec<SaClass>,
+    /// Expected IDr of the home agent.
+    pub home_agent_id: Option<Identity>,
+}
+
+impl MobileNodeSettings {
+    /// The command that brings up the IKE SA and CHILD_SAs from `local` (the care-of address and
+    /// our IKE port).
+    pub fn initiate(&self, local: SocketAddr) -> Command {
+        Command::Initiate {
+            local,
+            remote: self.home_agent,
+            home_agent: self.home_agent_address,
+            home_address: self.home_address,
+            classes: self.classes.clone(),
+            remote_identity: self.home_agent_id.clone(),
+        }
+    }
+}
+
+/// Everything the daemon needs, validated.
+pub struct LoadedConfig {
+    /// The global file (reloads read it again).
+    pub path: PathBuf,
+    pub role: Role,
+    pub engine: Arc<Config>,
+    pub listen: Listen,
+    pub kernel: KernelSettings,
+    /// Present for role mobile-node.
+    pub mobile_node: Option<MobileNodeSettings>,
+    /// Present for role home-agent.
+    pub users_dir: Option<PathBuf>,
+}
+
+impl LoadedConfig {
+    /// A readable overview (for `mip6-iked --check`). Never shows secrets.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let e = &self.engine;
+        let _ = writeln!(s, "config:     {}", self.path.display());
+        let _ = writeln!(s, "role:       {}", self.role.name());
+        let _ = writeln!(s, "identity:   {}", e.identity);
+        let auth = match &e.auth {
+            LocalAuth::Certificate { chain, style, .. } => {
+                format!(
+                    "certificate ({} in chain, {} signatures)",
+                    chain.len(),
+                    style_name(*style)
+                )
+            }
+            LocalAuth::Psk(_) => "pre-shared key".to_string(),
+        };
+        let _ = writeln!(s, "auth:       {auth}");
+        let _ = writeln!(
+            s,
+            "trust:      {}",
+            if e.trust.is_some() {
+                "CA certificates loaded"
+            } else {
+                "none (PSK only)"
+            }
+        );
+        let addrs: Vec<String> = self
+            .listen
+            .addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "listen:     {} port {} (NAT-T {})",
+            addrs.join(", "),
+            self.listen.port,
+            self.listen.nat_port
+        );
+        let _ = writeln!(
+            s,
+            "proposals:  IKE {}, ESP {}",
+            e.ike_proposals.len(),
+            e.esp_proposals.len()
+        );
+        let _ = writeln!(
+            s,
+            "kernel:     {} backend, policies by {}",
+            match self.kernel.backend {
+                KernelBackend::Memory => "memory",
+                KernelBackend::Xfrm => "xfrm",
+            },
+            match self.kernel.policies {
+                PolicyMode::Mip6d => "mip6d",
+                PolicyMode::Daemon => "the daemon",
+            }
+        );
+        let mut reqids: Vec<String> = SaClass::ALL
+            .iter()
+            .map(|c| {
+                let r = e.reqids(*c);
+                format!("{} {}/{}", c.name(), r.to_ha, r.to_mn)
+            })
+            .collect();
+        reqids.sort();
+        let _ = writeln!(s, "reqids:     {} (to HA/to MN)", reqids.join(", "));
+        if let Some(ha) = &e.home_agent {
+            let _ = writeln!(s, "home agent: {}", ha.address);
+            let users = ha.users.users();
+            let _ = writeln!(
+                s,
+                "users:      {} in {}",
+                users.len(),
+                self.users_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            );
+            for u in users {
+                let _ = writeln!(s, "  {}", users::describe(u));
+            }
+        }
+        if let Some(mn) = &self.mobile_node {
+            let coa = mn
+                .care_of_address
+                .map_or("chosen by routing".to_string(), |a| a.to_string());
+            let hoa = match mn.home_address {
+                HomeAddress::Static(a) => a.to_string(),
+                HomeAddress::Dynamic => "dynamic (assigned by the home agent)".to_string(),
+            };
+            let classes: Vec<&str> = mn.classes.iter().map(|c| c.name()).collect();
+            let _ = writeln!(
+                s,
+                "home agent: {} (selectors: {})",
+                mn.home_agent, mn.home_agent_address
+            );
+            if let Some(id) = &mn.home_agent_id {
+                let _ = writeln!(s, "ha id:      {id}");
+            }
+            let _ = writeln!(s, "care-of:    {coa}");
+            let _ = writeln!(s, "home addr:  {hoa}");
+            let _ = writeln!(s, "classes:    {}", classes.join(", "));
+        }
+        s
+    }
+
+    /// What a reload changes, one line each, for the log. Settings that need a restart say so.
+    pub fn changes(&self, new: &LoadedConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.role != new.role {
+            out.push(format!(
+                "role {} -> {}: needs a restart (ignored)",
+                self.role.name(),
+                new.role.name()
+            ));
+        }
+        if self.listen != new.listen {
+            out.push("[listen] changed: needs a restart (ignored)".to_string());
+        }
+        if self.kernel != new.kernel {
+            out.push("[kernel] changed: needs a restart (ignored)".to_string());
+        }
+        if self.mobile_node != new.mobile_node {
+            out.push("[mobile_node] changed: applies to the next initiation".to_string());
+        }
+        let (a, b) = (&self.engine, &new.engine);
+        if a.identity != b.identity {
+            out.push(format!("identity {} -> {}", a.identity, b.identity));
+        }
+        if a.ike_proposals != b.ike_proposals || a.esp_proposals != b.esp_proposals {
+            out.push("proposals changed (new negotiations only)".to_string());
+        }
+        if a.timers != b.timers {
+            out.push("timers changed".to_string());
+        }
+        if a.reqids != b.reqids {
+            out.push("reqids changed (new CHILD_SAs only)".to_string());
+        }
+        if let (Some(x), Some(y)) = (&a.home_agent, &b.home_agent) {
+            out.extend(users::diff(&x.users, &y.users));
+        }
+        out
+    }
+}
+
+fn style_name(s: SignatureStyle) -> &'static str {
+    match s {
+        SignatureStyle::DigitalSignature => "RFC 7427",
+        SignatureStyle::Legacy => "legacy",
+    }
+}
+
+/// Reads and validates the global file at `path` and, for a home agent, every user file.
+pub fn load(path: impl AsRef<Path>) -> Result<LoadedConfig, ConfigError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    load_str(path, &text)
+}
+
+/// [`load`] on text already read; `path` names the file in errors and anchors relative paths.
+pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+    let doc = Doc { path, text };
+    let file: GlobalFile = toml::from_str(text).map_err(|e| doc.toml(&e))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let role = match *file.role.get_ref() {
+        RoleName::HomeAgent => Role::HomeAgent,
+        RoleName::MobileNode => Role::MobileNode,
+    };
+
+    // Sections that belong to the other role are mistakes, not noise.
+    match (role, &file.home_agent, &file.mobile_node) {
+        (Role::HomeAgent, _, Some(mn)) => {
+            return Err(doc.at(
+                mn.span(),
+                "[mobile_node] is for role = \"mobile-node\"; remove it or change role",
+            ));
+        }
+        (Role::MobileNode, Some(ha), _) => {
+            return Err(doc.at(
+                ha.span(),
+                "[home_agent] is for role = \"home-agent\"; remove it or change role",
+            ));
+        }
+        _ => {}
+    }
+
+    let listen = listen(&doc, &file.listen)?;
+    let kernel = kernel(&doc, &file.kernel)?;
+    let replay_window = match &file.kernel.replay_window {
+        Some(w) if *w.get_ref() > 4096 => {
+            return Err(doc.at(
+                w.span(),
+                format!(
+                    "replay_window = {} is too large; write at most 4096",
+                    w.get_ref()
+                ),
+            ));
+        }
+        Some(w) => *w.get_ref(),
+        None => 32,
+    };
+    let ident = file.identity.get_ref();
+    let identity = identity(&doc, &ident.id, "id")?;
+    let ike_proposals = ike_proposals(&doc, &file.proposals)?;
+    let esp_proposals = esp_proposals(&doc, &file.proposals)?;
+    let timers = timers(&doc, &file.timers)?;
+    let reqids = reqids(&doc, &file.reqids)?;
+    let (cookie_threshold, max_half_open) = limits(&doc, &file.limits)?;
+
+    // Users and the role's own section before the key material, so that structural mistakes
+    // show up before file-permission problems.
+    let mut home_agent = None;
+    let mut mobile_node = None;
+    let mut users_dir = None;
+    match role {
+        Role::HomeAgent => {
+            let Some(ha) = &file.home_agent else {
+                return Err(doc.at(
+                    file.role.span(),
+                    "role = \"home-agent\" needs a [home_agent] section with address = \"<HA address>\" and users_dir = \"users\"",
+                ));
+            };
+            let (ha_span, ha) = (ha.span(), ha.get_ref());
+            let Some(addr) = &ha.address else {
+                return Err(doc.at(
+                    ha_span.clone(),
+                    "[home_agent] needs address = \"<IPv6 address of the home agent>\" (the address in the selectors)",
+                ));
+            };
+            let address = ipv6(&doc, addr, "address")?;
+            let Some(dir) = &ha.users_dir else {
+                return Err(doc.at(
+                    ha_span,
+                    "[home_agent] needs users_dir = \"users\" (a directory with one .toml file per mobile node)",
+                ));
+            };
+            let dir_path = base.join(dir.get_ref());
+            if !dir_path.is_dir() {
+                return Err(doc.at(
+                    dir.span(),
+                    format!(
+                        "users_dir: {} is not a directory; create it or fix the path",
+                        dir_path.display()
+                    ),
+                ));
+            }
+            let db = load_users(&dir_path)?;
+            home_agent = Some(HomeAgentConfig {
+                address,
+                users: Arc::new(db),
+            });
+            users_dir = Some(dir_path);
+        }
+        Role::MobileNode => {
+            let Some(mn) = &file.mobile_node else {
+                return Err(doc.at(
+                    file.role.span(),
+                    "role = \"mobile-node\" needs a [mobile_node] section with home_agent = \"[<HA address>]:500\" and home_address",
+                ));
+            };
+            mobile_node = Some(mobile_node_settings(&doc, mn.span(), mn.get_ref())?);
+        }
+    }
+
+    let auth = local_auth(&doc, base, ident, role)?;
+    let trust = trust(&doc, base, ident)?;
+    if trust.is_none() {
+        // Someone must be able to check the peer's certificate.
+        if let LocalAuth::Certificate { .. } = auth
+            && role == Role::MobileNode
+        {
+            return Err(doc.at(
+                file.identity.span(),
+                "a mobile node with a certificate checks the home agent's certificate: add ca = [\"<CA certificate>.pem\"] to [identity]",
+            ));
+        }
+        if let Some(ha) = &home_agent
+            && let Some(u) = ha
+                .users
+                .users()
+                .iter()
+                .find(|u| matches!(u.auth, UserAuth::Certificate))
+        {
+            return Err(doc.at(
+                file.identity.span(),
+                format!(
+                    "user '{}' authenticates with a certificate: add ca = [\"<CA certificate>.pem\"] to [identity]",
+                    u.name
+                ),
+            ));
+        }
+    }
+
+    let engine = Config {
+        identity,
+        auth,
+        trust,
+        ike_proposals,
+        esp_proposals,
+        timers,
+        reqids,
+        cookie_threshold,
+        max_half_open,
+        home_agent,
+        replay_window,
+    };
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        role,
+        engine: Arc::new(engine),
+        listen,
+        kernel,
+        mobile_node,
+        users_dir,
+    })
+}
+
+// ---- pieces ----
+
+/// Identity in the configuration syntax; `key` names the setting in messages.
+pub(crate) fn identity(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Identity, ConfigError> {
+    let s = v.get_ref().trim();
+    let known = ["dn:", "fqdn:", "email:", "ipv6:", "ipv4:", "keyid:"];
+    if !known
+        .iter()
+        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+    {
+        return Err(doc.at(
+            v.span(),
+            format!(
+                "{key} = \"{s}\" has no identity type; write dn:C=CH, O=Example, CN=name, fqdn:host.example.net, \
+                 email:user@example.net, ipv6:2001:db8::1, ipv4:192.0.2.1 or keyid:<hex>"
+            ),
+        ));
+    }
+    Identity::parse_config(s).map_err(|e| doc.at(v.span(), format!("{key}: {}", auth_msg(e))))
+}
+
+/// The text of an auth error without its category prefix.
+pub(crate) fn auth_msg(e: crate::auth::Error) -> String {
+    match e {
+        crate::auth::Error::Identity(m) | crate::auth::Error::Certificate(m) => m,
+        other => other.to_string(),
+    }
+}
+
+fn ipv6(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Ipv6Addr, ConfigError> {
+    v.get_ref().trim().parse().map_err(|_| {
+        doc.at(
+            v.span(),
+            format!(
+                "{key} = \"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::1\"",
+                v.get_ref()
+            ),
+        )
+    })
+}
+
+fn ip(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
+    v.get_ref().trim().parse().map_err(|_| {
+        doc.at(
+            v.span(),
+            format!("{key} = \"{}\" is not an IP address; write e.g. \"2001:db8:2::100\" or \"192.0.2.10\"", v.get_ref()),
+        )
+    })
+}
+
+fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
+    let mut addresses = Vec::new();
+    match &l.addresses {
+        None => addresses.push(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        Some(list) => {
+            for a in list {
+                let addr = ip(doc, a, "addresses")?;
+                if addresses.contains(&addr) {
+                    return Err(doc.at(
+                        a.span(),
+                        format!("address {addr} is listed twice; remove one"),
+                    ));
+                }
+                addresses.push(addr);
+            }
+            if addresses.is_empty() {
+                return Err(doc.whole(
+                    "[listen] addresses is empty; write addresses = [\"::\"] to listen everywhere",
+                ));
+            }
+        }
+    }
+    let port = l.port.as_ref().map_or(DEFAULT_PORT, |p| *p.get_ref());
+    let nat_port = l
+        .nat_port
+        .as_ref()
+        .map_or(DEFAULT_NAT_PORT, |p| *p.get_ref());
+    if port != 0
+        && port == nat_port
+        && let Some(p) = &l.nat_port
+    {
+        return Err(doc.at(
+            p.span(),
+            format!("nat_port = {nat_port} equals port; the NAT-T port is usually 4500"),
+        ));
+    }
+    Ok(Listen {
+        addresses,
+        port,
+        nat_port,
+    })
+}
+
+fn kernel(doc: &Doc, k: &KernelSection) -> Result<KernelSettings, ConfigError> {
+    let backend = match &k.backend {
+        None => KernelBackend::Memory,
+        Some(b) => match b.get_ref() {
+            BackendName::Memory => KernelBackend::Memory,
+            BackendName::Xfrm => {
+                return Err(doc.at(
+                    b.span(),
+                    "backend = \"xfrm\" is not implemented yet; write backend = \"memory\" (SAs stay in the daemon, for tests and demos)",
+                ));
+            }
+        },
+    };
+    let policies = match &k.policies {
+        None => PolicyMode::Mip6d,
+        Some(p) => match p.get_ref() {
+            PoliciesName::Mip6d => PolicyMode::Mip6d,
+            PoliciesName::Daemon => {
+                return Err(doc.at(
+                    p.span(),
+                    "policies = \"daemon\" is not implemented yet; write policies = \"mip6d\" and let mip6d install its IPsecPolicy entries",
+                ));
+            }
+        },
+    };
+    Ok(KernelSettings { backend, policies })
+}
+
+fn ike_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<IkeProposal>, ConfigError> {
+    let Some(list) = &p.ike else {
+        return Ok(DEFAULT_IKE_PROPOSALS
+            .iter()
+            .filter_map(|s| match parse_proposal_string(s, false) {
+                Ok(ParsedProposal::Ike(p)) => Some(p),
+                _ => None,
+            })
+            .collect());
+    };
+    if list.get_ref().is_empty() {
+        return Err(doc.at(
+            list.span(),
+            format!(
+                "ike = [] proposes nothing; write e.g. ike = [\"{}\"]",
+                DEFAULT_IKE_PROPOSALS[0]
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for s in list.get_ref() {
+        match parse_proposal_string(s.get_ref().trim(), false) {
+            Ok(ParsedProposal::Ike(p)) => out.push(p),
+            Ok(ParsedProposal::Esp(_)) => return Err(doc.at(s.span(), "not an IKE proposal")),
+            Err(e) => return Err(doc.at(s.span(), e)),
+        }
+    }
+    Ok(out)
+}
+
+fn esp_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<EspProposal>, ConfigError> {
+    let Some(list) = &p.esp else {
+        return Ok(DEFAULT_ESP_PROPOSALS
+            .iter()
+            .filter_map(|s| match parse_proposal_string(s, true) {
+                Ok(ParsedProposal::Esp(p)) => Some(p),
+                _ => None,
+            })
+            .collect());
+    };
+    if list.get_ref().is_empty() {
+        return Err(doc.at(
+            list.span(),
+            format!(
+                "esp = [] proposes nothing; write e.g. esp = [\"{}\"]",
+                DEFAULT_ESP_PROPOSALS[0]
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for s in list.get_ref() {
+        match parse_proposal_string(s.get_ref().trim(), true) {
+            Ok(ParsedProposal::Esp(p)) => out.push(p),
+            Ok(ParsedProposal::Ike(_)) => return Err(doc.at(s.span(), "not an ESP proposal")),
+            Err(e) => return Err(doc.at(s.span(), e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Seconds -> Duration; positive, finite, at most ten years.
+fn secs(
+    doc: &Doc,
+    v: &Option<Spanned<f64>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    let x = *v.get_ref();
+    if !(x.is_finite() && x > 0.0 && x <= 10.0 * 365.0 * 86400.0) {
+        return Err(doc.at(
+            v.span(),
+            format!(
+                "{key} = {x} must be a positive number of seconds (e.g. {key} = {})",
+                default.as_secs_f64()
+            ),
+        ));
+    }
+    Ok(Duration::from_secs_f64(x))
+}
+
+fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
+    let d = Timers::default();
+    let out = Timers {
+        retransmit_timeout: secs(
+            doc,
+            &t.retransmit_timeout,
+            "retransmit_timeout",
+            d.retransmit_timeout,
+        )?,
+        retransmit_backoff: match &t.retransmit_backoff {
+            None => d.retransmit_backoff,
+            Some(b) => {
+                let x = *b.get_ref();
+                if !(x.is_finite() && (1.0..=10.0).contains(&x)) {
+                    return Err(doc.at(
+                        b.span(),
+                        format!("retransmit_backoff = {x} must be between 1.0 and 10.0 (e.g. 1.8)"),
+                    ));
+                }
+                x
+            }
+        },
+        retransmit_tries: match &t.retransmit_tries {
+            None => d.retransmit_tries,
+            Some(n) if *n.get_ref() > 20 => {
+                return Err(doc.at(
+                    n.span(),
+                    format!(
+                        "retransmit_tries = {} is too many; write at most 20",
+                        n.get_ref()
+                    ),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+        },
+        retransmit_max: secs(doc, &t.retransmit_max, "retransmit_max", d.retransmit_max)?,
+        liveness_interval: secs(
+            doc,
+            &t.liveness_interval,
+            "liveness_interval",
+            d.liveness_interval,
+        )?,
+        half_open_timeout: secs(
+            doc,
+            &t.half_open_timeout,
+            "half_open_timeout",
+            d.half_open_timeout,
+        )?,
+        child_rekey: secs(doc, &t.child_rekey, "child_rekey", d.child_rekey)?,
+        child_lifetime: secs(doc, &t.child_lifetime, "child_lifetime", d.child_lifetime)?,
+    };
+    if out.child_rekey >= out.child_lifetime {
+        let span = t
+            .child_rekey
+            .as_ref()
+            .or(t.child_lifetime.as_ref())
+            .map(|v| v.span());
+        let msg = format!(
+            "child_rekey ({}) must be shorter than child_lifetime ({}): rekeying happens before the SA expires",
+            out.child_rekey.as_secs_f64(),
+            out.child_lifetime.as_secs_f64()
+        );
+        return Err(match span {
+            Some(s) => doc.at(s, msg),
+            None => doc.whole(msg),
+        });
+    }
+    Ok(out)
+}
+
+fn limits(doc: &Doc, l: &LimitsSection) -> Result<(usize, usize), ConfigError> {
+    let cookie = l.cookie_threshold.as_ref().map_or(50, |v| *v.get_ref()) as usize;
+    let max = l.max_half_open.as_ref().map_or(5000, |v| *v.get_ref()) as usize;
+    if let Some(m) = &l.max_half_open
+        && *m.get_ref() == 0
+    {
+        return Err(doc.at(
+            m.span(),
+            "max_half_open = 0 would refuse every peer; write e.g. max_half_open = 5000",
+        ));
+    }
+    if cookie > max {
+        let span = l
+            .cookie_threshold
+            .as_ref()
+            .or(l.max_half_open.as_ref())
+            .map(|v| v.span());
+        let msg = format!(
+            "cookie_threshold ({cookie}) is above max_half_open ({max}): cookies would never be sent"
+        );
+        return Err(match span {
+            Some(s) => doc.at(s, msg),
+            None => doc.whole(msg),
+        });
+    }
+    Ok((cookie, max))
+}
+
+fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>, ConfigError> {
+    let mut out = HashMap::new();
+    let mut seen: HashMap<u32, SaClass> = HashMap::new();
+    let entries = [
+        (SaClass::BuBa, &r.bu_ba),
+        (SaClass::MpsMpa, &r.mps_mpa),
+        (SaClass::HotiHot, &r.hoti_hot),
+        (SaClass::Payload, &r.payload),
+    ];
+    // Explicit entries first so that a clash points at a line the user wrote.
+    let mut order: Vec<_> = entries.iter().filter(|(_, v)| v.is_some()).collect();
+    order.extend(entries.iter().filter(|(_, v)| v.is_none()));
+    for (class, v) in order {
+        let ids = match v {
+            Some(v) => {
+                let [to_ha, to_mn] = *v.get_ref();
+                if to_ha == 0 || to_mn == 0 {
+                    return Err(doc.at(
+                        v.span(),
+                        format!(
+                            "{}: reqid 0 means \"any\" to the kernel; write non-zero values",
+                            class.name()
+                        ),
+                    ));
+                }
+                ClassReqids { to_ha, to_mn }
+            }
+            None => class.default_reqids(),
+        };
+        for id in [ids.to_ha, ids.to_mn] {
+            if let Some(other) = seen.insert(id, *class)
+                && (other != *class || ids.to_ha == ids.to_mn)
+            {
+                let msg = if other == *class {
+                    format!(
+                        "{}: to_ha and to_mn are both {id}; each direction needs its own reqid",
+                        class.name()
+                    )
+                } else {
+                    format!(
+                        "reqid {id} is used by both {} and {}{}; give each class its own pair",
+                        other.name(),
+                        class.name(),
+                        if v.is_none() { " (default)" } else { "" }
+                    )
+                };
+                return Err(match v {
+                    Some(v) => doc.at(v.span(), msg),
+                    None => doc.whole(msg),
+                });
+            }
+        }
+        out.insert(*class, ids);
+    }
+    Ok(out)
+}
+
+/// Classes by name, without repetitions; `key` names the setting.
+pub(crate) fn classes(
+    doc: &Doc,
+    list: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+) -> Result<Vec<SaClass>, ConfigError> {
+    let mut out = Vec::new();
+    for c in list.get_ref() {
+        let Some(class) = SaClass::from_name(c.get_ref().trim()) else {
+            return Err(doc.at(
+                c.span(),
+                format!("unknown SA class \"{}\"; write one of \"bu-ba\", \"mps-mpa\", \"hoti-hot\", \"payload\"", c.get_ref()),
+            ));
+        };
+        if out.contains(&class) {
+            return Err(doc.at(
+                c.span(),
+                format!("class \"{}\" is listed twice; remove one", class.name()),
+            ));
+        }
+        out.push(class);
+    }
+    if out.is_empty() {
+        return Err(doc.at(
+            list.span(),
+            format!("{key} = [] names no SA class; write e.g. {key} = [\"bu-ba\", \"payload\"]"),
+        ));
+    }
+    Ok(out)
+}
+
+fn mobile_node_settings(
+    doc: &Doc,
+    span: std::ops::Range<usize>,
+    mn: &MobileNodeSection,
+) -> Result<MobileNodeSettings, ConfigError> {
+    let Some(ha) = &mn.home_agent else {
+        return Err(doc.at(
+            span.clone(),
+            "[mobile_node] needs home_agent = \"[<HA address>]:500\" (where to send IKE)",
+        ));
+    };
+    let home_agent = socket_addr(doc, ha)?;
+    let home_agent_address = match &mn.home_agent_address {
+        Some(a) => ipv6(doc, a, "home_agent_address")?,
+        None => match home_agent.ip() {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => {
+                return Err(doc.at(
+                    ha.span(),
+                    "the home agent is reached over IPv4: add home_agent_address = \"<its IPv6 address>\" for the selectors",
+                ));
+            }
+        },
+    };
+    let care_of_address = mn
+        .care_of_address
+        .as_ref()
+        .map(|c| ip(doc, c, "care_of_address"))
+        .transpose()?;
+    if let Some(c) = care_of_address
+        && c.is_ipv4() != home_agent.is_ipv4()
+    {
+        return Err(doc.at(
+            mn.care_of_address.as_ref().map_or(0..0, |v| v.span()),
+            format!(
+                "care_of_address {c} and home_agent {} are of different IP versions",
+                home_agent.ip()
+            ),
+        ));
+    }
+    let Some(hoa) = &mn.home_address else {
+        return Err(doc.at(
+            span,
+            "[mobile_node] needs home_address = \"<IPv6 address>\" or home_address = \"dynamic\"",
+        ));
+    };
+    let home_address = if hoa.get_ref().trim() == "dynamic" {
+        HomeAddress::Dynamic
+    } else {
+        let a: Ipv6Addr = hoa.get_ref().trim().parse().map_err(|_| {
+            doc.at(
+                hoa.span(),
+                format!("home_address = \"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\" or \"dynamic\"", hoa.get_ref()),
+            )
+        })?;
+        check_hoa(doc, hoa, a)?;
+        HomeAddress::Static(a)
+    };
+    let classes = match &mn.classes {
+        Some(list) => classes(doc, list, "classes")?,
+        None => vec![SaClass::BuBa],
+    };
+    let home_agent_id = mn
+        .home_agent_id
+        .as_ref()
+        .map(|v| identity(doc, v, "home_agent_id"))
+        .transpose()?;
+    Ok(MobileNodeSettings {
+        home_agent,
+        home_agent_address,
+        care_of_address,
+        home_address,
+        classes,
+        home_agent_id,
+    })
+}
+
+/// A home address must be a unicast address a node can own.
+pub(crate) fn check_hoa(doc: &Doc, v: &Spanned<String>, a: Ipv6Addr) -> Result<(), ConfigError> {
+    if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+        return Err(doc.at(v.span(), format!("{a} cannot be a home address; write a global unicast address such as 2001:db8:1::100")));
+    }
+    Ok(())
+}
+
+fn socket_addr(doc: &Doc, v: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    let s = v.get_ref().trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    Err(doc.at(
+        v.span(),
+        format!("home_agent = \"{s}\" is not an address; write \"[2001:db8:1::1]:500\", \"2001:db8:1::1\" or \"192.0.2.1:500\" (no host names)"),
+    ))
+}
+
+/// Reads a file named in the configuration (relative to `base`).
+fn read_named(
+    doc: &Doc,
+    base: &Path,
+    v: &Spanned<String>,
+    key: &str,
+) -> Result<(PathBuf, String), ConfigError> {
+    let p = base.join(v.get_ref());
+    std::fs::read_to_string(&p)
+        .map(|t| (p.clone(), t))
+        .map_err(|e| doc.at(v.span(), format!("{key}: cannot read {}: {e}", p.display())))
+}
+
+fn local_auth(
+    doc: &Doc,
+    base: &Path,
+    ident: &IdentitySection,
+    role: Role,
+) -> Result<LocalAuth, ConfigError> {
+    match (&ident.certificate, &ident.private_key, &ident.psk) {
+        (Some(_), _, Some(p)) | (_, Some(_), Some(p)) => Err(doc.at(
+            p.span(),
+            "psk and certificate/private_key are both set; keep one way to authenticate",
+        )),
+        (Some(c), None, None) => Err(doc.at(c.span(), "certificate needs private_key = \"<key file>\" next to it")),
+        (None, Some(k), None) => Err(doc.at(k.span(), "private_key needs certificate = \"<certificate file>\" next to it")),
+        (None, None, Some(p)) => {
+            if role == Role::HomeAgent {
+                return Err(doc.at(
+                    p.span(),
+                    "a home agent authenticates with certificate and private_key; per-user pre-shared keys go into the user files (psk = \"...\")",
+                ));
+            }
+            Ok(LocalAuth::Psk(psk(doc, p)?))
+        }
+        (None, None, None) => Err(doc.whole(
+            "[identity] needs certificate = \"<file>.pem\" and private_key = \"<file>.key\" (or, on a mobile node, psk = \"...\")",
+        )),
+        (Some(c), Some(k), None) => {
+            let key_path = base.join(k.get_ref());
+            check_key_mode(doc, k, &key_path)?;
+            let key = PrivateKey::load_pem_file(&key_path)
+                .map_err(|e| doc.at(k.span(), format!("private_key: {}", auth_msg(e))))?;
+            let (cert_path, pem) = read_named(doc, base, c, "certificate")?;
+            let chain = crate::auth::cert::certs_from_pem(&pem)
+                .map_err(|e| doc.at(c.span(), format!("certificate {}: {}", cert_path.display(), auth_msg(e))))?;
+            if chain.is_empty() {
+                return Err(doc.at(c.span(), format!("certificate: no CERTIFICATE block in {}", cert_path.display())));
+            }
+            let style = match ident.signature.as_ref().map(|s| *s.get_ref()) {
+                None | Some(SignatureName::Rfc7427) => SignatureStyle::DigitalSignature,
+                Some(SignatureName::Legacy) => SignatureStyle::Legacy,
+            };
+            Ok(LocalAuth::Certificate { key: Arc::new(key), chain, style })
+        }
+    }
+}
+
+/// Refuses key files that group or others may read or write. The auth module checks too; this
+/// check gives the message its configuration position.
+fn check_key_mode(doc: &Doc, v: &Spanned<String>, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        doc.at(
+            v.span(),
+            format!("private_key: cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(doc.at(
+            v.span(),
+            format!(
+                "private_key {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A pre-shared key: text, or hex after `0x`. Kept in a zeroizing buffer.
+pub(crate) fn psk(doc: &Doc, v: &Spanned<String>) -> Result<Secret, ConfigError> {
+    let s = v.get_ref();
+    let bytes: Secret = if let Some(hex) = s.strip_prefix("0x") {
+        match hex_decode(hex) {
+            Some(b) => Secret::new(b),
+            None => {
+                return Err(doc.at(
+                    v.span(),
+                    "psk starting with 0x must be an even number of hex digits",
+                ));
+            }
+        }
+    } else {
+        Secret::new(s.as_bytes().to_vec())
+    };
+    if bytes.len() < MIN_PSK_LEN {
+        return Err(doc.at(
+            v.span(),
+            format!(
+                "psk is {} bytes; use at least {MIN_PSK_LEN} random bytes (e.g. the output of: openssl rand -base64 24)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn trust(
+    doc: &Doc,
+    base: &Path,
+    ident: &IdentitySection,
+) -> Result<Option<Arc<TrustAnchors>>, ConfigError> {
+    if ident.ca.is_empty() {
+        return Ok(None);
+    }
+    let mut ders = Vec::new();
+    for c in &ident.ca {
+        let (p, pem) = read_named(doc, base, c, "ca")?;
+        let certs = crate::auth::cert::certs_from_pem(&pem)
+            .map_err(|e| doc.at(c.span(), format!("ca {}: {}", p.display(), auth_msg(e))))?;
+        if certs.is_empty() {
+            return Err(doc.at(
+                c.span(),
+                format!("ca: no CERTIFICATE block in {}", p.display()),
+            ));
+        }
+        ders.extend(certs);
+    }
+    let anchors = TrustAnchors::from_der(ders).map_err(|e| {
+        let first = &ident.ca[0];
+        doc.at(first.span(), format!("ca: {}", auth_msg(e)))
+    })?;
+    Ok(Some(Arc::new(anchors)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex() {
+        assert_eq!(hex_decode("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(hex_decode("0"), None);
+        assert_eq!(hex_decode("zz"), None);
+        assert_eq!(hex_decode("é1"), None);
+    }
+
+    #[test]
+    fn default_proposals_parse() {
+        for s in DEFAULT_IKE_PROPOSALS {
+            assert!(
+                matches!(parse_proposal_string(s, false), Ok(ParsedProposal::Ike(_))),
+                "{s}"
+            );
+        }
+        for s in DEFAULT_ESP_PROPOSALS {
+            assert!(
+                matches!(parse_proposal_string(s, true), Ok(ParsedProposal::Esp(_))),
+                "{s}"
+            );
+        }
+    }
+}

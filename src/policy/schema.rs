@@ -1,0 +1,155 @@
+//! The TOML files as serde sees them. Every table denies unknown keys; values whose meaning is
+//! checked after parsing are `Spanned` so that the error can point at their line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    HomeAgent,
+    MobileNode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalFile {
+    pub role: S<RoleName>,
+    #[serde(default)]
+    pub listen: ListenSection,
+    pub identity: S<IdentitySection>,
+    #[serde(default)]
+    pub proposals: ProposalsSection,
+    #[serde(default)]
+    pub timers: TimersSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub reqids: ReqidsSection,
+    pub home_agent: Option<S<HomeAgentSection>>,
+    pub mobile_node: Option<S<MobileNodeSection>>,
+    #[serde(default)]
+    pub kernel: KernelSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub addresses: Option<Vec<S<String>>>,
+    pub port: Option<S<u16>>,
+    pub nat_port: Option<S<u16>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureName {
+    Rfc7427,
+    Legacy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    pub id: S<String>,
+    pub certificate: Option<S<String>>,
+    pub private_key: Option<S<String>>,
+    pub psk: Option<S<String>>,
+    #[serde(default)]
+    pub ca: Vec<S<String>>,
+    pub signature: Option<S<SignatureName>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalsSection {
+    pub ike: Option<S<Vec<S<String>>>>,
+    pub esp: Option<S<Vec<S<String>>>>,
+}
+
+/// Durations in seconds (integers or decimals).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimersSection {
+    pub retransmit_timeout: Option<S<f64>>,
+    pub retransmit_tries: Option<S<u32>>,
+    pub retransmit_backoff: Option<S<f64>>,
+    pub retransmit_max: Option<S<f64>>,
+    pub liveness_interval: Option<S<f64>>,
+    pub half_open_timeout: Option<S<f64>>,
+    pub child_rekey: Option<S<f64>>,
+    pub child_lifetime: Option<S<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub cookie_threshold: Option<S<u32>>,
+    pub max_half_open: Option<S<u32>>,
+}
+
+/// `class = [to_ha, to_mn]`, the reqids of mip6d's `IPsecPolicy ... UseESP <to_ha> <to_mn>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReqidsSection {
+    #[serde(rename = "bu-ba")]
+    pub bu_ba: Option<S<[u32; 2]>>,
+    #[serde(rename = "mps-mpa")]
+    pub mps_mpa: Option<S<[u32; 2]>>,
+    #[serde(rename = "hoti-hot")]
+    pub hoti_hot: Option<S<[u32; 2]>>,
+    pub payload: Option<S<[u32; 2]>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeAgentSection {
+    pub address: Option<S<String>>,
+    pub users_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MobileNodeSection {
+    pub home_agent: Option<S<String>>,
+    pub home_agent_address: Option<S<String>>,
+    pub care_of_address: Option<S<String>>,
+    pub home_address: Option<S<String>>,
+    pub classes: Option<S<Vec<S<String>>>>,
+    pub home_agent_id: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Memory,
+    Xfrm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoliciesName {
+    Mip6d,
+    Daemon,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSection {
+    pub backend: Option<S<BackendName>>,
+    pub policies: Option<S<PoliciesName>>,
+    pub replay_window: Option<S<u32>>,
+}
+
+/// One file in the users directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFile {
+    pub identity: Option<S<String>>,
+    pub identity_pattern: Option<S<String>>,
+    pub auth: Option<S<String>>,
+    pub psk: Option<S<String>>,
+    pub home_addresses: Option<S<Vec<S<String>>>>,
+    pub classes: Option<S<Vec<S<String>>>>,
+}

@@ -1,0 +1,269 @@
+//! The users directory of a home agent: one `<name>.toml` per mobile node, saying who it is
+//! (identity or DN pattern), how it authenticates, which home addresses it may use and which SA
+//! classes it may negotiate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfigError, Doc};
+use super::schema::UserFile;
+use super::{auth_msg, check_hoa, classes, identity, psk};
+use crate::auth::Identity;
+use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
+
+/// Reads every `*.toml` file of `dir` (sorted by name; hidden files and other names are skipped)
+/// into a [`UserDb`]. Two users with the same identity or the same home address are an error
+/// naming both files.
+pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
+    let dir_err = |m: String| ConfigError {
+        file: dir.to_path_buf(),
+        position: None,
+        message: m,
+    };
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| dir_err(format!("cannot read the users directory: {e}")))?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| dir_err(format!("cannot read the users directory: {e}")))?;
+        let p = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        if p.extension().is_some_and(|e| e == "toml") && p.is_file() {
+            files.push(p);
+        } else {
+            tracing::debug!(file = %p.display(), "not a user file (only *.toml files are read)");
+        }
+    }
+    files.sort();
+
+    let mut users = Vec::with_capacity(files.len());
+    // identity key / home address -> file that claimed it first
+    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    let mut hoas: HashMap<Ipv6Addr, PathBuf> = HashMap::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.clone(),
+            position: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let doc = Doc { path, text: &text };
+        let user = load_user(&doc)?;
+        if let IdentityMatch::Exact(id) = &user.identity {
+            if let Some(prev) = ids.insert(id_key(id), path.clone()) {
+                let f: UserFile = toml::from_str(&text).map_err(|e| doc.toml(&e))?;
+                let span = f.identity.map_or(0..0, |v| v.span());
+                return Err(doc.at(
+                    span,
+                    format!("identity {id} is already claimed by {}; each identity belongs to one user file", prev.display()),
+                ));
+            }
+        }
+        for (i, a) in user.home_addresses.iter().enumerate() {
+            if let Some(prev) = hoas.insert(*a, path.clone()) {
+                let f: UserFile = toml::from_str(&text).map_err(|e| doc.toml(&e))?;
+                let span = f
+                    .home_addresses
+                    .and_then(|l| l.into_inner().into_iter().nth(i).map(|v| v.span()))
+                    .unwrap_or(0..0);
+                let msg = if prev == *path {
+                    format!("home address {a} is listed twice; remove one")
+                } else {
+                    format!(
+                        "home address {a} is already given to {}; a home address belongs to one user",
+                        prev.display()
+                    )
+                };
+                return Err(doc.at(span, msg));
+            }
+        }
+        users.push(user);
+    }
+    UserDb::new(users).map_err(dir_err)
+}
+
+/// The same normalisation as the user database: identities compare case-insensitively.
+fn id_key(id: &Identity) -> String {
+    id.to_string().to_ascii_lowercase()
+}
+
+fn load_user(doc: &Doc) -> Result<User, ConfigError> {
+    let f: UserFile = toml::from_str(doc.text).map_err(|e| doc.toml(&e))?;
+    let name = doc
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let identity = match (&f.identity, &f.identity_pattern) {
+        (Some(_), Some(p)) => {
+            return Err(doc.at(
+                p.span(),
+                "identity and identity_pattern are both set; keep one",
+            ));
+        }
+        (None, None) => {
+            return Err(doc.whole(
+                "missing identity: write identity = \"dn:C=CH, O=Example, CN=mn1\" (or identity_pattern = \"dn:C=CH, O=Example, CN=*\")",
+            ));
+        }
+        (Some(i), None) => IdentityMatch::Exact(identity(doc, i, "identity")?),
+        (None, Some(p)) => IdentityMatch::DnPattern(dn_pattern(doc, p)?),
+    };
+    let auth = match (&f.auth, &f.psk) {
+        (None, None) => UserAuth::Certificate,
+        (Some(a), None) if a.get_ref() == "certificate" => UserAuth::Certificate,
+        (Some(a), None) if a.get_ref() == "psk" => {
+            return Err(doc.at(a.span(), "auth = \"psk\" needs psk = \"<pre-shared key>\""));
+        }
+        (Some(a), Some(_)) if a.get_ref() == "certificate" => {
+            return Err(doc.at(
+                a.span(),
+                "auth = \"certificate\" and psk are both set; keep one",
+            ));
+        }
+        (Some(a), Some(_)) if a.get_ref() != "psk" => return Err(bad_auth(doc, a)),
+        (Some(a), None) => return Err(bad_auth(doc, a)),
+        (_, Some(p)) => {
+            if let IdentityMatch::DnPattern(_) = identity {
+                return Err(doc.at(
+                    p.span(),
+                    "a pre-shared key needs an exact identity: write identity = \"...\" instead of identity_pattern",
+                ));
+            }
+            UserAuth::Psk(psk(doc, p)?)
+        }
+    };
+    let Some(list) = &f.home_addresses else {
+        return Err(
+            doc.whole("missing home_addresses: write home_addresses = [\"2001:db8:1::100\"]")
+        );
+    };
+    let mut home_addresses = Vec::new();
+    for v in list.get_ref() {
+        let a: Ipv6Addr = v.get_ref().trim().parse().map_err(|_| {
+            doc.at(
+                v.span(),
+                format!(
+                    "\"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\"",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        check_hoa(doc, v, a)?;
+        home_addresses.push(a);
+    }
+    if home_addresses.is_empty() {
+        return Err(doc.at(list.span(), "home_addresses = [] leaves nothing to use; write e.g. home_addresses = [\"2001:db8:1::100\"]"));
+    }
+    let classes = match &f.classes {
+        Some(list) => classes(doc, list, "classes")?,
+        None => vec![SaClass::BuBa],
+    };
+    Ok(User {
+        name,
+        identity,
+        auth,
+        home_addresses,
+        classes,
+    })
+}
+
+fn bad_auth(doc: &Doc, a: &toml::Spanned<String>) -> ConfigError {
+    doc.at(
+        a.span(),
+        format!(
+            "auth = \"{}\" is not known; write auth = \"certificate\" or psk = \"...\"",
+            a.get_ref()
+        ),
+    )
+}
+
+/// A DN pattern: `dn:` syntax where whole values may be `*`. Checked by parsing it with the
+/// wildcards replaced.
+fn dn_pattern(doc: &Doc, v: &toml::Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref().trim();
+    let Some(body) = s
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("dn:"))
+        .map(|_| &s[3..])
+    else {
+        return Err(doc.at(v.span(), "identity_pattern is a DN pattern; write e.g. identity_pattern = \"dn:C=CH, O=Example, CN=*\""));
+    };
+    let mut wild = false;
+    for rdn in body.split([',', '/']) {
+        let value = rdn.split_once('=').map_or("", |(_, val)| val.trim());
+        if value == "*" {
+            wild = true;
+        } else if value.contains('*') {
+            return Err(doc.at(
+                v.span(),
+                format!(
+                    "identity_pattern: `{}`: only a whole value may be *, e.g. CN=*",
+                    rdn.trim()
+                ),
+            ));
+        }
+    }
+    if !wild {
+        return Err(doc.at(
+            v.span(),
+            "identity_pattern has no * value; write identity = \"...\" for one exact identity",
+        ));
+    }
+    let probe = s.replace('*', "x");
+    Identity::parse_config(&probe)
+        .map_err(|e| doc.at(v.span(), format!("identity_pattern: {}", auth_msg(e))))?;
+    Ok(s.to_string())
+}
+
+/// One line about a user for summaries.
+pub fn describe(u: &User) -> String {
+    let id = match &u.identity {
+        IdentityMatch::Exact(i) => i.to_string(),
+        IdentityMatch::DnPattern(p) => format!("pattern {p}"),
+    };
+    let auth = match u.auth {
+        UserAuth::Certificate => "certificate",
+        UserAuth::Psk(_) => "psk",
+    };
+    let hoas: Vec<String> = u.home_addresses.iter().map(|a| a.to_string()).collect();
+    let classes: Vec<&str> = u.classes.iter().map(|c| c.name()).collect();
+    format!(
+        "{}: {id}, {auth}, home {}, classes {}",
+        u.name,
+        hoas.join(" "),
+        classes.join(" ")
+    )
+}
+
+/// Users added, removed or changed between two databases (by file name), for reload logs.
+pub fn diff(old: &UserDb, new: &UserDb) -> Vec<String> {
+    let index = |db: &UserDb| -> BTreeMap<String, std::sync::Arc<User>> {
+        db.users()
+            .iter()
+            .map(|u| (u.name.clone(), u.clone()))
+            .collect()
+    };
+    let (a, b) = (index(old), index(new));
+    let same_auth = |x: &UserAuth, y: &UserAuth| match (x, y) {
+        (UserAuth::Certificate, UserAuth::Certificate) => true,
+        (UserAuth::Psk(p), UserAuth::Psk(q)) => crate::crypto::ct_eq(p, q),
+        _ => false,
+    };
+    let mut out = Vec::new();
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for n in names {
+        match (a.get(n), b.get(n)) {
+            (None, Some(_)) => out.push(format!("user {n} added")),
+            (Some(_), None) => out.push(format!("user {n} removed")),
+            (Some(x), Some(y)) if describe(x) != describe(y) || !same_auth(&x.auth, &y.auth) => {
+                out.push(format!("user {n} changed"))
+            }
+            _ => {}
+        }
+    }
+    out
+}

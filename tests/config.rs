@@ -1,0 +1,627 @@
+//! Configuration loading: the shipped examples load, and each kind of mistake produces exactly
+//! the message we promise (file, line, column, and what to write instead).
+
+use std::fs;
+use std::net::{IpAddr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use mip6_ike::ike::{HomeAddress, LocalAuth};
+use mip6_ike::mobility::{ClassReqids, IdentityMatch, SaClass, UserAuth};
+use mip6_ike::policy::{self, KernelBackend, PolicyMode, Role};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A temp dir laid out like the repository (conf/, conf/users/, certs/) with keys at 0600,
+/// as a real deployment has them (git checks them out 0644).
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["conf", "conf/users", "certs"] {
+            fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for f in [
+            "ca-ecdsa.pem",
+            "ha-ecdsa.pem",
+            "ha-ecdsa.key",
+            "mn1-ecdsa.pem",
+            "mn1-ecdsa.key",
+        ] {
+            let to = dir.path().join("certs").join(f);
+            fs::copy(Path::new(ROOT).join("certs").join(f), &to).unwrap();
+            let mode = if f.ends_with(".key") { 0o600 } else { 0o644 };
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        Tree { dir }
+    }
+    /// Copies the shipped conf/ examples in.
+    fn with_examples() -> Tree {
+        let t = Tree::new();
+        for f in [
+            "ha.toml",
+            "mn.toml",
+            "mn2.toml",
+            "users/mn1.toml",
+            "users/mn2.toml",
+        ] {
+            fs::copy(Path::new(ROOT).join("conf").join(f), t.path("conf").join(f)).unwrap();
+        }
+        t
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        fs::write(&p, text).unwrap();
+        p
+    }
+    /// The error text of loading `conf/<name>`, with the temp dir shown as `$D`.
+    fn err(&self, name: &str) -> String {
+        match policy::load(self.path("conf").join(name)) {
+            Ok(_) => panic!("{name} loaded but should not"),
+            Err(e) => e
+                .to_string()
+                .replace(&self.dir.path().display().to_string(), "$D"),
+        }
+    }
+}
+
+const HA_HEAD: &str = r#"role = "home-agent"
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
+certificate = "../certs/ha-ecdsa.pem"
+private_key = "../certs/ha-ecdsa.key"
+ca = ["../certs/ca-ecdsa.pem"]
+"#;
+
+const HA_TAIL: &str = r#"[home_agent]
+address = "2001:db8:1::1"
+users_dir = "users"
+"#;
+
+const MN1: &str = r#"identity = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+home_addresses = ["2001:db8:1::100"]
+classes = ["bu-ba", "payload"]
+"#;
+
+/// A home agent file with `middle` between the head and the [home_agent] section.
+fn ha(t: &Tree, middle: &str) {
+    t.write("conf/ha.toml", &format!("{HA_HEAD}{middle}{HA_TAIL}"));
+    t.write("conf/users/mn1.toml", MN1);
+}
+
+const MN_HEAD: &str = r#"role = "mobile-node"
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "../certs/mn1-ecdsa.pem"
+private_key = "../certs/mn1-ecdsa.key"
+ca = ["../certs/ca-ecdsa.pem"]
+"#;
+
+// ---- the shipped examples ----
+
+#[test]
+fn example_home_agent_loads() {
+    let t = Tree::with_examples();
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.role, Role::HomeAgent);
+    assert_eq!(c.listen.addresses, vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]);
+    assert_eq!((c.listen.port, c.listen.nat_port), (500, 4500));
+    assert_eq!(c.kernel.backend, KernelBackend::Memory);
+    assert_eq!(c.kernel.policies, PolicyMode::Mip6d);
+    assert_eq!(c.users_dir.as_deref(), Some(t.path("conf/users").as_path()));
+    let e = &c.engine;
+    assert_eq!(
+        e.identity.to_string(),
+        "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
+    );
+    assert!(matches!(&e.auth, LocalAuth::Certificate { chain, .. } if chain.len() == 1));
+    assert!(e.trust.is_some());
+    assert_eq!(e.ike_proposals.len(), 2);
+    assert_eq!(e.esp_proposals.len(), 2);
+    assert_eq!(
+        e.reqids(SaClass::HotiHot),
+        ClassReqids { to_ha: 7, to_mn: 8 }
+    );
+    assert_eq!(e.timers.retransmit_tries, 5);
+    assert_eq!(e.timers.liveness_interval.as_secs(), 30);
+    assert_eq!((e.cookie_threshold, e.max_half_open), (50, 5000));
+    let ha = e.home_agent.as_ref().unwrap();
+    assert_eq!(ha.address, "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
+    let users = ha.users.users();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0].name, "mn1");
+    assert_eq!(
+        users[0].home_addresses,
+        vec!["2001:db8:1::100".parse::<Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(users[0].classes, vec![SaClass::BuBa, SaClass::Payload]);
+    assert!(matches!(users[0].auth, UserAuth::Certificate));
+    assert!(matches!(&users[0].identity, IdentityMatch::Exact(_)));
+    assert_eq!(users[1].name, "mn2");
+    assert!(matches!(users[1].auth, UserAuth::Psk(_)));
+    assert_eq!(users[1].classes.len(), 4);
+    let summary = c.summary();
+    assert!(summary.contains("users:      2 in"), "{summary}");
+    assert!(
+        summary.contains("mn2: fqdn:mn2.example.net, psk, home 2001:db8:1::200"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("example-only"),
+        "the summary must not show the PSK"
+    );
+}
+
+#[test]
+fn example_mobile_nodes_load() {
+    let t = Tree::with_examples();
+    let c = policy::load(t.path("conf/mn.toml")).unwrap();
+    assert_eq!(c.role, Role::MobileNode);
+    assert!(c.engine.home_agent.is_none());
+    let mn = c.mobile_node.as_ref().unwrap();
+    assert_eq!(mn.home_agent, "[2001:db8:1::1]:500".parse().unwrap());
+    assert_eq!(
+        mn.home_agent_address,
+        "2001:db8:1::1".parse::<Ipv6Addr>().unwrap()
+    );
+    assert_eq!(mn.care_of_address, Some("2001:db8:2::100".parse().unwrap()));
+    assert_eq!(
+        mn.home_address,
+        HomeAddress::Static("2001:db8:1::100".parse().unwrap())
+    );
+    assert_eq!(mn.classes, vec![SaClass::BuBa, SaClass::Payload]);
+    assert_eq!(
+        mn.home_agent_id.as_ref().unwrap().to_string(),
+        "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
+    );
+
+    let c = policy::load(t.path("conf/mn2.toml")).unwrap();
+    assert!(matches!(c.engine.auth, LocalAuth::Psk(_)));
+    assert!(c.engine.trust.is_none());
+    let mn = c.mobile_node.as_ref().unwrap();
+    assert_eq!(mn.home_agent.port(), 500);
+    assert_eq!(mn.care_of_address, None);
+    assert_eq!(mn.classes.len(), 4);
+    // Defaults when [listen] is absent.
+    assert_eq!((c.listen.port, c.listen.nat_port), (500, 4500));
+}
+
+#[test]
+fn examples_with_checked_out_key_modes_are_refused() {
+    let t = Tree::with_examples();
+    fs::set_permissions(
+        t.path("certs/ha-ecdsa.key"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:13:15: private_key $D/conf/../certs/ha-ecdsa.key is accessible by group or others \
+         (mode 0644); run: chmod 600 $D/conf/../certs/ha-ecdsa.key"
+    );
+}
+
+#[test]
+fn dynamic_home_address_and_defaults() {
+    let t = Tree::new();
+    t.write(
+        "conf/mn.toml",
+        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"192.0.2.1\"\nhome_agent_address = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\n"),
+    );
+    let c = policy::load(t.path("conf/mn.toml")).unwrap();
+    let mn = c.mobile_node.unwrap();
+    assert_eq!(mn.home_agent, "192.0.2.1:500".parse().unwrap());
+    assert_eq!(mn.home_address, HomeAddress::Dynamic);
+    assert_eq!(mn.classes, vec![SaClass::BuBa]);
+    assert_eq!(
+        c.engine.reqids(SaClass::Payload),
+        ClassReqids { to_ha: 3, to_mn: 4 }
+    );
+    assert_eq!(c.engine.replay_window, 32);
+}
+
+#[test]
+fn dn_pattern_user() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        "identity_pattern = \"dn:C=CH, O=mip6-ike test, CN=*\"\nhome_addresses = [\"2001:db8:1::100\"]\n",
+    );
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    let users = c.engine.home_agent.as_ref().unwrap().users.users();
+    assert_eq!(
+        users[0].identity,
+        IdentityMatch::DnPattern("dn:C=CH, O=mip6-ike test, CN=*".into())
+    );
+}
+
+// ---- errors: syntax and schema ----
+
+#[test]
+fn toml_syntax_error() {
+    let t = Tree::new();
+    ha(&t, "[timers]\nchild_rekey = = 5\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: extra `=`, expected nothing"
+    );
+}
+
+#[test]
+fn unknown_key_in_global_file() {
+    let t = Tree::new();
+    ha(&t, "[listen]\nadresses = [\"::\"]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:1: unknown key `adresses`, expected one of `addresses`, `port`, `nat_port`; did you mean `addresses`?"
+    );
+}
+
+#[test]
+fn unknown_section_in_global_file() {
+    let t = Tree::new();
+    ha(&t, "[timer]\nchild_rekey = 5\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `listen`, `identity`, `proposals`, \
+         `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`; did you mean `timers`?"
+    );
+}
+
+#[test]
+fn unknown_key_in_user_file() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        &format!("{MN1}home_address = \"2001:db8:1::100\"\n"),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:4:1: unknown key `home_address`, expected one of `identity`, `identity_pattern`, \
+         `auth`, `psk`, `home_addresses`, `classes`; did you mean `home_addresses`?"
+    );
+}
+
+#[test]
+fn bad_role() {
+    let t = Tree::new();
+    t.write("conf/x.toml", &HA_HEAD.replace("home-agent", "homeagent"));
+    assert_eq!(
+        t.err("x.toml"),
+        "$D/conf/x.toml:1:8: unknown variant `homeagent`, expected `home-agent` or `mobile-node`"
+    );
+}
+
+#[test]
+fn missing_role() {
+    let t = Tree::new();
+    t.write(
+        "conf/x.toml",
+        HA_HEAD.strip_prefix("role = \"home-agent\"\n").unwrap(),
+    );
+    assert_eq!(
+        t.err("x.toml"),
+        "$D/conf/x.toml:1:1: missing key `role`; write role = \"home-agent\" or role = \"mobile-node\""
+    );
+}
+
+#[test]
+fn wrong_value_type() {
+    let t = Tree::new();
+    ha(&t, "[listen]\nport = \"500\"\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:8: invalid type: string \"500\", expected an integer from 0 to 65535"
+    );
+}
+
+// ---- errors: meaning ----
+
+#[test]
+fn identity_without_type() {
+    let t = Tree::new();
+    t.write(
+        "conf/x.toml",
+        &HA_HEAD.replace(
+            "\"dn:C=CH, O=mip6-ike test, CN=ha.example.net\"",
+            "\"ha.example.net\"",
+        ),
+    );
+    assert_eq!(
+        t.err("x.toml"),
+        "$D/conf/x.toml:3:6: id = \"ha.example.net\" has no identity type; write dn:C=CH, O=Example, CN=name, \
+         fqdn:host.example.net, email:user@example.net, ipv6:2001:db8::1, ipv4:192.0.2.1 or keyid:<hex>"
+    );
+}
+
+#[test]
+fn malformed_identity_value() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        &MN1.replace(
+            "\"dn:C=CH, O=mip6-ike test, CN=mn1@example.net\"",
+            "\"ipv6:2001:db8::zz\"",
+        ),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:1:12: identity: `ipv6:2001:db8::zz`: not an IPv6 address, e.g. ipv6:2001:db8::1"
+    );
+}
+
+#[test]
+fn unknown_class() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        &MN1.replace("\"payload\"", "\"tunnel\""),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:3:21: unknown SA class \"tunnel\"; write one of \"bu-ba\", \"mps-mpa\", \"hoti-hot\", \"payload\""
+    );
+}
+
+#[test]
+fn unparsable_proposal() {
+    let t = Tree::new();
+    ha(
+        &t,
+        "[proposals]\nike = [\"aes128-sha256-x25519\", \"aes128-md5-modp1024\"]\n",
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:32: unknown algorithm 'md5' in proposal 'aes128-md5-modp1024' (known: aes128, aes256, \
+         aes128gcm16, aes256gcm16, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, modp2048, ecp256, \
+         x25519, esn, noesn)"
+    );
+}
+
+#[test]
+fn home_agent_without_users_dir() {
+    let t = Tree::new();
+    t.write(
+        "conf/ha.toml",
+        &format!("{HA_HEAD}[home_agent]\naddress = \"2001:db8:1::1\"\n"),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:7:1: [home_agent] needs users_dir = \"users\" (a directory with one .toml file per mobile node)"
+    );
+}
+
+#[test]
+fn home_agent_without_section() {
+    let t = Tree::new();
+    t.write("conf/ha.toml", HA_HEAD);
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:1:8: role = \"home-agent\" needs a [home_agent] section with address = \"<HA address>\" and users_dir = \"users\""
+    );
+}
+
+#[test]
+fn users_dir_missing_on_disk() {
+    let t = Tree::new();
+    t.write(
+        "conf/ha.toml",
+        &format!("{HA_HEAD}[home_agent]\naddress = \"2001:db8:1::1\"\nusers_dir = \"nobody\"\n"),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:9:13: users_dir: $D/conf/nobody is not a directory; create it or fix the path"
+    );
+}
+
+#[test]
+fn mobile_node_without_home_agent() {
+    let t = Tree::new();
+    t.write(
+        "conf/mn.toml",
+        &format!("{MN_HEAD}[mobile_node]\nhome_address = \"2001:db8:1::100\"\n"),
+    );
+    assert_eq!(
+        t.err("mn.toml"),
+        "$D/conf/mn.toml:7:1: [mobile_node] needs home_agent = \"[<HA address>]:500\" (where to send IKE)"
+    );
+}
+
+#[test]
+fn section_of_the_other_role() {
+    let t = Tree::new();
+    t.write("conf/mn.toml", &format!("{MN_HEAD}{HA_TAIL}"));
+    assert_eq!(
+        t.err("mn.toml"),
+        "$D/conf/mn.toml:7:1: [home_agent] is for role = \"home-agent\"; remove it or change role"
+    );
+}
+
+#[test]
+fn group_readable_key() {
+    let t = Tree::new();
+    ha(&t, "");
+    fs::set_permissions(
+        t.path("certs/ha-ecdsa.key"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:5:15: private_key $D/conf/../certs/ha-ecdsa.key is accessible by group or others \
+         (mode 0640); run: chmod 600 $D/conf/../certs/ha-ecdsa.key"
+    );
+}
+
+#[test]
+fn missing_certificate_file() {
+    let t = Tree::new();
+    t.write(
+        "conf/mn.toml",
+        &format!(
+            "{}[mobile_node]\nhome_agent = \"2001:db8:1::1\"\nhome_address = \"2001:db8:1::100\"\n",
+            MN_HEAD.replace("mn1-ecdsa.pem", "mn9.pem")
+        ),
+    );
+    assert_eq!(
+        t.err("mn.toml"),
+        "$D/conf/mn.toml:4:15: certificate: cannot read $D/conf/../certs/mn9.pem: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn duplicate_identity_across_users() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write("conf/users/mn2.toml", &MN1.replace("::100", "::200"));
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn2.toml:1:12: identity dn:C=CH, O=mip6-ike test, CN=mn1@example.net is already claimed by \
+         $D/conf/users/mn1.toml; each identity belongs to one user file"
+    );
+}
+
+#[test]
+fn duplicate_home_address_across_users() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write("conf/users/mn2.toml", &MN1.replace("mn1@", "mn2@"));
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn2.toml:2:19: home address 2001:db8:1::100 is already given to $D/conf/users/mn1.toml; \
+         a home address belongs to one user"
+    );
+}
+
+#[test]
+fn short_psk() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write("conf/users/mn1.toml", "identity = \"fqdn:mn1.example.net\"\npsk = \"secret\"\nhome_addresses = [\"2001:db8:1::100\"]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:2:7: psk is 6 bytes; use at least 16 random bytes (e.g. the output of: openssl rand -base64 24)"
+    );
+}
+
+#[test]
+fn certificate_users_need_a_ca() {
+    let t = Tree::new();
+    t.write(
+        "conf/ha.toml",
+        &format!(
+            "{}{HA_TAIL}",
+            HA_HEAD.replace("ca = [\"../certs/ca-ecdsa.pem\"]\n", "")
+        ),
+    );
+    t.write("conf/users/mn1.toml", MN1);
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:2:1: user 'mn1' authenticates with a certificate: add ca = [\"<CA certificate>.pem\"] to [identity]"
+    );
+}
+
+#[test]
+fn xfrm_backend_is_not_there_yet() {
+    let t = Tree::new();
+    ha(&t, "[kernel]\nbackend = \"xfrm\"\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:11: backend = \"xfrm\" is not implemented yet; write backend = \"memory\" (SAs stay in the daemon, for tests and demos)"
+    );
+}
+
+#[test]
+fn reqid_clash() {
+    let t = Tree::new();
+    ha(&t, "[reqids]\nbu-ba = [1, 2]\npayload = [2, 3]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:9:11: reqid 2 is used by both bu-ba and payload; give each class its own pair"
+    );
+}
+
+#[test]
+fn rekey_after_lifetime() {
+    let t = Tree::new();
+    ha(&t, "[timers]\nchild_rekey = 4000\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: child_rekey (4000) must be shorter than child_lifetime (3900): rekeying happens before the SA expires"
+    );
+}
+
+#[test]
+fn bad_home_address() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        &MN1.replace("2001:db8:1::100", "ff02::1"),
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:2:19: ff02::1 cannot be a home address; write a global unicast address such as 2001:db8:1::100"
+    );
+}
+
+#[test]
+fn user_without_identity() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        "home_addresses = [\"2001:db8:1::100\"]\n",
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml: missing identity: write identity = \"dn:C=CH, O=Example, CN=mn1\" (or identity_pattern = \"dn:C=CH, O=Example, CN=*\")"
+    );
+}
+
+#[test]
+fn pattern_with_partial_wildcard() {
+    let t = Tree::new();
+    ha(&t, "");
+    t.write(
+        "conf/users/mn1.toml",
+        "identity_pattern = \"dn:C=CH, CN=mn*\"\nhome_addresses = [\"2001:db8:1::100\"]\n",
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/users/mn1.toml:1:20: identity_pattern: `CN=mn*`: only a whole value may be *, e.g. CN=*"
+    );
+}
+
+#[test]
+fn reload_changes_are_reported() {
+    let t = Tree::with_examples();
+    let a = policy::load(t.path("conf/ha.toml")).unwrap();
+    fs::remove_file(t.path("conf/users/mn2.toml")).unwrap();
+    t.write(
+        "conf/users/mn1.toml",
+        &fs::read_to_string(t.path("conf/users/mn1.toml"))
+            .unwrap()
+            .replace("\"bu-ba\", \"payload\"", "\"bu-ba\""),
+    );
+    t.write(
+        "conf/users/mn3.toml",
+        "identity = \"fqdn:mn3.example.net\"\nhome_addresses = [\"2001:db8:1::300\"]\n",
+    );
+    let b = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(
+        a.changes(&b),
+        vec!["user mn1 changed", "user mn2 removed", "user mn3 added"]
+    );
+    assert!(a.changes(&a).is_empty());
+}
