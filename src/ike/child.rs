@@ -359,6 +359,13 @@ impl Endpoint {
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
+        if self.is_home_agent() && sa.home_address.is_none() && child.class.is_some() {
+            // The home address this user was granted, for listings and later CHILD_SAs.
+            if let Some(std::net::IpAddr::V6(a)) = child.ts_remote.first().and_then(single_address)
+            {
+                sa.home_address = Some(a);
+            }
+        }
         self.stats.children_established += 1;
         let info = super::endpoint::child_info(sa, &child);
         info!(ike = %sa.id, class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),

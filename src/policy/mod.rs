@@ -711,6 +711,7 @@ fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
         )?,
         child_rekey: secs(doc, &t.child_rekey, "child_rekey", d.child_rekey)?,
         child_lifetime: secs(doc, &t.child_lifetime, "child_lifetime", d.child_lifetime)?,
+        ike_rekey: secs(doc, &t.ike_rekey, "ike_rekey", d.ike_rekey)?,
     };
     if out.child_rekey >= out.child_lifetime {
         let span = t

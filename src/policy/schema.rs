@@ -80,6 +80,7 @@ pub struct TimersSection {
     pub half_open_timeout: Option<S<f64>>,
     pub child_rekey: Option<S<f64>>,
     pub child_lifetime: Option<S<f64>>,
+    pub ike_rekey: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
