@@ -552,6 +552,16 @@ fn reqid_clash() {
 }
 
 #[test]
+fn reqid_clash_with_a_default() {
+    let t = Tree::new();
+    ha(&t, "[reqids]\npayload = [7, 9]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:11: reqid 7 is used by both payload and hoti-hot (default); give each class its own pair"
+    );
+}
+
+#[test]
 fn rekey_after_lifetime() {
     let t = Tree::new();
     ha(&t, "[timers]\nchild_rekey = 4000\n");

@@ -181,6 +181,10 @@ impl Daemon {
         mut self,
         mut control: mpsc::Receiver<Control>,
     ) -> Result<Box<dyn Kernel>, DaemonError> {
+        // Before the readers start, so that a failure leaves no task behind.
+        if self.cfg.role == Role::MobileNode {
+            self.initiate()?;
+        }
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
         let readers: Vec<JoinHandle<()>> = self
             .sockets
@@ -189,9 +193,6 @@ impl Daemon {
             .collect();
         drop(tx);
 
-        if self.cfg.role == Role::MobileNode {
-            self.initiate()?;
-        }
         loop {
             self.flush().await;
             let deadline = match (self.endpoint.next_deadline(), self.retry_at) {

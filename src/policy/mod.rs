@@ -762,7 +762,8 @@ fn limits(doc: &Doc, l: &LimitsSection) -> Result<(usize, usize), ConfigError> {
 
 fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>, ConfigError> {
     let mut out = HashMap::new();
-    let mut seen: HashMap<u32, SaClass> = HashMap::new();
+    // reqid -> (class, span of its explicit entry)
+    let mut seen: HashMap<u32, (SaClass, Option<std::ops::Range<usize>>)> = HashMap::new();
     let entries = [
         (SaClass::BuBa, &r.bu_ba),
         (SaClass::MpsMpa, &r.mps_mpa),
@@ -790,7 +791,8 @@ fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>,
             None => class.default_reqids(),
         };
         for id in [ids.to_ha, ids.to_mn] {
-            if let Some(other) = seen.insert(id, *class)
+            let span = v.as_ref().map(|v| v.span());
+            if let Some((other, other_span)) = seen.insert(id, (*class, span.clone()))
                 && (other != *class || ids.to_ha == ids.to_mn)
             {
                 let msg = if other == *class {
@@ -806,8 +808,9 @@ fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>,
                         if v.is_none() { " (default)" } else { "" }
                     )
                 };
-                return Err(match v {
-                    Some(v) => doc.at(v.span(), msg),
+                // Point at the entry the user wrote (a default has no line).
+                return Err(match span.or(other_span) {
+                    Some(s) => doc.at(s, msg),
                     None => doc.whole(msg),
                 });
             }
