@@ -98,15 +98,6 @@ impl Endpoint {
             .unwrap_or(DhGroup::Curve25519);
         let ni = self.nonce();
         let mut sa = IkeSa {
-            id: IkeId(spi_i),
-            initiator: true,
-            state: State::InitSent,
-            spi_i,
-            spi_r: 0,
-            local,
-            remote,
-            suite: None,
-            keys: None,
             hs: Some(Box::new(Handshake {
                 dh: None,
                 dh_group: group,
@@ -120,18 +111,7 @@ impl Endpoint {
                 peer_sig_hash: false,
             })),
             plan: Some(Box::new(plan)),
-            peer: None,
-            user: None,
-            home_address: None,
-            next_msg_id: 0,
-            peer_msg_id: 0,
-            pending: None,
-            queue: Default::default(),
-            last_response: None,
-            children: Vec::new(),
-            last_heard: self.now.at,
-            expires_at: None,
-            deadline: None,
+            ..IkeSa::new(true, State::InitSent, spi_i, 0, local, remote, self.now.at)
         };
         info!(ike = %sa.id, %local, %remote, "initiating IKE SA");
         let fate = self.send_init(&mut sa);
@@ -556,13 +536,6 @@ impl Endpoint {
         .emit();
         let keys = make_keys(&suite, ni, &nr, &shared, header.spi_i, spi_r, false);
         let mut sa = IkeSa {
-            id: IkeId(spi_r),
-            initiator: false,
-            state: State::InitReplied,
-            spi_i: header.spi_i,
-            spi_r,
-            local,
-            remote,
             suite: Some(suite),
             keys: Some(Box::new(keys)),
             hs: Some(Box::new(Handshake {
@@ -577,19 +550,17 @@ impl Endpoint {
                 peer_certreq: p.iter().any(|x| matches!(x, Payload::CertReq { .. })),
                 peer_sig_hash: notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some(),
             })),
-            plan: None,
-            peer: None,
-            user: None,
-            home_address: None,
-            next_msg_id: 0,
             peer_msg_id: 1,
-            pending: None,
-            queue: Default::default(),
-            last_response: None,
-            children: Vec::new(),
-            last_heard: self.now.at,
             expires_at: Some(self.now.at + self.cfg.timers.half_open_timeout),
-            deadline: None,
+            ..IkeSa::new(
+                false,
+                State::InitReplied,
+                header.spi_i,
+                spi_r,
+                local,
+                remote,
+                self.now.at,
+            )
         };
         self.check_nat(&sa, p, false);
         debug!(ike = %sa.id, %remote, suite = %suite, "IKE_SA_INIT answered");

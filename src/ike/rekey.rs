@@ -2,8 +2,6 @@
 //! rekeys (2.8.2). The new IKE SA inherits the peer's identity, the plan and the CHILD_SAs; the
 //! old one only lives on until its Delete.
 
-use std::collections::VecDeque;
-
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Fate};
@@ -101,29 +99,20 @@ impl Endpoint {
     ) -> IkeSa {
         let now = self.now.at;
         let mut new = IkeSa {
-            id: IkeId(if initiator { spi_i } else { spi_r }),
-            initiator,
-            state: State::Established,
-            spi_i,
-            spi_r,
-            local: old.local,
-            remote: old.remote,
             suite: Some(suite),
             keys: Some(Box::new(keys)),
-            hs: None,
-            plan: None,
             peer: old.peer.clone(),
             user: old.user.clone(),
             home_address: old.home_address,
-            next_msg_id: 0,
-            peer_msg_id: 0,
-            pending: None,
-            queue: VecDeque::new(),
-            last_response: None,
-            children: Vec::new(),
-            last_heard: now,
-            expires_at: None,
-            deadline: None,
+            ..IkeSa::new(
+                initiator,
+                State::Established,
+                spi_i,
+                spi_r,
+                old.local,
+                old.remote,
+                now,
+            )
         };
         if take_children {
             self.move_children(old, &mut new);

@@ -209,6 +209,43 @@ pub(crate) struct IkeSa {
 }
 
 impl IkeSa {
+    /// A fresh SA: no keys, no handshake, no children, message IDs at zero.
+    pub fn new(
+        initiator: bool,
+        state: State,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> IkeSa {
+        IkeSa {
+            id: IkeId(if initiator { spi_i } else { spi_r }),
+            initiator,
+            state,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            suite: None,
+            keys: None,
+            hs: None,
+            plan: None,
+            peer: None,
+            user: None,
+            home_address: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            pending: None,
+            queue: VecDeque::new(),
+            last_response: None,
+            children: Vec::new(),
+            last_heard: now,
+            expires_at: None,
+            deadline: None,
+        }
+    }
+
     pub fn our_spi(&self) -> u64 {
         if self.initiator {
             self.spi_i
