@@ -581,10 +581,23 @@ pub(super) fn make_keys(
     initiator: bool,
 ) -> SaKeys {
     let seed = skeyseed(suite.prf, ni, nr, shared);
+    oriented_keys(suite, &seed, ni, nr, spi_i, spi_r, initiator)
+}
+
+/// SK_* from SKEYSEED (RFC 7296 2.14), oriented: `out`/`sk_p_ours` are the keys we use.
+pub(super) fn oriented_keys(
+    suite: &super::proposal::IkeSuite,
+    seed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+    initiator: bool,
+) -> SaKeys {
     let integ_len = suite.integ.map_or(0, |i| i.key_len());
     let k = derive_ike_keys(
         suite.prf,
-        &seed,
+        seed,
         ni,
         nr,
         spi_i,

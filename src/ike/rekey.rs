@@ -9,7 +9,7 @@ use super::init::{error_notify, notify};
 use super::proposal::{IkeSuite, accept_ike, ike_to_wire, select_ike};
 use super::sa::{Collision, Exchange, IkeSa, Intent, SaKeys, State};
 use super::{Event, IkeId};
-use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, rekey_skeyseed};
+use crate::crypto::{DhGroup, DhPrivate, rekey_skeyseed};
 use crate::wire::consts::*;
 use crate::wire::{Delete, Notify, Payload, Proposal};
 
@@ -28,37 +28,7 @@ fn rekeyed_keys(
     initiator: bool,
 ) -> SaKeys {
     let seed = rekey_skeyseed(old.prf, &old.sk_d, shared, ni, nr);
-    let integ_len = suite.integ.map_or(0, |i| i.key_len());
-    let k = derive_ike_keys(
-        suite.prf,
-        &seed,
-        ni,
-        nr,
-        spi_i,
-        spi_r,
-        suite.encr.key_len(),
-        integ_len,
-    );
-    let sk = |e: &crate::crypto::Secret, a: &crate::crypto::Secret| SkKeys {
-        encr: suite.encr,
-        integ: suite.integ,
-        encr_key: e.clone(),
-        integ_key: a.clone(),
-    };
-    let (i_keys, r_keys) = (sk(&k.sk_ei, &k.sk_ai), sk(&k.sk_er, &k.sk_ar));
-    let (out, inb, ours, theirs) = if initiator {
-        (i_keys, r_keys, k.sk_pi.clone(), k.sk_pr.clone())
-    } else {
-        (r_keys, i_keys, k.sk_pr.clone(), k.sk_pi.clone())
-    };
-    SaKeys {
-        prf: suite.prf,
-        sk_d: k.sk_d.clone(),
-        out,
-        inb,
-        sk_p_ours: ours,
-        sk_p_theirs: theirs,
-    }
+    super::init::oriented_keys(suite, &seed, ni, nr, spi_i, spi_r, initiator)
 }
 
 /// The peer's 8-byte IKE SPI from a proposal (never zero).
