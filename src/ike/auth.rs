@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use super::config::LocalAuth;
 use super::endpoint::{Endpoint, Fate};
-use super::init::{error_notify, notify};
+use super::found::{Found, error_notify};
 use super::proposal::esp_to_wire;
 use super::sa::{ChildRequest, IkeSa, State};
 use super::{Event, HomeAddress};
@@ -16,7 +16,7 @@ use crate::crypto::ct_eq;
 use crate::kernel::Mode;
 use crate::mobility::SaClass;
 use crate::wire::consts::*;
-use crate::wire::{ConfigAttribute, ConfigPayload, Id, Notify, Payload, TrafficSelector};
+use crate::wire::{ConfigAttribute, ConfigPayload, Id, Notify, Payload};
 
 /// The ID payload body as AUTH covers it: type, three reserved bytes, data.
 fn id_body(id: &Id) -> Vec<u8> {
@@ -42,47 +42,12 @@ fn signed_octets(
     v
 }
 
-/// Everything IKE_AUTH may carry, gathered from the payload list.
-#[derive(Default)]
-struct AuthPayloads<'a> {
-    id: Option<&'a Id>,
-    certs: Vec<&'a [u8]>,
-    auth: Option<(u8, &'a [u8])>,
-    sa: Option<&'a [crate::wire::Proposal]>,
-    tsi: Option<&'a [TrafficSelector]>,
-    tsr: Option<&'a [TrafficSelector]>,
-    cp: Option<&'a ConfigPayload>,
-    certreq: bool,
-}
-
-fn gather(p: &[Payload], initiator_ids: bool) -> AuthPayloads<'_> {
-    let mut a = AuthPayloads::default();
-    for x in p {
-        match x {
-            Payload::IdI(id) if initiator_ids => a.id = Some(id),
-            Payload::IdR(id) if !initiator_ids => a.id = Some(id),
-            Payload::Cert {
-                encoding: CERT_X509_SIGNATURE,
-                data,
-            } => a.certs.push(data),
-            Payload::CertReq { .. } => a.certreq = true,
-            Payload::Auth { method, data } => a.auth = Some((*method, data)),
-            Payload::Sa(v) => a.sa = Some(v),
-            Payload::TsI(v) => a.tsi = Some(v),
-            Payload::TsR(v) => a.tsr = Some(v),
-            Payload::Cp(c) => a.cp = Some(c),
-            _ => {}
-        }
-    }
-    a
-}
-
 impl Endpoint {
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
     fn verify_peer_auth(
         &self,
         sa: &IkeSa,
-        a: &AuthPayloads,
+        a: &Found,
         id: &Identity,
         octets: &[u8],
         psk: Option<&[u8]>,
@@ -281,7 +246,7 @@ impl Endpoint {
             self.send_response(sa, msg_id, resp);
             return Fate::Keep;
         }
-        let a = gather(&payloads, true);
+        let a = Found::new(&payloads);
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
             warn!(ike = %sa.id, remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
@@ -295,7 +260,7 @@ impl Endpoint {
             me.send_response(sa, msg_id, resp);
             Fate::Close(format!("authentication failed: {reason}"))
         };
-        let Some(idi) = a.id else {
+        let Some(idi) = a.id_i else {
             return fail(self, sa, None, "no IDi".into());
         };
         let identity = match Identity::from_wire(idi.id_type, &idi.data) {
@@ -365,7 +330,7 @@ impl Endpoint {
         let mut out = vec![Payload::IdR(idr)];
         out.extend(auth);
         if let (Some(props), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
-            let transport = notify(&payloads, N_USE_TRANSPORT_MODE).is_some();
+            let transport = a.notify(N_USE_TRANSPORT_MODE).is_some();
             let (ni, nr) = {
                 let hs = sa.hs.as_ref().expect("checked above");
                 (hs.ni.clone(), hs.nr.clone())
@@ -392,7 +357,7 @@ impl Endpoint {
 
     /// Initiator: IKE_AUTH response.
     pub(super) fn auth_response(&mut self, sa: &mut IkeSa, payloads: Vec<Payload>) -> Fate {
-        let a = gather(&payloads, false);
+        let a = Found::new(&payloads);
         let failed = |me: &mut Self, sa: &IkeSa, notify: Option<u16>, reason: String| {
             warn!(ike = %sa.id, remote = %sa.remote, ?notify, %reason, "IKE_AUTH failed");
             me.stats.ike_failed += 1;
@@ -411,7 +376,7 @@ impl Endpoint {
             let n = error_notify(&payloads);
             return failed(self, sa, n, "responder refused IKE_AUTH".into());
         }
-        let Some(idr) = a.id else {
+        let Some(idr) = a.id_r else {
             return failed(self, sa, None, "no IDr".into());
         };
         let identity = match Identity::from_wire(idr.id_type, &idr.data) {

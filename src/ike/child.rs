@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 use tracing::{info, warn};
 
 use super::endpoint::{Endpoint, Fate};
-use super::init::{error_notify, notify};
+use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
 use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
@@ -563,49 +563,16 @@ impl Endpoint {
         ni: Vec<u8>,
         dh: Option<DhPrivate>,
     ) -> Fate {
-        let nr = payloads.iter().find_map(|p| {
-            if let Payload::Nonce(n) = p {
-                Some(n.clone())
-            } else {
-                None
-            }
-        });
-        let answer = payloads.iter().find_map(|p| {
-            if let Payload::Sa(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let tsi = payloads.iter().find_map(|p| {
-            if let Payload::TsI(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let tsr = payloads.iter().find_map(|p| {
-            if let Payload::TsR(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let ke = payloads.iter().find_map(|p| {
-            if let Payload::Ke { group, data } = p {
-                Some((*group, data))
-            } else {
-                None
-            }
-        });
+        let f = Found::new(&payloads);
+        let (answer, tsi, tsr, nr) = (f.sa, f.tsi, f.tsr, f.nonce);
+        let ke = f.ke;
         let group = dh.as_ref().map(|d| d.group());
         let shared = match (dh, ke) {
             (Some(d), Some((g, data))) if Some(g) == group.map(|x| x.id()) => d.agree(data).ok(),
             _ => None,
         };
-        let ok_shape = answer.is_some()
-            && nr.as_ref().is_some_and(|n| (16..=256).contains(&n.len()))
-            && (group.is_none() || shared.is_some());
+        let ok_shape =
+            answer.is_some() && nr.is_some_and(nonce_ok) && (group.is_none() || shared.is_some());
         let nr = nr.unwrap_or_default();
         let (answer, tsi, tsr) = if ok_shape {
             (answer, tsi, tsr)
@@ -620,7 +587,7 @@ impl Endpoint {
             tsr,
             req,
             &ni,
-            &nr,
+            nr,
             shared.as_deref().map(|v| v.as_slice()),
             group,
             "CREATE_CHILD_SA",
@@ -642,45 +609,12 @@ impl Endpoint {
             me.send_response(sa, msg_id, resp);
             Fate::Keep
         };
-        let props = payloads.iter().find_map(|p| {
-            if let Payload::Sa(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let ni = payloads.iter().find_map(|p| {
-            if let Payload::Nonce(n) = p {
-                Some(n.clone())
-            } else {
-                None
-            }
-        });
-        let tsi = payloads.iter().find_map(|p| {
-            if let Payload::TsI(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let tsr = payloads.iter().find_map(|p| {
-            if let Payload::TsR(v) = p {
-                Some(v.as_slice())
-            } else {
-                None
-            }
-        });
-        let ke = payloads.iter().find_map(|p| {
-            if let Payload::Ke { group, data } = p {
-                Some((*group, data.clone()))
-            } else {
-                None
-            }
-        });
+        let f = Found::new(&payloads);
+        let (props, ni, tsi, tsr, ke) = (f.sa, f.nonce, f.tsi, f.tsr, f.ke);
         let (Some(props), Some(ni)) = (props, ni) else {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
         };
-        if !(16..=256).contains(&ni.len()) {
+        if !nonce_ok(ni) {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
         }
         if sa.state != super::sa::State::Established {
@@ -688,11 +622,7 @@ impl Endpoint {
             return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
         }
         if props.iter().any(|p| p.protocol_id == PROTO_IKE) {
-            let ke = payloads.iter().find_map(|p| match p {
-                Payload::Ke { group, data } => Some((*group, data.as_slice())),
-                _ => None,
-            });
-            return self.rekey_ike_request(sa, msg_id, props, &ni, ke);
+            return self.rekey_ike_request(sa, msg_id, props, ni, ke);
         }
         let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
@@ -741,7 +671,7 @@ impl Endpoint {
             },
             None => None,
         };
-        let transport = notify(&payloads, N_USE_TRANSPORT_MODE).is_some();
+        let transport = f.notify(N_USE_TRANSPORT_MODE).is_some();
         let acc = match self
             .accept_child_within(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
         {
@@ -774,7 +704,7 @@ impl Endpoint {
                 self.child_spis.remove(&acc.spi_in);
                 return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
             };
-            match d.agree(&data) {
+            match d.agree(data) {
                 Ok(s) => shared = Some(s),
                 Err(_) => {
                     self.child_spis.remove(&acc.spi_in);
@@ -807,7 +737,7 @@ impl Endpoint {
         self.install_child(
             sa,
             &acc,
-            &ni,
+            ni,
             &nr,
             shared.as_deref().map(|v| v.as_slice()),
             false,

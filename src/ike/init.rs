@@ -6,16 +6,13 @@ use std::net::SocketAddr;
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Fate, unsupported_critical};
+use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{accept_ike, ike_to_wire, select_ike};
 use super::sa::{Exchange, Handshake, IkeSa, Plan, SaKeys, State};
 use super::{Event, IkeId};
 use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, skeyseed};
 use crate::wire::consts::*;
 use crate::wire::{Header, Message, Notify, Payload};
-
-/// Nonce length bounds (RFC 7296 2.10: at least 16 octets, at most 256).
-const NONCE_MIN: usize = 16;
-const NONCE_MAX: usize = 256;
 
 /// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port).
 pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
@@ -30,21 +27,6 @@ pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &d)
         .as_ref()
         .to_vec()
-}
-
-pub(super) fn notify(payloads: &[Payload], ty: u16) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type == ty => Some(n),
-        _ => None,
-    })
-}
-
-/// The first error notify (type < 16384) in a message, if any.
-pub(super) fn error_notify(payloads: &[Payload]) -> Option<u16> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.notify_type < 16384 => Some(n.notify_type),
-        _ => None,
-    })
 }
 
 impl Endpoint {
@@ -231,28 +213,8 @@ impl Endpoint {
             self.drop_msg(sa.remote, "IKE_SA_INIT response without responder SPI");
             return Fate::Keep;
         }
-        let answer = p.iter().find_map(|x| {
-            if let Payload::Sa(v) = x {
-                Some(v)
-            } else {
-                None
-            }
-        });
-        let ke = p.iter().find_map(|x| {
-            if let Payload::Ke { group, data } = x {
-                Some((*group, data))
-            } else {
-                None
-            }
-        });
-        let nr = p.iter().find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n)
-            } else {
-                None
-            }
-        });
-        let (Some(answer), Some((group, ke)), Some(nr)) = (answer, ke, nr) else {
+        let f = Found::new(p);
+        let (Some(answer), Some((group, ke)), Some(nr)) = (f.sa, f.ke, f.nonce) else {
             return self.init_failed(
                 sa,
                 Some(N_INVALID_SYNTAX),
@@ -266,7 +228,7 @@ impl Endpoint {
                 "responder chose a proposal we did not offer",
             );
         };
-        if !(NONCE_MIN..=NONCE_MAX).contains(&nr.len()) {
+        if !nonce_ok(nr) {
             return self.init_failed(sa, Some(N_INVALID_SYNTAX), "bad nonce length");
         }
         let Some(hs) = sa.hs.as_mut() else {
@@ -292,10 +254,10 @@ impl Endpoint {
                 );
             }
         };
-        hs.nr = nr.clone();
+        hs.nr = nr.to_vec();
         hs.init_response = data.to_vec();
-        hs.peer_certreq = p.iter().any(|x| matches!(x, Payload::CertReq { .. }));
-        hs.peer_sig_hash = notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some();
+        hs.peer_certreq = f.certreq;
+        hs.peer_sig_hash = f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some();
         sa.spi_r = header.spi_r;
         self.check_nat(sa, p, true);
         let Some(hs) = sa.hs.as_ref() else {
@@ -328,14 +290,9 @@ impl Endpoint {
     fn check_nat(&mut self, sa: &IkeSa, p: &[Payload], initiator: bool) {
         let (src_of_peer, dst_is_us) = (sa.remote, sa.local);
         let spi_r = if initiator { sa.spi_r } else { 0 };
-        let got_src: Vec<&Notify> = p
-            .iter()
-            .filter_map(|x| match x {
-                Payload::Notify(n) if n.notify_type == N_NAT_DETECTION_SOURCE_IP => Some(n),
-                _ => None,
-            })
-            .collect();
-        let got_dst = notify(p, N_NAT_DETECTION_DESTINATION_IP);
+        let f = Found::new(p);
+        let got_src: Vec<&Notify> = f.notifies(N_NAT_DETECTION_SOURCE_IP).collect();
+        let got_dst = f.notify(N_NAT_DETECTION_DESTINATION_IP);
         if got_src.is_empty() && got_dst.is_none() {
             return;
         }
@@ -406,36 +363,17 @@ impl Endpoint {
                 vec![t],
             );
         }
-        let sa_prop = p.iter().find_map(|x| {
-            if let Payload::Sa(v) = x {
-                Some(v)
-            } else {
-                None
-            }
-        });
-        let ke = p.iter().find_map(|x| {
-            if let Payload::Ke { group, data } = x {
-                Some((*group, data))
-            } else {
-                None
-            }
-        });
-        let ni = p.iter().find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n)
-            } else {
-                None
-            }
-        });
-        let (Some(sa_prop), Some((group, ke)), Some(ni)) = (sa_prop, ke, ni) else {
+        let f = Found::new(p);
+        let (Some(sa_prop), Some((group, ke)), Some(ni)) = (f.sa, f.ke, f.nonce) else {
             return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
         };
-        if !(NONCE_MIN..=NONCE_MAX).contains(&ni.len()) {
+        if !nonce_ok(ni) {
             return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
         }
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
         if self.half_open_count() >= self.cfg.cookie_threshold {
-            let ok = notify(p, N_COOKIE)
+            let ok = f
+                .notify(N_COOKIE)
                 .is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
             if !ok {
                 self.arm_cookie_rotation();
@@ -541,14 +479,14 @@ impl Endpoint {
             hs: Some(Box::new(Handshake {
                 dh: None,
                 dh_group: suite.dh,
-                ni: ni.clone(),
+                ni: ni.to_vec(),
                 nr,
                 init_request: data.to_vec(),
                 init_response: resp.clone(),
                 cookie: None,
                 first_child: None,
-                peer_certreq: p.iter().any(|x| matches!(x, Payload::CertReq { .. })),
-                peer_sig_hash: notify(p, N_SIGNATURE_HASH_ALGORITHMS).is_some(),
+                peer_certreq: f.certreq,
+                peer_sig_hash: f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some(),
             })),
             peer_msg_id: 1,
             expires_at: Some(self.now.at + self.cfg.timers.half_open_timeout),

@@ -9,6 +9,7 @@ mod auth;
 mod child;
 pub mod config;
 mod endpoint;
+mod found;
 mod info;
 mod init;
 pub mod proposal;

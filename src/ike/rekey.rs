@@ -5,7 +5,7 @@
 use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Fate};
-use super::init::{error_notify, notify};
+use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{IkeSuite, accept_ike, ike_to_wire, select_ike};
 use super::sa::{Collision, Exchange, IkeSa, Intent, SaKeys, State};
 use super::{Event, IkeId};
@@ -222,19 +222,8 @@ impl Endpoint {
         if let Some(n) = error_notify(&payloads) {
             return self.rekey_ike_failed(sa, Some(n), "peer refused the IKE SA rekey");
         }
-        let answer = payloads.iter().find_map(|p| match p {
-            Payload::Sa(v) => Some(v.as_slice()),
-            _ => None,
-        });
-        let nr = payloads.iter().find_map(|p| match p {
-            Payload::Nonce(n) => Some(n.as_slice()),
-            _ => None,
-        });
-        let ke = payloads.iter().find_map(|p| match p {
-            Payload::Ke { group, data } => Some((*group, data.as_slice())),
-            _ => None,
-        });
-        let (Some(answer), Some(nr), Some((ke_group, ke))) = (answer, nr, ke) else {
+        let f = Found::new(&payloads);
+        let (Some(answer), Some(nr), Some((ke_group, ke))) = (f.sa, f.nonce, f.ke) else {
             return self.rekey_ike_failed(
                 sa,
                 Some(N_INVALID_SYNTAX),
@@ -250,8 +239,7 @@ impl Endpoint {
                 "peer chose an IKE proposal we did not offer",
             );
         };
-        if suite.dh != sent_group || ke_group != sent_group.id() || !(16..=256).contains(&nr.len())
-        {
+        if suite.dh != sent_group || ke_group != sent_group.id() || !nonce_ok(nr) {
             return self.rekey_ike_failed(
                 sa,
                 Some(N_INVALID_SYNTAX),
