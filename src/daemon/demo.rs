@@ -13,16 +13,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Control, Daemon, SharedKernel, show};
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
-use crate::ike::proposal::ParsedProposal;
-use crate::ike::{
-    Config, Event, HomeAddress, HomeAgentConfig, IkeSaInfo, LocalAuth, Timers,
-    parse_proposal_string,
-};
+use crate::ike::{Config, Event, HomeAddress, HomeAgentConfig, IkeSaInfo, LocalAuth, Timers};
 use crate::kernel::SaSpec;
 use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
 use crate::policy::{
-    DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, KernelBackend, KernelSettings, Listen,
-    LoadedConfig, MobileNodeSettings, PolicyMode, Role,
+    KernelBackend, KernelSettings, Listen, LoadedConfig, MobileNodeSettings, PolicyMode, Role,
 };
 
 const CA: &str = include_str!("../../certs/ca-ecdsa.pem");
@@ -55,31 +50,13 @@ fn e(what: &str) -> impl Fn(crate::auth::Error) -> String + '_ {
     move |err| format!("{what}: {err}")
 }
 
-fn proposals() -> (Vec<crate::ike::IkeProposal>, Vec<crate::ike::EspProposal>) {
-    let ike = DEFAULT_IKE_PROPOSALS
-        .iter()
-        .filter_map(|s| match parse_proposal_string(s, false) {
-            Ok(ParsedProposal::Ike(p)) => Some(p),
-            _ => None,
-        })
-        .collect();
-    let esp = DEFAULT_ESP_PROPOSALS
-        .iter()
-        .filter_map(|s| match parse_proposal_string(s, true) {
-            Ok(ParsedProposal::Esp(p)) => Some(p),
-            _ => None,
-        })
-        .collect();
-    (ike, esp)
-}
-
 fn engine_config(
     id: &str,
     cert: &str,
     key: &str,
     home_agent: Option<HomeAgentConfig>,
 ) -> Result<Config, String> {
-    let (ike_proposals, esp_proposals) = proposals();
+    let (ike_proposals, esp_proposals) = crate::policy::default_proposals();
     let trust = TrustAnchors::from_pem(CA).map_err(e("CA"))?;
     Ok(Config {
         identity: Identity::parse_config(id).map_err(e("identity"))?,

@@ -19,7 +19,7 @@ mod sa;
 
 pub use config::{Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, Timers};
 pub use endpoint::{Endpoint, Stats};
-pub use proposal::parse_proposal_string;
+pub use proposal::{parse_esp_proposal, parse_ike_proposal};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;

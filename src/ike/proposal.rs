@@ -24,33 +24,42 @@ pub struct EspSuite {
     pub esn: bool,
 }
 
-/// Parses one proposal written as strongSwan does (`aes128-sha256-x25519`,
-/// `aes128gcm16-prfsha256-ecp256`, `aes256-sha384-modp2048`; ESP: `aes128-sha256`,
-/// `aes128gcm16-esn`). For IKE a `shaN` integrity algorithm also gives PRF `prfshaN` unless a PRF
-/// is named. Returns the IKE or ESP form depending on `esp`.
-pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, String> {
-    let mut encr = Vec::new();
-    let mut integ = Vec::new();
-    let mut prf = Vec::new();
-    let mut dh = Vec::new();
-    let mut esn = None;
+/// The algorithms a proposal string names, before the IKE or ESP rules apply.
+struct Tokens {
+    encr: Vec<EncrAlg>,
+    integ: Vec<IntegAlg>,
+    prf: Vec<PrfAlg>,
+    dh: Vec<DhGroup>,
+    esn: Option<bool>,
+}
+
+/// Splits a strongSwan-style proposal (`aes128-sha256-x25519`) into algorithms and checks the
+/// rules IKE and ESP share (a cipher; AEAD xor integrity).
+fn tokens(s: &str) -> Result<Tokens, String> {
+    let mut t = Tokens {
+        encr: Vec::new(),
+        integ: Vec::new(),
+        prf: Vec::new(),
+        dh: Vec::new(),
+        esn: None,
+    };
     for tok in s.split('-') {
         match tok {
-            "aes128" | "aes128cbc" => encr.push(EncrAlg::AesCbc128),
-            "aes256" | "aes256cbc" => encr.push(EncrAlg::AesCbc256),
-            "aes128gcm16" | "aes128gcm128" => encr.push(EncrAlg::AesGcm16_128),
-            "aes256gcm16" | "aes256gcm128" => encr.push(EncrAlg::AesGcm16_256),
-            "sha256" | "sha2_256" => integ.push(IntegAlg::HmacSha256_128),
-            "sha384" | "sha2_384" => integ.push(IntegAlg::HmacSha384_192),
-            "sha512" | "sha2_512" => integ.push(IntegAlg::HmacSha512_256),
-            "prfsha256" => prf.push(PrfAlg::HmacSha256),
-            "prfsha384" => prf.push(PrfAlg::HmacSha384),
-            "prfsha512" => prf.push(PrfAlg::HmacSha512),
-            "modp2048" => dh.push(DhGroup::Modp2048),
-            "ecp256" => dh.push(DhGroup::Ecp256),
-            "x25519" | "curve25519" => dh.push(DhGroup::Curve25519),
-            "esn" => esn = Some(true),
-            "noesn" => esn = Some(false),
+            "aes128" | "aes128cbc" => t.encr.push(EncrAlg::AesCbc128),
+            "aes256" | "aes256cbc" => t.encr.push(EncrAlg::AesCbc256),
+            "aes128gcm16" | "aes128gcm128" => t.encr.push(EncrAlg::AesGcm16_128),
+            "aes256gcm16" | "aes256gcm128" => t.encr.push(EncrAlg::AesGcm16_256),
+            "sha256" | "sha2_256" => t.integ.push(IntegAlg::HmacSha256_128),
+            "sha384" | "sha2_384" => t.integ.push(IntegAlg::HmacSha384_192),
+            "sha512" | "sha2_512" => t.integ.push(IntegAlg::HmacSha512_256),
+            "prfsha256" => t.prf.push(PrfAlg::HmacSha256),
+            "prfsha384" => t.prf.push(PrfAlg::HmacSha384),
+            "prfsha512" => t.prf.push(PrfAlg::HmacSha512),
+            "modp2048" => t.dh.push(DhGroup::Modp2048),
+            "ecp256" => t.dh.push(DhGroup::Ecp256),
+            "x25519" | "curve25519" => t.dh.push(DhGroup::Curve25519),
+            "esn" => t.esn = Some(true),
+            "noesn" => t.esn = Some(false),
             other => {
                 return Err(format!(
                     "unknown algorithm '{other}' in proposal '{s}' (known: aes128, aes256, aes128gcm16, \
@@ -60,38 +69,41 @@ pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, Strin
             }
         }
     }
-    if encr.is_empty() {
+    if t.encr.is_empty() {
         return Err(format!(
             "proposal '{s}' names no encryption algorithm (e.g. aes128 or aes128gcm16)"
         ));
     }
-    let aead = encr.iter().all(|e| e.is_aead());
-    if encr.iter().any(|e| e.is_aead()) && !aead {
+    let aead = t.encr.iter().all(|e| e.is_aead());
+    if t.encr.iter().any(|e| e.is_aead()) && !aead {
         return Err(format!(
             "proposal '{s}' mixes AEAD and non-AEAD ciphers; write two proposals"
         ));
     }
-    if aead && !integ.is_empty() {
+    if aead && !t.integ.is_empty() {
         return Err(format!(
             "proposal '{s}': an AEAD cipher takes no integrity algorithm"
         ));
     }
-    if !aead && integ.is_empty() {
+    if !aead && t.integ.is_empty() {
         return Err(format!(
             "proposal '{s}' needs an integrity algorithm (e.g. sha256)"
         ));
     }
-    if esp {
-        if !prf.is_empty() {
-            return Err(format!("ESP proposal '{s}' cannot name a PRF"));
-        }
-        return Ok(ParsedProposal::Esp(EspProposal {
-            encr,
-            integ,
-            dh,
-            esn: esn.unwrap_or(false),
-        }));
-    }
+    Ok(t)
+}
+
+/// An IKE proposal written as strongSwan does (`aes128-sha256-x25519`,
+/// `aes128gcm16-prfsha256-ecp256`, `aes256-sha384-modp2048`). A `shaN` integrity algorithm also
+/// gives PRF `prfshaN` unless a PRF is named. The error says what to write.
+pub fn parse_ike_proposal(s: &str) -> Result<IkeProposal, String> {
+    let Tokens {
+        encr,
+        integ,
+        mut prf,
+        dh,
+        esn,
+    } = tokens(s)?;
     if esn.is_some() {
         return Err(format!("IKE proposal '{s}' cannot name esn/noesn"));
     }
@@ -113,19 +125,33 @@ pub fn parse_proposal_string(s: &str, esp: bool) -> Result<ParsedProposal, Strin
             "IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"
         ));
     }
-    Ok(ParsedProposal::Ike(IkeProposal {
+    Ok(IkeProposal {
         encr,
         integ,
         prf,
         dh,
-    }))
+    })
 }
 
-/// Result of [`parse_proposal_string`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParsedProposal {
-    Ike(IkeProposal),
-    Esp(EspProposal),
+/// An ESP proposal written as strongSwan does (`aes128-sha256`, `aes128gcm16-esn`, with a DH
+/// group for PFS: `aes128-sha256-x25519`).
+pub fn parse_esp_proposal(s: &str) -> Result<EspProposal, String> {
+    let Tokens {
+        encr,
+        integ,
+        prf,
+        dh,
+        esn,
+    } = tokens(s)?;
+    if !prf.is_empty() {
+        return Err(format!("ESP proposal '{s}' cannot name a PRF"));
+    }
+    Ok(EspProposal {
+        encr,
+        integ,
+        dh,
+        esn: esn.unwrap_or(false),
+    })
 }
 
 fn encr_transform(e: EncrAlg) -> Transform {

@@ -22,10 +22,9 @@ use toml::Spanned;
 
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::crypto::Secret;
-use crate::ike::proposal::ParsedProposal;
 use crate::ike::{
     Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers,
-    parse_proposal_string,
+    parse_esp_proposal, parse_ike_proposal,
 };
 use crate::mobility::{ClassReqids, SaClass, UserAuth};
 use error::Doc;
@@ -345,8 +344,24 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     };
     let ident = file.identity.get_ref();
     let identity = identity(&doc, &ident.id, "id")?;
-    let ike_proposals = ike_proposals(&doc, &file.proposals)?;
-    let esp_proposals = esp_proposals(&doc, &file.proposals)?;
+    let (default_ike, default_esp) = default_proposals();
+    let p = &file.proposals;
+    let ike_proposals = proposal_list(
+        &doc,
+        &p.ike,
+        "ike",
+        DEFAULT_IKE_PROPOSALS[0],
+        parse_ike_proposal,
+    )?
+    .unwrap_or(default_ike);
+    let esp_proposals = proposal_list(
+        &doc,
+        &p.esp,
+        "esp",
+        DEFAULT_ESP_PROPOSALS[0],
+        parse_esp_proposal,
+    )?
+    .unwrap_or(default_esp);
     let timers = timers(&doc, &file.timers)?;
     let reqids = reqids(&doc, &file.reqids)?;
     let (cookie_threshold, max_half_open) = limits(&doc, &file.limits)?;
@@ -580,64 +595,40 @@ fn kernel(doc: &Doc, k: &KernelSection) -> Result<KernelSettings, ConfigError> {
     Ok(KernelSettings { backend, policies })
 }
 
-fn ike_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<IkeProposal>, ConfigError> {
-    let Some(list) = &p.ike else {
-        return Ok(DEFAULT_IKE_PROPOSALS
-            .iter()
-            .filter_map(|s| match parse_proposal_string(s, false) {
-                Ok(ParsedProposal::Ike(p)) => Some(p),
-                _ => None,
-            })
-            .collect());
-    };
-    if list.get_ref().is_empty() {
-        return Err(doc.at(
-            list.span(),
-            format!(
-                "ike = [] proposes nothing; write e.g. ike = [\"{}\"]",
-                DEFAULT_IKE_PROPOSALS[0]
-            ),
-        ));
-    }
-    let mut out = Vec::new();
-    for s in list.get_ref() {
-        match parse_proposal_string(s.get_ref().trim(), false) {
-            Ok(ParsedProposal::Ike(p)) => out.push(p),
-            Ok(ParsedProposal::Esp(_)) => return Err(doc.at(s.span(), "not an IKE proposal")),
-            Err(e) => return Err(doc.at(s.span(), e)),
-        }
-    }
-    Ok(out)
+/// The built-in proposals, used when `[proposals]` leaves `ike` or `esp` out (and by the demo).
+pub fn default_proposals() -> (Vec<IkeProposal>, Vec<EspProposal>) {
+    // The constants are checked by a unit test below.
+    let ike = DEFAULT_IKE_PROPOSALS
+        .iter()
+        .filter_map(|s| parse_ike_proposal(s).ok())
+        .collect();
+    let esp = DEFAULT_ESP_PROPOSALS
+        .iter()
+        .filter_map(|s| parse_esp_proposal(s).ok())
+        .collect();
+    (ike, esp)
 }
 
-fn esp_proposals(doc: &Doc, p: &ProposalsSection) -> Result<Vec<EspProposal>, ConfigError> {
-    let Some(list) = &p.esp else {
-        return Ok(DEFAULT_ESP_PROPOSALS
-            .iter()
-            .filter_map(|s| match parse_proposal_string(s, true) {
-                Ok(ParsedProposal::Esp(p)) => Some(p),
-                _ => None,
-            })
-            .collect());
-    };
+/// One `[proposals]` list (`ike` or `esp`); None when the key is absent.
+fn proposal_list<T>(
+    doc: &Doc,
+    list: &Option<Spanned<Vec<Spanned<String>>>>,
+    key: &str,
+    example: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, ConfigError> {
+    let Some(list) = list else { return Ok(None) };
     if list.get_ref().is_empty() {
         return Err(doc.at(
             list.span(),
-            format!(
-                "esp = [] proposes nothing; write e.g. esp = [\"{}\"]",
-                DEFAULT_ESP_PROPOSALS[0]
-            ),
+            format!("{key} = [] proposes nothing; write e.g. {key} = [\"{example}\"]"),
         ));
     }
-    let mut out = Vec::new();
-    for s in list.get_ref() {
-        match parse_proposal_string(s.get_ref().trim(), true) {
-            Ok(ParsedProposal::Esp(p)) => out.push(p),
-            Ok(ParsedProposal::Ike(_)) => return Err(doc.at(s.span(), "not an ESP proposal")),
-            Err(e) => return Err(doc.at(s.span(), e)),
-        }
-    }
-    Ok(out)
+    list.get_ref()
+        .iter()
+        .map(|s| parse(s.get_ref().trim()).map_err(|e| doc.at(s.span(), e)))
+        .collect::<Result<Vec<T>, _>>()
+        .map(Some)
 }
 
 /// Seconds -> Duration; positive, finite, at most ten years.
@@ -1113,16 +1104,10 @@ mod tests {
     #[test]
     fn default_proposals_parse() {
         for s in DEFAULT_IKE_PROPOSALS {
-            assert!(
-                matches!(parse_proposal_string(s, false), Ok(ParsedProposal::Ike(_))),
-                "{s}"
-            );
+            assert!(parse_ike_proposal(s).is_ok(), "{s}");
         }
         for s in DEFAULT_ESP_PROPOSALS {
-            assert!(
-                matches!(parse_proposal_string(s, true), Ok(ParsedProposal::Esp(_))),
-                "{s}"
-            );
+            assert!(parse_esp_proposal(s).is_ok(), "{s}");
         }
     }
 }

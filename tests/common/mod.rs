@@ -69,16 +69,10 @@ pub enum AuthKind {
 }
 
 pub fn ike(s: &str) -> IkeProposal {
-    match mip6_ike::ike::parse_proposal_string(s, false).unwrap() {
-        mip6_ike::ike::proposal::ParsedProposal::Ike(p) => p,
-        _ => unreachable!(),
-    }
+    mip6_ike::ike::parse_ike_proposal(s).unwrap()
 }
 pub fn esp(s: &str) -> EspProposal {
-    match mip6_ike::ike::parse_proposal_string(s, true).unwrap() {
-        mip6_ike::ike::proposal::ParsedProposal::Esp(p) => p,
-        _ => unreachable!(),
-    }
+    mip6_ike::ike::parse_esp_proposal(s).unwrap()
 }
 
 pub const PSK: &[u8] = b"a long enough test pre-shared key";
