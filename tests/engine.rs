@@ -191,15 +191,7 @@ fn invalid_ke_payload_retry_uses_the_responders_group() {
 fn cookie_round_trip() {
     let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     ha.cookie_threshold = 0; // every IKE_SA_INIT must carry a cookie
-    let mut l = Lab::new(
-        mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        ),
-        ha,
-    );
+    let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     let (to_ha, t) = l.wire.remove(0);
     l.deliver(to_ha, &t);
@@ -225,15 +217,7 @@ fn cookie_round_trip() {
 fn forged_cookie_is_refused() {
     let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     ha.cookie_threshold = 0;
-    let mut l = Lab::new(
-        mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        ),
-        ha,
-    );
+    let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     let (_, t) = l.wire.remove(0);
     let mut m = Message::parse(&t.data).unwrap();
@@ -257,12 +241,7 @@ fn retransmission_survives_30_percent_loss() {
     for seed in 0..16u64 {
         // A round trip survives 30 % loss with probability 0.49; with 10 retransmissions an
         // exchange fails with probability 0.51^11 < 0.1 %, so every seed must get through.
-        let mut mn = mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        );
+        let mut mn = mn1();
         let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
         mn.timers.retransmit_tries = 10;
         ha.timers.retransmit_tries = 10;
@@ -402,26 +381,15 @@ fn superset_selector_is_narrowed_to_the_users_home_address() {
 
 #[test]
 fn unknown_identity_gets_authentication_failed() {
-    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     // Only mn2 is a user.
-    let users = mip6_ike::mobility::UserDb::new(vec![user(
+    let ha = ha_with_users(vec![user(
         "mn2",
         MN2_DN,
         mip6_ike::mobility::UserAuth::Certificate,
         &[HOA2],
         &[SaClass::BuBa],
-    )])
-    .unwrap();
-    ha.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
-    let mut l = Lab::new(
-        mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        ),
-        ha,
-    );
+    )]);
+    let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
     assert!(l.mn.events.iter().any(|e| matches!(
@@ -442,12 +410,7 @@ fn unknown_identity_gets_authentication_failed() {
 
 #[test]
 fn certificate_from_an_untrusted_ca_is_refused() {
-    let mut mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes128-sha256-x25519",
-        "aes128-sha256",
-    );
+    let mut mn = mn1();
     let (c, k) = cert("rogue-mn1-ecdsa");
     mn.auth = mip6_ike::ike::LocalAuth::Certificate {
         key: std::sync::Arc::new(mip6_ike::auth::PrivateKey::from_pem(k).unwrap()),
@@ -691,25 +654,14 @@ fn additional_child_sa_classes() {
 fn transport_class_requires_transport_mode_on_the_ha() {
     // The HA lets mn1 have only the payload tunnel: a BU/BA transport request is refused
     // rather than silently turned into a tunnel.
-    let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
-    let users = mip6_ike::mobility::UserDb::new(vec![user(
+    let ha = ha_with_users(vec![user(
         "mn1",
         MN1_DN,
         mip6_ike::mobility::UserAuth::Certificate,
         &[HOA1],
         &[SaClass::Payload],
-    )])
-    .unwrap();
-    ha.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
-    let mut l = Lab::new(
-        mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        ),
-        ha,
-    );
+    )]);
+    let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     l.run(
         |l| {
@@ -878,12 +830,7 @@ fn nothing_went_down(l: &Lab) {
 
 #[test]
 fn ike_sa_rekey_by_timer_keeps_the_child_sas() {
-    let mut mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes128-sha256-x25519",
-        "aes128-sha256",
-    );
+    let mut mn = mn1();
     mn.timers.ike_rekey = Duration::from_secs(100);
     let mut l = Lab::new(
         mn,
@@ -951,12 +898,7 @@ fn ike_sa_rekey_by_timer_keeps_the_child_sas() {
 
 #[test]
 fn ike_sa_rekey_by_the_home_agent_flips_roles() {
-    let mut mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes128-sha256-x25519",
-        "aes128-sha256",
-    );
+    let mut mn = mn1();
     mn.timers.ike_rekey = Duration::from_secs(200);
     let mut l = Lab::new(
         mn,
@@ -1089,12 +1031,7 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
     // SA or of the old one) overtakes its answer to the MN's rekey.
     let mut old_deleted_first = 0;
     for seed_shift in 0..6u64 {
-        let mut mn = mn_config(
-            AuthKind::Ecdsa,
-            "mn1",
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        );
+        let mut mn = mn1();
         mn.timers.liveness_interval = Duration::from_secs(1000);
         let mut ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
         ha.timers.liveness_interval = Duration::from_secs(1000);

@@ -163,6 +163,22 @@ pub fn ha_config(kind: AuthKind, ike_p: &str, esp_p: &str) -> Config {
     c
 }
 
+/// The default suite of most engine tests: X25519 + AES-CBC/HMAC-SHA2-256.
+pub const IKE: &str = "aes128-sha256-x25519";
+pub const ESP: &str = "aes128-sha256";
+
+/// mn1 with an ECDSA certificate and the default suite.
+pub fn mn1() -> Config {
+    mn_config(AuthKind::Ecdsa, "mn1", IKE, ESP)
+}
+
+/// An ECDSA home agent with the default suite whose only users are `users`.
+pub fn ha_with_users(users: Vec<User>) -> Config {
+    let mut c = ha_config(AuthKind::Ecdsa, IKE, ESP);
+    c.home_agent.as_mut().unwrap().users = Arc::new(UserDb::new(users).unwrap());
+    c
+}
+
 pub fn mn_config(kind: AuthKind, name: &str, ike_p: &str, esp_p: &str) -> Config {
     let id = if name == "mn2" { MN2_DN } else { MN1_DN };
     base_config(id, local_auth(kind, name), ike_p, esp_p)
