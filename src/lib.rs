@@ -15,3 +15,6 @@ pub mod kernel;
 pub mod mobility;
 pub mod policy;
 pub mod wire;
+
+#[cfg(test)]
+mod testutil;

@@ -443,9 +443,7 @@ mod tests {
         0165 0304 0201 0500 a11c 301a 0609 2a86 4886 f70d 0101 0830 0d06 0960 8648 0165 0304 \
         0201 0500 a203 0201 20";
 
-    fn hex(s: &str) -> Vec<u8> {
-        crate::auth::identity::hex_decode(&s.replace([' ', '\n'], "")).unwrap()
-    }
+    use crate::testutil::hex;
 
     #[test]
     fn openssl_signatures_verify() {

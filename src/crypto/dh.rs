@@ -230,13 +230,7 @@ mod tests {
     use super::*;
     use crate::crypto::TestRng;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-            .collect()
-    }
+    use crate::testutil::hex as unhex;
 
     fn p_bytes() -> Vec<u8> {
         modp_p().to_be_bytes().as_ref().to_vec()

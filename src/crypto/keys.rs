@@ -107,13 +107,7 @@ pub fn child_keymat(
 mod tests {
     use super::*;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-            .collect()
-    }
+    use crate::testutil::hex as unhex;
 
     fn concat(k: &IkeKeys) -> Vec<u8> {
         [

@@ -100,14 +100,7 @@ impl PrfAlg {
 mod tests {
     use super::*;
 
-    pub(crate) fn unhex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        assert!(s.len() % 2 == 0, "odd hex length");
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-            .collect()
-    }
+    use crate::testutil::hex as unhex;
 
     const ALL: [PrfAlg; 3] = [PrfAlg::HmacSha256, PrfAlg::HmacSha384, PrfAlg::HmacSha512];
 

@@ -131,16 +131,18 @@ impl Endpoint {
         }
     }
 
+    /// Our ID payload body (IDi as initiator, IDr as responder).
+    fn our_id(&self) -> Id {
+        let (id_type, data) = self.cfg.identity.to_wire();
+        Id { id_type, data }
+    }
+
     /// Initiator: IKE_AUTH request with the first CHILD_SA of the plan.
     pub(super) fn start_auth(&mut self, sa: &mut IkeSa) -> Fate {
         let Some(plan) = sa.plan.clone() else {
             return Fate::Close("no plan".into());
         };
-        let (idt, idd) = self.cfg.identity.to_wire();
-        let idi = Id {
-            id_type: idt,
-            data: idd,
-        };
+        let idi = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
         };
@@ -302,11 +304,7 @@ impl Endpoint {
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id, remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
-        let (idt, idd) = self.cfg.identity.to_wire();
-        let idr = Id {
-            id_type: idt,
-            data: idd,
-        };
+        let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
         };

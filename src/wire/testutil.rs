@@ -2,19 +2,7 @@
 
 use super::{Error, Payload, emit_payloads, parse_payloads};
 
-/// Decodes hex, ignoring whitespace and `#` comments up to the end of each line.
-pub(super) fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s
-        .lines()
-        .flat_map(|l| l.split('#').next().unwrap_or("").bytes())
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
-}
+pub(super) use crate::testutil::hex;
 
 /// Emits `p` alone, checks that it parses back equal and re-emits the same bytes; returns the
 /// bytes (generic header included).
