@@ -1087,3 +1087,103 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
     // its own redundant SA).
     assert!((1..6).contains(&old_deleted_first), "{old_deleted_first}");
 }
+
+#[test]
+fn forged_ike_sa_init_refusal_does_not_stop_the_handshake() {
+    let mut l = lab(AuthKind::Ecdsa, IKE, ESP);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, req) = l.wire.remove(0);
+    let spi_i = Message::parse(&req.data).unwrap().header.spi_i;
+    // An on-path attacker answers first with an unauthenticated refusal.
+    let forged = Message {
+        header: Header {
+            spi_i,
+            spi_r: 0,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange: IKE_SA_INIT,
+            flags: FLAG_RESPONSE,
+            message_id: 0,
+            length: 0,
+        },
+        payloads: vec![Payload::Notify(mip6_ike::wire::Notify::new(
+            N_NO_PROPOSAL_CHOSEN,
+            vec![],
+        ))],
+    };
+    l.mn.ep
+        .handle_datagram(l.now, l.mn.addr, l.ha.addr, &forged.emit());
+    l.collect();
+    assert_eq!(
+        l.mn.ep.ike_sa_count(),
+        1,
+        "the forged refusal alone does not end the attempt"
+    );
+    // The genuine answer still arrives in time.
+    l.deliver(true, &req);
+    assert!(l.establish(2));
+    check_rfc4877(&l);
+    assert!(
+        !l.mn
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ExchangeFailed { .. }))
+    );
+}
+
+#[test]
+fn an_authenticated_peer_cannot_create_unbounded_child_sas() {
+    let mut l = lab(AuthKind::Ecdsa, IKE, ESP);
+    let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let extra = mip6_ike::ike::MAX_CHILDREN_PER_IKE_SA + 3 - 2;
+    for _ in 0..extra {
+        l.mn.ep
+            .handle_command(
+                l.now,
+                Command::CreateChild {
+                    ike: id,
+                    class: SaClass::Payload,
+                },
+            )
+            .unwrap();
+    }
+    l.collect();
+    l.run(
+        |l| {
+            l.mn.events
+                .iter()
+                .filter(|e| matches!(e, Event::ChildUp(_) | Event::ExchangeFailed { .. }))
+                .count()
+                >= 2 + extra
+        },
+        |_, _, _| true,
+    );
+    assert_eq!(
+        l.ha.ep.list()[0].children.len(),
+        mip6_ike::ike::MAX_CHILDREN_PER_IKE_SA
+    );
+    assert_eq!(
+        l.ha.kernel.len(),
+        2 * mip6_ike::ike::MAX_CHILDREN_PER_IKE_SA
+    );
+    let refused =
+        l.mn.events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::ExchangeFailed {
+                        notify: Some(N_NO_ADDITIONAL_SAS),
+                        ..
+                    }
+                )
+            })
+            .count();
+    assert_eq!(refused, 3);
+    assert_eq!(
+        l.mn.ep.list()[0].state,
+        "established",
+        "the IKE SA survives the refusals"
+    );
+}

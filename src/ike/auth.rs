@@ -323,7 +323,7 @@ impl Endpoint {
         sa.user = Some(user);
         sa.state = State::Established;
         sa.expires_at = None;
-        self.half_open.retain(|_, v| *v != sa.spi_r);
+        self.forget_half_open(sa);
         self.stats.ike_established += 1;
         let mut out = vec![Payload::IdR(idr)];
         out.extend(auth);

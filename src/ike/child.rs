@@ -19,6 +19,10 @@ use crate::wire::{
     ConfigAttribute, ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector,
 };
 
+/// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
+/// one per SA class; the margin allows several home addresses.
+pub const MAX_CHILDREN_PER_IKE_SA: usize = 32;
+
 /// A CHILD_SA the responder agreed to.
 pub(super) struct ChildAccept {
     pub answer: Proposal,
@@ -110,6 +114,11 @@ impl Endpoint {
             }
             (old.class, ni, nr, None)
         } else {
+            if sa.children.len() >= MAX_CHILDREN_PER_IKE_SA {
+                // An authenticated peer still must not fill our memory and the kernel's SAD.
+                warn!(ike = %sa.id, children = sa.children.len(), "CHILD_SA refused: NO_ADDITIONAL_SAS");
+                return Err(N_NO_ADDITIONAL_SAS);
+            }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
         let spi_in = self.new_child_spi(sa.our_spi());

@@ -363,7 +363,7 @@ impl Endpoint {
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.our_spi()));
         }
-        self.half_open.retain(|_, v| *v != sa.our_spi());
+        self.forget_half_open(&sa);
         self.rescue_children(&mut sa);
         for c in std::mem::take(&mut sa.children) {
             self.remove_child_kernel(&sa, &c, reason);
@@ -468,12 +468,18 @@ impl Endpoint {
                 let what = p.exchange.name();
                 warn!(ike = %sa.id, remote = %sa.remote, exchange = what, "peer not responding, giving up");
                 if sa.state != State::Established && sa.state != State::Deleting {
+                    let (notify, reason) = sa
+                        .hs
+                        .as_ref()
+                        .and_then(|h| h.init_error.clone())
+                        .unwrap_or((None, "peer not responding".into()));
+                    warn!(ike = %sa.id, ?notify, %reason, "IKE SA not established");
                     self.stats.ike_failed += 1;
                     self.events.push_back(Event::ExchangeFailed {
                         ike: sa.id,
                         exchange: what,
-                        notify: None,
-                        reason: "peer not responding".into(),
+                        notify,
+                        reason,
                     });
                 }
                 return Fate::Close(if matches!(p.exchange, Exchange::DeleteIke) {
@@ -852,6 +858,14 @@ impl Endpoint {
     pub(super) fn arm_cookie_rotation(&mut self) {
         if self.cookie_rotate_at.is_none() {
             self.cookie_rotate_at = Some(self.now.at + Duration::from_secs(300));
+        }
+    }
+
+    /// Drops a responder SA from the half-open index (a keyed removal: this runs once per SA).
+    pub(super) fn forget_half_open(&mut self, sa: &IkeSa) {
+        let key = (sa.remote, sa.spi_i);
+        if !sa.initiator && self.half_open.get(&key) == Some(&sa.spi_r) {
+            self.half_open.remove(&key);
         }
     }
 

@@ -91,6 +91,7 @@ impl Endpoint {
                 first_child: None,
                 peer_certreq: false,
                 peer_sig_hash: false,
+                init_error: None,
             })),
             plan: Some(Box::new(plan)),
             ..IkeSa::new(true, State::InitSent, spi_i, 0, local, remote, self.now.at)
@@ -185,7 +186,7 @@ impl Endpoint {
                 .and_then(DhGroup::from_id)
                 .filter(|g| self.cfg.ike_proposals.iter().any(|pr| pr.dh.contains(g)));
             let Some(g) = ok else {
-                return self.init_failed(
+                return self.init_refused(
                     sa,
                     Some(N_INVALID_KE_PAYLOAD),
                     "responder wants a DH group we do not offer",
@@ -195,7 +196,7 @@ impl Endpoint {
                 return Fate::Close("no handshake".into());
             };
             if hs.dh_group == g {
-                return self.init_failed(
+                return self.init_refused(
                     sa,
                     Some(N_INVALID_KE_PAYLOAD),
                     "INVALID_KE_PAYLOAD for the group we sent",
@@ -207,7 +208,7 @@ impl Endpoint {
             return self.send_init(sa);
         }
         if let Some(err) = error_notify(p) {
-            return self.init_failed(sa, Some(err), "responder refused IKE_SA_INIT");
+            return self.init_refused(sa, Some(err), "responder refused IKE_SA_INIT");
         }
         if header.spi_r == 0 {
             self.drop_msg(sa.remote, "IKE_SA_INIT response without responder SPI");
@@ -215,27 +216,27 @@ impl Endpoint {
         }
         let f = Found::new(p);
         let (Some(answer), Some((group, ke)), Some(nr)) = (f.sa, f.ke, f.nonce) else {
-            return self.init_failed(
+            return self.init_refused(
                 sa,
                 Some(N_INVALID_SYNTAX),
                 "IKE_SA_INIT response lacks SA, KE or Nonce",
             );
         };
         let Some(suite) = accept_ike(&self.cfg.ike_proposals, answer) else {
-            return self.init_failed(
+            return self.init_refused(
                 sa,
                 Some(N_NO_PROPOSAL_CHOSEN),
                 "responder chose a proposal we did not offer",
             );
         };
         if !nonce_ok(nr) {
-            return self.init_failed(sa, Some(N_INVALID_SYNTAX), "bad nonce length");
+            return self.init_refused(sa, Some(N_INVALID_SYNTAX), "bad nonce length");
         }
         let Some(hs) = sa.hs.as_mut() else {
             return Fate::Close("no handshake".into());
         };
         if group != hs.dh_group.id() || suite.dh != hs.dh_group {
-            return self.init_failed(
+            return self.init_refused(
                 sa,
                 Some(N_INVALID_KE_PAYLOAD),
                 "KE group differs from the chosen one",
@@ -247,6 +248,7 @@ impl Endpoint {
         let shared = match dh.agree(ke) {
             Ok(s) => s,
             Err(_) => {
+                // Our DH key is spent, so we cannot wait for a better answer here.
                 return self.init_failed(
                     sa,
                     Some(N_INVALID_SYNTAX),
@@ -271,6 +273,20 @@ impl Endpoint {
         sa.next_msg_id = 1;
         sa.state = State::AuthSent;
         self.start_auth(sa)
+    }
+
+    /// An IKE_SA_INIT answer we cannot use. It is unauthenticated (anyone on the path could
+    /// have sent it), so we keep waiting for a genuine answer until the current retransmission
+    /// timer runs out, and only then fail with this notify and reason (RFC 7296 2.21.1).
+    fn init_refused(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
+        info!(ike = %sa.id, remote = %sa.remote, ?notify, reason, "unusable IKE_SA_INIT answer; waiting for another until the timer runs out");
+        if let Some(hs) = sa.hs.as_mut() {
+            hs.init_error = Some((notify, reason.to_string()));
+        }
+        if let Some(p) = sa.pending.as_mut() {
+            p.tries = self.cfg.timers.retransmit_tries;
+        }
+        Fate::Keep
     }
 
     fn init_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
@@ -487,6 +503,7 @@ impl Endpoint {
                 first_child: None,
                 peer_certreq: f.certreq,
                 peer_sig_hash: f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some(),
+                init_error: None,
             })),
             peer_msg_id: 1,
             expires_at: Some(self.now.at + self.cfg.timers.half_open_timeout),

@@ -7,6 +7,7 @@
 
 mod auth;
 mod child;
+pub use child::MAX_CHILDREN_PER_IKE_SA;
 pub mod config;
 mod endpoint;
 mod found;

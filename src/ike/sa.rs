@@ -83,6 +83,9 @@ pub(crate) struct Handshake {
     pub peer_certreq: bool,
     /// The peer sent SIGNATURE_HASH_ALGORITHMS (RFC 7427): method 14 may be used.
     pub peer_sig_hash: bool,
+    /// An error notify in an (unauthenticated) IKE_SA_INIT answer, reported if no better answer
+    /// arrives.
+    pub init_error: Option<(Option<u16>, String)>,
 }
 
 /// A CHILD_SA we have asked for and not yet got.
