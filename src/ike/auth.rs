@@ -250,7 +250,7 @@ impl Endpoint {
         }
         let a = Found::new(&payloads);
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
-            warn!(ike = %sa.id, remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
+            warn!(ike = %sa.id(), remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
             me.push_event(Event::AuthFailed {
                 remote: sa.remote,
@@ -303,7 +303,7 @@ impl Endpoint {
             return fail(self, sa, Some(identity), reason);
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
-        info!(ike = %sa.id, remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
+        info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
@@ -345,7 +345,7 @@ impl Endpoint {
         self.send_response(sa, msg_id, resp);
         sa.hs = None;
         self.push_event(Event::IkeUp {
-            ike: sa.id,
+            ike: sa.id(),
             local: sa.local,
             remote: sa.remote,
             peer: identity,
@@ -357,13 +357,13 @@ impl Endpoint {
     pub(super) fn auth_response(&mut self, sa: &mut IkeSa, payloads: Vec<Payload>) -> Fate {
         let a = Found::new(&payloads);
         let failed = |me: &mut Self, sa: &IkeSa, notify: Option<u16>, reason: String| {
-            warn!(ike = %sa.id, remote = %sa.remote, ?notify, %reason, "IKE_AUTH failed");
+            warn!(ike = %sa.id(), remote = %sa.remote, ?notify, %reason, "IKE_AUTH failed");
             me.stats.ike_failed += 1;
             if notify == Some(N_AUTHENTICATION_FAILED) {
                 me.stats.auth_failures += 1;
             }
             me.push_event(Event::ExchangeFailed {
-                ike: sa.id,
+                ike: sa.id(),
                 exchange: "IKE_AUTH",
                 notify,
                 reason: reason.clone(),
@@ -425,12 +425,12 @@ impl Endpoint {
                 format!("home agent AUTH: {reason}"),
             );
         }
-        info!(ike = %sa.id, remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
+        info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
         sa.state = State::Established;
         self.stats.ike_established += 1;
         self.push_event(Event::IkeUp {
-            ike: sa.id,
+            ike: sa.id(),
             local: sa.local,
             remote: sa.remote,
             peer: identity,
@@ -445,13 +445,13 @@ impl Endpoint {
                 })
             })
         {
-            info!(ike = %sa.id, home_address = %addr, "home agent assigned a home address");
+            info!(ike = %sa.id(), home_address = %addr, "home agent assigned a home address");
             sa.home_address = Some(addr);
             if let Some(p) = sa.plan.as_mut() {
                 p.home_address = HomeAddress::Static(addr);
             }
             self.push_event(Event::HoaAssigned {
-                ike: sa.id,
+                ike: sa.id(),
                 address: addr,
             });
         } else if let Some(HomeAddress::Static(a)) = sa.plan.as_ref().map(|p| p.home_address) {
@@ -464,7 +464,7 @@ impl Endpoint {
         }
         if sa.home_address.is_none() {
             if let Some(HomeAddress::Dynamic) = sa.plan.as_ref().map(|p| p.home_address) {
-                warn!(ike = %sa.id, "asked for a dynamic home address but the home agent assigned none");
+                warn!(ike = %sa.id(), "asked for a dynamic home address but the home agent assigned none");
             }
         } else if let Some(plan) = &sa.plan {
             for &c in plan.classes.iter().skip(1) {

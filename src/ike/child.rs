@@ -116,7 +116,7 @@ impl Endpoint {
         } else {
             if sa.children.len() >= MAX_CHILDREN_PER_IKE_SA {
                 // An authenticated peer still must not fill our memory and the kernel's SAD.
-                warn!(ike = %sa.id, children = sa.children.len(), "CHILD_SA refused: NO_ADDITIONAL_SAS");
+                warn!(ike = %sa.id(), children = sa.children.len(), "CHILD_SA refused: NO_ADDITIONAL_SAS");
                 return Err(N_NO_ADDITIONAL_SAS);
             }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
@@ -126,7 +126,7 @@ impl Endpoint {
             select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
         else {
             self.child_spis.remove(&spi_in);
-            info!(ike = %sa.id, "no acceptable ESP proposal");
+            info!(ike = %sa.id(), "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
         };
         Ok(ChildAccept {
@@ -181,7 +181,7 @@ impl Endpoint {
                     .or_else(|| user.home_addresses.first().copied()),
             };
             let Some(assigned) = assigned else {
-                warn!(ike = %sa.id, identity = %peer, "no home address to assign");
+                warn!(ike = %sa.id(), identity = %peer, "no home address to assign");
                 return Err(N_INTERNAL_ADDRESS_FAILURE);
             };
             let mut value = assigned.octets().to_vec();
@@ -211,10 +211,10 @@ impl Endpoint {
             user.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
             mode
         );
-        warn!(ike = %sa.id, identity = %peer, requested = ?tsi.iter().map(|t| t.start_addr).collect::<Vec<_>>(), %reason, "CHILD_SA refused: TS_UNACCEPTABLE");
+        warn!(ike = %sa.id(), identity = %peer, requested = ?tsi.iter().map(|t| t.start_addr).collect::<Vec<_>>(), %reason, "CHILD_SA refused: TS_UNACCEPTABLE");
         self.stats.ts_refused += 1;
         self.push_event(Event::Refused {
-            ike: sa.id,
+            ike: sa.id(),
             identity: peer,
             requested: tsi.to_vec(),
             reason,
@@ -377,7 +377,7 @@ impl Endpoint {
         }
         self.stats.children_established += 1;
         let info = super::endpoint::child_info(sa, &child);
-        info!(ike = %sa.id, class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
+        info!(ike = %sa.id(), class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
               spi_out = format_args!("{:08x}", child.spi_out), suite = %s, "CHILD_SA up");
         sa.children.push(child);
         self.push_event(Event::ChildUp(info));
@@ -404,9 +404,9 @@ impl Endpoint {
                     notify: Option<u16>,
                     reason: &str,
                     installed_by_peer: bool| {
-            warn!(ike = %sa.id, exchange, ?notify, reason, "CHILD_SA not established");
+            warn!(ike = %sa.id(), exchange, ?notify, reason, "CHILD_SA not established");
             me.push_event(Event::ExchangeFailed {
-                ike: sa.id,
+                ike: sa.id(),
                 exchange,
                 notify,
                 reason: reason.to_string(),
@@ -512,7 +512,7 @@ impl Endpoint {
         } else {
             let (Some(class), Some(plan), Some(hoa)) = (class, sa.plan.as_ref(), sa.home_address)
             else {
-                warn!(ike = %sa.id, "cannot create a CHILD_SA: no class or home address");
+                warn!(ike = %sa.id(), "cannot create a CHILD_SA: no class or home address");
                 return;
             };
             let ha = plan.home_agent;
@@ -526,7 +526,7 @@ impl Endpoint {
         let (dh, public) = match group.map(|g| DhPrivate::generate(g, self.rng.as_mut())) {
             Some(Ok((d, p))) => (Some(d), Some(p)),
             Some(Err(e)) => {
-                warn!(ike = %sa.id, "DH key generation failed: {e}");
+                warn!(ike = %sa.id(), "DH key generation failed: {e}");
                 self.child_spis.remove(&req.spi_in);
                 return;
             }

@@ -330,7 +330,7 @@ impl Endpoint {
 
     fn info(&self, sa: &IkeSa) -> IkeSaInfo {
         IkeSaInfo {
-            id: sa.id,
+            id: sa.id(),
             initiator: sa.initiator,
             state: sa.state.name(),
             local: sa.local,
@@ -379,13 +379,13 @@ impl Endpoint {
             self.child_spis.remove(&fc.spi_in);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
-            info!(ike = %sa.id, remote = %sa.remote, reason, "IKE SA down");
+            info!(ike = %sa.id(), remote = %sa.remote, reason, "IKE SA down");
             self.events.push_back(Event::IkeDown {
-                ike: sa.id,
+                ike: sa.id(),
                 reason: reason.to_string(),
             });
         } else {
-            debug!(ike = %sa.id, remote = %sa.remote, reason, state = sa.state.name(), "IKE SA removed without IkeDown");
+            debug!(ike = %sa.id(), remote = %sa.remote, reason, state = sa.state.name(), "IKE SA removed without IkeDown");
         }
     }
 
@@ -399,9 +399,9 @@ impl Endpoint {
             dst: c.outer_remote,
             spi: c.spi_out,
         });
-        info!(ike = %sa.id, spi_in = format_args!("{:08x}", c.spi_in), spi_out = format_args!("{:08x}", c.spi_out), reason, "CHILD_SA down");
+        info!(ike = %sa.id(), spi_in = format_args!("{:08x}", c.spi_in), spi_out = format_args!("{:08x}", c.spi_out), reason, "CHILD_SA down");
         self.events.push_back(Event::ChildDown {
-            ike: sa.id,
+            ike: sa.id(),
             spi_in: c.spi_in,
             spi_out: c.spi_out,
             reason: reason.to_string(),
@@ -451,6 +451,7 @@ impl Endpoint {
     }
 
     fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
+        let id = sa.id();
         let now = self.now.at;
         if let Some(at) = sa.expires_at
             && at <= now
@@ -466,17 +467,17 @@ impl Endpoint {
         {
             if p.tries >= self.cfg.timers.retransmit_tries {
                 let what = p.exchange.name();
-                warn!(ike = %sa.id, remote = %sa.remote, exchange = what, "peer not responding, giving up");
+                warn!(ike = %id, remote = %sa.remote, exchange = what, "peer not responding, giving up");
                 if sa.state != State::Established && sa.state != State::Deleting {
                     let (notify, reason) = sa
                         .hs
                         .as_ref()
                         .and_then(|h| h.init_error.clone())
                         .unwrap_or((None, "peer not responding".into()));
-                    warn!(ike = %sa.id, ?notify, %reason, "IKE SA not established");
+                    warn!(ike = %id, ?notify, %reason, "IKE SA not established");
                     self.stats.ike_failed += 1;
                     self.events.push_back(Event::ExchangeFailed {
-                        ike: sa.id,
+                        ike: id,
                         exchange: what,
                         notify,
                         reason,
@@ -494,7 +495,7 @@ impl Endpoint {
             let wait = t.retransmit_timeout.mul_f64(factor).min(t.retransmit_max);
             p.next_at = now + wait;
             self.stats.retransmissions += 1;
-            debug!(ike = %sa.id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
+            debug!(ike = %id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
             self.transmits.push_back(Transmit {
                 local: sa.local,
                 remote: sa.remote,
@@ -614,7 +615,7 @@ impl Endpoint {
             // A retransmitted request: answer from the cache, do not process again. Only when
             // the bytes decrypt do we know it is the peer's, so check the ICV first.
             if self.open(sa, header, data).is_some() {
-                debug!(ike = %sa.id, msg_id = id, "retransmitted request answered from cache");
+                debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
                 self.transmits.push_back(Transmit {
                     local: sa.local,
@@ -634,7 +635,7 @@ impl Endpoint {
         if sa.local != local || sa.remote != remote {
             // The HA never moves an IKE SA because of a packet's source address alone; answer
             // where the request came from, keep our record unchanged.
-            debug!(ike = %sa.id, %remote, "request from an address other than the SA's");
+            debug!(ike = %sa.id(), %remote, "request from an address other than the SA's");
         }
         sa.last_heard = self.now.at;
         if let Some(t) = unsupported_critical(&payloads) {
@@ -650,7 +651,7 @@ impl Endpoint {
             CREATE_CHILD_SA => self.child_request(sa, header, payloads),
             INFORMATIONAL => self.info_request(sa, header, payloads),
             other => {
-                debug!(ike = %sa.id, exchange = other, "unknown exchange type");
+                debug!(ike = %sa.id(), exchange = other, "unknown exchange type");
                 let n = Payload::Notify(Notify::new(N_INVALID_SYNTAX, vec![]));
                 let resp = self.seal(sa, other, true, id, &[n]);
                 self.send_response(sa, id, resp);
@@ -896,7 +897,7 @@ pub(super) fn unsupported_critical(payloads: &[Payload]) -> Option<u8> {
 
 pub(super) fn child_info(sa: &IkeSa, c: &super::sa::Child) -> ChildInfo {
     ChildInfo {
-        ike: sa.id,
+        ike: sa.id(),
         class: c.class,
         mode: c.mode,
         spi_in: c.spi_in,

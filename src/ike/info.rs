@@ -33,7 +33,7 @@ impl Endpoint {
         spis: &[u32],
         payloads: &[Payload],
     ) {
-        debug!(ike = %sa.id, ?spis, answered = payloads.len(), "CHILD_SA delete acknowledged");
+        debug!(ike = %sa.id(), ?spis, answered = payloads.len(), "CHILD_SA delete acknowledged");
     }
 
     /// Responder: an INFORMATIONAL request.
@@ -65,7 +65,7 @@ impl Endpoint {
                     }
                 }
                 Payload::Notify(n) if n.notify_type < 16384 => {
-                    info!(ike = %sa.id, notify = n.notify_type, "peer reported an error");
+                    info!(ike = %sa.id(), notify = n.notify_type, "peer reported an error");
                 }
                 _ => {}
             }
@@ -80,7 +80,7 @@ impl Endpoint {
         let resp = self.seal(sa, INFORMATIONAL, true, msg_id, &out);
         self.send_response(sa, msg_id, resp);
         if delete_ike {
-            info!(ike = %sa.id, remote = %sa.remote, "peer deleted the IKE SA");
+            info!(ike = %sa.id(), remote = %sa.remote, "peer deleted the IKE SA");
             return Fate::Close("deleted by peer".into());
         }
         Fate::Keep

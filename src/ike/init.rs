@@ -96,7 +96,7 @@ impl Endpoint {
             plan: Some(Box::new(plan)),
             ..IkeSa::new(true, State::InitSent, spi_i, 0, local, remote, self.now.at)
         };
-        info!(ike = %sa.id, %local, %remote, "initiating IKE SA");
+        info!(ike = %sa.id(), %local, %remote, "initiating IKE SA");
         let fate = self.send_init(&mut sa);
         self.finish(sa, fate);
         IkeId(spi_i)
@@ -173,7 +173,7 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "bad COOKIE");
                 return Fate::Keep;
             }
-            debug!(ike = %sa.id, "responder asked for a COOKIE; retrying");
+            debug!(ike = %sa.id(), "responder asked for a COOKIE; retrying");
             if let Some(hs) = sa.hs.as_mut() {
                 hs.cookie = Some(c.data.clone());
             }
@@ -192,6 +192,7 @@ impl Endpoint {
                     "responder wants a DH group we do not offer",
                 );
             };
+            let id = sa.id();
             let Some(hs) = sa.hs.as_mut() else {
                 return Fate::Close("no handshake".into());
             };
@@ -202,7 +203,7 @@ impl Endpoint {
                     "INVALID_KE_PAYLOAD for the group we sent",
                 );
             }
-            info!(ike = %sa.id, group = g.id(), "responder asked for another DH group; retrying");
+            info!(ike = %id, group = g.id(), "responder asked for another DH group; retrying");
             hs.dh_group = g;
             sa.pending = None;
             return self.send_init(sa);
@@ -279,7 +280,7 @@ impl Endpoint {
     /// have sent it), so we keep waiting for a genuine answer until the current retransmission
     /// timer runs out, and only then fail with this notify and reason (RFC 7296 2.21.1).
     fn init_refused(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        info!(ike = %sa.id, remote = %sa.remote, ?notify, reason, "unusable IKE_SA_INIT answer; waiting for another until the timer runs out");
+        info!(ike = %sa.id(), remote = %sa.remote, ?notify, reason, "unusable IKE_SA_INIT answer; waiting for another until the timer runs out");
         if let Some(hs) = sa.hs.as_mut() {
             hs.init_error = Some((notify, reason.to_string()));
         }
@@ -290,10 +291,10 @@ impl Endpoint {
     }
 
     fn init_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        warn!(ike = %sa.id, remote = %sa.remote, ?notify, reason, "IKE_SA_INIT failed");
+        warn!(ike = %sa.id(), remote = %sa.remote, ?notify, reason, "IKE_SA_INIT failed");
         self.stats.ike_failed += 1;
         self.push_event(Event::ExchangeFailed {
-            ike: sa.id,
+            ike: sa.id(),
             exchange: "IKE_SA_INIT",
             notify,
             reason: reason.to_string(),
@@ -318,7 +319,7 @@ impl Endpoint {
                 .any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
         let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
         if peer_nat || our_nat {
-            warn!(ike = %sa.id, peer_behind_nat = peer_nat, we_behind_nat = our_nat,
+            warn!(ike = %sa.id(), peer_behind_nat = peer_nat, we_behind_nat = our_nat,
                   "NAT detected; UDP encapsulation of ESP is not supported, CHILD_SAs may not pass");
         }
     }
@@ -518,7 +519,7 @@ impl Endpoint {
             )
         };
         self.check_nat(&sa, p, false);
-        debug!(ike = %sa.id, %remote, suite = %suite, "IKE_SA_INIT answered");
+        debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
         self.send_response(&mut sa, 0, resp);
         self.half_open.insert((remote, header.spi_i), spi_r);
         self.finish(sa, Fate::Keep);

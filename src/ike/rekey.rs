@@ -140,7 +140,7 @@ impl Endpoint {
         let (dh, public) = match DhPrivate::generate(group, self.rng.as_mut()) {
             Ok(x) => x,
             Err(e) => {
-                warn!(ike = %sa.id, "DH key generation failed: {e}");
+                warn!(ike = %sa.id(), "DH key generation failed: {e}");
                 return;
             }
         };
@@ -158,7 +158,7 @@ impl Endpoint {
                 data: public,
             },
         ];
-        info!(ike = %sa.id, group = group.id(), "rekeying the IKE SA");
+        info!(ike = %sa.id(), group = group.id(), "rekeying the IKE SA");
         let data = self.seal(sa, CREATE_CHILD_SA, false, sa.next_msg_id, &payloads);
         self.send_request(
             sa,
@@ -174,9 +174,9 @@ impl Endpoint {
 
     /// Initiator: our IKE SA rekey failed; try again later (timed rekeys only).
     fn rekey_ike_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        warn!(ike = %sa.id, ?notify, reason, "IKE SA rekey failed");
+        warn!(ike = %sa.id(), ?notify, reason, "IKE SA rekey failed");
         self.push_event(Event::ExchangeFailed {
-            ike: sa.id,
+            ike: sa.id(),
             exchange: "CREATE_CHILD_SA",
             notify,
             reason: reason.to_string(),
@@ -208,7 +208,7 @@ impl Endpoint {
                 .filter(|g| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
             return match wanted {
                 Some(g) if g != sent_group && sa.state == State::Established => {
-                    info!(ike = %sa.id, group = g.id(), "peer wants another DH group for the IKE rekey; retrying");
+                    info!(ike = %sa.id(), group = g.id(), "peer wants another DH group for the IKE rekey; retrying");
                     self.start_rekey_ike(sa, Some(g));
                     Fate::Keep
                 }
@@ -253,7 +253,7 @@ impl Endpoint {
             return Fate::Close("no keys".into());
         };
         let keys = rekeyed_keys(old_keys, &suite, &shared, &ni, nr, spi, peer_spi, true);
-        let old_id = sa.id;
+        let old_id = sa.id();
         match collision {
             None => {
                 let new = self.successor(sa, true, spi, peer_spi, suite, keys, true);
@@ -270,7 +270,7 @@ impl Endpoint {
                 if nonce_min(&ni, nr) < c.nonce_min
                     && let Some(mut theirs) = theirs
                 {
-                    info!(ike = %sa.id, "simultaneous IKE rekey: ours lost, deleting it");
+                    info!(ike = %sa.id(), "simultaneous IKE rekey: ours lost, deleting it");
                     self.move_children(sa, &mut theirs);
                     self.announce(old_id, &theirs);
                     self.finish(theirs, Fate::Keep);
@@ -279,7 +279,7 @@ impl Endpoint {
                     // The peer deletes the old SA.
                 } else {
                     // Ours won (or the peer already deleted its SA, which then lost).
-                    info!(ike = %sa.id, "simultaneous IKE rekey: ours won");
+                    info!(ike = %sa.id(), "simultaneous IKE rekey: ours won");
                     if let Some(mut theirs) = theirs {
                         theirs.state = State::Rekeyed;
                         theirs.expires_at = Some(self.now.at + self.cfg.timers.half_open_timeout);
@@ -313,13 +313,13 @@ impl Endpoint {
             return;
         };
         self.move_children(sa, &mut theirs);
-        self.announce(sa.id, &theirs);
+        self.announce(sa.id(), &theirs);
         self.finish(theirs, Fate::Keep);
     }
 
     fn announce(&mut self, old: IkeId, new: &IkeSa) {
-        info!(old = %old, new = %new.id, initiator = new.initiator, children = new.children.len(), "IKE SA rekeyed");
-        self.push_event(Event::IkeRekeyed { old, new: new.id });
+        info!(old = %old, new = %new.id(), initiator = new.initiator, children = new.children.len(), "IKE SA rekeyed");
+        self.push_event(Event::IkeRekeyed { old, new: new.id() });
     }
 
     /// Responder: CREATE_CHILD_SA with SA(IKE), Ni, KEi on an established SA.
@@ -345,7 +345,7 @@ impl Endpoint {
                 Exchange::RekeyIke { .. } | Exchange::Liveness | Exchange::DeleteChild(_)
             )
         {
-            debug!(ike = %sa.id, "IKE rekey request while our own exchange is pending");
+            debug!(ike = %sa.id(), "IKE rekey request while our own exchange is pending");
             return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
         }
         let Some((ke_group, ke_data)) = ke else {
@@ -369,7 +369,7 @@ impl Endpoint {
             None => {
                 return match select_ike(&self.cfg.ike_proposals, props) {
                     Some((_, s)) => {
-                        info!(ike = %sa.id, got = ke_group, want = s.dh.id(), "IKE rekey with another KE group: INVALID_KE_PAYLOAD");
+                        info!(ike = %sa.id(), got = ke_group, want = s.dh.id(), "IKE rekey with another KE group: INVALID_KE_PAYLOAD");
                         self.stats.invalid_ke_sent += 1;
                         respond_err(
                             self,
@@ -379,7 +379,7 @@ impl Endpoint {
                         )
                     }
                     None => {
-                        info!(ike = %sa.id, "no acceptable IKE proposal for the rekey");
+                        info!(ike = %sa.id(), "no acceptable IKE proposal for the rekey");
                         respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![])
                     }
                 };
@@ -411,13 +411,14 @@ impl Endpoint {
         ];
         let resp = self.seal(sa, CREATE_CHILD_SA, true, msg_id, &out);
         self.send_response(sa, msg_id, resp);
+        let id = sa.id();
         if let Some(p) = sa.pending.as_mut()
             && let Exchange::RekeyIke { collision, .. } = &mut p.exchange
         {
             // Both sides rekey at once: remember the peer's exchange; our own answer decides
             // which new SA survives. Until then the CHILD_SAs stay on the old SA (which takes
             // no new work), so no Delete of either new SA, in any order, can remove them.
-            info!(ike = %sa.id, "simultaneous IKE SA rekey");
+            info!(ike = %id, "simultaneous IKE SA rekey");
             *collision = Some(Collision {
                 new: our_spi,
                 nonce_min: nonce_min(ni, &nr),
@@ -430,7 +431,7 @@ impl Endpoint {
             self.finish(new, Fate::Keep);
             return Fate::Keep;
         }
-        let old_id = sa.id;
+        let old_id = sa.id();
         let new = self.successor(sa, false, peer_spi, our_spi, suite, keys, true);
         self.announce(old_id, &new);
         self.finish(new, Fate::Keep);

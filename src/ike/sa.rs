@@ -181,7 +181,6 @@ pub(crate) struct Pending {
 }
 
 pub(crate) struct IkeSa {
-    pub id: IkeId,
     pub initiator: bool,
     pub state: State,
     pub spi_i: u64,
@@ -223,7 +222,6 @@ impl IkeSa {
         now: Instant,
     ) -> IkeSa {
         IkeSa {
-            id: IkeId(if initiator { spi_i } else { spi_r }),
             initiator,
             state,
             spi_i,
@@ -249,6 +247,10 @@ impl IkeSa {
         }
     }
 
+    /// Our name for this SA: our own SPI.
+    pub fn id(&self) -> IkeId {
+        IkeId(self.our_spi())
+    }
     pub fn our_spi(&self) -> u64 {
         if self.initiator {
             self.spi_i
