@@ -94,6 +94,13 @@ fn check_rfc4877(l: &Lab) {
 }
 
 fn handshake(kind: AuthKind, ike_p: &str, esp_p: &str) {
+    // RSA keys always sign with RFC 7427 (ring cannot sign PKCS#1 with SHA-1); ECDSA signs with
+    // method 9 unless RFC 7427 is configured and the peer announced SIGNATURE_HASH_ALGORITHMS.
+    let method = match kind {
+        AuthKind::Ecdsa => AUTH_ECDSA_SHA256_P256,
+        AuthKind::Psk => AUTH_SHARED_KEY,
+        AuthKind::Rsa | AuthKind::Rfc7427Ecdsa | AuthKind::Rfc7427Rsa => AUTH_DIGITAL_SIGNATURE,
+    };
     let mut l = lab(kind, ike_p, esp_p);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(
@@ -104,6 +111,17 @@ fn handshake(kind: AuthKind, ike_p: &str, esp_p: &str) {
     );
     check_rfc4877(&l);
     assert!(l.mn.ike_up() && l.ha.ike_up());
+    assert_eq!(
+        l.ha.ep.list()[0].peer_auth_method,
+        method,
+        "the MN's AUTH method"
+    );
+    assert_eq!(
+        l.mn.ep.list()[0].peer_auth_method,
+        method,
+        "the HA's AUTH method"
+    );
+    assert_eq!(l.mn.ep.stats.nat_detected + l.ha.ep.stats.nat_detected, 0);
 }
 
 #[test]
@@ -1186,4 +1204,21 @@ fn an_authenticated_peer_cannot_create_unbounded_child_sas() {
         "established",
         "the IKE SA survives the refusals"
     );
+}
+
+#[test]
+fn nat_detection_notices_a_rewritten_source_address() {
+    let mut l = lab(AuthKind::Ecdsa, IKE, ESP);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, req) = l.wire.remove(0);
+    // The request arrives from another address than the one the MN hashed (a NAT rewrote it).
+    let translated: std::net::SocketAddr = "[2001:db8:99::1]:4711".parse().unwrap();
+    l.ha.ep
+        .handle_datagram(l.now, l.ha.addr, translated, &req.data);
+    assert_eq!(l.ha.ep.stats.nat_detected, 1);
+    // Unchanged addresses: no NAT.
+    let mut l = lab(AuthKind::Ecdsa, IKE, ESP);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now_n(2);
+    assert_eq!(l.ha.ep.stats.nat_detected + l.mn.ep.stats.nat_detected, 0);
 }

@@ -320,6 +320,7 @@ impl Endpoint {
             Err(e) => return Fate::Close(format!("cannot sign AUTH: {e}")),
         };
         sa.peer = Some(identity.clone());
+        sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.user = Some(user);
         sa.state = State::Established;
         sa.expires_at = None;
@@ -427,6 +428,7 @@ impl Endpoint {
         }
         info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
+        sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.state = State::Established;
         self.stats.ike_established += 1;
         self.push_event(Event::IkeUp {

@@ -34,6 +34,8 @@ pub struct Stats {
     pub dropped: u64,
     pub auth_failures: u64,
     pub ts_refused: u64,
+    /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
+    pub nat_detected: u64,
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -340,6 +342,7 @@ impl Endpoint {
             peer: sa.peer.clone(),
             transforms: sa.suite.map(|s| s.to_string()).unwrap_or_default(),
             home_address: sa.home_address,
+            peer_auth_method: sa.peer_auth_method,
             children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
         }
     }

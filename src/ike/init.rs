@@ -319,6 +319,7 @@ impl Endpoint {
                 .any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
         let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
         if peer_nat || our_nat {
+            self.stats.nat_detected += 1;
             warn!(ike = %sa.id(), peer_behind_nat = peer_nat, we_behind_nat = our_nat,
                   "NAT detected; UDP encapsulation of ESP is not supported, CHILD_SAs may not pass");
         }

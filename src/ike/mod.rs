@@ -127,6 +127,8 @@ pub struct IkeSaInfo {
     pub peer: Option<Identity>,
     pub transforms: String,
     pub home_address: Option<Ipv6Addr>,
+    /// The AUTH method the peer authenticated with (1 RSA, 2 PSK, 9 ECDSA, 14 RFC 7427).
+    pub peer_auth_method: u8,
     pub children: Vec<ChildInfo>,
 }
 

@@ -74,6 +74,7 @@ impl Endpoint {
             peer: old.peer.clone(),
             user: old.user.clone(),
             home_address: old.home_address,
+            peer_auth_method: old.peer_auth_method,
             ..IkeSa::new(
                 initiator,
                 State::Established,

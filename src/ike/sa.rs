@@ -194,6 +194,8 @@ pub(crate) struct IkeSa {
     pub peer: Option<Identity>,
     pub user: Option<Arc<User>>,
     pub home_address: Option<Ipv6Addr>,
+    /// The AUTH method the peer proved itself with (0 before IKE_AUTH).
+    pub peer_auth_method: u8,
     /// Our next request's message ID.
     pub next_msg_id: u32,
     /// The message ID we expect on the peer's next request.
@@ -235,6 +237,7 @@ impl IkeSa {
             peer: None,
             user: None,
             home_address: None,
+            peer_auth_method: 0,
             next_msg_id: 0,
             peer_msg_id: 0,
             pending: None,
