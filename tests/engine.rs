@@ -1222,3 +1222,30 @@ fn nat_detection_notices_a_rewritten_source_address() {
     l.run_now_n(2);
     assert_eq!(l.ha.ep.stats.nat_detected + l.mn.ep.stats.nat_detected, 0);
 }
+
+#[test]
+fn unsupported_major_version_is_answered_only_for_requests() {
+    let mut l = lab(AuthKind::Ecdsa, IKE, ESP);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, req) = l.wire.remove(0);
+    let mut v3 = req.data.clone();
+    v3[17] = 0x30; // major version 3
+    l.ha.ep.handle_datagram(l.now, l.ha.addr, l.mn.addr, &v3);
+    let out = l.ha.drain();
+    assert_eq!(out.len(), 1);
+    let answer = Message::parse(&out[0].data).unwrap();
+    assert_eq!(answer.header.version, IKE_VERSION);
+    assert_eq!(answer.header.flags, FLAG_RESPONSE);
+    assert_eq!(
+        answer.header.spi_i,
+        Message::parse(&req.data).unwrap().header.spi_i
+    );
+    assert!(
+        matches!(&answer.payloads[..], [Payload::Notify(n)] if n.notify_type == N_INVALID_MAJOR_VERSION)
+    );
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    // A version-3 response is never answered (no error loops).
+    v3[19] |= FLAG_RESPONSE;
+    l.ha.ep.handle_datagram(l.now, l.ha.addr, l.mn.addr, &v3);
+    assert!(l.ha.drain().is_empty());
+}

@@ -113,14 +113,16 @@ impl Endpoint {
         let header = match Header::parse(data) {
             Ok(h) => h,
             Err(crate::wire::Error::Version(major)) => {
-                // RFC 7296 2.5: answer unencrypted with the highest version we support. Only
-                // for requests, and only when the header itself is readable.
-                if data.len() >= Header::LEN && data[19] & FLAG_RESPONSE == 0 {
+                // RFC 7296 2.5: answer unencrypted with the highest version we support, and
+                // only to requests.
+                if let Ok(h) = Header::peek(data)
+                    && !h.is_response()
+                {
                     debug!(%remote, major, "unsupported IKE major version");
                     self.send_unprotected_error(
                         local,
                         remote,
-                        data,
+                        &h,
                         N_INVALID_MAJOR_VERSION,
                         Vec::new(),
                     );
@@ -747,31 +749,11 @@ impl Endpoint {
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
-        request: &[u8],
+        request: &Header,
         notify: u16,
         data: Vec<u8>,
     ) {
-        let Ok(h) = Header::parse(request).or_else(|_| {
-            // INVALID_MAJOR_VERSION: the header parsed except for its version.
-            if request.len() >= Header::LEN {
-                let b = |r: std::ops::Range<usize>| request.get(r).unwrap_or(&[]).to_vec();
-                let spi = |v: Vec<u8>| v.try_into().map(u64::from_be_bytes).unwrap_or(0);
-                Ok(Header {
-                    spi_i: spi(b(0..8)),
-                    spi_r: spi(b(8..16)),
-                    next_payload: 0,
-                    version: IKE_VERSION,
-                    exchange: request[18],
-                    flags: 0,
-                    message_id: b(20..24).try_into().map(u32::from_be_bytes).unwrap_or(0),
-                    length: 0,
-                })
-            } else {
-                Err(())
-            }
-        }) else {
-            return;
-        };
+        let h = *request;
         let msg = Message {
             header: Header {
                 flags: FLAG_RESPONSE,

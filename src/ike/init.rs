@@ -365,7 +365,7 @@ impl Endpoint {
                 return self.send_unprotected_error(
                     local,
                     remote,
-                    data,
+                    header,
                     N_INVALID_SYNTAX,
                     Vec::new(),
                 );
@@ -376,17 +376,29 @@ impl Endpoint {
             return self.send_unprotected_error(
                 local,
                 remote,
-                data,
+                header,
                 N_UNSUPPORTED_CRITICAL_PAYLOAD,
                 vec![t],
             );
         }
         let f = Found::new(p);
         let (Some(sa_prop), Some((group, ke)), Some(ni)) = (f.sa, f.ke, f.nonce) else {
-            return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+            return self.send_unprotected_error(
+                local,
+                remote,
+                header,
+                N_INVALID_SYNTAX,
+                Vec::new(),
+            );
         };
         if !nonce_ok(ni) {
-            return self.send_unprotected_error(local, remote, data, N_INVALID_SYNTAX, Vec::new());
+            return self.send_unprotected_error(
+                local,
+                remote,
+                header,
+                N_INVALID_SYNTAX,
+                Vec::new(),
+            );
         }
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
         if self.half_open_count() >= self.cfg.cookie_threshold {
@@ -404,7 +416,7 @@ impl Endpoint {
                 );
                 self.stats.cookies_sent += 1;
                 debug!(%remote, "half-open threshold reached: answering with a COOKIE");
-                return self.send_unprotected_error(local, remote, data, N_COOKIE, c);
+                return self.send_unprotected_error(local, remote, header, N_COOKIE, c);
             }
         }
         if self.half_open_count() >= self.cfg.max_half_open {
@@ -415,7 +427,7 @@ impl Endpoint {
             return self.send_unprotected_error(
                 local,
                 remote,
-                data,
+                header,
                 N_NO_PROPOSAL_CHOSEN,
                 Vec::new(),
             );
@@ -426,7 +438,7 @@ impl Endpoint {
             return self.send_unprotected_error(
                 local,
                 remote,
-                data,
+                header,
                 N_INVALID_KE_PAYLOAD,
                 suite.dh.id().to_be_bytes().to_vec(),
             );
@@ -442,7 +454,7 @@ impl Endpoint {
                 return self.send_unprotected_error(
                     local,
                     remote,
-                    data,
+                    header,
                     N_INVALID_SYNTAX,
                     Vec::new(),
                 );

@@ -36,37 +36,36 @@ impl Header {
     /// Fails on short input, on a major version other than 2 (`Error::Version`, so the caller can
     /// answer INVALID_MAJOR_VERSION) and when `length` disagrees with `buf.len()`.
     pub fn parse(buf: &[u8]) -> Result<Header, Error> {
-        let mut r = Reader::new(buf);
-        let spi_i = r.u64("IKE header")?;
-        let spi_r = r.u64("IKE header")?;
-        let next_payload = r.u8("IKE header")?;
-        let version = r.u8("IKE header")?;
-        let exchange = r.u8("IKE header")?;
-        let flags = r.u8("IKE header")?;
-        let message_id = r.u32("IKE header")?;
-        let length = r.u32("IKE header")?;
+        let header = Header::peek(buf)?;
         // The version comes before the length check: an IKEv1 or future-version datagram should
         // be reported as such, not as a malformed one.
-        if version >> 4 != 2 {
-            return Err(Error::Version(version >> 4));
+        if header.version >> 4 != 2 {
+            return Err(Error::Version(header.version >> 4));
         }
         if buf.len() > limits::MAX_MESSAGE {
             return Err(Error::BadLength("message larger than the limit"));
         }
-        if usize::try_from(length).ok() != Some(buf.len()) {
+        if usize::try_from(header.length).ok() != Some(buf.len()) {
             return Err(Error::BadLength(
                 "header length disagrees with the datagram",
             ));
         }
+        Ok(header)
+    }
+
+    /// Reads the 28 header fields without checking version or length: enough to address an
+    /// error answer (INVALID_MAJOR_VERSION) to a datagram `parse` refuses.
+    pub fn peek(buf: &[u8]) -> Result<Header, Error> {
+        let mut r = Reader::new(buf);
         Ok(Header {
-            spi_i,
-            spi_r,
-            next_payload,
-            version,
-            exchange,
-            flags,
-            message_id,
-            length,
+            spi_i: r.u64("IKE header")?,
+            spi_r: r.u64("IKE header")?,
+            next_payload: r.u8("IKE header")?,
+            version: r.u8("IKE header")?,
+            exchange: r.u8("IKE header")?,
+            flags: r.u8("IKE header")?,
+            message_id: r.u32("IKE header")?,
+            length: r.u32("IKE header")?,
         })
     }
 
