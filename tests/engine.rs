@@ -1249,3 +1249,44 @@ fn unsupported_major_version_is_answered_only_for_requests() {
     l.ha.ep.handle_datagram(l.now, l.ha.addr, l.mn.addr, &v3);
     assert!(l.ha.drain().is_empty());
 }
+
+#[test]
+fn later_child_sas_stay_on_the_home_address_of_the_ike_sa() {
+    // mn1 owns two HoAs; each IKE SA is bound to the HoA its first CHILD_SA was granted.
+    let all = [SaClass::BuBa, SaClass::Payload];
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x101);
+    let ha = ha_with_users(vec![user(
+        "mn1",
+        MN1_DN,
+        mip6_ike::mobility::UserAuth::Certificate,
+        &[HOA1, other],
+        &all,
+    )]);
+    let mut l = Lab::new(mn1(), ha);
+    l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
+    assert!(l.establish(1));
+    assert_eq!(l.ha.ep.list()[0].home_address, Some(HOA1));
+    // A second MN-side IKE SA for the other HoA is fine.
+    let mut l2 = Lab::new(
+        mn1(),
+        ha_with_users(vec![user(
+            "mn1",
+            MN1_DN,
+            mip6_ike::mobility::UserAuth::Certificate,
+            &[HOA1, other],
+            &all,
+        )]),
+    );
+    l2.initiate(
+        HomeAddress::Static(other),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l2.establish(2));
+    assert_eq!(l2.ha.ep.list()[0].home_address, Some(other));
+    assert!(
+        l2.ha.ep.list()[0]
+            .children
+            .iter()
+            .all(|c| c.ts_remote[0].start_addr == IpAddr::V6(other))
+    );
+}

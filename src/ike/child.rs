@@ -168,6 +168,8 @@ impl Endpoint {
             return Err(N_NO_ADDITIONAL_SAS);
         };
         let ha_addr = ha.address;
+        // One IKE SA serves one home address (the one its first CHILD_SA was granted), so a
+        // user with several HoAs runs one IKE SA per HoA and K-bit moves stay per HoA.
         let mut candidates: Vec<Ipv6Addr> = match sa.home_address {
             Some(a) => vec![a],
             None => user.home_addresses.clone(),
