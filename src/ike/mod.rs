@@ -176,6 +176,23 @@ pub enum Event {
         ike: IkeId,
         address: Ipv6Addr,
     },
+    /// The home agent delegated a home network prefix (RFC 5026 MIP6_HOME_PREFIX), seen from
+    /// either side.
+    PrefixAssigned {
+        ike: IkeId,
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+        /// Seconds; 0 = infinite.
+        lifetime: u32,
+    },
+    /// The IKE SA's endpoints moved (K bit, after a MIGRATE).
+    Migrated {
+        ike: IkeId,
+        old_local: SocketAddr,
+        old_remote: SocketAddr,
+        new_local: SocketAddr,
+        new_remote: SocketAddr,
+    },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {
         ike: IkeId,

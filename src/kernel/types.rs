@@ -105,6 +105,8 @@ pub enum KernelOp {
 pub enum KernelEvent {
     /// A packet matched a policy without SA (mip6d's first BU, for instance).
     Acquire {
+        /// The kernel's sequence number of the larval state (passed back in ALLOCSPI).
+        seq: u32,
         reqid: u32,
         selector: Selector,
         src: IpAddr,
