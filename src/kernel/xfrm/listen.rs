@@ -66,6 +66,30 @@ impl Listener {
     /// Waits for one datagram (at most the poll time) and returns its events; invalid
     /// datagrams are logged and yield none. Err only for socket failures.
     pub fn recv(&mut self) -> Result<Vec<KernelEvent>, NlError> {
+        let Some((n, pid)) = self.recv_datagram()? else {
+            return Ok(Vec::new());
+        };
+        let data = self.buf.get(..n).unwrap_or(&[]);
+        match decode(data, pid) {
+            Ok(evs) => Ok(evs),
+            Err(e) => {
+                debug!(len = n, "netlink datagram rejected: {e}");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Waits for one datagram and returns a copy of its bytes and the sender's port id
+    /// (tests: real kernel messages as seeds for the hostile-input checks).
+    pub fn recv_raw(&mut self) -> Result<Option<(Vec<u8>, u32)>, NlError> {
+        Ok(self
+            .recv_datagram()?
+            .and_then(|(n, pid)| Some((self.buf.get(..n)?.to_vec(), pid))))
+    }
+
+    /// (length, sender port id) of the next datagram in `self.buf`; None on timeout or for a
+    /// datagram too big for the buffer.
+    fn recv_datagram(&mut self) -> Result<Option<(usize, u32)>, NlError> {
         let mut slice: &mut [u8] = &mut self.buf[..];
         let (n, from) = match self.sock.recv_from(&mut slice, MSG_TRUNC) {
             Ok(r) => r,
@@ -73,11 +97,11 @@ impl Listener {
                 return match e.kind() {
                     std::io::ErrorKind::WouldBlock
                     | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::Interrupted => Ok(Vec::new()),
+                    | std::io::ErrorKind::Interrupted => Ok(None),
                     // ENOBUFS: the kernel dropped notifications; keep listening.
                     _ if e.raw_os_error() == Some(105) => {
                         warn!("XFRM notifications lost (socket buffer overrun)");
-                        Ok(Vec::new())
+                        Ok(None)
                     }
                     _ => Err(NlError::Io(e.to_string())),
                 };
@@ -85,15 +109,8 @@ impl Listener {
         };
         if n > RECV_BUF {
             debug!(len = n, "oversized netlink datagram dropped");
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let data = self.buf.get(..n).unwrap_or(&[]);
-        match decode(data, from.port_number()) {
-            Ok(evs) => Ok(evs),
-            Err(e) => {
-                debug!(len = n, "netlink datagram rejected: {e}");
-                Ok(Vec::new())
-            }
-        }
+        Ok(Some((n, from.port_number())))
     }
 }
