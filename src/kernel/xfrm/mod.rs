@@ -356,6 +356,18 @@ impl XfrmKernel {
             .collect()
     }
 
+    /// Installs (daemon mode) the policies SA `s` needs, counting one more user of each.
+    /// `AddSa` does this after the SA is in; public because hosts without ESP (tests) can
+    /// exercise the policy half alone.
+    pub fn add_policies(&mut self, s: &SaSpec) -> Result<(), String> {
+        self.install_policies(s, true)
+    }
+
+    /// Drops SA `s`'s use of its policies; a policy goes when its last user does.
+    pub fn remove_policies(&mut self, s: &SaSpec) {
+        self.release_policies(s)
+    }
+
     fn install_policies(&mut self, s: &SaSpec, count: bool) -> Result<(), String> {
         for p in self.policies_for(s) {
             lock(&self.shared)
@@ -397,13 +409,14 @@ impl XfrmKernel {
         }
         {
             let mut sh = lock(&self.shared);
-            let update = sh.allocated.remove(&key);
+            // Stays reserved (and removed at shutdown) until the SA is in.
+            let update = sh.allocated.contains(&key);
             // An SPI reserved for another destination (the address was not known yet): its
             // larval state goes, the SA is created afresh.
             let stray: Vec<(IpAddr, u32)> = sh
                 .allocated
                 .iter()
-                .filter(|(_, spi)| *spi == spec.spi)
+                .filter(|(dst, spi)| *spi == spec.spi && *dst != spec.dst)
                 .copied()
                 .collect();
             for (dst, spi) in stray {
@@ -424,6 +437,7 @@ impl XfrmKernel {
                     .map_err(|e| e.to_string())?,
                 Err(e) => return Err(e.to_string()),
             }
+            sh.allocated.remove(&key);
         }
         self.sas.insert(key, spec.clone());
         if let Err(e) = self.install_policies(spec, true) {
