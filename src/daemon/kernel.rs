@@ -137,7 +137,10 @@ impl AcquireState {
             .find(|s| s.initiator && s.state == "established" && Some(s.id) == initiating)
             .or_else(|| sas.iter().find(|s| s.initiator && s.state == "established"));
         let Some(ike) = up else {
-            return if initiating.is_some() || sas.iter().any(|s| s.initiator) {
+            // `initiating` may name an attempt that already failed: only a live initiator SA
+            // counts as negotiation under way.
+            let _ = initiating;
+            return if sas.iter().any(|s| s.initiator) {
                 AcquireAction::Ignore("IKE SA negotiation under way")
             } else {
                 AcquireAction::Initiate
@@ -182,4 +185,97 @@ pub fn log_acquire(reqid: u32, action: &AcquireAction) {
 /// The command for a CreateChild action.
 pub fn create_child(ike: IkeId, class: SaClass) -> Command {
     Command::CreateChild { ike, class }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::ChildInfo;
+    use crate::kernel::Mode;
+
+    fn sa(id: u64, state: &'static str, classes: &[SaClass]) -> IkeSaInfo {
+        let addr = "[2001:db8::1]:500".parse().unwrap();
+        IkeSaInfo {
+            id: IkeId(id),
+            initiator: true,
+            state,
+            local: addr,
+            remote: addr,
+            spi_i: id,
+            spi_r: 1,
+            peer: None,
+            transforms: String::new(),
+            home_address: None,
+            peer_auth_method: 0,
+            children: classes
+                .iter()
+                .map(|c| ChildInfo {
+                    ike: IkeId(id),
+                    class: Some(*c),
+                    mode: Mode::Transport,
+                    spi_in: 0x100,
+                    spi_out: 0x200,
+                    reqid_in: 2,
+                    reqid_out: 1,
+                    local: addr.ip(),
+                    remote: addr.ip(),
+                    ts_local: vec![],
+                    ts_remote: vec![],
+                    transforms: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    const CLASSES: &[(SaClass, u32)] = &[(SaClass::BuBa, 1), (SaClass::Payload, 3)];
+
+    #[test]
+    fn acquire_decisions() {
+        let mut st = AcquireState::default();
+        // Not one of our outbound reqids (2 is the inbound BU/BA reqid of the MN).
+        assert!(matches!(
+            st.decide(2, CLASSES, None, &[]),
+            AcquireAction::Ignore(_)
+        ));
+        // No IKE SA at all, or only a stale id: initiate.
+        assert_eq!(st.decide(1, CLASSES, None, &[]), AcquireAction::Initiate);
+        assert_eq!(
+            st.decide(1, CLASSES, Some(IkeId(9)), &[]),
+            AcquireAction::Initiate
+        );
+        // IKE SA negotiating: nothing more.
+        let negotiating = [sa(7, "IKE_AUTH sent", &[])];
+        assert!(matches!(
+            st.decide(1, CLASSES, Some(IkeId(7)), &negotiating),
+            AcquireAction::Ignore(_)
+        ));
+        // IKE SA up with BU/BA: the payload class is created once, BU/BA not again.
+        let up = [sa(7, "established", &[SaClass::BuBa])];
+        assert!(matches!(
+            st.decide(1, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::Ignore("CHILD_SA exists")
+        ));
+        assert_eq!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::CreateChild {
+                ike: IkeId(7),
+                class: SaClass::Payload
+            }
+        );
+        assert!(matches!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::Ignore("CHILD_SA negotiation under way")
+        ));
+        // After a failed exchange the next ACQUIRE may try again.
+        st.on_event(&Event::ExchangeFailed {
+            ike: IkeId(7),
+            exchange: "CREATE_CHILD_SA",
+            notify: None,
+            reason: String::new(),
+        });
+        assert!(matches!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::CreateChild { .. }
+        ));
+    }
 }

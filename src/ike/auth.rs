@@ -185,7 +185,16 @@ impl Endpoint {
             let Some(req) =
                 self.child_request_for(sa, class, &plan.home_address, plan.home_agent, None)
             else {
-                return Fate::Close("no inbound SPI for the first CHILD_SA".into());
+                // The kernel gave no SPI: this attempt ends here; the daemon retries later.
+                let reason = "no inbound SPI for the first CHILD_SA";
+                self.stats.ike_failed += 1;
+                self.push_event(Event::ExchangeFailed {
+                    ike: sa.id(),
+                    exchange: "IKE_AUTH",
+                    notify: None,
+                    reason: reason.into(),
+                });
+                return Fate::Close(reason.into());
             };
             if req.mode == Mode::Transport {
                 payloads.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
