@@ -730,3 +730,111 @@ fn hostile_netlink_input_is_rejected_or_parsed_never_a_panic() {
         assert!(decode(&b, 0).is_err(), "type {t:#x}");
     }
 }
+
+/// The SPIi and source of the next IKE_SA_INIT `ha` hears (5 s at most).
+async fn recv_init(ha: &tokio::net::UdpSocket, buf: &mut [u8; 2048]) -> (Vec<u8>, SocketAddr) {
+    let (_, from) = tokio::time::timeout(Duration::from_secs(5), ha.recv_from(&mut buf[..]))
+        .await
+        .expect("an IKE_SA_INIT")
+        .unwrap();
+    assert_eq!(buf.get(18), Some(&34), "IKE_SA_INIT");
+    (buf[..8].to_vec(), from)
+}
+
+/// A mobile-node daemon on the XFRM backend: its first IKE_SA_INIT goes unanswered and the
+/// attempt fails; then a packet hits mip6d's BU policy, the kernel raises an ACQUIRE, and the
+/// daemon initiates again, from the care-of address.
+#[test]
+fn daemon_answers_an_acquire_with_a_new_initiation() {
+    use mip6_ike::daemon::{Control, Daemon, make_kernel};
+    use mip6_ike::ike::Event;
+    use tokio::sync::mpsc;
+
+    in_netns(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
+            let to = dir.path().join(f);
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("certs")
+                    .join(f),
+                &to,
+            )
+            .unwrap();
+            let mut p = std::fs::metadata(&to).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
+            std::fs::set_permissions(&to, p).unwrap();
+        }
+        let toml = format!(
+            r#"role = "mobile-node"
+[listen]
+addresses = ["{COA1}"]
+port = 0
+nat_port = 0
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[timers]
+retransmit_timeout = 0.2
+retransmit_tries = 1
+[mobile_node]
+home_agent = "[{HA}]:5000"
+home_agent_address = "{HA}"
+care_of_address = "{COA1}"
+home_address = "{HOA}"
+classes = ["bu-ba"]
+[kernel]
+backend = "xfrm"
+"#
+        );
+        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
+        // mip6d's BU policy (reqid 1 = bu-ba to HA); a UDP probe stands in for the BU.
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The "home agent" hears IKE_SA_INITs and never answers.
+            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
+                .await
+                .unwrap();
+            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
+            let kernel = make_kernel(&cfg).unwrap();
+            let d = Daemon::bind(cfg, kernel).unwrap();
+            let mut ev = d.subscribe();
+            let (tx, rx) = mpsc::channel(4);
+            let task = tokio::spawn(d.run(rx));
+            let mut buf = [0u8; 2048];
+            let (spi1, from1) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from1.ip(), a(COA1), "IKE from the care-of address");
+            // The attempt fails (no answer), and nothing retries by itself for a while.
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .expect("the unanswered attempt fails");
+            // Drain retransmissions of the first attempt.
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
+            {
+            }
+            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
+            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            let (spi2, from2) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from2.ip(), a(COA1), "never from the ACQUIRE's HoA");
+            assert_ne!(spi1, spi2, "a new IKE SA");
+            tx.send(Control::Shutdown).await.unwrap();
+            let k = task.await.unwrap().unwrap();
+            assert!(k.installed().is_empty());
+        });
+    });
+}
