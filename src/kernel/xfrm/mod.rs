@@ -460,7 +460,9 @@ impl XfrmKernel {
     }
 
     /// The kernel cannot change an SA's destination in place: delete it and add it again with
-    /// the same keys and SPI (what strongSwan does on MOBIKE/K-bit moves).
+    /// the same keys and SPI (what strongSwan does on MOBIKE/K-bit moves). When mip6d's
+    /// MIGRATE already moved it (the kernel migrates SAs with the policies), the old one is gone
+    /// and the new one exists: both are fine.
     fn move_sa(
         &mut self,
         old_dst: IpAddr,
@@ -482,9 +484,14 @@ impl XfrmKernel {
                 Ok(()) | Err(NlError::Errno(ESRCH)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            sh.nl
-                .ack(msg::sa_request(&new, false)?)
-                .map_err(|e| format!("re-adding SA {spi:08x} to {dst}: {e}"))?;
+            match sh.nl.ack(msg::sa_request(&new, false)?) {
+                Ok(()) => {}
+                // mip6d's MIGRATE makes the kernel move matching SAs itself: already there.
+                Err(NlError::Errno(EEXIST)) => {
+                    debug!(%dst, spi = format_args!("{spi:08x}"), "SA already moved by the kernel")
+                }
+                Err(e) => return Err(format!("re-adding SA {spi:08x} to {dst}: {e}")),
+            }
         }
         self.sas.remove(&(old_dst, spi));
         self.sas.insert((dst, spi), new.clone());
