@@ -838,3 +838,31 @@ backend = "xfrm"
         });
     });
 }
+
+/// A reserved SPI nobody completes expires (the netns's acquire timeout, 1 s here): the kernel
+/// reports a hard EXPIRE for it, which reaches the listener as an engine event.
+#[test]
+fn larval_sa_expiry_arrives_as_a_hard_expire() {
+    in_netns(|| {
+        let out = Proc::new("sysctl")
+            .args(["-qw", "net.core.xfrm_acq_expires=1"])
+            .output()
+            .expect("run sysctl");
+        assert!(out.status.success(), "sysctl: {out:?}");
+        let mut l = Listener::open(Duration::from_millis(200)).unwrap();
+        let spi = Netlink::open()
+            .unwrap()
+            .allocspi(a(HA), a(HOA), 2, 0)
+            .unwrap();
+        let evs = next_events(&mut l, &mut Vec::new());
+        assert_eq!(
+            evs,
+            vec![KernelEvent::Expire {
+                dst: a(HOA),
+                spi,
+                hard: true
+            }]
+        );
+        assert_eq!(states(), vec![]);
+    });
+}
