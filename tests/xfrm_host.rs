@@ -440,15 +440,30 @@ fn acquire_from_a_packet_becomes_an_initiation() {
 fn acquire_carries_the_icmpv6_type_in_sport() {
     in_netns(|| {
         let mut l = Listener::open(Duration::from_millis(200)).unwrap();
-        // As mip6d writes MobPfxDisc policies: the ICMPv6 type in sport. Echo request (128)
-        // is the type a plain ping produces.
+        // As mip6d writes its MobPfxDisc policy: the ICMPv6 type (MPS, 146) in sport, reqid 5
+        // (mps-mpa to_ha).
         ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto ipv6-icmp type 128 dir out priority 5 tmpl proto esp mode transport reqid 5"
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto ipv6-icmp type 146 dir out priority 5 tmpl proto esp mode transport reqid 5"
         ));
-        let _ = Proc::new("ping")
-            .args(["-6", "-c1", "-W1", "-I", HOA, HA])
-            .output()
-            .expect("run ping");
+        // A Mobile Prefix Solicitation from the HoA on a raw ICMPv6 socket (the kernel fills in
+        // the checksum; the flow's type is the first byte).
+        use nix::sys::socket::{
+            AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6, bind, sendto,
+            socket,
+        };
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Raw,
+            SockFlag::empty(),
+            SockProtocol::IcmpV6,
+        )
+        .unwrap();
+        let v6 =
+            |s: &str| SockaddrIn6::from(std::net::SocketAddrV6::new(s.parse().unwrap(), 0, 0, 0));
+        bind(fd.as_raw_fd(), &v6(HOA)).unwrap();
+        let mps = [146u8, 0, 0, 0, 0x12, 0x34, 0, 0];
+        let _ = sendto(fd.as_raw_fd(), &mps, &v6(HA), MsgFlags::empty());
         let evs = next_events(&mut l, &mut Vec::new());
         let KernelEvent::Acquire {
             reqid, selector, ..
@@ -457,7 +472,7 @@ fn acquire_carries_the_icmpv6_type_in_sport() {
             panic!("not an ACQUIRE: {evs:?}")
         };
         assert_eq!(*reqid, 5);
-        assert_eq!((selector.proto, selector.sport), (58, (128, 0xffff)));
+        assert_eq!((selector.proto, selector.sport), (58, (146, 0xffff)));
         // The IKEv2 TS for it: the type in the high byte of the port.
         let ts = mip6_ike::mobility::selector::from_kernel_side(
             selector.src,
@@ -465,7 +480,7 @@ fn acquire_carries_the_icmpv6_type_in_sport() {
             selector.proto,
             selector.sport,
         );
-        assert_eq!((ts.start_port, ts.end_port), (128 << 8, (128 << 8) | 0xff));
+        assert_eq!((ts.start_port, ts.end_port), (146 << 8, (146 << 8) | 0xff));
     });
 }
 
