@@ -61,6 +61,8 @@ pub struct Endpoint {
     pub(super) events: VecDeque<Event>,
     pub stats: Stats,
     pub(super) now: Now,
+    /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
+    pub(super) leases: crate::mobility::LeaseTable,
 }
 
 impl Endpoint {
@@ -84,6 +86,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             now,
+            leases: crate::mobility::LeaseTable::new(),
         }
     }
 
@@ -197,9 +200,7 @@ impl Endpoint {
                     "ACQUIRE reached the engine; ignored (handled by the daemon)"
                 );
             }
-            KernelEvent::Migrate(m) => {
-                debug!(?m, "MIGRATE not handled by the engine yet");
-            }
+            KernelEvent::Migrate(m) => self.handle_migrate(m),
         }
     }
 
@@ -220,6 +221,7 @@ impl Endpoint {
                     home_address,
                     classes,
                     remote_identity,
+                    assigned_hoa: None,
                     ike_rekey_at: None,
                 };
                 Ok(self.start_initiator(local, remote, plan))
@@ -230,6 +232,9 @@ impl Endpoint {
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
             Command::Shutdown => {
+                // Leases outlive the daemon by the grace period (and are saved as released).
+                let grace = self.cfg.mobility.lease_grace.as_secs();
+                self.leases.release_all(now.unix, grace);
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
@@ -280,6 +285,7 @@ impl Endpoint {
         {
             self.rotate_cookie_secret();
         }
+        self.leases.expire(now.unix);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
                 break;
@@ -297,10 +303,10 @@ impl Endpoint {
     /// The earliest time `handle_timeout` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let t = self.timers.first().map(|(at, _)| *at);
-        match (t, self.cookie_rotate_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let lease = self.leases.next_expiry().map(|e| {
+            self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix))
+        });
+        [t, self.cookie_rotate_at, lease].into_iter().flatten().min()
     }
 
     // ---- outputs ----
@@ -384,6 +390,7 @@ impl Endpoint {
             self.child_spis.remove(&fc.spi_in);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
+            self.release_leases(&sa);
             info!(ike = %sa.id(), remote = %sa.remote, reason, "IKE SA down");
             self.events.push_back(Event::IkeDown {
                 ike: sa.id(),
