@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::Event;
 use super::endpoint::Endpoint;
 use super::sa::IkeSa;
-use super::Event;
 use crate::auth::Identity;
 use crate::mobility::{HomePrefix, Lease, LeaseTable, User};
 use crate::wire::consts::*;
@@ -169,6 +169,7 @@ impl Endpoint {
             {
                 info!(ike = %sa.id(), identity = %peer, proposed = %w, assigned = %a, "proposed home address refused: USE_ASSIGNED_HoA");
                 ans.use_assigned = true;
+                self.stats.use_assigned_hoa += 1;
             }
             attributes.push(hoa_attribute(a));
             ans.hoa = Some(a);

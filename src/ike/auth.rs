@@ -456,7 +456,11 @@ impl Endpoint {
         let assigned = reply.and_then(|cp| {
             cp.attributes.iter().find_map(|at| {
                 (at.attr_type == CFG_INTERNAL_IP6_ADDRESS && at.value.len() == 17)
-                    .then(|| at.value.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()))
+                    .then(|| {
+                        at.value
+                            .get(..16)
+                            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    })
                     .flatten()
                     .map(Ipv6Addr::from)
             })
@@ -465,6 +469,7 @@ impl Endpoint {
         if let Some(addr) = assigned.filter(|_| dynamic) {
             let proposed = sa.plan.as_ref().and_then(|p| p.assigned_hoa);
             if a.notify(N_USE_ASSIGNED_HOA).is_some() {
+                self.stats.use_assigned_hoa += 1;
                 info!(ike = %sa.id(), ?proposed, assigned = %addr, "home agent refused our home address (USE_ASSIGNED_HoA)");
             }
             info!(ike = %sa.id(), home_address = %addr, "home agent assigned a home address");

@@ -5,6 +5,7 @@ use std::net::Ipv6Addr;
 
 use tracing::{info, warn};
 
+use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
@@ -15,7 +16,6 @@ use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec};
 use crate::mobility::SaClass;
 use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
 use crate::wire::consts::*;
-use super::assign::{CpAnswer, CpRequest};
 use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
 
 /// The addresses of `prefix/len` as a (first, last) range.
@@ -170,7 +170,16 @@ impl Endpoint {
             None => {
                 let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();
                 // Leases this identity holds (renewal after a restart or a re-establishment).
-                v.extend(self.leased_items(&peer).into_iter().map(|(a, l)| span(a, l)));
+                v.extend(
+                    self.leased_items(&peer)
+                        .into_iter()
+                        .map(|(a, l)| span(a, l)),
+                );
+                if let Some(crate::mobility::HomePrefix::Static { prefix, len, .. }) =
+                    &user.home_prefix
+                {
+                    v.push(span(*prefix, *len));
+                }
                 v
             }
         };

@@ -36,6 +36,10 @@ pub struct Stats {
     pub ts_refused: u64,
     /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
     pub nat_detected: u64,
+    /// USE_ASSIGNED_HoA notifies sent (home agent) or received (mobile node).
+    pub use_assigned_hoa: u64,
+    /// IKE SAs moved by a MIGRATE (K bit).
+    pub migrations: u64,
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -63,6 +67,9 @@ pub struct Endpoint {
     pub(super) now: Now,
     /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
     pub(super) leases: crate::mobility::LeaseTable,
+    /// While a request is processed: where it came from, which is where its response goes
+    /// (RFC 7296 2.11), even when that is not the SA's recorded address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Endpoint {
@@ -87,6 +94,7 @@ impl Endpoint {
             stats: Stats::default(),
             now,
             leases: crate::mobility::LeaseTable::new(),
+            reply_to: None,
         }
     }
 
@@ -94,9 +102,28 @@ impl Endpoint {
         &self.cfg
     }
 
-    /// Replaces the configuration (reload). Established SAs keep their negotiated state.
+    /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
+    /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
+    /// and SAs of removed users are deleted. Other users' SAs are not touched.
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
+        let Some(ha) = &self.cfg.home_agent else {
+            return;
+        };
+        let users = ha.users.clone();
+        let mut gone = Vec::new();
+        for (id, sa) in self.sas.iter_mut() {
+            let Some(peer) = &sa.peer else { continue };
+            match users.lookup(peer) {
+                Some(u) => sa.user = Some(u),
+                None if sa.state == State::Established => gone.push(*id),
+                None => {}
+            }
+        }
+        for id in gone {
+            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
+            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
+        }
     }
 
     // ---- inputs ----
@@ -158,7 +185,10 @@ impl Endpoint {
         let fate = if header.is_response() {
             self.handle_response(&mut sa, local, remote, &header, data)
         } else {
-            self.handle_request(&mut sa, local, remote, &header, data)
+            self.reply_to = Some((local, remote));
+            let f = self.handle_request(&mut sa, local, remote, &header, data);
+            self.reply_to = None;
+            f
         };
         self.finish(sa, fate);
     }
@@ -303,10 +333,14 @@ impl Endpoint {
     /// The earliest time `handle_timeout` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let t = self.timers.first().map(|(at, _)| *at);
-        let lease = self.leases.next_expiry().map(|e| {
-            self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix))
-        });
-        [t, self.cookie_rotate_at, lease].into_iter().flatten().min()
+        let lease = self
+            .leases
+            .next_expiry()
+            .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
+        [t, self.cookie_rotate_at, lease]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- outputs ----
@@ -567,9 +601,10 @@ impl Endpoint {
 
     /// Sends a response and caches it for retransmitted requests.
     pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+        let (local, remote) = self.reply_to.unwrap_or((sa.local, sa.remote));
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             data: data.clone(),
         });
         sa.last_response = Some((msg_id, data.into_boxed_slice()));
@@ -630,8 +665,8 @@ impl Endpoint {
                 debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
                 self.transmits.push_back(Transmit {
-                    local: sa.local,
-                    remote: sa.remote,
+                    local,
+                    remote,
                     data: bytes,
                 });
             }

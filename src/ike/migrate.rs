@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use tracing::{debug, info};
 
 use super::endpoint::{Endpoint, Fate};
-use super::sa::{IkeSa, Plan, State};
+use super::sa::{Child, IkeSa, Plan, State};
 use super::{Event, Transmit};
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
 use crate::wire::Payload;
@@ -32,6 +32,41 @@ fn covers(addr: IpAddr, prefix: u8, hoa: IpAddr) -> bool {
 
 fn names_home_address(sel: &Selector, hoa: IpAddr) -> bool {
     covers(sel.src, sel.src_prefix, hoa) || covers(sel.dst, sel.dst_prefix, hoa)
+}
+
+/// A tunnel CHILD_SA whose outer endpoints (local, remote) changed.
+struct Moved {
+    spi_in: u32,
+    spi_out: u32,
+    old: (IpAddr, IpAddr),
+    new: (IpAddr, IpAddr),
+}
+
+/// Tunnel SAs run between the IKE endpoints (CoA <-> HA) and follow them from `old` to `new`;
+/// transport SAs between HoA and HA do not move. Returns what moved.
+fn follow(
+    children: &mut [Child],
+    old: (SocketAddr, SocketAddr),
+    new: (IpAddr, IpAddr),
+) -> Vec<Moved> {
+    let mut out = Vec::new();
+    for c in children.iter_mut().filter(|c| c.mode == Mode::Tunnel) {
+        let (ol, or) = (c.outer_local, c.outer_remote);
+        let nl = if ol == old.0.ip() { new.0 } else { ol };
+        let nr = if or == old.1.ip() { new.1 } else { or };
+        if (nl, nr) == (ol, or) {
+            continue;
+        }
+        c.outer_local = nl;
+        c.outer_remote = nr;
+        out.push(Moved {
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            old: (ol, or),
+            new: (nl, nr),
+        });
+    }
+    out
 }
 
 /// The plan and addresses of an IKE SA to start again after a move without key mobility.
@@ -97,40 +132,51 @@ impl Endpoint {
         }
         let new_local = SocketAddr::new(km_local, old_local.port());
         let new_remote = SocketAddr::new(km_remote, old_remote.port());
+        let update_kernel = self.cfg.mobility.update_kernel_sas;
         if !self.cfg.mobility.key_mobility {
+            if !update_kernel {
+                // mip6d's MIGRATEs move the kernel's tunnel SAs, but whether the one for this
+                // SA has been processed yet is unknown: delete at the new place too (the
+                // teardown deletes at the recorded one; one of the two finds nothing).
+                let mut probe = sa.children.clone();
+                for m in follow(&mut probe, (old_local, old_remote), (km_local, km_remote)) {
+                    self.kernel_ops.push_back(KernelOp::DelSa {
+                        dst: m.new.0,
+                        spi: m.spi_in,
+                    });
+                    self.kernel_ops.push_back(KernelOp::DelSa {
+                        dst: m.new.1,
+                        spi: m.spi_out,
+                    });
+                }
+            }
             return self.replace_after_move(sa, new_local, new_remote, local_moved);
         }
         sa.local = new_local;
         sa.remote = new_remote;
-        let update_kernel = self.cfg.mobility.update_kernel_sas;
-        for c in sa.children.iter_mut().filter(|c| c.mode == Mode::Tunnel) {
-            // Tunnel SAs run between the IKE endpoints (CoA <-> HA); transport SAs between HoA
-            // and HA do not move.
-            let (ol, or) = (c.outer_local, c.outer_remote);
-            let nl = if ol == old_local.ip() { km_local } else { ol };
-            let nr = if or == old_remote.ip() { km_remote } else { or };
-            if (nl, nr) == (ol, or) {
-                continue;
-            }
+        for m in follow(
+            &mut sa.children,
+            (old_local, old_remote),
+            (km_local, km_remote),
+        ) {
             if update_kernel {
                 self.kernel_ops.push_back(KernelOp::UpdateSaAddrs {
-                    old_dst: ol,
-                    spi: c.spi_in,
-                    src: nr,
-                    dst: nl,
+                    old_dst: m.old.0,
+                    spi: m.spi_in,
+                    src: m.new.1,
+                    dst: m.new.0,
                 });
                 self.kernel_ops.push_back(KernelOp::UpdateSaAddrs {
-                    old_dst: or,
-                    spi: c.spi_out,
-                    src: nl,
-                    dst: nr,
+                    old_dst: m.old.1,
+                    spi: m.spi_out,
+                    src: m.new.0,
+                    dst: m.new.1,
                 });
             }
-            c.outer_local = nl;
-            c.outer_remote = nr;
         }
         info!(ike = %sa.id(), from = %format_args!("{old_local} <-> {old_remote}"),
               to = %format_args!("{new_local} <-> {new_remote}"), "IKE SA moved (K bit)");
+        self.stats.migrations += 1;
         self.push_event(Event::Migrated {
             ike: sa.id(),
             old_local,
@@ -167,7 +213,8 @@ impl Endpoint {
                 data,
             });
         }
-        if local_moved && sa.state == State::Established
+        if local_moved
+            && sa.state == State::Established
             && let Some(mut plan) = sa.plan.take()
         {
             plan.ike_rekey_at = None;

@@ -20,10 +20,10 @@ mod protect;
 mod rekey;
 mod sa;
 
+pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{
     Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
 };
-pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{parse_esp_proposal, parse_ike_proposal};
 

@@ -209,7 +209,9 @@ impl LeaseTable {
         let gone: Vec<(Ipv6Addr, u8)> = self
             .by_item
             .iter()
-            .filter(|(_, l)| l.state == LeaseState::Released && l.expires.is_some_and(|e| e <= now_unix))
+            .filter(|(_, l)| {
+                l.state == LeaseState::Released && l.expires.is_some_and(|e| e <= now_unix)
+            })
             .map(|(k, _)| *k)
             .collect();
         for item in gone {

@@ -73,7 +73,9 @@ impl Pool {
             PoolKind::Prefixes { base, len, .. } => {
                 let step = 128 - u32::from(len);
                 let off = if step >= 128 { 0 } else { i << step };
-                Some(Ipv6Addr::from((u128::from(base) & mask(self.base_len())) | off))
+                Some(Ipv6Addr::from(
+                    (u128::from(base) & mask(self.base_len())) | off,
+                ))
             }
         }
     }
@@ -90,9 +92,11 @@ impl Pool {
         let v = u128::from(a);
         match self.kind {
             PoolKind::Addresses { first, last } => u128::from(first) <= v && v <= u128::from(last),
-            PoolKind::Prefixes { base, base_len, len } => {
-                v & mask(base_len) == u128::from(base) & mask(base_len) && v & !mask(len) == 0
-            }
+            PoolKind::Prefixes {
+                base,
+                base_len,
+                len,
+            } => v & mask(base_len) == u128::from(base) & mask(base_len) && v & !mask(len) == 0,
         }
     }
 
@@ -146,7 +150,10 @@ mod tests {
         assert_eq!(p.item_len(), 64);
         assert_eq!(p.nth(1), Some("2001:db8:100:1::".parse().unwrap()));
         assert!(p.contains("2001:db8:100:ffff::".parse().unwrap()));
-        assert!(!p.contains("2001:db8:100:1::1".parse().unwrap()), "not a /64 base");
+        assert!(
+            !p.contains("2001:db8:100:1::1".parse().unwrap()),
+            "not a /64 base"
+        );
         assert!(!p.contains("2001:db8:101::".parse().unwrap()));
     }
 }

@@ -104,10 +104,7 @@ fn pool(doc: &Doc, name: &str, p: &Spanned<PoolSection>) -> Result<Pool, ConfigE
             }
         }
         (Some(r), Some(_), _) => {
-            return Err(doc.at(
-                r.span(),
-                "range and prefix are both set; keep one",
-            ));
+            return Err(doc.at(r.span(), "range and prefix are both set; keep one"));
         }
         (Some(_), None, Some(d)) | (None, None, Some(d)) => {
             return Err(doc.at(
@@ -184,7 +181,10 @@ pub(crate) fn lookup(
                     .join(", ")
             )
         };
-        return Err(doc.at(v.span(), format!("{key} = \"{name}\": no such pool; {hint}")));
+        return Err(doc.at(
+            v.span(),
+            format!("{key} = \"{name}\": no such pool; {hint}"),
+        ));
     };
     let is_prefix = matches!(p.kind, PoolKind::Prefixes { .. });
     if is_prefix != prefixes {

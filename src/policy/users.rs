@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, Doc};
 use super::pools::{Pools, lookup, parse_prefix};
-use crate::mobility::pool::DEFAULT_PREFIX_LIFETIME;
 use super::schema::UserFile;
 use super::{auth_msg, check_hoa, classes, identity, psk};
 use crate::auth::Identity;
+use crate::mobility::pool::DEFAULT_PREFIX_LIFETIME;
 use crate::mobility::{HomePrefix, IdentityMatch, SaClass, User, UserAuth, UserDb};
 
 /// Reads every `*.toml` file of `dir` (sorted by name; hidden files and other names are skipped)
@@ -150,7 +150,10 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
         .transpose()?;
     let home_prefix = match (&f.home_prefix, &f.prefix_pool) {
         (Some(_), Some(p)) => {
-            return Err(doc.at(p.span(), "home_prefix and prefix_pool are both set; keep one"));
+            return Err(doc.at(
+                p.span(),
+                "home_prefix and prefix_pool are both set; keep one",
+            ));
         }
         (Some(v), None) => {
             let (prefix, len) = parse_prefix(doc, v, "home_prefix")?;
@@ -160,7 +163,13 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
                 lifetime: DEFAULT_PREFIX_LIFETIME,
             })
         }
-        (None, Some(v)) => Some(HomePrefix::Pool(lookup(doc, pools, v, "prefix_pool", true)?)),
+        (None, Some(v)) => Some(HomePrefix::Pool(lookup(
+            doc,
+            pools,
+            v,
+            "prefix_pool",
+            true,
+        )?)),
         (None, None) => None,
     };
     let mut home_addresses = Vec::new();
@@ -270,7 +279,9 @@ pub fn describe(u: &User) -> String {
         home = format!("{home} pool {}", p.name).trim().to_string();
     }
     match &u.home_prefix {
-        Some(HomePrefix::Static { prefix, len, .. }) => home = format!("{home}, prefix {prefix}/{len}"),
+        Some(HomePrefix::Static { prefix, len, .. }) => {
+            home = format!("{home}, prefix {prefix}/{len}")
+        }
         Some(HomePrefix::Pool(p)) => home = format!("{home}, prefix pool {}", p.name),
         None => {}
     }
