@@ -8,7 +8,7 @@
 //! small (one entry per mobile node), so writing all of it keeps the file format trivial and
 //! every write complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,10 @@ pub struct LeaseTable {
     by_item: BTreeMap<(Ipv6Addr, u8), Lease>,
     /// (identity key, pool) -> item.
     by_owner: HashMap<(String, String), (Ipv6Addr, u8)>,
+    /// identity key -> its items (few: one per pool), so lookups by identity stay O(1).
+    by_identity: HashMap<String, Vec<(Ipv6Addr, u8)>>,
+    /// Released leases by expiry, so that timers cost O(log n), not a scan.
+    expiries: BTreeSet<(u64, Ipv6Addr, u8)>,
     changed: bool,
 }
 
@@ -74,10 +78,32 @@ impl LeaseTable {
             if t.by_item.contains_key(&item) || t.by_owner.contains_key(&owner) {
                 continue;
             }
-            t.by_owner.insert(owner, item);
+            t.index(owner, item);
+            if let (LeaseState::Released, Some(e)) = (l.state, l.expires) {
+                t.expiries.insert((e, item.0, item.1));
+            }
             t.by_item.insert(item, l);
         }
         t
+    }
+
+    fn index(&mut self, owner: (String, String), item: (Ipv6Addr, u8)) {
+        self.by_identity
+            .entry(owner.0.clone())
+            .or_default()
+            .push(item);
+        self.by_owner.insert(owner, item);
+    }
+
+    fn unindex(&mut self, owner: &(String, String)) -> Option<(Ipv6Addr, u8)> {
+        let item = self.by_owner.remove(owner)?;
+        if let Some(v) = self.by_identity.get_mut(&owner.0) {
+            v.retain(|i| *i != item);
+            if v.is_empty() {
+                self.by_identity.remove(&owner.0);
+            }
+        }
+        Some(item)
     }
 
     /// Every lease, ordered by address.
@@ -102,12 +128,10 @@ impl LeaseTable {
 
     /// Items held (bound or within grace) by `identity`, in any pool.
     pub fn items_of(&self, identity: &str) -> Vec<(Ipv6Addr, u8)> {
-        let k = owner_key(identity);
-        self.by_owner
-            .iter()
-            .filter(|((id, _), _)| *id == k)
-            .map(|(_, item)| *item)
-            .collect()
+        self.by_identity
+            .get(&owner_key(identity))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Binds an item of `pool` to `identity`: its existing lease (renewed), else `wanted` when
@@ -130,6 +154,9 @@ impl LeaseTable {
                 if let Some(l) = self.by_item.get_mut(&item)
                     && (l.state != LeaseState::Bound || l.user != user)
                 {
+                    if let Some(e) = l.expires {
+                        self.expiries.remove(&(e, item.0, item.1));
+                    }
                     l.state = LeaseState::Bound;
                     l.expires = None;
                     l.user = user.to_string();
@@ -138,8 +165,10 @@ impl LeaseTable {
                 return Some(item.0);
             }
             // The pool changed under the lease (reload): it no longer counts.
-            self.by_owner.remove(&owner);
-            self.by_item.remove(&item);
+            self.unindex(&owner);
+            if let Some(e) = self.by_item.remove(&item).and_then(|l| l.expires) {
+                self.expiries.remove(&(e, item.0, item.1));
+            }
             self.changed = true;
         }
         let free = |t: &Self, a: Ipv6Addr| !t.by_item.contains_key(&(a, len)) && !reserved(a);
@@ -154,7 +183,7 @@ impl LeaseTable {
                     .find(|&a| free(self, a))
             }
         }?;
-        self.by_owner.insert(owner, (pick, len));
+        self.index(owner, (pick, len));
         self.by_item.insert(
             (pick, len),
             Lease {
@@ -177,8 +206,10 @@ impl LeaseTable {
             if let Some(l) = self.by_item.get_mut(&item)
                 && l.state == LeaseState::Bound
             {
+                let e = now_unix.saturating_add(grace_secs);
                 l.state = LeaseState::Released;
-                l.expires = Some(now_unix.saturating_add(grace_secs));
+                l.expires = Some(e);
+                self.expiries.insert((e, l.address, l.prefix_len));
                 self.changed = true;
             }
         }
@@ -197,8 +228,10 @@ impl LeaseTable {
     pub fn release_all(&mut self, now_unix: u64, grace_secs: u64) {
         for l in self.by_item.values_mut() {
             if l.state == LeaseState::Bound {
+                let e = now_unix.saturating_add(grace_secs);
                 l.state = LeaseState::Released;
-                l.expires = Some(now_unix.saturating_add(grace_secs));
+                l.expires = Some(e);
+                self.expiries.insert((e, l.address, l.prefix_len));
                 self.changed = true;
             }
         }
@@ -206,18 +239,14 @@ impl LeaseTable {
 
     /// Drops released leases whose grace period is over.
     pub fn expire(&mut self, now_unix: u64) {
-        let gone: Vec<(Ipv6Addr, u8)> = self
-            .by_item
-            .iter()
-            .filter(|(_, l)| {
-                l.state == LeaseState::Released && l.expires.is_some_and(|e| e <= now_unix)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for item in gone {
-            if let Some(l) = self.by_item.remove(&item) {
+        while let Some(&(e, a, len)) = self.expiries.first() {
+            if e > now_unix {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(l) = self.by_item.remove(&(a, len)) {
                 tracing::info!(identity = %l.identity, address = %l.address, prefix_len = l.prefix_len, "lease expired");
-                self.by_owner.remove(&(owner_key(&l.identity), l.pool));
+                self.unindex(&(owner_key(&l.identity), l.pool));
                 self.changed = true;
             }
         }
@@ -225,11 +254,7 @@ impl LeaseTable {
 
     /// The earliest expiry of a released lease (Unix seconds).
     pub fn next_expiry(&self) -> Option<u64> {
-        self.by_item
-            .values()
-            .filter(|l| l.state == LeaseState::Released)
-            .filter_map(|l| l.expires)
-            .min()
+        self.expiries.first().map(|(e, _, _)| *e)
     }
 
     /// Whether the table changed since the last call (the daemon then saves it).
@@ -323,5 +348,80 @@ impl LeaseStore {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mobility::PoolKind;
+
+    fn pool() -> Pool {
+        Pool {
+            name: "dyn".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::10".parse().unwrap(),
+                last: "2001:db8:1::13".parse().unwrap(),
+            },
+            lifetime: 0,
+        }
+    }
+
+    #[test]
+    fn renewal_reservation_release_and_expiry() {
+        let p = pool();
+        let mut t = LeaseTable::new();
+        let reserved = |a: Ipv6Addr| a == "2001:db8:1::10".parse::<Ipv6Addr>().unwrap();
+        let a = t.acquire("fqdn:A", "a", &p, None, reserved, 100).unwrap();
+        assert_eq!(
+            a,
+            "2001:db8:1::11".parse::<Ipv6Addr>().unwrap(),
+            "static address skipped"
+        );
+        // The same identity (any case) renews; another one gets the next item.
+        assert_eq!(t.acquire("FQDN:a", "a", &p, None, reserved, 100), Some(a));
+        let b = t
+            .acquire("fqdn:B", "b", &p, Some(a), reserved, 100)
+            .unwrap();
+        assert_ne!(a, b, "a proposal held by another identity is not given");
+        t.release("fqdn:A", 200, 50);
+        assert_eq!(t.next_expiry(), Some(250));
+        t.expire(249);
+        assert_eq!(t.len(), 2);
+        t.expire(250);
+        assert_eq!(t.len(), 1);
+        assert!(t.of("fqdn:A", "dyn").is_none());
+        assert!(t.take_changed());
+        assert!(!t.take_changed());
+    }
+
+    #[test]
+    fn store_round_trip_versions_and_restart_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LeaseStore::new(dir.path().join("leases.toml"));
+        assert_eq!(store.load().unwrap(), vec![], "no file: no leases");
+        let p = pool();
+        let mut t = LeaseTable::new();
+        t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        t.acquire("fqdn:B", "b", &p, None, |_| false, 0).unwrap();
+        t.release("fqdn:B", 0, 10);
+        store.save(&t.list()).unwrap();
+        let back = store.load().unwrap();
+        assert_eq!(back, t.list());
+        // Expired at load time: dropped.
+        let t2 = LeaseTable::from_leases(back, 10);
+        assert_eq!(t2.len(), 1);
+        std::fs::write(store.path(), "version = 2\n").unwrap();
+        assert!(
+            store
+                .load()
+                .unwrap_err()
+                .contains("version 2 is not supported")
+        );
+        std::fs::write(store.path(), "version = 1\nbogus = 1\n").unwrap();
+        assert!(store.load().unwrap_err().contains("bogus"));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
     }
 }
