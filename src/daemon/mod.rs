@@ -19,6 +19,7 @@ use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
 use crate::kernel::{Kernel, KernelOp};
+use crate::mobility::{Lease, LeaseStore};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
@@ -43,6 +44,8 @@ pub enum Control {
     KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
     /// Any engine command (CreateChild, Terminate, ...).
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
+    /// Home agent: the dynamic home addresses and prefixes given out.
+    Leases(oneshot::Sender<Vec<Lease>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +122,14 @@ pub struct Daemon {
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
     events: broadcast::Sender<Event>,
+    /// Home agent: where leases are saved whenever they change.
+    lease_store: Option<LeaseStore>,
+    /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
+    inbound_tx: Option<mpsc::Sender<Datagram>>,
+    /// Readers of sockets bound after start.
+    late_readers: Vec<JoinHandle<()>>,
+    /// Mobile node: our care-of address as last seen (IkeUp, Migrated), for re-initiation.
+    mn_coa: Option<IpAddr>,
     /// Mobile node: the IKE SA we started, and when to try again after it went down.
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
@@ -139,7 +150,15 @@ impl Daemon {
             }
         }
         let bound = sockets.iter().map(|s| s.local_addr()).collect();
-        let endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        let mut endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        let lease_store = cfg.lease_file.as_ref().map(LeaseStore::new);
+        if let Some(store) = &lease_store {
+            // A lease file that cannot be read stops the start: handing its addresses out
+            // again would give one home address to two mobile nodes.
+            let leases = store.load().map_err(DaemonError::Config)?;
+            info!(file = %store.path().display(), count = leases.len(), "leases loaded");
+            endpoint.restore_leases(leases);
+        }
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -148,6 +167,10 @@ impl Daemon {
             sockets,
             bound,
             events,
+            lease_store,
+            inbound_tx: None,
+            late_readers: Vec::new(),
+            mn_coa: None,
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
@@ -191,6 +214,9 @@ impl Daemon {
             .iter()
             .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
             .collect();
+        if self.cfg.role == Role::MobileNode {
+            self.inbound_tx = Some(tx.clone());
+        }
         drop(tx);
 
         loop {
@@ -227,7 +253,7 @@ impl Daemon {
             warn!("shutdown: {e}");
         }
         self.flush().await;
-        for r in readers {
+        for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
         }
         let left = self.kernel.installed();
@@ -250,6 +276,9 @@ impl Daemon {
             Control::Command(cmd, reply) => {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
+            Control::Leases(reply) => {
+                let _ = reply.send(self.endpoint.leases());
+            }
         }
     }
 
@@ -258,7 +287,8 @@ impl Daemon {
         let Some(mn) = &self.cfg.mobile_node else {
             return Ok(());
         };
-        let coa = match mn.care_of_address {
+        // After a move the last care-of address we used beats the configured one.
+        let coa = match self.mn_coa.or(mn.care_of_address) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -287,6 +317,26 @@ impl Daemon {
                 Ok(())
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
+        }
+    }
+
+    /// A socket for an address the [listen] addresses do not cover (the MN listens on specific
+    /// addresses and moved to a new one), with its reader. Wildcard listeners never need this.
+    fn bind_late(&mut self, local: SocketAddr) {
+        let Some(tx) = self.inbound_tx.clone() else {
+            return;
+        };
+        match IkeSocket::bind(local, false) {
+            Ok(s) => {
+                info!(%local, "listening on the new care-of address");
+                let s = Arc::new(s);
+                self.bound.push(s.local_addr());
+                self.sockets.push(s.clone());
+                self.late_readers.push(tokio::spawn(reader(s, tx)));
+            }
+            Err(e) => {
+                warn!(%local, "cannot bind the new care-of address ({e}): IKE messages from it are dropped; listen on \"::\" to cover every address")
+            }
         }
     }
 
@@ -344,16 +394,53 @@ impl Daemon {
                 break;
             }
         }
+        if self.endpoint.take_leases_changed()
+            && let Some(store) = &self.lease_store
+            && let Err(e) = store.save(&self.endpoint.leases())
+        {
+            error!(file = %store.path().display(), "cannot save leases: {e}");
+        }
     }
 
     /// Events go to the log at debug level (the engine already logs them at info/warn, with
     /// more context) and drive the mobile node's re-initiation.
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
+        if self.cfg.role != Role::MobileNode {
+            return;
+        }
         match ev {
             Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                // Without the K bit the engine starts a successor from the new care-of address
+                // when it drops the old SA: follow it instead of starting another.
+                self.mn_ike = self
+                    .endpoint
+                    .list()
+                    .into_iter()
+                    .find(|s| s.initiator && s.id != *ike)
+                    .map(|s| s.id);
+                if self.mn_ike.is_none() {
+                    self.schedule_retry();
+                }
+            }
+            Event::ExchangeFailed { ike, .. }
+                if self.mn_ike == Some(*ike) && self.endpoint.get(*ike).is_none() =>
+            {
+                // The IKE SA never came up (IKE_SA_INIT or IKE_AUTH failed): try again later.
                 self.mn_ike = None;
                 self.schedule_retry();
+            }
+            Event::IkeRekeyed { old, new } if self.mn_ike == Some(*old) => self.mn_ike = Some(*new),
+            Event::IkeUp { ike, local, .. } => {
+                self.mn_ike = Some(*ike);
+                self.retry_at = None;
+                self.mn_coa = Some(local.ip());
+            }
+            Event::Migrated { new_local, .. } => {
+                self.mn_coa = Some(new_local.ip());
+                if udp::route(&self.bound, *new_local).is_none() {
+                    self.bind_late(*new_local);
+                }
             }
             Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
             _ => {}
