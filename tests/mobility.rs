@@ -872,3 +872,48 @@ fn reload_adds_and_removes_users_without_touching_other_sas() {
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert!(l.ha.kernel.is_empty() && l.mn.kernel.is_empty());
 }
+
+#[test]
+fn cp_reply_with_home_address_and_home_prefix_is_byte_exact() {
+    use mip6_ike::ike::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
+    use mip6_ike::wire::{ConfigPayload, Header, Message, Payload};
+    let cp = ConfigPayload {
+        cfg_type: CFG_REPLY,
+        attributes: vec![
+            hoa_attribute(v6("2001:db8:1::1000")),
+            home_prefix_attribute(v6("2001:db8:100:1::"), 64, 86_400),
+        ],
+    };
+    let msg = Message {
+        header: Header {
+            spi_i: 1,
+            spi_r: 2,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange: IKE_AUTH,
+            flags: FLAG_RESPONSE,
+            message_id: 1,
+            length: 0,
+        },
+        payloads: vec![Payload::Cp(cp.clone())],
+    };
+    let bytes = msg.emit();
+    let hex: String = bytes[28..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        concat!(
+            "00000036",                                     // generic header: last, 54 bytes
+            "02000000",                                     // CFG_REPLY
+            "00080011",                                     // INTERNAL_IP6_ADDRESS, 17 bytes
+            "20010db8000100000000000000001000", "80",       // address, /128
+            "00100015",                                     // MIP6_HOME_PREFIX (16), 21 bytes
+            "00015180",                                     // prefix lifetime 86400
+            "20010db8010000010000000000000000", "40",       // prefix, /64
+        )
+    );
+    assert_eq!(Message::parse(&bytes).unwrap().payloads, vec![Payload::Cp(cp)]);
+    assert_eq!(
+        parse_home_prefix(&bytes[bytes.len() - 21..]),
+        Some((v6("2001:db8:100:1::"), 64, 86_400))
+    );
+}
