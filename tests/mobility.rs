@@ -902,16 +902,21 @@ fn cp_reply_with_home_address_and_home_prefix_is_byte_exact() {
     assert_eq!(
         hex,
         concat!(
-            "00000036",                                     // generic header: last, 54 bytes
-            "02000000",                                     // CFG_REPLY
-            "00080011",                                     // INTERNAL_IP6_ADDRESS, 17 bytes
-            "20010db8000100000000000000001000", "80",       // address, /128
-            "00100015",                                     // MIP6_HOME_PREFIX (16), 21 bytes
-            "00015180",                                     // prefix lifetime 86400
-            "20010db8010000010000000000000000", "40",       // prefix, /64
+            "00000036", // generic header: last, 54 bytes
+            "02000000", // CFG_REPLY
+            "00080011", // INTERNAL_IP6_ADDRESS, 17 bytes
+            "20010db8000100000000000000001000",
+            "80",       // address, /128
+            "00100015", // MIP6_HOME_PREFIX (16), 21 bytes
+            "00015180", // prefix lifetime 86400
+            "20010db8010000010000000000000000",
+            "40", // prefix, /64
         )
     );
-    assert_eq!(Message::parse(&bytes).unwrap().payloads, vec![Payload::Cp(cp)]);
+    assert_eq!(
+        Message::parse(&bytes).unwrap().payloads,
+        vec![Payload::Cp(cp)]
+    );
     assert_eq!(
         parse_home_prefix(&bytes[bytes.len() - 21..]),
         Some((v6("2001:db8:100:1::"), 64, 86_400))

@@ -206,8 +206,23 @@ impl LoadedConfig {
             .collect();
         reqids.sort();
         let _ = writeln!(s, "reqids:     {} (to HA/to MN)", reqids.join(", "));
+        let _ = writeln!(
+            s,
+            "mobility:   key mobility (K bit) {}",
+            if e.mobility.key_mobility { "on" } else { "off" }
+        );
         if let Some(ha) = &e.home_agent {
             let _ = writeln!(s, "home agent: {}", ha.address);
+            let _ = writeln!(
+                s,
+                "leases:     {}, grace {} s",
+                self.lease_file
+                    .as_deref()
+                    .map_or("in memory only (no lease_file)".to_string(), |p| p
+                        .display()
+                        .to_string()),
+                e.mobility.lease_grace.as_secs()
+            );
             let users = ha.users.users();
             let _ = writeln!(
                 s,
@@ -241,6 +256,9 @@ impl LoadedConfig {
             }
             let _ = writeln!(s, "care-of:    {coa}");
             let _ = writeln!(s, "home addr:  {hoa}");
+            if e.mobility.request_home_prefix {
+                let _ = writeln!(s, "home pfx:   requested (MIP6_HOME_PREFIX)");
+            }
             let _ = writeln!(s, "classes:    {}", classes.join(", "));
         }
         s
@@ -274,6 +292,18 @@ impl LoadedConfig {
         }
         if a.timers != b.timers {
             out.push("timers changed".to_string());
+        }
+        if a.mobility.key_mobility != b.mobility.key_mobility {
+            out.push(format!(
+                "key_mobility {} -> {}",
+                a.mobility.key_mobility, b.mobility.key_mobility
+            ));
+        }
+        if a.mobility.lease_grace != b.mobility.lease_grace {
+            out.push("lease_grace changed (leases released from now on)".to_string());
+        }
+        if self.lease_file != new.lease_file {
+            out.push("lease_file changed: needs a restart (ignored)".to_string());
         }
         if a.reqids != b.reqids {
             out.push("reqids changed (new CHILD_SAs only)".to_string());
