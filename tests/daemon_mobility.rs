@@ -229,15 +229,17 @@ async fn reload_adds_and_removes_users_without_touching_other_sas() {
     // Remove mn1: its IKE SA is deleted, on both sides.
     fs::remove_file(dir.path().join("users/mn1.toml")).unwrap();
     ha.tx.send(Control::Reload).await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Event::IkeDown { .. } = mn.events.recv().await.unwrap() {
-                break;
+    for (side, events) in [("MN", &mut mn.events), ("HA", &mut ha.events)] {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Event::IkeDown { .. } = events.recv().await.unwrap() {
+                    break;
+                }
             }
-        }
-    })
-    .await
-    .expect("the removed user's IKE SA was not deleted");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{side}: the removed user's IKE SA was not deleted"));
+    }
     assert!(list(&ha.tx).await.is_empty());
     stop(mn).await;
     stop(ha).await;
