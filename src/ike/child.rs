@@ -194,6 +194,10 @@ impl Endpoint {
             }
             cp_reply = Some(ans);
         }
+        // The class a request belongs to: one that holds it whole, the most specific first
+        // (HoTI/HoT MH types also fit the payload class, which must not take them); else one
+        // that narrows only its addresses (a dynamic HoA request); else any that narrows it.
+        let mut best: Option<(u8, SaClass, Vec<TrafficSelector>, Vec<TrafficSelector>)> = None;
         for &class in user.classes.iter().filter(|c| c.mode() == mode) {
             for &(first, last) in &candidates {
                 let (mut ci, cr) = class.selectors(first, ha_addr);
@@ -201,15 +205,43 @@ impl Endpoint {
                     t.end_addr = std::net::IpAddr::V6(last);
                 }
                 let (ni, nr) = (narrow(tsi, &ci), narrow(tsr, &cr));
-                if !ni.is_empty() && !nr.is_empty() {
-                    return Ok((Some(class), ni, nr, cp_reply));
+                if ni.is_empty() || nr.is_empty() {
+                    continue;
+                }
+                let same_traffic = |n: &[TrafficSelector], r: &[TrafficSelector]| {
+                    n.len() == r.len()
+                        && n.iter().zip(r).all(|(a, b)| {
+                            (a.ip_protocol, a.start_port, a.end_port)
+                                == (b.ip_protocol, b.start_port, b.end_port)
+                        })
+                };
+                let score = if ni == tsi && nr == tsr {
+                    if class == SaClass::Payload { 1 } else { 0 }
+                } else if same_traffic(&ni, tsi) && same_traffic(&nr, tsr) {
+                    2
+                } else {
+                    3
+                };
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, class, ni, nr));
                 }
             }
         }
+        if let Some((_, class, ni, nr)) = best {
+            return Ok((Some(class), ni, nr, cp_reply));
+        }
         let reason = format!(
-            "selectors outside what user '{}' owns (home addresses {:?}, classes {:?}, mode {:?})",
+            "selectors outside what user '{}' owns (home addresses {}, classes {:?}, mode {:?})",
             user.name,
-            user.home_addresses,
+            candidates
+                .iter()
+                .map(|(a, b)| if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             user.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
             mode
         );
