@@ -1082,3 +1082,38 @@ fn every_sa_class_gets_its_selectors_mode_and_reqids() {
         }
     }
 }
+
+#[test]
+fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let old_remote = l.ha.ep.list()[0].remote;
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let new = v6("2001:db8:3::100");
+    // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
+    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(&l);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    // Answered at the new address (RFC 7296 2.11), yet the HA's record is unchanged.
+    assert!(
+        l.mn.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildUp(_)))
+            .count()
+            >= 3
+    );
+    assert_eq!(l.ha.ep.list()[0].remote, old_remote);
+    assert_eq!(migrated(&l.ha), 0);
+    // Its own MIGRATE moves it.
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    assert_eq!(l.ha.ep.list()[0].remote, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(migrated(&l.ha), 1);
+}

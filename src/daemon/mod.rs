@@ -287,8 +287,9 @@ impl Daemon {
         let Some(mn) = &self.cfg.mobile_node else {
             return Ok(());
         };
-        // After a move the last care-of address we used beats the configured one.
-        let coa = match self.mn_coa.or(mn.care_of_address) {
+        // After a move the last care-of address we used beats the configured one; without a
+        // configured one, routing always knows the current address.
+        let coa = match mn.care_of_address.map(|c| self.mn_coa.unwrap_or(c)) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
