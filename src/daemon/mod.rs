@@ -20,6 +20,7 @@ use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
 use crate::kernel::{Kernel, KernelEvent, KernelOp};
+use crate::mobility::{Lease, LeaseStore};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
@@ -45,6 +46,8 @@ pub enum Control {
     KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
     /// Any engine command (CreateChild, Terminate, ...).
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
+    /// Home agent: the dynamic home addresses and prefixes given out.
+    Leases(oneshot::Sender<Vec<Lease>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,14 @@ pub struct Daemon {
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
     events: broadcast::Sender<Event>,
+    /// Home agent: where leases are saved whenever they change.
+    lease_store: Option<LeaseStore>,
+    /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
+    inbound_tx: Option<mpsc::Sender<Datagram>>,
+    /// Readers of sockets bound after start.
+    late_readers: Vec<JoinHandle<()>>,
+    /// Mobile node: our care-of address as last seen (IkeUp, Migrated), for re-initiation.
+    mn_coa: Option<IpAddr>,
     /// Mobile node: the IKE SA we started, and when to try again after it went down.
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
@@ -143,6 +154,14 @@ impl Daemon {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
             KernelBackend::Memory => None,
         };
+        let lease_store = cfg.lease_file.as_ref().map(LeaseStore::new);
+        if let Some(store) = &lease_store {
+            // A lease file that cannot be read stops the start: handing its addresses out
+            // again would give one home address to two mobile nodes.
+            let leases = store.load().map_err(DaemonError::Config)?;
+            info!(file = %store.path().display(), count = leases.len(), "leases loaded");
+            endpoint.restore_leases(leases);
+        }
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -151,6 +170,10 @@ impl Daemon {
             sockets,
             bound,
             events,
+            lease_store,
+            inbound_tx: None,
+            late_readers: Vec::new(),
+            mn_coa: None,
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
@@ -196,6 +219,9 @@ impl Daemon {
             .iter()
             .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
             .collect();
+        if self.cfg.role == Role::MobileNode {
+            self.inbound_tx = Some(tx.clone());
+        }
         drop(tx);
         let mut kevents = self.kernel_events.take();
 
@@ -236,7 +262,7 @@ impl Daemon {
             warn!("shutdown: {e}");
         }
         self.flush().await;
-        for r in readers {
+        for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
         }
         drop(kevents);
@@ -260,6 +286,9 @@ impl Daemon {
             Control::Command(cmd, reply) => {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
+            Control::Leases(reply) => {
+                let _ = reply.send(self.endpoint.leases());
+            }
         }
     }
 
@@ -268,7 +297,9 @@ impl Daemon {
         let Some(mn) = &self.cfg.mobile_node else {
             return Ok(());
         };
-        let coa = match mn.care_of_address {
+        // After a move the last care-of address we used beats the configured one; without a
+        // configured one, routing always knows the current address.
+        let coa = match mn.care_of_address.map(|c| self.mn_coa.unwrap_or(c)) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -297,6 +328,26 @@ impl Daemon {
                 Ok(())
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
+        }
+    }
+
+    /// A socket for an address the [listen] addresses do not cover (the MN listens on specific
+    /// addresses and moved to a new one), with its reader. Wildcard listeners never need this.
+    fn bind_late(&mut self, local: SocketAddr) {
+        let Some(tx) = self.inbound_tx.clone() else {
+            return;
+        };
+        match IkeSocket::bind(local, false) {
+            Ok(s) => {
+                info!(%local, "listening on the new care-of address");
+                let s = Arc::new(s);
+                self.bound.push(s.local_addr());
+                self.sockets.push(s.clone());
+                self.late_readers.push(tokio::spawn(reader(s, tx)));
+            }
+            Err(e) => {
+                warn!(%local, "cannot bind the new care-of address ({e}): IKE messages from it are dropped; listen on \"::\" to cover every address")
+            }
         }
     }
 
@@ -354,6 +405,12 @@ impl Daemon {
                 break;
             }
         }
+        if self.endpoint.take_leases_changed()
+            && let Some(store) = &self.lease_store
+            && let Err(e) = store.save(&self.endpoint.leases())
+        {
+            error!(file = %store.path().display(), "cannot save leases: {e}");
+        }
     }
 
     /// Events go to the log at debug level (the engine already logs them at info/warn, with
@@ -361,10 +418,41 @@ impl Daemon {
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
         self.acquire.on_event(ev);
+        if self.cfg.role != Role::MobileNode {
+            return;
+        }
         match ev {
             Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                // Without the K bit the engine starts a successor from the new care-of address
+                // when it drops the old SA: follow it instead of starting another.
+                self.mn_ike = self
+                    .endpoint
+                    .list()
+                    .into_iter()
+                    .find(|s| s.initiator && s.id != *ike)
+                    .map(|s| s.id);
+                if self.mn_ike.is_none() {
+                    self.schedule_retry();
+                }
+            }
+            Event::ExchangeFailed { ike, .. }
+                if self.mn_ike == Some(*ike) && self.endpoint.get(*ike).is_none() =>
+            {
+                // The IKE SA never came up (IKE_SA_INIT or IKE_AUTH failed): try again later.
                 self.mn_ike = None;
                 self.schedule_retry();
+            }
+            Event::IkeRekeyed { old, new } if self.mn_ike == Some(*old) => self.mn_ike = Some(*new),
+            Event::IkeUp { ike, local, .. } => {
+                self.mn_ike = Some(*ike);
+                self.retry_at = None;
+                self.mn_coa = Some(local.ip());
+            }
+            Event::Migrated { new_local, .. } => {
+                self.mn_coa = Some(new_local.ip());
+                if udp::route(&self.bound, *new_local).is_none() {
+                    self.bind_late(*new_local);
+                }
             }
             Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
             _ => {}

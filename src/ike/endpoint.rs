@@ -36,6 +36,10 @@ pub struct Stats {
     pub ts_refused: u64,
     /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
     pub nat_detected: u64,
+    /// USE_ASSIGNED_HoA notifies sent (home agent) or received (mobile node).
+    pub use_assigned_hoa: u64,
+    /// IKE SAs moved by a MIGRATE (K bit).
+    pub migrations: u64,
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -63,6 +67,11 @@ pub struct Endpoint {
     pub(super) now: Now,
     /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
     spi_alloc: Option<Box<dyn SpiAllocator>>,
+    /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
+    pub(super) leases: crate::mobility::LeaseTable,
+    /// While a request is processed: where it came from, which is where its response goes
+    /// (RFC 7296 2.11), even when that is not the SA's recorded address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Endpoint {
@@ -87,6 +96,8 @@ impl Endpoint {
             stats: Stats::default(),
             now,
             spi_alloc: None,
+            leases: crate::mobility::LeaseTable::new(),
+            reply_to: None,
         }
     }
 
@@ -99,9 +110,28 @@ impl Endpoint {
         &self.cfg
     }
 
-    /// Replaces the configuration (reload). Established SAs keep their negotiated state.
+    /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
+    /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
+    /// and SAs of removed users are deleted. Other users' SAs are not touched.
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
+        let Some(ha) = &self.cfg.home_agent else {
+            return;
+        };
+        let users = ha.users.clone();
+        let mut gone = Vec::new();
+        for (id, sa) in self.sas.iter_mut() {
+            let Some(peer) = &sa.peer else { continue };
+            match users.lookup(peer) {
+                Some(u) => sa.user = Some(u),
+                None if sa.state == State::Established => gone.push(*id),
+                None => {}
+            }
+        }
+        for id in gone {
+            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
+            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
+        }
     }
 
     // ---- inputs ----
@@ -163,7 +193,10 @@ impl Endpoint {
         let fate = if header.is_response() {
             self.handle_response(&mut sa, local, remote, &header, data)
         } else {
-            self.handle_request(&mut sa, local, remote, &header, data)
+            self.reply_to = Some((local, remote));
+            let f = self.handle_request(&mut sa, local, remote, &header, data);
+            self.reply_to = None;
+            f
         };
         self.finish(sa, fate);
     }
@@ -205,9 +238,7 @@ impl Endpoint {
                     "ACQUIRE reached the engine; ignored (handled by the daemon)"
                 );
             }
-            KernelEvent::Migrate(m) => {
-                debug!(?m, "MIGRATE not handled by the engine yet");
-            }
+            KernelEvent::Migrate(m) => self.handle_migrate(m),
         }
     }
 
@@ -228,6 +259,7 @@ impl Endpoint {
                     home_address,
                     classes,
                     remote_identity,
+                    assigned_hoa: None,
                     ike_rekey_at: None,
                 };
                 Ok(self.start_initiator(local, remote, plan))
@@ -238,6 +270,9 @@ impl Endpoint {
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
             Command::Shutdown => {
+                // Leases outlive the daemon by the grace period (and are saved as released).
+                let grace = self.cfg.mobility.lease_grace.as_secs();
+                self.leases.release_all(now.unix, grace);
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
@@ -288,6 +323,7 @@ impl Endpoint {
         {
             self.rotate_cookie_secret();
         }
+        self.leases.expire(now.unix);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
                 break;
@@ -305,10 +341,14 @@ impl Endpoint {
     /// The earliest time `handle_timeout` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let t = self.timers.first().map(|(at, _)| *at);
-        match (t, self.cookie_rotate_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let lease = self
+            .leases
+            .next_expiry()
+            .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
+        [t, self.cookie_rotate_at, lease]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- outputs ----
@@ -392,6 +432,7 @@ impl Endpoint {
             self.child_spis.remove(&fc.spi_in);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
+            self.release_leases(&sa);
             info!(ike = %sa.id(), remote = %sa.remote, reason, "IKE SA down");
             self.events.push_back(Event::IkeDown {
                 ike: sa.id(),
@@ -568,9 +609,10 @@ impl Endpoint {
 
     /// Sends a response and caches it for retransmitted requests.
     pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+        let (local, remote) = self.reply_to.unwrap_or((sa.local, sa.remote));
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             data: data.clone(),
         });
         sa.last_response = Some((msg_id, data.into_boxed_slice()));
@@ -631,8 +673,8 @@ impl Endpoint {
                 debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
                 self.transmits.push_back(Transmit {
-                    local: sa.local,
-                    remote: sa.remote,
+                    local,
+                    remote,
                     data: bytes,
                 });
             }
