@@ -837,6 +837,16 @@ fn user_without_addresses_or_pool() {
 }
 
 #[test]
+fn home_prefix_inside_a_pool() {
+    assert_eq!(
+        user_err(&format!(
+            "{ID1}pool = \"dyn\"\nhome_prefix = \"2001:db8:100:7::/64\"\n"
+        )),
+        "$D/conf/users/mn1.toml:3:15: home_prefix 2001:db8:100:7::/64 overlaps pool mnp; take the prefix out of the pool or write prefix_pool = \"mnp\""
+    );
+}
+
+#[test]
 fn home_prefix_with_host_bits() {
     assert_eq!(
         user_err(&format!(
