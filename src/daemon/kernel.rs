@@ -129,7 +129,7 @@ impl AcquireState {
         initiating: Option<IkeId>,
         sas: &[IkeSaInfo],
     ) -> AcquireAction {
-        let Some(&(class, _)) = classes.iter().find(|(_, r)| *r == reqid) else {
+        let Some(class) = acquire_class(reqid, classes) else {
             return AcquireAction::Ignore("reqid of no configured class");
         };
         // A mobile node's IKE SAs all go to its home agent. After an IKE rekey the home agent
@@ -170,6 +170,11 @@ impl AcquireState {
             _ => {}
         }
     }
+}
+
+/// The configured class whose outbound reqid an ACQUIRE names.
+pub fn acquire_class(reqid: u32, classes: &[(SaClass, u32)]) -> Option<SaClass> {
+    classes.iter().find(|(_, r)| *r == reqid).map(|(c, _)| *c)
 }
 
 /// Logs what an ACQUIRE led to.

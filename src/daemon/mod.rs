@@ -464,7 +464,7 @@ impl Daemon {
     /// A kernel event: the mobile node answers ACQUIREs for its classes itself (the engine
     /// has no connection settings); everything else goes to the engine.
     fn on_kernel_event(&mut self, ev: KernelEvent) {
-        if let (KernelEvent::Acquire { reqid, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
+        if let (KernelEvent::Acquire { reqid, seq, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
             let classes: Vec<_> = mn
                 .classes
                 .iter()
@@ -474,6 +474,12 @@ impl Daemon {
                 .acquire
                 .decide(*reqid, &classes, self.mn_ike, &self.endpoint.list());
             kernel::log_acquire(*reqid, &action);
+            // The CHILD_SA this starts answers the ACQUIRE: its ALLOCSPI carries the seq.
+            if let Some(class) = kernel::acquire_class(*reqid, &classes)
+                && !matches!(action, kernel::AcquireAction::Ignore(_))
+            {
+                self.endpoint.note_acquire(now(), class, *seq);
+            }
             match action {
                 kernel::AcquireAction::Ignore(_) => {}
                 kernel::AcquireAction::Initiate => {

@@ -249,7 +249,10 @@ impl Endpoint {
                 (i, r)
             }
         };
-        let spi_req = self.spi_request(sa, Some(class), class.mode(), &ts_i, &ts_r);
+        let mut spi_req = self.spi_request(sa, Some(class), class.mode(), &ts_i, &ts_r);
+        if rekey_of.is_none() {
+            spi_req.acquire_seq = self.take_acquire_seq(class);
+        }
         let spi_in = self.alloc_child_spi(sa.our_spi(), &spi_req)?;
         Some(ChildRequest {
             class: Some(class),

@@ -85,7 +85,26 @@ fn child_outer(
     }
 }
 
+/// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
+/// `net.core.xfrm_acq_expires` (30 s by default); a later negotiation answers a later ACQUIRE.
+const ACQUIRE_SEQ_KEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Endpoint {
+    /// Mobile node: the next new CHILD_SA of `class` answers the kernel's ACQUIRE `seq` (the
+    /// daemon calls this before the Initiate or CreateChild command the ACQUIRE leads to). The
+    /// inbound SPI request of that CHILD_SA carries the seq, so ALLOCSPI can name the larval
+    /// state the ACQUIRE created. Used once; forgotten after 30 s.
+    pub fn note_acquire(&mut self, now: super::Now, class: SaClass, seq: u32) {
+        self.now = now;
+        self.acquire_seqs.insert(class, (seq, now.at));
+    }
+
+    /// The noted ACQUIRE seq for a new CHILD_SA of `class`, if still fresh (taken: used once).
+    pub(super) fn take_acquire_seq(&mut self, class: SaClass) -> Option<u32> {
+        let (seq, at) = self.acquire_seqs.remove(&class)?;
+        (self.now.at.saturating_duration_since(at) < ACQUIRE_SEQ_KEEP).then_some(seq)
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);

@@ -67,6 +67,9 @@ pub struct Endpoint {
     pub(super) now: Now,
     /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
     spi_alloc: Option<Box<dyn SpiAllocator>>,
+    /// Mobile node: the kernel ACQUIRE (seq, when noted) that the next new CHILD_SA of a class
+    /// answers; its SPI request carries the seq (see [`Endpoint::note_acquire`]).
+    pub(super) acquire_seqs: HashMap<crate::mobility::SaClass, (u32, Instant)>,
     /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
     pub(super) leases: crate::mobility::LeaseTable,
     /// While a request is processed: where it came from, which is where its response goes
@@ -96,6 +99,7 @@ impl Endpoint {
             stats: Stats::default(),
             now,
             spi_alloc: None,
+            acquire_seqs: HashMap::new(),
             leases: crate::mobility::LeaseTable::new(),
             reply_to: None,
         }
