@@ -1074,10 +1074,11 @@ fn every_sa_class_gets_its_selectors_mode_and_reqids() {
             "{class:?}"
         );
         if class == SaClass::HotiHot {
-            // mip6d's encoding: the MH type in sport, mask 0xffff.
+            // mip6d's encoding: the MH type in sport, mask 0xffff; HoTI and HoT each.
+            let types: Vec<_> = out.selectors.iter().map(|s| (s.proto, s.sport)).collect();
             assert_eq!(
-                (out.selector.proto, out.selector.sport),
-                (IPPROTO_MH, (1, 0xffff))
+                types,
+                vec![(IPPROTO_MH, (1, 0xffff)), (IPPROTO_MH, (3, 0xffff))]
             );
         }
     }

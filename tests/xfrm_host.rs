@@ -112,7 +112,7 @@ fn spec(
         spi,
         reqid,
         mode,
-        selector,
+        selectors: vec![selector],
         encr_id: 12,
         encr_key_bits: 128,
         encr_key: zeroize::Zeroizing::new(vec![7; 16]),
@@ -234,6 +234,84 @@ fn policies_daemon_mode_installs_and_removes() {
         // Shutdown (drop) removes the rest.
         drop(k);
         assert_eq!(policies(), vec![]);
+    });
+}
+
+/// (direction, priority, proto, sport (value, mask), template reqids) of every policy.
+fn typed_policies() -> Vec<(u8, u32, u8, (u16, u16), Vec<u32>)> {
+    let mut nl = Netlink::open().unwrap();
+    let mut v: Vec<_> = nl
+        .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let (info, reqids) = msg::parse_policy(p).unwrap();
+            let s = info.selector;
+            (
+                info.direction,
+                info.priority,
+                s.proto,
+                (s.sport, s.sport_mask),
+                reqids,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn policies_daemon_mode_install_one_policy_per_selector_of_hoti_hot() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Daemon)).unwrap();
+        // The MN's hoti-hot CHILD_SA (reqids 7 out, 8 in): HoTI (MH type 1) and HoT (type 3)
+        // both travel through the tunnel, each direction.
+        let mut out = spec(
+            Direction::Out,
+            Mode::Tunnel,
+            COA1,
+            HA,
+            0x2001,
+            7,
+            sel(HOA, 128, "::", 0, 135, (1, 0xffff)),
+        );
+        out.selectors.push(sel(HOA, 128, "::", 0, 135, (3, 0xffff)));
+        let mut inb = spec(
+            Direction::In,
+            Mode::Tunnel,
+            HA,
+            COA1,
+            0x2002,
+            8,
+            sel("::", 0, HOA, 128, 135, (1, 0xffff)),
+        );
+        inb.selectors.push(sel("::", 0, HOA, 128, 135, (3, 0xffff)));
+        k.add_policies(&out).unwrap();
+        k.add_policies(&inb).unwrap();
+        let (i, o, f) = (
+            msg::XFRM_POLICY_IN,
+            msg::XFRM_POLICY_OUT,
+            msg::XFRM_POLICY_FWD,
+        );
+        let (hoti, hot) = ((1, 0xffff), (3, 0xffff));
+        assert_eq!(
+            typed_policies(),
+            vec![
+                (i, 10, 135, hoti, vec![8]),
+                (i, 10, 135, hot, vec![8]),
+                (o, 10, 135, hoti, vec![7]),
+                (o, 10, 135, hot, vec![7]),
+                (f, 10, 135, hoti, vec![8]),
+                (f, 10, 135, hot, vec![8]),
+            ]
+        );
+        // Removing the SAs' use removes every one of them.
+        k.remove_policies(&out);
+        assert_eq!(typed_policies().len(), 4);
+        assert!(typed_policies().iter().all(|p| p.0 != o));
+        k.remove_policies(&inb);
+        assert_eq!(typed_policies(), vec![]);
+        drop(k);
     });
 }
 

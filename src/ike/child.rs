@@ -14,7 +14,7 @@ use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
-use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
+use crate::mobility::selector::{all_within, narrow, single_address, to_kernel_all};
 use crate::wire::consts::*;
 use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
 
@@ -385,24 +385,18 @@ impl Endpoint {
             soft_secs: soft.as_secs(),
             hard_secs: t.child_lifetime.as_secs(),
         };
-        let sel_out = ts_local
-            .first()
-            .zip(ts_remote.first())
-            .and_then(|(l, r)| to_kernel(l, r));
-        let sel_in = ts_remote
-            .first()
-            .zip(ts_local.first())
-            .and_then(|(r, l)| to_kernel(r, l));
+        let sel_out = to_kernel_all(&ts_local, &ts_remote);
+        let sel_in = to_kernel_all(&ts_remote, &ts_local);
         let (encr_id, encr_bits) = s.encr.id();
         let integ_id = s.integ.map_or(AUTH_NONE, |i| i.id());
-        let spec = |direction, src, dst, spi, reqid, k: &[u8], selector| SaSpec {
+        let spec = |direction, src, dst, spi, reqid, k: &[u8], selectors| SaSpec {
             direction,
             src,
             dst,
             spi,
             reqid,
             mode: acc.mode,
-            selector,
+            selectors,
             encr_id,
             encr_key_bits: encr_bits,
             encr_key: zeroize::Zeroizing::new(k[..ek].to_vec()),
@@ -426,8 +420,14 @@ impl Endpoint {
         } else {
             std::net::IpAddr::from([0u16; 8])
         };
-        let sel_in = sel_in.unwrap_or_else(|| fallback(unspec, unspec));
-        let sel_out = sel_out.unwrap_or_else(|| fallback(unspec, unspec));
+        let or_fallback = |v: Vec<crate::kernel::Selector>| {
+            if v.is_empty() {
+                vec![fallback(unspec, unspec)]
+            } else {
+                v
+            }
+        };
+        let (sel_in, sel_out) = (or_fallback(sel_in), or_fallback(sel_out));
         self.kernel_ops.push_back(KernelOp::AddSa(spec(
             Direction::In,
             outer_remote,

@@ -50,7 +50,10 @@ pub struct SaSpec {
     pub spi: u32,
     pub reqid: u32,
     pub mode: Mode,
-    pub selector: Selector,
+    /// The CHILD_SA's traffic as kernel selectors, one per traffic-selector pair the kernel can
+    /// express (hoti-hot: HoTI and HoT); never empty. A transport SA with exactly one carries
+    /// it itself; with `policies = "daemon"` each gets its own policy.
+    pub selectors: Vec<Selector>,
     /// IKEv2 transform IDs and key lengths (bits) so the backend can map them to kernel names.
     pub encr_id: u16,
     pub encr_key_bits: u16,
@@ -73,7 +76,7 @@ impl std::fmt::Debug for SaSpec {
             .field("spi", &format_args!("{:08x}", self.spi))
             .field("reqid", &self.reqid)
             .field("mode", &self.mode)
-            .field("selector", &self.selector)
+            .field("selectors", &self.selectors)
             .field("encr", &(self.encr_id, self.encr_key_bits))
             .field("integ", &self.integ_id)
             .field("esn", &self.esn)

@@ -292,8 +292,11 @@ pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
     // Transport SAs: the selector pins the SA to its traffic (what mip6d's policies and
     // strongSwan's proxy mode use); tunnel SAs are found through the policy template only.
     // (The kernel fills in the family of an empty selector.)
-    if spec.mode == Mode::Transport {
-        info.selector = to_xselector(&spec.selector);
+    // A transport SA for several selectors stays unpinned (its policies still bound it).
+    if spec.mode == Mode::Transport
+        && let [only] = spec.selectors.as_slice()
+    {
+        info.selector = to_xselector(only);
     }
     info.id = Id {
         daddr: Address::from_ip(&spec.dst),
@@ -765,7 +768,7 @@ mod tests {
             spi,
             reqid,
             mode,
-            selector: Selector {
+            selectors: vec![Selector {
                 src,
                 src_prefix: 128,
                 dst,
@@ -773,7 +776,7 @@ mod tests {
                 proto: 135,
                 sport: (0, 0),
                 dport: (0, 0),
-            },
+            }],
             encr_id: encr.0,
             encr_key_bits: (encr.1.len() * 8) as u16,
             encr_key: Zeroizing::new(encr.1),
