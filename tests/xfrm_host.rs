@@ -237,8 +237,11 @@ fn policies_daemon_mode_installs_and_removes() {
     });
 }
 
-/// (direction, priority, proto, sport (value, mask), template reqids) of every policy.
-fn typed_policies() -> Vec<(u8, u32, u8, (u16, u16), Vec<u32>)> {
+/// (direction, priority, proto, sport (value, mask), template reqids) of a policy.
+type TypedPolicy = (u8, u32, u8, (u16, u16), Vec<u32>);
+
+/// Every policy, with the protocol and type of its selector.
+fn typed_policies() -> Vec<TypedPolicy> {
     let mut nl = Netlink::open().unwrap();
     let mut v: Vec<_> = nl
         .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
