@@ -559,7 +559,63 @@ fn owned_reqids_default_to_the_class_reqids() {
     let c = policy::load(t.path("conf/ha.toml")).unwrap();
     assert_eq!(c.kernel.backend, policy::KernelBackend::Memory);
     assert_eq!(c.kernel.policies, policy::PolicyMode::Mip6d);
-    assert_eq!(c.kernel.owned_reqids, (1, 14));
+    // The classes' 1-14 and the automatic reqids right above them.
+    assert_eq!(c.engine.mobility.auto_reqids, (15, 46));
+    assert_eq!(c.kernel.owned_reqids, (1, 46));
+}
+
+#[test]
+fn automatic_reqids_lie_inside_the_owned_range() {
+    let t = Tree::new();
+    // Defaults: classes 1-8, CHILD_SAs outside them 9-40, all of it ours.
+    ha(&t, "");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (9, 40));
+    assert_eq!(c.kernel.owned_reqids, (1, 40));
+    // An owned range with room above the classes holds them.
+    ha(&t, "[kernel]\nowned_reqids = [1, 20]\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (9, 20));
+    // Explicit automatic reqids widen the default owned range.
+    ha(&t, "[kernel]\nauto_reqids = [100, 131]\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (100, 131));
+    assert_eq!(c.kernel.owned_reqids, (1, 131));
+    // And the automatic reqids the engine hands out stay in the owned range.
+    let m = c.engine.mobility;
+    assert!(
+        (0..100)
+            .map(|n| m.auto_reqid(n))
+            .all(|r| (100..=131).contains(&r))
+    );
+}
+
+#[test]
+fn automatic_reqid_errors() {
+    let t = Tree::new();
+    ha(&t, "[kernel]\nowned_reqids = [1, 8]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:16: owned_reqids = [1, 8] leaves no reqid above the classes' for CHILD_SAs outside them; widen it to [1, 40] or set auto_reqids = [first, last] inside it"
+    );
+    ha(
+        &t,
+        "[kernel]\nowned_reqids = [1, 50]\nauto_reqids = [100, 120]\n",
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:16: owned_reqids = [1, 50] leaves out auto_reqids [100, 120]; widen the range to cover them"
+    );
+    ha(&t, "[kernel]\nauto_reqids = [5, 9]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: auto_reqids = [5, 9] includes reqid 5 of [reqids]; automatic reqids must not name a class"
+    );
+    ha(&t, "[kernel]\nauto_reqids = [0, 3]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: auto_reqids = [0, 3] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+    );
 }
 
 #[test]

@@ -367,8 +367,9 @@ impl Endpoint {
         let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
             Some(r) => r,
             None => {
-                self.next_reqid += 1;
-                (self.next_reqid, self.next_reqid)
+                let r = self.cfg.mobility.auto_reqid(self.next_reqid);
+                self.next_reqid = self.next_reqid.wrapping_add(1);
+                (r, r)
             }
         };
         let t = self.cfg.timers;

@@ -58,7 +58,8 @@ pub struct Endpoint {
     pub(super) cookie_secret_prev: [u8; 32],
     pub(super) cookie_version: u8,
     cookie_rotate_at: Option<Instant>,
-    /// Automatically assigned reqids for CHILD_SAs outside the MIPv6 classes.
+    /// How many reqids were assigned to CHILD_SAs outside the MIPv6 classes (the next one is
+    /// `cfg.mobility.auto_reqid(next_reqid)`).
     pub(super) next_reqid: u32,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) kernel_ops: VecDeque<KernelOp>,
@@ -92,7 +93,7 @@ impl Endpoint {
             cookie_secret_prev: cookie_secret,
             cookie_version: 0,
             cookie_rotate_at: None,
-            next_reqid: 1000,
+            next_reqid: 0,
             transmits: VecDeque::new(),
             kernel_ops: VecDeque::new(),
             events: VecDeque::new(),

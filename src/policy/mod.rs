@@ -368,7 +368,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 
     let listen = listen(&doc, &file.listen)?;
     let reqids = reqids(&doc, &file.reqids)?;
-    let kernel = kernel(&doc, &file.kernel, &reqids)?;
+    let (kernel, auto_reqids) = kernel(&doc, &file.kernel, &reqids)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
             return Err(doc.at(
@@ -523,6 +523,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             .and_then(|m| m.get_ref().request_home_prefix.as_ref())
             .is_some_and(|v| *v.get_ref()),
         lease_grace,
+        auto_reqids,
     };
     let engine = Config {
         identity,
@@ -643,11 +644,13 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
     })
 }
 
+/// The kernel settings and the automatic reqid range (`auto_reqids`, by default the 32 reqids
+/// above the highest class reqid; the default owned range covers it and the classes).
 fn kernel(
     doc: &Doc,
     k: &KernelSection,
     reqids: &HashMap<SaClass, ClassReqids>,
-) -> Result<KernelSettings, ConfigError> {
+) -> Result<(KernelSettings, (u32, u32)), ConfigError> {
     let backend = match k.backend.as_ref().map(|b| *b.get_ref()) {
         None | Some(BackendName::Memory) => KernelBackend::Memory,
         Some(BackendName::Xfrm) => KernelBackend::Xfrm,
@@ -657,11 +660,58 @@ fn kernel(
         Some(PoliciesName::Daemon) => PolicyMode::Daemon,
     };
     let class_ids: Vec<u32> = reqids.values().flat_map(|r| [r.to_ha, r.to_mn]).collect();
-    let owned_reqids = match &k.owned_reqids {
-        None => (
-            class_ids.iter().copied().min().unwrap_or(1),
-            class_ids.iter().copied().max().unwrap_or(8),
-        ),
+    let (class_min, class_max) = (
+        class_ids.iter().copied().min().unwrap_or(1),
+        class_ids.iter().copied().max().unwrap_or(8),
+    );
+    // Explicit automatic reqids: a range that names no class.
+    let explicit_auto = match &k.auto_reqids {
+        None => None,
+        Some(r) => {
+            let [first, last] = *r.get_ref();
+            if first == 0 || first > last {
+                return Err(doc.at(
+                    r.span(),
+                    format!(
+                        "auto_reqids = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+                    ),
+                ));
+            }
+            if let Some(id) = class_ids
+                .iter()
+                .filter(|id| (first..=last).contains(*id))
+                .min()
+            {
+                return Err(doc.at(
+                    r.span(),
+                    format!(
+                        "auto_reqids = [{first}, {last}] includes reqid {id} of [reqids]; automatic reqids must not name a class"
+                    ),
+                ));
+            }
+            Some((first, last))
+        }
+    };
+    // By default the automatic reqids follow the highest class reqid, within `owned_last`.
+    let default_auto = |owned_last: u32| -> Option<(u32, u32)> {
+        let first = class_max.checked_add(1)?;
+        let last = class_max
+            .saturating_add(crate::ike::config::AUTO_REQIDS)
+            .min(owned_last);
+        (first <= last).then_some((first, last))
+    };
+    let (owned_reqids, auto_reqids) = match &k.owned_reqids {
+        None => {
+            let Some(auto) = explicit_auto.or_else(|| default_auto(u32::MAX)) else {
+                return Err(doc.at(
+                    0..0,
+                    format!(
+                        "no reqid left above reqid {class_max} for CHILD_SAs outside the classes; set [kernel] auto_reqids = [first, last]"
+                    ),
+                ));
+            };
+            ((class_min.min(auto.0), class_max.max(auto.1)), auto)
+        }
         Some(r) => {
             let [first, last] = *r.get_ref();
             if first == 0 || first > last {
@@ -684,14 +734,37 @@ fn kernel(
                     ),
                 ));
             }
-            (first, last)
+            let auto = match explicit_auto {
+                Some((a, b)) if a < first || b > last => {
+                    return Err(doc.at(
+                        r.span(),
+                        format!(
+                            "owned_reqids = [{first}, {last}] leaves out auto_reqids [{a}, {b}]; widen the range to cover them"
+                        ),
+                    ));
+                }
+                Some(auto) => auto,
+                None => default_auto(last).ok_or_else(|| {
+                    doc.at(
+                        r.span(),
+                        format!(
+                            "owned_reqids = [{first}, {last}] leaves no reqid above the classes' for CHILD_SAs outside them; widen it to [{first}, {}] or set auto_reqids = [first, last] inside it",
+                            class_max.saturating_add(crate::ike::config::AUTO_REQIDS)
+                        ),
+                    )
+                })?,
+            };
+            ((first, last), auto)
         }
     };
-    Ok(KernelSettings {
-        backend,
-        policies,
-        owned_reqids,
-    })
+    Ok((
+        KernelSettings {
+            backend,
+            policies,
+            owned_reqids,
+        },
+        auto_reqids,
+    ))
 }
 
 /// The built-in proposals, used when `[proposals]` leaves `ike` or `esp` out (and by the demo).

@@ -162,6 +162,8 @@ pub struct KernelSection {
     pub replay_window: Option<S<u32>>,
     /// `[first, last]`: reqids that mark SAs (and daemon-installed policies) as ours.
     pub owned_reqids: Option<S<[u32; 2]>>,
+    /// `[first, last]`: reqids for CHILD_SAs outside the classes (inside `owned_reqids`).
+    pub auto_reqids: Option<S<[u32; 2]>>,
 }
 
 /// One file in the users directory.
