@@ -1,9 +1,9 @@
 //! CHILD_SAs: the responder's selection and authorization (RFC 7296 2.9, RFC 4877 5), the
 //! initiator's checks, CREATE_CHILD_SA (new and rekey, RFC 7296 1.3), KEYMAT and installation.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
@@ -103,6 +103,56 @@ impl Endpoint {
     pub(super) fn take_acquire_seq(&mut self, class: SaClass) -> Option<u32> {
         let (seq, at) = self.acquire_seqs.remove(&class)?;
         (self.now.at.saturating_duration_since(at) < ACQUIRE_SEQ_KEEP).then_some(seq)
+    }
+
+    /// The IKE SA (our SPI) and CHILD_SA (inbound SPI) an SA of the kernel belongs to, by its
+    /// destination and SPI (the kernel's SA identity; an SPI alone may be another key
+    /// manager's or a peer's choice): one of our inbound SAs, else one of our outbound SAs.
+    fn child_of_kernel_sa(&self, dst: IpAddr, spi: u32) -> Option<(u64, u32)> {
+        if let Some(&owner) = self.child_spis.get(&spi)
+            && let Some(sa) = self.sas.get(&owner)
+            && sa
+                .children
+                .iter()
+                .any(|c| c.spi_in == spi && c.outer_local == dst)
+        {
+            return Some((owner, spi));
+        }
+        for (id, sa) in &self.sas {
+            if let Some(c) = sa
+                .children
+                .iter()
+                .find(|c| c.spi_out == spi && c.outer_remote == dst)
+            {
+                return Some((*id, c.spi_in));
+            }
+        }
+        None
+    }
+
+    /// A kernel EXPIRE for one of our SAs, inbound or outbound: soft starts a rekey of its
+    /// CHILD_SA, hard removes the CHILD_SA (and tells the peer).
+    pub(super) fn handle_expire(&mut self, dst: IpAddr, spi: u32, hard: bool) {
+        let Some((owner, spi_in)) = self.child_of_kernel_sa(dst, spi) else {
+            return debug!(%dst, spi = format_args!("{spi:08x}"), "EXPIRE for an SA we do not know");
+        };
+        let Some(mut sa) = self.sas.remove(&owner) else {
+            return;
+        };
+        if let Some(i) = sa.child_by_in(spi_in) {
+            if hard {
+                let c = sa.children.remove(i);
+                info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "hard lifetime of an SA expired");
+                self.remove_child_kernel(&sa, &c, "hard lifetime expired");
+                // The kernel already removed the SA; the Delete only informs the peer.
+                sa.queue.push_back(Intent::DeleteChild(c.spi_in));
+            } else if !sa.children[i].rekeying {
+                info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "soft lifetime of an SA expired: rekeying");
+                sa.children[i].rekeying = true;
+                sa.queue.push_back(Intent::RekeyChild(spi_in));
+            }
+        }
+        self.finish(sa, Fate::Keep);
     }
 
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.

@@ -210,31 +210,7 @@ impl Endpoint {
     pub fn handle_kernel(&mut self, now: Now, ev: KernelEvent) {
         self.now = now;
         match ev {
-            KernelEvent::Expire { spi, hard, .. } => {
-                let Some(&owner) = self.child_spis.get(&spi) else {
-                    return debug!(
-                        spi = format_args!("{spi:08x}"),
-                        "EXPIRE for an SA we do not know"
-                    );
-                };
-                let Some(mut sa) = self.sas.remove(&owner) else {
-                    return;
-                };
-                if hard {
-                    if let Some(i) = sa.child_by_in(spi) {
-                        let c = sa.children.remove(i);
-                        self.remove_child_kernel(&sa, &c, "hard lifetime expired");
-                        sa.queue.push_back(Intent::DeleteChild(c.spi_in));
-                        // The kernel already removed the SA; the Delete only informs the peer.
-                    }
-                } else if let Some(i) = sa.child_by_in(spi)
-                    && !sa.children[i].rekeying
-                {
-                    sa.children[i].rekeying = true;
-                    sa.queue.push_back(Intent::RekeyChild(spi));
-                }
-                self.finish(sa, Fate::Keep);
-            }
+            KernelEvent::Expire { dst, spi, hard } => self.handle_expire(dst, spi, hard),
             KernelEvent::Acquire { reqid, .. } => {
                 // Starting a negotiation needs the MN's connection settings, which live in the
                 // daemon's configuration: the daemon turns ACQUIREs into Initiate commands.
