@@ -962,3 +962,120 @@ fn larval_sa_expiry_arrives_as_a_hard_expire() {
         assert_eq!(states(), vec![]);
     });
 }
+
+/// A mobile-node daemon without `care_of_address`: after mip6d's MIGRATE (KMADDRESS: new
+/// care-of address, HA) an ACQUIRE starts the IKE SA from that address, not from the one
+/// routing picks.
+#[test]
+fn daemon_initiates_from_the_kmaddress_of_the_last_migrate() {
+    use mip6_ike::daemon::{Control, Daemon, make_kernel};
+    use mip6_ike::ike::Event;
+    use tokio::sync::mpsc;
+
+    in_netns(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
+            let to = dir.path().join(f);
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("certs")
+                    .join(f),
+                &to,
+            )
+            .unwrap();
+            let mut p = std::fs::metadata(&to).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
+            std::fs::set_permissions(&to, p).unwrap();
+        }
+        let toml = format!(
+            r#"role = "mobile-node"
+[listen]
+addresses = ["::"]
+port = 0
+nat_port = 0
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[timers]
+retransmit_timeout = 0.2
+retransmit_tries = 1
+[mobile_node]
+home_agent = "[{HA}]:5000"
+home_address = "{HOA}"
+classes = ["bu-ba"]
+[kernel]
+backend = "xfrm"
+"#
+        );
+        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
+        // mip6d's MH policy (the MIGRATE's target) and its BU policy (a UDP probe stands in
+        // for the BU), both reqid 1 = bu-ba to HA.
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
+                .await
+                .unwrap();
+            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
+            let kernel = make_kernel(&cfg).unwrap();
+            let d = Daemon::bind(cfg, kernel).unwrap();
+            let mut ev = d.subscribe();
+            let (tx, rx) = mpsc::channel(4);
+            let task = tokio::spawn(d.run(rx));
+            let mut buf = [0u8; 2048];
+            // The start-up attempt: from the routed source (the HA's own address here, all
+            // addresses being on lo); it fails unanswered.
+            let (_, from1) = recv_init(&ha, &mut buf).await;
+            assert_ne!(from1.ip(), a(COA2));
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .expect("the unanswered attempt fails");
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
+            {
+            }
+            // mip6d moves the MN to COA2: one MIGRATE of its MH policy, with KMADDRESS.
+            let entry = MigrateEntry {
+                old_src: a("::"),
+                old_dst: a("::"),
+                new_src: a(HOA),
+                new_dst: a(HA),
+                mode: Mode::Transport,
+                reqid: 1,
+            };
+            Netlink::open()
+                .unwrap()
+                .ack(msg::migrate_request(
+                    &sel(HOA, 128, HA, 128, 135, (0, 0)),
+                    msg::XFRM_POLICY_OUT,
+                    &[entry],
+                    Some((a(COA2), a(HA))),
+                ))
+                .unwrap();
+            // The BU hits the policy without SA: the ACQUIRE's initiation starts from COA2.
+            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
+            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            let (_, from2) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from2.ip(), a(COA2), "from mip6d's care-of address");
+            tx.send(Control::Shutdown).await.unwrap();
+            let k = task.await.unwrap().unwrap();
+            assert!(k.installed().is_empty());
+        });
+    });
+}

@@ -298,8 +298,11 @@ impl Daemon {
             return Ok(());
         };
         // After a move the last care-of address we used beats the configured one; without a
-        // configured one, routing always knows the current address.
-        let coa = match mn.care_of_address.map(|c| self.mn_coa.unwrap_or(c)) {
+        // configured one, mip6d's last MIGRATE says where we are, else routing decides.
+        let coa = match self
+            .acquire
+            .care_of_address(mn.care_of_address, self.mn_coa)
+        {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -499,6 +502,10 @@ impl Daemon {
                 }
             }
             return;
+        }
+        if let (KernelEvent::Migrate(m), Some(mn)) = (&ev, &self.cfg.mobile_node) {
+            let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
+            self.acquire.on_migrate(m, &ha);
         }
         self.endpoint.handle_kernel(now(), ev);
     }
