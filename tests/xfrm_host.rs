@@ -1079,3 +1079,62 @@ backend = "xfrm"
         });
     });
 }
+
+/// The HA's mip6d migrates the IN and the FWD policy of a tunnel with the same KMADDRESS: the
+/// FWD MIGRATE gives no event (by design, see `msg::parse_event`), the IN one carries the move.
+#[test]
+fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
+    in_netns(|| {
+        let mut l = Listener::open(Duration::from_millis(200)).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        // The HA's TunnelPayload policies (reqid 3 to the HA: MN -> HA traffic), IN and FWD.
+        for dir in ["in", "fwd"] {
+            ip(&format!(
+                "xfrm policy add src {HOA}/128 dst ::/0 dir {dir} priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
+            ));
+        }
+        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
+        let entry = MigrateEntry {
+            old_src: a(COA1),
+            old_dst: a(HA),
+            new_src: a(COA2),
+            new_dst: a(HA),
+            mode: Mode::Tunnel,
+            reqid: 3,
+        };
+        let km = Some((a(HA), a(COA2)));
+        let mut raw = Vec::new();
+        for dir in [msg::XFRM_POLICY_FWD, msg::XFRM_POLICY_IN] {
+            nl.ack(msg::migrate_request(
+                &payload,
+                dir,
+                std::slice::from_ref(&entry),
+                km,
+            ))
+            .unwrap();
+        }
+        // Both broadcasts arrive; only the IN one is an event.
+        let end = Instant::now() + Duration::from_secs(5);
+        while raw.len() < 2 && Instant::now() < end {
+            if let Some((d, pid)) = l.recv_raw().unwrap() {
+                raw.push(decode(&d, pid).expect("a valid kernel message"));
+            }
+        }
+        assert_eq!(raw.len(), 2, "two MIGRATE broadcasts: {raw:?}");
+        assert_eq!(raw[0], vec![], "FWD: no event");
+        let [KernelEvent::Migrate(m)] = raw[1].as_slice() else {
+            panic!("IN: one MIGRATE event: {:?}", raw[1])
+        };
+        assert_eq!(m.direction, Direction::In);
+        assert_eq!(m.selector, payload);
+        assert_eq!((m.new_src, m.new_dst), (a(COA2), a(HA)));
+        assert_eq!((m.km_local, m.km_remote), (Some(a(HA)), Some(a(COA2))));
+        // The kernel moved both templates.
+        let text = ip("xfrm policy");
+        assert_eq!(
+            text.matches(&format!("tmpl src {COA2} dst {HA}")).count(),
+            2,
+            "{text}"
+        );
+    });
+}

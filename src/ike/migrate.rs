@@ -7,6 +7,9 @@
 //! the SA already there and do nothing. Without it the mobile node starts a new IKE SA from the
 //! new address and both sides drop the old one. The SA is found by the home address in the
 //! MIGRATE's selector plus one unchanged KMADDRESS end, never by a datagram's source address.
+//! The home agent's FWD tunnel policies are migrated too, but their MIGRATEs never reach the
+//! engine (see `kernel::xfrm::msg::parse_event`): the IN MIGRATE of the same tunnel carries the
+//! same selector and KMADDRESS.
 
 use std::net::{IpAddr, SocketAddr};
 
