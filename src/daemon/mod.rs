@@ -101,6 +101,9 @@ impl Kernel for SharedKernel {
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.with(|k| k.installed())
     }
+    fn counters(&self, dst: IpAddr, spi: u32) -> Option<crate::kernel::SaCounters> {
+        self.with(|k| k.counters(dst, spi))
+    }
 }
 
 /// A datagram for the engine.

@@ -1,7 +1,7 @@
 //! The Endpoint: owns every IKE SA, routes datagrams to them, runs timers and collects what the
 //! outside world must do.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,33 @@ pub struct Stats {
     pub ts_refused: u64,
     /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
     pub nat_detected: u64,
+    /// IKE SAs whose endpoints moved (Event::Migrated).
+    pub migrations: u64,
+    /// Exchanges we started that failed, by (exchange, error notify; 0 = none, e.g. no
+    /// answer). At most [`MAX_FAILURE_KINDS`] keys; further kinds count under ("other", 0).
+    pub failures: BTreeMap<(&'static str, u16), u64>,
+}
+
+/// Bound on the distinct keys of [`Stats::failures`] (a peer chooses the notify numbers).
+pub const MAX_FAILURE_KINDS: usize = 64;
+
+impl Stats {
+    /// Counters that can only be seen on the way out of the engine.
+    fn count(&mut self, e: &Event) {
+        match e {
+            Event::Migrated { .. } => self.migrations += 1,
+            Event::ExchangeFailed {
+                exchange, notify, ..
+            } => {
+                let mut key = (*exchange, notify.unwrap_or(0));
+                if !self.failures.contains_key(&key) && self.failures.len() >= MAX_FAILURE_KINDS {
+                    key = ("other", 0);
+                }
+                *self.failures.entry(key).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -312,7 +339,9 @@ impl Endpoint {
         self.kernel_ops.pop_front()
     }
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front()?;
+        self.stats.count(&e);
+        Some(e)
     }
 
     // ---- queries ----
@@ -345,6 +374,7 @@ impl Endpoint {
             transforms: sa.suite.map(|s| s.to_string()).unwrap_or_default(),
             home_address: sa.home_address,
             peer_auth_method: sa.peer_auth_method,
+            created: sa.created,
             children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
         }
     }
@@ -894,5 +924,6 @@ pub(super) fn child_info(sa: &IkeSa, c: &super::sa::Child) -> ChildInfo {
         ts_local: c.ts_local.clone(),
         ts_remote: c.ts_remote.clone(),
         transforms: c.suite.to_string(),
+        installed: c.installed,
     }
 }

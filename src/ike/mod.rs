@@ -112,6 +112,8 @@ pub struct ChildInfo {
     pub ts_remote: Vec<TrafficSelector>,
     /// Readable transform names, e.g. "AES_CBC_128/HMAC_SHA2_256_128".
     pub transforms: String,
+    /// When the CHILD_SA was installed (its age in listings).
+    pub installed: Instant,
 }
 
 /// An IKE SA as reported in listings.
@@ -129,6 +131,8 @@ pub struct IkeSaInfo {
     pub home_address: Option<Ipv6Addr>,
     /// The AUTH method the peer authenticated with (1 RSA, 2 PSK, 9 ECDSA, 14 RFC 7427).
     pub peer_auth_method: u8,
+    /// When this IKE SA was created (a rekeyed one: when the rekey made it).
+    pub created: Instant,
     pub children: Vec<ChildInfo>,
 }
 

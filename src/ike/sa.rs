@@ -115,6 +115,7 @@ pub(crate) struct Child {
     pub outer_local: IpAddr,
     pub outer_remote: IpAddr,
     pub rekey_at: Option<Instant>,
+    pub installed: Instant,
     /// A rekey of this CHILD_SA is under way or done (do not start another).
     pub rekeying: bool,
 }
@@ -210,6 +211,7 @@ pub(crate) struct IkeSa {
     pub expires_at: Option<Instant>,
     /// The deadline registered in the endpoint's timer index.
     pub deadline: Option<Instant>,
+    pub created: Instant,
 }
 
 impl IkeSa {
@@ -247,6 +249,7 @@ impl IkeSa {
             last_heard: now,
             expires_at: None,
             deadline: None,
+            created: now,
         }
     }
 

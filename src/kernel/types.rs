@@ -136,4 +136,16 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
+    /// Traffic counters of one SA (destination, SPI), when the backend knows them (the XFRM
+    /// backend reads them from the kernel; the in-memory one carries no traffic).
+    fn counters(&self, _dst: IpAddr, _spi: u32) -> Option<SaCounters> {
+        None
+    }
+}
+
+/// What the kernel counted on one SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaCounters {
+    pub bytes: u64,
+    pub packets: u64,
 }

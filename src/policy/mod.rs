@@ -104,6 +104,9 @@ pub struct MobileNodeSettings {
     pub classes: Vec<SaClass>,
     /// Expected IDr of the home agent.
     pub home_agent_id: Option<Identity>,
+    /// Initiate when the daemon starts (and again after the IKE SA went down); false: only
+    /// when asked on the control socket.
+    pub auto_initiate: bool,
 }
 
 impl MobileNodeSettings {
@@ -133,6 +136,34 @@ pub struct LoadedConfig {
     pub mobile_node: Option<MobileNodeSettings>,
     /// Present for role home-agent.
     pub users_dir: Option<PathBuf>,
+    pub control: ControlSettings,
+}
+
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip6-iked/control.sock";
+
+/// The control socket: where, who may connect, and how long an address provider may think.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    pub socket: PathBuf,
+    /// Group that owns the socket; its members may connect (besides root and our own uid).
+    pub group: Option<String>,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// How long the home agent waits for a registered address provider before using its
+    /// own pools.
+    pub provider_timeout: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            group: None,
+            mode: 0o660,
+            provider_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl LoadedConfig {
@@ -259,6 +290,9 @@ impl LoadedConfig {
         if self.kernel != new.kernel {
             out.push("[kernel] changed: needs a restart (ignored)".to_string());
         }
+        if self.control != new.control {
+            out.push("[control] changed: needs a restart (ignored)".to_string());
+        }
         if self.mobile_node != new.mobile_node {
             out.push("[mobile_node] changed: applies to the next initiation".to_string());
         }
@@ -329,6 +363,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 
     let listen = listen(&doc, &file.listen)?;
     let kernel = kernel(&doc, &file.kernel)?;
+    let control = control(&doc, base, &file.control)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
             return Err(doc.at(
@@ -471,6 +506,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         kernel,
         mobile_node,
         users_dir,
+        control,
     })
 }
 
@@ -565,6 +601,46 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
         port,
         nat_port,
     })
+}
+
+fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {
+    let mut out = ControlSettings::default();
+    if let Some(p) = &c.socket {
+        out.socket = base.join(p.get_ref());
+    }
+    if let Some(gs) = &c.group {
+        let g = gs.get_ref().trim();
+        if g.is_empty() {
+            return Err(doc.at(
+                gs.span(),
+                "group = \"\" names no group; write a group name such as \"mip6\" or remove the key",
+            ));
+        }
+        out.group = Some(g.to_string());
+    }
+    if let Some(m) = &c.mode {
+        let text = m.get_ref().trim();
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 => out.mode = v,
+            _ => {
+                return Err(doc.at(
+                    m.span(),
+                    format!("mode = \"{text}\" is not an octal permission; write e.g. \"0660\""),
+                ));
+            }
+        }
+    }
+    if let Some(t) = &c.provider_timeout {
+        let v = *t.get_ref();
+        if !(v > 0.0 && v <= 60.0) {
+            return Err(doc.at(
+                t.span(),
+                format!("provider_timeout = {v}: write a number of seconds between 0 and 60"),
+            ));
+        }
+        out.provider_timeout = Duration::from_secs_f64(v);
+    }
+    Ok(out)
 }
 
 fn kernel(doc: &Doc, k: &KernelSection) -> Result<KernelSettings, ConfigError> {
@@ -916,6 +992,7 @@ fn mobile_node_settings(
         home_address,
         classes,
         home_agent_id,
+        auto_initiate: mn.auto_initiate.as_ref().is_none_or(|v| *v.get_ref()),
     })
 }
 

@@ -32,6 +32,19 @@ pub struct GlobalFile {
     pub mobile_node: Option<S<MobileNodeSection>>,
     #[serde(default)]
     pub kernel: KernelSection,
+    #[serde(default)]
+    pub control: ControlSection,
+}
+
+/// The control socket (src/control).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    pub socket: Option<S<String>>,
+    pub group: Option<S<String>>,
+    /// Octal permission bits as a string, e.g. "0660".
+    pub mode: Option<S<String>>,
+    pub provider_timeout: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +132,7 @@ pub struct MobileNodeSection {
     pub home_address: Option<S<String>>,
     pub classes: Option<S<Vec<S<String>>>>,
     pub home_agent_id: Option<S<String>>,
+    pub auto_initiate: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
