@@ -3,6 +3,7 @@
 //! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
 //! signals or the control socket through [`Control`] messages.
 
+pub mod control;
 pub mod demo;
 pub mod show;
 pub mod udp;
@@ -19,7 +20,7 @@ use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
 use crate::kernel::{Kernel, KernelOp};
-use crate::policy::{self, KernelBackend, LoadedConfig, Role};
+use crate::policy::{self, KernelBackend, LoadedConfig};
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
 /// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
@@ -31,7 +32,6 @@ const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What signals, the control socket and tests ask of a running daemon.
-#[derive(Debug)]
 pub enum Control {
     /// Delete every SA (telling peers), flush, and return (SIGTERM, SIGINT).
     Shutdown,
@@ -43,6 +43,21 @@ pub enum Control {
     KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
     /// Any engine command (CreateChild, Terminate, ...).
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
+    /// Work of the control socket, run on the daemon's task (see [`control`]).
+    Call(Box<dyn FnOnce(&mut Daemon) + Send>),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Shutdown => f.write_str("Shutdown"),
+            Control::Reload => f.write_str("Reload"),
+            Control::List(_) => f.write_str("List"),
+            Control::KernelSas(_) => f.write_str("KernelSas"),
+            Control::Command(c, _) => write!(f, "Command({c:?})"),
+            Control::Call(_) => f.write_str("Call"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +141,7 @@ pub struct Daemon {
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
     retry_wait: Duration,
+    started: Instant,
 }
 
 impl Daemon {
@@ -154,6 +170,7 @@ impl Daemon {
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
+            started: Instant::now(),
         })
     }
 
@@ -185,7 +202,12 @@ impl Daemon {
         mut control: mpsc::Receiver<Control>,
     ) -> Result<Box<dyn Kernel>, DaemonError> {
         // Before the readers start, so that a failure leaves no task behind.
-        if self.cfg.role == Role::MobileNode {
+        if self
+            .cfg
+            .mobile_node
+            .as_ref()
+            .is_some_and(|mn| mn.auto_initiate)
+        {
             self.initiate()?;
         }
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
@@ -253,14 +275,21 @@ impl Daemon {
             Control::Command(cmd, reply) => {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
+            Control::Call(f) => f(self),
         }
     }
 
     /// Mobile node: bring up the IKE SA and CHILD_SAs of the [mobile_node] section.
     fn initiate(&mut self) -> Result<(), DaemonError> {
-        let Some(mn) = &self.cfg.mobile_node else {
+        let Some(mn) = self.cfg.mobile_node.clone() else {
             return Ok(());
         };
+        self.mn_ike = Some(self.initiate_with(&mn)?);
+        Ok(())
+    }
+
+    /// Starts the IKE SA that `mn` describes; returns its id.
+    fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
         let coa = match mn.care_of_address {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
@@ -286,8 +315,7 @@ impl Daemon {
         match self.endpoint.handle_command(now(), cmd) {
             Ok(id) => {
                 info!(ike = %id, local = %SocketAddr::new(coa, port), remote = %mn.home_agent, "initiating");
-                self.mn_ike = Some(id);
-                Ok(())
+                Ok(id)
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
         }
@@ -300,15 +328,20 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        let new = match policy::load(&self.cfg.path) {
-            Ok(n) => n,
-            Err(e) => return error!("reload failed, keeping the running configuration: {e}"),
-        };
+        if let Err(e) = self.try_reload() {
+            error!("{e}");
+        }
+    }
+
+    /// Reload (SIGHUP and the control socket): the changes applied, or why nothing was.
+    fn try_reload(&mut self) -> Result<Vec<String>, String> {
+        let new = policy::load(&self.cfg.path)
+            .map_err(|e| format!("reload failed, keeping the running configuration: {e}"))?;
         if new.role != self.cfg.role {
-            return error!(
+            return Err(format!(
                 "reload: role changed to {}; restart the daemon for that (nothing applied)",
                 new.role.name()
-            );
+            ));
         }
         let changes = self.cfg.changes(&new);
         if changes.is_empty() {
@@ -321,6 +354,7 @@ impl Daemon {
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
         self.cfg.users_dir = new.users_dir;
+        Ok(changes)
     }
 
     /// Carries out everything the engine has queued.
@@ -359,6 +393,8 @@ impl Daemon {
                 self.schedule_retry();
             }
             Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
+            // The rekeyed IKE SA carries on as ours.
+            Event::IkeRekeyed { old, new } if self.mn_ike == Some(*old) => self.mn_ike = Some(*new),
             _ => {}
         }
     }

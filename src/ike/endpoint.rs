@@ -88,6 +88,9 @@ pub struct Endpoint {
     pub(super) events: VecDeque<Event>,
     pub stats: Stats,
     pub(super) now: Now,
+    /// Home agent: a registered address provider is asked before our own pools, waiting at
+    /// most this long (None: no provider).
+    pub(super) address_provider: Option<Duration>,
 }
 
 impl Endpoint {
@@ -111,11 +114,17 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             now,
+            address_provider: None,
         }
     }
 
     pub fn config(&self) -> &Arc<Config> {
         &self.cfg
+    }
+
+    /// Home agent: from now on ask an address provider (waiting at most `timeout`), or not.
+    pub fn set_address_provider(&mut self, timeout: Option<Duration>) {
+        self.address_provider = timeout;
     }
 
     /// Replaces the configuration (reload). Established SAs keep their negotiated state.
@@ -256,6 +265,9 @@ impl Endpoint {
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
+            Command::ProvideAddress { ike, .. } => Err(format!(
+                "IKE SA {ike} is not waiting for an address"
+            )),
             Command::Shutdown => {
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {

@@ -93,6 +93,13 @@ pub enum Command {
     Terminate { ike: IkeId },
     /// Remove every SA at once, telling peers where possible (daemon shutdown).
     Shutdown,
+    /// Home agent: the address provider's answer to [`Event::AddressWanted`] (None for both:
+    /// no answer, use our own pools). Resumes the parked IKE_AUTH.
+    ProvideAddress {
+        ike: IkeId,
+        address: Option<Ipv6Addr>,
+        prefix: Option<(Ipv6Addr, u8)>,
+    },
 }
 
 /// A CHILD_SA as reported in events and listings.
@@ -196,6 +203,18 @@ pub enum Event {
         old_remote: SocketAddr,
         new_local: SocketAddr,
         new_remote: SocketAddr,
+    },
+    /// Home agent with an address provider: an authenticated IKE_AUTH asks for a home address
+    /// or prefix; it waits until [`Command::ProvideAddress`] (or the provider timeout).
+    AddressWanted {
+        ike: IkeId,
+        identity: Identity,
+        /// The user file that authorized the identity.
+        user: String,
+        wants_address: bool,
+        wants_prefix: bool,
+        /// The address the mobile node proposed in its CFG_REQUEST.
+        requested: Option<Ipv6Addr>,
     },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {
