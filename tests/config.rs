@@ -271,7 +271,7 @@ fn unknown_section_in_global_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `listen`, `identity`, `proposals`, \
-         `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`; did you mean `timers`?"
+         `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`; did you mean `timers`?"
     );
 }
 

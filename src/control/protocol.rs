@@ -59,6 +59,9 @@ pub enum Request {
         /// Seconds to wait for the SAs (default 60).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout: Option<f64>,
+        /// false: reply as soon as the IKE SA is started (an [`InitiateStarted`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<bool>,
     },
     /// Delete one IKE SA (`ike`) or every IKE SA of a user (`user`, home agent).
     Terminate {
@@ -248,6 +251,15 @@ pub struct InitiateResult {
     pub children: Vec<ChildSa>,
 }
 
+/// The reply to `initiate` with `"wait": false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitiateStarted {
+    pub ike: String,
+    pub existing: bool,
+    /// Every CHILD_SA asked for is already up.
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChildSa {
     pub ike: String,
@@ -409,7 +421,7 @@ pub enum EventMsg {
     },
     ChildUp {
         ike: String,
-        child: ChildSa,
+        child: Box<ChildSa>,
     },
     ChildDown {
         ike: String,
@@ -644,9 +656,18 @@ mod tests {
         assert_eq!(code(b"{not json"), ErrorCode::Malformed);
         assert_eq!(code(b"[1,2]"), ErrorCode::Malformed);
         assert_eq!(code(br#"{"request":"hello"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(br#"{"id":[1],"request":"hello"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(br#"{"id":1,"request":"fly"}"#), ErrorCode::UnknownRequest);
-        assert_eq!(code(br#"{"id":1,"request":"rekey"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(br#"{"id":[1],"request":"hello"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(br#"{"id":1,"request":"fly"}"#),
+            ErrorCode::UnknownRequest
+        );
+        assert_eq!(
+            code(br#"{"id":1,"request":"rekey"}"#),
+            ErrorCode::BadRequest
+        );
         // The id survives into the error when it was readable.
         let e = parse_request(br#"{"id":3,"request":"fly"}"#).unwrap_err();
         assert_eq!(e.id, Value::from(3));

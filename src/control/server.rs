@@ -78,7 +78,7 @@ impl Access {
             return true;
         }
         match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(u)) => members.iter().any(|m| *m == u.name),
+            Ok(Some(u)) => members.contains(&u.name),
             _ => false,
         }
     }
@@ -132,7 +132,9 @@ impl ControlServer {
                     return Err(setup_error(
                         path,
                         "group",
-                        format!("no group named '{name}'; create it (groupadd {name}) or change [control] group"),
+                        format!(
+                            "no group named '{name}'; create it (groupadd {name}) or change [control] group"
+                        ),
                     ));
                 }
                 Err(e) => return Err(setup_error(path, "group lookup", e)),
@@ -361,7 +363,13 @@ async fn read_line(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> io::R
 }
 
 /// Serves one connection until it closes, misbehaves or stops reading.
-async fn client(stream: UnixStream, id: u64, daemon: DaemonHandle, shared: Arc<Shared>, queue: usize) {
+async fn client(
+    stream: UnixStream,
+    id: u64,
+    daemon: DaemonHandle,
+    shared: Arc<Shared>,
+    queue: usize,
+) {
     let (rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<String>(queue.max(1));
     let close = Arc::new(Notify::new());
@@ -432,6 +440,7 @@ async fn client(stream: UnixStream, id: u64, daemon: DaemonHandle, shared: Arc<S
                 home_address,
                 classes,
                 timeout,
+                wait: wait_for_sas,
             } => {
                 let params = match dc::initiate_params(
                     home_agent.as_deref(),
@@ -445,9 +454,7 @@ async fn client(stream: UnixStream, id: u64, daemon: DaemonHandle, shared: Arc<S
                     }
                 };
                 let wait = match timeout {
-                    Some(t) if t.is_finite() && t > 0.0 => {
-                        Duration::from_secs_f64(t.min(3600.0))
-                    }
+                    Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t.min(3600.0)),
                     Some(_) => {
                         out.reply(
                             rid,
@@ -462,7 +469,11 @@ async fn client(stream: UnixStream, id: u64, daemon: DaemonHandle, shared: Arc<S
                 };
                 let (daemon, out) = (daemon.clone(), out.clone());
                 tasks.push(tokio::spawn(async move {
-                    let r = initiate(&daemon, params, wait).await;
+                    let r = if wait_for_sas == Some(false) {
+                        initiate_nowait(&daemon, params).await
+                    } else {
+                        initiate(&daemon, params, wait).await
+                    };
                     out.reply(rid, r);
                 }));
             }
@@ -500,10 +511,11 @@ async fn client(stream: UnixStream, id: u64, daemon: DaemonHandle, shared: Arc<S
         }
     };
     if was_provider {
-        info!(client = id, "address provider gone; the daemon allocates from its own pools");
-        let _ = daemon
-            .call(|d| d.set_address_provider(false))
-            .await;
+        info!(
+            client = id,
+            "address provider gone; the daemon allocates from its own pools"
+        );
+        let _ = daemon.call(|d| d.set_address_provider(false)).await;
     }
     // Let queued lines (a last error) go out, but never wait for a client that does not read.
     drop(out);
@@ -523,12 +535,14 @@ async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody>
         Request::ListUsers => daemon.call(|d| d.list_users().map(to_value)).await?,
         Request::Stats => daemon.call(|d| to_value(d.stats())).await,
         Request::Leases => daemon.call(|d| d.leases().map(to_value)).await?,
-        Request::Reload => daemon
-            .call(|d| {
-                d.reload_for_control()
-                    .map(|changes| to_value(proto::ReloadResult { changes }))
-            })
-            .await?,
+        Request::Reload => {
+            daemon
+                .call(|d| {
+                    d.reload_for_control()
+                        .map(|changes| to_value(proto::ReloadResult { changes }))
+                })
+                .await?
+        }
         Request::Terminate { ike, user } => {
             let ike = ike.as_deref().map(dc::parse_ike_id).transpose()?;
             let r = daemon
@@ -543,7 +557,9 @@ async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody>
                     u32::from_str_radix(c.trim().trim_start_matches("0x"), 16).map_err(|_| {
                         ErrorBody::new(
                             ErrorCode::BadRequest,
-                            format!("child = \"{c}\": give the inbound SPI in hex, as `sas` shows it"),
+                            format!(
+                                "child = \"{c}\": give the inbound SPI in hex, as `sas` shows it"
+                            ),
                         )
                     })
                 })
@@ -551,8 +567,24 @@ async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody>
             daemon.call(move |d| d.rekey(ike, child)).await??;
             Ok(Value::Object(Default::default()))
         }
-        _ => Err(ErrorBody::new(ErrorCode::Internal, "request not handled here")),
+        _ => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "request not handled here",
+        )),
     }
+}
+
+/// `initiate` with `"wait": false`.
+async fn initiate_nowait(
+    daemon: &DaemonHandle,
+    params: dc::InitiateParams,
+) -> Result<Value, ErrorBody> {
+    let start = daemon.call(move |d| d.start_initiate(params)).await??;
+    Ok(to_value(proto::InitiateStarted {
+        ike: start.ike.to_string(),
+        existing: start.existing,
+        complete: start.done.is_some(),
+    }))
 }
 
 /// `initiate`: start (or find) the IKE SA, then follow its events until every CHILD_SA is up,
@@ -575,9 +607,7 @@ async fn initiate(
         // Checked on every step: the SA may have come up before we looked (an existing one).
         let info = daemon.call(move |d| d.ike_info(ike)).await?;
         match &info {
-            Some(i)
-                if i.state == "established" && i.children.len() >= start.classes =>
-            {
+            Some(i) if i.state == "established" && i.children.len() >= start.classes => {
                 let (i, p) = (i.clone(), prefix.clone());
                 return daemon
                     .call(move |d| to_value(d.initiate_result(&i, false, p)))
@@ -710,9 +740,7 @@ fn address_reply(
     prefix: Option<String>,
     decline: bool,
 ) -> Result<Value, ErrorBody> {
-    let prefix = prefix
-        .map(|p| parse_prefix(&p))
-        .transpose()?;
+    let prefix = prefix.map(|p| parse_prefix(&p)).transpose()?;
     let mut guard = shared.provider();
     let Some(p) = guard.as_mut().filter(|p| p.client == client) else {
         return Err(ErrorBody::new(
@@ -723,7 +751,9 @@ fn address_reply(
     let Some(tx) = p.pending.remove(&request) else {
         return Err(ErrorBody::new(
             ErrorCode::NoSuchRequest,
-            format!("address-reply: request {request} is unknown or timed out (the daemon used its own pools)"),
+            format!(
+                "address-reply: request {request} is unknown or timed out (the daemon used its own pools)"
+            ),
         ));
     };
     let answer = if decline {

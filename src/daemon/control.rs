@@ -55,6 +55,8 @@ impl DaemonHandle {
 /// What `initiate` found or started.
 pub struct InitiateStart {
     pub ike: IkeId,
+    /// The IKE SA existed before this request.
+    pub existing: bool,
     /// Already established with every class: the reply can go out at once.
     pub done: Option<InitiateResult>,
     /// CHILD_SAs to wait for.
@@ -133,7 +135,7 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
         },
         Event::ChildUp(c) => M::ChildUp {
             ike: c.ike.to_string(),
-            child: child_sa(c, None),
+            child: Box::new(child_sa(c, None)),
         },
         Event::ChildDown {
             ike,
@@ -415,6 +417,7 @@ impl Daemon {
             let done = complete.then(|| self.initiate_result(&i, true, None));
             return Ok(InitiateStart {
                 ike: i.id,
+                existing: true,
                 done,
                 classes: mn.classes.len(),
             });
@@ -428,6 +431,7 @@ impl Daemon {
         }
         Ok(InitiateStart {
             ike,
+            existing: false,
             done: None,
             classes: mn.classes.len(),
         })
@@ -505,7 +509,10 @@ impl Daemon {
             if self.mn_ike == Some(id) {
                 self.mn_ike = None;
             }
-            match self.endpoint.handle_command(now(), Command::Terminate { ike: id }) {
+            match self
+                .endpoint
+                .handle_command(now(), Command::Terminate { ike: id })
+            {
                 Ok(_) => done.push(id.to_string()),
                 Err(e) if ike.is_some() => {
                     return Err(ErrorBody::new(ErrorCode::NoSuchSa, e));
@@ -550,7 +557,11 @@ impl Daemon {
     }
 
     /// The provider's answer (None: none in time) for a parked IKE_AUTH.
-    pub fn provide_address(&mut self, ike: IkeId, a: Option<crate::control::server::ProviderAnswer>) {
+    pub fn provide_address(
+        &mut self,
+        ike: IkeId,
+        a: Option<crate::control::server::ProviderAnswer>,
+    ) {
         let (address, prefix) = a.map_or((None, None), |a| (a.address, a.prefix));
         if let Err(e) = self.endpoint.handle_command(
             now(),

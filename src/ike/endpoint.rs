@@ -265,9 +265,9 @@ impl Endpoint {
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
-            Command::ProvideAddress { ike, .. } => Err(format!(
-                "IKE SA {ike} is not waiting for an address"
-            )),
+            Command::ProvideAddress { ike, .. } => {
+                Err(format!("IKE SA {ike} is not waiting for an address"))
+            }
             Command::Shutdown => {
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {

@@ -1,0 +1,901 @@
+//! The control socket over a real Unix socket, against home agents and mobile nodes running on
+//! loopback with the in-memory kernel. The daemons run on their own tokio runtime; the tests
+//! talk to them with the blocking client (and with the mip6-ikectl binary), as mip6d would.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mip6_ike::control::client::{Client, ClientError};
+use mip6_ike::control::protocol::{
+    ErrorCode, EventMsg, HelloResult, InitiateResult, ListSasResult, ListUsersResult, ReloadResult,
+    Request, StatsResult,
+};
+use mip6_ike::control::{ControlServer, ServerOptions};
+use mip6_ike::daemon::{Control, Daemon, SharedKernel};
+use mip6_ike::policy;
+use tokio::sync::mpsc;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const IKECTL: &str = env!("CARGO_BIN_EXE_mip6-ikectl");
+const WAIT: Duration = Duration::from_secs(10);
+
+const MN1_ID: &str = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net";
+const HA_ID: &str = "dn:C=CH, O=mip6-ike test, CN=ha.example.net";
+const MN2_PSK: &str = "test-only-psk-0123456789abcdef";
+
+fn hoa1() -> Ipv6Addr {
+    "2001:db8:1::100".parse().unwrap()
+}
+
+/// A running daemon with its control socket.
+struct Node {
+    sock: PathBuf,
+    tx: mpsc::Sender<Control>,
+    ike_addr: SocketAddr,
+}
+
+/// Daemons on a private runtime (its own thread), files in a private directory.
+struct Lab {
+    rt: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        // Other uids must reach the sockets for the permission tests.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir_all(dir.path().join("users")).unwrap();
+        for f in [
+            "ca-ecdsa.pem",
+            "ha-ecdsa.pem",
+            "ha-ecdsa.key",
+            "mn1-ecdsa.pem",
+            "mn1-ecdsa.key",
+        ] {
+            let to = dir.path().join(f);
+            fs::copy(Path::new(ROOT).join("certs").join(f), &to).unwrap();
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (htx, hrx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            htx.send(rt.handle().clone()).unwrap();
+            rt.block_on(async move {
+                let _ = stopped.await;
+            });
+        });
+        Lab {
+            rt: hrx.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        fs::write(self.path(name), text).unwrap();
+    }
+
+    /// Starts a daemon from `conf` (a file name in the lab) with its socket `<conf>.sock`.
+    fn start(&self, conf: &str, opts: ServerOptions, mode: u32, group: Option<&str>) -> Node {
+        let cfg = policy::load(self.path(conf)).unwrap();
+        let sock = self.path(&format!("{conf}.sock"));
+        let _g = self.rt.enter();
+        let d = Daemon::bind(cfg, Box::new(SharedKernel::new())).unwrap();
+        let ike_addr = d.ike_addr().unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let server = ControlServer::bind_with(&sock, mode, group, opts).unwrap();
+        server.serve(d.handle(tx.clone()));
+        self.rt.spawn(async move {
+            let _ = d.run(rx).await;
+        });
+        Node { sock, tx, ike_addr }
+    }
+
+    fn ha(&self, users: &[(&str, &str)]) -> Node {
+        self.ha_with(users, ServerOptions::default())
+    }
+
+    fn ha_with(&self, users: &[(&str, &str)], opts: ServerOptions) -> Node {
+        for (name, text) in users {
+            self.write(&format!("users/{name}.toml"), text);
+        }
+        self.write("ha.toml", &ha_toml());
+        self.start("ha.toml", opts, 0o660, None)
+    }
+
+    fn mn(&self, name: &str, text: &str) -> Node {
+        self.write(name, text);
+        self.start(name, ServerOptions::default(), 0o660, None)
+    }
+}
+
+impl Node {
+    fn client(&self) -> Client {
+        let mut c = Client::connect(&self.sock).unwrap();
+        c.set_timeout(Some(WAIT * 2));
+        c
+    }
+    fn stop(&self) {
+        let _ = self.tx.try_send(Control::Shutdown);
+    }
+}
+
+fn ha_toml() -> String {
+    format!(
+        r#"role = "home-agent"
+[listen]
+addresses = ["::1"]
+port = 0
+nat_port = 0
+[identity]
+id = "{HA_ID}"
+certificate = "ha-ecdsa.pem"
+private_key = "ha-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[home_agent]
+address = "2001:db8:1::1"
+users_dir = "users"
+"#
+    )
+}
+
+fn mn1_user() -> String {
+    format!(
+        "identity = \"{MN1_ID}\"\nhome_addresses = [\"2001:db8:1::100\"]\nclasses = [\"bu-ba\", \"payload\"]\n"
+    )
+}
+
+fn mn2_user() -> String {
+    format!(
+        "identity = \"fqdn:mn2.example.net\"\npsk = \"{MN2_PSK}\"\nhome_addresses = [\"2001:db8:1::200\"]\nclasses = [\"bu-ba\", \"payload\"]\n"
+    )
+}
+
+/// A certificate mobile node (mn1) that initiates only when asked.
+fn mn1_toml(ha: SocketAddr, hoa: &str, ha_id: &str) -> String {
+    format!(
+        r#"role = "mobile-node"
+[listen]
+addresses = ["::1"]
+port = 0
+nat_port = 0
+[identity]
+id = "{MN1_ID}"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[mobile_node]
+home_agent = "{ha}"
+home_agent_address = "2001:db8:1::1"
+care_of_address = "::1"
+home_address = "{hoa}"
+classes = ["bu-ba", "payload"]
+home_agent_id = "{ha_id}"
+auto_initiate = false
+"#
+    )
+}
+
+/// A PSK mobile node (mn2).
+fn mn2_toml(ha: SocketAddr) -> String {
+    format!(
+        r#"role = "mobile-node"
+[listen]
+addresses = ["::1"]
+port = 0
+nat_port = 0
+[identity]
+id = "fqdn:mn2.example.net"
+psk = "{MN2_PSK}"
+ca = ["ca-ecdsa.pem"]
+[mobile_node]
+home_agent = "{ha}"
+home_agent_address = "2001:db8:1::1"
+care_of_address = "::1"
+home_address = "2001:db8:1::200"
+classes = ["bu-ba", "payload"]
+home_agent_id = "{HA_ID}"
+auto_initiate = false
+"#
+    )
+}
+
+fn initiate(c: &mut Client, home_address: Option<&str>) -> Result<InitiateResult, ClientError> {
+    c.call(&Request::Initiate {
+        home_agent: None,
+        home_address: home_address.map(str::to_string),
+        classes: None,
+        timeout: Some(WAIT.as_secs_f64()),
+        wait: None,
+    })
+}
+
+fn list(c: &mut Client) -> ListSasResult {
+    c.call(&Request::ListSas).unwrap()
+}
+
+fn daemon_error(
+    r: Result<impl std::fmt::Debug, ClientError>,
+) -> mip6_ike::control::protocol::ErrorBody {
+    match r {
+        Err(ClientError::Daemon(e)) => e,
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+/// Events until `pred` matches one (returned), failing after WAIT.
+fn expect_event(c: &mut Client, what: &str, pred: impl Fn(&EventMsg) -> bool) -> EventMsg {
+    let end = Instant::now() + WAIT;
+    c.set_timeout(Some(WAIT));
+    loop {
+        assert!(Instant::now() < end, "no {what} event in time");
+        match c.next_event() {
+            Ok(e) if pred(&e) => return e,
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+// ---- initiate ----
+
+#[test]
+fn hello_names_protocol_and_role() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let h: HelloResult = ha
+        .client()
+        .call(&Request::Hello { protocol: Some(1) })
+        .unwrap();
+    assert_eq!(h.protocol, 1);
+    assert_eq!(h.role, "home-agent");
+    assert_eq!(h.version, env!("CARGO_PKG_VERSION"));
+    ha.stop();
+}
+
+#[test]
+fn initiate_static_waits_for_the_sas_and_is_idempotent() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let mut c = mn.client();
+    // auto_initiate = false: nothing before we ask.
+    assert!(list(&mut c).ike_sas.is_empty());
+    let r = initiate(&mut c, None).unwrap();
+    assert!(!r.existing);
+    assert_eq!(r.home_address, Some(hoa1()));
+    let mut classes: Vec<_> = r.children.iter().filter_map(|c| c.class.clone()).collect();
+    classes.sort();
+    assert_eq!(classes, ["bu-ba", "payload"]);
+    assert_eq!(r.child_lifetime_s, 3900);
+    // The reply came after the SAs were installed: the listing shows them.
+    let l = list(&mut c);
+    assert_eq!(l.ike_sas.len(), 1);
+    assert_eq!(l.ike_sas[0].ike, r.ike);
+    assert_eq!(l.ike_sas[0].children.len(), 2);
+    // Asking again answers with the same SA.
+    let again = initiate(&mut c, Some("2001:db8:1::100")).unwrap();
+    assert!(again.existing);
+    assert_eq!(again.ike, r.ike);
+    // The home agent lists it under the user.
+    let hl = list(&mut ha.client());
+    assert_eq!(hl.ike_sas.len(), 1);
+    assert_eq!(hl.ike_sas[0].user.as_deref(), Some("mn1"));
+    assert_eq!(hl.ike_sas[0].home_address, Some(hoa1()));
+    let bu = hl.ike_sas[0]
+        .children
+        .iter()
+        .find(|c| c.class.as_deref() == Some("bu-ba"))
+        .unwrap();
+    assert_eq!((bu.reqid_in, bu.reqid_out), (1, 2));
+    assert_eq!(bu.mode, "transport");
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn initiate_dynamic_carries_the_home_address_the_home_agent_assigned() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let mut c = mn.client();
+    let r = initiate(&mut c, Some("dynamic")).unwrap();
+    // The HA assigned it (the MN's configuration has no address).
+    let ha_view = list(&mut ha.client());
+    assert_eq!(ha_view.ike_sas[0].home_address, r.home_address);
+    assert!(r.home_address.is_some());
+    assert_eq!(r.home_address, Some(hoa1()));
+    assert_eq!(r.children.len(), 2);
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn initiate_failure_names_the_exchange_and_notify() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    // The MN expects another HA identity: IKE_AUTH fails on our side.
+    let mn = lab.mn(
+        "mn.toml",
+        &mn1_toml(ha.ike_addr, "2001:db8:1::100", "fqdn:other-ha.example.net"),
+    );
+    let mut c = mn.client();
+    let e = daemon_error(initiate(&mut c, None));
+    assert_eq!(e.code, ErrorCode::ExchangeFailed, "{e:?}");
+    assert_eq!(e.exchange.as_deref(), Some("IKE_AUTH"));
+    let s: StatsResult = c.call(&Request::Stats).unwrap();
+    assert_eq!(s.handshakes_failed, 1);
+    assert!(
+        s.failures
+            .iter()
+            .any(|f| f.exchange == "IKE_AUTH" && f.count == 1),
+        "{:?}",
+        s.failures
+    );
+    // On a home agent, initiate is the wrong role.
+    let e = daemon_error(initiate(&mut ha.client(), None));
+    assert_eq!(e.code, ErrorCode::WrongRole);
+    mn.stop();
+    ha.stop();
+}
+
+// ---- events, rekey, terminate ----
+
+#[test]
+fn event_stream_of_a_life_cycle() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let mut ev = mn.client();
+    ev.request(&Request::Subscribe).unwrap();
+    let mut hev = ha.client();
+    hev.request(&Request::Subscribe).unwrap();
+    let mut c = mn.client();
+    let r = initiate(&mut c, None).unwrap();
+
+    let up = expect_event(&mut ev, "ike-up", |e| matches!(e, EventMsg::IkeUp { .. }));
+    let EventMsg::IkeUp { ike, peer, .. } = up else {
+        unreachable!()
+    };
+    assert_eq!(ike, r.ike);
+    assert_eq!(peer, HA_ID);
+    for _ in 0..2 {
+        expect_event(&mut ev, "child-up", |e| {
+            matches!(e, EventMsg::ChildUp { .. })
+        });
+    }
+    let h = expect_event(&mut hev, "ike-up on the HA", |e| {
+        matches!(e, EventMsg::IkeUp { .. })
+    });
+    assert!(matches!(h, EventMsg::IkeUp { ref peer, .. } if peer == MN1_ID));
+
+    // CHILD_SA rekey: a new SA up, the old one down.
+    let bu = r
+        .children
+        .iter()
+        .find(|c| c.class.as_deref() == Some("bu-ba"))
+        .unwrap()
+        .clone();
+    c.request(&Request::Rekey {
+        ike: r.ike.clone(),
+        child: Some(bu.spi_in.clone()),
+    })
+    .unwrap();
+    let nu = expect_event(&mut ev, "child-up (rekey)", |e| {
+        matches!(e, EventMsg::ChildUp { .. })
+    });
+    assert!(
+        matches!(&nu, EventMsg::ChildUp { child, .. } if child.class.as_deref() == Some("bu-ba") && child.spi_in != bu.spi_in)
+    );
+    expect_event(
+        &mut ev,
+        "child-down (rekeyed)",
+        |e| matches!(e, EventMsg::ChildDown { spi_in, .. } if *spi_in == bu.spi_in),
+    );
+
+    // IKE SA rekey.
+    c.request(&Request::Rekey {
+        ike: r.ike.clone(),
+        child: None,
+    })
+    .unwrap();
+    let rk = expect_event(&mut ev, "ike-rekeyed", |e| {
+        matches!(e, EventMsg::IkeRekeyed { .. })
+    });
+    let EventMsg::IkeRekeyed { old, new } = rk else {
+        unreachable!()
+    };
+    assert_eq!(old, r.ike);
+    assert_ne!(new, r.ike);
+
+    // Terminate: both CHILD_SAs and the IKE SA go down, with a reason.
+    let t: serde_json::Value = c
+        .request(&Request::Terminate {
+            ike: Some(new.clone()),
+            user: None,
+        })
+        .unwrap();
+    assert_eq!(t["terminated"][0], serde_json::Value::from(new.clone()));
+    for _ in 0..2 {
+        expect_event(&mut ev, "child-down", |e| {
+            matches!(e, EventMsg::ChildDown { .. })
+        });
+    }
+    let down = expect_event(&mut ev, "ike-down", |e| {
+        matches!(e, EventMsg::IkeDown { .. })
+    });
+    assert!(
+        matches!(down, EventMsg::IkeDown { ref ike, ref reason } if *ike == new && !reason.is_empty())
+    );
+    expect_event(&mut hev, "ike-down on the HA", |e| {
+        matches!(e, EventMsg::IkeDown { .. })
+    });
+    // Terminated on request: the daemon does not bring it back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(list(&mut c).ike_sas.is_empty());
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn terminate_a_users_sas_on_the_home_agent() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user()), ("mn2", &mn2_user())]);
+    let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let mn2 = lab.mn("mn2.toml", &mn2_toml(ha.ike_addr));
+    initiate(&mut mn1.client(), None).unwrap();
+    initiate(&mut mn2.client(), None).unwrap();
+    let mut c = ha.client();
+    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    let count = |n: &str| users.users.iter().find(|u| u.name == n).unwrap().ike_sas;
+    assert_eq!((count("mn1"), count("mn2")), (1, 1));
+    let mut ev = mn1.client();
+    ev.request(&Request::Subscribe).unwrap();
+    let e = daemon_error(c.request(&Request::Terminate {
+        ike: None,
+        user: Some("nobody".into()),
+    }));
+    assert_eq!(e.code, ErrorCode::NoSuchUser);
+    let e = daemon_error(c.request(&Request::Terminate {
+        ike: Some("00000000000000ff".into()),
+        user: None,
+    }));
+    assert_eq!(e.code, ErrorCode::NoSuchSa);
+    c.request(&Request::Terminate {
+        ike: None,
+        user: Some("mn1".into()),
+    })
+    .unwrap();
+    expect_event(&mut ev, "ike-down on mn1", |e| {
+        matches!(e, EventMsg::IkeDown { .. })
+    });
+    let end = Instant::now() + WAIT;
+    loop {
+        let l = list(&mut c);
+        if l.ike_sas.len() == 1 {
+            assert_eq!(l.ike_sas[0].user.as_deref(), Some("mn2"));
+            break;
+        }
+        assert!(Instant::now() < end, "mn1's SA still on the HA");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in [&mn1, &mn2, &ha] {
+        n.stop();
+    }
+}
+
+// ---- stats, reload ----
+
+#[test]
+fn stats_count_handshakes() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    initiate(&mut mn.client(), None).unwrap();
+    let s: StatsResult = ha.client().call(&Request::Stats).unwrap();
+    assert_eq!(s.handshakes, 1);
+    assert_eq!(s.ike_sas, 1);
+    assert_eq!(s.child_sas, 2);
+    assert_eq!(s.children_established, 2);
+    assert_eq!(s.handshakes_failed, 0);
+    assert_eq!(s.migrations, 0);
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn reload_adds_a_user_without_touching_an_existing_sa() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    initiate(&mut mn1.client(), None).unwrap();
+    let mut c = ha.client();
+    let before = list(&mut c);
+    // mn2 is unknown: its IKE_AUTH fails.
+    let mn2 = lab.mn("mn2.toml", &mn2_toml(ha.ike_addr));
+    let e = daemon_error(initiate(&mut mn2.client(), None));
+    assert_eq!(e.code, ErrorCode::ExchangeFailed);
+    assert_eq!(e.notify.as_deref(), Some("AUTHENTICATION_FAILED"));
+
+    lab.write("users/mn2.toml", &mn2_user());
+    let r: ReloadResult = c.call(&Request::Reload).unwrap();
+    assert!(
+        r.changes.iter().any(|l| l.contains("mn2")),
+        "{:?}",
+        r.changes
+    );
+    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    assert_eq!(users.users.len(), 2);
+    // The existing SA is untouched: same SPIs.
+    let after = list(&mut c);
+    assert_eq!(after, before);
+    // And mn2 gets in now.
+    let r2 = initiate(&mut mn2.client(), None).unwrap();
+    assert_eq!(r2.home_address, Some("2001:db8:1::200".parse().unwrap()));
+    assert_eq!(list(&mut c).ike_sas.len(), 2);
+
+    // A broken file: reload-failed, the running configuration stays.
+    lab.write("users/bad.toml", "identity = 3\n");
+    let e = daemon_error(c.request(&Request::Reload));
+    assert_eq!(e.code, ErrorCode::ReloadFailed);
+    assert!(e.message.contains("bad.toml"), "{}", e.message);
+    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    assert_eq!(users.users.len(), 2);
+    for n in [&mn1, &mn2, &ha] {
+        n.stop();
+    }
+}
+
+// ---- bad input ----
+
+fn raw(sock: &Path) -> (BufReader<UnixStream>, UnixStream) {
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    (BufReader::new(s.try_clone().unwrap()), s)
+}
+
+fn read_json(r: &mut BufReader<UnixStream>) -> serde_json::Value {
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l:?}"))
+}
+
+#[test]
+fn malformed_and_unknown_requests_get_errors_and_the_connection_goes_on() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let (mut r, mut w) = raw(&ha.sock);
+    w.write_all(b"{this is not json\n").unwrap();
+    let v = read_json(&mut r);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["code"], "malformed");
+    assert!(v["id"].is_null());
+    w.write_all(b"{\"id\":5,\"request\":\"teleport\"}\n")
+        .unwrap();
+    let v = read_json(&mut r);
+    assert_eq!(
+        (v["id"].as_u64(), &v["error"]["code"]),
+        (Some(5), &"unknown-request".into())
+    );
+    w.write_all(b"{\"request\":\"hello\"}\n").unwrap();
+    assert_eq!(read_json(&mut r)["error"]["code"], "bad-request");
+    w.write_all(b"{\"id\":\"x\",\"request\":\"rekey\"}\n")
+        .unwrap();
+    let v = read_json(&mut r);
+    assert_eq!(
+        (&v["id"], &v["error"]["code"]),
+        (&"x".into(), &"bad-request".into())
+    );
+    // Still served.
+    w.write_all(b"{\"id\":6,\"request\":\"hello\"}\n").unwrap();
+    let v = read_json(&mut r);
+    assert_eq!((v["id"].as_u64(), &v["ok"]), (Some(6), &true.into()));
+    assert_eq!(v["result"]["protocol"], 1);
+    ha.stop();
+}
+
+#[test]
+fn an_oversized_line_is_refused_and_disconnected_without_affecting_others() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mut other = ha.client();
+    let (mut r, mut w) = raw(&ha.sock);
+    // 100 KiB without a newline: the daemon stops reading at 64 KiB.
+    let big = vec![b'a'; 100 * 1024];
+    let _ = w.write_all(&big);
+    let v = read_json(&mut r);
+    assert_eq!(v["error"]["code"], "line-too-long");
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "connection not closed: {rest:?}");
+    let h: HelloResult = other.call(&Request::Hello { protocol: None }).unwrap();
+    assert_eq!(h.role, "home-agent");
+    ha.stop();
+}
+
+#[test]
+fn a_client_that_never_reads_is_disconnected() {
+    let lab = Lab::new();
+    let opts = ServerOptions {
+        queue_lines: 4,
+        send_buffer: Some(4096),
+        ..ServerOptions::default()
+    };
+    let ha = lab.ha_with(&[("mn1", &mn1_user())], opts);
+    let mut other = ha.client();
+    let (mut r, mut w) = raw(&ha.sock);
+    w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    // Thousands of requests, no reads: the daemon's queue for us fills and it hangs up.
+    let line = b"{\"id\":1,\"request\":\"stats\"}\n".repeat(200);
+    let mut closed = false;
+    for _ in 0..200 {
+        if w.write_all(&line).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    let mut n = 0;
+    let mut l = String::new();
+    while r.read_line(&mut l).map(|k| k > 0).unwrap_or(false) {
+        n += 1;
+        l.clear();
+    }
+    assert!(
+        closed || n < 40_000,
+        "every reply arrived: not disconnected"
+    );
+    // Others are fine and the daemon answers.
+    let s: StatsResult = other.call(&Request::Stats).unwrap();
+    assert_eq!(s.ike_sas, 0);
+    ha.stop();
+}
+
+#[test]
+fn a_subscriber_that_never_reads_is_disconnected() {
+    let lab = Lab::new();
+    let opts = ServerOptions {
+        queue_lines: 4,
+        send_buffer: Some(4096),
+        ..ServerOptions::default()
+    };
+    lab.write("users/mn1.toml", &mn1_user());
+    lab.write("ha.toml", &ha_toml());
+    let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, None);
+    lab.write("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let mn = lab.start("mn.toml", opts, 0o660, None);
+    let mut c = mn.client();
+    let r = initiate(&mut c, None).unwrap();
+    let (mut lazy_r, mut lazy_w) = raw(&mn.sock);
+    lazy_w
+        .write_all(b"{\"id\":1,\"request\":\"subscribe\"}\n")
+        .unwrap();
+    let mut ev = mn.client();
+    ev.request(&Request::Subscribe).unwrap();
+    // Each CHILD_SA rekey makes a child-up and a child-down event.
+    let mut spi = r.children[0].spi_in.clone();
+    for _ in 0..30 {
+        c.request(&Request::Rekey {
+            ike: r.ike.clone(),
+            child: Some(spi.clone()),
+        })
+        .unwrap();
+        let up = expect_event(&mut ev, "child-up", |e| {
+            matches!(e, EventMsg::ChildUp { .. })
+        });
+        let EventMsg::ChildUp { child, .. } = up else {
+            unreachable!()
+        };
+        spi = child.spi_in;
+    }
+    // The lazy subscriber gets what was buffered, then the end of the stream.
+    let mut lines = 0;
+    let mut l = String::new();
+    let end = Instant::now() + WAIT;
+    loop {
+        l.clear();
+        match lazy_r.read_line(&mut l) {
+            Ok(0) => break,
+            Ok(_) => lines += 1,
+            Err(e) => panic!("not disconnected (read: {e})"),
+        }
+        assert!(Instant::now() < end);
+    }
+    assert!(
+        lines < 61,
+        "all {lines} lines arrived: the subscriber was not cut off"
+    );
+    // The reading subscriber and the daemon carry on.
+    let s: StatsResult = c.call(&Request::Stats).unwrap();
+    assert_eq!(s.ike_sas, 1);
+    mn.stop();
+    ha.stop();
+}
+
+// ---- permissions ----
+
+fn ikectl_as(uid: u32, gid: u32, sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            IKECTL,
+            "--socket",
+        ])
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("setpriv")
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to run a client under another uid");
+        return;
+    }
+    let lab = Lab::new();
+    lab.write("users/mn1.toml", &mn1_user());
+    lab.write("ha.toml", &ha_toml());
+    // The file mode lets anyone connect; the SO_PEERCRED check must still refuse.
+    let ha = lab.start("ha.toml", ServerOptions::default(), 0o666, None);
+    // The binary must be reachable for uid 65534 (target dirs are usually world-readable).
+    let out = ikectl_as(65534, 65534, &ha.sock, &["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "stderr: {err}");
+    assert!(err.contains("permission-denied"), "{err}");
+    // Root is served.
+    let out = Command::new(IKECTL)
+        .arg("--socket")
+        .arg(&ha.sock)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ha.stop();
+}
+
+#[test]
+fn members_of_the_socket_group_are_served() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to run a client under another uid");
+        return;
+    }
+    let lab = Lab::new();
+    lab.write("users/mn1.toml", &mn1_user());
+    lab.write("ha.toml", &ha_toml());
+    let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, Some("nogroup"));
+    let meta = fs::metadata(&ha.sock).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+    let out = ikectl_as(65534, 65534, &ha.sock, &["status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("home-agent"));
+    // Another uid and gid, outside the group: the file mode already refuses.
+    let out = ikectl_as(12345, 12345, &ha.sock, &["status"]);
+    assert_eq!(out.status.code(), Some(4));
+    ha.stop();
+}
+
+// ---- mip6-ikectl ----
+
+fn ikectl(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(IKECTL)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ikectl_says_when_the_daemon_is_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let out = ikectl(&sock, &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("daemon not running: no socket at"), "{err}");
+    assert!(err.contains("none.sock"), "{err}");
+}
+
+#[test]
+fn ikectl_initiate_dynamic_wait_prints_the_home_address_and_sas_shows_two_users() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user()), ("mn2", &mn2_user())]);
+    let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let mn2 = lab.mn("mn2.toml", &mn2_toml(ha.ike_addr));
+    let out = ikectl(
+        &mn1.sock,
+        &["initiate", "--dynamic", "--wait", "--timeout", "10"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2001:db8:1::100\n");
+    let out = ikectl(&mn2.sock, &["initiate", "--wait"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2001:db8:1::200\n");
+
+    let out = ikectl(&ha.sock, &["sas"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        text.contains("user mn1 (dn:C=CH, O=mip6-ike test, CN=mn1@example.net)"),
+        "{text}"
+    );
+    assert!(text.contains("user mn2 (fqdn:mn2.example.net)"), "{text}");
+    assert!(text.contains("HoA 2001:db8:1::200"), "{text}");
+    assert!(
+        text.contains("2001:db8:1::1 MH <-> 2001:db8:1::100 MH"),
+        "{text}"
+    );
+    assert_eq!(text.matches("bu-ba").count(), 2, "{text}");
+
+    let out = ikectl(&ha.sock, &["--json", "sas"]);
+    let v: ListSasResult = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.ike_sas.len(), 2);
+
+    let out = ikectl(&ha.sock, &["users"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("USER"), "{text}");
+    assert!(text.contains("mn2   psk"), "{text}");
+
+    let out = ikectl(&ha.sock, &["stats"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("handshakes:") && text.contains("  2\n"),
+        "{text}"
+    );
+
+    // A refused request: exit code 1 and the daemon's reason.
+    let out = ikectl(&ha.sock, &["terminate", "--user", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user"));
+    let out = ikectl(&ha.sock, &["terminate", "--user", "mn2"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleting"));
+    for n in [&mn1, &mn2, &ha] {
+        n.stop();
+    }
+}
