@@ -270,8 +270,8 @@ fn unknown_section_in_global_file() {
     ha(&t, "[timer]\nchild_rekey = 5\n");
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `listen`, `identity`, `proposals`, \
-         `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`; did you mean `timers`?"
+        "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `key_mobility`, `listen`, `identity`, \
+         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`, `pools`; did you mean `timers`?"
     );
 }
 
@@ -286,7 +286,7 @@ fn unknown_key_in_user_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/users/mn1.toml:4:1: unknown key `home_address`, expected one of `identity`, `identity_pattern`, \
-         `auth`, `psk`, `home_addresses`, `classes`; did you mean `home_addresses`?"
+         `auth`, `psk`, `home_addresses`, `classes`, `pool`, `home_prefix`, `prefix_pool`; did you mean `home_addresses`?"
     );
 }
 

@@ -74,6 +74,7 @@ fn engine_config(
         max_half_open: 5000,
         home_agent,
         replay_window: 32,
+        mobility: Default::default(),
     })
 }
 
@@ -85,6 +86,8 @@ pub fn home_agent_config() -> Result<Config, String> {
         auth: UserAuth::Certificate,
         home_addresses: vec![HOME_ADDRESS],
         classes: CLASSES.to_vec(),
+        pool: None,
+        home_prefix: None,
     };
     let users = UserDb::new(vec![mn1])?;
     engine_config(
@@ -125,6 +128,7 @@ fn loaded(
         mobile_node,
         users_dir: None,
         control: Default::default(),
+        lease_file: None,
     }
 }
 

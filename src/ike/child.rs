@@ -5,6 +5,7 @@ use std::net::Ipv6Addr;
 
 use tracing::{info, warn};
 
+use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
@@ -15,9 +16,13 @@ use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec};
 use crate::mobility::SaClass;
 use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
 use crate::wire::consts::*;
-use crate::wire::{
-    ConfigAttribute, ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector,
-};
+use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
+
+/// The addresses of `prefix/len` as a (first, last) range.
+fn span(prefix: Ipv6Addr, len: u8) -> (Ipv6Addr, Ipv6Addr) {
+    let (a, b) = crate::mobility::pool::prefix_span(prefix, len);
+    (Ipv6Addr::from(a), Ipv6Addr::from(b))
+}
 
 /// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
 /// one per SA class; the margin allows several home addresses.
@@ -33,7 +38,7 @@ pub(super) struct ChildAccept {
     pub mode: Mode,
     pub ts_i: Vec<TrafficSelector>,
     pub ts_r: Vec<TrafficSelector>,
-    pub cp_reply: Option<ConfigPayload>,
+    pub cp_reply: Option<CpAnswer>,
 }
 
 impl ChildAccept {
@@ -41,7 +46,10 @@ impl ChildAccept {
     pub fn response_payloads(&self) -> Vec<Payload> {
         let mut v = Vec::new();
         if let Some(cp) = &self.cp_reply {
-            v.push(Payload::Cp(cp.clone()));
+            v.push(Payload::Cp(cp.reply.clone()));
+            if cp.use_assigned {
+                v.push(Payload::Notify(Notify::new(N_USE_ASSIGNED_HOA, vec![])));
+            }
         }
         if self.mode == Mode::Transport {
             v.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
@@ -51,21 +59,6 @@ impl ChildAccept {
         v.push(Payload::TsR(self.ts_r.clone()));
         v
     }
-}
-
-/// The INTERNAL_IP6_ADDRESS the peer asked for (None: any), when it asked at all.
-fn requested_hoa(cp: Option<&ConfigPayload>) -> Option<Option<Ipv6Addr>> {
-    let cp = cp.filter(|c| c.cfg_type == CFG_REQUEST)?;
-    let at = cp
-        .attributes
-        .iter()
-        .find(|a| a.attr_type == CFG_INTERNAL_IP6_ADDRESS)?;
-    let addr = at
-        .value
-        .get(..16)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(Ipv6Addr::from);
-    Some(addr.filter(|a| !a.is_unspecified()))
 }
 
 impl Endpoint {
@@ -157,7 +150,7 @@ impl Endpoint {
             Option<SaClass>,
             Vec<TrafficSelector>,
             Vec<TrafficSelector>,
-            Option<ConfigPayload>,
+            Option<CpAnswer>,
         ),
         u16,
     > {
@@ -170,36 +163,43 @@ impl Endpoint {
         let ha_addr = ha.address;
         // One IKE SA serves one home address (the one its first CHILD_SA was granted), so a
         // user with several HoAs runs one IKE SA per HoA and K-bit moves stay per HoA.
-        let mut candidates: Vec<Ipv6Addr> = match sa.home_address {
-            Some(a) => vec![a],
-            None => user.home_addresses.clone(),
+        // Candidates are address ranges: single home addresses and delegated prefixes.
+        let single = |a: Ipv6Addr| (a, a);
+        let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
+            Some(a) => vec![single(a)],
+            None => {
+                let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();
+                // Leases this identity holds (renewal after a restart or a re-establishment).
+                v.extend(
+                    self.leased_items(&peer)
+                        .into_iter()
+                        .map(|(a, l)| span(a, l)),
+                );
+                if let Some(crate::mobility::HomePrefix::Static { prefix, len, .. }) =
+                    &user.home_prefix
+                {
+                    v.push(span(*prefix, *len));
+                }
+                v
+            }
         };
         let mut cp_reply = None;
-        if let Some(req) = requested_hoa(cp) {
-            let assigned = match req {
-                Some(a) if user.owns(a) => Some(a),
-                _ => sa
-                    .home_address
-                    .or_else(|| user.home_addresses.first().copied()),
-            };
-            let Some(assigned) = assigned else {
-                warn!(ike = %sa.id(), identity = %peer, "no home address to assign");
-                return Err(N_INTERNAL_ADDRESS_FAILURE);
-            };
-            let mut value = assigned.octets().to_vec();
-            value.push(128);
-            cp_reply = Some(ConfigPayload {
-                cfg_type: CFG_REPLY,
-                attributes: vec![ConfigAttribute {
-                    attr_type: CFG_INTERNAL_IP6_ADDRESS,
-                    value,
-                }],
-            });
-            candidates = vec![assigned];
+        if let Some(req) = CpRequest::parse(cp) {
+            let ans = self.answer_cp(sa, &user, &peer, req)?;
+            if let Some(a) = ans.hoa {
+                candidates = vec![single(a)];
+            }
+            if let Some((p, l)) = ans.prefix {
+                candidates.push(span(p, l));
+            }
+            cp_reply = Some(ans);
         }
         for &class in user.classes.iter().filter(|c| c.mode() == mode) {
-            for &hoa in &candidates {
-                let (ci, cr) = class.selectors(hoa, ha_addr);
+            for &(first, last) in &candidates {
+                let (mut ci, cr) = class.selectors(first, ha_addr);
+                for t in &mut ci {
+                    t.end_addr = std::net::IpAddr::V6(last);
+                }
                 let (ni, nr) = (narrow(tsi, &ci), narrow(tsr, &cr));
                 if !ni.is_empty() && !nr.is_empty() {
                     return Ok((Some(class), ni, nr, cp_reply));

@@ -105,6 +105,36 @@ pub struct Config {
     pub home_agent: Option<HomeAgentConfig>,
     /// ESP anti-replay window installed with each SA.
     pub replay_window: u32,
+    /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
+    pub mobility: MobilityConfig,
+}
+
+/// Mobile IPv6 settings that are not about one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MobilityConfig {
+    /// The K bit (RFC 6275 11.7.1): a MIGRATE with KMADDRESS moves the IKE SA to the new
+    /// care-of address. Without it the mobile node re-establishes its IKE SA from the new
+    /// address and the home agent deletes the old one.
+    pub key_mobility: bool,
+    /// On a move, also move tunnel CHILD_SAs' outer endpoints with `KernelOp::UpdateSaAddrs`.
+    /// False when mip6d installs the policies: its XFRM_MSG_MIGRATE has already moved the
+    /// kernel's tunnel SAs, and the engine only updates its own record.
+    pub update_kernel_sas: bool,
+    /// Mobile node: ask for a home prefix (CP MIP6_HOME_PREFIX, RFC 5026) in IKE_AUTH.
+    pub request_home_prefix: bool,
+    /// Home agent: how long a dynamic lease outlives the IKE SA that held it (seconds).
+    pub lease_grace: Duration,
+}
+
+impl Default for MobilityConfig {
+    fn default() -> Self {
+        MobilityConfig {
+            key_mobility: true,
+            update_kernel_sas: false,
+            request_home_prefix: false,
+            lease_grace: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Config {

@@ -36,7 +36,9 @@ pub struct Stats {
     pub ts_refused: u64,
     /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
     pub nat_detected: u64,
-    /// IKE SAs whose endpoints moved (Event::Migrated).
+    /// USE_ASSIGNED_HoA notifies sent (home agent) or received (mobile node).
+    pub use_assigned_hoa: u64,
+    /// IKE SAs moved by a MIGRATE (K bit).
     pub migrations: u64,
     /// Exchanges we started that failed, by (exchange, error notify; 0 = none, e.g. no
     /// answer). At most [`MAX_FAILURE_KINDS`] keys; further kinds count under ("other", 0).
@@ -49,18 +51,15 @@ pub const MAX_FAILURE_KINDS: usize = 64;
 impl Stats {
     /// Counters that can only be seen on the way out of the engine.
     fn count(&mut self, e: &Event) {
-        match e {
-            Event::Migrated { .. } => self.migrations += 1,
-            Event::ExchangeFailed {
-                exchange, notify, ..
-            } => {
-                let mut key = (*exchange, notify.unwrap_or(0));
-                if !self.failures.contains_key(&key) && self.failures.len() >= MAX_FAILURE_KINDS {
-                    key = ("other", 0);
-                }
-                *self.failures.entry(key).or_insert(0) += 1;
+        if let Event::ExchangeFailed {
+            exchange, notify, ..
+        } = e
+        {
+            let mut key = (*exchange, notify.unwrap_or(0));
+            if !self.failures.contains_key(&key) && self.failures.len() >= MAX_FAILURE_KINDS {
+                key = ("other", 0);
             }
-            _ => {}
+            *self.failures.entry(key).or_insert(0) += 1;
         }
     }
 }
@@ -91,6 +90,11 @@ pub struct Endpoint {
     /// Home agent: a registered address provider is asked before our own pools, waiting at
     /// most this long (None: no provider).
     pub(super) address_provider: Option<Duration>,
+    /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
+    pub(super) leases: crate::mobility::LeaseTable,
+    /// While a request is processed: where it came from, which is where its response goes
+    /// (RFC 7296 2.11), even when that is not the SA's recorded address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Endpoint {
@@ -115,6 +119,8 @@ impl Endpoint {
             stats: Stats::default(),
             now,
             address_provider: None,
+            leases: crate::mobility::LeaseTable::new(),
+            reply_to: None,
         }
     }
 
@@ -127,9 +133,28 @@ impl Endpoint {
         self.address_provider = timeout;
     }
 
-    /// Replaces the configuration (reload). Established SAs keep their negotiated state.
+    /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
+    /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
+    /// and SAs of removed users are deleted. Other users' SAs are not touched.
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
+        let Some(ha) = &self.cfg.home_agent else {
+            return;
+        };
+        let users = ha.users.clone();
+        let mut gone = Vec::new();
+        for (id, sa) in self.sas.iter_mut() {
+            let Some(peer) = &sa.peer else { continue };
+            match users.lookup(peer) {
+                Some(u) => sa.user = Some(u),
+                None if sa.state == State::Established => gone.push(*id),
+                None => {}
+            }
+        }
+        for id in gone {
+            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
+            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
+        }
     }
 
     // ---- inputs ----
@@ -191,7 +216,10 @@ impl Endpoint {
         let fate = if header.is_response() {
             self.handle_response(&mut sa, local, remote, &header, data)
         } else {
-            self.handle_request(&mut sa, local, remote, &header, data)
+            self.reply_to = Some((local, remote));
+            let f = self.handle_request(&mut sa, local, remote, &header, data);
+            self.reply_to = None;
+            f
         };
         self.finish(sa, fate);
     }
@@ -233,9 +261,7 @@ impl Endpoint {
                     "ACQUIRE reached the engine; ignored (handled by the daemon)"
                 );
             }
-            KernelEvent::Migrate(m) => {
-                debug!(?m, "MIGRATE not handled by the engine yet");
-            }
+            KernelEvent::Migrate(m) => self.handle_migrate(m),
         }
     }
 
@@ -256,6 +282,7 @@ impl Endpoint {
                     home_address,
                     classes,
                     remote_identity,
+                    assigned_hoa: None,
                     ike_rekey_at: None,
                 };
                 Ok(self.start_initiator(local, remote, plan))
@@ -269,6 +296,9 @@ impl Endpoint {
                 Err(format!("IKE SA {ike} is not waiting for an address"))
             }
             Command::Shutdown => {
+                // Leases outlive the daemon by the grace period (and are saved as released).
+                let grace = self.cfg.mobility.lease_grace.as_secs();
+                self.leases.release_all(now.unix, grace);
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
@@ -319,6 +349,7 @@ impl Endpoint {
         {
             self.rotate_cookie_secret();
         }
+        self.leases.expire(now.unix);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
                 break;
@@ -336,10 +367,14 @@ impl Endpoint {
     /// The earliest time `handle_timeout` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let t = self.timers.first().map(|(at, _)| *at);
-        match (t, self.cookie_rotate_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let lease = self
+            .leases
+            .next_expiry()
+            .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
+        [t, self.cookie_rotate_at, lease]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- outputs ----
@@ -426,6 +461,7 @@ impl Endpoint {
             self.child_spis.remove(&fc.spi_in);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
+            self.release_leases(&sa);
             info!(ike = %sa.id(), remote = %sa.remote, reason, "IKE SA down");
             self.events.push_back(Event::IkeDown {
                 ike: sa.id(),
@@ -602,9 +638,10 @@ impl Endpoint {
 
     /// Sends a response and caches it for retransmitted requests.
     pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+        let (local, remote) = self.reply_to.unwrap_or((sa.local, sa.remote));
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             data: data.clone(),
         });
         sa.last_response = Some((msg_id, data.into_boxed_slice()));
@@ -665,8 +702,8 @@ impl Endpoint {
                 debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
                 self.transmits.push_back(Transmit {
-                    local: sa.local,
-                    remote: sa.remote,
+                    local,
+                    remote,
                     data: bytes,
                 });
             }

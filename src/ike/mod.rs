@@ -5,6 +5,7 @@
 //! Exchanges are built from small tasks: `init` (IKE_SA_INIT), `auth` (IKE_AUTH with the first
 //! CHILD_SA), `child` (CREATE_CHILD_SA), `info` (INFORMATIONAL: delete, liveness).
 
+mod assign;
 mod auth;
 mod child;
 pub use child::MAX_CHILDREN_PER_IKE_SA;
@@ -13,12 +14,16 @@ mod endpoint;
 mod found;
 mod info;
 mod init;
+mod migrate;
 pub mod proposal;
 mod protect;
 mod rekey;
 mod sa;
 
-pub use config::{Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, Timers};
+pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
+pub use config::{
+    Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
+};
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{parse_esp_proposal, parse_ike_proposal};
 

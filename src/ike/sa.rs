@@ -62,6 +62,9 @@ pub(crate) struct Plan {
     pub home_address: HomeAddress,
     pub classes: Vec<SaClass>,
     pub remote_identity: Option<Identity>,
+    /// A dynamic home address the home agent gave us before: proposed again in the next CP
+    /// request (re-establishment after a move without the K bit).
+    pub assigned_hoa: Option<Ipv6Addr>,
     /// When this side (the original initiator, which alone rekeys by timer) rekeys the IKE SA;
     /// set once the SA is established, reset for each successor.
     pub ike_rekey_at: Option<Instant>,

@@ -5,11 +5,12 @@
 //! Relative paths are relative to the directory of the file that names them.
 
 mod error;
+mod pools;
 mod schema;
 mod users;
 
 pub use error::{ConfigError, line_col};
-pub use users::load_users;
+pub use users::{load_users, load_users_with};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -137,6 +138,8 @@ pub struct LoadedConfig {
     /// Present for role home-agent.
     pub users_dir: Option<PathBuf>,
     pub control: ControlSettings,
+    /// Home agent: where dynamic leases are kept across restarts (None: in memory only).
+    pub lease_file: Option<PathBuf>,
 }
 
 /// Default path of the control socket.
@@ -406,6 +409,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let mut home_agent = None;
     let mut mobile_node = None;
     let mut users_dir = None;
+    let mut lease_grace = crate::ike::MobilityConfig::default().lease_grace;
+    let mut lease_file: Option<PathBuf> = None;
     match role {
         Role::HomeAgent => {
             let Some(ha) = &file.home_agent else {
@@ -438,7 +443,23 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
                     ),
                 ));
             }
-            let db = load_users(&dir_path)?;
+            let pools = pools::load_pools(&doc, &file.pools)?;
+            let db = load_users_with(&dir_path, &pools)?;
+            if let Some(g) = &ha.lease_grace {
+                lease_grace = Duration::try_from_secs_f64(*g.get_ref())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        doc.at(
+                            g.span(),
+                            format!(
+                                "lease_grace = {} is not a positive number of seconds; write e.g. lease_grace = 3600",
+                                g.get_ref()
+                            ),
+                        )
+                    })?;
+            }
+            lease_file = ha.lease_file.as_ref().map(|f| base.join(f.get_ref()));
             home_agent = Some(HomeAgentConfig {
                 address,
                 users: Arc::new(db),
@@ -446,6 +467,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             users_dir = Some(dir_path);
         }
         Role::MobileNode => {
+            if let Some((name, p)) = file.pools.iter().next() {
+                return Err(doc.at(
+                    p.span(),
+                    format!("[pools.{name}] is for a home agent; remove it"),
+                ));
+            }
             let Some(mn) = &file.mobile_node else {
                 return Err(doc.at(
                     file.role.span(),
@@ -485,6 +512,17 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         }
     }
 
+    let mobility = crate::ike::MobilityConfig {
+        key_mobility: file.key_mobility.as_ref().is_none_or(|k| *k.get_ref()),
+        // With mip6d's policies its MIGRATE moves the kernel's tunnel SAs itself.
+        update_kernel_sas: kernel.policies == PolicyMode::Daemon,
+        request_home_prefix: file
+            .mobile_node
+            .as_ref()
+            .and_then(|m| m.get_ref().request_home_prefix.as_ref())
+            .is_some_and(|v| *v.get_ref()),
+        lease_grace,
+    };
     let engine = Config {
         identity,
         auth,
@@ -497,6 +535,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         max_half_open,
         home_agent,
         replay_window,
+        mobility,
     };
     Ok(LoadedConfig {
         path: path.to_path_buf(),
@@ -507,6 +546,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         mobile_node,
         users_dir,
         control,
+        lease_file,
     })
 }
 

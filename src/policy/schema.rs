@@ -17,6 +17,8 @@ pub enum RoleName {
 #[serde(deny_unknown_fields)]
 pub struct GlobalFile {
     pub role: S<RoleName>,
+    /// The K bit: IKE SAs follow mip6d's MIGRATEs.
+    pub key_mobility: Option<S<bool>>,
     #[serde(default)]
     pub listen: ListenSection,
     pub identity: S<IdentitySection>,
@@ -34,6 +36,9 @@ pub struct GlobalFile {
     pub kernel: KernelSection,
     #[serde(default)]
     pub control: ControlSection,
+    /// Named pools of home addresses or prefixes (home agent).
+    #[serde(default)]
+    pub pools: std::collections::BTreeMap<String, S<PoolSection>>,
 }
 
 /// The control socket (src/control).
@@ -45,6 +50,17 @@ pub struct ControlSection {
     /// Octal permission bits as a string, e.g. "0660".
     pub mode: Option<S<String>>,
     pub provider_timeout: Option<S<f64>>,
+}
+
+/// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with
+/// `delegate = <len>` (prefixes of that length for MIP6_HOME_PREFIX).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    pub range: Option<S<String>>,
+    pub prefix: Option<S<String>>,
+    pub delegate: Option<S<u8>>,
+    pub lifetime: Option<S<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +137,8 @@ pub struct ReqidsSection {
 pub struct HomeAgentSection {
     pub address: Option<S<String>>,
     pub users_dir: Option<S<String>>,
+    pub lease_file: Option<S<String>>,
+    pub lease_grace: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +151,7 @@ pub struct MobileNodeSection {
     pub classes: Option<S<Vec<S<String>>>>,
     pub home_agent_id: Option<S<String>>,
     pub auto_initiate: Option<S<bool>>,
+    pub request_home_prefix: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -167,4 +186,7 @@ pub struct UserFile {
     pub psk: Option<S<String>>,
     pub home_addresses: Option<S<Vec<S<String>>>>,
     pub classes: Option<S<Vec<S<String>>>>,
+    pub pool: Option<S<String>>,
+    pub home_prefix: Option<S<String>>,
+    pub prefix_pool: Option<S<String>>,
 }
