@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use mip6_ike::control::client::{Client, ClientError};
 use mip6_ike::control::protocol::{
-    ErrorCode, EventMsg, HelloResult, InitiateResult, ListSasResult, ListUsersResult, ReloadResult,
-    Request, StatsResult,
+    ErrorCode, EventMsg, HelloResult, Incoming, InitiateResult, LeasesResult, ListSasResult,
+    ListUsersResult, ReloadResult, Request, StatsResult,
 };
 use mip6_ike::control::{ControlServer, ServerOptions};
 use mip6_ike::daemon::{Control, Daemon, SharedKernel};
@@ -150,6 +150,11 @@ impl Node {
 }
 
 fn ha_toml() -> String {
+    ha_toml_with("")
+}
+
+/// The home agent's file with more tables (pools, [control]).
+fn ha_toml_with(extra: &str) -> String {
     format!(
         r#"role = "home-agent"
 [listen]
@@ -164,7 +169,7 @@ ca = ["ca-ecdsa.pem"]
 [home_agent]
 address = "2001:db8:1::1"
 users_dir = "users"
-"#
+{extra}"#
     )
 }
 
@@ -898,4 +903,216 @@ fn ikectl_initiate_dynamic_wait_prints_the_home_address_and_sas_shows_two_users(
     for n in [&mn1, &mn2, &ha] {
         n.stop();
     }
+}
+
+// ---- leases and the address provider ----
+
+const POOLS: &str = "[pools.dyn]\nrange = \"2001:db8:1::1000-2001:db8:1::10ff\"\n";
+
+/// mn1 without static addresses: everything comes from the pool (or the provider).
+fn mn1_pool_user() -> String {
+    format!("identity = \"{MN1_ID}\"\npool = \"dyn\"\nclasses = [\"bu-ba\", \"payload\"]\n")
+}
+
+fn pool_ha(lab: &Lab, control: &str) -> Node {
+    lab.write("users/mn1.toml", &mn1_pool_user());
+    lab.write("ha.toml", &ha_toml_with(&format!("{POOLS}{control}")));
+    lab.start("ha.toml", ServerOptions::default(), 0o660, None)
+}
+
+#[test]
+fn leases_list_what_the_pool_gave_and_follow_the_sa() {
+    let lab = Lab::new();
+    let ha = pool_ha(&lab, "");
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let mut c = ha.client();
+    let l: LeasesResult = c.call(&Request::Leases).unwrap();
+    assert!(l.leases.is_empty());
+    let r = initiate(&mut mn.client(), Some("dynamic")).unwrap();
+    assert_eq!(r.home_address, Some("2001:db8:1::1000".parse().unwrap()));
+    let l: LeasesResult = c.call(&Request::Leases).unwrap();
+    assert_eq!(l.leases.len(), 1);
+    let lease = &l.leases[0];
+    assert_eq!(
+        (
+            lease.user.as_str(),
+            lease.pool.as_str(),
+            lease.kind.as_str()
+        ),
+        ("mn1", "dyn", "address")
+    );
+    assert_eq!(lease.value, "2001:db8:1::1000");
+    assert_eq!(lease.state, "bound");
+    assert_eq!(lease.identity, MN1_ID);
+    let ha_ike = list(&mut c).ike_sas[0].ike.clone();
+    assert_eq!(lease.ike.as_deref(), Some(ha_ike.as_str()));
+    // The CLI shows it.
+    let out = ikectl(&ha.sock, &["leases"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mn1   address  2001:db8:1::1000  dyn"),
+        "{text}"
+    );
+    // The SA goes: the lease is released, not forgotten.
+    c.request(&Request::Terminate {
+        ike: Some(ha_ike),
+        user: None,
+    })
+    .unwrap();
+    let end = Instant::now() + WAIT;
+    loop {
+        let l: LeasesResult = c.call(&Request::Leases).unwrap();
+        if l.leases[0].state == "released" {
+            assert!(l.leases[0].expires_in_s.is_some());
+            assert!(l.leases[0].ike.is_none());
+            break;
+        }
+        assert!(Instant::now() < end, "lease not released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // On a mobile node: wrong role.
+    let e = daemon_error(mn.client().request(&Request::Leases));
+    assert_eq!(e.code, ErrorCode::WrongRole);
+    mn.stop();
+    ha.stop();
+}
+
+/// Registers `c` as the address provider; returns the timeout the daemon announced.
+fn register(c: &mut Client) -> u64 {
+    let v = c.request(&Request::AddressProvider).unwrap();
+    v["timeout_ms"].as_u64().unwrap()
+}
+
+/// The next address-request line on the provider's connection.
+fn address_request(c: &mut Client) -> EventMsg {
+    c.set_timeout(Some(WAIT));
+    loop {
+        if let Incoming::Event(e @ EventMsg::AddressRequest { .. }) = c.read().unwrap() {
+            return e;
+        }
+    }
+}
+
+/// Initiates on `mn` in a thread (the reply comes only when the SAs are up).
+fn initiate_in_thread(mn: &Node) -> std::thread::JoinHandle<Result<InitiateResult, ClientError>> {
+    let mut c = mn.client();
+    std::thread::spawn(move || initiate(&mut c, Some("dynamic")))
+}
+
+fn reply(request_id: u64, address: Option<&str>, decline: bool) -> Request {
+    Request::AddressReply {
+        request_id,
+        address: address.map(|a| a.parse().unwrap()),
+        prefix: None,
+        prefix_lifetime: None,
+        decline,
+    }
+}
+
+#[test]
+fn an_address_provider_assigns_the_home_address() {
+    let lab = Lab::new();
+    let ha = pool_ha(&lab, "[control]\nprovider_timeout = 5\n");
+    let mut provider = ha.client();
+    assert_eq!(register(&mut provider), 5000);
+    // A second provider is refused while the first is there.
+    let e = daemon_error(ha.client().request(&Request::AddressProvider));
+    assert_eq!(e.code, ErrorCode::ProviderExists);
+
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let pending = initiate_in_thread(&mn);
+    let EventMsg::AddressRequest {
+        request_id,
+        identity,
+        user,
+        wants,
+        timeout_ms,
+        ..
+    } = address_request(&mut provider)
+    else {
+        unreachable!()
+    };
+    assert_eq!((identity.as_str(), user.as_str()), (MN1_ID, "mn1"));
+    assert_eq!(wants, ["address"]);
+    assert_eq!(timeout_ms, 5000);
+    provider
+        .request(&reply(request_id, Some("2001:db8:1::77"), false))
+        .unwrap();
+    let r = pending.join().unwrap().unwrap();
+    assert_eq!(r.home_address, Some("2001:db8:1::77".parse().unwrap()));
+    let mut c = ha.client();
+    assert_eq!(
+        list(&mut c).ike_sas[0].home_address,
+        Some("2001:db8:1::77".parse().unwrap())
+    );
+    // The provider allocated it: the pool gave nothing.
+    let l: LeasesResult = c.call(&Request::Leases).unwrap();
+    assert!(l.leases.is_empty(), "{:?}", l.leases);
+    // An answer to an unknown request is an error, not a crash.
+    let e = daemon_error(provider.request(&reply(999, Some("2001:db8:1::78"), false)));
+    assert_eq!(e.code, ErrorCode::NoSuchRequest);
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn a_silent_address_provider_falls_back_to_the_pool_after_its_timeout() {
+    let lab = Lab::new();
+    let ha = pool_ha(&lab, "[control]\nprovider_timeout = 0.5\n");
+    let mut provider = ha.client();
+    assert_eq!(register(&mut provider), 500);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let started = Instant::now();
+    let pending = initiate_in_thread(&mn);
+    // The provider is asked, and says nothing.
+    let EventMsg::AddressRequest { request_id, .. } = address_request(&mut provider) else {
+        unreachable!()
+    };
+    let r = pending.join().unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert_eq!(r.home_address, Some("2001:db8:1::1000".parse().unwrap()));
+    // Too late now.
+    let e = daemon_error(provider.request(&reply(request_id, Some("2001:db8:1::77"), false)));
+    assert_eq!(e.code, ErrorCode::NoSuchRequest);
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn a_declining_or_departed_provider_leaves_allocation_to_the_pool() {
+    let lab = Lab::new();
+    let ha = pool_ha(&lab, "[control]\nprovider_timeout = 5\n");
+    let mut provider = ha.client();
+    register(&mut provider);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let pending = initiate_in_thread(&mn);
+    let EventMsg::AddressRequest { request_id, .. } = address_request(&mut provider) else {
+        unreachable!()
+    };
+    provider.request(&reply(request_id, None, true)).unwrap();
+    let r = pending.join().unwrap().unwrap();
+    assert_eq!(r.home_address, Some("2001:db8:1::1000".parse().unwrap()));
+    // The provider leaves; a new SA is not parked at all (fast, from the pool).
+    drop(provider);
+    let mut c = mn.client();
+    c.request(&Request::Terminate {
+        ike: Some(r.ike.clone()),
+        user: None,
+    })
+    .unwrap();
+    let end = Instant::now() + WAIT;
+    while !list(&mut c).ike_sas.is_empty() {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let r2 = initiate(&mut c, Some("dynamic")).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(r2.home_address, Some("2001:db8:1::1000".parse().unwrap()));
+    // A provider on a mobile node: wrong role.
+    let e = daemon_error(c.request(&Request::AddressProvider));
+    assert_eq!(e.code, ErrorCode::WrongRole);
+    mn.stop();
+    ha.stop();
 }

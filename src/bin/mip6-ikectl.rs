@@ -478,18 +478,24 @@ fn leases_table(l: &LeasesResult) -> String {
         return "no leases\n".into();
     }
     let mut rows = vec![
-        ["USER", "KIND", "VALUE", "SOURCE", "IKE SA", "AGE"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "USER", "KIND", "VALUE", "POOL", "STATE", "IKE SA", "IDENTITY",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for x in &l.leases {
         rows.push(vec![
             x.user.clone(),
             x.kind.clone(),
             x.value.clone(),
-            x.source.clone(),
+            x.pool.clone(),
+            match x.expires_in_s {
+                Some(s) => format!("{} (expires in {})", x.state, duration(s)),
+                None => x.state.clone(),
+            },
             x.ike.clone().unwrap_or_else(|| "-".into()),
-            duration(x.age_s),
+            x.identity.clone(),
         ]);
     }
     table(&rows, "")

@@ -92,6 +92,9 @@ pub enum Request {
         /// "2001:db8:5::/64"
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prefix: Option<String>,
+        /// Seconds sent with the prefix (default 3600).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix_lifetime: Option<u32>,
         /// true: no address from the provider; the daemon uses its own pools.
         #[serde(default)]
         decline: bool,
@@ -335,20 +338,24 @@ pub struct ListUsersResult {
     pub users: Vec<User>,
 }
 
+/// A home address or prefix the home agent gave out from a pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub user: String,
     pub identity: String,
+    pub pool: String,
     /// "address" or "prefix".
     pub kind: String,
     /// An address, or "prefix/len".
     pub value: String,
-    /// Which pool or source it came from ("pool NAME", "static", "provider").
-    pub source: String,
+    /// "bound" (an IKE SA of the identity holds it) or "released" (kept for a while).
+    pub state: String,
+    /// Released leases: seconds until the item goes back to the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+    /// The IKE SA that holds it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ike: Option<String>,
-    /// Seconds since the lease was made.
-    pub age_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

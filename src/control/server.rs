@@ -44,8 +44,6 @@ pub struct ServerOptions {
     pub queue_lines: usize,
     /// SO_SNDBUF for client connections (None: the system default).
     pub send_buffer: Option<usize>,
-    /// How long an address provider may take before the daemon uses its own pools.
-    pub provider_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -54,7 +52,6 @@ impl Default for ServerOptions {
             max_clients: 64,
             queue_lines: 256,
             send_buffer: None,
-            provider_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -106,15 +103,13 @@ fn setup_error(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
 impl ControlServer {
     /// Creates the socket as `[control]` says (must run inside a tokio runtime).
     pub fn bind(settings: &ControlSettings) -> Result<ControlServer, String> {
-        let opts = ServerOptions {
-            provider_timeout: settings.provider_timeout,
-            ..ServerOptions::default()
-        };
+        // The provider timeout is the daemon's ([control] provider_timeout), asked at
+        // registration.
         Self::bind_with(
             &settings.socket,
             settings.mode,
             settings.group.as_deref(),
-            opts,
+            ServerOptions::default(),
         )
     }
 
@@ -189,11 +184,7 @@ impl ControlServer {
     pub fn serve(self, daemon: DaemonHandle) -> JoinHandle<()> {
         tokio::spawn(async move {
             let shared = Arc::new(Shared::default());
-            let dispatcher = tokio::spawn(provider_dispatcher(
-                daemon.clone(),
-                shared.clone(),
-                self.opts.provider_timeout,
-            ));
+            let dispatcher = tokio::spawn(provider_dispatcher(daemon.clone(), shared.clone()));
             let closed = daemon.sender().clone();
             loop {
                 let accepted = tokio::select! {
@@ -281,6 +272,8 @@ struct Shared {
 struct Provider {
     client: u64,
     out: Outbox,
+    /// How long the engine waits (the daemon's [control] provider_timeout).
+    timeout: Duration,
     pending: HashMap<u64, oneshot::Sender<ProviderAnswer>>,
 }
 
@@ -289,6 +282,7 @@ struct Provider {
 pub struct ProviderAnswer {
     pub address: Option<std::net::Ipv6Addr>,
     pub prefix: Option<(std::net::Ipv6Addr, u8)>,
+    pub prefix_lifetime: u32,
 }
 
 impl Shared {
@@ -485,9 +479,17 @@ async fn client(
                 request_id,
                 address,
                 prefix,
+                prefix_lifetime,
                 decline,
             } => {
-                let r = address_reply(&shared, id, request_id, address, prefix, decline);
+                let r = address_reply(
+                    &shared,
+                    id,
+                    request_id,
+                    address,
+                    prefix.map(|p| (p, prefix_lifetime)),
+                    decline,
+                );
                 out.reply(rid, r);
             }
             other => {
@@ -706,26 +708,35 @@ async fn register_provider(
             "address-provider: only a home agent assigns addresses",
         ));
     }
+    let exists = || {
+        ErrorBody::new(
+            ErrorCode::ProviderExists,
+            "another client is the address provider; it must disconnect first",
+        )
+    };
+    if shared
+        .provider()
+        .as_ref()
+        .is_some_and(|p| p.client != client)
+    {
+        return Err(exists());
+    }
+    let timeout = daemon.call(|d| d.set_address_provider(true)).await?;
     {
         let mut p = shared.provider();
         match p.as_ref() {
-            Some(prev) if prev.client != client => {
-                return Err(ErrorBody::new(
-                    ErrorCode::ProviderExists,
-                    "another client is the address provider; it must disconnect first",
-                ));
-            }
+            Some(prev) if prev.client != client => return Err(exists()),
             Some(_) => {}
             None => {
                 *p = Some(Provider {
                     client,
                     out: out.clone(),
+                    timeout,
                     pending: HashMap::new(),
                 });
             }
         }
     }
-    let timeout = daemon.call(|d| d.set_address_provider(true)).await?;
     info!(client, "address provider registered");
     Ok(to_value(proto::ProviderResult {
         timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
@@ -737,10 +748,14 @@ fn address_reply(
     client: u64,
     request: u64,
     address: Option<std::net::Ipv6Addr>,
-    prefix: Option<String>,
+    prefix: Option<(String, Option<u32>)>,
     decline: bool,
 ) -> Result<Value, ErrorBody> {
-    let prefix = prefix.map(|p| parse_prefix(&p)).transpose()?;
+    let lifetime = prefix
+        .as_ref()
+        .and_then(|p| p.1)
+        .unwrap_or(DEFAULT_PREFIX_LIFETIME);
+    let prefix = prefix.map(|p| parse_prefix(&p.0)).transpose()?;
     let mut guard = shared.provider();
     let Some(p) = guard.as_mut().filter(|p| p.client == client) else {
         return Err(ErrorBody::new(
@@ -760,6 +775,7 @@ fn address_reply(
         ProviderAnswer {
             address: None,
             prefix: None,
+            prefix_lifetime: 0,
         }
     } else {
         if address.is_none() && prefix.is_none() {
@@ -770,11 +786,18 @@ fn address_reply(
                 "address-reply: give address, prefix, or decline = true",
             ));
         }
-        ProviderAnswer { address, prefix }
+        ProviderAnswer {
+            address,
+            prefix,
+            prefix_lifetime: lifetime,
+        }
     };
     let _ = tx.send(answer);
     Ok(Value::Object(Default::default()))
 }
+
+/// Lifetime sent with a provider's prefix when its reply names none (seconds).
+pub const DEFAULT_PREFIX_LIFETIME: u32 = 3600;
 
 /// "2001:db8:5::/64"
 fn parse_prefix(s: &str) -> Result<(std::net::Ipv6Addr, u8), ErrorBody> {
@@ -795,7 +818,7 @@ fn parse_prefix(s: &str) -> Result<(std::net::Ipv6Addr, u8), ErrorBody> {
 
 /// Turns the engine's address questions into `address-request` lines for the provider, and its
 /// answers (or the timeout) into commands for the engine.
-async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>, timeout: Duration) {
+async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
     let mut rx = daemon.subscribe();
     loop {
         let (ike, identity, user, wants, requested) = match rx.recv().await {
@@ -821,10 +844,12 @@ async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>, timeout:
         };
         let request = shared.next_request.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, answer) = oneshot::channel();
+        let mut timeout = Duration::ZERO;
         let sent = {
             let mut guard = shared.provider();
             match guard.as_mut() {
                 Some(p) => {
+                    timeout = p.timeout;
                     p.pending.insert(request, tx);
                     p.out.send(line_of(&EventMsg::AddressRequest {
                         request_id: request,

@@ -562,25 +562,63 @@ impl Daemon {
         ike: IkeId,
         a: Option<crate::control::server::ProviderAnswer>,
     ) {
-        let (address, prefix) = a.map_or((None, None), |a| (a.address, a.prefix));
-        if let Err(e) = self.endpoint.handle_command(
-            now(),
-            Command::ProvideAddress {
-                ike,
-                address,
-                prefix,
-            },
-        ) {
+        let answer = a.map_or_else(Default::default, |a| crate::ike::ProvidedAddress {
+            address: a.address,
+            prefix: a.prefix,
+            prefix_lifetime: a.prefix_lifetime,
+        });
+        if let Err(e) = self
+            .endpoint
+            .handle_command(now(), Command::ProvideAddress { ike, answer })
+        {
             tracing::debug!("address answer not used: {e}");
         }
     }
 
     /// The home agent's address leases.
     pub fn leases(&self) -> Result<proto::LeasesResult, ErrorBody> {
-        Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            "leases: this build has no lease store yet",
-        ))
+        if self.cfg.engine.home_agent.is_none() {
+            return Err(ErrorBody::new(
+                ErrorCode::WrongRole,
+                "leases: this daemon is a mobile node; leases live on the home agent",
+            ));
+        }
+        let sas = self.endpoint.list();
+        let unix = now().unix;
+        let leases = self
+            .endpoint
+            .leases()
+            .into_iter()
+            .map(|l| {
+                let address = l.prefix_len == 128;
+                let ike = sas
+                    .iter()
+                    .find(|i| {
+                        i.peer.as_ref().is_some_and(|p| p.to_string() == l.identity)
+                            && (!address || i.home_address == Some(l.address))
+                    })
+                    .map(|i| i.id.to_string());
+                proto::Lease {
+                    user: l.user,
+                    identity: l.identity,
+                    pool: l.pool,
+                    kind: if address { "address" } else { "prefix" }.into(),
+                    value: if address {
+                        l.address.to_string()
+                    } else {
+                        format!("{}/{}", l.address, l.prefix_len)
+                    },
+                    state: match l.state {
+                        crate::mobility::LeaseState::Bound => "bound",
+                        crate::mobility::LeaseState::Released => "released",
+                    }
+                    .into(),
+                    expires_in_s: l.expires.map(|e| e.saturating_sub(unix)),
+                    ike,
+                }
+            })
+            .collect();
+        Ok(proto::LeasesResult { leases })
     }
 }
 

@@ -317,6 +317,12 @@ impl Endpoint {
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
+        if let Some(timeout) = self.address_provider
+            && sa.provided.is_none()
+            && let Some(req) = super::assign::CpRequest::parse(a.cp)
+        {
+            return self.park_auth(sa, header, &payloads, &identity, &user.name, req, timeout);
+        }
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());

@@ -292,8 +292,17 @@ impl Endpoint {
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
-            Command::ProvideAddress { ike, .. } => {
-                Err(format!("IKE SA {ike} is not waiting for an address"))
+            Command::ProvideAddress { ike, answer } => {
+                let Some(mut sa) = self.sas.remove(&ike.0) else {
+                    return Err(format!("no IKE SA {ike}"));
+                };
+                if sa.parked.is_none() {
+                    self.sas.insert(ike.0, sa);
+                    return Err(format!("IKE SA {ike} is not waiting for an address"));
+                }
+                let fate = self.resume_auth(&mut sa, answer);
+                self.finish(sa, fate);
+                Ok(ike)
             }
             Command::Shutdown => {
                 // Leases outlive the daemon by the grace period (and are saved as released).
@@ -539,6 +548,10 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
+            if sa.parked.is_some() {
+                // The provider did not answer in time: our own pools decide.
+                return self.resume_auth(sa, super::ProvidedAddress::default());
+            }
             return Fate::Close(if sa.state == State::Rekeyed {
                 "rekeyed; the peer did not delete the old IKE SA".into()
             } else {

@@ -17,6 +17,7 @@ mod init;
 mod migrate;
 pub mod proposal;
 mod protect;
+mod provider;
 mod rekey;
 mod sa;
 
@@ -100,11 +101,18 @@ pub enum Command {
     Shutdown,
     /// Home agent: the address provider's answer to [`Event::AddressWanted`] (None for both:
     /// no answer, use our own pools). Resumes the parked IKE_AUTH.
-    ProvideAddress {
-        ike: IkeId,
-        address: Option<Ipv6Addr>,
-        prefix: Option<(Ipv6Addr, u8)>,
-    },
+    ProvideAddress { ike: IkeId, answer: ProvidedAddress },
+}
+
+/// An address provider's answer; both None: no answer, the home agent's own pools decide.
+/// The provider is authoritative: its address need not be in the user's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProvidedAddress {
+    pub address: Option<Ipv6Addr>,
+    /// (prefix, length) for MIP6_HOME_PREFIX.
+    pub prefix: Option<(Ipv6Addr, u8)>,
+    /// Seconds, sent with the prefix.
+    pub prefix_lifetime: u32,
 }
 
 /// A CHILD_SA as reported in events and listings.

@@ -215,6 +215,10 @@ pub(crate) struct IkeSa {
     /// The deadline registered in the endpoint's timer index.
     pub deadline: Option<Instant>,
     pub created: Instant,
+    /// Home agent: IKE_AUTH waiting for the address provider (`provider`).
+    pub parked: Option<Box<super::provider::Parked>>,
+    /// The address provider's answer, once given.
+    pub provided: Option<super::ProvidedAddress>,
 }
 
 impl IkeSa {
@@ -253,6 +257,8 @@ impl IkeSa {
             expires_at: None,
             deadline: None,
             created: now,
+            parked: None,
+            provided: None,
         }
     }
 
