@@ -1116,3 +1116,84 @@ fn a_declining_or_departed_provider_leaves_allocation_to_the_pool() {
     mn.stop();
     ha.stop();
 }
+
+#[test]
+fn the_mip6d_start_script_writes_the_assigned_home_address_into_mip6d_conf() {
+    let lab = Lab::new();
+    let ha = pool_ha(&lab, "");
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let conf = lab.path("mip6d.conf");
+    // `echo` stands in for mip6d: the script execs it with `-c <conf>`.
+    let out = Command::new("sh")
+        .arg(Path::new(ROOT).join("conf/mip6d-start.sh"))
+        .env("IKECTL", IKECTL)
+        .env("SOCKET", &mn.sock)
+        .env("MIP6D", "echo")
+        .env("MIP6D_TEMPLATE", Path::new(ROOT).join("conf/mip6d.conf.in"))
+        .env("MIP6D_CONF", &conf)
+        .env("TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("-c {}", conf.display())
+    );
+    let text = fs::read_to_string(&conf).unwrap();
+    assert_eq!(
+        text.matches("HomeAddress 2001:db8:1::1000/64;").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("@HOME_ADDRESS@"));
+    // No daemon: the script fails with mip6-ikectl's "not running" code and starts nothing.
+    let out = Command::new("sh")
+        .arg(Path::new(ROOT).join("conf/mip6d-start.sh"))
+        .env("IKECTL", IKECTL)
+        .env("SOCKET", lab.path("none.sock"))
+        .env("MIP6D", "echo")
+        .env("MIP6D_TEMPLATE", Path::new(ROOT).join("conf/mip6d.conf.in"))
+        .env("MIP6D_CONF", lab.path("never.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!lab.path("never.conf").exists());
+    mn.stop();
+    ha.stop();
+}
+
+#[test]
+fn the_control_section_is_checked() {
+    let lab = Lab::new();
+    lab.write("users/mn1.toml", &mn1_user());
+    lab.write("ha.toml", &ha_toml());
+    let c = policy::load(lab.path("ha.toml")).unwrap().control;
+    assert_eq!(c.socket, Path::new("/run/mip6-iked/control.sock"));
+    assert_eq!((c.mode, c.group), (0o660, None));
+    assert_eq!(c.provider_timeout, Duration::from_secs(2));
+    lab.write(
+        "ha.toml",
+        &ha_toml_with("[control]\nsocket = \"run/ctl.sock\"\ngroup = \"mip6\"\nmode = \"0600\"\n"),
+    );
+    let c = policy::load(lab.path("ha.toml")).unwrap().control;
+    // Relative to the file's directory, like every path in the configuration.
+    assert_eq!(c.socket, lab.path("run/ctl.sock"));
+    assert_eq!((c.mode, c.group.as_deref()), (0o600, Some("mip6")));
+    for (bad, says) in [
+        ("mode = \"0999\"", "is not an octal permission"),
+        ("mode = \"rw\"", "is not an octal permission"),
+        ("group = \" \"", "names no group"),
+        ("provider_timeout = 0", "between 0 and 60"),
+        ("provider_timeout = 600", "between 0 and 60"),
+        ("sockett = \"x\"", "unknown key `sockett`"),
+    ] {
+        lab.write("ha.toml", &ha_toml_with(&format!("[control]\n{bad}\n")));
+        let e = policy::load(lab.path("ha.toml")).err().unwrap().to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+        assert!(e.contains("ha.toml:15:"), "{bad}: position missing in {e}");
+    }
+}

@@ -228,6 +228,17 @@ impl LoadedConfig {
                 PolicyMode::Daemon => "the daemon",
             }
         );
+        let _ = writeln!(
+            s,
+            "control:    {} (mode {:04o}{})",
+            self.control.socket.display(),
+            self.control.mode,
+            self.control
+                .group
+                .as_ref()
+                .map(|g| format!(", group {g}"))
+                .unwrap_or_default()
+        );
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
             .map(|c| {
