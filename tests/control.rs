@@ -17,7 +17,9 @@ use mip6_ike::control::protocol::{
     ListUsersResult, ReloadResult, Request, StatsResult,
 };
 use mip6_ike::control::{ControlServer, ServerOptions};
+use mip6_ike::daemon::control::DaemonHandle;
 use mip6_ike::daemon::{Control, Daemon, SharedKernel};
+use mip6_ike::kernel::{Direction, KernelEvent, Migrate, Selector};
 use mip6_ike::policy;
 use tokio::sync::mpsc;
 
@@ -38,6 +40,8 @@ struct Node {
     sock: PathBuf,
     tx: mpsc::Sender<Control>,
     ike_addr: SocketAddr,
+    handle: DaemonHandle,
+    rt: tokio::runtime::Handle,
 }
 
 /// Daemons on a private runtime (its own thread), files in a private directory.
@@ -113,11 +117,18 @@ impl Lab {
         let ike_addr = d.ike_addr().unwrap();
         let (tx, rx) = mpsc::channel(16);
         let server = ControlServer::bind_with(&sock, mode, group, opts).unwrap();
-        server.serve(d.handle(tx.clone()));
+        let handle = d.handle(tx.clone());
+        server.serve(handle.clone());
         self.rt.spawn(async move {
             let _ = d.run(rx).await;
         });
-        Node { sock, tx, ike_addr }
+        Node {
+            sock,
+            tx,
+            ike_addr,
+            handle,
+            rt: self.rt.clone(),
+        }
     }
 
     fn ha(&self, users: &[(&str, &str)]) -> Node {
@@ -143,6 +154,13 @@ impl Node {
         let mut c = Client::connect(&self.sock).unwrap();
         c.set_timeout(Some(WAIT * 2));
         c
+    }
+    /// What mip6d's MIGRATE would tell the daemon (the in-memory kernel produces none).
+    fn kernel_event(&self, ev: KernelEvent) {
+        let h = self.handle.clone();
+        self.rt
+            .block_on(async move { h.call(move |d| d.kernel_event(ev)).await })
+            .unwrap();
     }
     fn stop(&self) {
         let _ = self.tx.try_send(Control::Shutdown);
@@ -426,6 +444,49 @@ fn event_stream_of_a_life_cycle() {
         "child-down (rekeyed)",
         |e| matches!(e, EventMsg::ChildDown { spi_in, .. } if *spi_in == bu.spi_in),
     );
+
+    // The MN moved (K bit): the HA's mip6d reports the new care-of address with a MIGRATE.
+    let new_coa: std::net::IpAddr = "2001:db8:2::5".parse().unwrap();
+    let hoa = std::net::IpAddr::V6(hoa1());
+    let ha_addr: std::net::IpAddr = "::1".parse().unwrap();
+    ha.kernel_event(KernelEvent::Migrate(Migrate {
+        selector: Selector {
+            src: "2001:db8:1::1".parse().unwrap(),
+            src_prefix: 128,
+            dst: hoa,
+            dst_prefix: 128,
+            proto: 135,
+            sport: (0, 0),
+            dport: (0, 0),
+        },
+        direction: Direction::Out,
+        reqid: 2,
+        old_src: "2001:db8:1::1".parse().unwrap(),
+        old_dst: hoa,
+        new_src: "2001:db8:1::1".parse().unwrap(),
+        new_dst: hoa,
+        km_local: Some(ha_addr),
+        km_remote: Some(new_coa),
+    }));
+    let m = expect_event(&mut hev, "migrated on the HA", |e| {
+        matches!(e, EventMsg::Migrated { .. })
+    });
+    let EventMsg::Migrated {
+        old_remote,
+        new_remote,
+        new_local,
+        ..
+    } = m
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        new_remote,
+        format!("[2001:db8:2::5]:{}", old_remote.rsplit(':').next().unwrap())
+    );
+    assert!(new_local.starts_with("[::1]:"), "{new_local}");
+    let s: StatsResult = ha.client().call(&Request::Stats).unwrap();
+    assert_eq!(s.migrations, 1);
 
     // IKE SA rekey.
     c.request(&Request::Rekey {

@@ -463,6 +463,12 @@ impl Daemon {
         }
     }
 
+    /// Hands a kernel event (a MIGRATE, an EXPIRE) to the engine, as the kernel backend's event
+    /// stream does; tests use it with the in-memory backend, which produces none.
+    pub fn kernel_event(&mut self, ev: crate::kernel::KernelEvent) {
+        self.endpoint.handle_kernel(now(), ev);
+    }
+
     /// The current view of one IKE SA.
     pub fn ike_info(&self, ike: IkeId) -> Option<IkeSaInfo> {
         self.endpoint.get(ike)
