@@ -1096,6 +1096,11 @@ fn an_address_provider_assigns_the_home_address() {
     assert_eq!((identity.as_str(), user.as_str()), (MN1_ID, "mn1"));
     assert_eq!(wants, ["address"]);
     assert_eq!(timeout_ms, 5000);
+    // Nonsense is refused and the request stays open for a proper answer.
+    let e = daemon_error(provider.request(&reply(request_id, Some("ff02::1"), false)));
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let e = daemon_error(provider.request(&reply(request_id, None, false)));
+    assert_eq!(e.code, ErrorCode::BadRequest);
     provider
         .request(&reply(request_id, Some("2001:db8:1::77"), false))
         .unwrap();
@@ -1236,6 +1241,9 @@ fn the_control_section_is_checked() {
     assert_eq!(c.socket, Path::new("/run/mip6-iked/control.sock"));
     assert_eq!((c.mode, c.group), (0o660, None));
     assert_eq!(c.provider_timeout, Duration::from_secs(2));
+    assert!(c.enabled);
+    lab.write("ha.toml", &ha_toml_with("[control]\nenabled = false\n"));
+    assert!(!policy::load(lab.path("ha.toml")).unwrap().control.enabled);
     lab.write(
         "ha.toml",
         &ha_toml_with("[control]\nsocket = \"run/ctl.sock\"\ngroup = \"mip6\"\nmode = \"0600\"\n"),

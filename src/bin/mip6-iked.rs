@@ -111,12 +111,16 @@ fn main() -> ExitCode {
         };
         // The control socket shares the daemon's channel: a reload through it takes the
         // SIGHUP path.
-        let server = match ControlServer::bind(&control) {
-            Ok(s) => s.serve(d.handle(tx.clone())),
-            Err(e) => {
-                error!("{e}");
-                return ExitCode::from(1);
+        let server = if control.enabled {
+            match ControlServer::bind(&control) {
+                Ok(s) => Some(s.serve(d.handle(tx.clone()))),
+                Err(e) => {
+                    error!("{e}");
+                    return ExitCode::from(1);
+                }
             }
+        } else {
+            None
         };
         if let Err(e) = spawn_signals(tx) {
             error!("cannot install signal handlers: {e}");
@@ -124,7 +128,9 @@ fn main() -> ExitCode {
         }
         let r = d.run(rx).await;
         // The server sees the channel close, stops and removes the socket file.
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
         match r {
             Ok(_) => {
                 info!("stopped");

@@ -36,6 +36,9 @@ use crate::daemon::control::{self as dc, DaemonHandle};
 use crate::ike::{Event, IkeId};
 use crate::policy::ControlSettings;
 
+/// `initiate` requests (and the event stream) one connection may have running at once.
+const MAX_TASKS_PER_CLIENT: usize = 8;
+
 /// Limits of one server (tests shrink them).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -461,6 +464,17 @@ async fn client(
                     }
                     None => dc::INITIATE_TIMEOUT,
                 };
+                tasks.retain(|t| !t.is_finished());
+                if tasks.len() >= MAX_TASKS_PER_CLIENT {
+                    out.reply(
+                        rid,
+                        Err(ErrorBody::new(
+                            ErrorCode::Busy,
+                            "too many initiate requests in flight on this connection; wait for their replies",
+                        )),
+                    );
+                    continue;
+                }
                 let (daemon, out) = (daemon.clone(), out.clone());
                 tasks.push(tokio::spawn(async move {
                     let r = if wait_for_sas == Some(false) {
@@ -609,7 +623,7 @@ async fn initiate(
         // Checked on every step: the SA may have come up before we looked (an existing one).
         let info = daemon.call(move |d| d.ike_info(ike)).await?;
         match &info {
-            Some(i) if i.state == "established" && i.children.len() >= start.classes => {
+            Some(i) if dc::has_classes(i, &start.classes) => {
                 let (i, p) = (i.clone(), prefix.clone());
                 return daemon
                     .call(move |d| to_value(d.initiate_result(&i, false, p)))
@@ -756,6 +770,14 @@ fn address_reply(
         .and_then(|p| p.1)
         .unwrap_or(DEFAULT_PREFIX_LIFETIME);
     let prefix = prefix.map(|p| parse_prefix(&p.0)).transpose()?;
+    if let Some(a) = address
+        && (a.is_unspecified() || a.is_multicast() || a.is_loopback())
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("address-reply: {a} cannot be a home address; give a unicast address"),
+        ));
+    }
     let mut guard = shared.provider();
     let Some(p) = guard.as_mut().filter(|p| p.client == client) else {
         return Err(ErrorBody::new(
@@ -810,7 +832,7 @@ fn parse_prefix(s: &str) -> Result<(std::net::Ipv6Addr, u8), ErrorBody> {
     let (a, l) = s.trim().split_once('/').ok_or_else(bad)?;
     let a: std::net::Ipv6Addr = a.parse().map_err(|_| bad())?;
     let l: u8 = l.parse().map_err(|_| bad())?;
-    if l > 128 {
+    if l == 0 || l > 128 || a.is_multicast() {
         return Err(bad());
     }
     Ok((a, l))

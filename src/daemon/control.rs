@@ -59,8 +59,8 @@ pub struct InitiateStart {
     pub existing: bool,
     /// Already established with every class: the reply can go out at once.
     pub done: Option<InitiateResult>,
-    /// CHILD_SAs to wait for.
-    pub classes: usize,
+    /// The classes whose CHILD_SAs to wait for.
+    pub classes: Vec<SaClass>,
 }
 
 /// Parameters of an `initiate` request, already checked.
@@ -400,8 +400,10 @@ impl Daemon {
         }
         // An IKE SA of ours to that home agent for that home address answers the request
         // (mip6d's start script may ask for what the daemon already brought up).
+        // (Not `initiator`: after the HA rekeyed the IKE SA, we are its responder.)
         let existing = self.endpoint.list().into_iter().find(|i| {
-            i.initiator
+            i.state != "rekeyed"
+                && i.state != "deleting"
                 && i.remote == mn.home_agent
                 && match mn.home_address {
                     HomeAddress::Static(a) => i.home_address.is_none_or(|h| h == a),
@@ -409,17 +411,23 @@ impl Daemon {
                 }
         });
         if let Some(i) = existing {
-            let complete = i.state == "established"
-                && mn
-                    .classes
-                    .iter()
-                    .all(|c| i.children.iter().any(|ch| ch.class == Some(*c)));
+            let complete = has_classes(&i, &mn.classes);
+            if !complete && i.state == "established" {
+                // Up, but without some of the classes asked for now: add them.
+                for &class in &mn.classes {
+                    if !i.children.iter().any(|ch| ch.class == Some(class)) {
+                        self.endpoint
+                            .handle_command(now(), Command::CreateChild { ike: i.id, class })
+                            .map_err(|e| ErrorBody::new(ErrorCode::SaDown, e))?;
+                    }
+                }
+            }
             let done = complete.then(|| self.initiate_result(&i, true, None));
             return Ok(InitiateStart {
                 ike: i.id,
                 existing: true,
                 done,
-                classes: mn.classes.len(),
+                classes: mn.classes,
             });
         }
         let ike = self
@@ -433,7 +441,7 @@ impl Daemon {
             ike,
             existing: false,
             done: None,
-            classes: mn.classes.len(),
+            classes: mn.classes,
         })
     }
 
@@ -626,6 +634,14 @@ impl Daemon {
             .collect();
         Ok(proto::LeasesResult { leases })
     }
+}
+
+/// The IKE SA is established with a CHILD_SA of every class in `classes`.
+pub fn has_classes(i: &IkeSaInfo, classes: &[SaClass]) -> bool {
+    i.state == "established"
+        && classes
+            .iter()
+            .all(|c| i.children.iter().any(|ch| ch.class == Some(*c)))
 }
 
 /// Parses `initiate`'s fields.

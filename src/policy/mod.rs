@@ -148,6 +148,8 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip6-iked/control.sock";
 /// The control socket: where, who may connect, and how long an address provider may think.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlSettings {
+    /// false: no control socket (the daemon runs from its configuration alone).
+    pub enabled: bool,
     pub socket: PathBuf,
     /// Group that owns the socket; its members may connect (besides root and our own uid).
     pub group: Option<String>,
@@ -161,6 +163,7 @@ pub struct ControlSettings {
 impl Default for ControlSettings {
     fn default() -> Self {
         ControlSettings {
+            enabled: true,
             socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             group: None,
             mode: 0o660,
@@ -228,17 +231,21 @@ impl LoadedConfig {
                 PolicyMode::Daemon => "the daemon",
             }
         );
-        let _ = writeln!(
-            s,
-            "control:    {} (mode {:04o}{})",
-            self.control.socket.display(),
-            self.control.mode,
-            self.control
-                .group
-                .as_ref()
-                .map(|g| format!(", group {g}"))
-                .unwrap_or_default()
-        );
+        if !self.control.enabled {
+            let _ = writeln!(s, "control:    disabled");
+        } else {
+            let _ = writeln!(
+                s,
+                "control:    {} (mode {:04o}{})",
+                self.control.socket.display(),
+                self.control.mode,
+                self.control
+                    .group
+                    .as_ref()
+                    .map(|g| format!(", group {g}"))
+                    .unwrap_or_default()
+            );
+        }
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
             .map(|c| {
@@ -656,6 +663,9 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
 
 fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {
     let mut out = ControlSettings::default();
+    if let Some(e) = &c.enabled {
+        out.enabled = *e.get_ref();
+    }
     if let Some(p) = &c.socket {
         out.socket = base.join(p.get_ref());
     }

@@ -45,6 +45,7 @@ pub struct GlobalFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSection {
+    pub enabled: Option<S<bool>>,
     pub socket: Option<S<String>>,
     pub group: Option<S<String>>,
     /// Octal permission bits as a string, e.g. "0660".
