@@ -1266,3 +1266,59 @@ fn the_control_section_is_checked() {
         assert!(e.contains("ha.toml:15:"), "{bad}: position missing in {e}");
     }
 }
+
+#[test]
+fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() {
+    let lab = Lab::new();
+    lab.write("users/mn1.toml", &mn1_user());
+    lab.write(
+        "ha.toml",
+        &ha_toml_with("[control]\nsocket = \"run/ctl.sock\"\nmode = \"0600\"\n"),
+    );
+    let sock = lab.path("run/ctl.sock");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_mip6-iked"))
+        .arg("--config")
+        .arg(lab.path("ha.toml"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + WAIT;
+    while !sock.exists() {
+        assert!(Instant::now() < end, "no control socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&sock).unwrap().mode() & 0o777, 0o600);
+    let out = ikectl(&sock, &["status"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(home-agent), protocol 1"));
+    // Reload through the socket takes the SIGHUP path.
+    lab.write("users/mn2.toml", &mn2_user());
+    let out = ikectl(&sock, &["reload"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reloaded: user mn2 added\n"
+    );
+    // A second daemon on the same socket refuses to start.
+    let out = Command::new(env!("CARGO_BIN_EXE_mip6-iked"))
+        .arg("--config")
+        .arg(lab.path("ha.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another mip6-iked answers on it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(daemon.wait().unwrap().success());
+    assert!(!sock.exists(), "socket file left behind");
+    let out = ikectl(&sock, &["sas"]);
+    assert_eq!(out.status.code(), Some(3));
+}
