@@ -1290,7 +1290,11 @@ fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() 
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(&sock).unwrap().mode() & 0o777, 0o600);
     let out = ikectl(&sock, &["status"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("(home-agent), protocol 1"));
     // Reload through the socket takes the SIGHUP path.
     lab.write("users/mn2.toml", &mn2_user());
