@@ -618,8 +618,12 @@ fn psk_user(i: usize, pool: &Arc<Pool>) -> User {
 
 /// Runs MN `i` against `ha` until its IKE_AUTH is answered; returns the HoA it got.
 fn connect(ha: &mut Endpoint, i: usize, now: Now) -> Option<Ipv6Addr> {
+    connect_with(ha, psk_mn(i), i, now)
+}
+
+fn connect_with(ha: &mut Endpoint, cfg: Config, i: usize, now: Now) -> Option<Ipv6Addr> {
     let mut mn = Endpoint::new(
-        Arc::new(psk_mn(i)),
+        Arc::new(cfg),
         Box::new(mip6_ike::crypto::TestRng::new(1000 + i as u64)),
         now,
     );
@@ -727,6 +731,38 @@ fn a_thousand_users_get_unique_leases_that_survive_a_restart() {
     for i in (0..N).step_by(37).rev() {
         assert_eq!(connect(&mut ha2, i, later), Some(got[i]), "mn{i} renewed");
     }
+}
+
+#[test]
+fn a_dn_pattern_group_shares_a_pool_with_one_lease_per_identity() {
+    let pool = addr_pool("visitors", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let group = User {
+        identity: IdentityMatch::DnPattern("dn:C=CH, O=mip6-ike test, CN=*".into()),
+        ..pool_user("visitors", MN1_DN, UserAuth::Certificate, &pool)
+    };
+    let now = t0();
+    let mut ha = ha_endpoint(vec![group], now);
+    let a = connect_with(&mut ha, mn1(), 1, now).unwrap();
+    let b = connect_with(&mut ha, mn_config(AuthKind::Ecdsa, "mn2", IKE, ESP), 2, now).unwrap();
+    assert_ne!(a, b);
+    let leases = ha.leases();
+    assert_eq!(leases.len(), 2);
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.user == "visitors" && l.pool == "visitors")
+    );
+    let ids: Vec<&str> = leases.iter().map(|l| l.identity.as_str()).collect();
+    assert!(
+        ids.contains(&"dn:C=CH, O=mip6-ike test, CN=mn1@example.net"),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"dn:C=CH, O=mip6-ike test, CN=mn2@example.net"),
+        "{ids:?}"
+    );
+    // mn1 again (a second IKE SA of the same identity): the same address.
+    assert_eq!(connect_with(&mut ha, mn1(), 3, now), Some(a));
 }
 
 #[test]
@@ -871,4 +907,213 @@ fn reload_adds_and_removes_users_without_touching_other_sas() {
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert!(l.ha.kernel.is_empty() && l.mn.kernel.is_empty());
+}
+
+#[test]
+fn cp_reply_with_home_address_and_home_prefix_is_byte_exact() {
+    use mip6_ike::ike::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
+    use mip6_ike::wire::{ConfigPayload, Header, Message, Payload};
+    let cp = ConfigPayload {
+        cfg_type: CFG_REPLY,
+        attributes: vec![
+            hoa_attribute(v6("2001:db8:1::1000")),
+            home_prefix_attribute(v6("2001:db8:100:1::"), 64, 86_400),
+        ],
+    };
+    let msg = Message {
+        header: Header {
+            spi_i: 1,
+            spi_r: 2,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange: IKE_AUTH,
+            flags: FLAG_RESPONSE,
+            message_id: 1,
+            length: 0,
+        },
+        payloads: vec![Payload::Cp(cp.clone())],
+    };
+    let bytes = msg.emit();
+    let hex: String = bytes[28..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        concat!(
+            "00000036", // generic header: last, 54 bytes
+            "02000000", // CFG_REPLY
+            "00080011", // INTERNAL_IP6_ADDRESS, 17 bytes
+            "20010db8000100000000000000001000",
+            "80",       // address, /128
+            "00100015", // MIP6_HOME_PREFIX (16), 21 bytes
+            "00015180", // prefix lifetime 86400
+            "20010db8010000010000000000000000",
+            "40", // prefix, /64
+        )
+    );
+    assert_eq!(
+        Message::parse(&bytes).unwrap().payloads,
+        vec![Payload::Cp(cp)]
+    );
+    assert_eq!(
+        parse_home_prefix(&bytes[bytes.len() - 21..]),
+        Some((v6("2001:db8:100:1::"), 64, 86_400))
+    );
+}
+
+/// Every SA class: mode, traffic selectors and mip6d's per-direction reqids on both sides (with
+/// non-default reqids, as a `[reqids]` section would set them), and the kernel SAs' endpoints.
+#[test]
+fn every_sa_class_gets_its_selectors_mode_and_reqids() {
+    use mip6_ike::mobility::ClassReqids;
+    let reqids = [
+        (SaClass::BuBa, 11, 12),
+        (SaClass::Payload, 13, 14),
+        (SaClass::MpsMpa, 15, 16),
+        (SaClass::HotiHot, 17, 18),
+    ];
+    let set = |c: &mut Config| {
+        for (class, to_ha, to_mn) in reqids {
+            c.reqids.insert(class, ClassReqids { to_ha, to_mn });
+        }
+    };
+    let (mut mn, mut ha) = (mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    set(&mut mn);
+    set(&mut ha);
+    let mut l = Lab::new(mn, ha);
+    let all = [
+        SaClass::BuBa,
+        SaClass::MpsMpa,
+        SaClass::HotiHot,
+        SaClass::Payload,
+    ];
+    l.initiate(HomeAddress::Static(HOA1), &all);
+    assert!(l.establish(4));
+    l.run_now();
+    let any = (Ipv6Addr::UNSPECIFIED, Ipv6Addr::from(u128::MAX));
+    let one = |a: Ipv6Addr| (a, a);
+    let ty = |t: u16| (t << 8, (t << 8) | 0xff);
+    // (class, mode, [(proto, ports, addrs)] of TSi, same of TSr), seen from the MN.
+    type Ts = (u8, (u16, u16), (Ipv6Addr, Ipv6Addr));
+    let expect: Vec<(SaClass, Mode, Vec<Ts>, Vec<Ts>)> = vec![
+        (
+            SaClass::BuBa,
+            Mode::Transport,
+            vec![(IPPROTO_MH, (0, 0xffff), one(HOA1))],
+            vec![(IPPROTO_MH, (0, 0xffff), one(HA_IP))],
+        ),
+        (
+            SaClass::MpsMpa,
+            Mode::Transport,
+            vec![(IPPROTO_ICMPV6, (146 << 8, (147 << 8) | 0xff), one(HOA1))],
+            vec![(IPPROTO_ICMPV6, (146 << 8, (147 << 8) | 0xff), one(HA_IP))],
+        ),
+        (
+            SaClass::HotiHot,
+            Mode::Tunnel,
+            vec![
+                (IPPROTO_MH, ty(1), one(HOA1)),
+                (IPPROTO_MH, ty(3), one(HOA1)),
+            ],
+            vec![(IPPROTO_MH, ty(1), any), (IPPROTO_MH, ty(3), any)],
+        ),
+        (
+            SaClass::Payload,
+            Mode::Tunnel,
+            vec![(0, (0, 0xffff), one(HOA1))],
+            vec![(0, (0, 0xffff), any)],
+        ),
+    ];
+    let flat = |v: &[mip6_ike::wire::TrafficSelector]| -> Vec<Ts> {
+        v.iter()
+            .map(|t| {
+                let a = |x: IpAddr| match x {
+                    IpAddr::V6(a) => a,
+                    IpAddr::V4(_) => panic!("IPv4 selector"),
+                };
+                (
+                    t.ip_protocol,
+                    (t.start_port, t.end_port),
+                    (a(t.start_addr), a(t.end_addr)),
+                )
+            })
+            .collect()
+    };
+    let coa = l.mn.addr.ip();
+    let (mn, ha) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
+    for (class, mode, tsi, tsr) in expect {
+        let (to_ha, to_mn) = reqids
+            .iter()
+            .find(|r| r.0 == class)
+            .map(|r| (r.1, r.2))
+            .unwrap();
+        let m = mn.children.iter().find(|c| c.class == Some(class)).unwrap();
+        let h = ha.children.iter().find(|c| c.class == Some(class)).unwrap();
+        assert_eq!((m.mode, h.mode), (mode, mode), "{class:?}");
+        assert_eq!(flat(&m.ts_local), tsi, "{class:?} MN TSi");
+        assert_eq!(flat(&m.ts_remote), tsr, "{class:?} MN TSr");
+        assert_eq!(flat(&h.ts_remote), tsi, "{class:?} HA sees TSi");
+        assert_eq!(flat(&h.ts_local), tsr, "{class:?} HA sees TSr");
+        assert_eq!(
+            (m.reqid_out, m.reqid_in),
+            (to_ha, to_mn),
+            "{class:?} MN reqids"
+        );
+        assert_eq!(
+            (h.reqid_out, h.reqid_in),
+            (to_mn, to_ha),
+            "{class:?} HA reqids"
+        );
+        let out = l.mn.kernel.get(m.remote, m.spi_out).unwrap();
+        let (src, dst) = match mode {
+            // RFC 4877 transport SAs run HoA <-> HA; tunnel SAs CoA <-> HA.
+            Mode::Transport => (ip(HOA1), ip(HA_IP)),
+            Mode::Tunnel => (coa, ip(HA_IP)),
+        };
+        assert_eq!(
+            (out.src, out.dst, out.reqid),
+            (src, dst, to_ha),
+            "{class:?}"
+        );
+        if class == SaClass::HotiHot {
+            // mip6d's encoding: the MH type in sport, mask 0xffff.
+            assert_eq!(
+                (out.selector.proto, out.selector.sport),
+                (IPPROTO_MH, (1, 0xffff))
+            );
+        }
+    }
+}
+
+#[test]
+fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let old_remote = l.ha.ep.list()[0].remote;
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let new = v6("2001:db8:3::100");
+    // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
+    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(&l);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    // Answered at the new address (RFC 7296 2.11), yet the HA's record is unchanged.
+    assert!(
+        l.mn.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildUp(_)))
+            .count()
+            >= 3
+    );
+    assert_eq!(l.ha.ep.list()[0].remote, old_remote);
+    assert_eq!(migrated(&l.ha), 0);
+    // Its own MIGRATE moves it.
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    assert_eq!(l.ha.ep.list()[0].remote, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(migrated(&l.ha), 1);
 }

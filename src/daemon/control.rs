@@ -471,10 +471,10 @@ impl Daemon {
         }
     }
 
-    /// Hands a kernel event (a MIGRATE, an EXPIRE) to the engine, as the kernel backend's event
-    /// stream does; tests use it with the in-memory backend, which produces none.
+    /// Handles a kernel event (ACQUIRE, EXPIRE, MIGRATE) as if the kernel backend had
+    /// reported it; tests use it with the in-memory backend, which reports none.
     pub fn kernel_event(&mut self, ev: crate::kernel::KernelEvent) {
-        self.endpoint.handle_kernel(now(), ev);
+        self.on_kernel_event(ev);
     }
 
     /// The current view of one IKE SA.

@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod demo;
+pub mod kernel;
 pub mod show;
 pub mod udp;
 
@@ -19,8 +20,10 @@ use tracing::{debug, error, info, warn};
 use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
-use crate::kernel::{Kernel, KernelOp};
-use crate::policy::{self, KernelBackend, LoadedConfig};
+use crate::kernel::{Kernel, KernelEvent, KernelOp};
+use crate::mobility::{Lease, LeaseStore};
+use crate::policy::{self, KernelBackend, LoadedConfig, Role};
+pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
 /// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
@@ -45,6 +48,8 @@ pub enum Control {
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
     /// Work of the control socket, run on the daemon's task (see [`control`]).
     Call(Box<dyn FnOnce(&mut Daemon) + Send>),
+    /// Home agent: the dynamic home addresses and prefixes given out.
+    Leases(oneshot::Sender<Vec<Lease>>),
 }
 
 impl std::fmt::Debug for Control {
@@ -56,6 +61,7 @@ impl std::fmt::Debug for Control {
             Control::KernelSas(_) => f.write_str("KernelSas"),
             Control::Command(c, _) => write!(f, "Command({c:?})"),
             Control::Call(_) => f.write_str("Call"),
+            Control::Leases(_) => f.write_str("Leases"),
         }
     }
 }
@@ -81,16 +87,6 @@ pub fn now() -> Now {
     Now {
         at: Instant::now(),
         unix,
-    }
-}
-
-/// The kernel backend the configuration asks for.
-pub fn make_kernel(backend: KernelBackend) -> Result<Box<dyn Kernel>, DaemonError> {
-    match backend {
-        KernelBackend::Memory => Ok(Box::new(MemoryKernel::new())),
-        KernelBackend::Xfrm => Err(DaemonError::Kernel(
-            "the xfrm backend is not implemented yet".into(),
-        )),
     }
 }
 
@@ -137,16 +133,27 @@ pub struct Daemon {
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
     events: broadcast::Sender<Event>,
+    /// Home agent: where leases are saved whenever they change.
+    lease_store: Option<LeaseStore>,
+    /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
+    inbound_tx: Option<mpsc::Sender<Datagram>>,
+    /// Readers of sockets bound after start.
+    late_readers: Vec<JoinHandle<()>>,
+    /// Mobile node: our care-of address as last seen (IkeUp, Migrated), for re-initiation.
+    mn_coa: Option<IpAddr>,
     /// Mobile node: the IKE SA we started, and when to try again after it went down.
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
     retry_wait: Duration,
     started: Instant,
+    /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
+    kernel_events: Option<kernel::KernelEvents>,
+    acquire: kernel::AcquireState,
 }
 
 impl Daemon {
     /// Binds every listen address on the IKE port and the NAT-T port.
-    pub fn bind(cfg: LoadedConfig, kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
+    pub fn bind(cfg: LoadedConfig, mut kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
         let mut sockets = Vec::new();
         for addr in &cfg.listen.addresses {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
@@ -158,7 +165,23 @@ impl Daemon {
             }
         }
         let bound = sockets.iter().map(|s| s.local_addr()).collect();
-        let endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        let mut endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        if let Some(a) = kernel.spi_allocator() {
+            endpoint.set_spi_allocator(a);
+        }
+        // Opened here, in the caller's network namespace, like the IKE sockets.
+        let kernel_events = match cfg.kernel.backend {
+            KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
+            KernelBackend::Memory => None,
+        };
+        let lease_store = cfg.lease_file.as_ref().map(LeaseStore::new);
+        if let Some(store) = &lease_store {
+            // A lease file that cannot be read stops the start: handing its addresses out
+            // again would give one home address to two mobile nodes.
+            let leases = store.load().map_err(DaemonError::Config)?;
+            info!(file = %store.path().display(), count = leases.len(), "leases loaded");
+            endpoint.restore_leases(leases);
+        }
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -167,10 +190,16 @@ impl Daemon {
             sockets,
             bound,
             events,
+            lease_store,
+            inbound_tx: None,
+            late_readers: Vec::new(),
+            mn_coa: None,
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
             started: Instant::now(),
+            kernel_events,
+            acquire: kernel::AcquireState::default(),
         })
     }
 
@@ -216,7 +245,11 @@ impl Daemon {
             .iter()
             .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
             .collect();
+        if self.cfg.role == Role::MobileNode {
+            self.inbound_tx = Some(tx.clone());
+        }
         drop(tx);
+        let mut kevents = self.kernel_events.take();
 
         loop {
             self.flush().await;
@@ -231,6 +264,9 @@ impl Daemon {
                 },
                 Some(d) = inbound.recv() => {
                     self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
+                }
+                Some(ev) = recv_kernel(&mut kevents), if kevents.is_some() => {
+                    self.on_kernel_event(ev);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let n = now();
@@ -252,9 +288,10 @@ impl Daemon {
             warn!("shutdown: {e}");
         }
         self.flush().await;
-        for r in readers {
+        for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
         }
+        drop(kevents);
         let left = self.kernel.installed();
         if !left.is_empty() {
             warn!(count = left.len(), "SAs still installed after shutdown");
@@ -276,6 +313,9 @@ impl Daemon {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
             Control::Call(f) => f(self),
+            Control::Leases(reply) => {
+                let _ = reply.send(self.endpoint.leases());
+            }
         }
     }
 
@@ -290,7 +330,9 @@ impl Daemon {
 
     /// Starts the IKE SA that `mn` describes; returns its id.
     fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
-        let coa = match mn.care_of_address {
+        // After a move the last care-of address we used beats the configured one; without a
+        // configured one, routing always knows the current address.
+        let coa = match mn.care_of_address.map(|c| self.mn_coa.unwrap_or(c)) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -318,6 +360,26 @@ impl Daemon {
                 Ok(id)
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
+        }
+    }
+
+    /// A socket for an address the [listen] addresses do not cover (the MN listens on specific
+    /// addresses and moved to a new one), with its reader. Wildcard listeners never need this.
+    fn bind_late(&mut self, local: SocketAddr) {
+        let Some(tx) = self.inbound_tx.clone() else {
+            return;
+        };
+        match IkeSocket::bind(local, false) {
+            Ok(s) => {
+                info!(%local, "listening on the new care-of address");
+                let s = Arc::new(s);
+                self.bound.push(s.local_addr());
+                self.sockets.push(s.clone());
+                self.late_readers.push(tokio::spawn(reader(s, tx)));
+            }
+            Err(e) => {
+                warn!(%local, "cannot bind the new care-of address ({e}): IKE messages from it are dropped; listen on \"::\" to cover every address")
+            }
         }
     }
 
@@ -381,22 +443,103 @@ impl Daemon {
                 break;
             }
         }
+        if self.endpoint.take_leases_changed()
+            && let Some(store) = &self.lease_store
+            && let Err(e) = store.save(&self.endpoint.leases())
+        {
+            error!(file = %store.path().display(), "cannot save leases: {e}");
+        }
     }
 
     /// Events go to the log at debug level (the engine already logs them at info/warn, with
     /// more context) and drive the mobile node's re-initiation.
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
+        self.acquire.on_event(ev);
+        if self.cfg.role != Role::MobileNode {
+            return;
+        }
         match ev {
             Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                // Without the K bit the engine starts a successor from the new care-of address
+                // when it drops the old SA: follow it instead of starting another.
+                self.mn_ike = self
+                    .endpoint
+                    .list()
+                    .into_iter()
+                    .find(|s| s.initiator && s.id != *ike)
+                    .map(|s| s.id);
+                if self.mn_ike.is_none() {
+                    self.schedule_retry();
+                }
+            }
+            Event::ExchangeFailed { ike, .. }
+                if self.mn_ike == Some(*ike) && self.endpoint.get(*ike).is_none() =>
+            {
+                // The IKE SA never came up (IKE_SA_INIT or IKE_AUTH failed): try again later.
                 self.mn_ike = None;
                 self.schedule_retry();
             }
-            Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
-            // The rekeyed IKE SA carries on as ours.
             Event::IkeRekeyed { old, new } if self.mn_ike == Some(*old) => self.mn_ike = Some(*new),
+            Event::IkeUp { ike, local, .. } => {
+                self.mn_ike = Some(*ike);
+                self.retry_at = None;
+                self.mn_coa = Some(local.ip());
+            }
+            Event::Migrated { new_local, .. } => {
+                self.mn_coa = Some(new_local.ip());
+                if udp::route(&self.bound, *new_local).is_none() {
+                    self.bind_late(*new_local);
+                }
+            }
+            Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
             _ => {}
         }
+    }
+}
+
+impl Daemon {
+    /// A kernel event: the mobile node answers ACQUIREs for its classes itself (the engine
+    /// has no connection settings); everything else goes to the engine.
+    fn on_kernel_event(&mut self, ev: KernelEvent) {
+        if let (KernelEvent::Acquire { reqid, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
+            let classes: Vec<_> = mn
+                .classes
+                .iter()
+                .map(|c| (*c, self.cfg.engine.reqids(*c).to_ha))
+                .collect();
+            let action = self
+                .acquire
+                .decide(*reqid, &classes, self.mn_ike, &self.endpoint.list());
+            kernel::log_acquire(*reqid, &action);
+            match action {
+                kernel::AcquireAction::Ignore(_) => {}
+                kernel::AcquireAction::Initiate => {
+                    self.retry_at = None;
+                    if let Err(e) = self.initiate() {
+                        warn!("cannot initiate: {e}");
+                        self.schedule_retry();
+                    }
+                }
+                kernel::AcquireAction::CreateChild { ike, class } => {
+                    if let Err(e) = self
+                        .endpoint
+                        .handle_command(now(), kernel::create_child(ike, class))
+                    {
+                        warn!("ACQUIRE: cannot create the CHILD_SA: {e}");
+                    }
+                }
+            }
+            return;
+        }
+        self.endpoint.handle_kernel(now(), ev);
+    }
+}
+
+async fn recv_kernel(k: &mut Option<kernel::KernelEvents>) -> Option<KernelEvent> {
+    match k {
+        Some(k) => k.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

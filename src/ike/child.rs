@@ -12,7 +12,7 @@ use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
 use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
-use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec};
+use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
 use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
 use crate::wire::consts::*;
@@ -61,7 +61,60 @@ impl ChildAccept {
     }
 }
 
+/// The outer (local, remote) endpoints of a CHILD_SA's ESP SAs.
+fn child_outer(
+    sa: &IkeSa,
+    mode: Mode,
+    ts_local: &[TrafficSelector],
+    ts_remote: &[TrafficSelector],
+) -> (std::net::IpAddr, std::net::IpAddr) {
+    match mode {
+        // RFC 4877 transport SA: the SA's endpoints are the selector addresses (HoA, HA),
+        // not the IKE endpoints (CoA, HA).
+        Mode::Transport => (
+            ts_local
+                .first()
+                .and_then(single_address)
+                .unwrap_or(sa.local.ip()),
+            ts_remote
+                .first()
+                .and_then(single_address)
+                .unwrap_or(sa.remote.ip()),
+        ),
+        Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
+    }
+}
+
 impl Endpoint {
+    /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
+    fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
+        let r = self.cfg.reqids(class?);
+        Some(if self.is_home_agent() {
+            (r.to_ha, r.to_mn)
+        } else {
+            (r.to_mn, r.to_ha)
+        })
+    }
+
+    /// What the SPI allocator needs for the inbound SA of a CHILD_SA about to be negotiated
+    /// (the same endpoints and reqid `install_child` will use; reqid 0 when not a class).
+    pub(super) fn spi_request(
+        &self,
+        sa: &IkeSa,
+        class: Option<SaClass>,
+        mode: Mode,
+        ts_local: &[TrafficSelector],
+        ts_remote: &[TrafficSelector],
+    ) -> SpiRequest {
+        let (local, remote) = child_outer(sa, mode, ts_local, ts_remote);
+        SpiRequest {
+            src: remote,
+            dst: local,
+            reqid: self.class_reqids(class).map_or(0, |r| r.0),
+            acquire_seq: None,
+        }
+    }
+
     /// Responder: picks an ESP proposal and narrows the selectors to what this peer may have.
     /// `rekey_of` names the CHILD_SA (by index) being replaced; its selectors bound the new ones.
     #[allow(clippy::too_many_arguments)]
@@ -114,7 +167,16 @@ impl Endpoint {
             }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
-        let spi_in = self.new_child_spi(sa.our_spi());
+        // ts_i is the peer's side (it initiated this exchange).
+        let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
+        let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+            // Kernel trouble, not the peer's: a rekey may be retried, a new SA is refused.
+            return Err(if rekey_of.is_some() {
+                N_TEMPORARY_FAILURE
+            } else {
+                N_NO_ADDITIONAL_SAS
+            });
+        };
         let Some((answer, suite, spi_out)) =
             select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
         else {
@@ -194,6 +256,10 @@ impl Endpoint {
             }
             cp_reply = Some(ans);
         }
+        // The class a request belongs to: one that holds it whole, the most specific first
+        // (HoTI/HoT MH types also fit the payload class, which must not take them); else one
+        // that narrows only its addresses (a dynamic HoA request); else any that narrows it.
+        let mut best: Option<(u8, SaClass, Vec<TrafficSelector>, Vec<TrafficSelector>)> = None;
         for &class in user.classes.iter().filter(|c| c.mode() == mode) {
             for &(first, last) in &candidates {
                 let (mut ci, cr) = class.selectors(first, ha_addr);
@@ -201,15 +267,43 @@ impl Endpoint {
                     t.end_addr = std::net::IpAddr::V6(last);
                 }
                 let (ni, nr) = (narrow(tsi, &ci), narrow(tsr, &cr));
-                if !ni.is_empty() && !nr.is_empty() {
-                    return Ok((Some(class), ni, nr, cp_reply));
+                if ni.is_empty() || nr.is_empty() {
+                    continue;
+                }
+                let same_traffic = |n: &[TrafficSelector], r: &[TrafficSelector]| {
+                    n.len() == r.len()
+                        && n.iter().zip(r).all(|(a, b)| {
+                            (a.ip_protocol, a.start_port, a.end_port)
+                                == (b.ip_protocol, b.start_port, b.end_port)
+                        })
+                };
+                let score = if ni == tsi && nr == tsr {
+                    if class == SaClass::Payload { 1 } else { 0 }
+                } else if same_traffic(&ni, tsi) && same_traffic(&nr, tsr) {
+                    2
+                } else {
+                    3
+                };
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, class, ni, nr));
                 }
             }
         }
+        if let Some((_, class, ni, nr)) = best {
+            return Ok((Some(class), ni, nr, cp_reply));
+        }
         let reason = format!(
-            "selectors outside what user '{}' owns (home addresses {:?}, classes {:?}, mode {:?})",
+            "selectors outside what user '{}' owns (home addresses {}, classes {:?}, mode {:?})",
             user.name,
-            user.home_addresses,
+            candidates
+                .iter()
+                .map(|(a, b)| if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             user.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
             mode
         );
@@ -250,30 +344,9 @@ impl Endpoint {
         } else {
             (acc.ts_r.clone(), acc.ts_i.clone())
         };
-        let (outer_local, outer_remote) = match acc.mode {
-            // RFC 4877 transport SA: the SA's endpoints are the selector addresses (HoA, HA),
-            // not the IKE endpoints (CoA, HA).
-            Mode::Transport => (
-                ts_local
-                    .first()
-                    .and_then(single_address)
-                    .unwrap_or(sa.local.ip()),
-                ts_remote
-                    .first()
-                    .and_then(single_address)
-                    .unwrap_or(sa.remote.ip()),
-            ),
-            Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
-        };
-        let (reqid_in, reqid_out) = match acc.class {
-            Some(c) => {
-                let r = self.cfg.reqids(c);
-                if self.is_home_agent() {
-                    (r.to_ha, r.to_mn)
-                } else {
-                    (r.to_mn, r.to_ha)
-                }
-            }
+        let (outer_local, outer_remote) = child_outer(sa, acc.mode, &ts_local, &ts_remote);
+        let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
+            Some(r) => r,
             None => {
                 self.next_reqid += 1;
                 (self.next_reqid, self.next_reqid)
@@ -503,7 +576,17 @@ impl Endpoint {
                 old.ts_remote.clone(),
                 old.class,
             );
-            let spi_in = self.new_child_spi(sa.our_spi());
+            let spi_req = SpiRequest {
+                src: old.outer_remote,
+                dst: old.outer_local,
+                reqid: old.reqid_in,
+                acquire_seq: None,
+            };
+            let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+                // Try again at the next rekey time or soft expiry.
+                sa.children[i].rekeying = false;
+                return;
+            };
             ChildRequest {
                 class,
                 mode,
@@ -519,7 +602,11 @@ impl Endpoint {
                 return;
             };
             let ha = plan.home_agent;
-            self.child_request_for(sa, class, &HomeAddress::Static(hoa), ha, None)
+            let Some(r) = self.child_request_for(sa, class, &HomeAddress::Static(hoa), ha, None)
+            else {
+                return;
+            };
+            r
         };
         let group = self
             .cfg

@@ -176,14 +176,18 @@ impl Endpoint {
         }
         info!(ike = %sa.id(), from = %format_args!("{old_local} <-> {old_remote}"),
               to = %format_args!("{new_local} <-> {new_remote}"), "IKE SA moved (K bit)");
-        self.stats.migrations += 1;
-        self.push_event(Event::Migrated {
-            ike: sa.id(),
-            old_local,
-            old_remote,
-            new_local,
-            new_remote,
-        });
+        if sa.state == State::Established {
+            // A superseded SA (rekeyed, deleting) moves too, so its last messages arrive, but
+            // the move is reported once, for the SA that carries the CHILD_SAs.
+            self.stats.migrations += 1;
+            self.push_event(Event::Migrated {
+                ike: sa.id(),
+                old_local,
+                old_remote,
+                new_local,
+                new_remote,
+            });
+        }
         (Fate::Keep, None)
     }
 

@@ -70,7 +70,9 @@ impl LeaseTable {
     pub fn from_leases(leases: Vec<Lease>, now_unix: u64) -> LeaseTable {
         let mut t = LeaseTable::new();
         for l in leases {
-            if l.expires.is_some_and(|e| e <= now_unix) && l.state == LeaseState::Released {
+            if (l.expires.is_some_and(|e| e <= now_unix) && l.state == LeaseState::Released)
+                || l.prefix_len > 128
+            {
                 continue;
             }
             let item = (l.address, l.prefix_len);

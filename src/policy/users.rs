@@ -157,6 +157,20 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
         }
         (Some(v), None) => {
             let (prefix, len) = parse_prefix(doc, v, "home_prefix")?;
+            let (a, b) = crate::mobility::pool::prefix_span(prefix, len);
+            if let Some(p) = pools.values().find(|p| {
+                let (c, d) = p.span();
+                a <= d && c <= b
+            }) {
+                // A pool could hand part of it to someone else.
+                return Err(doc.at(
+                    v.span(),
+                    format!(
+                        "home_prefix {prefix}/{len} overlaps pool {}; take the prefix out of the pool or write prefix_pool = \"{}\"",
+                        p.name, p.name
+                    ),
+                ));
+            }
             Some(HomePrefix::Static {
                 prefix,
                 len,
