@@ -1326,3 +1326,63 @@ fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() 
     let out = ikectl(&sock, &["sas"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn ikectl_events_prints_one_line_per_event() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let spawn = |json: bool| {
+        let mut cmd = Command::new(IKECTL);
+        cmd.arg("--socket").arg(&mn.sock);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg("events")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (mut human, mut json) = (spawn(false), spawn(true));
+    // Give both time to connect and subscribe (a loaded CI machine is slow to start them).
+    std::thread::sleep(Duration::from_millis(1000));
+    let r = initiate(&mut mn.client(), None).unwrap();
+    mn.client()
+        .request(&Request::Terminate {
+            ike: Some(r.ike.clone()),
+            user: None,
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut texts = Vec::new();
+    for child in [&mut human, &mut json] {
+        child.kill().unwrap();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = child.wait();
+        texts.push(out);
+    }
+    let (h, j) = (&texts[0], &texts[1]);
+    assert!(h.contains(&format!("ike-up {} ", r.ike)), "{h}");
+    assert_eq!(h.matches("child-up ").count(), 2, "{h}");
+    assert!(h.contains(&format!("ike-down {}: ", r.ike)), "{h}");
+    let events: Vec<EventMsg> = j
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        matches!(events.first(), Some(EventMsg::IkeUp { .. })),
+        "{j}"
+    );
+    assert!(
+        matches!(events.last(), Some(EventMsg::IkeDown { .. })),
+        "{j}"
+    );
+    mn.stop();
+    ha.stop();
+}
