@@ -1386,3 +1386,57 @@ fn ikectl_events_prints_one_line_per_event() {
     mn.stop();
     ha.stop();
 }
+
+#[test]
+fn initiate_dynamic_with_a_home_prefix_carries_prefix_and_lifetime() {
+    let lab = Lab::new();
+    lab.write(
+        "users/mn1.toml",
+        &format!("{}prefix_pool = \"mnp\"\n", mn1_pool_user()),
+    );
+    lab.write(
+        "ha.toml",
+        &ha_toml_with(&format!(
+            "{POOLS}[pools.mnp]\nprefix = \"2001:db8:100::/48\"\ndelegate = 64\nlifetime = 86400\n"
+        )),
+    );
+    let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, None);
+    let mn = lab.mn(
+        "mn.toml",
+        &mn1_toml(ha.ike_addr, "dynamic", HA_ID).replace(
+            "auto_initiate = false\n",
+            "auto_initiate = false\nrequest_home_prefix = true\n",
+        ),
+    );
+    let mut ev = mn.client();
+    ev.request(&Request::Subscribe).unwrap();
+    let r = initiate(&mut mn.client(), Some("dynamic")).unwrap();
+    assert_eq!(r.home_address, Some("2001:db8:1::1000".parse().unwrap()));
+    let p = r.prefix.expect("a delegated prefix");
+    assert!(
+        p.prefix.starts_with("2001:db8:100:") && p.prefix.ends_with("::/64"),
+        "{p:?}"
+    );
+    assert_eq!(p.lifetime_s, 86400);
+    let e = expect_event(&mut ev, "prefix-assigned", |e| {
+        matches!(e, EventMsg::PrefixAssigned { .. })
+    });
+    assert!(
+        matches!(e, EventMsg::PrefixAssigned { ref prefix, lifetime_s: 86400, .. } if *prefix == p.prefix)
+    );
+    // The HA lists both leases; the CLI prints the HoA and then the prefix.
+    let l: LeasesResult = ha.client().call(&Request::Leases).unwrap();
+    let mut kinds: Vec<_> = l.leases.iter().map(|x| x.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["address", "prefix"]);
+    // Asked again (the SA exists): the same answer, prefix included.
+    let out = ikectl(&mn.sock, &["initiate", "--dynamic", "--wait"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("2001:db8:1::1000\n{}\n", p.prefix)
+    );
+    let sas = list(&mut mn.client());
+    assert_eq!(sas.ike_sas[0].home_prefix.as_ref(), Some(&p));
+    mn.stop();
+    ha.stop();
+}

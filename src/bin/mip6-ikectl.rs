@@ -421,10 +421,14 @@ fn sas_table(l: &ListSasResult) -> String {
         );
         let _ = writeln!(
             out,
-            "  {} <-> {}  HoA {}  {}  age {}",
+            "  {} <-> {}  HoA {}{}  {}  age {}",
             i.local,
             i.remote,
             i.home_address.map_or("-".into(), |a| a.to_string()),
+            i.home_prefix
+                .as_ref()
+                .map(|p| format!("  prefix {}", p.prefix))
+                .unwrap_or_default(),
             if i.transforms.is_empty() {
                 "-"
             } else {

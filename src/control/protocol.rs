@@ -308,6 +308,9 @@ pub struct IkeSa {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     pub home_address: Option<Ipv6Addr>,
+    /// Mobile node: the home prefix the home agent delegated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_prefix: Option<PrefixInfo>,
     pub transforms: String,
     /// The AUTH method the peer used (1 RSA, 2 PSK, 9 ECDSA, 14 RFC 7427), 0 before IKE_AUTH.
     pub auth_method: u8,

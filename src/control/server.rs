@@ -33,7 +33,7 @@ use super::protocol::{
     self as proto, ErrorBody, ErrorCode, EventMsg, MAX_LINE, Reply, Request, parse_request,
 };
 use crate::daemon::control::{self as dc, DaemonHandle};
-use crate::ike::{Event, IkeId};
+use crate::ike::Event;
 use crate::policy::ControlSettings;
 
 /// `initiate` requests (and the event stream) one connection may have running at once.
@@ -905,9 +905,4 @@ async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
             let _ = daemon.call(move |d| d.provide_address(ike, got)).await;
         });
     }
-}
-
-/// The id the protocol shows for an IKE SA.
-pub fn ike_id(s: &str) -> Option<IkeId> {
-    dc::parse_ike_id(s).ok()
 }

@@ -70,6 +70,13 @@ pub struct InitiateParams {
     pub classes: Option<Vec<SaClass>>,
 }
 
+fn prefix_info(i: &IkeSaInfo) -> Option<proto::PrefixInfo> {
+    i.home_prefix.map(|(p, l, lifetime)| proto::PrefixInfo {
+        prefix: format!("{p}/{l}"),
+        lifetime_s: lifetime,
+    })
+}
+
 fn hex32(v: u32) -> String {
     format!("{v:08x}")
 }
@@ -282,6 +289,7 @@ impl Daemon {
             peer: i.peer.as_ref().map(|p| p.to_string()),
             user: self.user_name(i),
             home_address: i.home_address,
+            home_prefix: prefix_info(i),
             transforms: i.transforms.clone(),
             auth_method: i.peer_auth_method,
             age_s: age(i.created),
@@ -459,7 +467,7 @@ impl Daemon {
             local: i.local.to_string(),
             remote: i.remote.to_string(),
             home_address: i.home_address,
-            prefix,
+            prefix: prefix.or_else(|| prefix_info(i)),
             child_rekey_s: t.child_rekey.as_secs(),
             child_lifetime_s: t.child_lifetime.as_secs(),
             ike_rekey_s: t.ike_rekey.as_secs(),

@@ -209,6 +209,7 @@ mod tests {
             home_address: None,
             peer_auth_method: 0,
             created: std::time::Instant::now(),
+            home_prefix: None,
             children: classes
                 .iter()
                 .map(|c| ChildInfo {

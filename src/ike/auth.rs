@@ -512,6 +512,7 @@ impl Endpoint {
             })
         }) {
             info!(ike = %sa.id(), %prefix, prefix_len, lifetime, "home agent delegated a home prefix");
+            sa.home_prefix = Some((prefix, prefix_len, lifetime));
             self.push_event(Event::PrefixAssigned {
                 ike: sa.id(),
                 prefix,

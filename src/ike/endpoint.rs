@@ -439,6 +439,7 @@ impl Endpoint {
             home_address: sa.home_address,
             peer_auth_method: sa.peer_auth_method,
             created: sa.created,
+            home_prefix: sa.home_prefix,
             children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
         }
     }

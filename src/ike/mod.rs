@@ -153,6 +153,8 @@ pub struct IkeSaInfo {
     pub peer_auth_method: u8,
     /// When this IKE SA was created (a rekeyed one: when the rekey made it).
     pub created: Instant,
+    /// Mobile node: the delegated home prefix (prefix, length, lifetime in seconds).
+    pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     pub children: Vec<ChildInfo>,
 }
 

@@ -219,6 +219,8 @@ pub(crate) struct IkeSa {
     pub parked: Option<Box<super::provider::Parked>>,
     /// The address provider's answer, once given.
     pub provided: Option<super::ProvidedAddress>,
+    /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
+    pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
 }
 
 impl IkeSa {
@@ -259,6 +261,7 @@ impl IkeSa {
             created: now,
             parked: None,
             provided: None,
+            home_prefix: None,
         }
     }
 
