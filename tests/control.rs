@@ -808,15 +808,22 @@ fn a_subscriber_that_never_reads_is_disconnected() {
 
 // ---- permissions ----
 
-fn ikectl_as(uid: u32, gid: u32, sock: &Path, args: &[&str]) -> std::process::Output {
+/// Runs mip6-ikectl as another user. The binary is copied into the lab first: the build
+/// directory may sit under a home directory other users cannot enter.
+fn ikectl_as(lab: &Lab, uid: u32, gid: u32, sock: &Path, args: &[&str]) -> std::process::Output {
+    let bin = lab.path("mip6-ikectl");
+    if !bin.exists() {
+        fs::copy(IKECTL, &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
     Command::new("setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={gid}"),
             "--clear-groups",
-            IKECTL,
-            "--socket",
         ])
+        .arg(&bin)
+        .arg("--socket")
         .arg(sock)
         .args(args)
         .output()
@@ -838,8 +845,7 @@ fn a_peer_of_another_uid_is_refused() {
     lab.write("ha.toml", &ha_toml());
     // The file mode lets anyone connect; the SO_PEERCRED check must still refuse.
     let ha = lab.start("ha.toml", ServerOptions::default(), 0o666, None);
-    // The binary must be reachable for uid 65534 (target dirs are usually world-readable).
-    let out = ikectl_as(65534, 65534, &ha.sock, &["status"]);
+    let out = ikectl_as(&lab, 65534, 65534, &ha.sock, &["status"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "stderr: {err}");
     assert!(err.contains("permission-denied"), "{err}");
@@ -868,7 +874,7 @@ fn members_of_the_socket_group_are_served() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 65534);
-    let out = ikectl_as(65534, 65534, &ha.sock, &["status"]);
+    let out = ikectl_as(&lab, 65534, 65534, &ha.sock, &["status"]);
     assert!(
         out.status.success(),
         "{}",
@@ -876,7 +882,7 @@ fn members_of_the_socket_group_are_served() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("home-agent"));
     // Another uid and gid, outside the group: the file mode already refuses.
-    let out = ikectl_as(12345, 12345, &ha.sock, &["status"]);
+    let out = ikectl_as(&lab, 12345, 12345, &ha.sock, &["status"]);
     assert_eq!(out.status.code(), Some(4));
     ha.stop();
 }
