@@ -882,3 +882,35 @@ fn larval_sa_expiry_arrives_as_a_hard_expire() {
         assert_eq!(states(), vec![]);
     });
 }
+
+#[test]
+fn counters_come_from_one_getsa_dump_of_our_sas() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        assert!(k.counters().is_empty());
+        let mut alloc = k.spi_allocator().unwrap();
+        // The larval SAs ALLOCSPI makes are ours (owned reqid): listed, with zero traffic.
+        let spi = alloc
+            .allocate(&SpiRequest {
+                src: a(HA),
+                dst: a(HOA),
+                reqid: 2,
+                acquire_seq: None,
+            })
+            .unwrap();
+        let c = k.counters();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].0, c[0].1), (a(HOA), spi));
+        assert_eq!((c[0].2.bytes, c[0].2.packets), (0, 0));
+        // Another key manager's SA (a reqid outside ours) is not listed.
+        let other = alloc.allocate(&SpiRequest {
+            src: a(HA),
+            dst: a(HOA),
+            reqid: 4000,
+            acquire_seq: None,
+        });
+        if other.is_ok() {
+            assert_eq!(k.counters().len(), 1);
+        }
+    });
+}

@@ -3,6 +3,7 @@
 //! rekey. Everything here is synchronous and quick; waiting (for SAs to come up, for an address
 //! provider) happens in `control::server`, never on the daemon's task.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -92,10 +93,13 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// A CHILD_SA as the protocol shows it; `kernel` adds counters when the backend has them.
-pub fn child_sa(c: &ChildInfo, kernel: Option<&dyn crate::kernel::Kernel>) -> proto::ChildSa {
-    let cin = kernel.and_then(|k| k.counters(c.local, c.spi_in));
-    let cout = kernel.and_then(|k| k.counters(c.remote, c.spi_out));
+/// The kernel's counters by (destination, SPI).
+type Counters = HashMap<(IpAddr, u32), crate::kernel::SaCounters>;
+
+/// A CHILD_SA as the protocol shows it, with the kernel's counters when it has them.
+pub fn child_sa(c: &ChildInfo, counters: &Counters) -> proto::ChildSa {
+    let cin = counters.get(&(c.local, c.spi_in));
+    let cout = counters.get(&(c.remote, c.spi_out));
     proto::ChildSa {
         ike: c.ike.to_string(),
         class: c.class.map(|k| k.name().to_string()),
@@ -142,7 +146,7 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
         },
         Event::ChildUp(c) => M::ChildUp {
             ike: c.ike.to_string(),
-            child: Box::new(child_sa(c, None)),
+            child: Box::new(child_sa(c, &Counters::new())),
         },
         Event::ChildDown {
             ike,
@@ -277,7 +281,15 @@ impl Daemon {
         ha.users.lookup(peer).map(|u| u.name.clone())
     }
 
-    fn ike_sa(&self, i: &IkeSaInfo) -> proto::IkeSa {
+    fn counters(&self) -> Counters {
+        self.kernel
+            .counters()
+            .into_iter()
+            .map(|(dst, spi, c)| ((dst, spi), c))
+            .collect()
+    }
+
+    fn ike_sa(&self, i: &IkeSaInfo, counters: &Counters) -> proto::IkeSa {
         proto::IkeSa {
             ike: i.id.to_string(),
             initiator: i.initiator,
@@ -293,21 +305,18 @@ impl Daemon {
             transforms: i.transforms.clone(),
             auth_method: i.peer_auth_method,
             age_s: age(i.created),
-            children: i
-                .children
-                .iter()
-                .map(|c| child_sa(c, Some(self.kernel.as_ref())))
-                .collect(),
+            children: i.children.iter().map(|c| child_sa(c, counters)).collect(),
         }
     }
 
     pub fn list_sas(&self) -> proto::ListSasResult {
+        let counters = self.counters();
         proto::ListSasResult {
             ike_sas: self
                 .endpoint
                 .list()
                 .iter()
-                .map(|i| self.ike_sa(i))
+                .map(|i| self.ike_sa(i, &counters))
                 .collect(),
         }
     }
@@ -471,11 +480,10 @@ impl Daemon {
             child_rekey_s: t.child_rekey.as_secs(),
             child_lifetime_s: t.child_lifetime.as_secs(),
             ike_rekey_s: t.ike_rekey.as_secs(),
-            children: i
-                .children
-                .iter()
-                .map(|c| child_sa(c, Some(self.kernel.as_ref())))
-                .collect(),
+            children: {
+                let counters = self.counters();
+                i.children.iter().map(|c| child_sa(c, &counters)).collect()
+            },
         }
     }
 

@@ -112,8 +112,8 @@ impl Kernel for SharedKernel {
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.with(|k| k.installed())
     }
-    fn counters(&self, dst: IpAddr, spi: u32) -> Option<crate::kernel::SaCounters> {
-        self.with(|k| k.counters(dst, spi))
+    fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
+        self.with(|k| k.counters())
     }
 }
 

@@ -136,10 +136,10 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
-    /// Traffic counters of one SA (destination, SPI), when the backend knows them (the XFRM
-    /// backend reads them from the kernel; the in-memory one carries no traffic).
-    fn counters(&self, _dst: IpAddr, _spi: u32) -> Option<SaCounters> {
-        None
+    /// Traffic counters of our SAs as (destination, SPI, counters), read in one go for a
+    /// listing; empty when the backend knows none (the in-memory one carries no traffic).
+    fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
+        Vec::new()
     }
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
