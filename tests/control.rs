@@ -611,6 +611,28 @@ fn reload_adds_a_user_without_touching_an_existing_sa() {
     let e = daemon_error(initiate(&mut mn2.client(), None));
     assert_eq!(e.code, ErrorCode::ExchangeFailed);
     assert_eq!(e.notify.as_deref(), Some("AUTHENTICATION_FAILED"));
+    // The HA's subscribers learn who tried and which address it asked for.
+    let mut hev = ha.client();
+    hev.request(&Request::Subscribe).unwrap();
+    let _ = initiate(&mut mn2.client(), None);
+    let af = expect_event(&mut hev, "auth-failed", |e| {
+        matches!(e, EventMsg::AuthFailed { .. })
+    });
+    let EventMsg::AuthFailed {
+        identity,
+        requested,
+        remote,
+        ..
+    } = af
+    else {
+        unreachable!()
+    };
+    assert_eq!(identity.as_deref(), Some("fqdn:mn2.example.net"));
+    assert!(remote.starts_with("[::1]:"), "{remote}");
+    assert!(
+        requested.iter().any(|t| t.contains("2001:db8:1::200")),
+        "{requested:?}"
+    );
 
     lab.write("users/mn2.toml", &mn2_user());
     let r: ReloadResult = c.call(&Request::Reload).unwrap();

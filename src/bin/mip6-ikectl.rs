@@ -583,10 +583,16 @@ fn event_text(e: &EventMsg) -> String {
         EventMsg::AuthFailed {
             remote,
             identity,
+            requested,
             reason,
         } => format!(
-            "auth-failed from {remote} identity {}: {reason}",
-            identity.as_deref().unwrap_or("(none)")
+            "auth-failed from {remote} identity {}{}: {reason}",
+            identity.as_deref().unwrap_or("(none)"),
+            if requested.is_empty() {
+                String::new()
+            } else {
+                format!(" asked for {}", requested.join(", "))
+            }
         ),
         EventMsg::Refused {
             ike,

@@ -459,6 +459,9 @@ pub enum EventMsg {
     AuthFailed {
         remote: String,
         identity: Option<String>,
+        /// The selectors its IKE_AUTH asked for (the home address is in them).
+        #[serde(default)]
+        requested: Vec<String>,
         reason: String,
     },
     /// An authenticated peer asked for addresses or classes it may not have.

@@ -162,10 +162,12 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
         Event::AuthFailed {
             remote,
             identity,
+            requested,
             reason,
         } => M::AuthFailed {
             remote: remote.to_string(),
             identity: identity.as_ref().map(|i| i.to_string()),
+            requested: requested.iter().map(show::selector).collect(),
             reason: reason.clone(),
         },
         Event::Refused {

@@ -276,12 +276,15 @@ impl Endpoint {
             return Fate::Keep;
         }
         let a = Found::new(&payloads);
+        // What the peer asked for, for the operator (bounded by the message size).
+        let requested = a.tsi.map(<[_]>::to_vec).unwrap_or_default();
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
             warn!(ike = %sa.id(), remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
             me.push_event(Event::AuthFailed {
                 remote: sa.remote,
                 identity,
+                requested: requested.clone(),
                 reason: reason.clone(),
             });
             let n = Payload::Notify(Notify::new(N_AUTHENTICATION_FAILED, vec![]));

@@ -188,6 +188,8 @@ pub enum Event {
     AuthFailed {
         remote: SocketAddr,
         identity: Option<Identity>,
+        /// The selectors (home address) its IKE_AUTH asked for (TSi), when it sent them.
+        requested: Vec<TrafficSelector>,
         reason: String,
     },
     /// An authenticated peer asked for selectors it may not have (TS_UNACCEPTABLE).
