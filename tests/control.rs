@@ -350,8 +350,16 @@ fn initiate_dynamic_carries_the_home_address_the_home_agent_assigned() {
     let lab = Lab::new();
     let ha = lab.ha(&[("mn1", &mn1_user())]);
     let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
+    let mut ev = mn.client();
+    ev.request(&Request::Subscribe).unwrap();
     let mut c = mn.client();
     let r = initiate(&mut c, Some("dynamic")).unwrap();
+    let e = expect_event(&mut ev, "hoa-assigned", |e| {
+        matches!(e, EventMsg::HoaAssigned { .. })
+    });
+    assert!(
+        matches!(e, EventMsg::HoaAssigned { ref ike, address } if *ike == r.ike && Some(address) == r.home_address)
+    );
     // The HA assigned it (the MN's configuration has no address).
     let ha_view = list(&mut ha.client());
     assert_eq!(ha_view.ike_sas[0].home_address, r.home_address);
