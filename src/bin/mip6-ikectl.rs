@@ -57,8 +57,8 @@ enum Cmd {
         /// SA class to negotiate (repeat; default: [mobile_node] classes).
         #[arg(long = "class", value_name = "CLASS")]
         classes: Vec<String>,
-        /// Wait until the SAs are installed and print the home address (for scripts:
-        /// HOA=$(mip6-ikectl initiate --dynamic --wait)).
+        /// Wait until the SAs are installed; print the home address (and a delegated prefix on
+        /// a second line). For scripts: HOA=$(mip6-ikectl initiate --dynamic --wait | head -n1).
         #[arg(long)]
         wait: bool,
         /// Seconds to wait with --wait.
