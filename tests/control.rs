@@ -1476,3 +1476,67 @@ fn initiate_dynamic_with_a_home_prefix_carries_prefix_and_lifetime() {
     mn.stop();
     ha.stop();
 }
+
+#[test]
+fn thousands_of_mutated_requests_never_upset_the_daemon() {
+    let lab = Lab::new();
+    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let seeds: Vec<Vec<u8>> = [
+        r#"{"id":1,"request":"hello","protocol":1}"#,
+        r#"{"id":2,"request":"terminate","ike":"00000000000000ab"}"#,
+        r#"{"id":3,"request":"rekey","ike":"0000000000000001","child":"c0ffee01"}"#,
+        r#"{"id":4,"request":"initiate","home_address":"dynamic","classes":["bu-ba"],"timeout":1}"#,
+        r#"{"id":5,"request":"address-reply","request_id":1,"prefix":"2001:db8::/64"}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let (mut r, mut w) = raw(&ha.sock);
+    // A small deterministic generator: no dependency, same mutations every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const CHARS: &[u8] = b"{}[]\",:\\0a-";
+    let mut l = String::new();
+    // Batches well below the connection's queue: this client reads its answers.
+    for batch in 0..40 {
+        for i in 0..50 {
+            let mut m = seeds[(batch * 50 + i) % seeds.len()].clone();
+            for _ in 0..1 + next() % 4 {
+                let pos = (next() as usize) % m.len();
+                match next() % 3 {
+                    0 => m[pos] = (next() % 256) as u8,
+                    1 => {
+                        m.remove(pos);
+                    }
+                    _ => m.insert(pos, CHARS[(next() as usize) % CHARS.len()]),
+                }
+            }
+            m.retain(|&b| b != b'\n');
+            m.push(b'\n');
+            w.write_all(&m).unwrap();
+        }
+        // Every line gets exactly one answer: a reply (ok or error), never a hang-up.
+        let mut answered = 0;
+        while answered < 50 {
+            l.clear();
+            if r.read_line(&mut l).unwrap() == 0 {
+                panic!("disconnected in batch {batch} after {answered} answers");
+            }
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            if v.get("event").is_none() {
+                answered += 1;
+            }
+        }
+    }
+    let h: HelloResult = ha
+        .client()
+        .call(&Request::Hello { protocol: None })
+        .unwrap();
+    assert_eq!(h.protocol, 1);
+    ha.stop();
+}
