@@ -492,6 +492,7 @@ fn acquire_from_a_packet_becomes_an_initiation() {
             home_address: HomeAddress::Static(HOA.parse().unwrap()),
             classes: vec![SaClass::BuBa],
             home_agent_id: None,
+            auto_initiate: true,
         };
         let now = Now {
             at: Instant::now(),
@@ -1136,5 +1137,37 @@ fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
             2,
             "{text}"
         );
+    });
+}
+
+#[test]
+fn counters_come_from_one_getsa_dump_of_our_sas() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        assert!(k.counters().is_empty());
+        let mut alloc = k.spi_allocator().unwrap();
+        // The larval SAs ALLOCSPI makes are ours (owned reqid): listed, with zero traffic.
+        let spi = alloc
+            .allocate(&SpiRequest {
+                src: a(HA),
+                dst: a(HOA),
+                reqid: 2,
+                acquire_seq: None,
+            })
+            .unwrap();
+        let c = k.counters();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].0, c[0].1), (a(HOA), spi));
+        assert_eq!((c[0].2.bytes, c[0].2.packets), (0, 0));
+        // Another key manager's SA (a reqid outside ours) is not listed.
+        let other = alloc.allocate(&SpiRequest {
+            src: a(HA),
+            dst: a(HOA),
+            reqid: 4000,
+            acquire_seq: None,
+        });
+        if other.is_ok() {
+            assert_eq!(k.counters().len(), 1);
+        }
     });
 }

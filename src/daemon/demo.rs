@@ -128,6 +128,7 @@ fn loaded(
         },
         mobile_node,
         users_dir: None,
+        control: Default::default(),
         lease_file: None,
     }
 }
@@ -228,6 +229,7 @@ pub async fn run_demo(timeout: Duration) -> Result<DemoSummary, String> {
             home_address: HomeAddress::Static(HOME_ADDRESS),
             classes: CLASSES.to_vec(),
             home_agent_id: Identity::parse_config(HA_ID).ok(),
+            auto_initiate: true,
         })
     };
     let mn = bind_loopback(

@@ -240,6 +240,8 @@ mod tests {
             transforms: String::new(),
             home_address: None,
             peer_auth_method: 0,
+            created: std::time::Instant::now(),
+            home_prefix: None,
             children: classes
                 .iter()
                 .map(|c| ChildInfo {
@@ -255,6 +257,7 @@ mod tests {
                     ts_local: vec![],
                     ts_remote: vec![],
                     transforms: String::new(),
+                    installed: std::time::Instant::now(),
                 })
                 .collect(),
         }

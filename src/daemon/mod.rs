@@ -3,6 +3,7 @@
 //! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
 //! signals or the control socket through [`Control`] messages.
 
+pub mod control;
 pub mod demo;
 pub mod kernel;
 pub mod show;
@@ -34,7 +35,6 @@ const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What signals, the control socket and tests ask of a running daemon.
-#[derive(Debug)]
 pub enum Control {
     /// Delete every SA (telling peers), flush, and return (SIGTERM, SIGINT).
     Shutdown,
@@ -46,8 +46,24 @@ pub enum Control {
     KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
     /// Any engine command (CreateChild, Terminate, ...).
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
+    /// Work of the control socket, run on the daemon's task (see [`control`]).
+    Call(Box<dyn FnOnce(&mut Daemon) + Send>),
     /// Home agent: the dynamic home addresses and prefixes given out.
     Leases(oneshot::Sender<Vec<Lease>>),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Shutdown => f.write_str("Shutdown"),
+            Control::Reload => f.write_str("Reload"),
+            Control::List(_) => f.write_str("List"),
+            Control::KernelSas(_) => f.write_str("KernelSas"),
+            Control::Command(c, _) => write!(f, "Command({c:?})"),
+            Control::Call(_) => f.write_str("Call"),
+            Control::Leases(_) => f.write_str("Leases"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +112,9 @@ impl Kernel for SharedKernel {
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.with(|k| k.installed())
     }
+    fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
+        self.with(|k| k.counters())
+    }
 }
 
 /// A datagram for the engine.
@@ -126,6 +145,7 @@ pub struct Daemon {
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
     retry_wait: Duration,
+    started: Instant,
     /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
     kernel_events: Option<kernel::KernelEvents>,
     acquire: kernel::AcquireState,
@@ -177,6 +197,7 @@ impl Daemon {
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
+            started: Instant::now(),
             kernel_events,
             acquire: kernel::AcquireState::default(),
         })
@@ -210,7 +231,12 @@ impl Daemon {
         mut control: mpsc::Receiver<Control>,
     ) -> Result<Box<dyn Kernel>, DaemonError> {
         // Before the readers start, so that a failure leaves no task behind.
-        if self.cfg.role == Role::MobileNode {
+        if self
+            .cfg
+            .mobile_node
+            .as_ref()
+            .is_some_and(|mn| mn.auto_initiate)
+        {
             self.initiate()?;
         }
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
@@ -286,6 +312,7 @@ impl Daemon {
             Control::Command(cmd, reply) => {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
+            Control::Call(f) => f(self),
             Control::Leases(reply) => {
                 let _ = reply.send(self.endpoint.leases());
             }
@@ -294,9 +321,15 @@ impl Daemon {
 
     /// Mobile node: bring up the IKE SA and CHILD_SAs of the [mobile_node] section.
     fn initiate(&mut self) -> Result<(), DaemonError> {
-        let Some(mn) = &self.cfg.mobile_node else {
+        let Some(mn) = self.cfg.mobile_node.clone() else {
             return Ok(());
         };
+        self.mn_ike = Some(self.initiate_with(&mn)?);
+        Ok(())
+    }
+
+    /// Starts the IKE SA that `mn` describes; returns its id.
+    fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
         // After a move the last care-of address we used beats the configured one; without a
         // configured one, mip6d's last MIGRATE says where we are, else routing decides.
         let coa = match self
@@ -327,8 +360,7 @@ impl Daemon {
         match self.endpoint.handle_command(now(), cmd) {
             Ok(id) => {
                 info!(ike = %id, local = %SocketAddr::new(coa, port), remote = %mn.home_agent, "initiating");
-                self.mn_ike = Some(id);
-                Ok(())
+                Ok(id)
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
         }
@@ -361,15 +393,20 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        let new = match policy::load(&self.cfg.path) {
-            Ok(n) => n,
-            Err(e) => return error!("reload failed, keeping the running configuration: {e}"),
-        };
+        if let Err(e) = self.try_reload() {
+            error!("{e}");
+        }
+    }
+
+    /// Reload (SIGHUP and the control socket): the changes applied, or why nothing was.
+    fn try_reload(&mut self) -> Result<Vec<String>, String> {
+        let new = policy::load(&self.cfg.path)
+            .map_err(|e| format!("reload failed, keeping the running configuration: {e}"))?;
         if new.role != self.cfg.role {
-            return error!(
+            return Err(format!(
                 "reload: role changed to {}; restart the daemon for that (nothing applied)",
                 new.role.name()
-            );
+            ));
         }
         let changes = self.cfg.changes(&new);
         if changes.is_empty() {
@@ -382,6 +419,7 @@ impl Daemon {
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
         self.cfg.users_dir = new.users_dir;
+        Ok(changes)
     }
 
     /// Carries out everything the engine has queued.

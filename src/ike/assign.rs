@@ -179,7 +179,9 @@ impl Endpoint {
             });
         }
         if req.prefix {
-            match self.assign_prefix(user, peer) {
+            let assigned =
+                super::provider::provided_prefix(sa).or_else(|| self.assign_prefix(user, peer));
+            match assigned {
                 Some((p, len, lifetime)) => {
                     attributes.push(home_prefix_attribute(p, len, lifetime));
                     ans.prefix = Some((p, len));
@@ -211,6 +213,10 @@ impl Endpoint {
         wanted: Option<Ipv6Addr>,
     ) -> Option<Ipv6Addr> {
         if let Some(a) = sa.home_address {
+            return Some(a);
+        }
+        // An address provider, when one answered, allocates instead of us.
+        if let Some(a) = super::provider::provided_hoa(sa) {
             return Some(a);
         }
         if let Some(w) = wanted

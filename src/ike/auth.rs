@@ -279,12 +279,15 @@ impl Endpoint {
             return Fate::Keep;
         }
         let a = Found::new(&payloads);
+        // What the peer asked for, for the operator (bounded by the message size).
+        let requested = a.tsi.map(<[_]>::to_vec).unwrap_or_default();
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
             warn!(ike = %sa.id(), remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
             me.push_event(Event::AuthFailed {
                 remote: sa.remote,
                 identity,
+                requested: requested.clone(),
                 reason: reason.clone(),
             });
             let n = Payload::Notify(Notify::new(N_AUTHENTICATION_FAILED, vec![]));
@@ -334,6 +337,12 @@ impl Endpoint {
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
+        if let Some(timeout) = self.address_provider
+            && sa.provided.is_none()
+            && let Some(req) = super::assign::CpRequest::parse(a.cp)
+        {
+            return self.park_auth(sa, header, &payloads, &identity, &user.name, req, timeout);
+        }
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
@@ -509,6 +518,7 @@ impl Endpoint {
             })
         }) {
             info!(ike = %sa.id(), %prefix, prefix_len, lifetime, "home agent delegated a home prefix");
+            sa.home_prefix = Some((prefix, prefix_len, lifetime));
             self.push_event(Event::PrefixAssigned {
                 ike: sa.id(),
                 prefix,

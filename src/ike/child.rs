@@ -510,6 +510,7 @@ impl Endpoint {
             outer_local,
             outer_remote,
             rekey_at: Some(self.now.at + t.child_rekey),
+            installed: self.now.at,
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());

@@ -1,7 +1,7 @@
 //! The Endpoint: owns every IKE SA, routes datagrams to them, runs timers and collects what the
 //! outside world must do.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,28 @@ pub struct Stats {
     pub use_assigned_hoa: u64,
     /// IKE SAs moved by a MIGRATE (K bit).
     pub migrations: u64,
+    /// Exchanges we started that failed, by (exchange, error notify; 0 = none, e.g. no
+    /// answer). At most [`MAX_FAILURE_KINDS`] keys; further kinds count under ("other", 0).
+    pub failures: BTreeMap<(&'static str, u16), u64>,
+}
+
+/// Bound on the distinct keys of [`Stats::failures`] (a peer chooses the notify numbers).
+pub const MAX_FAILURE_KINDS: usize = 64;
+
+impl Stats {
+    /// Counters that can only be seen on the way out of the engine.
+    fn count(&mut self, e: &Event) {
+        if let Event::ExchangeFailed {
+            exchange, notify, ..
+        } = e
+        {
+            let mut key = (*exchange, notify.unwrap_or(0));
+            if !self.failures.contains_key(&key) && self.failures.len() >= MAX_FAILURE_KINDS {
+                key = ("other", 0);
+            }
+            *self.failures.entry(key).or_insert(0) += 1;
+        }
+    }
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -66,6 +88,9 @@ pub struct Endpoint {
     pub(super) events: VecDeque<Event>,
     pub stats: Stats,
     pub(super) now: Now,
+    /// Home agent: a registered address provider is asked before our own pools, waiting at
+    /// most this long (None: no provider).
+    pub(super) address_provider: Option<Duration>,
     /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
     spi_alloc: Option<Box<dyn SpiAllocator>>,
     /// Mobile node: the kernel ACQUIRE (seq, when noted) that the next new CHILD_SA of a class
@@ -99,6 +124,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             now,
+            address_provider: None,
             spi_alloc: None,
             acquire_seqs: HashMap::new(),
             leases: crate::mobility::LeaseTable::new(),
@@ -113,6 +139,11 @@ impl Endpoint {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.cfg
+    }
+
+    /// Home agent: from now on ask an address provider (waiting at most `timeout`), or not.
+    pub fn set_address_provider(&mut self, timeout: Option<Duration>) {
+        self.address_provider = timeout;
     }
 
     /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
@@ -250,6 +281,18 @@ impl Endpoint {
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
+            Command::ProvideAddress { ike, answer } => {
+                let Some(mut sa) = self.sas.remove(&ike.0) else {
+                    return Err(format!("no IKE SA {ike}"));
+                };
+                if sa.parked.is_none() {
+                    self.sas.insert(ike.0, sa);
+                    return Err(format!("IKE SA {ike} is not waiting for an address"));
+                }
+                let fate = self.resume_auth(&mut sa, answer);
+                self.finish(sa, fate);
+                Ok(ike)
+            }
             Command::Shutdown => {
                 // Leases outlive the daemon by the grace period (and are saved as released).
                 let grace = self.cfg.mobility.lease_grace.as_secs();
@@ -341,7 +384,9 @@ impl Endpoint {
         self.kernel_ops.pop_front()
     }
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front()?;
+        self.stats.count(&e);
+        Some(e)
     }
 
     // ---- queries ----
@@ -374,6 +419,8 @@ impl Endpoint {
             transforms: sa.suite.map(|s| s.to_string()).unwrap_or_default(),
             home_address: sa.home_address,
             peer_auth_method: sa.peer_auth_method,
+            created: sa.created,
+            home_prefix: sa.home_prefix,
             children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
         }
     }
@@ -491,6 +538,10 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
+            if sa.parked.is_some() {
+                // The provider did not answer in time: our own pools decide.
+                return self.resume_auth(sa, super::ProvidedAddress::default());
+            }
             return Fate::Close(if sa.state == State::Rekeyed {
                 "rekeyed; the peer did not delete the old IKE SA".into()
             } else {
@@ -952,5 +1003,6 @@ pub(super) fn child_info(sa: &IkeSa, c: &super::sa::Child) -> ChildInfo {
         ts_local: c.ts_local.clone(),
         ts_remote: c.ts_remote.clone(),
         transforms: c.suite.to_string(),
+        installed: c.installed,
     }
 }

@@ -139,10 +139,22 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
+    /// Traffic counters of our SAs as (destination, SPI, counters), read in one go for a
+    /// listing; empty when the backend knows none (the in-memory one carries no traffic).
+    fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
+        Vec::new()
+    }
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         None
     }
+}
+
+/// What the kernel counted on one SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaCounters {
+    pub bytes: u64,
+    pub packets: u64,
 }
 
 /// What the engine knows when it needs an inbound SPI: the inbound SA's endpoints (`src` the

@@ -109,6 +109,9 @@ pub struct MobileNodeSettings {
     pub classes: Vec<SaClass>,
     /// Expected IDr of the home agent.
     pub home_agent_id: Option<Identity>,
+    /// Initiate when the daemon starts (and again after the IKE SA went down); false: only
+    /// when asked on the control socket.
+    pub auto_initiate: bool,
 }
 
 impl MobileNodeSettings {
@@ -138,8 +141,39 @@ pub struct LoadedConfig {
     pub mobile_node: Option<MobileNodeSettings>,
     /// Present for role home-agent.
     pub users_dir: Option<PathBuf>,
+    pub control: ControlSettings,
     /// Home agent: where dynamic leases are kept across restarts (None: in memory only).
     pub lease_file: Option<PathBuf>,
+}
+
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip6-iked/control.sock";
+
+/// The control socket: where, who may connect, and how long an address provider may think.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// false: no control socket (the daemon runs from its configuration alone).
+    pub enabled: bool,
+    pub socket: PathBuf,
+    /// Group that owns the socket; its members may connect (besides root and our own uid).
+    pub group: Option<String>,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// How long the home agent waits for a registered address provider before using its
+    /// own pools.
+    pub provider_timeout: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            enabled: true,
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            group: None,
+            mode: 0o660,
+            provider_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl LoadedConfig {
@@ -203,6 +237,21 @@ impl LoadedConfig {
             self.kernel.owned_reqids.0,
             self.kernel.owned_reqids.1
         );
+        if !self.control.enabled {
+            let _ = writeln!(s, "control:    disabled");
+        } else {
+            let _ = writeln!(
+                s,
+                "control:    {} (mode {:04o}{})",
+                self.control.socket.display(),
+                self.control.mode,
+                self.control
+                    .group
+                    .as_ref()
+                    .map(|g| format!(", group {g}"))
+                    .unwrap_or_default()
+            );
+        }
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
             .map(|c| {
@@ -285,6 +334,9 @@ impl LoadedConfig {
         }
         if self.kernel != new.kernel {
             out.push("[kernel] changed: needs a restart (ignored)".to_string());
+        }
+        if self.control != new.control {
+            out.push("[control] changed: needs a restart (ignored)".to_string());
         }
         if self.mobile_node != new.mobile_node {
             out.push("[mobile_node] changed: applies to the next initiation".to_string());
@@ -369,6 +421,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let listen = listen(&doc, &file.listen)?;
     let reqids = reqids(&doc, &file.reqids)?;
     let (kernel, auto_reqids) = kernel(&doc, &file.kernel, &reqids)?;
+    let control = control(&doc, base, &file.control)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
             return Err(doc.at(
@@ -547,6 +600,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         kernel,
         mobile_node,
         users_dir,
+        control,
         lease_file,
     })
 }
@@ -642,6 +696,49 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
         port,
         nat_port,
     })
+}
+
+fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {
+    let mut out = ControlSettings::default();
+    if let Some(e) = &c.enabled {
+        out.enabled = *e.get_ref();
+    }
+    if let Some(p) = &c.socket {
+        out.socket = base.join(p.get_ref());
+    }
+    if let Some(gs) = &c.group {
+        let g = gs.get_ref().trim();
+        if g.is_empty() {
+            return Err(doc.at(
+                gs.span(),
+                "group = \"\" names no group; write a group name such as \"mip6\" or remove the key",
+            ));
+        }
+        out.group = Some(g.to_string());
+    }
+    if let Some(m) = &c.mode {
+        let text = m.get_ref().trim();
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 => out.mode = v,
+            _ => {
+                return Err(doc.at(
+                    m.span(),
+                    format!("mode = \"{text}\" is not an octal permission; write e.g. \"0660\""),
+                ));
+            }
+        }
+    }
+    if let Some(t) = &c.provider_timeout {
+        let v = *t.get_ref();
+        if !(v > 0.0 && v <= 60.0) {
+            return Err(doc.at(
+                t.span(),
+                format!("provider_timeout = {v}: write a number of seconds between 0 and 60"),
+            ));
+        }
+        out.provider_timeout = Duration::from_secs_f64(v);
+    }
+    Ok(out)
 }
 
 /// The kernel settings and the automatic reqid range (`auto_reqids`, by default the 32 reqids
@@ -1088,6 +1185,7 @@ fn mobile_node_settings(
         home_address,
         classes,
         home_agent_id,
+        auto_initiate: mn.auto_initiate.as_ref().is_none_or(|v| *v.get_ref()),
     })
 }
 

@@ -34,9 +34,23 @@ pub struct GlobalFile {
     pub mobile_node: Option<S<MobileNodeSection>>,
     #[serde(default)]
     pub kernel: KernelSection,
+    #[serde(default)]
+    pub control: ControlSection,
     /// Named pools of home addresses or prefixes (home agent).
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, S<PoolSection>>,
+}
+
+/// The control socket (src/control).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    pub enabled: Option<S<bool>>,
+    pub socket: Option<S<String>>,
+    pub group: Option<S<String>>,
+    /// Octal permission bits as a string, e.g. "0660".
+    pub mode: Option<S<String>>,
+    pub provider_timeout: Option<S<f64>>,
 }
 
 /// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with
@@ -137,6 +151,7 @@ pub struct MobileNodeSection {
     pub home_address: Option<S<String>>,
     pub classes: Option<S<Vec<S<String>>>>,
     pub home_agent_id: Option<S<String>>,
+    pub auto_initiate: Option<S<bool>>,
     pub request_home_prefix: Option<S<bool>>,
 }
 

@@ -561,6 +561,32 @@ impl Kernel for XfrmKernel {
         self.sas.keys().copied().collect()
     }
 
+    /// One GETSA dump: bytes and packets of every ESP SA with an owned reqid.
+    fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
+        let mut sh = lock(&self.shared);
+        let dump = match sh.nl.dump(msg::XFRM_MSG_GETSA, msg::XFRM_MSG_NEWSA) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("cannot read SA counters: {e}");
+                return Vec::new();
+            }
+        };
+        dump.iter()
+            .filter_map(|p| {
+                let sa = msg::parse_sa(p).ok()?;
+                if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) {
+                    return None;
+                }
+                let dst = addr(&sa.id.daddr, sa.family).ok()?;
+                let c = crate::kernel::SaCounters {
+                    bytes: sa.lifetime_cur.bytes,
+                    packets: sa.lifetime_cur.packets,
+                };
+                Some((dst, sa.id.spi, c))
+            })
+            .collect()
+    }
+
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         Some(Box::new(XfrmSpiAllocator {
             shared: self.shared.clone(),
