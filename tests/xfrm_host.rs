@@ -969,11 +969,25 @@ fn larval_sa_expiry_arrives_as_a_hard_expire() {
 /// routing picks.
 #[test]
 fn daemon_initiates_from_the_kmaddress_of_the_last_migrate() {
+    initiate_from_kmaddress("\"::\"");
+}
+
+/// The same when the daemon listens on specific addresses that leave the new care-of address
+/// out: it binds a socket there first.
+#[test]
+fn daemon_listens_on_the_kmaddress_it_initiates_from() {
+    initiate_from_kmaddress(&format!("\"{COA1}\", \"{HA}\""));
+}
+
+/// `listen`: the TOML list of [listen] addresses (must cover the routed source, the HA's own
+/// address here, all addresses being on lo).
+fn initiate_from_kmaddress(listen: &str) {
     use mip6_ike::daemon::{Control, Daemon, make_kernel};
     use mip6_ike::ike::Event;
     use tokio::sync::mpsc;
 
-    in_netns(|| {
+    let listen = listen.to_string();
+    in_netns(move || {
         let dir = tempfile::tempdir().unwrap();
         for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
             let to = dir.path().join(f);
@@ -991,7 +1005,7 @@ fn daemon_initiates_from_the_kmaddress_of_the_last_migrate() {
         let toml = format!(
             r#"role = "mobile-node"
 [listen]
-addresses = ["::"]
+addresses = [{listen}]
 port = 0
 nat_port = 0
 [identity]

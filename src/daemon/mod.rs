@@ -342,20 +342,33 @@ impl Daemon {
             })?,
         };
         // Our IKE port on a socket that covers the care-of address.
-        let port = self
-            .sockets
-            .iter()
-            .find(|s| {
-                !s.is_nat()
-                    && s.local_addr().is_ipv4() == coa.is_ipv4()
-                    && (s.is_wildcard() || s.local_addr().ip() == coa)
-            })
-            .map(|s| s.local_addr().port())
-            .ok_or_else(|| {
-                DaemonError::Config(format!(
-                    "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
-                ))
-            })?;
+        let covering = |sockets: &[Arc<IkeSocket>]| {
+            sockets
+                .iter()
+                .find(|s| {
+                    !s.is_nat()
+                        && s.local_addr().is_ipv4() == coa.is_ipv4()
+                        && (s.is_wildcard() || s.local_addr().ip() == coa)
+                })
+                .map(|s| s.local_addr().port())
+        };
+        if covering(&self.sockets).is_none()
+            && self.acquire.care_of_address(None, None) == Some(coa)
+            && let Some(port) = self
+                .sockets
+                .iter()
+                .find(|s| !s.is_nat() && s.local_addr().is_ipv4() == coa.is_ipv4())
+                .map(|s| s.local_addr().port())
+        {
+            // mip6d moved us to an address the [listen] addresses leave out: listen there too
+            // (a failure, e.g. during DAD, leaves it to the next attempt).
+            self.bind_late(SocketAddr::new(coa, port));
+        }
+        let port = covering(&self.sockets).ok_or_else(|| {
+            DaemonError::Config(format!(
+                "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
+            ))
+        })?;
         let cmd = mn.initiate(SocketAddr::new(coa, port));
         match self.endpoint.handle_command(now(), cmd) {
             Ok(id) => {
