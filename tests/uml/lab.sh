@@ -1,0 +1,211 @@
+# shellcheck shell=bash
+# Guest-side helpers (inside User-Mode Linux) shared by tests/uml/scenarios.sh and the interop
+# lab: the two-namespace network, mip6d-style policies, kernel SA listings and result lines.
+#
+# Network (documentation prefixes):
+#   ns ha: ha-eth0 = HA 2001:db8:1::1/64 (home link) + 2001:db8:2::1/64 (the MN's access router),
+#          lo = CN 2001:db8:3::3/128 (a correspondent behind the HA, target of the payload ping)
+#   ns mn: mn-eth0 = CoA 2001:db8:2::100/64, lo = HoA 2001:db8:1::100/128 (nodad)
+# The HA reaches the HoA through the CoA (what a binding would give it).
+
+HA=2001:db8:1::1
+COA=2001:db8:2::100
+HOA=2001:db8:1::100
+CN=2001:db8:3::3
+RESULTS=${RESULTS:-/job/results}
+LOGS=${LOGS:-/job/logs}
+mkdir -p "$LOGS"
+
+# Kernel modules and crypto: the first SA with a new algorithm loads modules and runs the
+# crypto self-tests, which under UML takes over a second; do it before any daemon has a timer.
+lab_warm_kernel() {
+  local k64 k32 k20
+  modprobe -a esp6 xfrm_user mip6 veth || return 1
+  k64=0x$(printf '%064d' 0)
+  k32=0x$(printf '%032d' 0)
+  k20=0x$(printf '%040d' 0)
+  ip xfrm state add src ::1 dst ::1 proto esp spi 0x1 mode tunnel \
+    auth 'hmac(sha256)' "$k64" enc 'cbc(aes)' "$k32" || return 1
+  ip xfrm state add src ::1 dst ::1 proto esp spi 0x2 mode transport \
+    aead 'rfc4106(gcm(aes))' "$k20" 128 || return 1
+  ip xfrm state flush
+}
+
+lab_netns_up() {
+  local ns
+  for ns in ha mn; do
+    ip netns add $ns || return 1
+    ip -n $ns link set lo up
+    ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  done
+  ip -n ha link add ha-eth0 type veth peer name mn-eth0 netns mn || return 1
+  ip netns exec ha sysctl -qw net.ipv6.conf.all.forwarding=1
+  ip -n ha addr add $HA/64 dev ha-eth0 nodad
+  ip -n ha addr add 2001:db8:2::1/64 dev ha-eth0 nodad
+  ip -n ha addr add $CN/128 dev lo nodad
+  ip -n mn addr add $COA/64 dev mn-eth0 nodad
+  ip -n mn addr add $HOA/128 dev lo nodad
+  ip -n ha link set ha-eth0 up
+  ip -n mn link set mn-eth0 up
+  ip -n mn -6 route add default via 2001:db8:2::1 dev mn-eth0
+  ip -n ha -6 route add $HOA/128 via $COA dev ha-eth0
+}
+
+lab_netns_down() {
+  ip netns del mn 2>/dev/null
+  ip netns del ha 2>/dev/null
+  true
+}
+
+# lab_mip6d_policies NS ROLE: the policies mip6d (UMIP) installs for `IPsecPolicy Mh UseESP 1 2`
+# and `IPsecPolicy TunnelPayload UseESP 3 4`: main type, ESP only, priorities 2 (MH) and 13
+# (payload), one reqid per direction, transport templates without addresses.
+# (mip6d's HomeRegBinding class names the MH type in sport: `proto 135 type 5` writes it exactly
+# as mip6d does, but on Debian's 6.1 UML kernel an inbound MH never matched a typed policy: the
+# packet is decrypted, then dropped with XfrmInTmplMismatch. `Mh` works on every kernel.)
+lab_mip6d_policies() {
+  local ns=$1 role=$2
+  if [[ $role == mn ]]; then
+    ip -n $ns xfrm policy add src $HOA/128 dst $HA/128 proto 135 dir out priority 2 \
+      tmpl proto esp mode transport reqid 1 &&
+      ip -n $ns xfrm policy add src $HA/128 dst $HOA/128 proto 135 dir in priority 2 \
+        tmpl proto esp mode transport reqid 2 &&
+      ip -n $ns xfrm policy add src $HOA/128 dst ::/0 dir out priority 13 \
+        tmpl src $COA dst $HA proto esp mode tunnel reqid 3 &&
+      ip -n $ns xfrm policy add src ::/0 dst $HOA/128 dir in priority 13 \
+        tmpl src $HA dst $COA proto esp mode tunnel reqid 4
+  else
+    ip -n $ns xfrm policy add src $HOA/128 dst $HA/128 proto 135 dir in priority 2 \
+      tmpl proto esp mode transport reqid 1 &&
+      ip -n $ns xfrm policy add src $HA/128 dst $HOA/128 proto 135 dir out priority 2 \
+        tmpl proto esp mode transport reqid 2 &&
+      ip -n $ns xfrm policy add src $HOA/128 dst ::/0 dir in priority 13 \
+        tmpl src $COA dst $HA proto esp mode tunnel reqid 3 &&
+      ip -n $ns xfrm policy add src ::/0 dst $HOA/128 dir out priority 13 \
+        tmpl src $HA dst $COA proto esp mode tunnel reqid 4
+  fi
+}
+
+# lab_sas NS: one line per ESP SA: "src dst spi reqid mode bytes packets".
+lab_sas() {
+  ip -n "$1" -s xfrm state 2>/dev/null | awk '
+    function flush() { if (spi != "") print src, dst, spi, reqid, mode, bytes + 0, pkts + 0; spi = "" }
+    /^src / { flush(); src = $2; dst = $4; bytes = 0; pkts = 0; cur = 0 }
+    /^\tproto esp spi/ { spi = $4; reqid = $6; mode = $8; sub(/\(.*/, "", spi); sub(/\(.*/, "", reqid) }
+    /lifetime current:/ { cur = 1; next }
+    cur && /\(bytes\)/ { sub(/\(bytes\),?/, "", $1); sub(/\(packets\)/, "", $2); bytes = $1; pkts = $2; cur = 0 }
+    END { flush() }'
+}
+
+# lab_sa NS REQID FIELD: FIELD (src dst spi mode bytes packets) of the SA with REQID (first one).
+lab_sa() {
+  lab_sas "$1" | awk -v r="$2" -v f="$3" '
+    BEGIN { split("src dst spi reqid mode bytes packets", n, " "); for (i in n) col[n[i]] = i }
+    $4 == r { print $(col[f]); exit }'
+}
+
+lab_sa_count() { lab_sas "$1" | wc -l; }
+
+# lab_wait_sas NS COUNT SECONDS: waits until NS has exactly COUNT ESP SAs.
+lab_wait_sas() {
+  local ns=$1 want=$2 end=$((SECONDS + $3))
+  while ((SECONDS < end)); do
+    [[ $(lab_sa_count "$ns") == "$want" ]] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# Result lines: PASS name / FAIL name: reason, with log excerpts indented under a FAIL.
+pass() { echo "PASS $1" >>"$RESULTS"; }
+fail() {
+  local name=$1 reason=$2
+  shift 2
+  echo "FAIL $name: $reason" >>"$RESULTS"
+  local f
+  for f in "$@"; do
+    if [[ -f $f ]]; then
+      echo "    --- $(basename "$f") (last 15 lines)" >>"$RESULTS"
+      tail -15 "$f" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /' >>"$RESULTS"
+    else
+      # a literal explanation
+      printf '%s\n' "$f" | sed 's/^/    /' >>"$RESULTS"
+    fi
+  done
+}
+
+# lab_manual_sas: the four SAs of an RFC 4877 MN-HA pair, installed by hand on both sides (fixed
+# keys), to check the lab's datapath independently of any key manager.
+lab_manual_sas() {
+  local ns k64 k32
+  k64=0x$(printf '%064d' 1)
+  k32=0x$(printf '%032d' 2)
+  for ns in mn ha; do
+    ip -n $ns xfrm state add src $HOA dst $HA proto esp spi 0x1001 reqid 1 mode transport \
+      auth 'hmac(sha256)' "$k64" enc 'cbc(aes)' "$k32" sel src $HOA/128 dst $HA/128 proto 135 &&
+      ip -n $ns xfrm state add src $HA dst $HOA proto esp spi 0x1002 reqid 2 mode transport \
+        auth 'hmac(sha256)' "$k64" enc 'cbc(aes)' "$k32" sel src $HA/128 dst $HOA/128 proto 135 &&
+      ip -n $ns xfrm state add src $COA dst $HA proto esp spi 0x1003 reqid 3 mode tunnel \
+        auth 'hmac(sha256)' "$k64" enc 'cbc(aes)' "$k32" sel src $HOA/128 dst ::/0 &&
+      ip -n $ns xfrm state add src $HA dst $COA proto esp spi 0x1004 reqid 4 mode tunnel \
+        auth 'hmac(sha256)' "$k64" enc 'cbc(aes)' "$k32" sel src ::/0 dst $HOA/128 || return 1
+  done
+}
+
+# lab_state NS: the kernel's SA and policy lists, for a failure report.
+lab_state() {
+  echo "--- ip -n $1 -s xfrm state"
+  ip -n "$1" -s xfrm state 2>&1 | grep -E '^src|proto esp|lifetime current|bytes'
+  echo "--- ip -n $1 xfrm policy"
+  ip -n "$1" xfrm policy 2>&1 | grep -E '^src|dir|tmpl|proto esp'
+}
+
+# lab_send_mh NS SRC DST TYPE: a raw Mobility Header (next header 135) packet, e.g. a Binding
+# Update (type 5), with the kernel computing the MH checksum.
+lab_send_mh() {
+  ip netns exec "$1" python3 - "$2" "$3" "$4" <<'EOF'
+import socket, struct, sys
+src, dst, mhtype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
+s.setsockopt(socket.IPPROTO_IPV6, 7, 4)   # IPV6_CHECKSUM: the MH checksum is at offset 4
+s.bind((src, 0))
+# payload proto 59 (none), header length 1 (16 bytes), type, reserved, checksum, sequence 1,
+# flags A|H, lifetime 10 (units of 4 s), PadN(2)
+mh = struct.pack("!BBBBHHHH", 59, 1, mhtype, 0, 0, 1, 0xC000, 10) + bytes([1, 2, 0, 0])
+s.sendto(mh, (dst, 0))
+EOF
+}
+
+# lab_recv_mh NS OUTFILE: waits (10 s) for one MH packet and writes "SRC TYPE" to OUTFILE.
+# Started in the background; OUTFILE.ready appears when the socket is open.
+lab_recv_mh() {
+  ip netns exec "$1" python3 - "$2" <<'EOF'
+import socket, sys
+out = sys.argv[1]
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
+s.settimeout(10)
+open(out + ".ready", "w").close()
+try:
+    data, addr = s.recvfrom(2000)
+    open(out, "w").write("%s %d\n" % (addr[0], data[2] if len(data) > 2 else -1))
+except socket.timeout:
+    pass
+EOF
+}
+
+# lab_mh_roundtrip FROM_NS SRC TO_NS DST TYPE: sends one MH packet and prints "SRC TYPE" as
+# received (empty when nothing arrived).
+lab_mh_roundtrip() {
+  local out
+  out=$(mktemp -u /tmp/mh.XXXXXX)
+  lab_recv_mh "$3" "$out" &
+  local rx=$! i
+  for i in $(seq 1 50); do
+    [[ -e $out.ready ]] && break
+    sleep 0.1
+  done
+  lab_send_mh "$1" "$2" "$4" "$5"
+  wait $rx
+  cat "$out" 2>/dev/null
+  rm -f "$out" "$out.ready"
+}

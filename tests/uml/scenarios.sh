@@ -1,0 +1,373 @@
+# shellcheck shell=bash
+# Runs INSIDE User-Mode Linux (started by tests/uml/run): our MN and HA daemons in two network
+# namespaces with the XFRM backend and real ESP. Appends PASS/FAIL lines to /job/results.
+# /job/env gives BIN (the daemon binaries, as seen from the guest).
+set -u
+# shellcheck source=/dev/null
+. /job/env
+# shellcheck source=tests/uml/lab.sh
+. /job/lab.sh
+
+IKED=$BIN/mip6-iked
+export RUST_LOG=${RUST_LOG:-debug}
+OLD_SPIS=
+
+# conf NAME ROLE POLICIES [EXTRA]: writes /job/NAME.toml for our daemon.
+conf() {
+  local name=$1 role=$2 policies=$3 extra=${4:-}
+  if [[ $role == ha ]]; then
+    cat >/job/$name.toml <<EOF
+role = "home-agent"
+[listen]
+addresses = ["::"]
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
+certificate = "certs/ha-ecdsa.pem"
+private_key = "certs/ha-ecdsa.key"
+ca = ["certs/ca-ecdsa.pem"]
+[proposals]
+ike = ["aes128-sha256-x25519"]
+esp = ["aes128-sha256"]
+[timers]
+retransmit_timeout = 1.0
+retransmit_tries = 4
+liveness_interval = 5
+[home_agent]
+address = "$HA"
+users_dir = "users"
+[kernel]
+backend = "xfrm"
+policies = "$policies"
+$extra
+EOF
+  else
+    cat >/job/$name.toml <<EOF
+role = "mobile-node"
+[listen]
+addresses = ["::"]
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "certs/mn1-ecdsa.pem"
+private_key = "certs/mn1-ecdsa.key"
+ca = ["certs/ca-ecdsa.pem"]
+[proposals]
+ike = ["aes128-sha256-x25519"]
+esp = ["aes128-sha256"]
+[timers]
+retransmit_timeout = 1.0
+retransmit_tries = 4
+liveness_interval = 5
+[mobile_node]
+home_agent = "[$HA]:500"
+care_of_address = "$COA"
+home_address = "$HOA"
+classes = ["bu-ba", "payload"]
+home_agent_id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
+[kernel]
+backend = "xfrm"
+policies = "$policies"
+$extra
+EOF
+  fi
+}
+
+# start NS CONF LOG: starts our daemon in NS; the PID goes to /tmp/NS.pid.
+start() {
+  local ns=$1 cfg=$2 log=$3
+  ip netns exec "$ns" "$IKED" --config "/job/$cfg.toml" >>"$LOGS/$log.log" 2>&1 &
+  echo $! >/tmp/"$ns".pid
+}
+
+# stop NS [SIGNAL]: stops the daemon in NS (TERM by default) and waits for it.
+stop() {
+  local pid
+  pid=$(cat /tmp/"$1".pid 2>/dev/null) || return 0
+  kill -"${2:-TERM}" "$pid" 2>/dev/null
+  local i
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rm -f /tmp/"$1".pid
+}
+
+# wait_both SECONDS: waits until both namespaces hold 4 SAs; gives up early when a daemon died.
+wait_both() {
+  local end=$((SECONDS + $1)) ns
+  while ((SECONDS < end)); do
+    [[ $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] && return 0
+    for ns in mn ha; do
+      kill -0 "$(cat /tmp/$ns.pid 2>/dev/null)" 2>/dev/null || {
+        WHY="the $ns daemon exited; "
+        return 1
+      }
+    done
+    sleep 0.2
+  done
+  WHY="timed out; "
+  return 1
+}
+
+# expect_sa NS REQID SRC DST MODE: checks one SA of the expected shape; sets WHY on mismatch.
+expect_sa() {
+  local got
+  got=$(lab_sas "$1" | awk -v r="$2" '$4 == r { print $1, $2, $5 }')
+  if [[ $got != "$3 $4 $5" ]]; then
+    WHY+="$1 reqid $2: want '$3 $4 $5', kernel has '${got:-nothing}'; "
+  fi
+}
+
+# check_rfc4877_sas: both namespaces hold exactly the four SAs mip6d's policies need, with
+# matching SPIs across the two sides.
+check_rfc4877_sas() {
+  WHY=
+  local ns r
+  for ns in mn ha; do
+    expect_sa $ns 1 $HOA $HA transport
+    expect_sa $ns 2 $HA $HOA transport
+    expect_sa $ns 3 $COA $HA tunnel
+    expect_sa $ns 4 $HA $COA tunnel
+  done
+  for r in 1 2 3 4; do
+    [[ $(lab_sa mn $r spi) == "$(lab_sa ha $r spi)" ]] ||
+      WHY+="reqid $r: SPI $(lab_sa mn $r spi) on the MN, $(lab_sa ha $r spi) on the HA; "
+  done
+  [[ -z $WHY ]]
+}
+
+# counters NS REQID: "bytes packets" of that SA.
+counters() { echo "$(lab_sa "$1" "$2" bytes) $(lab_sa "$1" "$2" packets)"; }
+
+# grew BEFORE AFTER: the packet count went up.
+grew() {
+  local b a
+  b=$(echo "$1" | cut -d' ' -f2)
+  a=$(echo "$2" | cut -d' ' -f2)
+  [[ -n $a && ${a:-0} -gt ${b:-0} ]]
+}
+
+# ---- scenario bodies -----------------------------------------------------------------------
+
+# 1: SAs negotiated and installed with mip6d's policies present.
+sc_sa_install() {
+  local name=$1
+  lab_mip6d_policies mn mn && lab_mip6d_policies ha ha || {
+    fail "$name" "could not install mip6d-style policies"
+    return 1
+  }
+  conf ha ha mip6d
+  conf mn mn mip6d
+  start ha ha ha
+  sleep 0.5
+  start mn mn mn
+  if ! wait_both 40; then
+    fail "$name" "expected 4 ESP SAs on each side, MN has $(lab_sa_count mn), HA has $(lab_sa_count ha): $WHY" \
+      "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  if ! check_rfc4877_sas; then
+    fail "$name" "SAs do not have the RFC 4877 shape: $WHY" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# 2: ping HoA -> CN through the tunnel SA; reqid 3 (to HA) and 4 (to MN) counters grow on both ends.
+sc_ping() {
+  local name=$1 m3 m4 h3 h4 out
+  m3=$(counters mn 3) m4=$(counters mn 4) h3=$(counters ha 3) h4=$(counters ha 4)
+  out=$(ip netns exec mn ping -6 -c 3 -i 0.3 -W 2 -I $HOA $CN 2>&1)
+  local ok=$?
+  WHY=
+  ((ok == 0)) || WHY+="ping failed; "
+  grew "$m3" "$(counters mn 3)" || WHY+="MN reqid 3 (out) packets $m3 -> $(counters mn 3); "
+  grew "$h3" "$(counters ha 3)" || WHY+="HA reqid 3 (in) packets $h3 -> $(counters ha 3); "
+  grew "$h4" "$(counters ha 4)" || WHY+="HA reqid 4 (out) packets $h4 -> $(counters ha 4); "
+  grew "$m4" "$(counters mn 4)" || WHY+="MN reqid 4 (in) packets $m4 -> $(counters mn 4); "
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$out" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# 3: a Binding Update (MH type 5) HoA -> HA through the transport SA (reqid 1), and a Binding
+# Acknowledgement (type 6) HA -> HoA through reqid 2; each receiver sees its packet.
+sc_mh() {
+  local name=$1 m1 h1 m2 h2 got
+  m1=$(counters mn 1) h1=$(counters ha 1) m2=$(counters mn 2) h2=$(counters ha 2)
+  WHY=
+  got=$(lab_mh_roundtrip mn $HOA ha $HA 5)
+  [[ $got == "$HOA 5" ]] || WHY+="HA received '${got:-nothing}' instead of a BU from $HOA; "
+  grew "$m1" "$(counters mn 1)" || WHY+="MN reqid 1 (out) packets $m1 -> $(counters mn 1); "
+  grew "$h1" "$(counters ha 1)" || WHY+="HA reqid 1 (in) packets $h1 -> $(counters ha 1); "
+  got=$(lab_mh_roundtrip ha $HA mn $HOA 6)
+  [[ $got == "$HA 6" ]] || WHY+="MN received '${got:-nothing}' instead of a BA from $HA; "
+  grew "$h2" "$(counters ha 2)" || WHY+="HA reqid 2 (out) packets $h2 -> $(counters ha 2); "
+  grew "$m2" "$(counters mn 2)" || WHY+="MN reqid 2 (in) packets $m2 -> $(counters mn 2); "
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# 4: kill -9 of the HA daemon leaves its SAs in the kernel; the restarted daemon removes them, a
+# foreign SA (not ours: another reqid, installed by hand) survives, and the MN re-establishes
+# fresh SAs.
+sc_restart() {
+  local name=$1 old foreign=0x0badcafe left
+  old=$(lab_sas ha | awk '{ print $3 }' | sort | tr '\n' ' ')
+  ip -n ha xfrm state add src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi $foreign reqid 999 \
+    mode tunnel auth 'hmac(sha256)' 0x$(printf '%064d' 0) enc 'cbc(aes)' 0x$(printf '%032d' 0)
+  stop ha KILL
+  [[ $(lab_sa_count ha) == 5 ]] || {
+    fail "$name" "after kill -9 the HA's 4 SAs should still be there (got $(lab_sa_count ha) with the foreign one)"
+    return 1
+  }
+  echo "=== restart after kill -9" >>"$LOGS/ha.log"
+  start ha ha ha
+  WHY=
+  # the stale SAs go at start-up, before any new negotiation could replace them
+  local i
+  for i in $(seq 1 50); do
+    left=$(lab_sas ha | awk -v old="$old" 'index(old, $3" ") { print $3 }' | tr '\n' ' ')
+    [[ -z $left ]] && break
+    sleep 0.1
+  done
+  [[ -z $left ]] || WHY+="stale SAs still in the HA's kernel 5 s after the restart: $left; "
+  lab_sas ha | grep -q "$foreign" || WHY+="the foreign SA $foreign (reqid 999) was removed; "
+  # the MN notices the dead IKE SA (liveness) and initiates again
+  if lab_wait_sas ha 5 60 && lab_wait_sas mn 4 10 && sleep 1 && check_rfc4877_sas; then
+    left=$(lab_sas ha | awk -v old="$old" 'index(old, $3" ") { print $3 }' | tr '\n' ' ')
+    [[ -z $left ]] || WHY+="old SPIs back on the HA after re-establishment: $left; "
+  else
+    WHY+="no fresh SAs after the restart (HA has $(lab_sa_count ha) SAs incl. the foreign one, MN $(lab_sa_count mn)): ${WHY:-}; "
+  fi
+  ip -n ha xfrm state delete src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi $foreign 2>/dev/null
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$LOGS/ha.log" "$LOGS/mn.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# SIGTERM of both daemons removes every SA they installed (and, in daemon mode, every policy).
+sc_shutdown() {
+  local name=$1 mode=$2
+  stop mn
+  stop ha
+  WHY=
+  [[ $(lab_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_sa_count mn) SAs; "
+  [[ $(lab_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_sa_count ha) SAs; "
+  if [[ $mode == daemon ]]; then
+    local n
+    for n in mn ha; do
+      [[ -z $(ip -n $n xfrm policy) ]] || WHY+="$n: policies left: $(ip -n $n xfrm policy | grep -c '^src'); "
+    done
+  fi
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# policies = "daemon": the daemons install the policies themselves (mip6d's shape), SAs come up,
+# ping and MH go through.
+sc_daemon_policies() {
+  local name=$1
+  ip -n mn xfrm policy flush
+  ip -n ha xfrm policy flush
+  conf ha ha daemon
+  conf mn mn daemon
+  echo "=== policies = daemon" | tee -a "$LOGS/ha.log" >>"$LOGS/mn.log"
+  start ha ha ha
+  sleep 0.5
+  start mn mn mn
+  if ! wait_both 40 || ! check_rfc4877_sas; then
+    fail "$name" "SAs: MN has $(lab_sa_count mn), HA has $(lab_sa_count ha); ${WHY:-}" \
+      "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  WHY=
+  local n d r
+  for n in mn ha; do
+    for r in 1 2 3 4; do
+      ip -n $n xfrm policy | grep -q "reqid $r " ||
+        WHY+="$n: no policy with reqid $r; "
+    done
+    for d in in out; do
+      ip -n $n xfrm policy | grep -q "dir $d" || WHY+="$n: no $d policy; "
+    done
+  done
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# ---- run ------------------------------------------------------------------------------------
+
+run_all() {
+  lab_warm_kernel || {
+    fail kernel-setup "esp6/xfrm_user/crypto modules could not be loaded" "$(dmesg | tail -5)"
+    return 1
+  }
+  lab_netns_up || {
+    fail kernel-setup "network namespaces could not be set up"
+    return 1
+  }
+  pass kernel-setup
+  # the lab's own datapath with hand-made SAs: a failure here is the lab's, not the daemon's
+  lab_mip6d_policies mn mn && lab_mip6d_policies ha ha && lab_manual_sas
+  if check_rfc4877_sas; then
+    sc_ping lab-datapath-ping && sc_mh lab-datapath-mh
+  else
+    fail lab-datapath-ping "hand-made SAs: $WHY"
+  fi
+  ip -n mn xfrm state flush
+  ip -n ha xfrm state flush
+  ip -n mn xfrm policy flush
+  ip -n ha xfrm policy flush
+  # policies = "mip6d": the script installs what mip6d would
+  if sc_sa_install sa-install-mip6d-policies; then
+    sc_ping ping-tunnel-sa
+    sc_mh mh-transport-sa
+    sc_restart restart-after-kill-9
+    sc_shutdown shutdown-removes-sas mip6d
+  else
+    local s
+    for s in ping-tunnel-sa mh-transport-sa restart-after-kill-9 shutdown-removes-sas; do
+      fail $s "not run: sa-install-mip6d-policies failed"
+    done
+    stop mn
+    stop ha
+  fi
+  ip -n mn xfrm state flush
+  ip -n ha xfrm state flush
+  if sc_daemon_policies daemon-policies; then
+    sc_ping ping-tunnel-sa-daemon-policies
+    sc_mh mh-transport-sa-daemon-policies
+    sc_shutdown shutdown-removes-policies daemon
+  else
+    local s
+    for s in ping-tunnel-sa-daemon-policies mh-transport-sa-daemon-policies shutdown-removes-policies; do
+      fail $s "not run: daemon-policies failed"
+    done
+    stop mn
+    stop ha
+  fi
+  lab_netns_down
+}
+
+: >"$RESULTS"
+# the plan: the host reports any of these without a result line as FAIL
+echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa mh-transport-sa restart-after-kill-9 \
+  shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
+  mh-transport-sa-daemon-policies shutdown-removes-policies >/job/plan
+run_all
+echo "scenarios done"
