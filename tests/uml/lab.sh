@@ -16,6 +16,64 @@ RESULTS=${RESULTS:-/job/results}
 LOGS=${LOGS:-/job/logs}
 mkdir -p "$LOGS"
 
+# lab_our_conf FILE ROLE(ha|mn): our daemon's configuration, from these variables:
+#   OUR_POLICIES (mip6d|daemon), OUR_IKE / OUR_ESP (TOML arrays of proposals), OUR_KEYS
+#   (ecdsa|rsa: the certs/ pair), OUR_SIG (rfc7427|legacy), OUR_PSK (MN: use this PSK and
+#   OUR_ID instead of mn1's certificate), OUR_HOA (MN: an address or "dynamic"), OUR_USERS (HA:
+#   users directory), OUR_TIMERS (lines for [timers]), OUR_CLASSES (MN: TOML array).
+# Paths are relative to /job, where certs/ lives.
+lab_our_conf() {
+  local file=$1 role=$2 keys=${OUR_KEYS:-ecdsa}
+  {
+    if [[ $role == ha ]]; then
+      echo 'role = "home-agent"'
+    else
+      echo 'role = "mobile-node"'
+    fi
+    echo '[listen]'
+    echo 'addresses = ["::"]'
+    echo '[identity]'
+    if [[ $role == mn && -n ${OUR_PSK:-} ]]; then
+      echo "id = \"$OUR_ID\""
+      echo "psk = \"$OUR_PSK\""
+    else
+      if [[ $role == ha ]]; then
+        echo 'id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"'
+        echo "certificate = \"certs/ha-$keys.pem\""
+        echo "private_key = \"certs/ha-$keys.key\""
+      else
+        echo 'id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"'
+        echo "certificate = \"certs/mn1-$keys.pem\""
+        echo "private_key = \"certs/mn1-$keys.key\""
+      fi
+      echo "signature = \"${OUR_SIG:-rfc7427}\""
+    fi
+    echo "ca = [\"certs/ca-$keys.pem\"]"
+    echo '[proposals]'
+    echo "ike = ${OUR_IKE:-[\"aes128-sha256-x25519\"]}"
+    echo "esp = ${OUR_ESP:-[\"aes128-sha256\"]}"
+    echo '[timers]'
+    echo "${OUR_TIMERS:-retransmit_timeout = 1.0
+retransmit_tries = 4
+liveness_interval = 5}"
+    if [[ $role == ha ]]; then
+      echo '[home_agent]'
+      echo "address = \"$HA\""
+      echo "users_dir = \"${OUR_USERS:-users}\""
+    else
+      echo '[mobile_node]'
+      echo "home_agent = \"[$HA]:500\""
+      echo "care_of_address = \"$COA\""
+      echo "home_address = \"${OUR_HOA:-$HOA}\""
+      echo "classes = ${OUR_CLASSES:-[\"bu-ba\", \"payload\"]}"
+      echo 'home_agent_id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"'
+    fi
+    echo '[kernel]'
+    echo 'backend = "xfrm"'
+    echo "policies = \"${OUR_POLICIES:-mip6d}\""
+  } >"$file"
+}
+
 # Kernel modules and crypto: the first SA with a new algorithm loads modules and runs the
 # crypto self-tests, which under UML takes over a second; do it before any daemon has a timer.
 lab_warm_kernel() {

@@ -12,64 +12,8 @@ IKED=$BIN/mip6-iked
 export RUST_LOG=${RUST_LOG:-debug}
 OLD_SPIS=
 
-# conf NAME ROLE POLICIES [EXTRA]: writes /job/NAME.toml for our daemon.
-conf() {
-  local name=$1 role=$2 policies=$3 extra=${4:-}
-  if [[ $role == ha ]]; then
-    cat >/job/$name.toml <<EOF
-role = "home-agent"
-[listen]
-addresses = ["::"]
-[identity]
-id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
-certificate = "certs/ha-ecdsa.pem"
-private_key = "certs/ha-ecdsa.key"
-ca = ["certs/ca-ecdsa.pem"]
-[proposals]
-ike = ["aes128-sha256-x25519"]
-esp = ["aes128-sha256"]
-[timers]
-retransmit_timeout = 1.0
-retransmit_tries = 4
-liveness_interval = 5
-[home_agent]
-address = "$HA"
-users_dir = "users"
-[kernel]
-backend = "xfrm"
-policies = "$policies"
-$extra
-EOF
-  else
-    cat >/job/$name.toml <<EOF
-role = "mobile-node"
-[listen]
-addresses = ["::"]
-[identity]
-id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
-certificate = "certs/mn1-ecdsa.pem"
-private_key = "certs/mn1-ecdsa.key"
-ca = ["certs/ca-ecdsa.pem"]
-[proposals]
-ike = ["aes128-sha256-x25519"]
-esp = ["aes128-sha256"]
-[timers]
-retransmit_timeout = 1.0
-retransmit_tries = 4
-liveness_interval = 5
-[mobile_node]
-home_agent = "[$HA]:500"
-care_of_address = "$COA"
-home_address = "$HOA"
-classes = ["bu-ba", "payload"]
-home_agent_id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
-[kernel]
-backend = "xfrm"
-policies = "$policies"
-$extra
-EOF
-  fi
-}
+# conf NAME ROLE POLICIES: writes /job/NAME.toml for our daemon.
+conf() { OUR_POLICIES=$3 lab_our_conf "/job/$1.toml" "$2"; }
 
 # start NS CONF LOG: starts our daemon in NS; the PID goes to /tmp/NS.pid.
 start() {
