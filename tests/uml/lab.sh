@@ -174,6 +174,114 @@ lab_wait_sas() {
   return 1
 }
 
+# lab_sa_spi NS SPI FIELD: FIELD of the SA with that SPI.
+lab_sa_spi() {
+  lab_sas "$1" | awk -v s="$2" -v f="$3" '
+    BEGIN { split("src dst spi reqid mode bytes packets", n, " "); for (i in n) col[n[i]] = i }
+    $3 == s { print $(col[f]); exit }'
+}
+
+# lab_check_ours NS: NS holds exactly the four SAs of an RFC 4877 MN-HA pair with mip6d's
+# per-direction reqids (1/2 MH transport HoA<->HA, 3/4 payload tunnel CoA<->HA). Appends to WHY.
+lab_check_ours() {
+  local ns=$1 r want got n
+  n=$(lab_sa_count "$ns")
+  [[ $n == 4 ]] || WHY+="$ns has $n ESP SAs instead of 4; "
+  for r in 1 2 3 4; do
+    case $r in
+      1) want="$HOA $HA transport" ;;
+      2) want="$HA $HOA transport" ;;
+      3) want="$COA $HA tunnel" ;;
+      4) want="$HA $COA tunnel" ;;
+    esac
+    got=$(lab_sas "$ns" | awk -v r=$r '$4 == r { print $1, $2, $5 }')
+    [[ $got == "$want" ]] || WHY+="$ns reqid $r: want '$want', kernel has '${got:-nothing}'; "
+  done
+}
+
+# lab_check_peer OURS PEER: PEER holds the same four SAs as OURS (SPI, endpoints, mode; the
+# peer's reqids are its own business). Appends to WHY.
+lab_check_peer() {
+  local ours=$1 peer=$2 r spi mine theirs
+  for r in 1 2 3 4; do
+    spi=$(lab_sa "$ours" $r spi)
+    [[ -n $spi ]] || continue
+    mine=$(lab_sas "$ours" | awk -v s="$spi" '$3 == s { print $1, $2, $5 }')
+    theirs=$(lab_sas "$peer" | awk -v s="$spi" '$3 == s { print $1, $2, $5 }')
+    [[ $mine == "$theirs" ]] || WHY+="SPI $spi: '$mine' in $ours, '${theirs:-nothing}' in $peer; "
+  done
+}
+
+# lab_counters NS SPI: "bytes packets" of that SA.
+lab_counters() { echo "$(lab_sa_spi "$1" "$2" bytes) $(lab_sa_spi "$1" "$2" packets)"; }
+
+# lab_grew BEFORE AFTER: the packet count went up.
+lab_grew() {
+  local b a
+  b=$(echo "$1" | cut -d' ' -f2)
+  a=$(echo "$2" | cut -d' ' -f2)
+  [[ -n $a && ${a:-0} -gt ${b:-0} ]]
+}
+
+# lab_traffic NAME OURS PEER REQIDS COMMAND...: runs COMMAND; the packet counters of the SAs with
+# REQIDS in OURS (found by SPI in both namespaces) must grow on both ends. Appends to WHY.
+lab_traffic() {
+  local ours=$1 peer=$2 reqids=$3 r spi ns
+  shift 3
+  declare -A before
+  for r in $reqids; do
+    spi=$(lab_sa "$ours" $r spi)
+    for ns in $ours $peer; do before[$ns.$r]=$(lab_counters $ns "$spi"); done
+  done
+  "$@"
+  for r in $reqids; do
+    spi=$(lab_sa "$ours" $r spi)
+    for ns in $ours $peer; do
+      lab_grew "${before[$ns.$r]}" "$(lab_counters $ns "$spi")" ||
+        WHY+="$ns SA $spi (reqid $r on $ours): packets ${before[$ns.$r]#* } -> $(lab_sa_spi $ns "$spi" packets); "
+    done
+  done
+}
+
+# lab_ping_check NAME MN_NS HA_NS [OURS]: ping HoA -> CN through the tunnel SAs (reqids 3, 4 of
+# OURS, default MN_NS); the counters grow on both ends. Prints PASS/FAIL.
+lab_ping_check() {
+  local name=$1 mn=$2 ha=$3 ours=${4:-$2} peer out
+  [[ $ours == "$mn" ]] && peer=$ha || peer=$mn
+  WHY=
+  _ping() { out=$(ip netns exec "$mn" ping -6 -c 3 -i 0.3 -W 2 -I $HOA $CN 2>&1) || WHY+="ping failed; "; }
+  lab_traffic "$ours" "$peer" "3 4" _ping
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$out" "$(lab_state "$mn"; lab_state "$ha")"
+    return 1
+  fi
+  pass "$name"
+}
+
+# lab_mh_check NAME MN_NS HA_NS [OURS]: a Binding Update (MH type 5) HoA -> HA through the
+# transport SA (reqid 1 of OURS) and a Binding Acknowledgement (type 6) HA -> HoA (reqid 2); each
+# receiver sees its packet and the counters grow on both ends. Prints PASS/FAIL.
+lab_mh_check() {
+  local name=$1 mn=$2 ha=$3 ours=${4:-$2} peer got
+  [[ $ours == "$mn" ]] && peer=$ha || peer=$mn
+  WHY=
+  _bu() {
+    got=$(lab_mh_roundtrip "$mn" $HOA "$ha" $HA 5)
+    [[ $got == "$HOA 5" ]] || WHY+="HA received '${got:-nothing}' instead of a BU from $HOA; "
+  }
+  _ba() {
+    got=$(lab_mh_roundtrip "$ha" $HA "$mn" $HOA 6)
+    [[ $got == "$HA 6" ]] || WHY+="MN received '${got:-nothing}' instead of a BA from $HA; "
+  }
+  lab_traffic "$ours" "$peer" 1 _bu
+  lab_traffic "$ours" "$peer" 2 _ba
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$(lab_state "$mn"; lab_state "$ha")"
+    return 1
+  fi
+  pass "$name"
+}
+
 # Result lines: PASS name / FAIL name: reason, with log excerpts indented under a FAIL.
 pass() { echo "PASS $1" >>"$RESULTS"; }
 fail() {
