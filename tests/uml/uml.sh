@@ -132,3 +132,36 @@ uml_boot() {
   [[ -f $job/rc ]] || return 125
   return "$(cat "$job/rc")"
 }
+
+# uml_report JOB_DIR GUEST_RC TIMEOUT: prints JOB_DIR/results, then a FAIL line for every
+# scenario of JOB_DIR/plan without a result (the guest died or timed out), then `N passed, M
+# failed`. Returns 0 only when nothing failed.
+uml_report() {
+  local job=$1 rc=$2 limit=$3 passed=0 failed=0 why s shown=
+  if [[ -f $job/results ]]; then
+    cat "$job/results"
+    passed=$(grep -c '^PASS ' "$job/results")
+    failed=$(grep -c '^FAIL ' "$job/results")
+  fi
+  why="guest exit $rc"
+  [[ $rc == 124 ]] && why="timed out after $limit s"
+  [[ $rc == 125 ]] && why="UML stopped without finishing"
+  for s in $(cat "$job/plan" 2>/dev/null || echo uml-boot); do
+    grep -qE "^(PASS|FAIL) $s(:|$)" "$job/results" 2>/dev/null && continue
+    echo "FAIL $s: no result ($why)"
+    failed=$((failed + 1))
+    if [[ -z $shown ]]; then
+      shown=1
+      echo "    --- guest output (last 20 lines)"
+      tail -20 "$job/out" 2>/dev/null | sed 's/^/    /'
+      echo "    --- UML console (last 10 lines)"
+      tail -10 "$job/console.log" 2>/dev/null | sed 's/^/    /'
+    fi
+  done
+  if [[ $rc != 0 && $failed == 0 ]]; then
+    echo "FAIL guest: $why"
+    failed=1
+  fi
+  echo "$passed passed, $failed failed"
+  [[ $failed == 0 ]]
+}
