@@ -532,12 +532,44 @@ fn certificate_users_need_a_ca() {
 }
 
 #[test]
-fn xfrm_backend_is_not_there_yet() {
+fn xfrm_backend_and_daemon_policies() {
     let t = Tree::new();
-    ha(&t, "[kernel]\nbackend = \"xfrm\"\n");
+    ha(
+        &t,
+        "[kernel]\nbackend = \"xfrm\"\npolicies = \"daemon\"\nowned_reqids = [1, 100]\n",
+    );
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.kernel.backend, policy::KernelBackend::Xfrm);
+    assert_eq!(c.kernel.policies, policy::PolicyMode::Daemon);
+    assert_eq!(c.kernel.owned_reqids, (1, 100));
+    assert!(
+        c.summary()
+            .contains("xfrm backend, policies by the daemon, owned reqids 1-100")
+    );
+}
+
+#[test]
+fn owned_reqids_default_to_the_class_reqids() {
+    let t = Tree::new();
+    ha(&t, "[reqids]\npayload = [13, 14]\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.kernel.backend, policy::KernelBackend::Memory);
+    assert_eq!(c.kernel.policies, policy::PolicyMode::Mip6d);
+    assert_eq!(c.kernel.owned_reqids, (1, 14));
+}
+
+#[test]
+fn owned_reqids_must_cover_the_classes() {
+    let t = Tree::new();
+    ha(&t, "[kernel]\nowned_reqids = [2, 8]\n");
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:8:11: backend = \"xfrm\" is not implemented yet; write backend = \"memory\" (SAs stay in the daemon, for tests and demos)"
+        "$D/conf/ha.toml:8:16: owned_reqids = [2, 8] leaves out reqid 1 of [reqids]; widen the range to cover every class"
+    );
+    ha(&t, "[kernel]\nowned_reqids = [9, 1]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:16: owned_reqids = [9, 1] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
     );
 }
 

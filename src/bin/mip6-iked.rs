@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let kernel = match daemon::make_kernel(cfg.kernel.backend) {
+        let kernel = match daemon::make_kernel(&cfg) {
             Ok(k) => k,
             Err(e) => {
                 error!("{e}");

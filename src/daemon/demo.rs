@@ -121,6 +121,7 @@ fn loaded(
         kernel: KernelSettings {
             backend: KernelBackend::Memory,
             policies: PolicyMode::Mip6d,
+            owned_reqids: (1, 8),
         },
         mobile_node,
         users_dir: None,

@@ -4,6 +4,7 @@
 //! signals or the control socket through [`Control`] messages.
 
 pub mod demo;
+pub mod kernel;
 pub mod show;
 pub mod udp;
 
@@ -18,8 +19,9 @@ use tracing::{debug, error, info, warn};
 use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
-use crate::kernel::{Kernel, KernelOp};
+use crate::kernel::{Kernel, KernelEvent, KernelOp};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
+pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
 /// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
@@ -69,16 +71,6 @@ pub fn now() -> Now {
     }
 }
 
-/// The kernel backend the configuration asks for.
-pub fn make_kernel(backend: KernelBackend) -> Result<Box<dyn Kernel>, DaemonError> {
-    match backend {
-        KernelBackend::Memory => Ok(Box::new(MemoryKernel::new())),
-        KernelBackend::Xfrm => Err(DaemonError::Kernel(
-            "the xfrm backend is not implemented yet".into(),
-        )),
-    }
-}
-
 /// A MemoryKernel that the caller can still look into while the daemon owns it (demo, tests).
 #[derive(Clone, Default)]
 pub struct SharedKernel(pub Arc<Mutex<MemoryKernel>>);
@@ -123,11 +115,14 @@ pub struct Daemon {
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
     retry_wait: Duration,
+    /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
+    kernel_events: Option<kernel::KernelEvents>,
+    acquire: kernel::AcquireState,
 }
 
 impl Daemon {
     /// Binds every listen address on the IKE port and the NAT-T port.
-    pub fn bind(cfg: LoadedConfig, kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
+    pub fn bind(cfg: LoadedConfig, mut kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
         let mut sockets = Vec::new();
         for addr in &cfg.listen.addresses {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
@@ -139,7 +134,15 @@ impl Daemon {
             }
         }
         let bound = sockets.iter().map(|s| s.local_addr()).collect();
-        let endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        let mut endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+        if let Some(a) = kernel.spi_allocator() {
+            endpoint.set_spi_allocator(a);
+        }
+        // Opened here, in the caller's network namespace, like the IKE sockets.
+        let kernel_events = match cfg.kernel.backend {
+            KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
+            KernelBackend::Memory => None,
+        };
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -151,6 +154,8 @@ impl Daemon {
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
+            kernel_events,
+            acquire: kernel::AcquireState::default(),
         })
     }
 
@@ -192,6 +197,7 @@ impl Daemon {
             .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
             .collect();
         drop(tx);
+        let mut kevents = self.kernel_events.take();
 
         loop {
             self.flush().await;
@@ -206,6 +212,9 @@ impl Daemon {
                 },
                 Some(d) = inbound.recv() => {
                     self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
+                }
+                Some(ev) = recv_kernel(&mut kevents), if kevents.is_some() => {
+                    self.on_kernel_event(ev);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let n = now();
@@ -230,6 +239,7 @@ impl Daemon {
         for r in readers {
             r.abort();
         }
+        drop(kevents);
         let left = self.kernel.installed();
         if !left.is_empty() {
             warn!(count = left.len(), "SAs still installed after shutdown");
@@ -350,6 +360,7 @@ impl Daemon {
     /// more context) and drive the mobile node's re-initiation.
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
+        self.acquire.on_event(ev);
         match ev {
             Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
                 self.mn_ike = None;
@@ -358,6 +369,51 @@ impl Daemon {
             Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
             _ => {}
         }
+    }
+}
+
+impl Daemon {
+    /// A kernel event: the mobile node answers ACQUIREs for its classes itself (the engine
+    /// has no connection settings); everything else goes to the engine.
+    fn on_kernel_event(&mut self, ev: KernelEvent) {
+        if let (KernelEvent::Acquire { reqid, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
+            let classes: Vec<_> = mn
+                .classes
+                .iter()
+                .map(|c| (*c, self.cfg.engine.reqids(*c).to_ha))
+                .collect();
+            let action = self
+                .acquire
+                .decide(*reqid, &classes, self.mn_ike, &self.endpoint.list());
+            kernel::log_acquire(*reqid, &action);
+            match action {
+                kernel::AcquireAction::Ignore(_) => {}
+                kernel::AcquireAction::Initiate => {
+                    self.retry_at = None;
+                    if let Err(e) = self.initiate() {
+                        warn!("cannot initiate: {e}");
+                        self.schedule_retry();
+                    }
+                }
+                kernel::AcquireAction::CreateChild { ike, class } => {
+                    if let Err(e) = self
+                        .endpoint
+                        .handle_command(now(), kernel::create_child(ike, class))
+                    {
+                        warn!("ACQUIRE: cannot create the CHILD_SA: {e}");
+                    }
+                }
+            }
+            return;
+        }
+        self.endpoint.handle_kernel(now(), ev);
+    }
+}
+
+async fn recv_kernel(k: &mut Option<kernel::KernelEvents>) -> Option<KernelEvent> {
+    match k {
+        Some(k) => k.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -182,7 +182,20 @@ impl Endpoint {
             }));
         }
         if let Some(&class) = plan.classes.first() {
-            let req = self.child_request_for(sa, class, &plan.home_address, plan.home_agent, None);
+            let Some(req) =
+                self.child_request_for(sa, class, &plan.home_address, plan.home_agent, None)
+            else {
+                // The kernel gave no SPI: this attempt ends here; the daemon retries later.
+                let reason = "no inbound SPI for the first CHILD_SA";
+                self.stats.ike_failed += 1;
+                self.push_event(Event::ExchangeFailed {
+                    ike: sa.id(),
+                    exchange: "IKE_AUTH",
+                    notify: None,
+                    reason: reason.into(),
+                });
+                return Fate::Close(reason.into());
+            };
             if req.mode == Mode::Transport {
                 payloads.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
             }
@@ -202,7 +215,7 @@ impl Endpoint {
         Fate::Keep
     }
 
-    /// Selectors, mode and a fresh inbound SPI for a CHILD_SA of `class`.
+    /// Selectors, mode and a fresh inbound SPI for a CHILD_SA of `class` (None: no SPI).
     pub(super) fn child_request_for(
         &mut self,
         sa: &IkeSa,
@@ -210,8 +223,7 @@ impl Endpoint {
         hoa: &HomeAddress,
         ha: Ipv6Addr,
         rekey_of: Option<u32>,
-    ) -> ChildRequest {
-        let spi_in = self.new_child_spi(sa.our_spi());
+    ) -> Option<ChildRequest> {
         let (ts_i, ts_r) = match hoa {
             HomeAddress::Static(a) => class.selectors(*a, ha),
             HomeAddress::Dynamic => {
@@ -224,14 +236,16 @@ impl Endpoint {
                 (i, r)
             }
         };
-        ChildRequest {
+        let spi_req = self.spi_request(sa, Some(class), class.mode(), &ts_i, &ts_r);
+        let spi_in = self.alloc_child_spi(sa.our_spi(), &spi_req)?;
+        Some(ChildRequest {
             class: Some(class),
             mode: class.mode(),
             spi_in,
             ts_i,
             ts_r,
             rekey_of,
-        }
+        })
     }
 
     /// Responder: IKE_AUTH request.

@@ -11,7 +11,7 @@ use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
 use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
-use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec};
+use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
 use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
 use crate::wire::consts::*;
@@ -68,7 +68,60 @@ fn requested_hoa(cp: Option<&ConfigPayload>) -> Option<Option<Ipv6Addr>> {
     Some(addr.filter(|a| !a.is_unspecified()))
 }
 
+/// The outer (local, remote) endpoints of a CHILD_SA's ESP SAs.
+fn child_outer(
+    sa: &IkeSa,
+    mode: Mode,
+    ts_local: &[TrafficSelector],
+    ts_remote: &[TrafficSelector],
+) -> (std::net::IpAddr, std::net::IpAddr) {
+    match mode {
+        // RFC 4877 transport SA: the SA's endpoints are the selector addresses (HoA, HA),
+        // not the IKE endpoints (CoA, HA).
+        Mode::Transport => (
+            ts_local
+                .first()
+                .and_then(single_address)
+                .unwrap_or(sa.local.ip()),
+            ts_remote
+                .first()
+                .and_then(single_address)
+                .unwrap_or(sa.remote.ip()),
+        ),
+        Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
+    }
+}
+
 impl Endpoint {
+    /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
+    fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
+        let r = self.cfg.reqids(class?);
+        Some(if self.is_home_agent() {
+            (r.to_ha, r.to_mn)
+        } else {
+            (r.to_mn, r.to_ha)
+        })
+    }
+
+    /// What the SPI allocator needs for the inbound SA of a CHILD_SA about to be negotiated
+    /// (the same endpoints and reqid `install_child` will use; reqid 0 when not a class).
+    pub(super) fn spi_request(
+        &self,
+        sa: &IkeSa,
+        class: Option<SaClass>,
+        mode: Mode,
+        ts_local: &[TrafficSelector],
+        ts_remote: &[TrafficSelector],
+    ) -> SpiRequest {
+        let (local, remote) = child_outer(sa, mode, ts_local, ts_remote);
+        SpiRequest {
+            src: remote,
+            dst: local,
+            reqid: self.class_reqids(class).map_or(0, |r| r.0),
+            acquire_seq: None,
+        }
+    }
+
     /// Responder: picks an ESP proposal and narrows the selectors to what this peer may have.
     /// `rekey_of` names the CHILD_SA (by index) being replaced; its selectors bound the new ones.
     #[allow(clippy::too_many_arguments)]
@@ -121,7 +174,16 @@ impl Endpoint {
             }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
-        let spi_in = self.new_child_spi(sa.our_spi());
+        // ts_i is the peer's side (it initiated this exchange).
+        let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
+        let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+            // Kernel trouble, not the peer's: a rekey may be retried, a new SA is refused.
+            return Err(if rekey_of.is_some() {
+                N_TEMPORARY_FAILURE
+            } else {
+                N_NO_ADDITIONAL_SAS
+            });
+        };
         let Some((answer, suite, spi_out)) =
             select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
         else {
@@ -250,30 +312,9 @@ impl Endpoint {
         } else {
             (acc.ts_r.clone(), acc.ts_i.clone())
         };
-        let (outer_local, outer_remote) = match acc.mode {
-            // RFC 4877 transport SA: the SA's endpoints are the selector addresses (HoA, HA),
-            // not the IKE endpoints (CoA, HA).
-            Mode::Transport => (
-                ts_local
-                    .first()
-                    .and_then(single_address)
-                    .unwrap_or(sa.local.ip()),
-                ts_remote
-                    .first()
-                    .and_then(single_address)
-                    .unwrap_or(sa.remote.ip()),
-            ),
-            Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
-        };
-        let (reqid_in, reqid_out) = match acc.class {
-            Some(c) => {
-                let r = self.cfg.reqids(c);
-                if self.is_home_agent() {
-                    (r.to_ha, r.to_mn)
-                } else {
-                    (r.to_mn, r.to_ha)
-                }
-            }
+        let (outer_local, outer_remote) = child_outer(sa, acc.mode, &ts_local, &ts_remote);
+        let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
+            Some(r) => r,
             None => {
                 self.next_reqid += 1;
                 (self.next_reqid, self.next_reqid)
@@ -502,7 +543,17 @@ impl Endpoint {
                 old.ts_remote.clone(),
                 old.class,
             );
-            let spi_in = self.new_child_spi(sa.our_spi());
+            let spi_req = SpiRequest {
+                src: old.outer_remote,
+                dst: old.outer_local,
+                reqid: old.reqid_in,
+                acquire_seq: None,
+            };
+            let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+                // Try again at the next rekey time or soft expiry.
+                sa.children[i].rekeying = false;
+                return;
+            };
             ChildRequest {
                 class,
                 mode,
@@ -518,7 +569,11 @@ impl Endpoint {
                 return;
             };
             let ha = plan.home_agent;
-            self.child_request_for(sa, class, &HomeAddress::Static(hoa), ha, None)
+            let Some(r) = self.child_request_for(sa, class, &HomeAddress::Static(hoa), ha, None)
+            else {
+                return;
+            };
+            r
         };
         let group = self
             .cfg

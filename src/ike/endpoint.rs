@@ -12,7 +12,7 @@ use super::config::Config;
 use super::sa::{Exchange, IkeSa, Intent, Pending, State};
 use super::{ChildInfo, Command, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::crypto::Rng;
-use crate::kernel::{KernelEvent, KernelOp};
+use crate::kernel::{KernelEvent, KernelOp, SpiAllocator, SpiRequest};
 use crate::wire::consts::*;
 use crate::wire::{Header, Message, Notify, Payload};
 
@@ -61,6 +61,8 @@ pub struct Endpoint {
     pub(super) events: VecDeque<Event>,
     pub stats: Stats,
     pub(super) now: Now,
+    /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
+    spi_alloc: Option<Box<dyn SpiAllocator>>,
 }
 
 impl Endpoint {
@@ -84,7 +86,13 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             now,
+            spi_alloc: None,
         }
+    }
+
+    /// Takes inbound ESP SPIs from `a` (the kernel's ALLOCSPI) instead of the RNG.
+    pub fn set_spi_allocator(&mut self, a: Box<dyn SpiAllocator>) {
+        self.spi_alloc = Some(a);
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -813,6 +821,33 @@ impl Endpoint {
                 return spi;
             }
         }
+    }
+
+    /// An inbound SPI for a CHILD_SA: from the allocator when there is one, else random.
+    /// None when the allocator fails; the caller refuses that CHILD_SA.
+    pub(super) fn alloc_child_spi(&mut self, owner: u64, req: &SpiRequest) -> Option<u32> {
+        let Some(a) = self.spi_alloc.as_mut() else {
+            return Some(self.new_child_spi(owner));
+        };
+        // The kernel's SPIs are unique per destination; ours must be unique overall.
+        for _ in 0..4 {
+            match a.allocate(req) {
+                Ok(spi) if spi >= 256 && !self.child_spis.contains_key(&spi) => {
+                    self.child_spis.insert(spi, owner);
+                    return Some(spi);
+                }
+                Ok(spi) => debug!(
+                    spi = format_args!("{spi:08x}"),
+                    "allocated SPI in use; again"
+                ),
+                Err(e) => {
+                    warn!(src = %req.src, dst = %req.dst, reqid = req.reqid, "no inbound SPI: {e}");
+                    return None;
+                }
+            }
+        }
+        warn!("no unused inbound SPI from the allocator");
+        None
     }
 
     /// A fresh IKE SPI, unique among ours and never zero.

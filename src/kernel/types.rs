@@ -81,8 +81,8 @@ impl std::fmt::Debug for SaSpec {
     }
 }
 
-/// What the engine asks of the kernel. The engine chooses inbound SPIs itself (random, checked
-/// against its own table), so every operation is fire-and-forget and the engine stays synchronous.
+/// What the engine asks of the kernel. Inbound SPIs come from a [`SpiAllocator`] (or the
+/// engine's RNG) before the SA exists, so every operation is fire-and-forget.
 #[derive(Debug, Clone)]
 pub enum KernelOp {
     AddSa(SaSpec),
@@ -136,4 +136,25 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
+    /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
+    fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
+        None
+    }
+}
+
+/// What the engine knows when it needs an inbound SPI: the inbound SA's endpoints (`src` the
+/// peer, `dst` us), its reqid (0 when not known yet), and the ACQUIRE's sequence number when
+/// the negotiation answers one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiRequest {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub reqid: u32,
+    pub acquire_seq: Option<u32>,
+}
+
+/// Chooses inbound ESP SPIs for the engine. Without one the engine picks random SPIs itself
+/// (deterministic under a test RNG); the XFRM backend reserves them in the kernel (ALLOCSPI).
+pub trait SpiAllocator: Send {
+    fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String>;
 }

@@ -98,6 +98,42 @@ pub fn ports_to_type(start: u16, end: u16) -> Option<u8> {
     (hs == he && ls == 0 && le == 0xff).then_some(hs)
 }
 
+/// An MH or ICMPv6 type selector in one of its two encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypePorts {
+    /// IKEv2 traffic selector port range: the type in the high byte, the code (any) in the
+    /// low byte (RFC 7296 3.13.1, RFC 4877); (0, 0xffff) is any.
+    Ike { start: u16, end: u16 },
+    /// XFRM selector `sport` (value, mask) as mip6d writes it: the plain type in host order,
+    /// mask 0xffff; mask 0 is any.
+    Kernel { value: u16, mask: u16 },
+}
+
+/// The one conversion between the two encodings of an MH / ICMPv6 type, each way: `Ike` in
+/// gives `Kernel` out and `Kernel` in gives `Ike` out. "Any" maps to "any"; an IKEv2 range that
+/// is not exactly one type cannot be written as a kernel selector and widens to any (the
+/// CHILD_SA's traffic selectors still bound what the peer agreed to).
+pub fn convert_type_ports(p: TypePorts) -> TypePorts {
+    match p {
+        TypePorts::Ike { start, end } => match ports_to_type(start, end) {
+            Some(t) => TypePorts::Kernel {
+                value: u16::from(t),
+                mask: 0xffff,
+            },
+            None => TypePorts::Kernel { value: 0, mask: 0 },
+        },
+        TypePorts::Kernel { mask: 0, .. } => TypePorts::Ike {
+            start: 0,
+            end: 0xffff,
+        },
+        // Types are 8 bits; mip6d writes them unshifted, so the low byte is the type.
+        TypePorts::Kernel { value, .. } => {
+            let (start, end) = type_to_ports(value as u8);
+            TypePorts::Ike { start, end }
+        }
+    }
+}
+
 /// The kernel's (value, mask) for one side's ports, given the protocol. For MH and ICMPv6 the
 /// type goes to `sport` as mip6d writes it; the other side is then any.
 fn kernel_ports(proto: u8, start: u16, end: u16) -> (u16, u16) {
@@ -105,9 +141,9 @@ fn kernel_ports(proto: u8, start: u16, end: u16) -> (u16, u16) {
         return (0, 0);
     }
     if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
-        return match ports_to_type(start, end) {
-            Some(t) => (u16::from(t), 0xffff),
-            None => (0, 0),
+        return match convert_type_ports(TypePorts::Ike { start, end }) {
+            TypePorts::Kernel { value, mask } => (value, mask),
+            TypePorts::Ike { .. } => (0, 0),
         };
     }
     if start == end {
@@ -123,7 +159,10 @@ pub fn kernel_type_to_ports(proto: u8, value: u16, mask: u16) -> (u16, u16) {
         return (0, 0xffff);
     }
     if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
-        return type_to_ports(value as u8);
+        return match convert_type_ports(TypePorts::Kernel { value, mask }) {
+            TypePorts::Ike { start, end } => (start, end),
+            TypePorts::Kernel { .. } => (0, 0xffff),
+        };
     }
     (value, value)
 }
@@ -199,5 +238,97 @@ pub fn from_kernel_side(addr: IpAddr, prefix: u8, proto: u8, port: (u16, u16)) -
         end_port,
         start_addr,
         end_addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    #[test]
+    fn mh_type_converts_both_ways() {
+        // BU (5) as IKEv2 says it and as mip6d's policy says it.
+        let ike = TypePorts::Ike {
+            start: 0x0500,
+            end: 0x05ff,
+        };
+        let kernel = TypePorts::Kernel {
+            value: 5,
+            mask: 0xffff,
+        };
+        assert_eq!(convert_type_ports(ike), kernel);
+        assert_eq!(convert_type_ports(kernel), ike);
+        // Every type survives the round trip both ways.
+        for t in 0..=255u8 {
+            let k = TypePorts::Kernel {
+                value: u16::from(t),
+                mask: 0xffff,
+            };
+            assert_eq!(convert_type_ports(convert_type_ports(k)), k, "type {t}");
+        }
+        // ICMPv6 MPS 146.
+        assert_eq!(
+            convert_type_ports(TypePorts::Kernel {
+                value: 146,
+                mask: 0xffff
+            }),
+            TypePorts::Ike {
+                start: 146 << 8,
+                end: (146 << 8) | 0xff
+            }
+        );
+    }
+
+    #[test]
+    fn any_and_ranges() {
+        assert_eq!(
+            convert_type_ports(TypePorts::Ike {
+                start: 0,
+                end: 0xffff
+            }),
+            TypePorts::Kernel { value: 0, mask: 0 }
+        );
+        assert_eq!(
+            convert_type_ports(TypePorts::Kernel { value: 7, mask: 0 }),
+            TypePorts::Ike {
+                start: 0,
+                end: 0xffff
+            }
+        );
+        // MPS..MPA is two types: the kernel cannot say that in one selector.
+        assert_eq!(
+            convert_type_ports(TypePorts::Ike {
+                start: 146 << 8,
+                end: (147 << 8) | 0xff
+            }),
+            TypePorts::Kernel { value: 0, mask: 0 }
+        );
+        // A range with a specific code is not "the type".
+        assert_eq!(ports_to_type(0x0503, 0x0503), None);
+    }
+
+    #[test]
+    fn kernel_selector_of_a_bu_ba_ts_pair_puts_the_type_in_sport() {
+        let hoa: IpAddr = "2001:db8::10".parse().unwrap();
+        let ha: IpAddr = "2001:db8::1".parse().unwrap();
+        let ts = |a: IpAddr, ports: (u16, u16)| TrafficSelector {
+            ts_type: TS_IPV6_ADDR_RANGE,
+            ip_protocol: IPPROTO_MH,
+            start_port: ports.0,
+            end_port: ports.1,
+            start_addr: a,
+            end_addr: a,
+        };
+        // The type named on the destination side still ends up in sport.
+        let sel = to_kernel(&ts(hoa, (0, 0xffff)), &ts(ha, type_to_ports(5))).unwrap();
+        assert_eq!((sel.sport, sel.dport), ((5, 0xffff), (0, 0)));
+        assert_eq!((sel.src_prefix, sel.dst_prefix), (128, 128));
+        // And back: an ACQUIRE's selector side becomes the IKEv2 TS for type 5.
+        let back = from_kernel_side(hoa, 128, IPPROTO_MH, sel.sport);
+        assert_eq!((back.start_port, back.end_port), (0x0500, 0x05ff));
+        assert_eq!(back.start_addr, hoa);
+        let any = from_kernel_side(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, 0, (0, 0));
+        assert_eq!(any.end_addr, IpAddr::V6(Ipv6Addr::from(u128::MAX)));
     }
 }

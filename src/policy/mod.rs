@@ -72,7 +72,7 @@ pub struct Listen {
 pub enum KernelBackend {
     /// SAs kept in the daemon's memory (tests, demos): nothing reaches the kernel.
     Memory,
-    /// Linux XFRM (not implemented yet; `load` refuses it).
+    /// Linux XFRM (NETLINK_XFRM): real ESP SAs.
     Xfrm,
 }
 
@@ -81,7 +81,8 @@ pub enum KernelBackend {
 pub enum PolicyMode {
     /// mip6d installs them (`IPsecPolicy ... UseESP <to_ha> <to_mn>`); we install SAs only.
     Mip6d,
-    /// We install them ourselves (not implemented yet; `load` refuses it).
+    /// We install them ourselves (IN/OUT, FWD for tunnels on the home agent), with mip6d's
+    /// priorities and per-direction reqids, and remove them with the SAs.
     Daemon,
 }
 
@@ -89,6 +90,9 @@ pub enum PolicyMode {
 pub struct KernelSettings {
     pub backend: KernelBackend,
     pub policies: PolicyMode,
+    /// Inclusive reqid range whose SAs (and, in daemon mode, policies) are ours: start-up
+    /// removes those left by a previous run. Default: the smallest to the largest class reqid.
+    pub owned_reqids: (u32, u32),
 }
 
 /// What a mobile node negotiates at start.
@@ -184,7 +188,7 @@ impl LoadedConfig {
         );
         let _ = writeln!(
             s,
-            "kernel:     {} backend, policies by {}",
+            "kernel:     {} backend, policies by {}, owned reqids {}-{}",
             match self.kernel.backend {
                 KernelBackend::Memory => "memory",
                 KernelBackend::Xfrm => "xfrm",
@@ -192,7 +196,9 @@ impl LoadedConfig {
             match self.kernel.policies {
                 PolicyMode::Mip6d => "mip6d",
                 PolicyMode::Daemon => "the daemon",
-            }
+            },
+            self.kernel.owned_reqids.0,
+            self.kernel.owned_reqids.1
         );
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
@@ -328,7 +334,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     }
 
     let listen = listen(&doc, &file.listen)?;
-    let kernel = kernel(&doc, &file.kernel)?;
+    let reqids = reqids(&doc, &file.reqids)?;
+    let kernel = kernel(&doc, &file.kernel, &reqids)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
             return Err(doc.at(
@@ -363,7 +370,6 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     )?
     .unwrap_or(default_esp);
     let timers = timers(&doc, &file.timers)?;
-    let reqids = reqids(&doc, &file.reqids)?;
     let (cookie_threshold, max_half_open) = limits(&doc, &file.limits)?;
 
     // Users and the role's own section before the key material, so that structural mistakes
@@ -567,32 +573,55 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
     })
 }
 
-fn kernel(doc: &Doc, k: &KernelSection) -> Result<KernelSettings, ConfigError> {
-    let backend = match &k.backend {
-        None => KernelBackend::Memory,
-        Some(b) => match b.get_ref() {
-            BackendName::Memory => KernelBackend::Memory,
-            BackendName::Xfrm => {
+fn kernel(
+    doc: &Doc,
+    k: &KernelSection,
+    reqids: &HashMap<SaClass, ClassReqids>,
+) -> Result<KernelSettings, ConfigError> {
+    let backend = match k.backend.as_ref().map(|b| *b.get_ref()) {
+        None | Some(BackendName::Memory) => KernelBackend::Memory,
+        Some(BackendName::Xfrm) => KernelBackend::Xfrm,
+    };
+    let policies = match k.policies.as_ref().map(|p| *p.get_ref()) {
+        None | Some(PoliciesName::Mip6d) => PolicyMode::Mip6d,
+        Some(PoliciesName::Daemon) => PolicyMode::Daemon,
+    };
+    let class_ids: Vec<u32> = reqids.values().flat_map(|r| [r.to_ha, r.to_mn]).collect();
+    let owned_reqids = match &k.owned_reqids {
+        None => (
+            class_ids.iter().copied().min().unwrap_or(1),
+            class_ids.iter().copied().max().unwrap_or(8),
+        ),
+        Some(r) => {
+            let [first, last] = *r.get_ref();
+            if first == 0 || first > last {
                 return Err(doc.at(
-                    b.span(),
-                    "backend = \"xfrm\" is not implemented yet; write backend = \"memory\" (SAs stay in the daemon, for tests and demos)",
+                    r.span(),
+                    format!(
+                        "owned_reqids = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+                    ),
                 ));
             }
-        },
-    };
-    let policies = match &k.policies {
-        None => PolicyMode::Mip6d,
-        Some(p) => match p.get_ref() {
-            PoliciesName::Mip6d => PolicyMode::Mip6d,
-            PoliciesName::Daemon => {
+            if let Some(id) = class_ids
+                .iter()
+                .filter(|id| !(first..=last).contains(*id))
+                .min()
+            {
                 return Err(doc.at(
-                    p.span(),
-                    "policies = \"daemon\" is not implemented yet; write policies = \"mip6d\" and let mip6d install its IPsecPolicy entries",
+                    r.span(),
+                    format!(
+                        "owned_reqids = [{first}, {last}] leaves out reqid {id} of [reqids]; widen the range to cover every class"
+                    ),
                 ));
             }
-        },
+            (first, last)
+        }
     };
-    Ok(KernelSettings { backend, policies })
+    Ok(KernelSettings {
+        backend,
+        policies,
+        owned_reqids,
+    })
 }
 
 /// The built-in proposals, used when `[proposals]` leaves `ike` or `esp` out (and by the demo).

@@ -141,6 +141,8 @@ pub struct KernelSection {
     pub backend: Option<S<BackendName>>,
     pub policies: Option<S<PoliciesName>>,
     pub replay_window: Option<S<u32>>,
+    /// `[first, last]`: reqids that mark SAs (and daemon-installed policies) as ours.
+    pub owned_reqids: Option<S<[u32; 2]>>,
 }
 
 /// One file in the users directory.

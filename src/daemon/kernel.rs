@@ -1,0 +1,281 @@
+//! Kernel glue of the daemon: building the configured backend, reading the XFRM listener on a
+//! thread of its own, and the mobile node's answer to ACQUIREs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{DaemonError, MemoryKernel};
+use crate::ike::{Command, Event, IkeId, IkeSaInfo};
+use crate::kernel::xfrm::listen::Listener;
+use crate::kernel::xfrm::{Policies, XfrmConfig, XfrmKernel};
+use crate::kernel::{Kernel, KernelEvent};
+use crate::mobility::SaClass;
+use crate::policy::{KernelBackend, LoadedConfig, PolicyMode, Role};
+
+/// Kernel events waiting for the engine; a burst beyond this is dropped (and logged).
+const EVENT_QUEUE: usize = 256;
+/// How often the listener thread looks at its stop flag.
+const LISTENER_POLL: Duration = Duration::from_millis(200);
+
+/// The kernel backend the configuration asks for. Sockets open here, in the caller's network
+/// namespace; the XFRM backend removes SAs a previous run left behind before returning.
+pub fn make_kernel(cfg: &LoadedConfig) -> Result<Box<dyn Kernel>, DaemonError> {
+    match cfg.kernel.backend {
+        KernelBackend::Memory => Ok(Box::new(MemoryKernel::new())),
+        KernelBackend::Xfrm => {
+            let x = XfrmConfig {
+                policies: match cfg.kernel.policies {
+                    PolicyMode::Mip6d => Policies::Mip6d,
+                    PolicyMode::Daemon => Policies::Daemon,
+                },
+                owned_reqids: cfg.kernel.owned_reqids,
+                forward_tunnels: cfg.role == Role::HomeAgent,
+            };
+            let k = XfrmKernel::new(x).map_err(|e| {
+                DaemonError::Kernel(format!(
+                    "{e} (the XFRM backend needs root or CAP_NET_ADMIN and a kernel with XFRM_USER)"
+                ))
+            })?;
+            Ok(Box::new(k))
+        }
+    }
+}
+
+/// The XFRM listener's thread and the channel it feeds. Dropping it stops the thread.
+pub struct KernelEvents {
+    pub rx: mpsc::Receiver<KernelEvent>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for KernelEvents {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens the listener (in the caller's network namespace) and starts its reader thread.
+pub fn spawn_listener() -> Result<KernelEvents, DaemonError> {
+    let mut listener = Listener::open(LISTENER_POLL)
+        .map_err(|e| DaemonError::Kernel(format!("XFRM listener: {e}")))?;
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("xfrm-listener".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let evs = match listener.recv() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        warn!("XFRM listener stopped: {e}");
+                        return;
+                    }
+                };
+                for ev in evs {
+                    debug!(?ev, "kernel event");
+                    match tx.try_send(ev) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            warn!("engine busy: kernel event dropped")
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+            }
+        })
+        .map_err(|e| DaemonError::Kernel(format!("listener thread: {e}")))?;
+    Ok(KernelEvents {
+        rx,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// What the mobile node does with an ACQUIRE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireAction {
+    /// Not a reqid of ours, or negotiation already under way: nothing.
+    Ignore(&'static str),
+    /// No IKE SA: bring it up (with every configured class).
+    Initiate,
+    /// IKE SA up, this class missing.
+    CreateChild { ike: IkeId, class: SaClass },
+}
+
+/// Remembers CREATE_CHILD_SA requests started for ACQUIREs so that the kernel's repeated
+/// ACQUIREs (one per packet until the larval state exists) start nothing more.
+#[derive(Debug, Default)]
+pub struct AcquireState {
+    requested: HashSet<(IkeId, SaClass)>,
+}
+
+impl AcquireState {
+    /// Decides on an ACQUIRE for outbound `reqid`, given the configured classes with their
+    /// outbound reqids, whether we are already initiating, and the engine's IKE SAs.
+    pub fn decide(
+        &mut self,
+        reqid: u32,
+        classes: &[(SaClass, u32)],
+        initiating: Option<IkeId>,
+        sas: &[IkeSaInfo],
+    ) -> AcquireAction {
+        let Some(&(class, _)) = classes.iter().find(|(_, r)| *r == reqid) else {
+            return AcquireAction::Ignore("reqid of no configured class");
+        };
+        let up = sas
+            .iter()
+            .find(|s| s.initiator && s.state == "established" && Some(s.id) == initiating)
+            .or_else(|| sas.iter().find(|s| s.initiator && s.state == "established"));
+        let Some(ike) = up else {
+            // `initiating` may name an attempt that already failed: only a live initiator SA
+            // counts as negotiation under way.
+            let _ = initiating;
+            return if sas.iter().any(|s| s.initiator) {
+                AcquireAction::Ignore("IKE SA negotiation under way")
+            } else {
+                AcquireAction::Initiate
+            };
+        };
+        if ike.children.iter().any(|c| c.class == Some(class)) {
+            return AcquireAction::Ignore("CHILD_SA exists");
+        }
+        if !self.requested.insert((ike.id, class)) {
+            return AcquireAction::Ignore("CHILD_SA negotiation under way");
+        }
+        AcquireAction::CreateChild { ike: ike.id, class }
+    }
+
+    /// Forgets requests that ended (up, failed, or the IKE SA went).
+    pub fn on_event(&mut self, ev: &Event) {
+        match ev {
+            Event::ChildUp(c) => {
+                if let Some(class) = c.class {
+                    self.requested.remove(&(c.ike, class));
+                }
+            }
+            Event::ExchangeFailed { ike, .. } | Event::IkeDown { ike, .. } => {
+                self.requested.retain(|(i, _)| i != ike);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Logs what an ACQUIRE led to.
+pub fn log_acquire(reqid: u32, action: &AcquireAction) {
+    match action {
+        AcquireAction::Ignore(why) => debug!(reqid, "ACQUIRE ignored: {why}"),
+        AcquireAction::Initiate => info!(reqid, "ACQUIRE: initiating the IKE SA"),
+        AcquireAction::CreateChild { ike, class } => {
+            info!(reqid, %ike, class = class.name(), "ACQUIRE: creating the CHILD_SA")
+        }
+    }
+}
+
+/// The command for a CreateChild action.
+pub fn create_child(ike: IkeId, class: SaClass) -> Command {
+    Command::CreateChild { ike, class }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::ChildInfo;
+    use crate::kernel::Mode;
+
+    fn sa(id: u64, state: &'static str, classes: &[SaClass]) -> IkeSaInfo {
+        let addr = "[2001:db8::1]:500".parse().unwrap();
+        IkeSaInfo {
+            id: IkeId(id),
+            initiator: true,
+            state,
+            local: addr,
+            remote: addr,
+            spi_i: id,
+            spi_r: 1,
+            peer: None,
+            transforms: String::new(),
+            home_address: None,
+            peer_auth_method: 0,
+            children: classes
+                .iter()
+                .map(|c| ChildInfo {
+                    ike: IkeId(id),
+                    class: Some(*c),
+                    mode: Mode::Transport,
+                    spi_in: 0x100,
+                    spi_out: 0x200,
+                    reqid_in: 2,
+                    reqid_out: 1,
+                    local: addr.ip(),
+                    remote: addr.ip(),
+                    ts_local: vec![],
+                    ts_remote: vec![],
+                    transforms: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    const CLASSES: &[(SaClass, u32)] = &[(SaClass::BuBa, 1), (SaClass::Payload, 3)];
+
+    #[test]
+    fn acquire_decisions() {
+        let mut st = AcquireState::default();
+        // Not one of our outbound reqids (2 is the inbound BU/BA reqid of the MN).
+        assert!(matches!(
+            st.decide(2, CLASSES, None, &[]),
+            AcquireAction::Ignore(_)
+        ));
+        // No IKE SA at all, or only a stale id: initiate.
+        assert_eq!(st.decide(1, CLASSES, None, &[]), AcquireAction::Initiate);
+        assert_eq!(
+            st.decide(1, CLASSES, Some(IkeId(9)), &[]),
+            AcquireAction::Initiate
+        );
+        // IKE SA negotiating: nothing more.
+        let negotiating = [sa(7, "IKE_AUTH sent", &[])];
+        assert!(matches!(
+            st.decide(1, CLASSES, Some(IkeId(7)), &negotiating),
+            AcquireAction::Ignore(_)
+        ));
+        // IKE SA up with BU/BA: the payload class is created once, BU/BA not again.
+        let up = [sa(7, "established", &[SaClass::BuBa])];
+        assert!(matches!(
+            st.decide(1, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::Ignore("CHILD_SA exists")
+        ));
+        assert_eq!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::CreateChild {
+                ike: IkeId(7),
+                class: SaClass::Payload
+            }
+        );
+        assert!(matches!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::Ignore("CHILD_SA negotiation under way")
+        ));
+        // After a failed exchange the next ACQUIRE may try again.
+        st.on_event(&Event::ExchangeFailed {
+            ike: IkeId(7),
+            exchange: "CREATE_CHILD_SA",
+            notify: None,
+            reason: String::new(),
+        });
+        assert!(matches!(
+            st.decide(3, CLASSES, Some(IkeId(7)), &up),
+            AcquireAction::CreateChild { .. }
+        ));
+    }
+}

@@ -1,0 +1,570 @@
+//! The Linux XFRM backend: ESP SAs (and optionally policies) through NETLINK_XFRM.
+//!
+//! - `msg`: building requests and validating/parsing what the kernel sends;
+//! - `listen`: the multicast listener (ACQUIRE, EXPIRE, MIGRATE) producing [`KernelEvent`]s;
+//! - this file: the request/answer socket, [`XfrmKernel`] (the [`Kernel`] implementation) and
+//!   [`XfrmSpiAllocator`] (ALLOCSPI for the engine's inbound SPIs).
+//!
+//! Ownership: our SAs (and, with `policies = "daemon"`, our policies) are those whose reqid lies
+//! in the configured range. The kernel cannot mark SAs for us without changing which packets
+//! they match (an SA mark must equal the policy's), so the reqid range is the only label.
+//! Construction removes what a previous run left behind; dropping removes what this run made.
+
+pub mod listen;
+pub mod msg;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
+use tracing::{debug, info, warn};
+
+use super::{Direction, Kernel, KernelOp, Mode, SaSpec, SpiAllocator, SpiRequest};
+use crate::wire::consts::IPPROTO_MH;
+use msg::{MsgError, NlMsg, PolicyKey, PolicySpec, Request};
+
+/// Longest wait for the kernel's answer to one request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Receive buffer: a dump datagram is at most a page or two; 64 KiB is the netlink maximum.
+const RECV_BUF: usize = 65_536;
+/// recv flag: report the real datagram size so truncation is seen (linux/socket.h).
+const MSG_TRUNC: i32 = 0x20;
+const ESRCH: i32 = 3;
+const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
+
+/// Who installs the IPsec policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policies {
+    /// mip6d (`IPsecPolicy ... UseESP`); we install SAs only and never touch policies.
+    Mip6d,
+    /// We install IN/OUT (and FWD for tunnels when forwarding) policies with each SA pair.
+    Daemon,
+}
+
+/// Settings of the XFRM backend (from `[kernel]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XfrmConfig {
+    pub policies: Policies,
+    /// Inclusive reqid range that marks SAs and policies as ours (start-up cleanup).
+    pub owned_reqids: (u32, u32),
+    /// Home agent: tunnel-mode inbound SAs also get a FWD policy (traffic to the MN is
+    /// forwarded, not delivered locally).
+    pub forward_tunnels: bool,
+}
+
+/// A netlink failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NlError {
+    #[error("kernel refused: {text}", text = errno_text(*.0))]
+    Errno(i32),
+    #[error("netlink socket: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Bad(#[from] MsgError),
+    #[error("no answer from the kernel")]
+    Timeout,
+}
+
+fn errno_text(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+impl NlError {
+    fn io(e: std::io::Error) -> NlError {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => NlError::Timeout,
+            _ => NlError::Io(e.to_string()),
+        }
+    }
+}
+
+/// A NETLINK_XFRM socket for requests and their answers (no multicast groups).
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    pub fn open() -> Result<Netlink, NlError> {
+        let mut sock = Socket::new(NETLINK_XFRM).map_err(NlError::io)?;
+        sock.bind_auto().map_err(NlError::io)?;
+        let tv = nix::sys::time::TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0);
+        nix::sys::socket::setsockopt(
+            &sock.as_fd(),
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &tv,
+        )
+        .map_err(|e| NlError::Io(e.to_string()))?;
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    fn send(&mut self, req: Request) -> Result<u32, NlError> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let bytes = req.finish(self.seq);
+        let kernel = SocketAddr::new(0, 0);
+        self.sock.send_to(&bytes, &kernel, 0).map_err(NlError::io)?;
+        Ok(self.seq)
+    }
+
+    /// Receives one datagram from the kernel into `self.buf`; returns its length.
+    fn recv(&mut self) -> Result<usize, NlError> {
+        loop {
+            let mut slice: &mut [u8] = &mut self.buf[..];
+            let (n, from) = self
+                .sock
+                .recv_from(&mut slice, MSG_TRUNC)
+                .map_err(NlError::io)?;
+            if from.port_number() != 0 {
+                debug!(
+                    pid = from.port_number(),
+                    "netlink datagram not from the kernel ignored"
+                );
+                continue;
+            }
+            if n > RECV_BUF {
+                return Err(MsgError("truncated netlink datagram").into());
+            }
+            return Ok(n);
+        }
+    }
+
+    /// Sends a request and waits for its answers; `each` sees every message of our sequence
+    /// number until it returns true (done) or the kernel reports an error.
+    fn exchange(
+        &mut self,
+        req: Request,
+        mut each: impl FnMut(&NlMsg<'_>) -> Result<bool, NlError>,
+    ) -> Result<(), NlError> {
+        let seq = self.send(req)?;
+        loop {
+            let n = self.recv()?;
+            let data = self.buf.get(..n).unwrap_or(&[]);
+            for m in msg::split(data)? {
+                if m.seq != seq {
+                    // An answer to an earlier request that timed out.
+                    continue;
+                }
+                if m.msg_type == msg::NLMSG_ERROR {
+                    let code = msg::error_code(&m)?;
+                    return if code == 0 {
+                        Ok(())
+                    } else {
+                        Err(NlError::Errno(code))
+                    };
+                }
+                if each(&m)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// A request answered by an acknowledgement.
+    pub fn ack(&mut self, req: Request) -> Result<(), NlError> {
+        self.exchange(req, |_| Ok(false))
+    }
+
+    /// XFRM_MSG_ALLOCSPI: the SPI of a new larval SA src -> dst.
+    pub fn allocspi(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        reqid: u32,
+        seq: u32,
+    ) -> Result<u32, NlError> {
+        let req = msg::allocspi_request(src, dst, reqid, seq, Mode::Transport);
+        let mut spi = None;
+        self.exchange(req, |m| {
+            if m.msg_type == msg::XFRM_MSG_NEWSA {
+                spi = Some(msg::parse_sa(m.payload)?.id.spi);
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        spi.ok_or(NlError::Timeout)
+    }
+
+    /// A dump: the payloads of every answer of type `answer_type`.
+    pub fn dump(&mut self, req_type: u16, answer_type: u16) -> Result<Vec<Vec<u8>>, NlError> {
+        let mut out = Vec::new();
+        self.exchange(msg::dump_request(req_type), |m| {
+            if m.msg_type == msg::NLMSG_DONE {
+                return Ok(true);
+            }
+            if m.msg_type == answer_type {
+                out.push(m.payload.to_vec());
+            }
+            Ok(false)
+        })?;
+        Ok(out)
+    }
+}
+
+/// State shared by the backend and its SPI allocator.
+struct Shared {
+    nl: Netlink,
+    /// (dst, SPI) of larval SAs from ALLOCSPI not yet completed by UPDSA.
+    allocated: HashSet<(IpAddr, u32)>,
+}
+
+fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The XFRM [`Kernel`].
+pub struct XfrmKernel {
+    cfg: XfrmConfig,
+    shared: Arc<Mutex<Shared>>,
+    /// What we installed, keys included (zeroized on drop): a K-bit move re-adds SAs.
+    sas: HashMap<(IpAddr, u32), SaSpec>,
+    /// Our policies and how many installed SAs need each.
+    policies: HashMap<PolicyKey, (PolicySpec, u32)>,
+}
+
+/// What start-up cleanup removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub sas: usize,
+    pub policies: usize,
+}
+
+impl XfrmKernel {
+    /// Opens the socket and removes what a previous run left behind.
+    pub fn new(cfg: XfrmConfig) -> Result<XfrmKernel, NlError> {
+        let nl = Netlink::open()?;
+        let mut k = XfrmKernel {
+            cfg,
+            shared: Arc::new(Mutex::new(Shared {
+                nl,
+                allocated: HashSet::new(),
+            })),
+            sas: HashMap::new(),
+            policies: HashMap::new(),
+        };
+        let c = k.cleanup()?;
+        if c != Cleanup::default() {
+            info!(
+                sas = c.sas,
+                policies = c.policies,
+                "removed SAs/policies left by a previous run"
+            );
+        }
+        Ok(k)
+    }
+
+    fn owned(&self, reqid: u32) -> bool {
+        (self.cfg.owned_reqids.0..=self.cfg.owned_reqids.1).contains(&reqid)
+    }
+
+    /// Deletes every ESP SA with an owned reqid and, in daemon mode, every policy whose
+    /// templates all carry owned reqids (larval ALLOCSPI states included).
+    pub fn cleanup(&mut self) -> Result<Cleanup, NlError> {
+        let mut done = Cleanup::default();
+        let mut sh = lock(&self.shared);
+        for p in sh.nl.dump(msg::XFRM_MSG_GETSA, msg::XFRM_MSG_NEWSA)? {
+            let Ok(sa) = msg::parse_sa(&p) else { continue };
+            if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) {
+                continue;
+            }
+            let Ok(dst) = addr(&sa.id.daddr, sa.family) else {
+                continue;
+            };
+            match sh.nl.ack(msg::delsa_request(dst, sa.id.spi)) {
+                Ok(()) | Err(NlError::Errno(ESRCH)) => done.sas += 1,
+                Err(e) => {
+                    warn!(%dst, spi = format_args!("{:08x}", sa.id.spi), "cannot remove a stale SA: {e}")
+                }
+            }
+        }
+        if self.cfg.policies == Policies::Daemon {
+            for p in sh
+                .nl
+                .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)?
+            {
+                let Ok((info, reqids)) = msg::parse_policy(&p) else {
+                    continue;
+                };
+                if reqids.is_empty() || !reqids.iter().all(|r| self.owned(*r)) {
+                    continue;
+                }
+                let Ok(selector) = msg::from_xselector(&info.selector) else {
+                    continue;
+                };
+                let key = PolicyKey {
+                    selector,
+                    dir: info.direction,
+                };
+                match sh.nl.ack(msg::delpolicy_request(&key)) {
+                    Ok(()) | Err(NlError::Errno(ENOENT)) => done.policies += 1,
+                    Err(e) => warn!(?key, "cannot remove a stale policy: {e}"),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// The policies an SA needs in daemon mode, with mip6d's priorities (lower wins):
+    /// MH transport 2, other transport (ICMPv6 MPS/MPA) 5, MH tunnel (HoTI/HoT) 10, payload 13.
+    fn policies_for(&self, s: &SaSpec) -> Vec<PolicySpec> {
+        if self.cfg.policies != Policies::Daemon {
+            return Vec::new();
+        }
+        let sel = &s.selector;
+        if s.mode == Mode::Transport && sel.src_prefix == 0 && sel.dst_prefix == 0 {
+            // A selector the engine could not express: never install a catch-all policy.
+            warn!(
+                spi = format_args!("{:08x}", s.spi),
+                "no policy for an SA without selector"
+            );
+            return Vec::new();
+        }
+        let priority = match (s.mode, sel.proto) {
+            (Mode::Transport, IPPROTO_MH) => 2,
+            (Mode::Transport, _) => 5,
+            (Mode::Tunnel, IPPROTO_MH) => 10,
+            (Mode::Tunnel, _) => 13,
+        };
+        let (tmpl_src, tmpl_dst) = match s.mode {
+            Mode::Tunnel => (Some(s.src), Some(s.dst)),
+            Mode::Transport => (None, None),
+        };
+        let mut dirs = vec![msg::policy_dir(s.direction)];
+        if s.direction == Direction::In && s.mode == Mode::Tunnel && self.cfg.forward_tunnels {
+            dirs.push(msg::XFRM_POLICY_FWD);
+        }
+        dirs.into_iter()
+            .map(|dir| PolicySpec {
+                key: PolicyKey {
+                    selector: sel.clone(),
+                    dir,
+                },
+                priority,
+                mode: s.mode,
+                reqid: s.reqid,
+                tmpl_src,
+                tmpl_dst,
+            })
+            .collect()
+    }
+
+    /// Installs (daemon mode) the policies SA `s` needs, counting one more user of each.
+    /// `AddSa` does this after the SA is in; public because hosts without ESP (tests) can
+    /// exercise the policy half alone.
+    pub fn add_policies(&mut self, s: &SaSpec) -> Result<(), String> {
+        self.install_policies(s, true)
+    }
+
+    /// Drops SA `s`'s use of its policies; a policy goes when its last user does.
+    pub fn remove_policies(&mut self, s: &SaSpec) {
+        self.release_policies(s)
+    }
+
+    fn install_policies(&mut self, s: &SaSpec, count: bool) -> Result<(), String> {
+        for p in self.policies_for(s) {
+            lock(&self.shared)
+                .nl
+                .ack(msg::policy_request(&p))
+                .map_err(|e| format!("policy {:?}: {e}", p.key))?;
+            let e = self
+                .policies
+                .entry(p.key.clone())
+                .or_insert_with(|| (p.clone(), 0));
+            e.0 = p;
+            if count {
+                e.1 += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn release_policies(&mut self, s: &SaSpec) {
+        for p in self.policies_for(s) {
+            let Some(e) = self.policies.get_mut(&p.key) else {
+                continue;
+            };
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                self.policies.remove(&p.key);
+                match lock(&self.shared).nl.ack(msg::delpolicy_request(&p.key)) {
+                    Ok(()) | Err(NlError::Errno(ENOENT)) => {}
+                    Err(e) => warn!(key = ?p.key, "cannot remove policy: {e}"),
+                }
+            }
+        }
+    }
+
+    fn add_sa(&mut self, spec: &SaSpec) -> Result<(), String> {
+        let key = (spec.dst, spec.spi);
+        if self.sas.contains_key(&key) {
+            return Err(format!("SA {:08x} to {} exists", spec.spi, spec.dst));
+        }
+        {
+            let mut sh = lock(&self.shared);
+            // Stays reserved (and removed at shutdown) until the SA is in.
+            let update = sh.allocated.contains(&key);
+            // An SPI reserved for another destination (the address was not known yet): its
+            // larval state goes, the SA is created afresh.
+            let stray: Vec<(IpAddr, u32)> = sh
+                .allocated
+                .iter()
+                .filter(|(dst, spi)| *spi == spec.spi && *dst != spec.dst)
+                .copied()
+                .collect();
+            for (dst, spi) in stray {
+                sh.allocated.remove(&(dst, spi));
+                let _ = sh.nl.ack(msg::delsa_request(dst, spi));
+            }
+            let r = sh.nl.ack(msg::sa_request(spec, update)?);
+            match r {
+                Ok(()) => {}
+                // The larval state expired meanwhile (30 s): create the SA instead.
+                Err(NlError::Errno(ESRCH)) if update => sh
+                    .nl
+                    .ack(msg::sa_request(spec, false)?)
+                    .map_err(|e| e.to_string())?,
+                Err(NlError::Errno(EEXIST)) if !update => sh
+                    .nl
+                    .ack(msg::sa_request(spec, true)?)
+                    .map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            }
+            sh.allocated.remove(&key);
+        }
+        self.sas.insert(key, spec.clone());
+        if let Err(e) = self.install_policies(spec, true) {
+            warn!("{e}");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn del_sa(&mut self, dst: IpAddr, spi: u32) -> Result<(), String> {
+        let r = lock(&self.shared).nl.ack(msg::delsa_request(dst, spi));
+        if let Some(spec) = self.sas.remove(&(dst, spi)) {
+            self.release_policies(&spec);
+        }
+        match r {
+            // Gone already (hard expiry removes SAs in the kernel first).
+            Ok(()) | Err(NlError::Errno(ESRCH)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The kernel cannot change an SA's destination in place: delete it and add it again with
+    /// the same keys and SPI (what strongSwan does on MOBIKE/K-bit moves).
+    fn move_sa(
+        &mut self,
+        old_dst: IpAddr,
+        spi: u32,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(), String> {
+        let old = self
+            .sas
+            .get(&(old_dst, spi))
+            .cloned()
+            .ok_or_else(|| format!("no SA {spi:08x} to {old_dst}"))?;
+        let mut new = old.clone();
+        new.src = src;
+        new.dst = dst;
+        {
+            let mut sh = lock(&self.shared);
+            match sh.nl.ack(msg::delsa_request(old_dst, spi)) {
+                Ok(()) | Err(NlError::Errno(ESRCH)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            sh.nl
+                .ack(msg::sa_request(&new, false)?)
+                .map_err(|e| format!("re-adding SA {spi:08x} to {dst}: {e}"))?;
+        }
+        self.sas.remove(&(old_dst, spi));
+        self.sas.insert((dst, spi), new.clone());
+        // Same selectors, new tunnel endpoints in the templates.
+        self.install_policies(&new, false)
+    }
+
+    /// Removes every SA, reserved SPI and policy this backend installed (shutdown).
+    pub fn remove_all(&mut self) {
+        let keys: Vec<(IpAddr, u32)> = self.sas.keys().copied().collect();
+        for (dst, spi) in keys {
+            if let Err(e) = self.del_sa(dst, spi) {
+                warn!(%dst, spi = format_args!("{spi:08x}"), "shutdown: {e}");
+            }
+        }
+        let larval: Vec<(IpAddr, u32)> = lock(&self.shared).allocated.drain().collect();
+        for (dst, spi) in larval {
+            let _ = lock(&self.shared).nl.ack(msg::delsa_request(dst, spi));
+        }
+        let left: Vec<PolicyKey> = self.policies.keys().cloned().collect();
+        for k in left {
+            self.policies.remove(&k);
+            let _ = lock(&self.shared).nl.ack(msg::delpolicy_request(&k));
+        }
+    }
+}
+
+fn addr(a: &netlink_packet_xfrm::Address, family: u16) -> Result<IpAddr, MsgError> {
+    match family {
+        msg::AF_INET6 => Ok(IpAddr::V6(a.to_ipv6())),
+        msg::AF_INET => Ok(IpAddr::V4(a.to_ipv4())),
+        _ => Err(MsgError("unknown address family")),
+    }
+}
+
+impl Drop for XfrmKernel {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
+impl Kernel for XfrmKernel {
+    fn apply(&mut self, op: &KernelOp) -> Result<(), String> {
+        match op {
+            KernelOp::AddSa(spec) => self.add_sa(spec),
+            KernelOp::DelSa { dst, spi } => self.del_sa(*dst, *spi),
+            KernelOp::UpdateSaAddrs {
+                old_dst,
+                spi,
+                src,
+                dst,
+            } => self.move_sa(*old_dst, *spi, *src, *dst),
+        }
+    }
+
+    fn installed(&self) -> Vec<(IpAddr, u32)> {
+        self.sas.keys().copied().collect()
+    }
+
+    fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
+        Some(Box::new(XfrmSpiAllocator {
+            shared: self.shared.clone(),
+        }))
+    }
+}
+
+/// Inbound SPIs from the kernel (XFRM_MSG_ALLOCSPI), so that they never collide with SAs of
+/// other key managers on the host.
+pub struct XfrmSpiAllocator {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl SpiAllocator for XfrmSpiAllocator {
+    fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
+        let mut sh = lock(&self.shared);
+        let spi = sh
+            .nl
+            .allocspi(req.src, req.dst, req.reqid, req.acquire_seq.unwrap_or(0))
+            .map_err(|e| format!("ALLOCSPI {} -> {}: {e}", req.src, req.dst))?;
+        sh.allocated.insert((req.dst, spi));
+        Ok(spi)
+    }
+}

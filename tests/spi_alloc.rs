@@ -1,0 +1,125 @@
+//! The engine with an SPI allocator (what the XFRM backend plugs in): it asks for each inbound
+//! SPI with the inbound SA's endpoints and reqid, uses the answer, and refuses a CHILD_SA
+//! cleanly when the allocator fails.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use mip6_ike::ike::{Event, HomeAddress};
+use mip6_ike::kernel::{SpiAllocator, SpiRequest};
+use mip6_ike::mobility::SaClass;
+
+/// Hands out 0x5000_0000, 0x5000_0001, ... and records the requests; fails when `fail`.
+#[derive(Clone, Default)]
+struct Recorder {
+    log: Arc<Mutex<Vec<(SpiRequest, u32)>>>,
+    base: u32,
+    fail: bool,
+}
+
+impl SpiAllocator for Recorder {
+    fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
+        if self.fail {
+            return Err("ALLOCSPI: no buffer space (test)".into());
+        }
+        let mut log = self.log.lock().unwrap();
+        let spi = self.base + log.len() as u32;
+        log.push((req.clone(), spi));
+        Ok(spi)
+    }
+}
+
+fn lab() -> Lab {
+    Lab::new(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP))
+}
+
+#[test]
+fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
+    let mut l = lab();
+    let mn = Recorder {
+        base: 0x5000_0000,
+        ..Default::default()
+    };
+    let ha = Recorder {
+        base: 0x6000_0000,
+        ..Default::default()
+    };
+    l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
+    l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    l.initiate(
+        HomeAddress::Static(HOA1),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l.establish(2));
+    let (hoa, ha_ip, coa) = (IpAddr::V6(HOA1), IpAddr::V6(HA_IP), l.mn.addr.ip());
+    let reqs = |r: &Recorder| -> Vec<(IpAddr, IpAddr, u32)> {
+        r.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(q, _)| (q.src, q.dst, q.reqid))
+            .collect()
+    };
+    // MN inbound: BU/BA transport HA -> HoA with reqid 2 (to_mn), payload tunnel HA -> CoA
+    // with reqid 4; the HA the other way round with reqids 1 and 3.
+    assert_eq!(reqs(&mn), vec![(ha_ip, hoa, 2), (ha_ip, coa, 4)]);
+    assert_eq!(reqs(&ha), vec![(hoa, ha_ip, 1), (coa, ha_ip, 3)]);
+    // And the CHILD_SAs use exactly those SPIs.
+    for (side, base) in [(&l.mn, 0x5000_0000u32), (&l.ha, 0x6000_0000)] {
+        let mut spis: Vec<u32> = side.ep.list()[0]
+            .children
+            .iter()
+            .map(|c| c.spi_in)
+            .collect();
+        spis.sort();
+        assert_eq!(spis, vec![base, base + 1]);
+    }
+    assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
+}
+
+#[test]
+fn a_failing_allocator_on_the_responder_refuses_the_child_sa() {
+    let mut l = lab();
+    l.ha.ep.set_spi_allocator(Box::new(Recorder {
+        fail: true,
+        ..Default::default()
+    }));
+    l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
+    assert!(l.run(|l| l.mn.ike_up(), |_, _, _| true));
+    l.run_now();
+    // The IKE SA stands, no CHILD_SA on either side, nothing in either kernel.
+    assert!(l.ha.ike_up());
+    assert_eq!((l.mn.child_ups(), l.ha.child_ups()), (0, 0));
+    assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
+}
+
+#[test]
+fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
+    let mut l = lab();
+    l.mn.ep.set_spi_allocator(Box::new(Recorder {
+        fail: true,
+        ..Default::default()
+    }));
+    l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
+    l.run_now();
+    let down = l.mn.events.iter().find_map(|e| match e {
+        Event::ExchangeFailed {
+            exchange: "IKE_AUTH",
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(
+        down.as_deref()
+            .is_some_and(|r| r.contains("no inbound SPI")),
+        "events: {:?}",
+        l.mn.events
+    );
+    assert!(!l.mn.ike_up());
+    assert!(l.mn.ep.list().is_empty(), "the attempt is gone");
+    assert!(l.mn.kernel.is_empty());
+}
