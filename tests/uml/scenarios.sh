@@ -120,16 +120,43 @@ sc_restart() {
   done
   [[ -z $left ]] || WHY+="stale SAs still in the HA's kernel 5 s after the restart: $left; "
   lab_sas ha | grep -q "$foreign" || WHY+="the foreign SA $foreign (reqid 999) was removed; "
+  ip -n ha xfrm state delete src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi $foreign 2>/dev/null
   # the MN notices the dead IKE SA (liveness) and initiates again
-  if lab_wait_sas ha 5 60 && lab_wait_sas mn 4 10 && sleep 1 && check_rfc4877_sas; then
+  if wait_both 60 && sleep 1 && check_rfc4877_sas; then
     left=$(lab_sas ha | awk -v old="$old" 'index(old, $3" ") { print $3 }' | tr '\n' ' ')
     [[ -z $left ]] || WHY+="old SPIs back on the HA after re-establishment: $left; "
   else
-    WHY+="no fresh SAs after the restart (HA has $(lab_sa_count ha) SAs incl. the foreign one, MN $(lab_sa_count mn)): ${WHY:-}; "
+    WHY+="no fresh SAs after the restart (HA has $(lab_sa_count ha), MN $(lab_sa_count mn)); "
   fi
-  ip -n ha xfrm state delete src 2001:db8:9::1 dst 2001:db8:9::2 proto esp spi $foreign 2>/dev/null
   if [[ -n $WHY ]]; then
     fail "$name" "$WHY" "$LOGS/ha.log" "$LOGS/mn.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# ACQUIRE: the HA stops cleanly (it deletes the IKE SA, so the MN's SAs go and the MN plans its
+# next attempt in 5 s); the HA comes back; one BU from the HoA hits the MN's MH policy without SA,
+# the kernel raises an ACQUIRE and the MN negotiates at once.
+sc_acquire() {
+  local name=$1 n
+  stop ha
+  if ! lab_wait_sas mn 0 10; then
+    fail "$name" "the MN kept $(lab_sa_count mn) SAs after the HA deleted its IKE SA" "$LOGS/mn.log"
+    return 1
+  fi
+  echo "=== acquire" >>"$LOGS/ha.log"
+  start ha ha ha
+  sleep 0.5
+  n=$(wc -l <"$LOGS/mn.log")
+  lab_send_mh mn $HOA $HA 5
+  WHY=
+  wait_both 15 || WHY+="no SAs after the ACQUIRE: MN $(lab_sa_count mn), HA $(lab_sa_count ha); "
+  tail -n +"$((n + 1))" "$LOGS/mn.log" | grep -q 'ACQUIRE: initiating' ||
+    WHY+="the MN log has no 'ACQUIRE: initiating' after the BU; "
+  check_rfc4877_sas || true
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$LOGS/mn.log" "$(lab_state mn; lab_state ha)"
     return 1
   fi
   pass "$name"
@@ -219,10 +246,12 @@ run_all() {
     sc_ping ping-tunnel-sa
     sc_mh mh-transport-sa
     sc_restart restart-after-kill-9
+    sc_acquire acquire-starts-negotiation
     sc_shutdown shutdown-removes-sas mip6d
   else
     local s
-    for s in ping-tunnel-sa mh-transport-sa restart-after-kill-9 shutdown-removes-sas; do
+    for s in ping-tunnel-sa mh-transport-sa restart-after-kill-9 acquire-starts-negotiation \
+      shutdown-removes-sas; do
       fail $s "not run: sa-install-mip6d-policies failed"
     done
     stop mn
@@ -248,7 +277,7 @@ run_all() {
 : >"$RESULTS"
 # the plan: the host reports any of these without a result line as FAIL
 echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa mh-transport-sa restart-after-kill-9 \
-  shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
+  acquire-starts-negotiation shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
   mh-transport-sa-daemon-policies shutdown-removes-policies >/job/plan
 run_all
 echo "scenarios done"
