@@ -54,8 +54,8 @@ lab_our_conf() {
     echo "esp = ${OUR_ESP:-[\"aes128-sha256\"]}"
     echo '[timers]'
     echo "${OUR_TIMERS:-retransmit_timeout = 1.0
-retransmit_tries = 4
-liveness_interval = 5}"
+retransmit_tries = 3
+liveness_interval = 3}"
     if [[ $role == ha ]]; then
       echo '[home_agent]'
       echo "address = \"$HA\""
@@ -213,7 +213,7 @@ lab_check_peer() {
 }
 
 # lab_counters NS SPI: "bytes packets" of that SA.
-lab_counters() { echo "$(lab_sa_spi "$1" "$2" bytes) $(lab_sa_spi "$1" "$2" packets)"; }
+lab_counters() { lab_sas "$1" | awk -v s="$2" '$3 == s { print $6, $7; exit }'; }
 
 # lab_grew BEFORE AFTER: the packet count went up.
 lab_grew() {
@@ -283,11 +283,15 @@ lab_mh_check() {
 }
 
 # Result lines: PASS name / FAIL name: reason, with log excerpts indented under a FAIL.
-pass() { echo "PASS $1" >>"$RESULTS"; }
+pass() {
+  echo "PASS $1" >>"$RESULTS"
+  echo "$(date +%T) PASS $1"
+}
 fail() {
   local name=$1 reason=$2
   shift 2
   echo "FAIL $name: $reason" >>"$RESULTS"
+  echo "$(date +%T) FAIL $name"
   local f
   for f in "$@"; do
     if [[ -f $f ]]; then
