@@ -74,6 +74,21 @@ swan_children_ok() {
     WHY+="swanctl --list-sas ($1): no installed TUNNEL child tun; "
 }
 
+# user_file FILE IDENTITY HOA [PSK]: one user of our HA (classes bu-ba and payload).
+user_file() {
+  {
+    echo "identity = \"$2\""
+    if [[ -n ${4:-} ]]; then
+      echo 'auth = "psk"'
+      echo "psk = \"$4\""
+    else
+      echo 'auth = "certificate"'
+    fi
+    echo "home_addresses = [\"$3\"]"
+    echo 'classes = ["bu-ba", "payload"]'
+  } >"$1"
+}
+
 # up DIR LOG: brings the pair up in direction DIR (our-mn: our MN, strongSwan HA; swan-mn:
 # strongSwan MN, our HA) with the current OUR_* / SW_* settings. Sets OURS, PEER. WHY on failure.
 up() {
@@ -89,6 +104,10 @@ up() {
   else
     OURS=ha PEER=mn
     lab_mip6d_policies ha ha
+    if [[ -z ${OUR_USERS:-} ]]; then
+      mkdir -p /job/users
+      user_file /job/users/mn1.toml "dn:C=CH, O=mip6-ike test, CN=mn1@example.net" $HOA
+    fi
     lab_our_conf /job/ha.toml ha
     ours_start ha ha "$log"
     swan_conf mn mn
