@@ -440,15 +440,30 @@ fn acquire_from_a_packet_becomes_an_initiation() {
 fn acquire_carries_the_icmpv6_type_in_sport() {
     in_netns(|| {
         let mut l = Listener::open(Duration::from_millis(200)).unwrap();
-        // As mip6d writes MobPfxDisc policies: the ICMPv6 type in sport. Echo request (128)
-        // is the type a plain ping produces.
+        // As mip6d writes its MobPfxDisc policy: the ICMPv6 type (MPS, 146) in sport, reqid 5
+        // (mps-mpa to_ha).
         ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto ipv6-icmp type 128 dir out priority 5 tmpl proto esp mode transport reqid 5"
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto ipv6-icmp type 146 dir out priority 5 tmpl proto esp mode transport reqid 5"
         ));
-        let _ = Proc::new("ping")
-            .args(["-6", "-c1", "-W1", "-I", HOA, HA])
-            .output()
-            .expect("run ping");
+        // A Mobile Prefix Solicitation from the HoA on a raw ICMPv6 socket (the kernel fills in
+        // the checksum; the flow's type is the first byte).
+        use nix::sys::socket::{
+            AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6, bind, sendto,
+            socket,
+        };
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Inet6,
+            SockType::Raw,
+            SockFlag::empty(),
+            SockProtocol::IcmpV6,
+        )
+        .unwrap();
+        let v6 =
+            |s: &str| SockaddrIn6::from(std::net::SocketAddrV6::new(s.parse().unwrap(), 0, 0, 0));
+        bind(fd.as_raw_fd(), &v6(HOA)).unwrap();
+        let mps = [146u8, 0, 0, 0, 0x12, 0x34, 0, 0];
+        let _ = sendto(fd.as_raw_fd(), &mps, &v6(HA), MsgFlags::empty());
         let evs = next_events(&mut l, &mut Vec::new());
         let KernelEvent::Acquire {
             reqid, selector, ..
@@ -457,7 +472,7 @@ fn acquire_carries_the_icmpv6_type_in_sport() {
             panic!("not an ACQUIRE: {evs:?}")
         };
         assert_eq!(*reqid, 5);
-        assert_eq!((selector.proto, selector.sport), (58, (128, 0xffff)));
+        assert_eq!((selector.proto, selector.sport), (58, (146, 0xffff)));
         // The IKEv2 TS for it: the type in the high byte of the port.
         let ts = mip6_ike::mobility::selector::from_kernel_side(
             selector.src,
@@ -465,7 +480,7 @@ fn acquire_carries_the_icmpv6_type_in_sport() {
             selector.proto,
             selector.sport,
         );
-        assert_eq!((ts.start_port, ts.end_port), (128 << 8, (128 << 8) | 0xff));
+        assert_eq!((ts.start_port, ts.end_port), (146 << 8, (146 << 8) | 0xff));
     });
 }
 
@@ -729,4 +744,140 @@ fn hostile_netlink_input_is_rejected_or_parsed_never_a_panic() {
         let b = msg::Request::new(t, 0).finish(0);
         assert!(decode(&b, 0).is_err(), "type {t:#x}");
     }
+}
+
+/// The SPIi and source of the next IKE_SA_INIT `ha` hears (5 s at most).
+async fn recv_init(ha: &tokio::net::UdpSocket, buf: &mut [u8; 2048]) -> (Vec<u8>, SocketAddr) {
+    let (_, from) = tokio::time::timeout(Duration::from_secs(5), ha.recv_from(&mut buf[..]))
+        .await
+        .expect("an IKE_SA_INIT")
+        .unwrap();
+    assert_eq!(buf.get(18), Some(&34), "IKE_SA_INIT");
+    (buf[..8].to_vec(), from)
+}
+
+/// A mobile-node daemon on the XFRM backend: its first IKE_SA_INIT goes unanswered and the
+/// attempt fails; then a packet hits mip6d's BU policy, the kernel raises an ACQUIRE, and the
+/// daemon initiates again, from the care-of address.
+#[test]
+fn daemon_answers_an_acquire_with_a_new_initiation() {
+    use mip6_ike::daemon::{Control, Daemon, make_kernel};
+    use mip6_ike::ike::Event;
+    use tokio::sync::mpsc;
+
+    in_netns(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
+            let to = dir.path().join(f);
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("certs")
+                    .join(f),
+                &to,
+            )
+            .unwrap();
+            let mut p = std::fs::metadata(&to).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
+            std::fs::set_permissions(&to, p).unwrap();
+        }
+        let toml = format!(
+            r#"role = "mobile-node"
+[listen]
+addresses = ["{COA1}"]
+port = 0
+nat_port = 0
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[timers]
+retransmit_timeout = 0.2
+retransmit_tries = 1
+[mobile_node]
+home_agent = "[{HA}]:5000"
+home_agent_address = "{HA}"
+care_of_address = "{COA1}"
+home_address = "{HOA}"
+classes = ["bu-ba"]
+[kernel]
+backend = "xfrm"
+"#
+        );
+        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
+        // mip6d's BU policy (reqid 1 = bu-ba to HA); a UDP probe stands in for the BU.
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The "home agent" hears IKE_SA_INITs and never answers.
+            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
+                .await
+                .unwrap();
+            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
+            let kernel = make_kernel(&cfg).unwrap();
+            let d = Daemon::bind(cfg, kernel).unwrap();
+            let mut ev = d.subscribe();
+            let (tx, rx) = mpsc::channel(4);
+            let task = tokio::spawn(d.run(rx));
+            let mut buf = [0u8; 2048];
+            let (spi1, from1) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from1.ip(), a(COA1), "IKE from the care-of address");
+            // The attempt fails (no answer), and nothing retries by itself for a while.
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .expect("the unanswered attempt fails");
+            // Drain retransmissions of the first attempt.
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
+            {
+            }
+            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
+            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            let (spi2, from2) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from2.ip(), a(COA1), "never from the ACQUIRE's HoA");
+            assert_ne!(spi1, spi2, "a new IKE SA");
+            tx.send(Control::Shutdown).await.unwrap();
+            let k = task.await.unwrap().unwrap();
+            assert!(k.installed().is_empty());
+        });
+    });
+}
+
+/// A reserved SPI nobody completes expires (the netns's acquire timeout, 1 s here): the kernel
+/// reports a hard EXPIRE for it, which reaches the listener as an engine event.
+#[test]
+fn larval_sa_expiry_arrives_as_a_hard_expire() {
+    in_netns(|| {
+        let out = Proc::new("sysctl")
+            .args(["-qw", "net.core.xfrm_acq_expires=1"])
+            .output()
+            .expect("run sysctl");
+        assert!(out.status.success(), "sysctl: {out:?}");
+        let mut l = Listener::open(Duration::from_millis(200)).unwrap();
+        let spi = Netlink::open()
+            .unwrap()
+            .allocspi(a(HA), a(HOA), 2, 0)
+            .unwrap();
+        let evs = next_events(&mut l, &mut Vec::new());
+        assert_eq!(
+            evs,
+            vec![KernelEvent::Expire {
+                dst: a(HOA),
+                spi,
+                hard: true
+            }]
+        );
+        assert_eq!(states(), vec![]);
+    });
 }

@@ -132,15 +132,16 @@ impl AcquireState {
         let Some(&(class, _)) = classes.iter().find(|(_, r)| *r == reqid) else {
             return AcquireAction::Ignore("reqid of no configured class");
         };
+        // A mobile node's IKE SAs all go to its home agent. After an IKE rekey the home agent
+        // started, ours is the responder's side: any established SA serves.
         let up = sas
             .iter()
-            .find(|s| s.initiator && s.state == "established" && Some(s.id) == initiating)
-            .or_else(|| sas.iter().find(|s| s.initiator && s.state == "established"));
+            .find(|s| s.state == "established" && Some(s.id) == initiating)
+            .or_else(|| sas.iter().find(|s| s.state == "established"));
         let Some(ike) = up else {
-            // `initiating` may name an attempt that already failed: only a live initiator SA
-            // counts as negotiation under way.
-            let _ = initiating;
-            return if sas.iter().any(|s| s.initiator) {
+            // `initiating` may name an attempt that already failed: only a live SA counts as
+            // negotiation under way.
+            return if !sas.is_empty() {
                 AcquireAction::Ignore("IKE SA negotiation under way")
             } else {
                 AcquireAction::Initiate
@@ -266,6 +267,16 @@ mod tests {
             st.decide(3, CLASSES, Some(IkeId(7)), &up),
             AcquireAction::Ignore("CHILD_SA negotiation under way")
         ));
+        // After an IKE rekey started by the HA our SA is the responder's side: still ours.
+        let mut rekeyed = sa(8, "established", &[SaClass::BuBa]);
+        rekeyed.initiator = false;
+        assert_eq!(
+            AcquireState::default().decide(3, CLASSES, Some(IkeId(7)), &[rekeyed]),
+            AcquireAction::CreateChild {
+                ike: IkeId(8),
+                class: SaClass::Payload
+            }
+        );
         // After a failed exchange the next ACQUIRE may try again.
         st.on_event(&Event::ExchangeFailed {
             ike: IkeId(7),

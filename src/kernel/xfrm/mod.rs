@@ -13,11 +13,11 @@
 pub mod listen;
 pub mod msg;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 use tracing::{debug, info, warn};
@@ -32,6 +32,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 const RECV_BUF: usize = 65_536;
 /// recv flag: report the real datagram size so truncation is seen (linux/socket.h).
 const MSG_TRUNC: i32 = 0x20;
+/// How long an ALLOCSPI reservation is remembered (the kernel drops it after
+/// net.core.xfrm_acq_expires, 30 s by default; UPDSA on a vanished one falls back to NEWSA).
+const RESERVATION_KEEP: Duration = Duration::from_secs(120);
 const ESRCH: i32 = 3;
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
@@ -213,7 +216,9 @@ impl Netlink {
 struct Shared {
     nl: Netlink,
     /// (dst, SPI) of larval SAs from ALLOCSPI not yet completed by UPDSA.
-    allocated: HashSet<(IpAddr, u32)>,
+    /// With the time of the reservation: entries outlive the kernel's larval state (30 s by
+    /// default) only until `RESERVATION_KEEP`, so failed negotiations cannot grow the set.
+    allocated: HashMap<(IpAddr, u32), Instant>,
 }
 
 fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -245,7 +250,7 @@ impl XfrmKernel {
             cfg,
             shared: Arc::new(Mutex::new(Shared {
                 nl,
-                allocated: HashSet::new(),
+                allocated: HashMap::new(),
             })),
             sas: HashMap::new(),
             policies: HashMap::new(),
@@ -410,12 +415,12 @@ impl XfrmKernel {
         {
             let mut sh = lock(&self.shared);
             // Stays reserved (and removed at shutdown) until the SA is in.
-            let update = sh.allocated.contains(&key);
+            let update = sh.allocated.contains_key(&key);
             // An SPI reserved for another destination (the address was not known yet): its
             // larval state goes, the SA is created afresh.
             let stray: Vec<(IpAddr, u32)> = sh
                 .allocated
-                .iter()
+                .keys()
                 .filter(|(dst, spi)| *spi == spec.spi && *dst != spec.dst)
                 .copied()
                 .collect();
@@ -460,7 +465,9 @@ impl XfrmKernel {
     }
 
     /// The kernel cannot change an SA's destination in place: delete it and add it again with
-    /// the same keys and SPI (what strongSwan does on MOBIKE/K-bit moves).
+    /// the same keys and SPI (what strongSwan does on MOBIKE/K-bit moves). When mip6d's
+    /// MIGRATE already moved it (the kernel migrates SAs with the policies), the old one is gone
+    /// and the new one exists: both are fine.
     fn move_sa(
         &mut self,
         old_dst: IpAddr,
@@ -482,9 +489,14 @@ impl XfrmKernel {
                 Ok(()) | Err(NlError::Errno(ESRCH)) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            sh.nl
-                .ack(msg::sa_request(&new, false)?)
-                .map_err(|e| format!("re-adding SA {spi:08x} to {dst}: {e}"))?;
+            match sh.nl.ack(msg::sa_request(&new, false)?) {
+                Ok(()) => {}
+                // mip6d's MIGRATE makes the kernel move matching SAs itself: already there.
+                Err(NlError::Errno(EEXIST)) => {
+                    debug!(%dst, spi = format_args!("{spi:08x}"), "SA already moved by the kernel")
+                }
+                Err(e) => return Err(format!("re-adding SA {spi:08x} to {dst}: {e}")),
+            }
         }
         self.sas.remove(&(old_dst, spi));
         self.sas.insert((dst, spi), new.clone());
@@ -500,7 +512,8 @@ impl XfrmKernel {
                 warn!(%dst, spi = format_args!("{spi:08x}"), "shutdown: {e}");
             }
         }
-        let larval: Vec<(IpAddr, u32)> = lock(&self.shared).allocated.drain().collect();
+        let larval: Vec<(IpAddr, u32)> =
+            lock(&self.shared).allocated.drain().map(|e| e.0).collect();
         for (dst, spi) in larval {
             let _ = lock(&self.shared).nl.ack(msg::delsa_request(dst, spi));
         }
@@ -564,7 +577,10 @@ impl SpiAllocator for XfrmSpiAllocator {
             .nl
             .allocspi(req.src, req.dst, req.reqid, req.acquire_seq.unwrap_or(0))
             .map_err(|e| format!("ALLOCSPI {} -> {}: {e}", req.src, req.dst))?;
-        sh.allocated.insert((req.dst, spi));
+        let now = Instant::now();
+        sh.allocated
+            .retain(|_, at| now.duration_since(*at) < RESERVATION_KEEP);
+        sh.allocated.insert((req.dst, spi), now);
         Ok(spi)
     }
 }

@@ -596,7 +596,7 @@ pub fn attrs(payload: &[u8], fixed: usize) -> Result<Vec<(u16, &[u8])>, MsgError
 /// The errno of an NLMSG_ERROR (0 = acknowledgement).
 pub fn error_code(m: &NlMsg<'_>) -> Result<i32, MsgError> {
     let code = ne_u32(m.payload, 0).ok_or(MsgError("short NLMSG_ERROR"))?;
-    Ok(-(code as i32))
+    Ok((code as i32).wrapping_neg())
 }
 
 fn prefix(payload: &[u8], n: usize) -> Result<&[u8], MsgError> {
