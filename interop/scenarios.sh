@@ -10,7 +10,7 @@ set -u
 . /job/swan.sh
 
 IKED=$BIN/mip6-iked
-export RUST_LOG=${RUST_LOG:-debug}
+export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
 ONLY=${ONLY:-}
 
 # ours_start NS ROLE LOG: our daemon with /job/ROLE.toml in NS.
@@ -41,6 +41,7 @@ reset() {
   swan_stop mn
   swan_stop ha
   local ns
+  ip -n mn addr replace $HOA/128 dev lo nodad
   for ns in mn ha; do
     ip -n $ns xfrm state flush
     ip -n $ns xfrm policy flush
@@ -155,6 +156,14 @@ basic() {
   fi
   rm -f /tmp/sub
   sw $PEER --list-sas >"$LOGS/$name.list-sas" 2>&1
+  if [[ -n ${CHECK:-} ]]; then
+    WHY=
+    $CHECK
+    if [[ -n $WHY ]]; then
+      explain "$name" "$log" "$WHY"
+      return 1
+    fi
+  fi
   pass "$name"
 }
 
@@ -183,15 +192,127 @@ sc_swan_vs_swan() {
   pass "$name"
 }
 
+# keep_logs NAME: strongSwan's logs next to ours in /job/logs.
+keep_logs() {
+  local node
+  for node in mn ha; do
+    [[ -f $SWAN/$node/charon.log ]] && cp "$SWAN/$node/charon.log" "$LOGS/$1.charon-$node.log"
+  done
+}
+
+# charon_says NODE REGEX WHAT: strongSwan's log on NODE has a line matching REGEX, or WHY grows.
+charon_says() {
+  grep -qE "$2" "$SWAN/$1/charon.log" 2>/dev/null || WHY+="charon ($1) log has no '$2' ($3); "
+}
+
 # 1: ECDSA P-256 certificates (AUTH method 9 both ways: RFC 7427 is scenario 4), X25519,
 # AES-128-CBC/HMAC-SHA2-256.
 sc1() {
-  local dir=$1
-  OUR_SIG=legacy SW_SIGAUTH=no basic "s1-ecdsa-x25519-aescbc.$dir" "$dir"
+  OUR_SIG=legacy SW_SIGAUTH=no CHECK=check_sc1 basic "$1" "$2"
+}
+check_sc1() {
+  charon_says $PEER 'with ECDSA-256 signature successful' "peer authenticated with AUTH method 9"
+  charon_says $PEER 'CURVE_25519' "X25519"
 }
 
-PLAN=(lab-swan-vs-swan
-  s1-ecdsa-x25519-aescbc.our-mn s1-ecdsa-x25519-aescbc.swan-mn)
+# 2: RSA-2048 certificates with MODP-2048.
+sc2() {
+  OUR_KEYS=rsa SW_KEYS=rsa OUR_IKE='["aes128-sha256-modp2048"]' SW_IKE=aes128-sha256-modp2048 \
+    CHECK=check_sc2 basic "$1" "$2"
+}
+check_sc2() {
+  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with RSA.* successful' "RSA authentication"
+  charon_says $PEER 'MODP_2048' "MODP-2048"
+}
+
+# 3: PSK, ECP-256, AES-GCM-16 for ESP.
+PSK=interop-only-psk-0123456789abcdef
+sc3() {
+  mkdir -p /job/users-psk
+  user_file /job/users-psk/mnpsk.toml "fqdn:mnpsk.example.net" $HOA "$PSK"
+  OUR_PSK=$PSK OUR_ID=fqdn:mnpsk.example.net OUR_USERS=users-psk SW_AUTH=psk SW_PSK=$PSK \
+    SW_ID=mnpsk.example.net OUR_IKE='["aes128-sha256-ecp256"]' SW_IKE=aes128-sha256-ecp256 \
+    OUR_ESP='["aes128gcm16"]' SW_ESP=aes128gcm16 CHECK=check_sc3 basic "$1" "$2"
+}
+check_sc3() {
+  charon_says $PEER 'with pre-shared key successful' "PSK authentication"
+  charon_says $PEER 'ECP_256' "ECP-256"
+  ip -n $OURS xfrm state | grep -q 'rfc4106(gcm(aes))' || WHY+="no AES-GCM SA in our kernel; "
+}
+
+# 4: RFC 7427 digital signatures (strongSwan pubkey-sha256).
+sc4() {
+  OUR_SIG=rfc7427 SW_AUTH=pubkey-sha256 CHECK=check_sc4 basic "$1" "$2"
+}
+check_sc4() {
+  charon_says $PEER 'with ECDSA_WITH_SHA256_DER successful' "peer authenticated with an RFC 7427 signature"
+}
+
+# 7: authorization. A strongSwan MN with mn1's valid certificate asks for mn2's home address:
+# our HA refuses (TS_UNACCEPTABLE) and installs nothing for it. Reverse: our MN asks a strongSwan
+# HA for an address the HA does not give it, and installs nothing.
+sc7() {
+  local name=$1 dir=$2 log=$1.log other=2001:db8:1::200
+  reset
+  WHY=
+  if [[ $dir == swan-mn ]]; then
+    OURS=ha PEER=mn
+    mkdir -p /job/users-authz
+    user_file /job/users-authz/mn1.toml "dn:C=CH, O=mip6-ike test, CN=mn1@example.net" $HOA
+    user_file /job/users-authz/mn2.toml "dn:C=CH, O=mip6-ike test, CN=mn2@example.net" $other
+    lab_mip6d_policies ha ha
+    OUR_USERS=users-authz lab_our_conf /job/ha.toml ha
+    ours_start ha ha "$log"
+    SW_MN_HOA=$other swan_conf mn mn
+    swan_start mn || WHY+="charon (mn) did not start; "
+    sleep 0.3
+    if sw mn --initiate --child mh --timeout 20 >"$SWAN/mn/initiate.out" 2>&1; then
+      WHY+="strongSwan got a CHILD_SA for $other; "
+    fi
+    charon_says mn 'N\(TS_UNACCEPT\)' "our HA's refusal"
+    grep -q "$other" "$LOGS/$log" || WHY+="our HA's log does not name $other; "
+  else
+    OURS=mn PEER=ha
+    lab_mip6d_policies mn mn
+    swan_conf ha ha
+    swan_start ha || WHY+="charon (ha) did not start; "
+    OUR_HOA=$other lab_our_conf /job/mn.toml mn
+    ours_start mn mn "$log"
+    sleep 8
+    # notify 38 = TS_UNACCEPTABLE
+    grep -qE 'CHILD_SA not established.*notify=Some\(38\)' "$LOGS/$log" ||
+      WHY+="our MN's log has no CHILD_SA refused with TS_UNACCEPTABLE (38); "
+    charon_says ha "traffic selectors .*$other/128.* unacceptable" "strongSwan's refusal"
+    charon_says ha 'N\(TS_UNACCEPT\)' "TS_UNACCEPTABLE sent"
+  fi
+  # a keyed SA naming the address (ALLOCSPI's larval states carry no keys and expire in 30 s)
+  local n
+  for n in mn ha; do
+    ip -n $n xfrm state | awk -v a="$other" '
+      /^src / { hit = ($2 == a || $4 == a) }
+      /sel src/ && index($0, a) { hit = 1 }
+      /^\t(enc|aead|auth)/ && hit { found = 1 }
+      END { exit !found }' && WHY+="$n kernel has a keyed SA for $other; "
+  done
+  keep_logs "$name"
+  if [[ -n $WHY ]]; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
+# name|function: the scenarios, each in both directions.
+SCENARIOS=()
+for d in our-mn swan-mn; do
+  SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
+    "s4-rfc7427.$d|sc4" "s7-authorization.$d|sc7")
+done
+PLAN=(lab-swan-vs-swan)
+for s in "${SCENARIOS[@]}"; do
+  n=${s%%|*}
+  [[ -z $ONLY || $n =~ $ONLY ]] && PLAN+=("$n")
+done
 
 run_all() {
   lab_warm_kernel && lab_netns_up || {
@@ -199,9 +320,12 @@ run_all() {
     return 1
   }
   sc_swan_vs_swan
-  local d
-  for d in our-mn swan-mn; do
-    sc1 $d
+  local s n
+  for s in "${SCENARIOS[@]}"; do
+    n=${s%%|*}
+    [[ -z $ONLY || $n =~ $ONLY ]] || continue
+    "${s#*|}" "$n" "${n##*.}"
+    keep_logs "$n"
   done
   reset
   lab_netns_down

@@ -9,7 +9,7 @@ set -u
 . /job/lab.sh
 
 IKED=$BIN/mip6-iked
-export RUST_LOG=${RUST_LOG:-debug}
+export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
 OLD_SPIS=
 
 # conf NAME ROLE POLICIES: writes /job/NAME.toml for our daemon.
