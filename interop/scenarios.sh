@@ -302,11 +302,70 @@ sc7() {
   pass "$name"
 }
 
+# wait_count NS N SECONDS: NS holds exactly N ESP SAs within SECONDS.
+wait_count() { lab_wait_sas "$1" "$2" "$3"; }
+
+# 8: delete and liveness. The peer deletes the IKE SA: our side removes its SAs. Our side
+# deletes (SIGTERM): the peer removes its SAs. The peer falls silent (SIGSTOP): our liveness
+# check notices and our SAs go.
+sc8() {
+  local name=$1 dir=$2 log=$1.log t
+  reset
+  if ! up "$dir" "$log"; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  WHY=
+  # (a) the peer deletes
+  if [[ $dir == our-mn ]]; then
+    sw ha --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (ha) failed; "
+  else
+    sw mn --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (mn) failed; "
+  fi
+  wait_count $OURS 0 5 || WHY+="(a) after strongSwan's Delete our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
+  # (b) we delete: our daemon stops with SIGTERM
+  if [[ $dir == our-mn ]]; then
+    wait_sas mn 20 || WHY+="(b) our MN did not initiate again; "
+  else
+    sw mn --initiate --child mh --timeout 20 >/dev/null 2>&1 && sw mn --initiate --child tun --timeout 20 >/dev/null 2>&1 ||
+      WHY+="(b) strongSwan could not initiate again; "
+  fi
+  [[ $(lab_sa_count $PEER) == 4 ]] || WHY+="(b) the peer has $(lab_sa_count $PEER) SAs before our Delete; "
+  ours_stop $OURS
+  wait_count $PEER 0 5 || WHY+="(b) after our Delete strongSwan ($PEER) kernel still has $(lab_sa_count $PEER) SAs; "
+  sw $PEER --list-sas 2>/dev/null | grep -q 'mip6: #' && WHY+="(b) swanctl --list-sas ($PEER) still lists the IKE SA; "
+  # (c) the peer falls silent
+  if [[ $dir == our-mn ]]; then
+    ours_start mn mn "$log"
+    wait_sas mn 20 || WHY+="(c) no SAs after our MN's restart; "
+  else
+    ours_start ha ha "$log"
+    sleep 0.5
+    sw mn --initiate --child mh --timeout 20 >/dev/null 2>&1 && sw mn --initiate --child tun --timeout 20 >/dev/null 2>&1 ||
+      WHY+="(c) strongSwan could not initiate again; "
+  fi
+  [[ $(lab_sa_count $OURS) == 4 ]] || WHY+="(c) our $OURS has $(lab_sa_count $OURS) SAs before the silence; "
+  kill -STOP "$(cat $SWAN/$PEER/charon.pid)"
+  t=$SECONDS
+  if wait_count $OURS 0 40; then
+    echo "liveness: our $OURS removed its SAs $((SECONDS - t)) s after strongSwan fell silent" >>"$LOGS/$log"
+  else
+    WHY+="(c) 40 s after strongSwan fell silent our $OURS still has $(lab_sa_count $OURS) SAs; "
+  fi
+  kill -CONT "$(cat $SWAN/$PEER/charon.pid)"
+  if [[ -n $WHY ]]; then
+    keep_logs "$name"
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
-    "s4-rfc7427.$d|sc4" "s7-authorization.$d|sc7")
+    "s4-rfc7427.$d|sc4" "s7-authorization.$d|sc7" "s8-delete-liveness.$d|sc8")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do

@@ -36,8 +36,8 @@ charon {
   load = random nonce openssl pem pkcs1 pkcs8 x509 constraints pubkey sha1 sha2 hmac aes gcm kdf kernel-netlink socket-default vici attr
   signature_authentication = ${SW_SIGAUTH:-yes}
   # the lab is fast; under emulation a little more patience than strongSwan's 4 s x 5
-  retransmit_tries = 4
-  retransmit_timeout = 2.0
+  retransmit_tries = ${SW_RETRANSMIT_TRIES:-4}
+  retransmit_timeout = ${SW_RETRANSMIT_TIMEOUT:-2.0}
   install_routes = yes
   plugins {
     vici {
@@ -161,6 +161,7 @@ swan_start() {
 swan_stop() {
   local d=$SWAN/$1 pid i
   pid=$(cat "$d/charon.pid" 2>/dev/null) || return 0
+  kill -CONT "$pid" 2>/dev/null
   kill "$pid" 2>/dev/null
   for i in $(seq 1 50); do
     kill -0 "$pid" 2>/dev/null || break
