@@ -285,7 +285,7 @@ lab_mh_check() {
 # Result lines: PASS name / FAIL name: reason, with log excerpts indented under a FAIL.
 pass() {
   echo "PASS $1" >>"$RESULTS"
-  echo "$(date +%T) PASS $1"
+  echo "$(date +%T) PASS $1$([[ $RESULTS == /job/results ]] || echo ' (step)')"
 }
 fail() {
   local name=$1 reason=$2
