@@ -1,0 +1,499 @@
+# shellcheck shell=bash
+# Runs INSIDE User-Mode Linux (started by interop/run): strongSwan against our daemon, in both
+# roles, in two network namespaces with real ESP. Appends PASS/FAIL lines to /job/results.
+set -u
+# shellcheck source=/dev/null
+. /job/env
+# shellcheck source=tests/uml/lab.sh
+. /job/lab.sh
+# shellcheck source=interop/swan.sh
+. /job/swan.sh
+
+IKED=$BIN/mip6-iked
+export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
+ONLY=${ONLY:-}
+
+# ours_start NS ROLE LOG: our daemon with /job/ROLE.toml in NS.
+ours_start() {
+  ip netns exec "$1" "$IKED" --config "/job/$2.toml" >>"$LOGS/$3" 2>&1 &
+  echo $! >/tmp/ours-"$1".pid
+}
+
+ours_stop() {
+  local pid i
+  pid=$(cat /tmp/ours-"$1".pid 2>/dev/null) || return 0
+  kill -"${2:-TERM}" "$pid" 2>/dev/null
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rm -f /tmp/ours-"$1".pid
+}
+
+ours_alive() { kill -0 "$(cat /tmp/ours-"$1".pid 2>/dev/null)" 2>/dev/null; }
+
+# reset: every daemon stopped, no SA or policy left in either namespace.
+reset() {
+  ours_stop mn
+  ours_stop ha
+  swan_stop mn
+  swan_stop ha
+  local ns
+  ip -n mn addr replace $HOA/128 dev lo nodad
+  for ns in mn ha; do
+    ip -n $ns xfrm state flush
+    ip -n $ns xfrm policy flush
+    ip -n $ns -6 route flush table 220 2>/dev/null
+  done
+}
+
+# wait_sas OURS SECONDS: both namespaces hold 4 ESP SAs; early exit when our daemon died.
+wait_sas() {
+  local ours=$1 end=$((SECONDS + $2))
+  while ((SECONDS < end)); do
+    [[ $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] && return 0
+    ours_alive "$ours" || {
+      WHY+="our daemon ($ours) exited; "
+      return 1
+    }
+    sleep 0.2
+  done
+  WHY+="after $2 s the MN has $(lab_sa_count mn) ESP SAs, the HA $(lab_sa_count ha) (want 4 each); "
+  return 1
+}
+
+# swan_children_ok NODE: swanctl --list-sas shows both children installed, mh in transport mode.
+swan_children_ok() {
+  local out
+  out=$(sw "$1" --list-sas 2>&1)
+  echo "$out" >"$SWAN/$1/list-sas.out"
+  grep -qE '^ *mh: #[0-9]+, reqid [0-9]+, INSTALLED, TRANSPORT' <<<"$out" ||
+    WHY+="swanctl --list-sas ($1): no installed TRANSPORT child mh; "
+  grep -qE '^ *tun: #[0-9]+, reqid [0-9]+, INSTALLED, TUNNEL' <<<"$out" ||
+    WHY+="swanctl --list-sas ($1): no installed TUNNEL child tun; "
+}
+
+# user_file FILE IDENTITY HOA [PSK]: one user of our HA (classes bu-ba and payload).
+user_file() {
+  {
+    echo "identity = \"$2\""
+    if [[ -n ${4:-} ]]; then
+      echo 'auth = "psk"'
+      echo "psk = \"$4\""
+    else
+      echo 'auth = "certificate"'
+    fi
+    echo "home_addresses = [\"$3\"]"
+    echo 'classes = ["bu-ba", "payload"]'
+  } >"$1"
+}
+
+# up DIR LOG: brings the pair up in direction DIR (our-mn: our MN, strongSwan HA; swan-mn:
+# strongSwan MN, our HA) with the current OUR_* / SW_* settings. Sets OURS, PEER. WHY on failure.
+up() {
+  local dir=$1 log=$2
+  WHY=
+  if [[ $dir == our-mn ]]; then
+    OURS=mn PEER=ha
+    lab_mip6d_policies mn mn
+    swan_conf ha ha
+    swan_start ha || WHY+="charon (ha) did not start; "
+    lab_our_conf /job/mn.toml mn
+    ours_start mn mn "$log"
+  else
+    OURS=ha PEER=mn
+    lab_mip6d_policies ha ha
+    if [[ -z ${OUR_USERS:-} ]]; then
+      mkdir -p /job/users
+      user_file /job/users/mn1.toml "dn:C=CH, O=mip6-ike test, CN=mn1@example.net" $HOA
+    fi
+    lab_our_conf /job/ha.toml ha
+    ours_start ha ha "$log"
+    swan_conf mn mn
+    swan_start mn || WHY+="charon (mn) did not start; "
+    sleep 0.3
+    ours_alive ha || {
+      WHY+="our daemon (ha) exited; "
+      return 1
+    }
+    sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 ||
+      WHY+="swanctl --initiate --child mh failed: $(grep -m1 -iE 'failed|error|unacceptable' "$SWAN/mn/initiate.out"); "
+    sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+      WHY+="swanctl --initiate --child tun failed; "
+  fi
+  [[ -z $WHY ]] || return 1
+  wait_sas $OURS 40 || return 1
+  settled swan_children_ok $PEER
+}
+
+# settled [EXTRA_CHECK ARGS]: our SAs have the RFC 4877 shape and the peer holds the same ones.
+# A rekey in flight briefly shows old and new SAs side by side, so give it up to 5 s to settle.
+settled() {
+  local i
+  for i in $(seq 1 15); do
+    WHY=
+    lab_check_ours $OURS
+    if [[ ${PEER_SPI_ONLY:-} ]]; then
+      lab_check_peer_spi $OURS $PEER
+    else
+      lab_check_peer $OURS $PEER
+    fi
+    [[ $# -gt 0 ]] && "$@"
+    [[ -z $WHY ]] && return 0
+    sleep 0.3
+  done
+  return 1
+}
+
+# lab_check_peer_spi OURS PEER: like lab_check_peer, but only SPI and mode must match.
+lab_check_peer_spi() {
+  local r spi mine theirs
+  for r in 1 2 3 4; do
+    spi=$(lab_sa "$1" $r spi)
+    [[ -n $spi ]] || continue
+    mine=$(lab_sa_spi "$1" "$spi" mode)
+    theirs=$(lab_sa_spi "$2" "$spi" mode)
+    [[ $mine == "$theirs" ]] || WHY+="SPI $spi: '$mine' in $1, '${theirs:-nothing}' in $2; "
+  done
+}
+
+# report NAME LOG: FAIL with the logs of both sides, or nothing.
+explain() {
+  local name=$1 log=$2 reason=$3
+  fail "$name" "$reason" "$LOGS/$log" "$SWAN/$PEER/charon.log" "$(lab_state mn; lab_state ha)"
+}
+
+# basic NAME DIR: the pair comes up, a ping through the tunnel SAs and MH through the transport
+# SAs arrive (kernel counters on both ends), and strongSwan lists both children.
+basic() {
+  local name=$1 dir=$2 log=$1.log
+  reset
+  if ! up "$dir" "$log"; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  local ok=0
+  RESULTS=/tmp/sub lab_ping_check "$name" mn ha $OURS || ok=1
+  if [[ -z ${NO_MH:-} ]]; then
+    RESULTS=/tmp/sub lab_mh_check "$name" mn ha $OURS || ok=1
+  fi
+  if ((ok)); then
+    grep -v '^PASS ' /tmp/sub >>"$RESULTS"
+    rm -f /tmp/sub
+    return 1
+  fi
+  rm -f /tmp/sub
+  sw $PEER --list-sas >"$LOGS/$name.list-sas" 2>&1
+  if [[ -n ${CHECK:-} ]]; then
+    WHY=
+    $CHECK
+    if [[ -n $WHY ]]; then
+      explain "$name" "$log" "$WHY"
+      return 1
+    fi
+  fi
+  pass "$name"
+}
+
+# ---- scenarios -----------------------------------------------------------------------------
+
+# 0: strongSwan against strongSwan in this lab (the lab's own check, with strongSwan's reqids).
+sc_swan_vs_swan() {
+  local name=lab-swan-vs-swan
+  reset
+  swan_conf ha ha
+  swan_conf mn mn
+  WHY=
+  swan_start ha && swan_start mn || WHY+="charon did not start; "
+  sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 || WHY+="initiate mh failed; "
+  sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 || WHY+="initiate tun failed; "
+  swan_children_ok mn
+  swan_children_ok ha
+  if [[ -z $WHY ]]; then
+    ip netns exec mn ping -6 -c 2 -i 0.3 -W 2 -I $HOA $CN >/dev/null 2>&1 || WHY+="ping failed; "
+    [[ $(lab_mh_roundtrip mn $HOA ha $HA 5) == "$HOA 5" ]] || WHY+="BU did not arrive; "
+  fi
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$SWAN/mn/charon.log" "$SWAN/ha/charon.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
+# keep_logs NAME: strongSwan's logs next to ours in /job/logs.
+keep_logs() {
+  local node
+  for node in mn ha; do
+    [[ -f $SWAN/$node/charon.log ]] && cp "$SWAN/$node/charon.log" "$LOGS/$1.charon-$node.log"
+  done
+}
+
+# charon_says NODE REGEX WHAT: strongSwan's log on NODE has a line matching REGEX, or WHY grows.
+charon_says() {
+  grep -qE "$2" "$SWAN/$1/charon.log" 2>/dev/null || WHY+="charon ($1) log has no '$2' ($3); "
+}
+
+# 1: ECDSA P-256 certificates (AUTH method 9 both ways: RFC 7427 is scenario 4), X25519,
+# AES-128-CBC/HMAC-SHA2-256.
+sc1() {
+  OUR_SIG=legacy SW_SIGAUTH=no CHECK=check_sc1 basic "$1" "$2"
+}
+check_sc1() {
+  charon_says $PEER 'with ECDSA-256 signature successful' "peer authenticated with AUTH method 9"
+  charon_says $PEER 'CURVE_25519' "X25519"
+}
+
+# 2: RSA-2048 certificates with MODP-2048.
+sc2() {
+  OUR_KEYS=rsa SW_KEYS=rsa OUR_IKE='["aes128-sha256-modp2048"]' SW_IKE=aes128-sha256-modp2048 \
+    CHECK=check_sc2 basic "$1" "$2"
+}
+check_sc2() {
+  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with RSA.* successful' "RSA authentication"
+  charon_says $PEER 'MODP_2048' "MODP-2048"
+}
+
+# 3: PSK, ECP-256, AES-GCM-16 for ESP.
+PSK=interop-only-psk-0123456789abcdef
+sc3() {
+  mkdir -p /job/users-psk
+  user_file /job/users-psk/mnpsk.toml "fqdn:mnpsk.example.net" $HOA "$PSK"
+  OUR_PSK=$PSK OUR_ID=fqdn:mnpsk.example.net OUR_USERS=users-psk SW_AUTH=psk SW_PSK=$PSK \
+    SW_ID=mnpsk.example.net OUR_IKE='["aes128-sha256-ecp256"]' SW_IKE=aes128-sha256-ecp256 \
+    OUR_ESP='["aes128gcm16"]' SW_ESP=aes128gcm16 CHECK=check_sc3 basic "$1" "$2"
+}
+check_sc3() {
+  charon_says $PEER 'with pre-shared key successful' "PSK authentication"
+  charon_says $PEER 'ECP_256' "ECP-256"
+  ip -n $OURS xfrm state | grep -q 'rfc4106(gcm(aes))' || WHY+="no AES-GCM SA in our kernel; "
+}
+
+# 4: RFC 7427 digital signatures (strongSwan pubkey-sha256).
+sc4() {
+  OUR_SIG=rfc7427 SW_AUTH=pubkey-sha256 CHECK=check_sc4 basic "$1" "$2"
+}
+check_sc4() {
+  charon_says $PEER 'with ECDSA_WITH_SHA256_DER successful' "peer authenticated with an RFC 7427 signature"
+}
+
+# 7: authorization. A strongSwan MN with mn1's valid certificate asks for mn2's home address:
+# our HA refuses (TS_UNACCEPTABLE) and installs nothing for it. Reverse: our MN asks a strongSwan
+# HA for an address the HA does not give it, and installs nothing.
+sc7() {
+  local name=$1 dir=$2 log=$1.log other=2001:db8:1::200
+  reset
+  WHY=
+  if [[ $dir == swan-mn ]]; then
+    OURS=ha PEER=mn
+    mkdir -p /job/users-authz
+    user_file /job/users-authz/mn1.toml "dn:C=CH, O=mip6-ike test, CN=mn1@example.net" $HOA
+    user_file /job/users-authz/mn2.toml "dn:C=CH, O=mip6-ike test, CN=mn2@example.net" $other
+    lab_mip6d_policies ha ha
+    OUR_USERS=users-authz lab_our_conf /job/ha.toml ha
+    ours_start ha ha "$log"
+    SW_MN_HOA=$other swan_conf mn mn
+    swan_start mn || WHY+="charon (mn) did not start; "
+    sleep 0.3
+    if sw mn --initiate --child mh --timeout 20 >"$SWAN/mn/initiate.out" 2>&1; then
+      WHY+="strongSwan got a CHILD_SA for $other; "
+    fi
+    charon_says mn 'N\(TS_UNACCEPT\)' "our HA's refusal"
+    grep -q "$other" "$LOGS/$log" || WHY+="our HA's log does not name $other; "
+  else
+    OURS=mn PEER=ha
+    lab_mip6d_policies mn mn
+    swan_conf ha ha
+    swan_start ha || WHY+="charon (ha) did not start; "
+    OUR_HOA=$other lab_our_conf /job/mn.toml mn
+    ours_start mn mn "$log"
+    sleep 8
+    # notify 38 = TS_UNACCEPTABLE
+    grep -qE 'CHILD_SA not established.*notify=Some\(38\)' "$LOGS/$log" ||
+      WHY+="our MN's log has no CHILD_SA refused with TS_UNACCEPTABLE (38); "
+    charon_says ha "traffic selectors .*$other/128.* unacceptable" "strongSwan's refusal"
+    charon_says ha 'N\(TS_UNACCEPT\)' "TS_UNACCEPTABLE sent"
+  fi
+  # a keyed SA naming the address (ALLOCSPI's larval states carry no keys and expire in 30 s)
+  local n
+  for n in mn ha; do
+    ip -n $n xfrm state | awk -v a="$other" '
+      /^src / { hit = ($2 == a || $4 == a) }
+      /sel src/ && index($0, a) { hit = 1 }
+      /^\t(enc|aead|auth)/ && hit { found = 1 }
+      END { exit !found }' && WHY+="$n kernel has a keyed SA for $other; "
+  done
+  keep_logs "$name"
+  if [[ -n $WHY ]]; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
+# wait_count NS N SECONDS: NS holds exactly N ESP SAs within SECONDS.
+wait_count() { lab_wait_sas "$1" "$2" "$3"; }
+
+# 8: delete and liveness. The peer deletes the IKE SA: our side removes its SAs. Our side
+# deletes (SIGTERM): the peer removes its SAs. The peer falls silent (SIGSTOP): our liveness
+# check notices and our SAs go.
+sc8() {
+  local name=$1 dir=$2 log=$1.log t
+  reset
+  if ! up "$dir" "$log"; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  WHY=
+  # (a) the peer deletes
+  if [[ $dir == our-mn ]]; then
+    sw ha --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (ha) failed; "
+  else
+    sw mn --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (mn) failed; "
+  fi
+  wait_count $OURS 0 5 || WHY+="(a) after strongSwan's Delete our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
+  # (b) we delete: our daemon stops with SIGTERM
+  if [[ $dir == our-mn ]]; then
+    wait_sas mn 20 || WHY+="(b) our MN did not initiate again; "
+  else
+    sw mn --initiate --child mh --timeout 20 >/dev/null 2>&1 && sw mn --initiate --child tun --timeout 20 >/dev/null 2>&1 ||
+      WHY+="(b) strongSwan could not initiate again; "
+  fi
+  [[ $(lab_sa_count $PEER) == 4 ]] || WHY+="(b) the peer has $(lab_sa_count $PEER) SAs before our Delete; "
+  ours_stop $OURS
+  wait_count $PEER 0 5 || WHY+="(b) after our Delete strongSwan ($PEER) kernel still has $(lab_sa_count $PEER) SAs; "
+  sw $PEER --list-sas 2>/dev/null | grep -q 'mip6: #' && WHY+="(b) swanctl --list-sas ($PEER) still lists the IKE SA; "
+  # (c) the peer falls silent
+  if [[ $dir == our-mn ]]; then
+    ours_start mn mn "$log"
+    wait_sas mn 20 || WHY+="(c) no SAs after our MN's restart; "
+  else
+    ours_start ha ha "$log"
+    sleep 0.5
+    sw mn --initiate --child mh --timeout 20 >/dev/null 2>&1 && sw mn --initiate --child tun --timeout 20 >/dev/null 2>&1 ||
+      WHY+="(c) strongSwan could not initiate again; "
+  fi
+  [[ $(lab_sa_count $OURS) == 4 ]] || WHY+="(c) our $OURS has $(lab_sa_count $OURS) SAs before the silence; "
+  kill -STOP "$(cat $SWAN/$PEER/charon.pid)"
+  t=$SECONDS
+  if wait_count $OURS 0 40; then
+    echo "liveness: our $OURS removed its SAs $((SECONDS - t)) s after strongSwan fell silent" >>"$LOGS/$log"
+  else
+    WHY+="(c) 40 s after strongSwan fell silent our $OURS still has $(lab_sa_count $OURS) SAs; "
+  fi
+  kill -CONT "$(cat $SWAN/$PEER/charon.pid)"
+  if [[ -n $WHY ]]; then
+    keep_logs "$name"
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
+# 5: dynamic home address. Our MN asks with CP (INTERNAL_IP6_ADDRESS) and gets it from a
+# strongSwan `pools` entry; a strongSwan MN asks ours (vips = ::) and gets the address its user
+# file allows, and installs it itself. The payload ping must pass. (With a virtual IP strongSwan
+# installs its end of the MH transport SA between CoA and HA instead of HoA and HA and its own MH
+# packets then bypass it, so only SPI and mode are compared and no MH is sent.)
+sc5() {
+  if [[ $2 == swan-mn ]]; then
+    ip -n mn addr del $HOA/128 dev lo
+    NO_MH=1 PEER_SPI_ONLY=1 SW_VIPS=:: CHECK=check_sc5 basic "$1" "$2"
+  else
+    NO_MH=1 PEER_SPI_ONLY=1 OUR_HOA=dynamic SW_POOL=$HOA/128 CHECK=check_sc5 basic "$1" "$2"
+  fi
+}
+check_sc5() {
+  if [[ $OURS == mn ]]; then
+    charon_says ha "assigning virtual IP $HOA to peer" "the pool's address"
+  else
+    charon_says mn "installing new virtual IP $HOA" "the address from our HA"
+    ip -n mn addr | grep -q "$HOA" || WHY+="strongSwan did not install $HOA on the MN; "
+  fi
+}
+
+# 6: rekeying. Short lifetimes make both CHILD_SAs and the IKE SA rekey at least twice (the MN
+# drives it) while a ping runs; at most a few packets may be lost, the tunnel must not die.
+sc6() {
+  local name=$1 dir=$2 log=$1.log out lost n
+  reset
+  if [[ $dir == our-mn ]]; then
+    OUR_TIMERS='retransmit_timeout = 1.0
+retransmit_tries = 3
+liveness_interval = 30
+child_rekey = 8
+child_lifetime = 20
+ike_rekey = 10' up "$dir" "$log"
+  else
+    SW_CHILD_EXTRA='rekey_time = 8s
+        life_time = 20s
+        rand_time = 1s' SW_IKE_EXTRA='rekey_time = 10s
+    rand_time = 1s' up "$dir" "$log"
+  fi
+  if [[ -n $WHY ]]; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  WHY=
+  out=$(ip netns exec mn ping -6 -c 50 -i 0.5 -W 2 -I $HOA $CN 2>&1)
+  lost=$(echo "$out" | sed -n 's/.* \([0-9]*\) received.*/\1/p')
+  lost=$((50 - ${lost:-0}))
+  ((lost <= 4)) || WHY+="$lost of 50 pings lost during the rekeys; "
+  ip netns exec mn ping -6 -c 2 -i 0.3 -W 2 -I $HOA $CN >/dev/null 2>&1 || WHY+="the tunnel is dead after the rekeys; "
+  n=$(grep -c 'IKE SA rekeyed' "$LOGS/$log")
+  ((n >= 2)) || WHY+="our log shows $n IKE SA rekeys (want 2 or more); "
+  local c
+  for c in BuBa Payload; do
+    n=$(grep -c "CHILD_SA up.*class=Some($c)" "$LOGS/$log")
+    ((n >= 3)) || WHY+="our log shows $n CHILD_SAs of class $c (want the first and 2 or more rekeys); "
+  done
+  for c in mh tun; do
+    n=$(grep -oE "CHILD_SA $c\{[0-9]+\} established" "$SWAN/$PEER/charon.log" | sort -u | wc -l)
+    ((n >= 3)) || WHY+="strongSwan ($PEER) established $n $c CHILD_SAs (want 3 or more); "
+  done
+  local why=$WHY
+  settled || why+=$WHY
+  WHY=$why
+  if [[ -n $WHY ]]; then
+    keep_logs "$name"
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
+# name|function: the scenarios, each in both directions.
+SCENARIOS=()
+for d in our-mn swan-mn; do
+  SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
+    "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
+    "s8-delete-liveness.$d|sc8")
+done
+PLAN=(lab-swan-vs-swan)
+for s in "${SCENARIOS[@]}"; do
+  n=${s%%|*}
+  [[ -z $ONLY || $n =~ $ONLY ]] && PLAN+=("$n")
+done
+
+run_all() {
+  lab_warm_kernel && lab_netns_up || {
+    fail lab-swan-vs-swan "kernel modules or namespaces could not be set up"
+    return 1
+  }
+  sc_swan_vs_swan
+  local s n
+  for s in "${SCENARIOS[@]}"; do
+    n=${s%%|*}
+    [[ -z $ONLY || $n =~ $ONLY ]] || continue
+    "${s#*|}" "$n" "${n##*.}"
+    keep_logs "$n"
+  done
+  reset
+  lab_netns_down
+}
+
+: >"$RESULTS"
+echo "${PLAN[@]}" >/job/plan
+run_all
+echo "scenarios done"
