@@ -1,6 +1,9 @@
-//! A home agent and a mobile node Endpoint that talk by passing buffers, with a MemoryKernel
-//! each. Time is simulated: nothing here sleeps.
+//! Shared test helpers. Here: a home agent and a mobile node Endpoint that talk by passing
+//! buffers, with a MemoryKernel each (time is simulated: nothing here sleeps). `daemon`: daemons
+//! started from configuration files.
 #![allow(dead_code)]
+
+pub mod daemon;
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
