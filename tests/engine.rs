@@ -361,13 +361,7 @@ fn cross_user_home_address_is_refused_with_ts_unacceptable() {
         |_, _, _| true,
     );
     assert!(
-        l.mn.events.iter().any(|e| matches!(
-            e,
-            Event::ExchangeFailed {
-                notify: Some(N_TS_UNACCEPTABLE),
-                ..
-            }
-        )),
+        l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)),
         "{:?}",
         l.mn.events
     );
@@ -410,13 +404,7 @@ fn unknown_identity_gets_authentication_failed() {
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_AUTHENTICATION_FAILED),
-            ..
-        }
-    )));
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
     assert!(
         l.ha.events
             .iter()
@@ -681,21 +669,8 @@ fn transport_class_requires_transport_mode_on_the_ha() {
     )]);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
-    l.run(
-        |l| {
-            l.mn.events
-                .iter()
-                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
-        },
-        |_, _, _| true,
-    );
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_TS_UNACCEPTABLE),
-            ..
-        }
-    )));
+    l.run(|l| l.mn.exchange_failed(None), |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)));
     assert!(l.ha.kernel.is_empty());
 }
 
@@ -740,13 +715,7 @@ fn no_proposal_chosen() {
     let mut l = Lab::new(mn, ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_NO_PROPOSAL_CHOSEN),
-            ..
-        }
-    )));
+    assert!(l.mn.exchange_failed(Some(N_NO_PROPOSAL_CHOSEN)));
 }
 
 #[test]

@@ -63,90 +63,91 @@ fn migrate(
     })
 }
 
-/// The 4 MIGRATEs mip6d sends on the MN before its BU (Mh and TunnelPayload, both directions).
-fn mn_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
-    let km = (new_coa, HA_IP);
-    vec![
-        migrate(
+/// A MIGRATE of one of mip6d's policies for `hoa` moving from `old_coa` to `new_coa`: the
+/// policy for traffic to the HA (`to_ha`) or to the MN, of the MH (transport) or the
+/// TunnelPayload SA, with mip6d's default reqids (to the HA: MH 1, payload 3; to the MN: 2, 4).
+fn mip6d_migrate(
+    (hoa, old_coa, new_coa): (Ipv6Addr, Ipv6Addr, Ipv6Addr),
+    to_ha: bool,
+    tunnel: bool,
+    direction: Direction,
+    km: (Ipv6Addr, Ipv6Addr),
+) -> KernelEvent {
+    let (selector, reqid, old, new) = match (to_ha, tunnel) {
+        (true, false) => (
             sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
-            Direction::Out,
             1,
             (ANY, ANY),
             (ANY, ANY),
-            km,
         ),
-        migrate(
+        (false, false) => (
             sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
-            Direction::In,
             2,
             (ANY, ANY),
             (ANY, ANY),
-            km,
         ),
-        migrate(
+        (true, true) => (
             sel(hoa, 128, ANY, 0, 0),
-            Direction::Out,
             3,
             (old_coa, HA_IP),
             (new_coa, HA_IP),
-            km,
         ),
-        migrate(
+        (false, true) => (
             sel(ANY, 0, hoa, 128, 0),
-            Direction::In,
             4,
             (HA_IP, old_coa),
             (HA_IP, new_coa),
-            km,
         ),
-    ]
+    };
+    migrate(selector, direction, reqid, old, new, km)
+}
+
+/// The 4 MIGRATEs mip6d sends on the MN before its BU (Mh and TunnelPayload, both directions).
+fn mn_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
+    mip6d_migrates(false, hoa, old_coa, new_coa)
 }
 
 /// The 5 MIGRATEs mip6d sends on the HA while it processes the BU (one policy twice, as seen).
 fn ha_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
-    let km = (HA_IP, new_coa);
-    vec![
-        migrate(
-            sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
-            Direction::Out,
-            2,
-            (ANY, ANY),
-            (ANY, ANY),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
-            Direction::In,
-            1,
-            (ANY, ANY),
-            (ANY, ANY),
-            km,
-        ),
-        migrate(
-            sel(ANY, 0, hoa, 128, 0),
-            Direction::Out,
-            4,
-            (HA_IP, old_coa),
+    mip6d_migrates(true, hoa, old_coa, new_coa)
+}
+
+/// mip6d's MIGRATEs on the HA (`on_ha`) or the MN, in the order it sends them, with its
+/// KMADDRESS (local, remote).
+fn mip6d_migrates(
+    on_ha: bool,
+    hoa: Ipv6Addr,
+    old_coa: Ipv6Addr,
+    new_coa: Ipv6Addr,
+) -> Vec<KernelEvent> {
+    use Direction::{In, Out};
+    // (to_ha, tunnel, direction)
+    let (order, km): (&[(bool, bool, Direction)], _) = if on_ha {
+        (
+            &[
+                (false, false, Out),
+                (true, false, In),
+                (false, true, Out),
+                (true, true, In),
+                (true, true, In),
+            ],
             (HA_IP, new_coa),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, ANY, 0, 0),
-            Direction::In,
-            3,
-            (old_coa, HA_IP),
+        )
+    } else {
+        (
+            &[
+                (true, false, Out),
+                (false, false, In),
+                (true, true, Out),
+                (false, true, In),
+            ],
             (new_coa, HA_IP),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, ANY, 0, 0),
-            Direction::In,
-            3,
-            (old_coa, HA_IP),
-            (new_coa, HA_IP),
-            km,
-        ),
-    ]
+        )
+    };
+    order
+        .iter()
+        .map(|&(to_ha, tunnel, dir)| mip6d_migrate((hoa, old_coa, new_coa), to_ha, tunnel, dir, km))
+        .collect()
 }
 
 /// What the kernel does with mip6d's MIGRATE before broadcasting it: tunnel SAs of that reqid
@@ -176,19 +177,21 @@ fn kernel_migrates(side: &mut Side, e: &KernelEvent) {
     }
 }
 
-fn kernel_mn(l: &mut Lab, evs: Vec<KernelEvent>) {
+/// Kernel events to the HA (`on_ha`) or the MN, as the kernel would treat and broadcast them.
+fn kernel_to(l: &mut Lab, on_ha: bool, evs: Vec<KernelEvent>) {
+    let now = l.now;
+    let side = if on_ha { &mut l.ha } else { &mut l.mn };
     for e in evs {
-        kernel_migrates(&mut l.mn, &e);
-        l.mn.ep.handle_kernel(l.now, e);
+        kernel_migrates(side, &e);
+        side.ep.handle_kernel(now, e);
     }
     l.collect();
 }
+fn kernel_mn(l: &mut Lab, evs: Vec<KernelEvent>) {
+    kernel_to(l, false, evs);
+}
 fn kernel_ha(l: &mut Lab, evs: Vec<KernelEvent>) {
-    for e in evs {
-        kernel_migrates(&mut l.ha, &e);
-        l.ha.ep.handle_kernel(l.now, e);
-    }
-    l.collect();
+    kernel_to(l, true, evs);
 }
 
 fn migrated(s: &Side) -> usize {
@@ -577,21 +580,8 @@ fn static_home_prefix_authorizes_addresses_inside_it_only() {
         HomeAddress::Static(v6("2001:db8:100:2::42")),
         &[SaClass::BuBa],
     );
-    l.run(
-        |l| {
-            l.mn.events
-                .iter()
-                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
-        },
-        |_, _, _| true,
-    );
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_TS_UNACCEPTABLE),
-            ..
-        }
-    )));
+    l.run(|l| l.mn.exchange_failed(None), |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)));
     assert!(l.ha.kernel.is_empty());
 }
 

@@ -200,6 +200,13 @@ pub struct Side {
 }
 
 impl Side {
+    /// Whether an exchange this side started failed (with the error notify `notify`, if given).
+    pub fn exchange_failed(&self, notify: Option<u16>) -> bool {
+        self.events.iter().any(|e| {
+            matches!(e, Event::ExchangeFailed { notify: n, .. } if notify.is_none() || *n == notify)
+        })
+    }
+
     pub fn new(cfg: Config, addr: &str, seed: u64, now: Now) -> Side {
         Side {
             ep: Endpoint::new(Arc::new(cfg), Box::new(TestRng::new(seed)), now),
