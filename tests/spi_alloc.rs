@@ -36,9 +36,9 @@ fn lab() -> Lab {
     Lab::new(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP))
 }
 
-#[test]
-fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
-    let mut l = lab();
+/// Recording allocators on both sides: the MN's SPIs from 0x5000_0000, the HA's from
+/// 0x6000_0000.
+fn recorders(l: &mut Lab) -> (Recorder, Recorder) {
     let mn = Recorder {
         base: 0x5000_0000,
         ..Default::default()
@@ -49,20 +49,25 @@ fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
     };
     l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
     l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    (mn, ha)
+}
+
+/// What `f` picks out of every SPI request the allocator saw.
+fn requests<T>(r: &Recorder, f: impl Fn(&SpiRequest) -> T) -> Vec<T> {
+    r.log.lock().unwrap().iter().map(|(q, _)| f(q)).collect()
+}
+
+#[test]
+fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
+    let mut l = lab();
+    let (mn, ha) = recorders(&mut l);
     l.initiate(
         HomeAddress::Static(HOA1),
         &[SaClass::BuBa, SaClass::Payload],
     );
     assert!(l.establish(2));
     let (hoa, ha_ip, coa) = (IpAddr::V6(HOA1), IpAddr::V6(HA_IP), l.mn.addr.ip());
-    let reqs = |r: &Recorder| -> Vec<(IpAddr, IpAddr, u32)> {
-        r.log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(q, _)| (q.src, q.dst, q.reqid))
-            .collect()
-    };
+    let reqs = |r: &Recorder| requests(r, |q| (q.src, q.dst, q.reqid));
     // MN inbound: BU/BA transport HA -> HoA with reqid 2 (to_mn), payload tunnel HA -> CoA
     // with reqid 4; the HA the other way round with reqids 1 and 3.
     assert_eq!(reqs(&mn), vec![(ha_ip, hoa, 2), (ha_ip, coa, 4)]);
@@ -126,12 +131,7 @@ fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
 
 /// (class reqid, ACQUIRE seq) of every SPI request an allocator saw.
 fn seqs(r: &Recorder) -> Vec<(u32, Option<u32>)> {
-    r.log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(q, _)| (q.reqid, q.acquire_seq))
-        .collect()
+    requests(r, |q| (q.reqid, q.acquire_seq))
 }
 
 #[test]
@@ -139,16 +139,7 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
     use mip6_ike::ike::Command;
     use std::time::Duration;
     let mut l = lab();
-    let mn = Recorder {
-        base: 0x5000_0000,
-        ..Default::default()
-    };
-    let ha = Recorder {
-        base: 0x6000_0000,
-        ..Default::default()
-    };
-    l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
-    l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    let (mn, ha) = recorders(&mut l);
     // An ACQUIRE for the payload class (seq 4242) makes the daemon initiate every class: only
     // the payload CHILD_SA (inbound reqid 4), negotiated second, answers it.
     l.mn.ep.note_acquire(l.now, SaClass::Payload, 4242);
