@@ -447,17 +447,8 @@ impl Endpoint {
             psk.as_deref().map(|v| v.as_slice()),
         ) {
             // The responder believes the SA is up: tell it (fire and forget) before leaving.
-            let del = Payload::Delete(crate::wire::Delete {
-                protocol_id: PROTO_IKE,
-                spi_size: 0,
-                spis: vec![],
-            });
-            let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
-            self.transmits.push_back(super::Transmit {
-                local: sa.local,
-                remote: sa.remote,
-                data,
-            });
+            let (local, remote) = (sa.local, sa.remote);
+            self.send_ike_delete_once(sa, local, remote);
             return failed(
                 self,
                 sa,
