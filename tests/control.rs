@@ -412,15 +412,7 @@ fn event_stream_of_a_life_cycle() {
     let hoa = std::net::IpAddr::V6(hoa1());
     let ha_addr: std::net::IpAddr = "::1".parse().unwrap();
     ha.kernel_event(KernelEvent::Migrate(Migrate {
-        selector: Selector {
-            src: "2001:db8:1::1".parse().unwrap(),
-            src_prefix: 128,
-            dst: hoa,
-            dst_prefix: 128,
-            proto: 135,
-            sport: (0, 0),
-            dport: (0, 0),
-        },
+        selector: Selector::new("2001:db8:1::1".parse().unwrap(), 128, hoa, 128, 135),
         direction: Direction::Out,
         reqid: 2,
         old_src: "2001:db8:1::1".parse().unwrap(),

@@ -28,15 +28,7 @@ fn ip(a: Ipv6Addr) -> IpAddr {
 }
 
 fn sel(src: Ipv6Addr, sp: u8, dst: Ipv6Addr, dp: u8, proto: u8) -> Selector {
-    Selector {
-        src: ip(src),
-        src_prefix: sp,
-        dst: ip(dst),
-        dst_prefix: dp,
-        proto,
-        sport: (0, 0),
-        dport: (0, 0),
-    }
+    Selector::new(ip(src), sp, ip(dst), dp, proto)
 }
 
 /// One MIGRATE entry as mip6d sends it: transport entries carry `::` as old/new addresses,

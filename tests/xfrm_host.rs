@@ -89,13 +89,8 @@ fn config(policies: Policies) -> XfrmConfig {
 
 fn sel(src: &str, sp: u8, dst: &str, dp: u8, proto: u8, sport: (u16, u16)) -> Selector {
     Selector {
-        src: a(src),
-        src_prefix: sp,
-        dst: a(dst),
-        dst_prefix: dp,
-        proto,
         sport,
-        dport: (0, 0),
+        ..Selector::new(a(src), sp, a(dst), dp, proto)
     }
 }
 

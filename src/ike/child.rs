@@ -457,15 +457,7 @@ impl Endpoint {
             replay_window: self.cfg.replay_window,
             lifetime,
         };
-        let fallback = |src, dst| crate::kernel::Selector {
-            src,
-            src_prefix: 0,
-            dst,
-            dst_prefix: 0,
-            proto: 0,
-            sport: (0, 0),
-            dport: (0, 0),
-        };
+        let fallback = |src, dst| crate::kernel::Selector::new(src, 0, dst, 0, 0);
         let unspec = if outer_local.is_ipv4() {
             std::net::IpAddr::from([0u8; 4])
         } else {

@@ -15,9 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use tracing::{debug, info};
 
+use super::Event;
 use super::endpoint::{Endpoint, Fate};
 use super::sa::{Child, IkeSa, Plan, State};
-use super::Event;
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
 
 /// The selector side `addr/prefix` covers `hoa`; `::/0` does not count (it names every SA).
