@@ -9,6 +9,7 @@
 mod common;
 
 use common::daemon::{MN1_ID, Running, copy_certs, start_on, stop, wait_event};
+use common::xorshift::XorShift;
 use mip6_ike::daemon::make_kernel;
 use mip6_ike::ike::Event;
 
@@ -77,6 +78,23 @@ fn ip(args: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The selector of the payload tunnel from the home address.
+fn payload_sel() -> Selector {
+    sel(HOA, 128, "::", 0, 0, (0, 0))
+}
+
+/// The payload tunnel's MIGRATE entry (reqid 3, to the HA) for a move from COA1 to COA2.
+fn coa1_to_coa2() -> MigrateEntry {
+    MigrateEntry {
+        old_src: a(COA1),
+        old_dst: a(HA),
+        new_src: a(COA2),
+        new_dst: a(HA),
+        mode: Mode::Tunnel,
+        reqid: 3,
+    }
 }
 
 fn config(policies: Policies) -> XfrmConfig {
@@ -611,15 +629,8 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
         assert_eq!((m.km_local, m.km_remote), (Some(a(COA2)), Some(a(HA))));
 
         // Tunnel entry: the outer endpoints move CoA1 -> CoA2.
-        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a(COA1),
-            old_dst: a(HA),
-            new_src: a(COA2),
-            new_dst: a(HA),
-            mode: Mode::Tunnel,
-            reqid: 3,
-        };
+        let payload = payload_sel();
+        let entry = coa1_to_coa2();
         nl.ack(msg::migrate_request(
             &payload,
             msg::XFRM_POLICY_OUT,
@@ -645,24 +656,10 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
     }
 }
 
-/// Deterministic xorshift for the mutations.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Feeds truncations and garblings of each seed datagram to the listener's decoder: every
 /// one is rejected or parsed, none panics. Returns (rejected, parsed).
 fn garble_all(seeds: &[Vec<u8>], seed: u64) -> (usize, usize) {
-    let mut g = Gen(0x9e37_79b9_7f4a_7c15 ^ seed);
+    let mut g = XorShift(0x9e37_79b9_7f4a_7c15 ^ seed);
     let (mut rejected, mut parsed) = (0, 0);
     let mut count = |r: Result<Vec<KernelEvent>, _>| match r {
         Ok(_) => parsed += 1,
@@ -682,19 +679,19 @@ fn garble_all(seeds: &[Vec<u8>], seed: u64) -> (usize, usize) {
                 0 => {
                     for _ in 0..1 + g.below(8) {
                         let i = g.below(b.len());
-                        b[i] = g.next() as u8;
+                        b[i] = g.byte();
                     }
                 }
                 // A length field: the netlink header's or an attribute's.
                 1 => {
                     let i = [0, 1, 2, 3][g.below(4)];
-                    b[i] = g.next() as u8;
+                    b[i] = g.byte();
                 }
                 2 => {
                     if b.len() > msg::NLMSG_HDRLEN + 8 {
                         let i = msg::NLMSG_HDRLEN + 4 * g.below((b.len() - msg::NLMSG_HDRLEN) / 4);
-                        b[i] = g.next() as u8;
-                        b[i + 1] = g.next() as u8;
+                        b[i] = g.byte();
+                        b[i + 1] = g.byte();
                     }
                 }
                 // Consistent header length over a cut payload, or junk appended.
@@ -770,16 +767,9 @@ fn synthetic_seeds() -> Vec<Vec<u8>> {
         .fixed(&exp)
         .finish(0)
         .to_vec();
-    let e = MigrateEntry {
-        old_src: a(COA1),
-        old_dst: a(HA),
-        new_src: a(COA2),
-        new_dst: a(HA),
-        mode: Mode::Tunnel,
-        reqid: 3,
-    };
+    let e = coa1_to_coa2();
     let migrate = msg::migrate_request(
-        &sel(HOA, 128, "::", 0, 0, (0, 0)),
+        &payload_sel(),
         msg::XFRM_POLICY_IN,
         &[e.clone(), e],
         Some((a(COA2), a(HA))),
@@ -1042,15 +1032,8 @@ fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
                 "xfrm policy add src {HOA}/128 dst ::/0 dir {dir} priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
             ));
         }
-        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a(COA1),
-            old_dst: a(HA),
-            new_src: a(COA2),
-            new_dst: a(HA),
-            mode: Mode::Tunnel,
-            reqid: 3,
-        };
+        let payload = payload_sel();
+        let entry = coa1_to_coa2();
         let km = Some((a(HA), a(COA2)));
         let mut raw = Vec::new();
         for dir in [msg::XFRM_POLICY_FWD, msg::XFRM_POLICY_IN] {

@@ -1,9 +1,10 @@
 //! Shared test helpers. Here: a home agent and a mobile node Endpoint that talk by passing
 //! buffers, with a MemoryKernel each (time is simulated: nothing here sleeps). `daemon`: daemons
-//! started from configuration files.
+//! started from configuration files. `xorshift`: deterministic mutations.
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod xorshift;
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
