@@ -205,15 +205,26 @@ fn moving_lab(mn: Config, ha: Config) -> Lab {
     l
 }
 
-/// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
-fn move_to(l: &mut Lab, new: Ipv6Addr) {
-    let old = match l.mn.addr.ip() {
+/// The MN's current care-of address.
+fn mn_coa(l: &Lab) -> Ipv6Addr {
+    match l.mn.addr.ip() {
         IpAddr::V6(a) => a,
         IpAddr::V4(_) => unreachable!(),
-    };
+    }
+}
+
+/// The MN's side of a move of `hoa`'s SAs from `old` to `new`: mip6d's MIGRATEs, then the MN
+/// talks from the new care-of address (same port).
+fn mn_moves(l: &mut Lab, hoa: Ipv6Addr, old: Ipv6Addr, new: Ipv6Addr) {
+    kernel_mn(l, mn_migrates(hoa, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
+}
+
+/// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
+fn move_to(l: &mut Lab, new: Ipv6Addr) {
+    let old = mn_coa(l);
     let (mn_before, ha_before) = (migrated(&l.mn), migrated(&l.ha));
-    kernel_mn(l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    mn_moves(l, HOA1, old, new);
     kernel_ha(l, ha_migrates(HOA1, old, new));
     assert_eq!(migrated(&l.mn), mn_before + 1, "4 MIGRATEs, one move");
     assert_eq!(migrated(&l.ha), ha_before + 1, "5 MIGRATEs, one move");
@@ -348,10 +359,7 @@ fn engine_moves_tunnel_sas_when_it_owns_them() {
         .find(|c| c.mode == Mode::Tunnel)
         .cloned()
         .unwrap();
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     assert!(l.mn.kernel.get(ip(old), c.spi_in).is_some());
     let new = v6("2001:db8:3::100");
     move_to(&mut l, new);
@@ -371,10 +379,7 @@ fn engine_moves_tunnel_sas_when_it_owns_them() {
 #[test]
 fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
     let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
-    let coa = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let coa = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     // Another home address: no IKE SA.
     kernel_ha(&mut l, ha_migrates(HOA2, coa, new));
@@ -411,13 +416,9 @@ fn without_key_mobility_the_mobile_node_re_establishes() {
     ha.mobility.key_mobility = false;
     let mut l = moving_lab(mn, ha);
     let old_ike = l.mn.ep.list()[0].id;
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
-    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    mn_moves(&mut l, HOA1, old, new);
     assert_eq!(migrated(&l.mn), 0);
     assert!(
         l.mn.events
@@ -455,10 +456,7 @@ fn without_key_mobility_the_home_agent_deletes_the_old_sa() {
     let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
     ha.mobility.key_mobility = false;
     let mut l = moving_lab(mn1(), ha);
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     kernel_ha(&mut l, ha_migrates(HOA1, old, v6("2001:db8:3::100")));
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
     assert!(l.ha.kernel.is_empty());
@@ -812,12 +810,8 @@ fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
     ha.mobility.key_mobility = false;
     l.ha.ep.set_config(Arc::new(ha));
     let new = v6("2001:db8:3::100");
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
-    kernel_mn(&mut l, mn_migrates(first, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
+    let old = mn_coa(&l);
+    mn_moves(&mut l, first, old, new);
     let ups = l.mn.child_ups();
     assert!(
         l.run(|l| l.mn.child_ups() >= ups + 2, |_, _, _| true),
@@ -1070,14 +1064,10 @@ fn every_sa_class_gets_its_selectors_mode_and_reqids() {
 fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
     let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
     let old_remote = l.ha.ep.list()[0].remote;
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
-    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    mn_moves(&mut l, HOA1, old, new);
     let ike = l.mn.ep.list()[0].id;
     let spi = payload_spi(&l);
     l.mn.ep
