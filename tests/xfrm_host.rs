@@ -179,17 +179,11 @@ fn mn_specs() -> [SaSpec; 3] {
     ]
 }
 
-/// (direction, priority, template reqids, template mode, template daddr) of every policy.
+/// (direction, priority, template reqids) of every policy.
 fn policies() -> Vec<(u8, u32, Vec<u32>)> {
-    let mut nl = Netlink::open().unwrap();
-    let mut v: Vec<_> = nl
-        .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let (info, reqids) = msg::parse_policy(p).unwrap();
-            (info.direction, info.priority, reqids)
-        })
+    let mut v: Vec<_> = typed_policies()
+        .into_iter()
+        .map(|(direction, priority, _, _, reqids)| (direction, priority, reqids))
         .collect();
     v.sort();
     v
