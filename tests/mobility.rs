@@ -548,24 +548,21 @@ fn dynamic_home_address_from_a_pool_and_a_delegated_prefix() {
 
 #[test]
 fn static_home_prefix_authorizes_addresses_inside_it_only() {
-    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
-    u.home_prefix = Some(HomePrefix::Static {
-        prefix: v6("2001:db8:100:1::"),
-        len: 64,
-        lifetime: 86_400,
-    });
+    let prefix_user = || {
+        let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
+        u.home_prefix = Some(HomePrefix::Static {
+            prefix: v6("2001:db8:100:1::"),
+            len: 64,
+            lifetime: 86_400,
+        });
+        u
+    };
     // Inside the user's prefix: accepted.
-    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    let mut l = Lab::new(mn1(), ha_with_users(vec![prefix_user()]));
     l.initiate(HomeAddress::Static(v6("2001:db8:100:1::42")), BU_PAYLOAD);
     assert!(l.establish(2), "{:?}", l.mn.events);
     // Outside it (a prefix the user does not own): TS_UNACCEPTABLE.
-    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
-    u.home_prefix = Some(HomePrefix::Static {
-        prefix: v6("2001:db8:100:1::"),
-        len: 64,
-        lifetime: 86_400,
-    });
-    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    let mut l = Lab::new(mn1(), ha_with_users(vec![prefix_user()]));
     l.initiate(
         HomeAddress::Static(v6("2001:db8:100:2::42")),
         &[SaClass::BuBa],

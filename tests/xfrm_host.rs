@@ -85,6 +85,19 @@ fn payload_sel() -> Selector {
     sel(HOA, 128, "::", 0, 0, (0, 0))
 }
 
+/// The MH policy's MIGRATE entry (transport, reqid 1 to the HA): old addresses `::`, as
+/// mip6d sends it.
+fn mh_entry() -> MigrateEntry {
+    MigrateEntry {
+        old_src: a("::"),
+        old_dst: a("::"),
+        new_src: a(HOA),
+        new_dst: a(HA),
+        mode: Mode::Transport,
+        reqid: 1,
+    }
+}
+
 /// The payload tunnel's MIGRATE entry (reqid 3, to the HA) for a move from COA1 to COA2.
 fn coa1_to_coa2() -> MigrateEntry {
     MigrateEntry {
@@ -333,9 +346,7 @@ fn policies_daemon_mode_install_one_policy_per_selector_of_hoti_hot() {
 fn policies_mip6d_mode_installs_none() {
     in_netns(|| {
         // mip6d's own policy must survive our start and stop untouched.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
+        add_mip6d_policy("mobility-header");
         let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
         let [out, inb, tun] = mn_specs();
         for s in [&out, &inb, &tun] {
@@ -586,9 +597,7 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
         // mip6d's `IPsecPolicy Mh UseESP 1 2` OUT policy (no MH type: 6.18 finds MIGRATE
         // targets by flow lookup, which a typed selector does not match) and its tunnel
         // payload policy.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
+        add_mip6d_policy("mobility-header");
         ip(&format!(
             "xfrm policy add src {HOA}/128 dst ::/0 dir out priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
         ));
@@ -596,14 +605,7 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
 
         // Transport entry: old addresses ::, as mip6d sends it.
         let mh = sel(HOA, 128, HA, 128, 135, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a("::"),
-            old_dst: a("::"),
-            new_src: a(HOA),
-            new_dst: a(HA),
-            mode: Mode::Transport,
-            reqid: 1,
-        };
+        let entry = mh_entry();
         nl.ack(msg::migrate_request(
             &mh,
             msg::XFRM_POLICY_OUT,
@@ -987,14 +989,7 @@ fn initiate_from_kmaddress(listen: &str) {
             assert_ne!(from1.ip(), a(COA2));
             attempt_fails(&mut mn, &ha, &mut buf).await;
             // mip6d moves the MN to COA2: one MIGRATE of its MH policy, with KMADDRESS.
-            let entry = MigrateEntry {
-                old_src: a("::"),
-                old_dst: a("::"),
-                new_src: a(HOA),
-                new_dst: a(HA),
-                mode: Mode::Transport,
-                reqid: 1,
-            };
+            let entry = mh_entry();
             Netlink::open()
                 .unwrap()
                 .ack(msg::migrate_request(
