@@ -60,24 +60,27 @@ pool = "dyn"
 classes = ["bu-ba", "payload"]
 "#;
 
+/// The start of every file: the role, [listen] on `listen` with ports the kernel picks, and the
+/// [identity] table's header.
+fn head(role: &str, listen: &str) -> String {
+    format!(
+        "role = \"{role}\"\n[listen]\naddresses = [\"{listen}\"]\nport = 0\nnat_port = 0\n[identity]\n"
+    )
+}
+
 /// The home agent's file, listening on `listen`; `extra` adds lines to [home_agent] and more
 /// tables.
 pub fn ha_toml(listen: &str, extra: &str) -> String {
     format!(
-        r#"role = "home-agent"
-[listen]
-addresses = ["{listen}"]
-port = 0
-nat_port = 0
-[identity]
-id = "{HA_ID}"
+        r#"{}id = "{HA_ID}"
 certificate = "ha-ecdsa.pem"
 private_key = "ha-ecdsa.key"
 ca = ["ca-ecdsa.pem"]
 [home_agent]
 address = "2001:db8:1::1"
 users_dir = "users"
-{extra}"#
+{extra}"#,
+        head("home-agent", listen)
     )
 }
 
@@ -85,19 +88,14 @@ users_dir = "users"
 /// `extra` adds lines to [mobile_node].
 pub fn mn_toml(identity: &str, ha: SocketAddr, hoa: &str, extra: &str) -> String {
     format!(
-        r#"role = "mobile-node"
-[listen]
-addresses = ["::1"]
-port = 0
-nat_port = 0
-[identity]
-{identity}[mobile_node]
+        r#"{}{identity}[mobile_node]
 home_agent = "{ha}"
 home_agent_address = "2001:db8:1::1"
 care_of_address = "::1"
 home_address = "{hoa}"
 classes = ["bu-ba", "payload"]
-{extra}"#
+{extra}"#,
+        head("mobile-node", "::1")
     )
 }
 
