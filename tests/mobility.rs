@@ -274,6 +274,18 @@ fn payload_spi(l: &Lab) -> u32 {
         .spi_in
 }
 
+/// The MN starts a rekey of its payload CHILD_SA (the request is in flight); returns the SA's
+/// inbound SPI.
+fn start_payload_rekey(l: &mut Lab) -> u32 {
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(l);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    spi
+}
+
 #[test]
 fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
     let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
@@ -284,13 +296,8 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
     assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
     // A CHILD_SA rekey from the new CoA: the new tunnel SA is installed with the new outer
     // endpoints on both sides.
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
     let ups = l.mn.child_ups();
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    let spi = start_payload_rekey(&mut l);
     assert!(
         l.wire
             .iter()
@@ -330,12 +337,7 @@ fn three_moves_and_a_return_home() {
     assert_eq!(migrated(&l.mn), 4);
     assert_eq!(migrated(&l.ha), 4);
     let ups = l.mn.child_ups();
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    start_payload_rekey(&mut l);
     l.run_now();
     assert_eq!(l.mn.child_ups(), ups + 1, "rekey works at home");
     assert!(
@@ -1065,12 +1067,7 @@ fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
     let new = v6("2001:db8:3::100");
     // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
     mn_moves(&mut l, HOA1, old, new);
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    start_payload_rekey(&mut l);
     l.run_now();
     // Answered at the new address (RFC 7296 2.11), yet the HA's record is unchanged.
     assert!(
