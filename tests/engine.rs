@@ -394,13 +394,7 @@ fn superset_selector_is_narrowed_to_the_users_home_address() {
 #[test]
 fn unknown_identity_gets_authentication_failed() {
     // Only mn2 is a user.
-    let ha = ha_with_users(vec![user(
-        "mn2",
-        MN2_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA2],
-        &[SaClass::BuBa],
-    )]);
+    let ha = ha_with_cert_user("mn2", MN2_DN, &[HOA2], &[SaClass::BuBa]);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
@@ -660,13 +654,7 @@ fn additional_child_sa_classes() {
 fn transport_class_requires_transport_mode_on_the_ha() {
     // The HA lets mn1 have only the payload tunnel: a BU/BA transport request is refused
     // rather than silently turned into a tunnel.
-    let ha = ha_with_users(vec![user(
-        "mn1",
-        MN1_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA1],
-        &[SaClass::Payload],
-    )]);
+    let ha = ha_with_cert_user("mn1", MN1_DN, &[HOA1], &[SaClass::Payload]);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     l.run(|l| l.mn.exchange_failed(None), |_, _, _| true);
@@ -1224,13 +1212,7 @@ fn later_child_sas_stay_on_the_home_address_of_the_ike_sa() {
     // mn1 owns two HoAs; each IKE SA is bound to the HoA its first CHILD_SA was granted.
     let all = [SaClass::BuBa, SaClass::Payload];
     let other = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x101);
-    let ha = ha_with_users(vec![user(
-        "mn1",
-        MN1_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA1, other],
-        &all,
-    )]);
+    let ha = ha_with_cert_user("mn1", MN1_DN, &[HOA1, other], &all);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     assert!(l.establish(1));
@@ -1238,13 +1220,7 @@ fn later_child_sas_stay_on_the_home_address_of_the_ike_sa() {
     // A second MN-side IKE SA for the other HoA is fine.
     let mut l2 = Lab::new(
         mn1(),
-        ha_with_users(vec![user(
-            "mn1",
-            MN1_DN,
-            mip6_ike::mobility::UserAuth::Certificate,
-            &[HOA1, other],
-            &all,
-        )]),
+        ha_with_cert_user("mn1", MN1_DN, &[HOA1, other], &all),
     );
     l2.initiate(
         HomeAddress::Static(other),

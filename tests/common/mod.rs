@@ -180,6 +180,11 @@ pub fn mn1() -> Config {
 }
 
 /// An ECDSA home agent with the default suite whose only users are `users`.
+/// A home agent whose only user is `name` (identity `dn`), authenticated by certificate.
+pub fn ha_with_cert_user(name: &str, dn: &str, hoas: &[Ipv6Addr], classes: &[SaClass]) -> Config {
+    ha_with_users(vec![user(name, dn, UserAuth::Certificate, hoas, classes)])
+}
+
 pub fn ha_with_users(users: Vec<User>) -> Config {
     let mut c = ha_config(AuthKind::Ecdsa, IKE, ESP);
     c.home_agent.as_mut().unwrap().users = Arc::new(UserDb::new(users).unwrap());
