@@ -22,6 +22,14 @@ fn lab(kind: AuthKind, ike_p: &str, esp_p: &str) -> Lab {
     )
 }
 
+/// ECDSA peers with the ESP proposal aes128-sha256 and their own IKE proposals.
+fn lab_ike(mn_ike: &str, ha_ike: &str) -> Lab {
+    Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", mn_ike, "aes128-sha256"),
+        ha_config(AuthKind::Ecdsa, ha_ike, "aes128-sha256"),
+    )
+}
+
 /// Checks the RFC 4877 shape of an established MN/HA pair: BU/BA transport SA between HoA and
 /// HA, payload tunnel SA between CoA and HA with the HoA in its selectors, matching SPIs and keys
 /// on both sides, mip6d's reqids.
@@ -168,14 +176,7 @@ fn handshake_psk() {
 
 #[test]
 fn invalid_ke_payload_retry_uses_the_responders_group() {
-    let mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes128-sha256-x25519-ecp256",
-        "aes128-sha256",
-    );
-    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-ecp256", "aes128-sha256");
-    let mut l = Lab::new(mn, ha);
+    let mut l = lab_ike("aes128-sha256-x25519-ecp256", "aes128-sha256-ecp256");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     // First request carries an X25519 KE.
     let first = Message::parse(&l.wire[0].1.data).unwrap();
@@ -693,14 +694,7 @@ fn unsupported_critical_payload_is_answered() {
 
 #[test]
 fn no_proposal_chosen() {
-    let mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes256-sha512-modp2048",
-        "aes128-sha256",
-    );
-    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
-    let mut l = Lab::new(mn, ha);
+    let mut l = lab_ike("aes256-sha512-modp2048", "aes128-sha256-x25519");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
     assert!(l.mn.exchange_failed(Some(N_NO_PROPOSAL_CHOSEN)));
