@@ -509,10 +509,7 @@ fn delete_from_the_mobile_node_clears_both_kernels() {
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -530,16 +527,10 @@ fn delete_one_child_sa() {
     let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
     let spi = l.mn.ep.list()[0].children[1].spi_in;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::DeleteChild {
-                ike: id,
-                spi_in: spi,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::DeleteChild {
+        ike: id,
+        spi_in: spi,
+    });
     l.run_now();
     assert_eq!(l.mn.kernel.len(), 2);
     assert_eq!(l.ha.kernel.len(), 2);
@@ -705,8 +696,7 @@ fn shutdown_removes_every_sa() {
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
-    l.ha.ep.handle_command(l.now, Command::Shutdown).unwrap();
-    l.collect();
+    l.ha_command(Command::Shutdown);
     assert!(l.ha.kernel.is_empty());
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0, "the MN heard the Delete");
@@ -834,16 +824,10 @@ fn ike_sa_rekey_by_timer_keeps_the_child_sas() {
     // A CHILD_SA rekey on the new IKE SA.
     let id = mn_sa.id;
     let spi = before[0].0;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::RekeyChild {
-                ike: id,
-                spi_in: spi,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyChild {
+        ike: id,
+        spi_in: spi,
+    });
     l.run_now();
     let after = child_spis(&l.mn);
     assert_eq!(after.len(), 2);
@@ -877,10 +861,7 @@ fn ike_sa_rekey_by_the_home_agent_flips_roles() {
     assert!(l.establish(2));
     let before = child_spis(&l.mn);
     let old = l.ha.ep.list()[0].id;
-    l.ha.ep
-        .handle_command(l.now, Command::RekeyIke { ike: old })
-        .unwrap();
-    l.collect();
+    l.ha_command(Command::RekeyIke { ike: old });
     l.run_now();
     nothing_went_down(&l);
     let ha_sa = &l.ha.ep.list()[0];
@@ -907,10 +888,7 @@ fn ike_sa_rekey_by_the_home_agent_flips_roles() {
     check_rfc4877(&l);
 
     let id = l.mn.ep.list()[0].id;
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -934,10 +912,7 @@ fn ike_sa_rekey_with_the_wrong_ke_group_is_retried() {
         "aes128-sha256",
     )));
     let before = child_spis(&l.mn);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyIke { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyIke { ike: id });
     // The HA answers INVALID_KE_PAYLOAD(19).
     l.run_now_n(1);
     assert_eq!(l.ha.ep.stats.invalid_ke_sent, 1);
@@ -962,10 +937,7 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     l.mn.ep
         .handle_command(l.now, Command::RekeyIke { ike: id })
         .unwrap();
-    l.ha.ep
-        .handle_command(l.now, Command::RekeyIke { ike: ha_id })
-        .unwrap();
-    l.collect();
+    l.ha_command(Command::RekeyIke { ike: ha_id });
     assert_eq!(l.wire.len(), 2, "both requests cross");
     l.run_now();
     nothing_went_down(&l);
@@ -985,10 +957,7 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     check_rfc4877(&l);
     // And the survivor works.
     let id = mn_sa.id;
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -1011,10 +980,7 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
         // Vary the nonces (and so the winner) by rekeying a different number of times first.
         for _ in 0..seed_shift {
             let cur = l.mn.ep.list()[0].id;
-            l.mn.ep
-                .handle_command(l.now, Command::RekeyIke { ike: cur })
-                .unwrap();
-            l.collect();
+            l.mn_command(Command::RekeyIke { ike: cur });
             l.run_now();
         }
         let before = child_spis(&l.mn);
@@ -1025,10 +991,7 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
         l.mn.ep
             .handle_command(l.now, Command::RekeyIke { ike: mn_id })
             .unwrap();
-        l.ha.ep
-            .handle_command(l.now, Command::RekeyIke { ike: ha_id })
-            .unwrap();
-        l.collect();
+        l.ha_command(Command::RekeyIke { ike: ha_id });
         l.run_now_n(2); // both requests answered; wire: [answer to MN, answer to HA]
         assert_eq!(l.wire.len(), 2);
         let (to_ha, ans_to_mn) = l.wire.remove(0);

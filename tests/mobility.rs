@@ -279,10 +279,7 @@ fn payload_spi(l: &Lab) -> u32 {
 fn start_payload_rekey(l: &mut Lab) -> u32 {
     let ike = l.mn.ep.list()[0].id;
     let spi = payload_spi(l);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyChild { ike, spi_in: spi });
     spi
 }
 

@@ -154,16 +154,10 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
 
     // CreateChild after an ACQUIRE for MPS/MPA (seq 77): that request carries it.
     l.mn.ep.note_acquire(l.now, SaClass::MpsMpa, 77);
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::CreateChild {
-                ike,
-                class: SaClass::MpsMpa,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::CreateChild {
+        ike,
+        class: SaClass::MpsMpa,
+    });
     assert!(l.establish(3));
     assert_eq!(seqs(&mn).last(), Some(&(6, Some(77))));
 
@@ -175,32 +169,20 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
         .find(|c| c.class == Some(SaClass::Payload))
         .unwrap()
         .spi_in;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::RekeyChild {
-                ike,
-                spi_in: payload_in,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyChild {
+        ike,
+        spi_in: payload_in,
+    });
     assert!(l.establish(4));
     assert_eq!(seqs(&mn).last(), Some(&(4, None)));
 
     // A seq older than the kernel's larval state (30 s) is not used.
     l.mn.ep.note_acquire(l.now, SaClass::HotiHot, 99);
     l.advance(Duration::from_secs(31));
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::CreateChild {
-                ike,
-                class: SaClass::HotiHot,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::CreateChild {
+        ike,
+        class: SaClass::HotiHot,
+    });
     assert!(l.establish(5));
     assert_eq!(seqs(&mn).last(), Some(&(8, None)));
     assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());

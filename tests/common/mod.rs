@@ -288,7 +288,19 @@ impl Lab {
             classes: classes.to_vec(),
             remote_identity: Some(Identity::parse_config(HA_DN).unwrap()),
         };
+        self.mn_command(cmd)
+    }
+
+    /// Gives the MN a command that must be accepted, and puts what it sends on the wire.
+    pub fn mn_command(&mut self, cmd: Command) -> IkeId {
         let id = self.mn.ep.handle_command(self.now, cmd).unwrap();
+        self.collect();
+        id
+    }
+
+    /// The same for the HA.
+    pub fn ha_command(&mut self, cmd: Command) -> IkeId {
+        let id = self.ha.ep.handle_command(self.now, cmd).unwrap();
         self.collect();
         id
     }
