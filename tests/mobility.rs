@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, Now};
+use mip6_ike::ike::{
+    Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, MobilityConfig, Now,
+};
 use mip6_ike::kernel::{Direction, Kernel, KernelEvent, KernelOp, Migrate, Mode, Selector};
 use mip6_ike::mobility::{
     HomePrefix, IdentityMatch, LeaseState, LeaseStore, Pool, PoolKind, SaClass, User, UserAuth,
@@ -220,6 +222,14 @@ fn mn_moves(l: &mut Lab, hoa: Ipv6Addr, old: Ipv6Addr, new: Ipv6Addr) {
     l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
 }
 
+/// mn1 and the standard HA, both with `set` applied to their mobility settings, established.
+fn moving_pair(set: impl Fn(&mut MobilityConfig)) -> Lab {
+    let (mut mn, mut ha) = (mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    set(&mut mn.mobility);
+    set(&mut ha.mobility);
+    moving_lab(mn, ha)
+}
+
 /// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
 fn move_to(l: &mut Lab, new: Ipv6Addr) {
     let old = mn_coa(l);
@@ -285,7 +295,7 @@ fn start_payload_rekey(l: &mut Lab) -> u32 {
 
 #[test]
 fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     let new = v6("2001:db8:3::100");
     move_to(&mut l, new);
     // No kernel operation for tunnel SAs: mip6d's MIGRATE already moved them in the kernel,
@@ -325,7 +335,7 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
 
 #[test]
 fn three_moves_and_a_return_home() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     for coa in ["2001:db8:3::100", "2001:db8:4::100", "2001:db8:5::100"] {
         move_to(&mut l, v6(coa));
     }
@@ -347,11 +357,7 @@ fn three_moves_and_a_return_home() {
 
 #[test]
 fn engine_moves_tunnel_sas_when_it_owns_them() {
-    let mut mn = mn1();
-    mn.mobility.update_kernel_sas = true;
-    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
-    ha.mobility.update_kernel_sas = true;
-    let mut l = moving_lab(mn, ha);
+    let mut l = moving_pair(|m| m.update_kernel_sas = true);
     let c = l.mn.ep.list()[0]
         .children
         .iter()
@@ -377,7 +383,7 @@ fn engine_moves_tunnel_sas_when_it_owns_them() {
 
 #[test]
 fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     let coa = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     // Another home address: no IKE SA.
@@ -409,11 +415,7 @@ fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
 
 #[test]
 fn without_key_mobility_the_mobile_node_re_establishes() {
-    let mut mn = mn1();
-    mn.mobility.key_mobility = false;
-    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
-    ha.mobility.key_mobility = false;
-    let mut l = moving_lab(mn, ha);
+    let mut l = moving_pair(|m| m.key_mobility = false);
     let old_ike = l.mn.ep.list()[0].id;
     let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
@@ -1058,7 +1060,7 @@ fn every_sa_class_gets_its_selectors_mode_and_reqids() {
 
 #[test]
 fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     let old_remote = l.ha.ep.list()[0].remote;
     let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
