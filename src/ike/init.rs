@@ -362,6 +362,10 @@ impl Endpoint {
         header: &Header,
         data: &[u8],
     ) {
+        // An unprotected error answer to this request.
+        let refuse = |me: &mut Self, notify: u16, data: Vec<u8>| {
+            me.send_unprotected_error(local, remote, header, notify, data)
+        };
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
         }
@@ -391,44 +395,19 @@ impl Endpoint {
             Ok(m) => m,
             Err(e) => {
                 self.drop_msg(remote, &format!("bad IKE_SA_INIT: {e}"));
-                return self.send_unprotected_error(
-                    local,
-                    remote,
-                    header,
-                    N_INVALID_SYNTAX,
-                    Vec::new(),
-                );
+                return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
         };
         let p = &msg.payloads;
         if let Some(t) = unsupported_critical(p) {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_UNSUPPORTED_CRITICAL_PAYLOAD,
-                vec![t],
-            );
+            return refuse(self, N_UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
         }
         let f = Found::new(p);
-        let (Some(sa_prop), Some((group, ke)), Some(ni)) = (f.sa, f.ke, f.nonce) else {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_INVALID_SYNTAX,
-                Vec::new(),
-            );
+        let (Some(sa_prop), Some((group, ke)), Some(ni)) =
+            (f.sa, f.ke, f.nonce.filter(|n| nonce_ok(n)))
+        else {
+            return refuse(self, N_INVALID_SYNTAX, Vec::new());
         };
-        if !nonce_ok(ni) {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_INVALID_SYNTAX,
-                Vec::new(),
-            );
-        }
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
         if self.half_open_count() >= self.cfg.cookie_threshold {
             let ok = f
@@ -445,7 +424,7 @@ impl Endpoint {
                 );
                 self.stats.cookies_sent += 1;
                 debug!(%remote, "half-open threshold reached: answering with a COOKIE");
-                return self.send_unprotected_error(local, remote, header, N_COOKIE, c);
+                return refuse(self, N_COOKIE, c);
             }
         }
         if self.half_open_count() >= self.cfg.max_half_open {
@@ -453,21 +432,13 @@ impl Endpoint {
         }
         let Some((chosen, suite)) = select_ike(&self.cfg.ike_proposals, sa_prop) else {
             info!(%remote, "no acceptable IKE proposal");
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
+            return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
         };
         if group != suite.dh.id() {
             self.stats.invalid_ke_sent += 1;
             debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
+            return refuse(
+                self,
                 N_INVALID_KE_PAYLOAD,
                 suite.dh.id().to_be_bytes().to_vec(),
             );
@@ -480,13 +451,7 @@ impl Endpoint {
             Ok(s) => s,
             Err(_) => {
                 debug!(%remote, "invalid KE value");
-                return self.send_unprotected_error(
-                    local,
-                    remote,
-                    header,
-                    N_INVALID_SYNTAX,
-                    Vec::new(),
-                );
+                return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
         };
         let spi_r = self.new_ike_spi();
