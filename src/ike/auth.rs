@@ -390,7 +390,7 @@ impl Endpoint {
                 let hs = sa.hs.as_ref().expect("checked above");
                 (hs.ni.clone(), hs.nr.clone())
             };
-            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp) {
+            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp, None) {
                 Ok(acc) => {
                     out.extend(acc.response_payloads());
                     self.install_child(sa, &acc, &ni, &nr, None, false);
