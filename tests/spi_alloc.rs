@@ -20,6 +20,15 @@ struct Recorder {
     fail: bool,
 }
 
+impl Recorder {
+    fn failing() -> Recorder {
+        Recorder {
+            fail: true,
+            ..Default::default()
+        }
+    }
+}
+
 impl SpiAllocator for Recorder {
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
         if self.fail {
@@ -88,10 +97,7 @@ fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
 #[test]
 fn a_failing_allocator_on_the_responder_refuses_the_child_sa() {
     let mut l = lab();
-    l.ha.ep.set_spi_allocator(Box::new(Recorder {
-        fail: true,
-        ..Default::default()
-    }));
+    l.ha.ep.set_spi_allocator(Box::new(Recorder::failing()));
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     assert!(l.run(|l| l.mn.ike_up(), |_, _, _| true));
     l.run_now();
@@ -104,10 +110,7 @@ fn a_failing_allocator_on_the_responder_refuses_the_child_sa() {
 #[test]
 fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
     let mut l = lab();
-    l.mn.ep.set_spi_allocator(Box::new(Recorder {
-        fail: true,
-        ..Default::default()
-    }));
+    l.mn.ep.set_spi_allocator(Box::new(Recorder::failing()));
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     l.run_now();
     let down = l.mn.events.iter().find_map(|e| match e {
