@@ -223,6 +223,18 @@ fn daemon_error(
     }
 }
 
+/// Terminates the IKE SA `ike` or the SAs of `user`.
+fn terminate(
+    c: &mut Client,
+    ike: Option<&str>,
+    user: Option<&str>,
+) -> Result<serde_json::Value, ClientError> {
+    c.request(&Request::Terminate {
+        ike: ike.map(str::to_string),
+        user: user.map(str::to_string),
+    })
+}
+
 /// Events until `pred` matches one (returned), failing after WAIT.
 fn expect_event(c: &mut Client, what: &str, pred: impl Fn(&EventMsg) -> bool) -> EventMsg {
     let end = Instant::now() + WAIT;
@@ -458,12 +470,7 @@ fn event_stream_of_a_life_cycle() {
     assert_ne!(new, r.ike);
 
     // Terminate: both CHILD_SAs and the IKE SA go down, with a reason.
-    let t: serde_json::Value = c
-        .request(&Request::Terminate {
-            ike: Some(new.clone()),
-            user: None,
-        })
-        .unwrap();
+    let t: serde_json::Value = terminate(&mut c, Some(&new), None).unwrap();
     assert_eq!(t["terminated"][0], serde_json::Value::from(new.clone()));
     for _ in 0..2 {
         expect_event(&mut ev, "child-down", |e| {
@@ -499,21 +506,11 @@ fn terminate_a_users_sas_on_the_home_agent() {
     let count = |n: &str| users.users.iter().find(|u| u.name == n).unwrap().ike_sas;
     assert_eq!((count("mn1"), count("mn2")), (1, 1));
     let mut ev = mn1.subscribe();
-    let e = daemon_error(c.request(&Request::Terminate {
-        ike: None,
-        user: Some("nobody".into()),
-    }));
+    let e = daemon_error(terminate(&mut c, None, Some("nobody")));
     assert_eq!(e.code, ErrorCode::NoSuchUser);
-    let e = daemon_error(c.request(&Request::Terminate {
-        ike: Some("00000000000000ff".into()),
-        user: None,
-    }));
+    let e = daemon_error(terminate(&mut c, Some("00000000000000ff"), None));
     assert_eq!(e.code, ErrorCode::NoSuchSa);
-    c.request(&Request::Terminate {
-        ike: None,
-        user: Some("mn1".into()),
-    })
-    .unwrap();
+    terminate(&mut c, None, Some("mn1")).unwrap();
     expect_event(&mut ev, "ike-down on mn1", |e| {
         matches!(e, EventMsg::IkeDown { .. })
     });
@@ -978,11 +975,7 @@ fn leases_list_what_the_pool_gave_and_follow_the_sa() {
         "{text}"
     );
     // The SA goes: the lease is released, not forgotten.
-    c.request(&Request::Terminate {
-        ike: Some(ha_ike),
-        user: None,
-    })
-    .unwrap();
+    terminate(&mut c, Some(&ha_ike), None).unwrap();
     let l = wait_for("lease not released", || {
         let l: LeasesResult = c.call(&Request::Leases).unwrap();
         (l.leases[0].state == "released").then_some(l)
@@ -1119,11 +1112,7 @@ fn a_declining_or_departed_provider_leaves_allocation_to_the_pool() {
     // The provider leaves; a new SA is not parked at all (fast, from the pool).
     drop(provider);
     let mut c = mn.client();
-    c.request(&Request::Terminate {
-        ike: Some(r.ike.clone()),
-        user: None,
-    })
-    .unwrap();
+    terminate(&mut c, Some(&r.ike), None).unwrap();
     wait_for("the SA still listed", || {
         list(&mut c).ike_sas.is_empty().then_some(())
     });
@@ -1303,12 +1292,7 @@ fn ikectl_events_prints_one_line_per_event() {
     // Give both time to connect and subscribe (a loaded CI machine is slow to start them).
     std::thread::sleep(Duration::from_millis(1000));
     let r = initiate(&mut mn.client(), None).unwrap();
-    mn.client()
-        .request(&Request::Terminate {
-            ike: Some(r.ike.clone()),
-            user: None,
-        })
-        .unwrap();
+    terminate(&mut mn.client(), Some(&r.ike), None).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let mut texts = Vec::new();
     for child in [&mut human, &mut json] {
