@@ -781,17 +781,16 @@ fn leases_expire_after_the_grace_period_and_are_reused() {
 fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
     // mn1 got 2001:db8:1::1000; then the pool is renumbered by a reload, and mn1, moving
     // without the K bit, re-establishes and proposes its old address again.
+    // The HA with mn1 drawing from `pool`, without key mobility.
+    let ha_on = |pool: &Arc<Pool>| {
+        let mut ha = ha_with_users(vec![pool_user("mn1", MN1_DN, UserAuth::Certificate, pool)]);
+        ha.mobility.key_mobility = false;
+        ha
+    };
     let old_pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
     let mut mn = mn1();
     mn.mobility.key_mobility = false;
-    let mut ha = ha_with_users(vec![pool_user(
-        "mn1",
-        MN1_DN,
-        UserAuth::Certificate,
-        &old_pool,
-    )]);
-    ha.mobility.key_mobility = false;
-    let mut l = Lab::new(mn, ha);
+    let mut l = Lab::new(mn, ha_on(&old_pool));
     l.initiate(HomeAddress::Dynamic, BU_PAYLOAD);
     assert!(l.establish(2));
     l.run_now();
@@ -799,14 +798,7 @@ fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
     assert_eq!(first, v6("2001:db8:1::1000"));
 
     let new_pool = addr_pool("dyn", "2001:db8:1::2000", "2001:db8:1::20ff");
-    let mut ha = ha_with_users(vec![pool_user(
-        "mn1",
-        MN1_DN,
-        UserAuth::Certificate,
-        &new_pool,
-    )]);
-    ha.mobility.key_mobility = false;
-    l.ha.ep.set_config(Arc::new(ha));
+    l.ha.ep.set_config(Arc::new(ha_on(&new_pool)));
     let new = v6("2001:db8:3::100");
     let old = mn_coa(&l);
     mn_moves(&mut l, first, old, new);
