@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use mip6_ike::ike::{
-    Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, MobilityConfig, Now,
+    ChildInfo, Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, MobilityConfig, Now,
 };
 use mip6_ike::kernel::{Direction, Kernel, KernelEvent, KernelOp, Migrate, Mode, Selector};
 use mip6_ike::mobility::{
@@ -275,13 +275,18 @@ fn move_to(l: &mut Lab, new: Ipv6Addr) {
     assert_eq!(l.ha.ep.ike_sa_count(), 1);
 }
 
-fn payload_spi(l: &Lab) -> u32 {
+/// The MN's payload (tunnel) CHILD_SA.
+fn payload_child(l: &Lab) -> ChildInfo {
     l.mn.ep.list()[0]
         .children
         .iter()
         .find(|c| c.mode == Mode::Tunnel)
+        .cloned()
         .unwrap()
-        .spi_in
+}
+
+fn payload_spi(l: &Lab) -> u32 {
+    payload_child(l).spi_in
 }
 
 /// The MN starts a rekey of its payload CHILD_SA (the request is in flight); returns the SA's
@@ -312,12 +317,7 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
     );
     l.run_now();
     assert_eq!(l.mn.child_ups(), ups + 1);
-    let c = l.mn.ep.list()[0]
-        .children
-        .iter()
-        .find(|c| c.mode == Mode::Tunnel)
-        .cloned()
-        .unwrap();
+    let c = payload_child(&l);
     assert_ne!(c.spi_in, spi);
     let k =
         l.mn.kernel
@@ -358,12 +358,7 @@ fn three_moves_and_a_return_home() {
 #[test]
 fn engine_moves_tunnel_sas_when_it_owns_them() {
     let mut l = moving_pair(|m| m.update_kernel_sas = true);
-    let c = l.mn.ep.list()[0]
-        .children
-        .iter()
-        .find(|c| c.mode == Mode::Tunnel)
-        .cloned()
-        .unwrap();
+    let c = payload_child(&l);
     let old = mn_coa(&l);
     assert!(l.mn.kernel.get(ip(old), c.spi_in).is_some());
     let new = v6("2001:db8:3::100");
