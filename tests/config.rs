@@ -1,6 +1,8 @@
 //! Configuration loading: the shipped examples load, and each kind of mistake produces exactly
 //! the message we promise (file, line, column, and what to write instead).
 
+mod common;
+
 use std::fs;
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +12,7 @@ use mip6_ike::ike::{HomeAddress, LocalAuth};
 use mip6_ike::mobility::{ClassReqids, HomePrefix, IdentityMatch, PoolKind, SaClass, UserAuth};
 use mip6_ike::policy::{self, KernelBackend, PolicyMode, Role};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use common::daemon::{HA_MN1_CERTS, ROOT, copy_certs};
 
 /// A temp dir laid out like the repository (conf/, conf/users/, certs/) with keys at 0600,
 /// as a real deployment has them (git checks them out 0644).
@@ -24,20 +26,9 @@ impl Tree {
         for sub in ["conf", "conf/users", "certs"] {
             fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        for f in [
-            "ca-ecdsa.pem",
-            "ha-ecdsa.pem",
-            "ha-ecdsa.key",
-            "mn1-ecdsa.pem",
-            "mn1-ecdsa.key",
-            "mn2-ecdsa.pem",
-            "mn2-ecdsa.key",
-        ] {
-            let to = dir.path().join("certs").join(f);
-            fs::copy(Path::new(ROOT).join("certs").join(f), &to).unwrap();
-            let mode = if f.ends_with(".key") { 0o600 } else { 0o644 };
-            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
-        }
+        let certs = dir.path().join("certs");
+        copy_certs(&certs, &HA_MN1_CERTS);
+        copy_certs(&certs, &["mn2-ecdsa.pem", "mn2-ecdsa.key"]);
         Tree { dir }
     }
     /// Copies the shipped conf/ examples in.

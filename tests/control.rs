@@ -2,6 +2,8 @@
 //! loopback with the in-memory kernel. The daemons run on their own tokio runtime; the tests
 //! talk to them with the blocking client (and with the mip6-ikectl binary), as mip6d would.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr};
@@ -23,12 +25,11 @@ use mip6_ike::kernel::{Direction, KernelEvent, Migrate, Selector};
 use mip6_ike::policy;
 use tokio::sync::mpsc;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use common::daemon::{self, HA_ID, MN1_ID, MN1_POOL_USER, MN1_STATIC_USER, ROOT, ha_toml};
+
 const IKECTL: &str = env!("CARGO_BIN_EXE_mip6-ikectl");
 const WAIT: Duration = Duration::from_secs(10);
 
-const MN1_ID: &str = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net";
-const HA_ID: &str = "dn:C=CH, O=mip6-ike test, CN=ha.example.net";
 const MN2_PSK: &str = "test-only-psk-0123456789abcdef";
 
 fn hoa1() -> Ipv6Addr {
@@ -65,21 +66,9 @@ impl Drop for Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = daemon::tree();
         // Other uids must reach the sockets for the permission tests.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        fs::create_dir_all(dir.path().join("users")).unwrap();
-        for f in [
-            "ca-ecdsa.pem",
-            "ha-ecdsa.pem",
-            "ha-ecdsa.key",
-            "mn1-ecdsa.pem",
-            "mn1-ecdsa.key",
-        ] {
-            let to = dir.path().join(f);
-            fs::copy(Path::new(ROOT).join("certs").join(f), &to).unwrap();
-            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).unwrap();
-        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (htx, hrx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -139,8 +128,21 @@ impl Lab {
         for (name, text) in users {
             self.write(&format!("users/{name}.toml"), text);
         }
-        self.write("ha.toml", &ha_toml());
+        self.write("ha.toml", &ha_toml("::1", ""));
         self.start("ha.toml", opts, 0o660, None)
+    }
+
+    /// The home agent's files with mn1 as its user (no daemon yet).
+    fn write_ha(&self) {
+        self.write("users/mn1.toml", MN1_STATIC_USER);
+        self.write("ha.toml", &ha_toml("::1", ""));
+    }
+
+    /// A home agent with mn1 as its user, and mn1 (at `hoa`) as its mobile node.
+    fn ha_mn1(&self, hoa: &str) -> (Node, Node) {
+        let ha = self.ha(&[("mn1", MN1_STATIC_USER)]);
+        let mn = self.mn("mn.toml", &mn1_toml(ha.ike_addr, hoa, HA_ID));
+        (ha, mn)
     }
 
     fn mn(&self, name: &str, text: &str) -> Node {
@@ -162,39 +164,15 @@ impl Node {
             .block_on(async move { h.call(move |d| d.kernel_event(ev)).await })
             .unwrap();
     }
+    /// A client subscribed to the event stream.
+    fn subscribe(&self) -> Client {
+        let mut c = self.client();
+        c.request(&Request::Subscribe).unwrap();
+        c
+    }
     fn stop(&self) {
         let _ = self.tx.try_send(Control::Shutdown);
     }
-}
-
-fn ha_toml() -> String {
-    ha_toml_with("")
-}
-
-/// The home agent's file with more tables (pools, [control]).
-fn ha_toml_with(extra: &str) -> String {
-    format!(
-        r#"role = "home-agent"
-[listen]
-addresses = ["::1"]
-port = 0
-nat_port = 0
-[identity]
-id = "{HA_ID}"
-certificate = "ha-ecdsa.pem"
-private_key = "ha-ecdsa.key"
-ca = ["ca-ecdsa.pem"]
-[home_agent]
-address = "2001:db8:1::1"
-users_dir = "users"
-{extra}"#
-    )
-}
-
-fn mn1_user() -> String {
-    format!(
-        "identity = \"{MN1_ID}\"\nhome_addresses = [\"2001:db8:1::100\"]\nclasses = [\"bu-ba\", \"payload\"]\n"
-    )
 }
 
 fn mn2_user() -> String {
@@ -205,50 +183,20 @@ fn mn2_user() -> String {
 
 /// A certificate mobile node (mn1) that initiates only when asked.
 fn mn1_toml(ha: SocketAddr, hoa: &str, ha_id: &str) -> String {
-    format!(
-        r#"role = "mobile-node"
-[listen]
-addresses = ["::1"]
-port = 0
-nat_port = 0
-[identity]
-id = "{MN1_ID}"
-certificate = "mn1-ecdsa.pem"
-private_key = "mn1-ecdsa.key"
-ca = ["ca-ecdsa.pem"]
-[mobile_node]
-home_agent = "{ha}"
-home_agent_address = "2001:db8:1::1"
-care_of_address = "::1"
-home_address = "{hoa}"
-classes = ["bu-ba", "payload"]
-home_agent_id = "{ha_id}"
-auto_initiate = false
-"#
+    daemon::mn1_toml(
+        ha,
+        hoa,
+        &format!("home_agent_id = \"{ha_id}\"\nauto_initiate = false\n"),
     )
 }
 
 /// A PSK mobile node (mn2).
 fn mn2_toml(ha: SocketAddr) -> String {
-    format!(
-        r#"role = "mobile-node"
-[listen]
-addresses = ["::1"]
-port = 0
-nat_port = 0
-[identity]
-id = "fqdn:mn2.example.net"
-psk = "{MN2_PSK}"
-ca = ["ca-ecdsa.pem"]
-[mobile_node]
-home_agent = "{ha}"
-home_agent_address = "2001:db8:1::1"
-care_of_address = "::1"
-home_address = "2001:db8:1::200"
-classes = ["bu-ba", "payload"]
-home_agent_id = "{HA_ID}"
-auto_initiate = false
-"#
+    daemon::mn_toml(
+        &format!("id = \"fqdn:mn2.example.net\"\npsk = \"{MN2_PSK}\"\nca = [\"ca-ecdsa.pem\"]\n"),
+        ha,
+        "2001:db8:1::200",
+        &format!("home_agent_id = \"{HA_ID}\"\nauto_initiate = false\n"),
     )
 }
 
@@ -275,6 +223,18 @@ fn daemon_error(
     }
 }
 
+/// Terminates the IKE SA `ike` or the SAs of `user`.
+fn terminate(
+    c: &mut Client,
+    ike: Option<&str>,
+    user: Option<&str>,
+) -> Result<serde_json::Value, ClientError> {
+    c.request(&Request::Terminate {
+        ike: ike.map(str::to_string),
+        user: user.map(str::to_string),
+    })
+}
+
 /// Events until `pred` matches one (returned), failing after WAIT.
 fn expect_event(c: &mut Client, what: &str, pred: impl Fn(&EventMsg) -> bool) -> EventMsg {
     let end = Instant::now() + WAIT;
@@ -289,12 +249,24 @@ fn expect_event(c: &mut Client, what: &str, pred: impl Fn(&EventMsg) -> bool) ->
     }
 }
 
+/// Polls `f` until it gives a value (returned), failing with `what` after WAIT.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // ---- initiate ----
 
 #[test]
 fn hello_names_protocol_and_role() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER)]);
     let h: HelloResult = ha
         .client()
         .call(&Request::Hello { protocol: Some(1) })
@@ -308,8 +280,7 @@ fn hello_names_protocol_and_role() {
 #[test]
 fn initiate_static_waits_for_the_sas_and_is_idempotent() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let (ha, mn) = lab.ha_mn1("2001:db8:1::100");
     let mut c = mn.client();
     // auto_initiate = false: nothing before we ask.
     assert!(list(&mut c).ike_sas.is_empty());
@@ -348,10 +319,8 @@ fn initiate_static_waits_for_the_sas_and_is_idempotent() {
 #[test]
 fn initiate_dynamic_carries_the_home_address_the_home_agent_assigned() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
-    let mut ev = mn.client();
-    ev.request(&Request::Subscribe).unwrap();
+    let (ha, mn) = lab.ha_mn1("dynamic");
+    let mut ev = mn.subscribe();
     let mut c = mn.client();
     let r = initiate(&mut c, Some("dynamic")).unwrap();
     let e = expect_event(&mut ev, "hoa-assigned", |e| {
@@ -373,7 +342,7 @@ fn initiate_dynamic_carries_the_home_address_the_home_agent_assigned() {
 #[test]
 fn initiate_failure_names_the_exchange_and_notify() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER)]);
     // The MN expects another HA identity: IKE_AUTH fails on our side.
     let mn = lab.mn(
         "mn.toml",
@@ -404,12 +373,9 @@ fn initiate_failure_names_the_exchange_and_notify() {
 #[test]
 fn event_stream_of_a_life_cycle() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
-    let mut ev = mn.client();
-    ev.request(&Request::Subscribe).unwrap();
-    let mut hev = ha.client();
-    hev.request(&Request::Subscribe).unwrap();
+    let (ha, mn) = lab.ha_mn1("2001:db8:1::100");
+    let mut ev = mn.subscribe();
+    let mut hev = ha.subscribe();
     let mut c = mn.client();
     let r = initiate(&mut c, None).unwrap();
 
@@ -458,15 +424,7 @@ fn event_stream_of_a_life_cycle() {
     let hoa = std::net::IpAddr::V6(hoa1());
     let ha_addr: std::net::IpAddr = "::1".parse().unwrap();
     ha.kernel_event(KernelEvent::Migrate(Migrate {
-        selector: Selector {
-            src: "2001:db8:1::1".parse().unwrap(),
-            src_prefix: 128,
-            dst: hoa,
-            dst_prefix: 128,
-            proto: 135,
-            sport: (0, 0),
-            dport: (0, 0),
-        },
+        selector: Selector::new("2001:db8:1::1".parse().unwrap(), 128, hoa, 128, 135),
         direction: Direction::Out,
         reqid: 2,
         old_src: "2001:db8:1::1".parse().unwrap(),
@@ -512,12 +470,7 @@ fn event_stream_of_a_life_cycle() {
     assert_ne!(new, r.ike);
 
     // Terminate: both CHILD_SAs and the IKE SA go down, with a reason.
-    let t: serde_json::Value = c
-        .request(&Request::Terminate {
-            ike: Some(new.clone()),
-            user: None,
-        })
-        .unwrap();
+    let t: serde_json::Value = terminate(&mut c, Some(&new), None).unwrap();
     assert_eq!(t["terminated"][0], serde_json::Value::from(new.clone()));
     for _ in 0..2 {
         expect_event(&mut ev, "child-down", |e| {
@@ -543,7 +496,7 @@ fn event_stream_of_a_life_cycle() {
 #[test]
 fn terminate_a_users_sas_on_the_home_agent() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user()), ("mn2", &mn2_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER), ("mn2", &mn2_user())]);
     let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
     let mn2 = lab.mn("mn2.toml", &mn2_toml(ha.ike_addr));
     initiate(&mut mn1.client(), None).unwrap();
@@ -552,36 +505,19 @@ fn terminate_a_users_sas_on_the_home_agent() {
     let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
     let count = |n: &str| users.users.iter().find(|u| u.name == n).unwrap().ike_sas;
     assert_eq!((count("mn1"), count("mn2")), (1, 1));
-    let mut ev = mn1.client();
-    ev.request(&Request::Subscribe).unwrap();
-    let e = daemon_error(c.request(&Request::Terminate {
-        ike: None,
-        user: Some("nobody".into()),
-    }));
+    let mut ev = mn1.subscribe();
+    let e = daemon_error(terminate(&mut c, None, Some("nobody")));
     assert_eq!(e.code, ErrorCode::NoSuchUser);
-    let e = daemon_error(c.request(&Request::Terminate {
-        ike: Some("00000000000000ff".into()),
-        user: None,
-    }));
+    let e = daemon_error(terminate(&mut c, Some("00000000000000ff"), None));
     assert_eq!(e.code, ErrorCode::NoSuchSa);
-    c.request(&Request::Terminate {
-        ike: None,
-        user: Some("mn1".into()),
-    })
-    .unwrap();
+    terminate(&mut c, None, Some("mn1")).unwrap();
     expect_event(&mut ev, "ike-down on mn1", |e| {
         matches!(e, EventMsg::IkeDown { .. })
     });
-    let end = Instant::now() + WAIT;
-    loop {
-        let l = list(&mut c);
-        if l.ike_sas.len() == 1 {
-            assert_eq!(l.ike_sas[0].user.as_deref(), Some("mn2"));
-            break;
-        }
-        assert!(Instant::now() < end, "mn1's SA still on the HA");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let l = wait_for("mn1's SA still on the HA", || {
+        Some(list(&mut c)).filter(|l| l.ike_sas.len() == 1)
+    });
+    assert_eq!(l.ike_sas[0].user.as_deref(), Some("mn2"));
     for n in [&mn1, &mn2, &ha] {
         n.stop();
     }
@@ -592,8 +528,7 @@ fn terminate_a_users_sas_on_the_home_agent() {
 #[test]
 fn stats_count_handshakes() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let (ha, mn) = lab.ha_mn1("2001:db8:1::100");
     initiate(&mut mn.client(), None).unwrap();
     let s: StatsResult = ha.client().call(&Request::Stats).unwrap();
     assert_eq!(s.handshakes, 1);
@@ -609,8 +544,7 @@ fn stats_count_handshakes() {
 #[test]
 fn reload_adds_a_user_without_touching_an_existing_sa() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let (ha, mn1) = lab.ha_mn1("2001:db8:1::100");
     initiate(&mut mn1.client(), None).unwrap();
     let mut c = ha.client();
     let before = list(&mut c);
@@ -620,8 +554,7 @@ fn reload_adds_a_user_without_touching_an_existing_sa() {
     assert_eq!(e.code, ErrorCode::ExchangeFailed);
     assert_eq!(e.notify.as_deref(), Some("AUTHENTICATION_FAILED"));
     // The HA's subscribers learn who tried and which address it asked for.
-    let mut hev = ha.client();
-    hev.request(&Request::Subscribe).unwrap();
+    let mut hev = ha.subscribe();
     let _ = initiate(&mut mn2.client(), None);
     let af = expect_event(&mut hev, "auth-failed", |e| {
         matches!(e, EventMsg::AuthFailed { .. })
@@ -688,7 +621,7 @@ fn read_json(r: &mut BufReader<UnixStream>) -> serde_json::Value {
 #[test]
 fn malformed_and_unknown_requests_get_errors_and_the_connection_goes_on() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER)]);
     let (mut r, mut w) = raw(&ha.sock);
     w.write_all(b"{this is not json\n").unwrap();
     let v = read_json(&mut r);
@@ -722,7 +655,7 @@ fn malformed_and_unknown_requests_get_errors_and_the_connection_goes_on() {
 #[test]
 fn an_oversized_line_is_refused_and_disconnected_without_affecting_others() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER)]);
     let mut other = ha.client();
     let (mut r, mut w) = raw(&ha.sock);
     // 100 KiB without a newline: the daemon stops reading at 64 KiB.
@@ -746,7 +679,7 @@ fn a_client_that_never_reads_is_disconnected() {
         send_buffer: Some(4096),
         ..ServerOptions::default()
     };
-    let ha = lab.ha_with(&[("mn1", &mn1_user())], opts);
+    let ha = lab.ha_with(&[("mn1", MN1_STATIC_USER)], opts);
     let mut other = ha.client();
     let (mut r, mut w) = raw(&ha.sock);
     w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -783,8 +716,7 @@ fn a_subscriber_that_never_reads_is_disconnected() {
         send_buffer: Some(4096),
         ..ServerOptions::default()
     };
-    lab.write("users/mn1.toml", &mn1_user());
-    lab.write("ha.toml", &ha_toml());
+    lab.write_ha();
     let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, None);
     lab.write("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
     let mn = lab.start("mn.toml", opts, 0o660, None);
@@ -794,8 +726,7 @@ fn a_subscriber_that_never_reads_is_disconnected() {
     lazy_w
         .write_all(b"{\"id\":1,\"request\":\"subscribe\"}\n")
         .unwrap();
-    let mut ev = mn.client();
-    ev.request(&Request::Subscribe).unwrap();
+    let mut ev = mn.subscribe();
     // Each CHILD_SA rekey makes a child-up and a child-down event.
     let mut spi = r.children[0].spi_in.clone();
     for _ in 0..30 {
@@ -871,8 +802,7 @@ fn a_peer_of_another_uid_is_refused() {
         return;
     }
     let lab = Lab::new();
-    lab.write("users/mn1.toml", &mn1_user());
-    lab.write("ha.toml", &ha_toml());
+    lab.write_ha();
     // The file mode lets anyone connect; the SO_PEERCRED check must still refuse.
     let ha = lab.start("ha.toml", ServerOptions::default(), 0o666, None);
     let out = ikectl_as(&lab, 65534, 65534, &ha.sock, &["status"]);
@@ -897,8 +827,7 @@ fn members_of_the_socket_group_are_served() {
         return;
     }
     let lab = Lab::new();
-    lab.write("users/mn1.toml", &mn1_user());
-    lab.write("ha.toml", &ha_toml());
+    lab.write_ha();
     let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, Some("nogroup"));
     let meta = fs::metadata(&ha.sock).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -942,7 +871,7 @@ fn ikectl_says_when_the_daemon_is_not_running() {
 #[test]
 fn ikectl_initiate_dynamic_wait_prints_the_home_address_and_sas_shows_two_users() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user()), ("mn2", &mn2_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER), ("mn2", &mn2_user())]);
     let mn1 = lab.mn("mn1.toml", &mn1_toml(ha.ike_addr, "dynamic", HA_ID));
     let mn2 = lab.mn("mn2.toml", &mn2_toml(ha.ike_addr));
     let out = ikectl(
@@ -1006,14 +935,9 @@ fn ikectl_initiate_dynamic_wait_prints_the_home_address_and_sas_shows_two_users(
 
 const POOLS: &str = "[pools.dyn]\nrange = \"2001:db8:1::1000-2001:db8:1::10ff\"\n";
 
-/// mn1 without static addresses: everything comes from the pool (or the provider).
-fn mn1_pool_user() -> String {
-    format!("identity = \"{MN1_ID}\"\npool = \"dyn\"\nclasses = [\"bu-ba\", \"payload\"]\n")
-}
-
 fn pool_ha(lab: &Lab, control: &str) -> Node {
-    lab.write("users/mn1.toml", &mn1_pool_user());
-    lab.write("ha.toml", &ha_toml_with(&format!("{POOLS}{control}")));
+    lab.write("users/mn1.toml", MN1_POOL_USER);
+    lab.write("ha.toml", &ha_toml("::1", &format!("{POOLS}{control}")));
     lab.start("ha.toml", ServerOptions::default(), 0o660, None)
 }
 
@@ -1051,22 +975,13 @@ fn leases_list_what_the_pool_gave_and_follow_the_sa() {
         "{text}"
     );
     // The SA goes: the lease is released, not forgotten.
-    c.request(&Request::Terminate {
-        ike: Some(ha_ike),
-        user: None,
-    })
-    .unwrap();
-    let end = Instant::now() + WAIT;
-    loop {
+    terminate(&mut c, Some(&ha_ike), None).unwrap();
+    let l = wait_for("lease not released", || {
         let l: LeasesResult = c.call(&Request::Leases).unwrap();
-        if l.leases[0].state == "released" {
-            assert!(l.leases[0].expires_in_s.is_some());
-            assert!(l.leases[0].ike.is_none());
-            break;
-        }
-        assert!(Instant::now() < end, "lease not released");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (l.leases[0].state == "released").then_some(l)
+    });
+    assert!(l.leases[0].expires_in_s.is_some());
+    assert!(l.leases[0].ike.is_none());
     // On a mobile node: wrong role.
     let e = daemon_error(mn.client().request(&Request::Leases));
     assert_eq!(e.code, ErrorCode::WrongRole);
@@ -1197,16 +1112,10 @@ fn a_declining_or_departed_provider_leaves_allocation_to_the_pool() {
     // The provider leaves; a new SA is not parked at all (fast, from the pool).
     drop(provider);
     let mut c = mn.client();
-    c.request(&Request::Terminate {
-        ike: Some(r.ike.clone()),
-        user: None,
-    })
-    .unwrap();
-    let end = Instant::now() + WAIT;
-    while !list(&mut c).ike_sas.is_empty() {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    terminate(&mut c, Some(&r.ike), None).unwrap();
+    wait_for("the SA still listed", || {
+        list(&mut c).ike_sas.is_empty().then_some(())
+    });
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let r2 = initiate(&mut c, Some("dynamic")).unwrap();
@@ -1271,18 +1180,20 @@ fn the_mip6d_start_script_writes_the_assigned_home_address_into_mip6d_conf() {
 #[test]
 fn the_control_section_is_checked() {
     let lab = Lab::new();
-    lab.write("users/mn1.toml", &mn1_user());
-    lab.write("ha.toml", &ha_toml());
+    lab.write_ha();
     let c = policy::load(lab.path("ha.toml")).unwrap().control;
     assert_eq!(c.socket, Path::new("/run/mip6-iked/control.sock"));
     assert_eq!((c.mode, c.group), (0o660, None));
     assert_eq!(c.provider_timeout, Duration::from_secs(2));
     assert!(c.enabled);
-    lab.write("ha.toml", &ha_toml_with("[control]\nenabled = false\n"));
+    lab.write("ha.toml", &ha_toml("::1", "[control]\nenabled = false\n"));
     assert!(!policy::load(lab.path("ha.toml")).unwrap().control.enabled);
     lab.write(
         "ha.toml",
-        &ha_toml_with("[control]\nsocket = \"run/ctl.sock\"\ngroup = \"mip6\"\nmode = \"0600\"\n"),
+        &ha_toml(
+            "::1",
+            "[control]\nsocket = \"run/ctl.sock\"\ngroup = \"mip6\"\nmode = \"0600\"\n",
+        ),
     );
     let c = policy::load(lab.path("ha.toml")).unwrap().control;
     // Relative to the file's directory, like every path in the configuration.
@@ -1296,7 +1207,7 @@ fn the_control_section_is_checked() {
         ("provider_timeout = 600", "between 0 and 60"),
         ("sockett = \"x\"", "unknown key `sockett`"),
     ] {
-        lab.write("ha.toml", &ha_toml_with(&format!("[control]\n{bad}\n")));
+        lab.write("ha.toml", &ha_toml("::1", &format!("[control]\n{bad}\n")));
         let e = policy::load(lab.path("ha.toml")).err().unwrap().to_string();
         assert!(e.contains(says), "{bad}: {e}");
         assert!(e.contains("ha.toml:15:"), "{bad}: position missing in {e}");
@@ -1306,10 +1217,13 @@ fn the_control_section_is_checked() {
 #[test]
 fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() {
     let lab = Lab::new();
-    lab.write("users/mn1.toml", &mn1_user());
+    lab.write("users/mn1.toml", MN1_STATIC_USER);
     lab.write(
         "ha.toml",
-        &ha_toml_with("[control]\nsocket = \"run/ctl.sock\"\nmode = \"0600\"\n"),
+        &ha_toml(
+            "::1",
+            "[control]\nsocket = \"run/ctl.sock\"\nmode = \"0600\"\n",
+        ),
     );
     let sock = lab.path("run/ctl.sock");
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_mip6-iked"))
@@ -1318,11 +1232,7 @@ fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() 
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();
-    let end = Instant::now() + WAIT;
-    while !sock.exists() {
-        assert!(Instant::now() < end, "no control socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("no control socket", || sock.exists().then_some(()));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(&sock).unwrap().mode() & 0o777, 0o600);
     let out = ikectl(&sock, &["status"]);
@@ -1366,8 +1276,7 @@ fn mip6_iked_serves_the_socket_its_configuration_names_and_removes_it_on_exit() 
 #[test]
 fn ikectl_events_prints_one_line_per_event() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
-    let mn = lab.mn("mn.toml", &mn1_toml(ha.ike_addr, "2001:db8:1::100", HA_ID));
+    let (ha, mn) = lab.ha_mn1("2001:db8:1::100");
     let spawn = |json: bool| {
         let mut cmd = Command::new(IKECTL);
         cmd.arg("--socket").arg(&mn.sock);
@@ -1383,12 +1292,7 @@ fn ikectl_events_prints_one_line_per_event() {
     // Give both time to connect and subscribe (a loaded CI machine is slow to start them).
     std::thread::sleep(Duration::from_millis(1000));
     let r = initiate(&mut mn.client(), None).unwrap();
-    mn.client()
-        .request(&Request::Terminate {
-            ike: Some(r.ike.clone()),
-            user: None,
-        })
-        .unwrap();
+    terminate(&mut mn.client(), Some(&r.ike), None).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let mut texts = Vec::new();
     for child in [&mut human, &mut json] {
@@ -1428,11 +1332,11 @@ fn initiate_dynamic_with_a_home_prefix_carries_prefix_and_lifetime() {
     let lab = Lab::new();
     lab.write(
         "users/mn1.toml",
-        &format!("{}prefix_pool = \"mnp\"\n", mn1_pool_user()),
+        &format!("{}prefix_pool = \"mnp\"\n", MN1_POOL_USER),
     );
     lab.write(
         "ha.toml",
-        &ha_toml_with(&format!(
+        &ha_toml("::1", &format!(
             "{POOLS}[pools.mnp]\nprefix = \"2001:db8:100::/48\"\ndelegate = 64\nlifetime = 86400\n"
         )),
     );
@@ -1444,8 +1348,7 @@ fn initiate_dynamic_with_a_home_prefix_carries_prefix_and_lifetime() {
             "auto_initiate = false\nrequest_home_prefix = true\n",
         ),
     );
-    let mut ev = mn.client();
-    ev.request(&Request::Subscribe).unwrap();
+    let mut ev = mn.subscribe();
     let r = initiate(&mut mn.client(), Some("dynamic")).unwrap();
     assert_eq!(r.home_address, Some("2001:db8:1::1000".parse().unwrap()));
     let p = r.prefix.expect("a delegated prefix");
@@ -1480,7 +1383,7 @@ fn initiate_dynamic_with_a_home_prefix_carries_prefix_and_lifetime() {
 #[test]
 fn thousands_of_mutated_requests_never_upset_the_daemon() {
     let lab = Lab::new();
-    let ha = lab.ha(&[("mn1", &mn1_user())]);
+    let ha = lab.ha(&[("mn1", MN1_STATIC_USER)]);
     let seeds: Vec<Vec<u8>> = [
         r#"{"id":1,"request":"hello","protocol":1}"#,
         r#"{"id":2,"request":"terminate","ike":"00000000000000ab"}"#,

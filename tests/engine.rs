@@ -22,6 +22,14 @@ fn lab(kind: AuthKind, ike_p: &str, esp_p: &str) -> Lab {
     )
 }
 
+/// ECDSA peers with the ESP proposal aes128-sha256 and their own IKE proposals.
+fn lab_ike(mn_ike: &str, ha_ike: &str) -> Lab {
+    Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", mn_ike, "aes128-sha256"),
+        ha_config(AuthKind::Ecdsa, ha_ike, "aes128-sha256"),
+    )
+}
+
 /// Checks the RFC 4877 shape of an established MN/HA pair: BU/BA transport SA between HoA and
 /// HA, payload tunnel SA between CoA and HA with the HoA in its selectors, matching SPIs and keys
 /// on both sides, mip6d's reqids.
@@ -168,14 +176,7 @@ fn handshake_psk() {
 
 #[test]
 fn invalid_ke_payload_retry_uses_the_responders_group() {
-    let mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes128-sha256-x25519-ecp256",
-        "aes128-sha256",
-    );
-    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-ecp256", "aes128-sha256");
-    let mut l = Lab::new(mn, ha);
+    let mut l = lab_ike("aes128-sha256-x25519-ecp256", "aes128-sha256-ecp256");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     // First request carries an X25519 KE.
     let first = Message::parse(&l.wire[0].1.data).unwrap();
@@ -361,13 +362,7 @@ fn cross_user_home_address_is_refused_with_ts_unacceptable() {
         |_, _, _| true,
     );
     assert!(
-        l.mn.events.iter().any(|e| matches!(
-            e,
-            Event::ExchangeFailed {
-                notify: Some(N_TS_UNACCEPTABLE),
-                ..
-            }
-        )),
+        l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)),
         "{:?}",
         l.mn.events
     );
@@ -400,23 +395,11 @@ fn superset_selector_is_narrowed_to_the_users_home_address() {
 #[test]
 fn unknown_identity_gets_authentication_failed() {
     // Only mn2 is a user.
-    let ha = ha_with_users(vec![user(
-        "mn2",
-        MN2_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA2],
-        &[SaClass::BuBa],
-    )]);
+    let ha = ha_with_cert_user("mn2", MN2_DN, &[HOA2], &[SaClass::BuBa]);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_AUTHENTICATION_FAILED),
-            ..
-        }
-    )));
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
     assert!(
         l.ha.events
             .iter()
@@ -526,10 +509,7 @@ fn delete_from_the_mobile_node_clears_both_kernels() {
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -547,16 +527,10 @@ fn delete_one_child_sa() {
     let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
     let spi = l.mn.ep.list()[0].children[1].spi_in;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::DeleteChild {
-                ike: id,
-                spi_in: spi,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::DeleteChild {
+        ike: id,
+        spi_in: spi,
+    });
     l.run_now();
     assert_eq!(l.mn.kernel.len(), 2);
     assert_eq!(l.ha.kernel.len(), 2);
@@ -672,30 +646,11 @@ fn additional_child_sa_classes() {
 fn transport_class_requires_transport_mode_on_the_ha() {
     // The HA lets mn1 have only the payload tunnel: a BU/BA transport request is refused
     // rather than silently turned into a tunnel.
-    let ha = ha_with_users(vec![user(
-        "mn1",
-        MN1_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA1],
-        &[SaClass::Payload],
-    )]);
+    let ha = ha_with_cert_user("mn1", MN1_DN, &[HOA1], &[SaClass::Payload]);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
-    l.run(
-        |l| {
-            l.mn.events
-                .iter()
-                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
-        },
-        |_, _, _| true,
-    );
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_TS_UNACCEPTABLE),
-            ..
-        }
-    )));
+    l.run(|l| l.mn.exchange_failed(None), |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)));
     assert!(l.ha.kernel.is_empty());
 }
 
@@ -730,23 +685,10 @@ fn unsupported_critical_payload_is_answered() {
 
 #[test]
 fn no_proposal_chosen() {
-    let mn = mn_config(
-        AuthKind::Ecdsa,
-        "mn1",
-        "aes256-sha512-modp2048",
-        "aes128-sha256",
-    );
-    let ha = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
-    let mut l = Lab::new(mn, ha);
+    let mut l = lab_ike("aes256-sha512-modp2048", "aes128-sha256-x25519");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_NO_PROPOSAL_CHOSEN),
-            ..
-        }
-    )));
+    assert!(l.mn.exchange_failed(Some(N_NO_PROPOSAL_CHOSEN)));
 }
 
 #[test]
@@ -754,8 +696,7 @@ fn shutdown_removes_every_sa() {
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
-    l.ha.ep.handle_command(l.now, Command::Shutdown).unwrap();
-    l.collect();
+    l.ha_command(Command::Shutdown);
     assert!(l.ha.kernel.is_empty());
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0, "the MN heard the Delete");
@@ -883,16 +824,10 @@ fn ike_sa_rekey_by_timer_keeps_the_child_sas() {
     // A CHILD_SA rekey on the new IKE SA.
     let id = mn_sa.id;
     let spi = before[0].0;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::RekeyChild {
-                ike: id,
-                spi_in: spi,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyChild {
+        ike: id,
+        spi_in: spi,
+    });
     l.run_now();
     let after = child_spis(&l.mn);
     assert_eq!(after.len(), 2);
@@ -926,10 +861,7 @@ fn ike_sa_rekey_by_the_home_agent_flips_roles() {
     assert!(l.establish(2));
     let before = child_spis(&l.mn);
     let old = l.ha.ep.list()[0].id;
-    l.ha.ep
-        .handle_command(l.now, Command::RekeyIke { ike: old })
-        .unwrap();
-    l.collect();
+    l.ha_command(Command::RekeyIke { ike: old });
     l.run_now();
     nothing_went_down(&l);
     let ha_sa = &l.ha.ep.list()[0];
@@ -956,10 +888,7 @@ fn ike_sa_rekey_by_the_home_agent_flips_roles() {
     check_rfc4877(&l);
 
     let id = l.mn.ep.list()[0].id;
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert_eq!(l.mn.ep.ike_sa_count(), 0);
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -983,10 +912,7 @@ fn ike_sa_rekey_with_the_wrong_ke_group_is_retried() {
         "aes128-sha256",
     )));
     let before = child_spis(&l.mn);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyIke { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyIke { ike: id });
     // The HA answers INVALID_KE_PAYLOAD(19).
     l.run_now_n(1);
     assert_eq!(l.ha.ep.stats.invalid_ke_sent, 1);
@@ -1011,10 +937,7 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     l.mn.ep
         .handle_command(l.now, Command::RekeyIke { ike: id })
         .unwrap();
-    l.ha.ep
-        .handle_command(l.now, Command::RekeyIke { ike: ha_id })
-        .unwrap();
-    l.collect();
+    l.ha_command(Command::RekeyIke { ike: ha_id });
     assert_eq!(l.wire.len(), 2, "both requests cross");
     l.run_now();
     nothing_went_down(&l);
@@ -1034,10 +957,7 @@ fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     check_rfc4877(&l);
     // And the survivor works.
     let id = mn_sa.id;
-    l.mn.ep
-        .handle_command(l.now, Command::Terminate { ike: id })
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::Terminate { ike: id });
     l.run_now();
     assert!(l.mn.kernel.is_empty() && l.ha.kernel.is_empty());
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
@@ -1060,10 +980,7 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
         // Vary the nonces (and so the winner) by rekeying a different number of times first.
         for _ in 0..seed_shift {
             let cur = l.mn.ep.list()[0].id;
-            l.mn.ep
-                .handle_command(l.now, Command::RekeyIke { ike: cur })
-                .unwrap();
-            l.collect();
+            l.mn_command(Command::RekeyIke { ike: cur });
             l.run_now();
         }
         let before = child_spis(&l.mn);
@@ -1074,10 +991,7 @@ fn simultaneous_ike_sa_rekeys_survive_reordered_answers() {
         l.mn.ep
             .handle_command(l.now, Command::RekeyIke { ike: mn_id })
             .unwrap();
-        l.ha.ep
-            .handle_command(l.now, Command::RekeyIke { ike: ha_id })
-            .unwrap();
-        l.collect();
+        l.ha_command(Command::RekeyIke { ike: ha_id });
         l.run_now_n(2); // both requests answered; wire: [answer to MN, answer to HA]
         assert_eq!(l.wire.len(), 2);
         let (to_ha, ans_to_mn) = l.wire.remove(0);
@@ -1255,13 +1169,7 @@ fn later_child_sas_stay_on_the_home_address_of_the_ike_sa() {
     // mn1 owns two HoAs; each IKE SA is bound to the HoA its first CHILD_SA was granted.
     let all = [SaClass::BuBa, SaClass::Payload];
     let other = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x101);
-    let ha = ha_with_users(vec![user(
-        "mn1",
-        MN1_DN,
-        mip6_ike::mobility::UserAuth::Certificate,
-        &[HOA1, other],
-        &all,
-    )]);
+    let ha = ha_with_cert_user("mn1", MN1_DN, &[HOA1, other], &all);
     let mut l = Lab::new(mn1(), ha);
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     assert!(l.establish(1));
@@ -1269,13 +1177,7 @@ fn later_child_sas_stay_on_the_home_address_of_the_ike_sa() {
     // A second MN-side IKE SA for the other HoA is fine.
     let mut l2 = Lab::new(
         mn1(),
-        ha_with_users(vec![user(
-            "mn1",
-            MN1_DN,
-            mip6_ike::mobility::UserAuth::Certificate,
-            &[HOA1, other],
-            &all,
-        )]),
+        ha_with_cert_user("mn1", MN1_DN, &[HOA1, other], &all),
     );
     l2.initiate(
         HomeAddress::Static(other),

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, Now};
+use mip6_ike::ike::{
+    ChildInfo, Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, MobilityConfig, Now,
+};
 use mip6_ike::kernel::{Direction, Kernel, KernelEvent, KernelOp, Migrate, Mode, Selector};
 use mip6_ike::mobility::{
     HomePrefix, IdentityMatch, LeaseState, LeaseStore, Pool, PoolKind, SaClass, User, UserAuth,
@@ -28,15 +30,7 @@ fn ip(a: Ipv6Addr) -> IpAddr {
 }
 
 fn sel(src: Ipv6Addr, sp: u8, dst: Ipv6Addr, dp: u8, proto: u8) -> Selector {
-    Selector {
-        src: ip(src),
-        src_prefix: sp,
-        dst: ip(dst),
-        dst_prefix: dp,
-        proto,
-        sport: (0, 0),
-        dport: (0, 0),
-    }
+    Selector::new(ip(src), sp, ip(dst), dp, proto)
 }
 
 /// One MIGRATE entry as mip6d sends it: transport entries carry `::` as old/new addresses,
@@ -63,90 +57,91 @@ fn migrate(
     })
 }
 
-/// The 4 MIGRATEs mip6d sends on the MN before its BU (Mh and TunnelPayload, both directions).
-fn mn_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
-    let km = (new_coa, HA_IP);
-    vec![
-        migrate(
+/// A MIGRATE of one of mip6d's policies for `hoa` moving from `old_coa` to `new_coa`: the
+/// policy for traffic to the HA (`to_ha`) or to the MN, of the MH (transport) or the
+/// TunnelPayload SA, with mip6d's default reqids (to the HA: MH 1, payload 3; to the MN: 2, 4).
+fn mip6d_migrate(
+    (hoa, old_coa, new_coa): (Ipv6Addr, Ipv6Addr, Ipv6Addr),
+    to_ha: bool,
+    tunnel: bool,
+    direction: Direction,
+    km: (Ipv6Addr, Ipv6Addr),
+) -> KernelEvent {
+    let (selector, reqid, old, new) = match (to_ha, tunnel) {
+        (true, false) => (
             sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
-            Direction::Out,
             1,
             (ANY, ANY),
             (ANY, ANY),
-            km,
         ),
-        migrate(
+        (false, false) => (
             sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
-            Direction::In,
             2,
             (ANY, ANY),
             (ANY, ANY),
-            km,
         ),
-        migrate(
+        (true, true) => (
             sel(hoa, 128, ANY, 0, 0),
-            Direction::Out,
             3,
             (old_coa, HA_IP),
             (new_coa, HA_IP),
-            km,
         ),
-        migrate(
+        (false, true) => (
             sel(ANY, 0, hoa, 128, 0),
-            Direction::In,
             4,
             (HA_IP, old_coa),
             (HA_IP, new_coa),
-            km,
         ),
-    ]
+    };
+    migrate(selector, direction, reqid, old, new, km)
+}
+
+/// The 4 MIGRATEs mip6d sends on the MN before its BU (Mh and TunnelPayload, both directions).
+fn mn_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
+    mip6d_migrates(false, hoa, old_coa, new_coa)
 }
 
 /// The 5 MIGRATEs mip6d sends on the HA while it processes the BU (one policy twice, as seen).
 fn ha_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
-    let km = (HA_IP, new_coa);
-    vec![
-        migrate(
-            sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
-            Direction::Out,
-            2,
-            (ANY, ANY),
-            (ANY, ANY),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
-            Direction::In,
-            1,
-            (ANY, ANY),
-            (ANY, ANY),
-            km,
-        ),
-        migrate(
-            sel(ANY, 0, hoa, 128, 0),
-            Direction::Out,
-            4,
-            (HA_IP, old_coa),
+    mip6d_migrates(true, hoa, old_coa, new_coa)
+}
+
+/// mip6d's MIGRATEs on the HA (`on_ha`) or the MN, in the order it sends them, with its
+/// KMADDRESS (local, remote).
+fn mip6d_migrates(
+    on_ha: bool,
+    hoa: Ipv6Addr,
+    old_coa: Ipv6Addr,
+    new_coa: Ipv6Addr,
+) -> Vec<KernelEvent> {
+    use Direction::{In, Out};
+    // (to_ha, tunnel, direction)
+    let (order, km): (&[(bool, bool, Direction)], _) = if on_ha {
+        (
+            &[
+                (false, false, Out),
+                (true, false, In),
+                (false, true, Out),
+                (true, true, In),
+                (true, true, In),
+            ],
             (HA_IP, new_coa),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, ANY, 0, 0),
-            Direction::In,
-            3,
-            (old_coa, HA_IP),
+        )
+    } else {
+        (
+            &[
+                (true, false, Out),
+                (false, false, In),
+                (true, true, Out),
+                (false, true, In),
+            ],
             (new_coa, HA_IP),
-            km,
-        ),
-        migrate(
-            sel(hoa, 128, ANY, 0, 0),
-            Direction::In,
-            3,
-            (old_coa, HA_IP),
-            (new_coa, HA_IP),
-            km,
-        ),
-    ]
+        )
+    };
+    order
+        .iter()
+        .map(|&(to_ha, tunnel, dir)| mip6d_migrate((hoa, old_coa, new_coa), to_ha, tunnel, dir, km))
+        .collect()
 }
 
 /// What the kernel does with mip6d's MIGRATE before broadcasting it: tunnel SAs of that reqid
@@ -176,19 +171,21 @@ fn kernel_migrates(side: &mut Side, e: &KernelEvent) {
     }
 }
 
-fn kernel_mn(l: &mut Lab, evs: Vec<KernelEvent>) {
+/// Kernel events to the HA (`on_ha`) or the MN, as the kernel would treat and broadcast them.
+fn kernel_to(l: &mut Lab, on_ha: bool, evs: Vec<KernelEvent>) {
+    let now = l.now;
+    let side = if on_ha { &mut l.ha } else { &mut l.mn };
     for e in evs {
-        kernel_migrates(&mut l.mn, &e);
-        l.mn.ep.handle_kernel(l.now, e);
+        kernel_migrates(side, &e);
+        side.ep.handle_kernel(now, e);
     }
     l.collect();
 }
+fn kernel_mn(l: &mut Lab, evs: Vec<KernelEvent>) {
+    kernel_to(l, false, evs);
+}
 fn kernel_ha(l: &mut Lab, evs: Vec<KernelEvent>) {
-    for e in evs {
-        kernel_migrates(&mut l.ha, &e);
-        l.ha.ep.handle_kernel(l.now, e);
-    }
-    l.collect();
+    kernel_to(l, true, evs);
 }
 
 fn migrated(s: &Side) -> usize {
@@ -210,15 +207,34 @@ fn moving_lab(mn: Config, ha: Config) -> Lab {
     l
 }
 
-/// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
-fn move_to(l: &mut Lab, new: Ipv6Addr) {
-    let old = match l.mn.addr.ip() {
+/// The MN's current care-of address.
+fn mn_coa(l: &Lab) -> Ipv6Addr {
+    match l.mn.addr.ip() {
         IpAddr::V6(a) => a,
         IpAddr::V4(_) => unreachable!(),
-    };
+    }
+}
+
+/// The MN's side of a move of `hoa`'s SAs from `old` to `new`: mip6d's MIGRATEs, then the MN
+/// talks from the new care-of address (same port).
+fn mn_moves(l: &mut Lab, hoa: Ipv6Addr, old: Ipv6Addr, new: Ipv6Addr) {
+    kernel_mn(l, mn_migrates(hoa, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
+}
+
+/// mn1 and the standard HA, both with `set` applied to their mobility settings, established.
+fn moving_pair(set: impl Fn(&mut MobilityConfig)) -> Lab {
+    let (mut mn, mut ha) = (mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    set(&mut mn.mobility);
+    set(&mut ha.mobility);
+    moving_lab(mn, ha)
+}
+
+/// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
+fn move_to(l: &mut Lab, new: Ipv6Addr) {
+    let old = mn_coa(l);
     let (mn_before, ha_before) = (migrated(&l.mn), migrated(&l.ha));
-    kernel_mn(l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    mn_moves(l, HOA1, old, new);
     kernel_ha(l, ha_migrates(HOA1, old, new));
     assert_eq!(migrated(&l.mn), mn_before + 1, "4 MIGRATEs, one move");
     assert_eq!(migrated(&l.ha), ha_before + 1, "5 MIGRATEs, one move");
@@ -259,18 +275,32 @@ fn move_to(l: &mut Lab, new: Ipv6Addr) {
     assert_eq!(l.ha.ep.ike_sa_count(), 1);
 }
 
-fn payload_spi(l: &Lab) -> u32 {
+/// The MN's payload (tunnel) CHILD_SA.
+fn payload_child(l: &Lab) -> ChildInfo {
     l.mn.ep.list()[0]
         .children
         .iter()
         .find(|c| c.mode == Mode::Tunnel)
+        .cloned()
         .unwrap()
-        .spi_in
+}
+
+fn payload_spi(l: &Lab) -> u32 {
+    payload_child(l).spi_in
+}
+
+/// The MN starts a rekey of its payload CHILD_SA (the request is in flight); returns the SA's
+/// inbound SPI.
+fn start_payload_rekey(l: &mut Lab) -> u32 {
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(l);
+    l.mn_command(Command::RekeyChild { ike, spi_in: spi });
+    spi
 }
 
 #[test]
 fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     let new = v6("2001:db8:3::100");
     move_to(&mut l, new);
     // No kernel operation for tunnel SAs: mip6d's MIGRATE already moved them in the kernel,
@@ -278,13 +308,8 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
     assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
     // A CHILD_SA rekey from the new CoA: the new tunnel SA is installed with the new outer
     // endpoints on both sides.
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
     let ups = l.mn.child_ups();
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    let spi = start_payload_rekey(&mut l);
     assert!(
         l.wire
             .iter()
@@ -292,12 +317,7 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
     );
     l.run_now();
     assert_eq!(l.mn.child_ups(), ups + 1);
-    let c = l.mn.ep.list()[0]
-        .children
-        .iter()
-        .find(|c| c.mode == Mode::Tunnel)
-        .cloned()
-        .unwrap();
+    let c = payload_child(&l);
     assert_ne!(c.spi_in, spi);
     let k =
         l.mn.kernel
@@ -315,7 +335,7 @@ fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
 
 #[test]
 fn three_moves_and_a_return_home() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     for coa in ["2001:db8:3::100", "2001:db8:4::100", "2001:db8:5::100"] {
         move_to(&mut l, v6(coa));
     }
@@ -324,12 +344,7 @@ fn three_moves_and_a_return_home() {
     assert_eq!(migrated(&l.mn), 4);
     assert_eq!(migrated(&l.ha), 4);
     let ups = l.mn.child_ups();
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    start_payload_rekey(&mut l);
     l.run_now();
     assert_eq!(l.mn.child_ups(), ups + 1, "rekey works at home");
     assert!(
@@ -342,21 +357,9 @@ fn three_moves_and_a_return_home() {
 
 #[test]
 fn engine_moves_tunnel_sas_when_it_owns_them() {
-    let mut mn = mn1();
-    mn.mobility.update_kernel_sas = true;
-    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
-    ha.mobility.update_kernel_sas = true;
-    let mut l = moving_lab(mn, ha);
-    let c = l.mn.ep.list()[0]
-        .children
-        .iter()
-        .find(|c| c.mode == Mode::Tunnel)
-        .cloned()
-        .unwrap();
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let mut l = moving_pair(|m| m.update_kernel_sas = true);
+    let c = payload_child(&l);
+    let old = mn_coa(&l);
     assert!(l.mn.kernel.get(ip(old), c.spi_in).is_some());
     let new = v6("2001:db8:3::100");
     move_to(&mut l, new);
@@ -375,11 +378,8 @@ fn engine_moves_tunnel_sas_when_it_owns_them() {
 
 #[test]
 fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
-    let coa = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let mut l = moving_pair(|_| {});
+    let coa = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     // Another home address: no IKE SA.
     kernel_ha(&mut l, ha_migrates(HOA2, coa, new));
@@ -410,19 +410,11 @@ fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
 
 #[test]
 fn without_key_mobility_the_mobile_node_re_establishes() {
-    let mut mn = mn1();
-    mn.mobility.key_mobility = false;
-    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
-    ha.mobility.key_mobility = false;
-    let mut l = moving_lab(mn, ha);
+    let mut l = moving_pair(|m| m.key_mobility = false);
     let old_ike = l.mn.ep.list()[0].id;
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
-    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    mn_moves(&mut l, HOA1, old, new);
     assert_eq!(migrated(&l.mn), 0);
     assert!(
         l.mn.events
@@ -460,10 +452,7 @@ fn without_key_mobility_the_home_agent_deletes_the_old_sa() {
     let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
     ha.mobility.key_mobility = false;
     let mut l = moving_lab(mn1(), ha);
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     kernel_ha(&mut l, ha_migrates(HOA1, old, v6("2001:db8:3::100")));
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
     assert!(l.ha.kernel.is_empty());
@@ -555,43 +544,27 @@ fn dynamic_home_address_from_a_pool_and_a_delegated_prefix() {
 
 #[test]
 fn static_home_prefix_authorizes_addresses_inside_it_only() {
-    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
-    u.home_prefix = Some(HomePrefix::Static {
-        prefix: v6("2001:db8:100:1::"),
-        len: 64,
-        lifetime: 86_400,
-    });
+    let prefix_user = || {
+        let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
+        u.home_prefix = Some(HomePrefix::Static {
+            prefix: v6("2001:db8:100:1::"),
+            len: 64,
+            lifetime: 86_400,
+        });
+        u
+    };
     // Inside the user's prefix: accepted.
-    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    let mut l = Lab::new(mn1(), ha_with_users(vec![prefix_user()]));
     l.initiate(HomeAddress::Static(v6("2001:db8:100:1::42")), BU_PAYLOAD);
     assert!(l.establish(2), "{:?}", l.mn.events);
     // Outside it (a prefix the user does not own): TS_UNACCEPTABLE.
-    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
-    u.home_prefix = Some(HomePrefix::Static {
-        prefix: v6("2001:db8:100:1::"),
-        len: 64,
-        lifetime: 86_400,
-    });
-    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    let mut l = Lab::new(mn1(), ha_with_users(vec![prefix_user()]));
     l.initiate(
         HomeAddress::Static(v6("2001:db8:100:2::42")),
         &[SaClass::BuBa],
     );
-    l.run(
-        |l| {
-            l.mn.events
-                .iter()
-                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
-        },
-        |_, _, _| true,
-    );
-    assert!(l.mn.events.iter().any(|e| matches!(
-        e,
-        Event::ExchangeFailed {
-            notify: Some(N_TS_UNACCEPTABLE),
-            ..
-        }
-    )));
+    l.run(|l| l.mn.exchange_failed(None), |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)));
     assert!(l.ha.kernel.is_empty());
 }
 
@@ -803,17 +776,16 @@ fn leases_expire_after_the_grace_period_and_are_reused() {
 fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
     // mn1 got 2001:db8:1::1000; then the pool is renumbered by a reload, and mn1, moving
     // without the K bit, re-establishes and proposes its old address again.
+    // The HA with mn1 drawing from `pool`, without key mobility.
+    let ha_on = |pool: &Arc<Pool>| {
+        let mut ha = ha_with_users(vec![pool_user("mn1", MN1_DN, UserAuth::Certificate, pool)]);
+        ha.mobility.key_mobility = false;
+        ha
+    };
     let old_pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
     let mut mn = mn1();
     mn.mobility.key_mobility = false;
-    let mut ha = ha_with_users(vec![pool_user(
-        "mn1",
-        MN1_DN,
-        UserAuth::Certificate,
-        &old_pool,
-    )]);
-    ha.mobility.key_mobility = false;
-    let mut l = Lab::new(mn, ha);
+    let mut l = Lab::new(mn, ha_on(&old_pool));
     l.initiate(HomeAddress::Dynamic, BU_PAYLOAD);
     assert!(l.establish(2));
     l.run_now();
@@ -821,21 +793,10 @@ fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
     assert_eq!(first, v6("2001:db8:1::1000"));
 
     let new_pool = addr_pool("dyn", "2001:db8:1::2000", "2001:db8:1::20ff");
-    let mut ha = ha_with_users(vec![pool_user(
-        "mn1",
-        MN1_DN,
-        UserAuth::Certificate,
-        &new_pool,
-    )]);
-    ha.mobility.key_mobility = false;
-    l.ha.ep.set_config(Arc::new(ha));
+    l.ha.ep.set_config(Arc::new(ha_on(&new_pool)));
     let new = v6("2001:db8:3::100");
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
-    kernel_mn(&mut l, mn_migrates(first, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
+    let old = mn_coa(&l);
+    mn_moves(&mut l, first, old, new);
     let ups = l.mn.child_ups();
     assert!(
         l.run(|l| l.mn.child_ups() >= ups + 2, |_, _, _| true),
@@ -1086,22 +1047,13 @@ fn every_sa_class_gets_its_selectors_mode_and_reqids() {
 
 #[test]
 fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
-    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let mut l = moving_pair(|_| {});
     let old_remote = l.ha.ep.list()[0].remote;
-    let old = match l.mn.addr.ip() {
-        IpAddr::V6(a) => a,
-        IpAddr::V4(_) => unreachable!(),
-    };
+    let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
-    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
-    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
-    let ike = l.mn.ep.list()[0].id;
-    let spi = payload_spi(&l);
-    l.mn.ep
-        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
-        .unwrap();
-    l.collect();
+    mn_moves(&mut l, HOA1, old, new);
+    start_payload_rekey(&mut l);
     l.run_now();
     // Answered at the new address (RFC 7296 2.11), yet the HA's record is unchanged.
     assert!(

@@ -20,6 +20,15 @@ struct Recorder {
     fail: bool,
 }
 
+impl Recorder {
+    fn failing() -> Recorder {
+        Recorder {
+            fail: true,
+            ..Default::default()
+        }
+    }
+}
+
 impl SpiAllocator for Recorder {
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
         if self.fail {
@@ -36,9 +45,9 @@ fn lab() -> Lab {
     Lab::new(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP))
 }
 
-#[test]
-fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
-    let mut l = lab();
+/// Recording allocators on both sides: the MN's SPIs from 0x5000_0000, the HA's from
+/// 0x6000_0000.
+fn recorders(l: &mut Lab) -> (Recorder, Recorder) {
     let mn = Recorder {
         base: 0x5000_0000,
         ..Default::default()
@@ -49,20 +58,25 @@ fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
     };
     l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
     l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    (mn, ha)
+}
+
+/// What `f` picks out of every SPI request the allocator saw.
+fn requests<T>(r: &Recorder, f: impl Fn(&SpiRequest) -> T) -> Vec<T> {
+    r.log.lock().unwrap().iter().map(|(q, _)| f(q)).collect()
+}
+
+#[test]
+fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
+    let mut l = lab();
+    let (mn, ha) = recorders(&mut l);
     l.initiate(
         HomeAddress::Static(HOA1),
         &[SaClass::BuBa, SaClass::Payload],
     );
     assert!(l.establish(2));
     let (hoa, ha_ip, coa) = (IpAddr::V6(HOA1), IpAddr::V6(HA_IP), l.mn.addr.ip());
-    let reqs = |r: &Recorder| -> Vec<(IpAddr, IpAddr, u32)> {
-        r.log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(q, _)| (q.src, q.dst, q.reqid))
-            .collect()
-    };
+    let reqs = |r: &Recorder| requests(r, |q| (q.src, q.dst, q.reqid));
     // MN inbound: BU/BA transport HA -> HoA with reqid 2 (to_mn), payload tunnel HA -> CoA
     // with reqid 4; the HA the other way round with reqids 1 and 3.
     assert_eq!(reqs(&mn), vec![(ha_ip, hoa, 2), (ha_ip, coa, 4)]);
@@ -83,10 +97,7 @@ fn inbound_spis_come_from_the_allocator_with_the_inbound_sa() {
 #[test]
 fn a_failing_allocator_on_the_responder_refuses_the_child_sa() {
     let mut l = lab();
-    l.ha.ep.set_spi_allocator(Box::new(Recorder {
-        fail: true,
-        ..Default::default()
-    }));
+    l.ha.ep.set_spi_allocator(Box::new(Recorder::failing()));
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     assert!(l.run(|l| l.mn.ike_up(), |_, _, _| true));
     l.run_now();
@@ -99,10 +110,7 @@ fn a_failing_allocator_on_the_responder_refuses_the_child_sa() {
 #[test]
 fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
     let mut l = lab();
-    l.mn.ep.set_spi_allocator(Box::new(Recorder {
-        fail: true,
-        ..Default::default()
-    }));
+    l.mn.ep.set_spi_allocator(Box::new(Recorder::failing()));
     l.initiate(HomeAddress::Static(HOA1), &[SaClass::BuBa]);
     l.run_now();
     let down = l.mn.events.iter().find_map(|e| match e {
@@ -126,12 +134,7 @@ fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
 
 /// (class reqid, ACQUIRE seq) of every SPI request an allocator saw.
 fn seqs(r: &Recorder) -> Vec<(u32, Option<u32>)> {
-    r.log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(q, _)| (q.reqid, q.acquire_seq))
-        .collect()
+    requests(r, |q| (q.reqid, q.acquire_seq))
 }
 
 #[test]
@@ -139,16 +142,7 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
     use mip6_ike::ike::Command;
     use std::time::Duration;
     let mut l = lab();
-    let mn = Recorder {
-        base: 0x5000_0000,
-        ..Default::default()
-    };
-    let ha = Recorder {
-        base: 0x6000_0000,
-        ..Default::default()
-    };
-    l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
-    l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    let (mn, ha) = recorders(&mut l);
     // An ACQUIRE for the payload class (seq 4242) makes the daemon initiate every class: only
     // the payload CHILD_SA (inbound reqid 4), negotiated second, answers it.
     l.mn.ep.note_acquire(l.now, SaClass::Payload, 4242);
@@ -163,16 +157,10 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
 
     // CreateChild after an ACQUIRE for MPS/MPA (seq 77): that request carries it.
     l.mn.ep.note_acquire(l.now, SaClass::MpsMpa, 77);
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::CreateChild {
-                ike,
-                class: SaClass::MpsMpa,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::CreateChild {
+        ike,
+        class: SaClass::MpsMpa,
+    });
     assert!(l.establish(3));
     assert_eq!(seqs(&mn).last(), Some(&(6, Some(77))));
 
@@ -184,32 +172,20 @@ fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
         .find(|c| c.class == Some(SaClass::Payload))
         .unwrap()
         .spi_in;
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::RekeyChild {
-                ike,
-                spi_in: payload_in,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::RekeyChild {
+        ike,
+        spi_in: payload_in,
+    });
     assert!(l.establish(4));
     assert_eq!(seqs(&mn).last(), Some(&(4, None)));
 
     // A seq older than the kernel's larval state (30 s) is not used.
     l.mn.ep.note_acquire(l.now, SaClass::HotiHot, 99);
     l.advance(Duration::from_secs(31));
-    l.mn.ep
-        .handle_command(
-            l.now,
-            Command::CreateChild {
-                ike,
-                class: SaClass::HotiHot,
-            },
-        )
-        .unwrap();
-    l.collect();
+    l.mn_command(Command::CreateChild {
+        ike,
+        class: SaClass::HotiHot,
+    });
     assert!(l.establish(5));
     assert_eq!(seqs(&mn).last(), Some(&(8, None)));
     assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());

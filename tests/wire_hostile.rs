@@ -1,10 +1,13 @@
 //! Hostile input: truncations, deterministic random mutations and oversized counts must give
 //! errors (or well-formed messages), never panics.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "fixtures/wire/fixtures.rs"]
 mod fixtures;
 
+use common::xorshift::XorShift;
 use fixtures::{Kind, hex};
 use mip6_ike::wire::consts::*;
 use mip6_ike::wire::*;
@@ -51,23 +54,6 @@ fn every_truncation_is_an_error() {
     }
 }
 
-/// xorshift64: deterministic, no extra crate.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
-    }
-    fn byte(&mut self) -> u8 {
-        self.next().to_le_bytes()[0]
-    }
-}
-
 /// If a mutated input parses, what we emit from it must parse to the same value (emit is
 /// canonical: critical bits of known payloads, reserved bits and substructure flags are derived).
 fn check_stable(kind: Kind, payloads: &[Payload], header: Option<Header>) {
@@ -93,7 +79,7 @@ fn check_stable(kind: Kind, payloads: &[Payload], header: Option<Header>) {
 
 #[test]
 fn random_mutations_never_panic() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut parsed_ok = 0usize;
     let mut total = 0usize;
     for f in fixtures::all() {

@@ -8,6 +8,11 @@
 
 mod common;
 
+use common::daemon::{MN1_ID, Running, copy_certs, start_on, stop, wait_event};
+use common::xorshift::XorShift;
+use mip6_ike::daemon::make_kernel;
+use mip6_ike::ike::Event;
+
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::Command as Proc;
 use std::sync::Arc;
@@ -75,6 +80,36 @@ fn ip(args: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The selector of the payload tunnel from the home address.
+fn payload_sel() -> Selector {
+    sel(HOA, 128, "::", 0, 0, (0, 0))
+}
+
+/// The MH policy's MIGRATE entry (transport, reqid 1 to the HA): old addresses `::`, as
+/// mip6d sends it.
+fn mh_entry() -> MigrateEntry {
+    MigrateEntry {
+        old_src: a("::"),
+        old_dst: a("::"),
+        new_src: a(HOA),
+        new_dst: a(HA),
+        mode: Mode::Transport,
+        reqid: 1,
+    }
+}
+
+/// The payload tunnel's MIGRATE entry (reqid 3, to the HA) for a move from COA1 to COA2.
+fn coa1_to_coa2() -> MigrateEntry {
+    MigrateEntry {
+        old_src: a(COA1),
+        old_dst: a(HA),
+        new_src: a(COA2),
+        new_dst: a(HA),
+        mode: Mode::Tunnel,
+        reqid: 3,
+    }
+}
+
 fn config(policies: Policies) -> XfrmConfig {
     XfrmConfig {
         policies,
@@ -85,13 +120,8 @@ fn config(policies: Policies) -> XfrmConfig {
 
 fn sel(src: &str, sp: u8, dst: &str, dp: u8, proto: u8, sport: (u16, u16)) -> Selector {
     Selector {
-        src: a(src),
-        src_prefix: sp,
-        dst: a(dst),
-        dst_prefix: dp,
-        proto,
         sport,
-        dport: (0, 0),
+        ..Selector::new(a(src), sp, a(dst), dp, proto)
     }
 }
 
@@ -162,17 +192,11 @@ fn mn_specs() -> [SaSpec; 3] {
     ]
 }
 
-/// (direction, priority, template reqids, template mode, template daddr) of every policy.
+/// (direction, priority, template reqids) of every policy.
 fn policies() -> Vec<(u8, u32, Vec<u32>)> {
-    let mut nl = Netlink::open().unwrap();
-    let mut v: Vec<_> = nl
-        .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let (info, reqids) = msg::parse_policy(p).unwrap();
-            (info.direction, info.priority, reqids)
-        })
+    let mut v: Vec<_> = typed_policies()
+        .into_iter()
+        .map(|(direction, priority, _, _, reqids)| (direction, priority, reqids))
         .collect();
     v.sort();
     v
@@ -322,9 +346,7 @@ fn policies_daemon_mode_install_one_policy_per_selector_of_hoti_hot() {
 fn policies_mip6d_mode_installs_none() {
     in_netns(|| {
         // mip6d's own policy must survive our start and stop untouched.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
+        add_mip6d_policy("mobility-header");
         let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
         let [out, inb, tun] = mn_specs();
         for s in [&out, &inb, &tun] {
@@ -575,9 +597,7 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
         // mip6d's `IPsecPolicy Mh UseESP 1 2` OUT policy (no MH type: 6.18 finds MIGRATE
         // targets by flow lookup, which a typed selector does not match) and its tunnel
         // payload policy.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
+        add_mip6d_policy("mobility-header");
         ip(&format!(
             "xfrm policy add src {HOA}/128 dst ::/0 dir out priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
         ));
@@ -585,14 +605,7 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
 
         // Transport entry: old addresses ::, as mip6d sends it.
         let mh = sel(HOA, 128, HA, 128, 135, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a("::"),
-            old_dst: a("::"),
-            new_src: a(HOA),
-            new_dst: a(HA),
-            mode: Mode::Transport,
-            reqid: 1,
-        };
+        let entry = mh_entry();
         nl.ack(msg::migrate_request(
             &mh,
             msg::XFRM_POLICY_OUT,
@@ -612,15 +625,8 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
         assert_eq!((m.km_local, m.km_remote), (Some(a(COA2)), Some(a(HA))));
 
         // Tunnel entry: the outer endpoints move CoA1 -> CoA2.
-        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a(COA1),
-            old_dst: a(HA),
-            new_src: a(COA2),
-            new_dst: a(HA),
-            mode: Mode::Tunnel,
-            reqid: 3,
-        };
+        let payload = payload_sel();
+        let entry = coa1_to_coa2();
         nl.ack(msg::migrate_request(
             &payload,
             msg::XFRM_POLICY_OUT,
@@ -646,24 +652,10 @@ fn migrate_as_mip6d_sends_it_reaches_the_listener() {
     }
 }
 
-/// Deterministic xorshift for the mutations.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Feeds truncations and garblings of each seed datagram to the listener's decoder: every
 /// one is rejected or parsed, none panics. Returns (rejected, parsed).
 fn garble_all(seeds: &[Vec<u8>], seed: u64) -> (usize, usize) {
-    let mut g = Gen(0x9e37_79b9_7f4a_7c15 ^ seed);
+    let mut g = XorShift(0x9e37_79b9_7f4a_7c15 ^ seed);
     let (mut rejected, mut parsed) = (0, 0);
     let mut count = |r: Result<Vec<KernelEvent>, _>| match r {
         Ok(_) => parsed += 1,
@@ -683,19 +675,19 @@ fn garble_all(seeds: &[Vec<u8>], seed: u64) -> (usize, usize) {
                 0 => {
                     for _ in 0..1 + g.below(8) {
                         let i = g.below(b.len());
-                        b[i] = g.next() as u8;
+                        b[i] = g.byte();
                     }
                 }
                 // A length field: the netlink header's or an attribute's.
                 1 => {
                     let i = [0, 1, 2, 3][g.below(4)];
-                    b[i] = g.next() as u8;
+                    b[i] = g.byte();
                 }
                 2 => {
                     if b.len() > msg::NLMSG_HDRLEN + 8 {
                         let i = msg::NLMSG_HDRLEN + 4 * g.below((b.len() - msg::NLMSG_HDRLEN) / 4);
-                        b[i] = g.next() as u8;
-                        b[i + 1] = g.next() as u8;
+                        b[i] = g.byte();
+                        b[i + 1] = g.byte();
                     }
                 }
                 // Consistent header length over a cut payload, or junk appended.
@@ -771,16 +763,9 @@ fn synthetic_seeds() -> Vec<Vec<u8>> {
         .fixed(&exp)
         .finish(0)
         .to_vec();
-    let e = MigrateEntry {
-        old_src: a(COA1),
-        old_dst: a(HA),
-        new_src: a(COA2),
-        new_dst: a(HA),
-        mode: Mode::Tunnel,
-        reqid: 3,
-    };
+    let e = coa1_to_coa2();
     let migrate = msg::migrate_request(
-        &sel(HOA, 128, "::", 0, 0, (0, 0)),
+        &payload_sel(),
         msg::XFRM_POLICY_IN,
         &[e.clone(), e],
         Some((a(COA2), a(HA))),
@@ -838,38 +823,23 @@ async fn recv_init(ha: &tokio::net::UdpSocket, buf: &mut [u8; 2048]) -> (Vec<u8>
     (buf[..8].to_vec(), from)
 }
 
-/// A mobile-node daemon on the XFRM backend: its first IKE_SA_INIT goes unanswered and the
-/// attempt fails; then a packet hits mip6d's BU policy, the kernel raises an ACQUIRE, and the
-/// daemon initiates again, from the care-of address.
-#[test]
-fn daemon_answers_an_acquire_with_a_new_initiation() {
-    use mip6_ike::daemon::{Control, Daemon, make_kernel};
-    use mip6_ike::ike::Event;
-    use tokio::sync::mpsc;
-
-    in_netns(|| {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
-            let to = dir.path().join(f);
-            std::fs::copy(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("certs")
-                    .join(f),
-                &to,
-            )
-            .unwrap();
-            let mut p = std::fs::metadata(&to).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
-            std::fs::set_permissions(&to, p).unwrap();
-        }
-        let toml = format!(
-            r#"role = "mobile-node"
+/// mn1 on the XFRM backend, for a "home agent" at [HA]:5000, giving up after one
+/// retransmission: a temp dir with its certificates and mn.toml. `listen`: the TOML list of
+/// [listen] addresses; `coa`: more [mobile_node] lines.
+fn xfrm_mn_tree(listen: &str, coa: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_certs(
+        dir.path(),
+        &["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"],
+    );
+    let toml = format!(
+        r#"role = "mobile-node"
 [listen]
-addresses = ["{COA1}"]
+addresses = [{listen}]
 port = 0
 nat_port = 0
 [identity]
-id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+id = "{MN1_ID}"
 certificate = "mn1-ecdsa.pem"
 private_key = "mn1-ecdsa.key"
 ca = ["ca-ecdsa.pem"]
@@ -878,60 +848,82 @@ retransmit_timeout = 0.2
 retransmit_tries = 1
 [mobile_node]
 home_agent = "[{HA}]:5000"
-home_agent_address = "{HA}"
-care_of_address = "{COA1}"
-home_address = "{HOA}"
+{coa}home_address = "{HOA}"
 classes = ["bu-ba"]
 [kernel]
 backend = "xfrm"
 "#
+    );
+    std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
+    dir
+}
+
+/// mip6d's out policy for `proto` from the home address to the HA (reqid 1 = bu-ba to HA).
+fn add_mip6d_policy(proto: &str) {
+    ip(&format!(
+        "xfrm policy add src {HOA}/128 dst {HA}/128 proto {proto} dir out priority 2 tmpl proto esp mode transport reqid 1"
+    ));
+}
+
+/// Starts the mobile node of `dir` on the XFRM kernel, with a "home agent" socket at
+/// [HA]:5000 that hears its IKE_SA_INITs and never answers.
+async fn start_xfrm_mn(dir: &tempfile::TempDir) -> (tokio::net::UdpSocket, Running) {
+    let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
+        .await
+        .unwrap();
+    let path = dir.path().join("mn.toml");
+    let kernel = make_kernel(&mip6_ike::policy::load(&path).unwrap()).unwrap();
+    (ha, start_on(&path, kernel))
+}
+
+/// Waits for the unanswered attempt to fail, then drains its retransmissions.
+async fn attempt_fails(mn: &mut Running, ha: &tokio::net::UdpSocket, buf: &mut [u8; 2048]) {
+    wait_event(&mut mn.events, "the unanswered attempt fails", |e| {
+        matches!(e, Event::ExchangeFailed { .. })
+    })
+    .await;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf[..])).await
+    {}
+}
+
+/// A UDP probe from the home address to the HA stands in for mip6d's BU.
+fn send_bu_probe() {
+    let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
+    let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A mobile-node daemon on the XFRM backend: its first IKE_SA_INIT goes unanswered and the
+/// attempt fails; then a packet hits mip6d's BU policy, the kernel raises an ACQUIRE, and the
+/// daemon initiates again, from the care-of address.
+#[test]
+fn daemon_answers_an_acquire_with_a_new_initiation() {
+    in_netns(|| {
+        let dir = xfrm_mn_tree(
+            &format!("\"{COA1}\""),
+            &format!("home_agent_address = \"{HA}\"\ncare_of_address = \"{COA1}\"\n"),
         );
-        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
-        // mip6d's BU policy (reqid 1 = bu-ba to HA); a UDP probe stands in for the BU.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            // The "home agent" hears IKE_SA_INITs and never answers.
-            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
-                .await
-                .unwrap();
-            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
-            let kernel = make_kernel(&cfg).unwrap();
-            let d = Daemon::bind(cfg, kernel).unwrap();
-            let mut ev = d.subscribe();
-            let (tx, rx) = mpsc::channel(4);
-            let task = tokio::spawn(d.run(rx));
+        add_mip6d_policy("udp dport 7777");
+        block_on(async {
+            let (ha, mut mn) = start_xfrm_mn(&dir).await;
             let mut buf = [0u8; 2048];
             let (spi1, from1) = recv_init(&ha, &mut buf).await;
             assert_eq!(from1.ip(), a(COA1), "IKE from the care-of address");
             // The attempt fails (no answer), and nothing retries by itself for a while.
-            tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
-                        break;
-                    }
-                }
-            })
-            .await
-            .expect("the unanswered attempt fails");
-            // Drain retransmissions of the first attempt.
-            while let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
-            {
-            }
-            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
-            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            attempt_fails(&mut mn, &ha, &mut buf).await;
+            send_bu_probe();
             let (spi2, from2) = recv_init(&ha, &mut buf).await;
             assert_eq!(from2.ip(), a(COA1), "never from the ACQUIRE's HoA");
             assert_ne!(spi1, spi2, "a new IKE SA");
-            tx.send(Control::Shutdown).await.unwrap();
-            let k = task.await.unwrap().unwrap();
-            assert!(k.installed().is_empty());
+            assert!(stop(mn).await.installed().is_empty());
         });
     });
 }
@@ -982,98 +974,22 @@ fn daemon_listens_on_the_kmaddress_it_initiates_from() {
 /// `listen`: the TOML list of [listen] addresses (must cover the routed source, the HA's own
 /// address here, all addresses being on lo).
 fn initiate_from_kmaddress(listen: &str) {
-    use mip6_ike::daemon::{Control, Daemon, make_kernel};
-    use mip6_ike::ike::Event;
-    use tokio::sync::mpsc;
-
     let listen = listen.to_string();
     in_netns(move || {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
-            let to = dir.path().join(f);
-            std::fs::copy(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("certs")
-                    .join(f),
-                &to,
-            )
-            .unwrap();
-            let mut p = std::fs::metadata(&to).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
-            std::fs::set_permissions(&to, p).unwrap();
-        }
-        let toml = format!(
-            r#"role = "mobile-node"
-[listen]
-addresses = [{listen}]
-port = 0
-nat_port = 0
-[identity]
-id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
-certificate = "mn1-ecdsa.pem"
-private_key = "mn1-ecdsa.key"
-ca = ["ca-ecdsa.pem"]
-[timers]
-retransmit_timeout = 0.2
-retransmit_tries = 1
-[mobile_node]
-home_agent = "[{HA}]:5000"
-home_address = "{HOA}"
-classes = ["bu-ba"]
-[kernel]
-backend = "xfrm"
-"#
-        );
-        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
-        // mip6d's MH policy (the MIGRATE's target) and its BU policy (a UDP probe stands in
-        // for the BU), both reqid 1 = bu-ba to HA.
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
-        ip(&format!(
-            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
-        ));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
-                .await
-                .unwrap();
-            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
-            let kernel = make_kernel(&cfg).unwrap();
-            let d = Daemon::bind(cfg, kernel).unwrap();
-            let mut ev = d.subscribe();
-            let (tx, rx) = mpsc::channel(4);
-            let task = tokio::spawn(d.run(rx));
+        let dir = xfrm_mn_tree(&listen, "");
+        // mip6d's MH policy (the MIGRATE's target) and its BU policy.
+        add_mip6d_policy("mobility-header");
+        add_mip6d_policy("udp dport 7777");
+        block_on(async {
+            let (ha, mut mn) = start_xfrm_mn(&dir).await;
             let mut buf = [0u8; 2048];
             // The start-up attempt: from the routed source (the HA's own address here, all
             // addresses being on lo); it fails unanswered.
             let (_, from1) = recv_init(&ha, &mut buf).await;
             assert_ne!(from1.ip(), a(COA2));
-            tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
-                        break;
-                    }
-                }
-            })
-            .await
-            .expect("the unanswered attempt fails");
-            while let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
-            {
-            }
+            attempt_fails(&mut mn, &ha, &mut buf).await;
             // mip6d moves the MN to COA2: one MIGRATE of its MH policy, with KMADDRESS.
-            let entry = MigrateEntry {
-                old_src: a("::"),
-                old_dst: a("::"),
-                new_src: a(HOA),
-                new_dst: a(HA),
-                mode: Mode::Transport,
-                reqid: 1,
-            };
+            let entry = mh_entry();
             Netlink::open()
                 .unwrap()
                 .ack(msg::migrate_request(
@@ -1084,13 +1000,10 @@ backend = "xfrm"
                 ))
                 .unwrap();
             // The BU hits the policy without SA: the ACQUIRE's initiation starts from COA2.
-            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
-            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            send_bu_probe();
             let (_, from2) = recv_init(&ha, &mut buf).await;
             assert_eq!(from2.ip(), a(COA2), "from mip6d's care-of address");
-            tx.send(Control::Shutdown).await.unwrap();
-            let k = task.await.unwrap().unwrap();
-            assert!(k.installed().is_empty());
+            assert!(stop(mn).await.installed().is_empty());
         });
     });
 }
@@ -1108,15 +1021,8 @@ fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
                 "xfrm policy add src {HOA}/128 dst ::/0 dir {dir} priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
             ));
         }
-        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
-        let entry = MigrateEntry {
-            old_src: a(COA1),
-            old_dst: a(HA),
-            new_src: a(COA2),
-            new_dst: a(HA),
-            mode: Mode::Tunnel,
-            reqid: 3,
-        };
+        let payload = payload_sel();
+        let entry = coa1_to_coa2();
         let km = Some((a(HA), a(COA2)));
         let mut raw = Vec::new();
         for dir in [msg::XFRM_POLICY_FWD, msg::XFRM_POLICY_IN] {

@@ -114,6 +114,17 @@ fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("bad result: {e}")))
 }
 
+/// Sends `r`; the result as a JSON line with --json, else as `text` renders it.
+fn reply<T: serde::de::DeserializeOwned>(
+    c: &mut Client,
+    r: Request,
+    json: bool,
+    text: impl FnOnce(T) -> String,
+) -> Result<String, ClientError> {
+    let v = c.request(&r)?;
+    Ok(if json { json_line(&v) } else { text(parse(v)?) })
+}
+
 fn run(cli: &Cli) -> Result<String, ClientError> {
     let mut c = Client::connect(&cli.socket)?;
     c.set_timeout(Some(Duration::from_secs(30)));
@@ -139,14 +150,7 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
                 )
             }
         }
-        Cmd::Sas => {
-            let v = req(Request::ListSas, &mut c)?;
-            if json {
-                json_line(&v)
-            } else {
-                sas_table(&parse(v)?)
-            }
-        }
+        Cmd::Sas => reply(&mut c, Request::ListSas, json, |r| sas_table(&r))?,
         Cmd::Initiate {
             home_agent,
             home_address,
@@ -219,16 +223,11 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
             }
         }
         Cmd::Terminate { ike, user } => {
-            let v = req(
-                Request::Terminate {
-                    ike: ike.clone(),
-                    user: user.clone(),
-                },
-                &mut c,
-            )?;
-            if json {
-                json_line(&v)
-            } else {
+            let r = Request::Terminate {
+                ike: ike.clone(),
+                user: user.clone(),
+            };
+            reply(&mut c, r, json, |v: Value| {
                 let ids: Vec<String> = v
                     .get("terminated")
                     .and_then(|t| serde_json::from_value(t.clone()).ok())
@@ -240,65 +239,31 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
                         .map(|i| format!("IKE SA {i}: deleting\n"))
                         .collect()
                 }
-            }
+            })?
         }
         Cmd::Rekey { ike, child } => {
-            let v = req(
-                Request::Rekey {
-                    ike: ike.clone(),
-                    child: child.clone(),
-                },
-                &mut c,
-            )?;
-            if json {
-                json_line(&v)
-            } else {
-                match child {
-                    Some(s) => format!("CHILD_SA {s} of IKE SA {ike}: rekeying\n"),
-                    None => format!("IKE SA {ike}: rekeying\n"),
-                }
-            }
+            let r = Request::Rekey {
+                ike: ike.clone(),
+                child: child.clone(),
+            };
+            reply(&mut c, r, json, |_: Value| match child {
+                Some(s) => format!("CHILD_SA {s} of IKE SA {ike}: rekeying\n"),
+                None => format!("IKE SA {ike}: rekeying\n"),
+            })?
         }
-        Cmd::Users => {
-            let v = req(Request::ListUsers, &mut c)?;
-            if json {
-                json_line(&v)
+        Cmd::Users => reply(&mut c, Request::ListUsers, json, |r| users_table(&r))?,
+        Cmd::Leases => reply(&mut c, Request::Leases, json, |r| leases_table(&r))?,
+        Cmd::Reload => reply(&mut c, Request::Reload, json, |r: ReloadResult| {
+            if r.changes.is_empty() {
+                "reloaded: no changes\n".into()
             } else {
-                users_table(&parse(v)?)
+                r.changes
+                    .iter()
+                    .map(|l| format!("reloaded: {l}\n"))
+                    .collect()
             }
-        }
-        Cmd::Leases => {
-            let v = req(Request::Leases, &mut c)?;
-            if json {
-                json_line(&v)
-            } else {
-                leases_table(&parse(v)?)
-            }
-        }
-        Cmd::Reload => {
-            let v = req(Request::Reload, &mut c)?;
-            if json {
-                json_line(&v)
-            } else {
-                let r: ReloadResult = parse(v)?;
-                if r.changes.is_empty() {
-                    "reloaded: no changes\n".into()
-                } else {
-                    r.changes
-                        .iter()
-                        .map(|l| format!("reloaded: {l}\n"))
-                        .collect()
-                }
-            }
-        }
-        Cmd::Stats => {
-            let v = req(Request::Stats, &mut c)?;
-            if json {
-                json_line(&v)
-            } else {
-                stats_text(&parse(v)?)
-            }
-        }
+        })?,
+        Cmd::Stats => reply(&mut c, Request::Stats, json, |r| stats_text(&r))?,
         Cmd::Events => {
             req(Request::Subscribe, &mut c)?;
             c.set_timeout(None);

@@ -843,27 +843,17 @@ fn parse_prefix(s: &str) -> Result<(std::net::Ipv6Addr, u8), ErrorBody> {
 async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
     let mut rx = daemon.subscribe();
     loop {
-        let (ike, identity, user, wants, requested) = match rx.recv().await {
-            Ok(Event::AddressWanted {
-                ike,
-                identity,
-                user,
-                wants_address,
-                wants_prefix,
-                requested,
-            }) => {
-                let mut wants = Vec::new();
-                if wants_address {
-                    wants.push("address".to_string());
-                }
-                if wants_prefix {
-                    wants.push("prefix".to_string());
-                }
-                (ike, identity, user, wants, requested)
-            }
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+        let e = match rx.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        let Event::AddressWanted { ike, user, .. } = &e else {
+            continue;
+        };
+        let (ike, user) = (*ike, user.clone());
+        // The line is the event stream's address-request with this request's id and timeout.
+        let mut msg = dc::event_msg(&e);
         let request = shared.next_request.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, answer) = oneshot::channel();
         let mut timeout = Duration::ZERO;
@@ -873,15 +863,16 @@ async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
                 Some(p) => {
                     timeout = p.timeout;
                     p.pending.insert(request, tx);
-                    p.out.send(line_of(&EventMsg::AddressRequest {
-                        request_id: request,
-                        ike: ike.to_string(),
-                        identity: identity.to_string(),
-                        user: user.clone(),
-                        wants,
-                        requested,
-                        timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
-                    }))
+                    if let EventMsg::AddressRequest {
+                        request_id,
+                        timeout_ms,
+                        ..
+                    } = &mut msg
+                    {
+                        *request_id = request;
+                        *timeout_ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
+                    }
+                    p.out.send(line_of(&msg))
                 }
                 None => false,
             }

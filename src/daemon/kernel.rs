@@ -336,15 +336,7 @@ mod tests {
             ip("2001:db8:1::100"),
         );
         let migrate = |local: IpAddr, remote: IpAddr| Migrate {
-            selector: Selector {
-                src: hoa,
-                src_prefix: 128,
-                dst: ha,
-                dst_prefix: 128,
-                proto: 135,
-                sport: (0, 0),
-                dport: (0, 0),
-            },
+            selector: Selector::new(hoa, 128, ha, 128, 135),
             direction: crate::kernel::Direction::Out,
             reqid: 1,
             old_src: ip("::"),

@@ -42,6 +42,24 @@ fn signed_octets(
     v
 }
 
+/// The octets the peer's AUTH signs: its IKE_SA_INIT message, our nonce and its ID payload
+/// `id`; None before the handshake has keys.
+fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
+    let (hs, keys) = (sa.hs.as_ref()?, sa.keys.as_ref()?);
+    let (message, nonce) = if sa.initiator {
+        (&hs.init_response, &hs.ni)
+    } else {
+        (&hs.init_request, &hs.nr)
+    };
+    Some(signed_octets(
+        keys.prf,
+        message,
+        nonce,
+        &keys.sk_p_theirs,
+        id,
+    ))
+}
+
 impl Endpoint {
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
     fn verify_peer_auth(
@@ -322,10 +340,9 @@ impl Endpoint {
             crate::mobility::UserAuth::Psk(k) => Some(k.clone()),
             crate::mobility::UserAuth::Certificate => None,
         };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+        let Some(octets) = peer_signed_octets(sa, idi) else {
             return Fate::Close("no keys".into());
         };
-        let octets = signed_octets(keys.prf, &hs.init_request, &hs.nr, &keys.sk_p_theirs, idi);
         if let Err(reason) = self.verify_peer_auth(
             sa,
             &a,
@@ -373,7 +390,7 @@ impl Endpoint {
                 let hs = sa.hs.as_ref().expect("checked above");
                 (hs.ni.clone(), hs.nr.clone())
             };
-            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp) {
+            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp, None) {
                 Ok(acc) => {
                     out.extend(acc.response_payloads());
                     self.install_child(sa, &acc, &ni, &nr, None, false);
@@ -435,10 +452,9 @@ impl Endpoint {
             LocalAuth::Psk(k) => Some(k.clone()),
             LocalAuth::Certificate { .. } => None,
         };
-        let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
+        let Some(octets) = peer_signed_octets(sa, idr) else {
             return Fate::Close("no keys".into());
         };
-        let octets = signed_octets(keys.prf, &hs.init_response, &hs.ni, &keys.sk_p_theirs, idr);
         if let Err(reason) = self.verify_peer_auth(
             sa,
             &a,
@@ -447,17 +463,8 @@ impl Endpoint {
             psk.as_deref().map(|v| v.as_slice()),
         ) {
             // The responder believes the SA is up: tell it (fire and forget) before leaving.
-            let del = Payload::Delete(crate::wire::Delete {
-                protocol_id: PROTO_IKE,
-                spi_size: 0,
-                spis: vec![],
-            });
-            let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
-            self.transmits.push_back(super::Transmit {
-                local: sa.local,
-                remote: sa.remote,
-                data,
-            });
+            let (local, remote) = (sa.local, sa.remote);
+            self.send_ike_delete_once(sa, local, remote);
             return failed(
                 self,
                 sa,

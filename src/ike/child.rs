@@ -196,20 +196,6 @@ impl Endpoint {
         transport: bool,
         ke_group: Option<DhGroup>,
         cp: Option<&ConfigPayload>,
-    ) -> Result<ChildAccept, u16> {
-        self.accept_child_within(sa, props, tsi, tsr, transport, ke_group, cp, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn accept_child_within(
-        &mut self,
-        sa: &mut IkeSa,
-        props: &[Proposal],
-        tsi: &[TrafficSelector],
-        tsr: &[TrafficSelector],
-        transport: bool,
-        ke_group: Option<DhGroup>,
-        cp: Option<&ConfigPayload>,
         rekey_of: Option<usize>,
     ) -> Result<ChildAccept, u16> {
         let mode = if transport {
@@ -457,15 +443,7 @@ impl Endpoint {
             replay_window: self.cfg.replay_window,
             lifetime,
         };
-        let fallback = |src, dst| crate::kernel::Selector {
-            src,
-            src_prefix: 0,
-            dst,
-            dst_prefix: 0,
-            proto: 0,
-            sport: (0, 0),
-            dport: (0, 0),
-        };
+        let fallback = |src, dst| crate::kernel::Selector::new(src, 0, dst, 0, 0);
         let unspec = if outer_local.is_ipv4() {
             std::net::IpAddr::from([0u8; 4])
         } else {
@@ -841,8 +819,7 @@ impl Endpoint {
             None => None,
         };
         let transport = f.notify(N_USE_TRANSPORT_MODE).is_some();
-        let acc = match self
-            .accept_child_within(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
+        let acc = match self.accept_child(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
         {
             Ok(a) => a,
             Err(N_NO_PROPOSAL_CHOSEN) if ke_group.is_some() => {

@@ -300,23 +300,9 @@ impl Endpoint {
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
-                        if sa.state == State::Established
-                            && let Some(keys) = &sa.keys
-                        {
+                        if sa.state == State::Established {
                             // Fire and forget: we will not be here for the answer.
-                            let del = Payload::Delete(crate::wire::Delete {
-                                protocol_id: PROTO_IKE,
-                                spi_size: 0,
-                                spis: vec![],
-                            });
-                            let hdr = self.header(&sa, INFORMATIONAL, false, sa.next_msg_id);
-                            let data =
-                                super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
-                            self.transmits.push_back(Transmit {
-                                local: sa.local,
-                                remote: sa.remote,
-                                data,
-                            });
+                            self.send_ike_delete_once(&sa, sa.local, sa.remote);
                         }
                         self.destroy(sa, "shutdown");
                     }
@@ -866,11 +852,7 @@ impl Endpoint {
                 }
                 Intent::DeleteChild(spi) => self.start_delete_child(sa, spi),
                 Intent::DeleteIke => {
-                    let del = Payload::Delete(crate::wire::Delete {
-                        protocol_id: PROTO_IKE,
-                        spi_size: 0,
-                        spis: vec![],
-                    });
+                    let del = super::info::ike_delete();
                     let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
                     sa.state = State::Deleting;
                     self.send_request(sa, data, Exchange::DeleteIke);

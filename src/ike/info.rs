@@ -7,7 +7,36 @@ use super::sa::{Exchange, IkeSa};
 use crate::wire::consts::*;
 use crate::wire::{Delete, Header, Payload};
 
+/// The Delete payload of an IKE SA itself (RFC 7296 3.11: no SPIs).
+pub(super) fn ike_delete() -> Payload {
+    Payload::Delete(Delete {
+        protocol_id: PROTO_IKE,
+        spi_size: 0,
+        spis: vec![],
+    })
+}
+
 impl Endpoint {
+    /// Sends `sa`'s Delete once, from `local` to `remote`, without waiting for the answer: the
+    /// SA goes anyway (shutdown, a move without key mobility, a peer that failed AUTH).
+    pub(super) fn send_ike_delete_once(
+        &mut self,
+        sa: &IkeSa,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) {
+        let Some(keys) = &sa.keys else {
+            return;
+        };
+        let hdr = self.header(sa, INFORMATIONAL, false, sa.next_msg_id);
+        let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[ike_delete()]);
+        self.transmits.push_back(super::Transmit {
+            local,
+            remote,
+            data,
+        });
+    }
+
     /// Deletes one CHILD_SA: our inbound SA goes first (we stop accepting), the Delete tells the
     /// peer to remove its pair. `spi_in` may name an SA the peer installed but we never did (a
     /// CHILD_SA we refused after the fact).

@@ -29,6 +29,60 @@ pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
         .to_vec()
 }
 
+/// What both IKE_SA_INIT messages carry (RFC 7296 1.2, 2.23): SA, KE, the nonce and the NAT
+/// detection notifies for `spis` and our and the peer's addresses.
+fn init_payloads(
+    sa: Vec<crate::wire::Proposal>,
+    group: DhGroup,
+    public: Vec<u8>,
+    nonce: Vec<u8>,
+    (spi_i, spi_r): (u64, u64),
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Vec<Payload> {
+    vec![
+        Payload::Sa(sa),
+        Payload::Ke {
+            group: group.id(),
+            data: public,
+        },
+        Payload::Nonce(nonce),
+        Payload::Notify(Notify::new(
+            N_NAT_DETECTION_SOURCE_IP,
+            nat_hash(spi_i, spi_r, local),
+        )),
+        Payload::Notify(Notify::new(
+            N_NAT_DETECTION_DESTINATION_IP,
+            nat_hash(spi_i, spi_r, remote),
+        )),
+    ]
+}
+
+/// SIGNATURE_HASH_ALGORITHMS (RFC 7427 4), the last notify of both IKE_SA_INIT messages.
+fn signature_hash_notify() -> Payload {
+    Payload::Notify(Notify::new(
+        N_SIGNATURE_HASH_ALGORITHMS,
+        crate::auth::sign::signature_hash_algorithms_data(),
+    ))
+}
+
+/// An IKE_SA_INIT message (message ID 0).
+fn init_message(spi_i: u64, spi_r: u64, flags: u8, payloads: Vec<Payload>) -> Message {
+    Message {
+        header: Header {
+            spi_i,
+            spi_r,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange: IKE_SA_INIT,
+            flags,
+            message_id: 0,
+            length: 0,
+        },
+        payloads,
+    }
+}
+
 impl Endpoint {
     /// COOKIE data = version | SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 2.6).
     fn cookie(
@@ -116,42 +170,17 @@ impl Endpoint {
         if let Some(c) = &hs.cookie {
             payloads.push(Payload::Notify(Notify::new(N_COOKIE, c.clone())));
         }
-        payloads.push(Payload::Sa(ike_to_wire(
-            &self.cfg.ike_proposals,
-            &[],
-            Some(hs.dh_group),
-        )));
-        payloads.push(Payload::Ke {
-            group: hs.dh_group.id(),
-            data: public,
-        });
-        payloads.push(Payload::Nonce(hs.ni.clone()));
-        payloads.push(Payload::Notify(Notify::new(
-            N_NAT_DETECTION_SOURCE_IP,
-            nat_hash(sa.spi_i, 0, sa.local),
-        )));
-        payloads.push(Payload::Notify(Notify::new(
-            N_NAT_DETECTION_DESTINATION_IP,
-            nat_hash(sa.spi_i, 0, sa.remote),
-        )));
-        payloads.push(Payload::Notify(Notify::new(
-            N_SIGNATURE_HASH_ALGORITHMS,
-            crate::auth::sign::signature_hash_algorithms_data(),
-        )));
-        let msg = Message {
-            header: Header {
-                spi_i: sa.spi_i,
-                spi_r: 0,
-                next_payload: 0,
-                version: IKE_VERSION,
-                exchange: IKE_SA_INIT,
-                flags: FLAG_INITIATOR,
-                message_id: 0,
-                length: 0,
-            },
-            payloads,
-        };
-        let data = msg.emit();
+        payloads.extend(init_payloads(
+            ike_to_wire(&self.cfg.ike_proposals, &[], Some(hs.dh_group)),
+            hs.dh_group,
+            public,
+            hs.ni.clone(),
+            (sa.spi_i, 0),
+            sa.local,
+            sa.remote,
+        ));
+        payloads.push(signature_hash_notify());
+        let data = init_message(sa.spi_i, 0, FLAG_INITIATOR, payloads).emit();
         hs.init_request = data.clone();
         sa.next_msg_id = 0;
         self.send_request(sa, data, Exchange::Init);
@@ -333,6 +362,10 @@ impl Endpoint {
         header: &Header,
         data: &[u8],
     ) {
+        // An unprotected error answer to this request.
+        let refuse = |me: &mut Self, notify: u16, data: Vec<u8>| {
+            me.send_unprotected_error(local, remote, header, notify, data)
+        };
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
         }
@@ -362,44 +395,19 @@ impl Endpoint {
             Ok(m) => m,
             Err(e) => {
                 self.drop_msg(remote, &format!("bad IKE_SA_INIT: {e}"));
-                return self.send_unprotected_error(
-                    local,
-                    remote,
-                    header,
-                    N_INVALID_SYNTAX,
-                    Vec::new(),
-                );
+                return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
         };
         let p = &msg.payloads;
         if let Some(t) = unsupported_critical(p) {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_UNSUPPORTED_CRITICAL_PAYLOAD,
-                vec![t],
-            );
+            return refuse(self, N_UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]);
         }
         let f = Found::new(p);
-        let (Some(sa_prop), Some((group, ke)), Some(ni)) = (f.sa, f.ke, f.nonce) else {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_INVALID_SYNTAX,
-                Vec::new(),
-            );
+        let (Some(sa_prop), Some((group, ke)), Some(ni)) =
+            (f.sa, f.ke, f.nonce.filter(|n| nonce_ok(n)))
+        else {
+            return refuse(self, N_INVALID_SYNTAX, Vec::new());
         };
-        if !nonce_ok(ni) {
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_INVALID_SYNTAX,
-                Vec::new(),
-            );
-        }
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
         if self.half_open_count() >= self.cfg.cookie_threshold {
             let ok = f
@@ -416,7 +424,7 @@ impl Endpoint {
                 );
                 self.stats.cookies_sent += 1;
                 debug!(%remote, "half-open threshold reached: answering with a COOKIE");
-                return self.send_unprotected_error(local, remote, header, N_COOKIE, c);
+                return refuse(self, N_COOKIE, c);
             }
         }
         if self.half_open_count() >= self.cfg.max_half_open {
@@ -424,21 +432,13 @@ impl Endpoint {
         }
         let Some((chosen, suite)) = select_ike(&self.cfg.ike_proposals, sa_prop) else {
             info!(%remote, "no acceptable IKE proposal");
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
-                N_NO_PROPOSAL_CHOSEN,
-                Vec::new(),
-            );
+            return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
         };
         if group != suite.dh.id() {
             self.stats.invalid_ke_sent += 1;
             debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
-            return self.send_unprotected_error(
-                local,
-                remote,
-                header,
+            return refuse(
+                self,
                 N_INVALID_KE_PAYLOAD,
                 suite.dh.id().to_be_bytes().to_vec(),
             );
@@ -451,57 +451,28 @@ impl Endpoint {
             Ok(s) => s,
             Err(_) => {
                 debug!(%remote, "invalid KE value");
-                return self.send_unprotected_error(
-                    local,
-                    remote,
-                    header,
-                    N_INVALID_SYNTAX,
-                    Vec::new(),
-                );
+                return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
         };
         let spi_r = self.new_ike_spi();
         let nr = self.nonce();
-        let mut out = vec![
-            Payload::Sa(vec![chosen]),
-            Payload::Ke {
-                group: suite.dh.id(),
-                data: public,
-            },
-            Payload::Nonce(nr.clone()),
-            Payload::Notify(Notify::new(
-                N_NAT_DETECTION_SOURCE_IP,
-                nat_hash(header.spi_i, spi_r, local),
-            )),
-            Payload::Notify(Notify::new(
-                N_NAT_DETECTION_DESTINATION_IP,
-                nat_hash(header.spi_i, spi_r, remote),
-            )),
-        ];
+        let mut out = init_payloads(
+            vec![chosen],
+            suite.dh,
+            public,
+            nr.clone(),
+            (header.spi_i, spi_r),
+            local,
+            remote,
+        );
         if let Some(t) = &self.cfg.trust {
             out.push(Payload::CertReq {
                 encoding: CERT_X509_SIGNATURE,
                 data: t.certreq_data(),
             });
         }
-        out.push(Payload::Notify(Notify::new(
-            N_SIGNATURE_HASH_ALGORITHMS,
-            crate::auth::sign::signature_hash_algorithms_data(),
-        )));
-        let resp = Message {
-            header: Header {
-                spi_i: header.spi_i,
-                spi_r,
-                next_payload: 0,
-                version: IKE_VERSION,
-                exchange: IKE_SA_INIT,
-                flags: FLAG_RESPONSE,
-                message_id: 0,
-                length: 0,
-            },
-            payloads: out,
-        }
-        .emit();
+        out.push(signature_hash_notify());
+        let resp = init_message(header.spi_i, spi_r, FLAG_RESPONSE, out).emit();
         let keys = make_keys(&suite, ni, &nr, &shared, header.spi_i, spi_r, false);
         let mut sa = IkeSa {
             suite: Some(suite),

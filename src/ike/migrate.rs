@@ -15,12 +15,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use tracing::{debug, info};
 
+use super::Event;
 use super::endpoint::{Endpoint, Fate};
 use super::sa::{Child, IkeSa, Plan, State};
-use super::{Event, Transmit};
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
-use crate::wire::Payload;
-use crate::wire::consts::{INFORMATIONAL, PROTO_IKE};
 
 /// The selector side `addr/prefix` covers `hoa`; `::/0` does not count (it names every SA).
 fn covers(addr: IpAddr, prefix: u8, hoa: IpAddr) -> bool {
@@ -204,21 +202,8 @@ impl Endpoint {
         new_remote: SocketAddr,
         local_moved: bool,
     ) -> (Fate, Option<Restart>) {
-        if sa.state == State::Established
-            && let Some(keys) = &sa.keys
-        {
-            let del = Payload::Delete(crate::wire::Delete {
-                protocol_id: PROTO_IKE,
-                spi_size: 0,
-                spis: vec![],
-            });
-            let hdr = self.header(sa, INFORMATIONAL, false, sa.next_msg_id);
-            let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
-            self.transmits.push_back(Transmit {
-                local: new_local,
-                remote: new_remote,
-                data,
-            });
+        if sa.state == State::Established {
+            self.send_ike_delete_once(sa, new_local, new_remote);
         }
         if local_moved
             && sa.state == State::Established

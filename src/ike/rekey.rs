@@ -11,7 +11,7 @@ use super::sa::{Collision, Exchange, IkeSa, Intent, SaKeys, State};
 use super::{Event, IkeId};
 use crate::crypto::{DhGroup, DhPrivate, rekey_skeyseed};
 use crate::wire::consts::*;
-use crate::wire::{Delete, Notify, Payload, Proposal};
+use crate::wire::{Notify, Payload, Proposal};
 
 /// Keys of the new IKE SA: SKEYSEED = prf_old(SK_d old, g^ir new | Ni | Nr), then the new
 /// suite's prf+ over Ni | Nr | SPIi | SPIr with the new SPIs (RFC 7296 2.18; the old SA's PRF
@@ -123,12 +123,13 @@ impl Endpoint {
             // The window is busy; the SA expires instead (or the peer deletes it).
             return;
         }
-        let del = Payload::Delete(Delete {
-            protocol_id: PROTO_IKE,
-            spi_size: 0,
-            spis: vec![],
-        });
-        let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
+        let data = self.seal(
+            sa,
+            INFORMATIONAL,
+            false,
+            sa.next_msg_id,
+            &[super::info::ike_delete()],
+        );
         self.send_request(sa, data, Exchange::DeleteIke);
     }
 

@@ -31,6 +31,21 @@ pub struct Selector {
     pub dport: (u16, u16),
 }
 
+impl Selector {
+    /// `src/src_prefix -> dst/dst_prefix` for `proto` (0 = any), any port or type.
+    pub fn new(src: IpAddr, src_prefix: u8, dst: IpAddr, dst_prefix: u8, proto: u8) -> Selector {
+        Selector {
+            src,
+            src_prefix,
+            dst,
+            dst_prefix,
+            proto,
+            sport: (0, 0),
+            dport: (0, 0),
+        }
+    }
+}
+
 /// Byte and time limits of an SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Lifetime {

@@ -743,6 +743,36 @@ fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings
 
 /// The kernel settings and the automatic reqid range (`auto_reqids`, by default the 32 reqids
 /// above the highest class reqid; the default owned range covers it and the classes).
+/// The `key = [first, last]` range: non-zero reqids, covering every class reqid (`owned`) or
+/// none of them (automatic reqids).
+fn reqid_range(
+    doc: &Doc,
+    key: &str,
+    r: &Spanned<[u32; 2]>,
+    class_ids: &[u32],
+    owned: bool,
+) -> Result<(u32, u32), ConfigError> {
+    let [first, last] = *r.get_ref();
+    if first == 0 || first > last {
+        return Err(doc.at(
+            r.span(),
+            format!(
+                "{key} = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+            ),
+        ));
+    }
+    let in_range = |id: &&u32| (first..=last).contains(*id);
+    if let Some(id) = class_ids.iter().filter(|id| in_range(id) != owned).min() {
+        let what = if owned {
+            format!("leaves out reqid {id} of [reqids]; widen the range to cover every class")
+        } else {
+            format!("includes reqid {id} of [reqids]; automatic reqids must not name a class")
+        };
+        return Err(doc.at(r.span(), format!("{key} = [{first}, {last}] {what}")));
+    }
+    Ok((first, last))
+}
+
 fn kernel(
     doc: &Doc,
     k: &KernelSection,
@@ -764,30 +794,7 @@ fn kernel(
     // Explicit automatic reqids: a range that names no class.
     let explicit_auto = match &k.auto_reqids {
         None => None,
-        Some(r) => {
-            let [first, last] = *r.get_ref();
-            if first == 0 || first > last {
-                return Err(doc.at(
-                    r.span(),
-                    format!(
-                        "auto_reqids = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
-                    ),
-                ));
-            }
-            if let Some(id) = class_ids
-                .iter()
-                .filter(|id| (first..=last).contains(*id))
-                .min()
-            {
-                return Err(doc.at(
-                    r.span(),
-                    format!(
-                        "auto_reqids = [{first}, {last}] includes reqid {id} of [reqids]; automatic reqids must not name a class"
-                    ),
-                ));
-            }
-            Some((first, last))
-        }
+        Some(r) => Some(reqid_range(doc, "auto_reqids", r, &class_ids, false)?),
     };
     // By default the automatic reqids follow the highest class reqid, within `owned_last`.
     let default_auto = |owned_last: u32| -> Option<(u32, u32)> {
@@ -810,27 +817,7 @@ fn kernel(
             ((class_min.min(auto.0), class_max.max(auto.1)), auto)
         }
         Some(r) => {
-            let [first, last] = *r.get_ref();
-            if first == 0 || first > last {
-                return Err(doc.at(
-                    r.span(),
-                    format!(
-                        "owned_reqids = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
-                    ),
-                ));
-            }
-            if let Some(id) = class_ids
-                .iter()
-                .filter(|id| !(first..=last).contains(*id))
-                .min()
-            {
-                return Err(doc.at(
-                    r.span(),
-                    format!(
-                        "owned_reqids = [{first}, {last}] leaves out reqid {id} of [reqids]; widen the range to cover every class"
-                    ),
-                ));
-            }
+            let (first, last) = reqid_range(doc, "owned_reqids", r, &class_ids, true)?;
             let auto = match explicit_auto {
                 Some((a, b)) if a < first || b > last => {
                     return Err(doc.at(

@@ -1,6 +1,10 @@
-//! A home agent and a mobile node Endpoint that talk by passing buffers, with a MemoryKernel
-//! each. Time is simulated: nothing here sleeps.
+//! Shared test helpers. Here: a home agent and a mobile node Endpoint that talk by passing
+//! buffers, with a MemoryKernel each (time is simulated: nothing here sleeps). `daemon`: daemons
+//! started from configuration files. `xorshift`: deterministic mutations.
 #![allow(dead_code)]
+
+pub mod daemon;
+pub mod xorshift;
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -176,6 +180,11 @@ pub fn mn1() -> Config {
 }
 
 /// An ECDSA home agent with the default suite whose only users are `users`.
+/// A home agent whose only user is `name` (identity `dn`), authenticated by certificate.
+pub fn ha_with_cert_user(name: &str, dn: &str, hoas: &[Ipv6Addr], classes: &[SaClass]) -> Config {
+    ha_with_users(vec![user(name, dn, UserAuth::Certificate, hoas, classes)])
+}
+
 pub fn ha_with_users(users: Vec<User>) -> Config {
     let mut c = ha_config(AuthKind::Ecdsa, IKE, ESP);
     c.home_agent.as_mut().unwrap().users = Arc::new(UserDb::new(users).unwrap());
@@ -197,6 +206,13 @@ pub struct Side {
 }
 
 impl Side {
+    /// Whether an exchange this side started failed (with the error notify `notify`, if given).
+    pub fn exchange_failed(&self, notify: Option<u16>) -> bool {
+        self.events.iter().any(|e| {
+            matches!(e, Event::ExchangeFailed { notify: n, .. } if notify.is_none() || *n == notify)
+        })
+    }
+
     pub fn new(cfg: Config, addr: &str, seed: u64, now: Now) -> Side {
         Side {
             ep: Endpoint::new(Arc::new(cfg), Box::new(TestRng::new(seed)), now),
@@ -272,7 +288,19 @@ impl Lab {
             classes: classes.to_vec(),
             remote_identity: Some(Identity::parse_config(HA_DN).unwrap()),
         };
+        self.mn_command(cmd)
+    }
+
+    /// Gives the MN a command that must be accepted, and puts what it sends on the wire.
+    pub fn mn_command(&mut self, cmd: Command) -> IkeId {
         let id = self.mn.ep.handle_command(self.now, cmd).unwrap();
+        self.collect();
+        id
+    }
+
+    /// The same for the HA.
+    pub fn ha_command(&mut self, cmd: Command) -> IkeId {
+        let id = self.ha.ep.handle_command(self.now, cmd).unwrap();
         self.collect();
         id
     }

@@ -772,15 +772,7 @@ mod tests {
             spi,
             reqid,
             mode,
-            selectors: vec![Selector {
-                src,
-                src_prefix: 128,
-                dst,
-                dst_prefix: 128,
-                proto: 135,
-                sport: (0, 0),
-                dport: (0, 0),
-            }],
+            selectors: vec![Selector::new(src, 128, dst, 128, 135)],
             encr_id: encr.0,
             encr_key_bits: (encr.1.len() * 8) as u16,
             encr_key: Zeroizing::new(encr.1),
@@ -935,15 +927,7 @@ mod tests {
     #[test]
     fn migrate_packs_entries_into_one_attribute() {
         let a = |s: &str| -> IpAddr { s.parse().unwrap() };
-        let sel = Selector {
-            src: a("2001:db8::10"),
-            src_prefix: 128,
-            dst: a("2001:db8::1"),
-            dst_prefix: 128,
-            proto: 135,
-            sport: (0, 0),
-            dport: (0, 0),
-        };
+        let sel = Selector::new(a("2001:db8::10"), 128, a("2001:db8::1"), 128, 135);
         let e = MigrateEntry {
             old_src: a("2001:db8:1::5"),
             old_dst: a("2001:db8::1"),
@@ -991,15 +975,7 @@ mod tests {
     fn fwd_migrates_give_no_event_the_in_migrate_carries_the_move() {
         let a = |s: &str| -> IpAddr { s.parse().unwrap() };
         // The HA's tunnel policies for an MN's payload: IN and FWD share the selector.
-        let sel = Selector {
-            src: a("2001:db8:1::100"),
-            src_prefix: 128,
-            dst: a("::"),
-            dst_prefix: 0,
-            proto: 0,
-            sport: (0, 0),
-            dport: (0, 0),
-        };
+        let sel = Selector::new(a("2001:db8:1::100"), 128, a("::"), 0, 0);
         let e = MigrateEntry {
             old_src: a("2001:db8:2::100"),
             old_dst: a("2001:db8:1::1"),
