@@ -244,20 +244,30 @@ impl Endpoint {
                         if sa.state == State::Established
                             && let Some(keys) = &sa.keys
                         {
-                            // Fire and forget: we will not be here for the answer.
-                            let del = Payload::Delete(crate::wire::Delete {
-                                protocol_id: PROTO_IKE,
-                                spi_size: 0,
-                                spis: vec![],
-                            });
-                            let hdr = self.header(&sa, INFORMATIONAL, false, sa.next_msg_id);
-                            let data =
-                                super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
-                            self.transmits.push_back(Transmit {
-                                local: sa.local,
-                                remote: sa.remote,
-                                data,
-                            });
+                            // Fire and forget: we will not be here for the answer. With a
+                            // request in flight (a liveness check, say) the peer has either
+                            // seen it, then it answers `next_msg_id` from its cache and wants
+                            // the one after, or lost it: send the Delete under both IDs.
+                            let ids = if sa.pending.is_some() {
+                                vec![sa.next_msg_id, sa.next_msg_id.wrapping_add(1)]
+                            } else {
+                                vec![sa.next_msg_id]
+                            };
+                            for id in ids {
+                                let del = Payload::Delete(crate::wire::Delete {
+                                    protocol_id: PROTO_IKE,
+                                    spi_size: 0,
+                                    spis: vec![],
+                                });
+                                let hdr = self.header(&sa, INFORMATIONAL, false, id);
+                                let data =
+                                    super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
+                                self.transmits.push_back(Transmit {
+                                    local: sa.local,
+                                    remote: sa.remote,
+                                    data,
+                                });
+                            }
                         }
                         self.destroy(sa, "shutdown");
                     }
