@@ -704,6 +704,41 @@ fn shutdown_removes_every_sa() {
 }
 
 #[test]
+fn shutdown_during_a_liveness_check_still_reaches_the_peer() {
+    // Seen under User-Mode Linux: the HA stopped while its liveness check was in flight and its
+    // Delete reused that message ID, so the MN answered it from its cache and kept its SAs.
+    let mut mn = mn_config(
+        AuthKind::Ecdsa,
+        "mn1",
+        "aes128-sha256-x25519",
+        "aes128-sha256",
+    );
+    mn.timers.liveness_interval = Duration::from_secs(1000);
+    let mut l = Lab::new(
+        mn,
+        ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256"),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    // The HA's liveness check reaches the MN; the MN's answer is lost.
+    let t =
+        l.ha.ep
+            .next_deadline()
+            .expect("the HA has a liveness deadline");
+    l.advance_to(t);
+    assert_eq!(l.wire.len(), 1, "one liveness request from the HA");
+    assert!(!l.wire[0].0);
+    l.run_now_n(1);
+    l.wire.clear();
+    l.ha.ep.handle_command(l.now, Command::Shutdown).unwrap();
+    l.collect();
+    l.run_now();
+    assert_eq!(l.mn.ep.ike_sa_count(), 0, "the MN heard the Delete");
+    assert!(l.mn.kernel.is_empty());
+}
+
+#[test]
 fn ha_is_the_responder_for_many_users_without_interference() {
     // mn1 and mn2 from different care-of addresses; each gets only its own HoA.
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");

@@ -28,13 +28,23 @@ impl Endpoint {
         let Some(keys) = &sa.keys else {
             return;
         };
-        let hdr = self.header(sa, INFORMATIONAL, false, sa.next_msg_id);
-        let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[ike_delete()]);
-        self.transmits.push_back(super::Transmit {
-            local,
-            remote,
-            data,
-        });
+        // With a request in flight (a liveness check, say) the peer has either seen it, then it
+        // answers `next_msg_id` from its cache and wants the one after, or lost it: send the
+        // Delete under both IDs.
+        let ids = if sa.pending.is_some() {
+            vec![sa.next_msg_id, sa.next_msg_id.wrapping_add(1)]
+        } else {
+            vec![sa.next_msg_id]
+        };
+        for id in ids {
+            let hdr = self.header(sa, INFORMATIONAL, false, id);
+            let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[ike_delete()]);
+            self.transmits.push_back(super::Transmit {
+                local,
+                remote,
+                data,
+            });
+        }
     }
 
     /// Deletes one CHILD_SA: our inbound SA goes first (we stop accepting), the Delete tells the

@@ -97,10 +97,12 @@ lab_netns_up() {
   for ns in ha mn; do
     ip netns add $ns || return 1
     ip -n $ns link set lo up
-    ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    # no DAD (written through /proc: procps may be absent)
+    ip netns exec $ns sh -c 'echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad &&
+      echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad' || return 1
   done
   ip -n ha link add ha-eth0 type veth peer name mn-eth0 netns mn || return 1
-  ip netns exec ha sysctl -qw net.ipv6.conf.all.forwarding=1
+  ip netns exec ha sh -c 'echo 1 >/proc/sys/net/ipv6/conf/all/forwarding'
   ip -n ha addr add $HA/64 dev ha-eth0 nodad
   ip -n ha addr add 2001:db8:2::1/64 dev ha-eth0 nodad
   ip -n ha addr add $CN/128 dev lo nodad

@@ -138,8 +138,18 @@ sc_restart() {
 # ACQUIRE: the HA stops cleanly (it deletes the IKE SA, so the MN's SAs go and the MN plans its
 # next attempt in 5 s); the HA comes back; one BU from the HoA hits the MN's MH policy without SA,
 # the kernel raises an ACQUIRE and the MN negotiates at once.
+# With `typed`, the MN's outbound MH policy names the BU type in sport as mip6d's HomeRegBinding
+# does, so the ACQUIRE's selector carries MH type 5.
 sc_acquire() {
   local name=$1 n
+  if [[ ${2:-} == typed ]]; then
+    ip -n mn xfrm policy delete src $HOA/128 dst $HA/128 proto 135 dir out &&
+      ip -n mn xfrm policy add src $HOA/128 dst $HA/128 proto 135 type 5 dir out priority 2 \
+        tmpl proto esp mode transport reqid 1 || {
+      fail "$name" "could not install the typed BU policy"
+      return 1
+    }
+  fi
   stop ha
   if ! lab_wait_sas mn 0 10; then
     fail "$name" "the MN kept $(lab_sa_count mn) SAs after the HA deleted its IKE SA" "$LOGS/mn.log"
@@ -158,6 +168,15 @@ sc_acquire() {
   if [[ -n $WHY ]]; then
     fail "$name" "$WHY" "$LOGS/mn.log" "$(lab_state mn; lab_state ha)"
     return 1
+  fi
+  if [[ ${2:-} == typed ]]; then
+    # and the BU now goes through the new SA
+    RESULTS=/tmp/sub lab_mh_check "$name" mn ha || {
+      grep -v '^PASS ' /tmp/sub >>"$RESULTS"
+      rm -f /tmp/sub
+      return 1
+    }
+    rm -f /tmp/sub
   fi
   pass "$name"
 }
@@ -247,11 +266,12 @@ run_all() {
     sc_mh mh-transport-sa
     sc_restart restart-after-kill-9
     sc_acquire acquire-starts-negotiation
+    sc_acquire acquire-typed-bu-policy typed
     sc_shutdown shutdown-removes-sas mip6d
   else
     local s
     for s in ping-tunnel-sa mh-transport-sa restart-after-kill-9 acquire-starts-negotiation \
-      shutdown-removes-sas; do
+      acquire-typed-bu-policy shutdown-removes-sas; do
       fail $s "not run: sa-install-mip6d-policies failed"
     done
     stop mn
@@ -276,8 +296,9 @@ run_all() {
 
 : >"$RESULTS"
 # the plan: the host reports any of these without a result line as FAIL
-echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa mh-transport-sa restart-after-kill-9 \
-  acquire-starts-negotiation shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
+echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa \
+  mh-transport-sa restart-after-kill-9 acquire-starts-negotiation acquire-typed-bu-policy \
+  shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
   mh-transport-sa-daemon-policies shutdown-removes-policies >/job/plan
 run_all
 echo "scenarios done"
