@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod ike;

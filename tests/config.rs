@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use mip6_ike::ike::{HomeAddress, LocalAuth};
-use mip6_ike::mobility::{ClassReqids, IdentityMatch, SaClass, UserAuth};
+use mip6_ike::mobility::{ClassReqids, HomePrefix, IdentityMatch, PoolKind, SaClass, UserAuth};
 use mip6_ike::policy::{self, KernelBackend, PolicyMode, Role};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -30,6 +30,8 @@ impl Tree {
             "ha-ecdsa.key",
             "mn1-ecdsa.pem",
             "mn1-ecdsa.key",
+            "mn2-ecdsa.pem",
+            "mn2-ecdsa.key",
         ] {
             let to = dir.path().join("certs").join(f);
             fs::copy(Path::new(ROOT).join("certs").join(f), &to).unwrap();
@@ -45,8 +47,10 @@ impl Tree {
             "ha.toml",
             "mn.toml",
             "mn2.toml",
+            "mn-dynamic.toml",
             "users/mn1.toml",
             "users/mn2.toml",
+            "users/visitors.toml",
         ] {
             fs::copy(Path::new(ROOT).join("conf").join(f), t.path("conf").join(f)).unwrap();
         }
@@ -134,7 +138,7 @@ fn example_home_agent_loads() {
     let ha = e.home_agent.as_ref().unwrap();
     assert_eq!(ha.address, "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
     let users = ha.users.users();
-    assert_eq!(users.len(), 2);
+    assert_eq!(users.len(), 3);
     assert_eq!(users[0].name, "mn1");
     assert_eq!(
         users[0].home_addresses,
@@ -147,7 +151,7 @@ fn example_home_agent_loads() {
     assert!(matches!(users[1].auth, UserAuth::Psk(_)));
     assert_eq!(users[1].classes.len(), 4);
     let summary = c.summary();
-    assert!(summary.contains("users:      2 in"), "{summary}");
+    assert!(summary.contains("users:      3 in"), "{summary}");
     assert!(
         summary.contains("mn2: fqdn:mn2.example.net, psk, home 2001:db8:1::200"),
         "{summary}"
@@ -202,7 +206,7 @@ fn examples_with_checked_out_key_modes_are_refused() {
     .unwrap();
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:13:15: private_key $D/conf/../certs/ha-ecdsa.key is accessible by group or others \
+        "$D/conf/ha.toml:14:15: private_key $D/conf/../certs/ha-ecdsa.key is accessible by group or others \
          (mode 0644); run: chmod 600 $D/conf/../certs/ha-ecdsa.key"
     );
 }
@@ -270,8 +274,8 @@ fn unknown_section_in_global_file() {
     ha(&t, "[timer]\nchild_rekey = 5\n");
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `listen`, `identity`, `proposals`, \
-         `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`; did you mean `timers`?"
+        "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `key_mobility`, `listen`, `identity`, \
+         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`, `pools`; did you mean `timers`?"
     );
 }
 
@@ -286,7 +290,7 @@ fn unknown_key_in_user_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/users/mn1.toml:4:1: unknown key `home_address`, expected one of `identity`, `identity_pattern`, \
-         `auth`, `psk`, `home_addresses`, `classes`; did you mean `home_addresses`?"
+         `auth`, `psk`, `home_addresses`, `classes`, `pool`, `home_prefix`, `prefix_pool`; did you mean `home_addresses`?"
     );
 }
 
@@ -555,7 +559,63 @@ fn owned_reqids_default_to_the_class_reqids() {
     let c = policy::load(t.path("conf/ha.toml")).unwrap();
     assert_eq!(c.kernel.backend, policy::KernelBackend::Memory);
     assert_eq!(c.kernel.policies, policy::PolicyMode::Mip6d);
-    assert_eq!(c.kernel.owned_reqids, (1, 14));
+    // The classes' 1-14 and the automatic reqids right above them.
+    assert_eq!(c.engine.mobility.auto_reqids, (15, 46));
+    assert_eq!(c.kernel.owned_reqids, (1, 46));
+}
+
+#[test]
+fn automatic_reqids_lie_inside_the_owned_range() {
+    let t = Tree::new();
+    // Defaults: classes 1-8, CHILD_SAs outside them 9-40, all of it ours.
+    ha(&t, "");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (9, 40));
+    assert_eq!(c.kernel.owned_reqids, (1, 40));
+    // An owned range with room above the classes holds them.
+    ha(&t, "[kernel]\nowned_reqids = [1, 20]\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (9, 20));
+    // Explicit automatic reqids widen the default owned range.
+    ha(&t, "[kernel]\nauto_reqids = [100, 131]\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.mobility.auto_reqids, (100, 131));
+    assert_eq!(c.kernel.owned_reqids, (1, 131));
+    // And the automatic reqids the engine hands out stay in the owned range.
+    let m = c.engine.mobility;
+    assert!(
+        (0..100)
+            .map(|n| m.auto_reqid(n))
+            .all(|r| (100..=131).contains(&r))
+    );
+}
+
+#[test]
+fn automatic_reqid_errors() {
+    let t = Tree::new();
+    ha(&t, "[kernel]\nowned_reqids = [1, 8]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:16: owned_reqids = [1, 8] leaves no reqid above the classes' for CHILD_SAs outside them; widen it to [1, 40] or set auto_reqids = [first, last] inside it"
+    );
+    ha(
+        &t,
+        "[kernel]\nowned_reqids = [1, 50]\nauto_reqids = [100, 120]\n",
+    );
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:16: owned_reqids = [1, 50] leaves out auto_reqids [100, 120]; widen the range to cover them"
+    );
+    ha(&t, "[kernel]\nauto_reqids = [5, 9]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: auto_reqids = [5, 9] includes reqid 5 of [reqids]; automatic reqids must not name a class"
+    );
+    ha(&t, "[kernel]\nauto_reqids = [0, 3]\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:15: auto_reqids = [0, 3] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+    );
 }
 
 #[test]
@@ -666,4 +726,264 @@ fn reload_changes_are_reported() {
         vec!["user mn1 changed", "user mn2 removed", "user mn3 added"]
     );
     assert!(a.changes(&a).is_empty());
+}
+
+// ---- pools, prefixes, K bit, lease file ----
+
+#[test]
+fn example_pools_group_user_and_dynamic_mobile_node() {
+    let t = Tree::with_examples();
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert!(c.engine.mobility.key_mobility);
+    assert!(
+        !c.engine.mobility.update_kernel_sas,
+        "mip6d's MIGRATE moves the kernel SAs"
+    );
+    assert_eq!(c.engine.mobility.lease_grace.as_secs(), 3600);
+    assert_eq!(
+        c.lease_file.as_deref(),
+        Some(t.path("conf/leases.toml").as_path())
+    );
+    let users = c.engine.home_agent.as_ref().unwrap().users.users();
+    let v = users.iter().find(|u| u.name == "visitors").unwrap();
+    assert!(v.home_addresses.is_empty());
+    let pool = v.pool.as_ref().unwrap();
+    assert_eq!(
+        pool.kind,
+        PoolKind::Addresses {
+            first: "2001:db8:1::1000".parse().unwrap(),
+            last: "2001:db8:1::10ff".parse().unwrap()
+        }
+    );
+    match v.home_prefix.as_ref().unwrap() {
+        HomePrefix::Pool(p) => {
+            assert_eq!(p.item_len(), 64);
+            assert_eq!(p.lifetime, 86_400);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        c.summary()
+            .contains("visitors: pattern dn:C=CH, O=mip6-ike test, CN=*, certificate, home pool visitors, prefix pool mnp"),
+        "{}",
+        c.summary()
+    );
+    let m = policy::load(t.path("conf/mn-dynamic.toml")).unwrap();
+    assert_eq!(
+        m.mobile_node.as_ref().unwrap().home_address,
+        HomeAddress::Dynamic
+    );
+    assert!(m.engine.mobility.request_home_prefix);
+    assert!(m.engine.mobility.key_mobility);
+}
+
+/// `mip6-iked --check` accepts every shipped example, and the mip6d.conf snippets name the
+/// reqids of the matching configuration.
+#[test]
+fn check_command_accepts_the_examples_and_mip6d_snippets_match() {
+    let t = Tree::with_examples();
+    for f in ["ha.toml", "mn.toml", "mn2.toml", "mn-dynamic.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mip6-iked"))
+            .args(["--check", "--config"])
+            .arg(t.path("conf").join(f))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{f}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("configuration OK"), "{stdout}");
+    }
+    let class = |name: &str| match name {
+        "Mh" => SaClass::BuBa,
+        "TunnelPayload" => SaClass::Payload,
+        "MobPfxDisc" => SaClass::MpsMpa,
+        "TunnelHomeTesting" => SaClass::HotiHot,
+        other => panic!("unexpected IPsecPolicy type {other}"),
+    };
+    for (snippet, config) in [("mip6d-ha.conf", "ha.toml"), ("mip6d-mn.conf", "mn.toml")] {
+        let c = policy::load(t.path("conf").join(config)).unwrap();
+        let text = fs::read_to_string(Path::new(ROOT).join("conf").join(snippet)).unwrap();
+        let mut seen = 0;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("IPsecPolicy "))
+        {
+            let w: Vec<&str> = line.trim_end_matches(';').split_whitespace().collect();
+            let w: Vec<&str> = w.iter().map(|x| x.trim_end_matches(';')).collect();
+            assert_eq!(w[2], "UseESP", "{line}");
+            let r = c.engine.reqids(class(w[1]));
+            assert_eq!(
+                (w[3].parse::<u32>().unwrap(), w[4].parse::<u32>().unwrap()),
+                (r.to_ha, r.to_mn),
+                "{snippet}: {line}"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 2, "{snippet}");
+        assert!(text.contains("KeyMngMobCapability enabled"));
+    }
+}
+
+const POOLS: &str = "[pools.dyn]\nrange = \"2001:db8:1::1000-2001:db8:1::10ff\"\n[pools.mnp]\nprefix = \"2001:db8:100::/48\"\ndelegate = 64\n";
+
+#[test]
+fn pool_user_and_static_prefix() {
+    let t = Tree::new();
+    ha(&t, POOLS);
+    t.write(
+        "conf/users/mn1.toml",
+        "identity = \"dn:C=CH, O=mip6-ike test, CN=mn1@example.net\"\npool = \"dyn\"\nhome_prefix = \"2001:db8:200:1::/64\"\n",
+    );
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    let u = &c.engine.home_agent.as_ref().unwrap().users.users()[0];
+    assert_eq!(u.pool.as_ref().unwrap().name, "dyn");
+    assert_eq!(
+        u.home_prefix,
+        Some(HomePrefix::Static {
+            prefix: "2001:db8:200:1::".parse().unwrap(),
+            len: 64,
+            lifetime: 86_400
+        })
+    );
+    assert!(c.engine.mobility.key_mobility, "the K bit is on by default");
+    assert_eq!(c.lease_file, None);
+}
+
+fn user_err(user: &str) -> String {
+    let t = Tree::new();
+    ha(&t, POOLS);
+    t.write("conf/users/mn1.toml", user);
+    t.err("ha.toml")
+}
+
+const ID1: &str = "identity = \"dn:C=CH, O=mip6-ike test, CN=mn1@example.net\"\n";
+
+#[test]
+fn unknown_pool() {
+    assert_eq!(
+        user_err(&format!("{ID1}pool = \"visitors\"\n")),
+        "$D/conf/users/mn1.toml:2:8: pool = \"visitors\": no such pool; define [pools.visitors] in the global file or write one of \"dyn\""
+    );
+}
+
+#[test]
+fn pool_of_the_wrong_kind() {
+    assert_eq!(
+        user_err(&format!("{ID1}pool = \"mnp\"\n")),
+        "$D/conf/users/mn1.toml:2:8: pool = \"mnp\" delegates prefixes; write prefix_pool = \"mnp\" for it, or name an address pool"
+    );
+    assert_eq!(
+        user_err(&format!(
+            "{ID1}home_addresses = [\"2001:db8:1::100\"]\nprefix_pool = \"dyn\"\n"
+        )),
+        "$D/conf/users/mn1.toml:3:15: prefix_pool = \"dyn\" is a pool of home addresses; a prefix pool has delegate = <len> (or write pool = \"dyn\")"
+    );
+}
+
+#[test]
+fn user_without_addresses_or_pool() {
+    assert_eq!(
+        user_err(ID1),
+        "$D/conf/users/mn1.toml: missing home_addresses: write home_addresses = [\"2001:db8:1::100\"] (or pool = \"<pool name>\" for dynamic addresses)"
+    );
+}
+
+#[test]
+fn home_prefix_inside_a_pool() {
+    assert_eq!(
+        user_err(&format!(
+            "{ID1}pool = \"dyn\"\nhome_prefix = \"2001:db8:100:7::/64\"\n"
+        )),
+        "$D/conf/users/mn1.toml:3:15: home_prefix 2001:db8:100:7::/64 overlaps pool mnp; take the prefix out of the pool or write prefix_pool = \"mnp\""
+    );
+}
+
+#[test]
+fn home_prefix_with_host_bits() {
+    assert_eq!(
+        user_err(&format!(
+            "{ID1}pool = \"dyn\"\nhome_prefix = \"2001:db8:200:1::1/64\"\n"
+        )),
+        "$D/conf/users/mn1.toml:3:15: home_prefix = \"2001:db8:200:1::1/64\" has host bits set; write \"2001:db8:200:1::/64\""
+    );
+}
+
+fn ha_err(middle: &str) -> String {
+    let t = Tree::new();
+    ha(&t, middle);
+    t.err("ha.toml")
+}
+
+#[test]
+fn pool_errors() {
+    assert_eq!(
+        ha_err(
+            "[pools.a]\nrange = \"2001:db8:1::1000-2001:db8:1::10ff\"\n[pools.b]\nprefix = \"2001:db8:1::1000/120\"\n"
+        ),
+        "$D/conf/ha.toml:9:1: pool b overlaps pool a; give each pool its own addresses"
+    );
+    assert_eq!(
+        ha_err("[pools.a]\nrange = \"2001:db8:1::10ff-2001:db8:1::1000\"\n"),
+        "$D/conf/ha.toml:8:9: range: 2001:db8:1::10ff comes after 2001:db8:1::1000; write the lower address first"
+    );
+    assert_eq!(
+        ha_err("[pools.a]\nrange = \"2001:db8:1::1000\"\n"),
+        "$D/conf/ha.toml:8:9: range = \"2001:db8:1::1000\" is not an address range; write e.g. range = \"2001:db8:1::1000-2001:db8:1::1fff\""
+    );
+    assert_eq!(
+        ha_err("[pools.a]\nprefix = \"2001:db8:100::/64\"\ndelegate = 48\n"),
+        "$D/conf/ha.toml:9:12: delegate = 48 must be longer than the pool prefix /64 and at most 128; write e.g. delegate = 64"
+    );
+    assert_eq!(
+        ha_err("[pools.a]\nlifetime = 5\n"),
+        "$D/conf/ha.toml:7:1: [pools.a] needs range = \"<first>-<last>\", prefix = \"<prefix>/<len>\", or prefix with delegate = <len> for prefix delegation"
+    );
+    assert_eq!(
+        ha_err("[pools.a]\nranges = \"x\"\n"),
+        "$D/conf/ha.toml:8:1: unknown key `ranges`, expected one of `range`, `prefix`, `delegate`, `lifetime`; did you mean `range`?"
+    );
+    let t = Tree::new();
+    t.write(
+        "conf/ha.toml",
+        &format!("key_mobility = \"yes\"\n{HA_HEAD}{HA_TAIL}"),
+    );
+    t.write("conf/users/mn1.toml", MN1);
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:1:16: invalid type: string \"yes\", expected a boolean"
+    );
+}
+
+#[test]
+fn lease_grace_must_be_positive() {
+    let t = Tree::new();
+    t.write(
+        "conf/ha.toml",
+        &format!("{HA_HEAD}{HA_TAIL}").replace("[home_agent]\n", "[home_agent]\nlease_grace = 0\n"),
+    );
+    t.write("conf/users/mn1.toml", MN1);
+    let e = t.err("ha.toml");
+    assert!(
+        e.ends_with(
+            "lease_grace = 0 is not a positive number of seconds; write e.g. lease_grace = 3600"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn pools_on_a_mobile_node_are_refused() {
+    let t = Tree::new();
+    t.write(
+        "conf/mn.toml",
+        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\n[pools.a]\nrange = \"2001:db8:1::1-2001:db8:1::2\"\n"),
+    );
+    assert_eq!(
+        t.err("mn.toml"),
+        "$D/conf/mn.toml:10:1: [pools.a] is for a home agent; remove it"
+    );
 }

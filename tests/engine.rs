@@ -76,7 +76,7 @@ fn check_rfc4877(l: &Lab) {
                 );
                 assert_eq!(c.ts_local[0].ip_protocol, IPPROTO_MH);
                 assert_eq!((c.reqid_out, c.reqid_in), (1, 2));
-                assert_eq!(mn_out.selector.proto, IPPROTO_MH);
+                assert_eq!(mn_out.selectors[0].proto, IPPROTO_MH);
             }
             Some(SaClass::Payload) => {
                 assert_eq!(c.mode, Mode::Tunnel);

@@ -123,3 +123,94 @@ fn a_failing_allocator_on_the_initiator_closes_the_attempt() {
     assert!(l.mn.ep.list().is_empty(), "the attempt is gone");
     assert!(l.mn.kernel.is_empty());
 }
+
+/// (class reqid, ACQUIRE seq) of every SPI request an allocator saw.
+fn seqs(r: &Recorder) -> Vec<(u32, Option<u32>)> {
+    r.log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(q, _)| (q.reqid, q.acquire_seq))
+        .collect()
+}
+
+#[test]
+fn the_spi_request_of_a_child_sa_answering_an_acquire_carries_its_seq() {
+    use mip6_ike::ike::Command;
+    use std::time::Duration;
+    let mut l = lab();
+    let mn = Recorder {
+        base: 0x5000_0000,
+        ..Default::default()
+    };
+    let ha = Recorder {
+        base: 0x6000_0000,
+        ..Default::default()
+    };
+    l.mn.ep.set_spi_allocator(Box::new(mn.clone()));
+    l.ha.ep.set_spi_allocator(Box::new(ha.clone()));
+    // An ACQUIRE for the payload class (seq 4242) makes the daemon initiate every class: only
+    // the payload CHILD_SA (inbound reqid 4), negotiated second, answers it.
+    l.mn.ep.note_acquire(l.now, SaClass::Payload, 4242);
+    let ike = l.initiate(
+        HomeAddress::Static(HOA1),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l.establish(2));
+    assert_eq!(seqs(&mn), vec![(2, None), (4, Some(4242))]);
+    // The responder never has an ACQUIRE to name.
+    assert!(seqs(&ha).iter().all(|(_, s)| s.is_none()));
+
+    // CreateChild after an ACQUIRE for MPS/MPA (seq 77): that request carries it.
+    l.mn.ep.note_acquire(l.now, SaClass::MpsMpa, 77);
+    l.mn.ep
+        .handle_command(
+            l.now,
+            Command::CreateChild {
+                ike,
+                class: SaClass::MpsMpa,
+            },
+        )
+        .unwrap();
+    l.collect();
+    assert!(l.establish(3));
+    assert_eq!(seqs(&mn).last(), Some(&(6, Some(77))));
+
+    // A rekey answers no ACQUIRE, and a seq is used once: the rekey of the payload CHILD_SA
+    // asks without one.
+    let payload_in = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .find(|c| c.class == Some(SaClass::Payload))
+        .unwrap()
+        .spi_in;
+    l.mn.ep
+        .handle_command(
+            l.now,
+            Command::RekeyChild {
+                ike,
+                spi_in: payload_in,
+            },
+        )
+        .unwrap();
+    l.collect();
+    assert!(l.establish(4));
+    assert_eq!(seqs(&mn).last(), Some(&(4, None)));
+
+    // A seq older than the kernel's larval state (30 s) is not used.
+    l.mn.ep.note_acquire(l.now, SaClass::HotiHot, 99);
+    l.advance(Duration::from_secs(31));
+    l.mn.ep
+        .handle_command(
+            l.now,
+            Command::CreateChild {
+                ike,
+                class: SaClass::HotiHot,
+            },
+        )
+        .unwrap();
+    l.collect();
+    assert!(l.establish(5));
+    assert_eq!(seqs(&mn).last(), Some(&(8, None)));
+    assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
+}

@@ -112,7 +112,7 @@ fn spec(
         spi,
         reqid,
         mode,
-        selector,
+        selectors: vec![selector],
         encr_id: 12,
         encr_key_bits: 128,
         encr_key: zeroize::Zeroizing::new(vec![7; 16]),
@@ -234,6 +234,87 @@ fn policies_daemon_mode_installs_and_removes() {
         // Shutdown (drop) removes the rest.
         drop(k);
         assert_eq!(policies(), vec![]);
+    });
+}
+
+/// (direction, priority, proto, sport (value, mask), template reqids) of a policy.
+type TypedPolicy = (u8, u32, u8, (u16, u16), Vec<u32>);
+
+/// Every policy, with the protocol and type of its selector.
+fn typed_policies() -> Vec<TypedPolicy> {
+    let mut nl = Netlink::open().unwrap();
+    let mut v: Vec<_> = nl
+        .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let (info, reqids) = msg::parse_policy(p).unwrap();
+            let s = info.selector;
+            (
+                info.direction,
+                info.priority,
+                s.proto,
+                (s.sport, s.sport_mask),
+                reqids,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn policies_daemon_mode_install_one_policy_per_selector_of_hoti_hot() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Daemon)).unwrap();
+        // The MN's hoti-hot CHILD_SA (reqids 7 out, 8 in): HoTI (MH type 1) and HoT (type 3)
+        // both travel through the tunnel, each direction.
+        let mut out = spec(
+            Direction::Out,
+            Mode::Tunnel,
+            COA1,
+            HA,
+            0x2001,
+            7,
+            sel(HOA, 128, "::", 0, 135, (1, 0xffff)),
+        );
+        out.selectors.push(sel(HOA, 128, "::", 0, 135, (3, 0xffff)));
+        let mut inb = spec(
+            Direction::In,
+            Mode::Tunnel,
+            HA,
+            COA1,
+            0x2002,
+            8,
+            sel("::", 0, HOA, 128, 135, (1, 0xffff)),
+        );
+        inb.selectors.push(sel("::", 0, HOA, 128, 135, (3, 0xffff)));
+        k.add_policies(&out).unwrap();
+        k.add_policies(&inb).unwrap();
+        let (i, o, f) = (
+            msg::XFRM_POLICY_IN,
+            msg::XFRM_POLICY_OUT,
+            msg::XFRM_POLICY_FWD,
+        );
+        let (hoti, hot) = ((1, 0xffff), (3, 0xffff));
+        assert_eq!(
+            typed_policies(),
+            vec![
+                (i, 10, 135, hoti, vec![8]),
+                (i, 10, 135, hot, vec![8]),
+                (o, 10, 135, hoti, vec![7]),
+                (o, 10, 135, hot, vec![7]),
+                (f, 10, 135, hoti, vec![8]),
+                (f, 10, 135, hot, vec![8]),
+            ]
+        );
+        // Removing the SAs' use removes every one of them.
+        k.remove_policies(&out);
+        assert_eq!(typed_policies().len(), 4);
+        assert!(typed_policies().iter().all(|p| p.0 != o));
+        k.remove_policies(&inb);
+        assert_eq!(typed_policies(), vec![]);
+        drop(k);
     });
 }
 
@@ -411,6 +492,7 @@ fn acquire_from_a_packet_becomes_an_initiation() {
             home_address: HomeAddress::Static(HOA.parse().unwrap()),
             classes: vec![SaClass::BuBa],
             home_agent_id: None,
+            auto_initiate: true,
         };
         let now = Now {
             at: Instant::now(),
@@ -879,5 +961,227 @@ fn larval_sa_expiry_arrives_as_a_hard_expire() {
             }]
         );
         assert_eq!(states(), vec![]);
+    });
+}
+
+/// A mobile-node daemon without `care_of_address`: after mip6d's MIGRATE (KMADDRESS: new
+/// care-of address, HA) an ACQUIRE starts the IKE SA from that address, not from the one
+/// routing picks.
+#[test]
+fn daemon_initiates_from_the_kmaddress_of_the_last_migrate() {
+    initiate_from_kmaddress("\"::\"");
+}
+
+/// The same when the daemon listens on specific addresses that leave the new care-of address
+/// out: it binds a socket there first.
+#[test]
+fn daemon_listens_on_the_kmaddress_it_initiates_from() {
+    initiate_from_kmaddress(&format!("\"{COA1}\", \"{HA}\""));
+}
+
+/// `listen`: the TOML list of [listen] addresses (must cover the routed source, the HA's own
+/// address here, all addresses being on lo).
+fn initiate_from_kmaddress(listen: &str) {
+    use mip6_ike::daemon::{Control, Daemon, make_kernel};
+    use mip6_ike::ike::Event;
+    use tokio::sync::mpsc;
+
+    let listen = listen.to_string();
+    in_netns(move || {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca-ecdsa.pem", "mn1-ecdsa.pem", "mn1-ecdsa.key"] {
+            let to = dir.path().join(f);
+            std::fs::copy(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("certs")
+                    .join(f),
+                &to,
+            )
+            .unwrap();
+            let mut p = std::fs::metadata(&to).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o600);
+            std::fs::set_permissions(&to, p).unwrap();
+        }
+        let toml = format!(
+            r#"role = "mobile-node"
+[listen]
+addresses = [{listen}]
+port = 0
+nat_port = 0
+[identity]
+id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[timers]
+retransmit_timeout = 0.2
+retransmit_tries = 1
+[mobile_node]
+home_agent = "[{HA}]:5000"
+home_address = "{HOA}"
+classes = ["bu-ba"]
+[kernel]
+backend = "xfrm"
+"#
+        );
+        std::fs::write(dir.path().join("mn.toml"), toml).unwrap();
+        // mip6d's MH policy (the MIGRATE's target) and its BU policy (a UDP probe stands in
+        // for the BU), both reqid 1 = bu-ba to HA.
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto mobility-header dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst {HA}/128 proto udp dport 7777 dir out priority 2 tmpl proto esp mode transport reqid 1"
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ha = tokio::net::UdpSocket::bind(SocketAddr::new(a(HA), 5000))
+                .await
+                .unwrap();
+            let cfg = mip6_ike::policy::load(dir.path().join("mn.toml")).unwrap();
+            let kernel = make_kernel(&cfg).unwrap();
+            let d = Daemon::bind(cfg, kernel).unwrap();
+            let mut ev = d.subscribe();
+            let (tx, rx) = mpsc::channel(4);
+            let task = tokio::spawn(d.run(rx));
+            let mut buf = [0u8; 2048];
+            // The start-up attempt: from the routed source (the HA's own address here, all
+            // addresses being on lo); it fails unanswered.
+            let (_, from1) = recv_init(&ha, &mut buf).await;
+            assert_ne!(from1.ip(), a(COA2));
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Event::ExchangeFailed { .. } = ev.recv().await.unwrap() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .expect("the unanswered attempt fails");
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(300), ha.recv_from(&mut buf)).await
+            {
+            }
+            // mip6d moves the MN to COA2: one MIGRATE of its MH policy, with KMADDRESS.
+            let entry = MigrateEntry {
+                old_src: a("::"),
+                old_dst: a("::"),
+                new_src: a(HOA),
+                new_dst: a(HA),
+                mode: Mode::Transport,
+                reqid: 1,
+            };
+            Netlink::open()
+                .unwrap()
+                .ack(msg::migrate_request(
+                    &sel(HOA, 128, HA, 128, 135, (0, 0)),
+                    msg::XFRM_POLICY_OUT,
+                    &[entry],
+                    Some((a(COA2), a(HA))),
+                ))
+                .unwrap();
+            // The BU hits the policy without SA: the ACQUIRE's initiation starts from COA2.
+            let probe = std::net::UdpSocket::bind(SocketAddr::new(a(HOA), 0)).unwrap();
+            let _ = probe.send_to(b"BU", SocketAddr::new(a(HA), 7777));
+            let (_, from2) = recv_init(&ha, &mut buf).await;
+            assert_eq!(from2.ip(), a(COA2), "from mip6d's care-of address");
+            tx.send(Control::Shutdown).await.unwrap();
+            let k = task.await.unwrap().unwrap();
+            assert!(k.installed().is_empty());
+        });
+    });
+}
+
+/// The HA's mip6d migrates the IN and the FWD policy of a tunnel with the same KMADDRESS: the
+/// FWD MIGRATE gives no event (by design, see `msg::parse_event`), the IN one carries the move.
+#[test]
+fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
+    in_netns(|| {
+        let mut l = Listener::open(Duration::from_millis(200)).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        // The HA's TunnelPayload policies (reqid 3 to the HA: MN -> HA traffic), IN and FWD.
+        for dir in ["in", "fwd"] {
+            ip(&format!(
+                "xfrm policy add src {HOA}/128 dst ::/0 dir {dir} priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
+            ));
+        }
+        let payload = sel(HOA, 128, "::", 0, 0, (0, 0));
+        let entry = MigrateEntry {
+            old_src: a(COA1),
+            old_dst: a(HA),
+            new_src: a(COA2),
+            new_dst: a(HA),
+            mode: Mode::Tunnel,
+            reqid: 3,
+        };
+        let km = Some((a(HA), a(COA2)));
+        let mut raw = Vec::new();
+        for dir in [msg::XFRM_POLICY_FWD, msg::XFRM_POLICY_IN] {
+            nl.ack(msg::migrate_request(
+                &payload,
+                dir,
+                std::slice::from_ref(&entry),
+                km,
+            ))
+            .unwrap();
+        }
+        // Both broadcasts arrive; only the IN one is an event.
+        let end = Instant::now() + Duration::from_secs(5);
+        while raw.len() < 2 && Instant::now() < end {
+            if let Some((d, pid)) = l.recv_raw().unwrap() {
+                raw.push(decode(&d, pid).expect("a valid kernel message"));
+            }
+        }
+        assert_eq!(raw.len(), 2, "two MIGRATE broadcasts: {raw:?}");
+        assert_eq!(raw[0], vec![], "FWD: no event");
+        let [KernelEvent::Migrate(m)] = raw[1].as_slice() else {
+            panic!("IN: one MIGRATE event: {:?}", raw[1])
+        };
+        assert_eq!(m.direction, Direction::In);
+        assert_eq!(m.selector, payload);
+        assert_eq!((m.new_src, m.new_dst), (a(COA2), a(HA)));
+        assert_eq!((m.km_local, m.km_remote), (Some(a(HA)), Some(a(COA2))));
+        // The kernel moved both templates.
+        let text = ip("xfrm policy");
+        assert_eq!(
+            text.matches(&format!("tmpl src {COA2} dst {HA}")).count(),
+            2,
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn counters_come_from_one_getsa_dump_of_our_sas() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        assert!(k.counters().is_empty());
+        let mut alloc = k.spi_allocator().unwrap();
+        // The larval SAs ALLOCSPI makes are ours (owned reqid): listed, with zero traffic.
+        let spi = alloc
+            .allocate(&SpiRequest {
+                src: a(HA),
+                dst: a(HOA),
+                reqid: 2,
+                acquire_seq: None,
+            })
+            .unwrap();
+        let c = k.counters();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!((c[0].0, c[0].1), (a(HOA), spi));
+        assert_eq!((c[0].2.bytes, c[0].2.packets), (0, 0));
+        // Another key manager's SA (a reqid outside ours) is not listed.
+        let other = alloc.allocate(&SpiRequest {
+            src: a(HA),
+            dst: a(HOA),
+            reqid: 4000,
+            acquire_seq: None,
+        });
+        if other.is_ok() {
+            assert_eq!(k.counters().len(), 1);
+        }
     });
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mip6_ike::control::ControlServer;
 use mip6_ike::daemon::{self, Control};
 use mip6_ike::policy;
 use tokio::signal::unix::{SignalKind, signal};
@@ -99,12 +100,38 @@ fn main() -> ExitCode {
             }
         };
         let (tx, rx) = mpsc::channel(16);
+        info!(config = %path.display(), role = cfg.role.name(), "starting");
+        let control = cfg.control.clone();
+        let d = match daemon::Daemon::bind(cfg, kernel) {
+            Ok(d) => d,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        // The control socket shares the daemon's channel: a reload through it takes the
+        // SIGHUP path.
+        let server = if control.enabled {
+            match ControlServer::bind(&control) {
+                Ok(s) => Some(s.serve(d.handle(tx.clone()))),
+                Err(e) => {
+                    error!("{e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            None
+        };
         if let Err(e) = spawn_signals(tx) {
             error!("cannot install signal handlers: {e}");
             return ExitCode::from(1);
         }
-        info!(config = %path.display(), role = cfg.role.name(), "starting");
-        match daemon::run(cfg, kernel, rx).await {
+        let r = d.run(rx).await;
+        // The server sees the channel close, stops and removes the socket file.
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
+        match r {
             Ok(_) => {
                 info!("stopped");
                 ExitCode::SUCCESS

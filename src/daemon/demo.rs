@@ -74,6 +74,7 @@ fn engine_config(
         max_half_open: 5000,
         home_agent,
         replay_window: 32,
+        mobility: Default::default(),
     })
 }
 
@@ -85,6 +86,8 @@ pub fn home_agent_config() -> Result<Config, String> {
         auth: UserAuth::Certificate,
         home_addresses: vec![HOME_ADDRESS],
         classes: CLASSES.to_vec(),
+        pool: None,
+        home_prefix: None,
     };
     let users = UserDb::new(vec![mn1])?;
     engine_config(
@@ -121,10 +124,12 @@ fn loaded(
         kernel: KernelSettings {
             backend: KernelBackend::Memory,
             policies: PolicyMode::Mip6d,
-            owned_reqids: (1, 8),
+            owned_reqids: (1, 40),
         },
         mobile_node,
         users_dir: None,
+        control: Default::default(),
+        lease_file: None,
     }
 }
 
@@ -224,6 +229,7 @@ pub async fn run_demo(timeout: Duration) -> Result<DemoSummary, String> {
             home_address: HomeAddress::Static(HOME_ADDRESS),
             classes: CLASSES.to_vec(),
             home_agent_id: Identity::parse_config(HA_ID).ok(),
+            auto_initiate: true,
         })
     };
     let mn = bind_loopback(

@@ -2,6 +2,7 @@
 //! thread of its own, and the mobile node's answer to ACQUIREs.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -14,7 +15,7 @@ use super::{DaemonError, MemoryKernel};
 use crate::ike::{Command, Event, IkeId, IkeSaInfo};
 use crate::kernel::xfrm::listen::Listener;
 use crate::kernel::xfrm::{Policies, XfrmConfig, XfrmKernel};
-use crate::kernel::{Kernel, KernelEvent};
+use crate::kernel::{Kernel, KernelEvent, Migrate};
 use crate::mobility::SaClass;
 use crate::policy::{KernelBackend, LoadedConfig, PolicyMode, Role};
 
@@ -113,13 +114,39 @@ pub enum AcquireAction {
 }
 
 /// Remembers CREATE_CHILD_SA requests started for ACQUIREs so that the kernel's repeated
-/// ACQUIREs (one per packet until the larval state exists) start nothing more.
+/// ACQUIREs (one per packet until the larval state exists) start nothing more, and mip6d's
+/// latest word on our care-of address.
 #[derive(Debug, Default)]
 pub struct AcquireState {
     requested: HashSet<(IkeId, SaClass)>,
+    /// The local KMADDRESS of the last MIGRATE towards the home agent.
+    km_local: Option<IpAddr>,
 }
 
 impl AcquireState {
+    /// Mobile node: a MIGRATE whose KMADDRESS names the home agent (`home_agent`: its IKE and
+    /// selector addresses) as the remote end tells where mip6d says we are (the new care-of
+    /// address, or the home address when back home). Others are not about us.
+    pub fn on_migrate(&mut self, m: &Migrate, home_agent: &[IpAddr]) {
+        if let (Some(local), Some(remote)) = (m.km_local, m.km_remote)
+            && home_agent.contains(&remote)
+            && !local.is_unspecified()
+        {
+            self.km_local = Some(local);
+        }
+    }
+
+    /// Mobile node: the local address of a new IKE SA. A configured care-of address, or where
+    /// the last IKE SA went (`last_used`, after a move) when one is configured; else mip6d's
+    /// last KMADDRESS; None: the address routing picks towards the home agent.
+    pub fn care_of_address(
+        &self,
+        configured: Option<IpAddr>,
+        last_used: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        configured.map(|c| last_used.unwrap_or(c)).or(self.km_local)
+    }
+
     /// Decides on an ACQUIRE for outbound `reqid`, given the configured classes with their
     /// outbound reqids, whether we are already initiating, and the engine's IKE SAs.
     pub fn decide(
@@ -129,7 +156,7 @@ impl AcquireState {
         initiating: Option<IkeId>,
         sas: &[IkeSaInfo],
     ) -> AcquireAction {
-        let Some(&(class, _)) = classes.iter().find(|(_, r)| *r == reqid) else {
+        let Some(class) = acquire_class(reqid, classes) else {
             return AcquireAction::Ignore("reqid of no configured class");
         };
         // A mobile node's IKE SAs all go to its home agent. After an IKE rekey the home agent
@@ -172,6 +199,11 @@ impl AcquireState {
     }
 }
 
+/// The configured class whose outbound reqid an ACQUIRE names.
+pub fn acquire_class(reqid: u32, classes: &[(SaClass, u32)]) -> Option<SaClass> {
+    classes.iter().find(|(_, r)| *r == reqid).map(|(c, _)| *c)
+}
+
 /// Logs what an ACQUIRE led to.
 pub fn log_acquire(reqid: u32, action: &AcquireAction) {
     match action {
@@ -208,6 +240,8 @@ mod tests {
             transforms: String::new(),
             home_address: None,
             peer_auth_method: 0,
+            created: std::time::Instant::now(),
+            home_prefix: None,
             children: classes
                 .iter()
                 .map(|c| ChildInfo {
@@ -223,6 +257,7 @@ mod tests {
                     ts_local: vec![],
                     ts_remote: vec![],
                     transforms: String::new(),
+                    installed: std::time::Instant::now(),
                 })
                 .collect(),
         }
@@ -288,5 +323,54 @@ mod tests {
             st.decide(3, CLASSES, Some(IkeId(7)), &up),
             AcquireAction::CreateChild { .. }
         ));
+    }
+
+    #[test]
+    fn care_of_address_follows_the_last_migrate_when_none_is_configured() {
+        use crate::kernel::Selector;
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let (ha, coa1, coa2, hoa) = (
+            ip("2001:db8:1::1"),
+            ip("2001:db8:2::100"),
+            ip("2001:db8:3::100"),
+            ip("2001:db8:1::100"),
+        );
+        let migrate = |local: IpAddr, remote: IpAddr| Migrate {
+            selector: Selector {
+                src: hoa,
+                src_prefix: 128,
+                dst: ha,
+                dst_prefix: 128,
+                proto: 135,
+                sport: (0, 0),
+                dport: (0, 0),
+            },
+            direction: crate::kernel::Direction::Out,
+            reqid: 1,
+            old_src: ip("::"),
+            old_dst: ip("::"),
+            new_src: hoa,
+            new_dst: ha,
+            km_local: Some(local),
+            km_remote: Some(remote),
+        };
+        let mut st = AcquireState::default();
+        // Nothing known: routing decides.
+        assert_eq!(st.care_of_address(None, None), None);
+        st.on_migrate(&migrate(coa1, ha), &[ha]);
+        assert_eq!(st.care_of_address(None, None), Some(coa1));
+        // The latest move wins; a MIGRATE about another peer or without KMADDRESS does not count.
+        st.on_migrate(&migrate(coa2, ha), &[ha]);
+        st.on_migrate(&migrate(coa1, ip("2001:db8:9::9")), &[ha]);
+        let mut no_km = migrate(coa1, ha);
+        no_km.km_local = None;
+        st.on_migrate(&no_km, &[ha]);
+        assert_eq!(st.care_of_address(None, Some(coa1)), Some(coa2));
+        // Back home: the home address.
+        st.on_migrate(&migrate(hoa, ha), &[ha]);
+        assert_eq!(st.care_of_address(None, None), Some(hoa));
+        // A configured care-of address (or where the IKE SA moved from it) still comes first.
+        assert_eq!(st.care_of_address(Some(coa1), None), Some(coa1));
+        assert_eq!(st.care_of_address(Some(coa1), Some(coa2)), Some(coa2));
     }
 }

@@ -3,6 +3,7 @@
 //! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
 //! signals or the control socket through [`Control`] messages.
 
+pub mod control;
 pub mod demo;
 pub mod kernel;
 pub mod show;
@@ -20,6 +21,7 @@ use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
 use crate::kernel::{Kernel, KernelEvent, KernelOp};
+use crate::mobility::{Lease, LeaseStore};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
@@ -33,7 +35,6 @@ const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What signals, the control socket and tests ask of a running daemon.
-#[derive(Debug)]
 pub enum Control {
     /// Delete every SA (telling peers), flush, and return (SIGTERM, SIGINT).
     Shutdown,
@@ -45,6 +46,24 @@ pub enum Control {
     KernelSas(oneshot::Sender<Vec<(IpAddr, u32)>>),
     /// Any engine command (CreateChild, Terminate, ...).
     Command(Command, oneshot::Sender<Result<IkeId, String>>),
+    /// Work of the control socket, run on the daemon's task (see [`control`]).
+    Call(Box<dyn FnOnce(&mut Daemon) + Send>),
+    /// Home agent: the dynamic home addresses and prefixes given out.
+    Leases(oneshot::Sender<Vec<Lease>>),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Shutdown => f.write_str("Shutdown"),
+            Control::Reload => f.write_str("Reload"),
+            Control::List(_) => f.write_str("List"),
+            Control::KernelSas(_) => f.write_str("KernelSas"),
+            Control::Command(c, _) => write!(f, "Command({c:?})"),
+            Control::Call(_) => f.write_str("Call"),
+            Control::Leases(_) => f.write_str("Leases"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +112,9 @@ impl Kernel for SharedKernel {
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.with(|k| k.installed())
     }
+    fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
+        self.with(|k| k.counters())
+    }
 }
 
 /// A datagram for the engine.
@@ -111,10 +133,19 @@ pub struct Daemon {
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
     events: broadcast::Sender<Event>,
+    /// Home agent: where leases are saved whenever they change.
+    lease_store: Option<LeaseStore>,
+    /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
+    inbound_tx: Option<mpsc::Sender<Datagram>>,
+    /// Readers of sockets bound after start.
+    late_readers: Vec<JoinHandle<()>>,
+    /// Mobile node: our care-of address as last seen (IkeUp, Migrated), for re-initiation.
+    mn_coa: Option<IpAddr>,
     /// Mobile node: the IKE SA we started, and when to try again after it went down.
     mn_ike: Option<IkeId>,
     retry_at: Option<Instant>,
     retry_wait: Duration,
+    started: Instant,
     /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
     kernel_events: Option<kernel::KernelEvents>,
     acquire: kernel::AcquireState,
@@ -143,6 +174,14 @@ impl Daemon {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
             KernelBackend::Memory => None,
         };
+        let lease_store = cfg.lease_file.as_ref().map(LeaseStore::new);
+        if let Some(store) = &lease_store {
+            // A lease file that cannot be read stops the start: handing its addresses out
+            // again would give one home address to two mobile nodes.
+            let leases = store.load().map_err(DaemonError::Config)?;
+            info!(file = %store.path().display(), count = leases.len(), "leases loaded");
+            endpoint.restore_leases(leases);
+        }
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -151,9 +190,14 @@ impl Daemon {
             sockets,
             bound,
             events,
+            lease_store,
+            inbound_tx: None,
+            late_readers: Vec::new(),
+            mn_coa: None,
             mn_ike: None,
             retry_at: None,
             retry_wait: RETRY_FIRST,
+            started: Instant::now(),
             kernel_events,
             acquire: kernel::AcquireState::default(),
         })
@@ -187,7 +231,12 @@ impl Daemon {
         mut control: mpsc::Receiver<Control>,
     ) -> Result<Box<dyn Kernel>, DaemonError> {
         // Before the readers start, so that a failure leaves no task behind.
-        if self.cfg.role == Role::MobileNode {
+        if self
+            .cfg
+            .mobile_node
+            .as_ref()
+            .is_some_and(|mn| mn.auto_initiate)
+        {
             self.initiate()?;
         }
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
@@ -196,6 +245,9 @@ impl Daemon {
             .iter()
             .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
             .collect();
+        if self.cfg.role == Role::MobileNode {
+            self.inbound_tx = Some(tx.clone());
+        }
         drop(tx);
         let mut kevents = self.kernel_events.take();
 
@@ -236,7 +288,7 @@ impl Daemon {
             warn!("shutdown: {e}");
         }
         self.flush().await;
-        for r in readers {
+        for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
         }
         drop(kevents);
@@ -260,43 +312,90 @@ impl Daemon {
             Control::Command(cmd, reply) => {
                 let _ = reply.send(self.endpoint.handle_command(now(), cmd));
             }
+            Control::Call(f) => f(self),
+            Control::Leases(reply) => {
+                let _ = reply.send(self.endpoint.leases());
+            }
         }
     }
 
     /// Mobile node: bring up the IKE SA and CHILD_SAs of the [mobile_node] section.
     fn initiate(&mut self) -> Result<(), DaemonError> {
-        let Some(mn) = &self.cfg.mobile_node else {
+        let Some(mn) = self.cfg.mobile_node.clone() else {
             return Ok(());
         };
-        let coa = match mn.care_of_address {
+        self.mn_ike = Some(self.initiate_with(&mn)?);
+        Ok(())
+    }
+
+    /// Starts the IKE SA that `mn` describes; returns its id.
+    fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
+        // After a move the last care-of address we used beats the configured one; without a
+        // configured one, mip6d's last MIGRATE says where we are, else routing decides.
+        let coa = match self
+            .acquire
+            .care_of_address(mn.care_of_address, self.mn_coa)
+        {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
             })?,
         };
         // Our IKE port on a socket that covers the care-of address.
-        let port = self
-            .sockets
-            .iter()
-            .find(|s| {
-                !s.is_nat()
-                    && s.local_addr().is_ipv4() == coa.is_ipv4()
-                    && (s.is_wildcard() || s.local_addr().ip() == coa)
-            })
-            .map(|s| s.local_addr().port())
-            .ok_or_else(|| {
-                DaemonError::Config(format!(
-                    "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
-                ))
-            })?;
+        let covering = |sockets: &[Arc<IkeSocket>]| {
+            sockets
+                .iter()
+                .find(|s| {
+                    !s.is_nat()
+                        && s.local_addr().is_ipv4() == coa.is_ipv4()
+                        && (s.is_wildcard() || s.local_addr().ip() == coa)
+                })
+                .map(|s| s.local_addr().port())
+        };
+        if covering(&self.sockets).is_none()
+            && self.acquire.care_of_address(None, None) == Some(coa)
+            && let Some(port) = self
+                .sockets
+                .iter()
+                .find(|s| !s.is_nat() && s.local_addr().is_ipv4() == coa.is_ipv4())
+                .map(|s| s.local_addr().port())
+        {
+            // mip6d moved us to an address the [listen] addresses leave out: listen there too
+            // (a failure, e.g. during DAD, leaves it to the next attempt).
+            self.bind_late(SocketAddr::new(coa, port));
+        }
+        let port = covering(&self.sockets).ok_or_else(|| {
+            DaemonError::Config(format!(
+                "care-of address {coa} is not covered by any [listen] address; add it or \"::\""
+            ))
+        })?;
         let cmd = mn.initiate(SocketAddr::new(coa, port));
         match self.endpoint.handle_command(now(), cmd) {
             Ok(id) => {
                 info!(ike = %id, local = %SocketAddr::new(coa, port), remote = %mn.home_agent, "initiating");
-                self.mn_ike = Some(id);
-                Ok(())
+                Ok(id)
             }
             Err(e) => Err(DaemonError::Config(format!("initiate: {e}"))),
+        }
+    }
+
+    /// A socket for an address the [listen] addresses do not cover (the MN listens on specific
+    /// addresses and moved to a new one), with its reader. Wildcard listeners never need this.
+    fn bind_late(&mut self, local: SocketAddr) {
+        let Some(tx) = self.inbound_tx.clone() else {
+            return;
+        };
+        match IkeSocket::bind(local, false) {
+            Ok(s) => {
+                info!(%local, "listening on the new care-of address");
+                let s = Arc::new(s);
+                self.bound.push(s.local_addr());
+                self.sockets.push(s.clone());
+                self.late_readers.push(tokio::spawn(reader(s, tx)));
+            }
+            Err(e) => {
+                warn!(%local, "cannot bind the new care-of address ({e}): IKE messages from it are dropped; listen on \"::\" to cover every address")
+            }
         }
     }
 
@@ -307,15 +406,20 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        let new = match policy::load(&self.cfg.path) {
-            Ok(n) => n,
-            Err(e) => return error!("reload failed, keeping the running configuration: {e}"),
-        };
+        if let Err(e) = self.try_reload() {
+            error!("{e}");
+        }
+    }
+
+    /// Reload (SIGHUP and the control socket): the changes applied, or why nothing was.
+    fn try_reload(&mut self) -> Result<Vec<String>, String> {
+        let new = policy::load(&self.cfg.path)
+            .map_err(|e| format!("reload failed, keeping the running configuration: {e}"))?;
         if new.role != self.cfg.role {
-            return error!(
+            return Err(format!(
                 "reload: role changed to {}; restart the daemon for that (nothing applied)",
                 new.role.name()
-            );
+            ));
         }
         let changes = self.cfg.changes(&new);
         if changes.is_empty() {
@@ -328,6 +432,7 @@ impl Daemon {
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
         self.cfg.users_dir = new.users_dir;
+        Ok(changes)
     }
 
     /// Carries out everything the engine has queued.
@@ -354,6 +459,12 @@ impl Daemon {
                 break;
             }
         }
+        if self.endpoint.take_leases_changed()
+            && let Some(store) = &self.lease_store
+            && let Err(e) = store.save(&self.endpoint.leases())
+        {
+            error!(file = %store.path().display(), "cannot save leases: {e}");
+        }
     }
 
     /// Events go to the log at debug level (the engine already logs them at info/warn, with
@@ -361,10 +472,41 @@ impl Daemon {
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
         self.acquire.on_event(ev);
+        if self.cfg.role != Role::MobileNode {
+            return;
+        }
         match ev {
             Event::IkeDown { ike, .. } if self.mn_ike == Some(*ike) => {
+                // Without the K bit the engine starts a successor from the new care-of address
+                // when it drops the old SA: follow it instead of starting another.
+                self.mn_ike = self
+                    .endpoint
+                    .list()
+                    .into_iter()
+                    .find(|s| s.initiator && s.id != *ike)
+                    .map(|s| s.id);
+                if self.mn_ike.is_none() {
+                    self.schedule_retry();
+                }
+            }
+            Event::ExchangeFailed { ike, .. }
+                if self.mn_ike == Some(*ike) && self.endpoint.get(*ike).is_none() =>
+            {
+                // The IKE SA never came up (IKE_SA_INIT or IKE_AUTH failed): try again later.
                 self.mn_ike = None;
                 self.schedule_retry();
+            }
+            Event::IkeRekeyed { old, new } if self.mn_ike == Some(*old) => self.mn_ike = Some(*new),
+            Event::IkeUp { ike, local, .. } => {
+                self.mn_ike = Some(*ike);
+                self.retry_at = None;
+                self.mn_coa = Some(local.ip());
+            }
+            Event::Migrated { new_local, .. } => {
+                self.mn_coa = Some(new_local.ip());
+                if udp::route(&self.bound, *new_local).is_none() {
+                    self.bind_late(*new_local);
+                }
             }
             Event::ChildUp(c) if Some(c.ike) == self.mn_ike => self.retry_wait = RETRY_FIRST,
             _ => {}
@@ -376,7 +518,7 @@ impl Daemon {
     /// A kernel event: the mobile node answers ACQUIREs for its classes itself (the engine
     /// has no connection settings); everything else goes to the engine.
     fn on_kernel_event(&mut self, ev: KernelEvent) {
-        if let (KernelEvent::Acquire { reqid, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
+        if let (KernelEvent::Acquire { reqid, seq, .. }, Some(mn)) = (&ev, &self.cfg.mobile_node) {
             let classes: Vec<_> = mn
                 .classes
                 .iter()
@@ -386,6 +528,12 @@ impl Daemon {
                 .acquire
                 .decide(*reqid, &classes, self.mn_ike, &self.endpoint.list());
             kernel::log_acquire(*reqid, &action);
+            // The CHILD_SA this starts answers the ACQUIRE: its ALLOCSPI carries the seq.
+            if let Some(class) = kernel::acquire_class(*reqid, &classes)
+                && !matches!(action, kernel::AcquireAction::Ignore(_))
+            {
+                self.endpoint.note_acquire(now(), class, *seq);
+            }
             match action {
                 kernel::AcquireAction::Ignore(_) => {}
                 kernel::AcquireAction::Initiate => {
@@ -405,6 +553,10 @@ impl Daemon {
                 }
             }
             return;
+        }
+        if let (KernelEvent::Migrate(m), Some(mn)) = (&ev, &self.cfg.mobile_node) {
+            let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
+            self.acquire.on_migrate(m, &ha);
         }
         self.endpoint.handle_kernel(now(), ev);
     }

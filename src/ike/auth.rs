@@ -172,13 +172,26 @@ impl Endpoint {
             }));
         }
         payloads.extend(auth);
+        let mut cp_attrs = Vec::new();
         if plan.home_address == HomeAddress::Dynamic {
-            payloads.push(Payload::Cp(ConfigPayload {
-                cfg_type: CFG_REQUEST,
-                attributes: vec![ConfigAttribute {
+            cp_attrs.push(match plan.assigned_hoa {
+                Some(a) => super::assign::hoa_attribute(a),
+                None => ConfigAttribute {
                     attr_type: CFG_INTERNAL_IP6_ADDRESS,
                     value: vec![],
-                }],
+                },
+            });
+        }
+        if self.cfg.mobility.request_home_prefix {
+            cp_attrs.push(ConfigAttribute {
+                attr_type: CFG_MIP6_HOME_PREFIX,
+                value: vec![],
+            });
+        }
+        if !cp_attrs.is_empty() {
+            payloads.push(Payload::Cp(ConfigPayload {
+                cfg_type: CFG_REQUEST,
+                attributes: cp_attrs,
             }));
         }
         if let Some(&class) = plan.classes.first() {
@@ -236,7 +249,10 @@ impl Endpoint {
                 (i, r)
             }
         };
-        let spi_req = self.spi_request(sa, Some(class), class.mode(), &ts_i, &ts_r);
+        let mut spi_req = self.spi_request(sa, Some(class), class.mode(), &ts_i, &ts_r);
+        if rekey_of.is_none() {
+            spi_req.acquire_seq = self.take_acquire_seq(class);
+        }
         let spi_in = self.alloc_child_spi(sa.our_spi(), &spi_req)?;
         Some(ChildRequest {
             class: Some(class),
@@ -263,12 +279,15 @@ impl Endpoint {
             return Fate::Keep;
         }
         let a = Found::new(&payloads);
+        // What the peer asked for, for the operator (bounded by the message size).
+        let requested = a.tsi.map(<[_]>::to_vec).unwrap_or_default();
         let fail = |me: &mut Self, sa: &mut IkeSa, identity: Option<Identity>, reason: String| {
             warn!(ike = %sa.id(), remote = %sa.remote, identity = ?identity.as_ref().map(|i| i.to_string()), %reason, "authentication failed");
             me.stats.auth_failures += 1;
             me.push_event(Event::AuthFailed {
                 remote: sa.remote,
                 identity,
+                requested: requested.clone(),
                 reason: reason.clone(),
             });
             let n = Payload::Notify(Notify::new(N_AUTHENTICATION_FAILED, vec![]));
@@ -318,6 +337,12 @@ impl Endpoint {
         }
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
+        if let Some(timeout) = self.address_provider
+            && sa.provided.is_none()
+            && let Some(req) = super::assign::CpRequest::parse(a.cp)
+        {
+            return self.park_auth(sa, header, &payloads, &identity, &user.name, req, timeout);
+        }
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
@@ -452,19 +477,31 @@ impl Endpoint {
             peer: identity,
         });
         let hs = sa.hs.take().expect("checked above");
-        // Configuration reply: the home address the HA assigned.
-        if let Some(cp) = a.cp
-            && cp.cfg_type == CFG_REPLY
-            && let Some(addr) = cp.attributes.iter().find_map(|at| {
-                (at.attr_type == CFG_INTERNAL_IP6_ADDRESS && at.value.len() == 17).then(|| {
-                    Ipv6Addr::from(<[u8; 16]>::try_from(&at.value[..16]).unwrap_or_default())
-                })
+        // Configuration reply: the home address the HA assigned and the home prefix.
+        let reply = a.cp.filter(|cp| cp.cfg_type == CFG_REPLY);
+        let assigned = reply.and_then(|cp| {
+            cp.attributes.iter().find_map(|at| {
+                (at.attr_type == CFG_INTERNAL_IP6_ADDRESS && at.value.len() == 17)
+                    .then(|| {
+                        at.value
+                            .get(..16)
+                            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    })
+                    .flatten()
+                    .map(Ipv6Addr::from)
             })
-        {
+        });
+        let dynamic = sa.plan.as_ref().map(|p| p.home_address) == Some(HomeAddress::Dynamic);
+        if let Some(addr) = assigned.filter(|_| dynamic) {
+            let proposed = sa.plan.as_ref().and_then(|p| p.assigned_hoa);
+            if a.notify(N_USE_ASSIGNED_HOA).is_some() {
+                self.stats.use_assigned_hoa += 1;
+                info!(ike = %sa.id(), ?proposed, assigned = %addr, "home agent refused our home address (USE_ASSIGNED_HoA)");
+            }
             info!(ike = %sa.id(), home_address = %addr, "home agent assigned a home address");
             sa.home_address = Some(addr);
             if let Some(p) = sa.plan.as_mut() {
-                p.home_address = HomeAddress::Static(addr);
+                p.assigned_hoa = Some(addr);
             }
             self.push_event(Event::HoaAssigned {
                 ike: sa.id(),
@@ -472,6 +509,22 @@ impl Endpoint {
             });
         } else if let Some(HomeAddress::Static(a)) = sa.plan.as_ref().map(|p| p.home_address) {
             sa.home_address = Some(a);
+        }
+        if let Some((prefix, prefix_len, lifetime)) = reply.and_then(|cp| {
+            cp.attributes.iter().find_map(|at| {
+                (at.attr_type == CFG_MIP6_HOME_PREFIX)
+                    .then(|| super::assign::parse_home_prefix(&at.value))
+                    .flatten()
+            })
+        }) {
+            info!(ike = %sa.id(), %prefix, prefix_len, lifetime, "home agent delegated a home prefix");
+            sa.home_prefix = Some((prefix, prefix_len, lifetime));
+            self.push_event(Event::PrefixAssigned {
+                ike: sa.id(),
+                prefix,
+                prefix_len,
+                lifetime,
+            });
         }
         if let Some(req) = hs.first_child {
             self.finish_child_initiator(

@@ -1,10 +1,11 @@
 //! CHILD_SAs: the responder's selection and authorization (RFC 7296 2.9, RFC 4877 5), the
 //! initiator's checks, CREATE_CHILD_SA (new and rekey, RFC 7296 1.3), KEYMAT and installation.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
@@ -13,11 +14,15 @@ use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
-use crate::mobility::selector::{all_within, narrow, single_address, to_kernel};
+use crate::mobility::selector::{all_within, narrow, single_address, to_kernel_all};
 use crate::wire::consts::*;
-use crate::wire::{
-    ConfigAttribute, ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector,
-};
+use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
+
+/// The addresses of `prefix/len` as a (first, last) range.
+fn span(prefix: Ipv6Addr, len: u8) -> (Ipv6Addr, Ipv6Addr) {
+    let (a, b) = crate::mobility::pool::prefix_span(prefix, len);
+    (Ipv6Addr::from(a), Ipv6Addr::from(b))
+}
 
 /// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
 /// one per SA class; the margin allows several home addresses.
@@ -33,7 +38,7 @@ pub(super) struct ChildAccept {
     pub mode: Mode,
     pub ts_i: Vec<TrafficSelector>,
     pub ts_r: Vec<TrafficSelector>,
-    pub cp_reply: Option<ConfigPayload>,
+    pub cp_reply: Option<CpAnswer>,
 }
 
 impl ChildAccept {
@@ -41,7 +46,10 @@ impl ChildAccept {
     pub fn response_payloads(&self) -> Vec<Payload> {
         let mut v = Vec::new();
         if let Some(cp) = &self.cp_reply {
-            v.push(Payload::Cp(cp.clone()));
+            v.push(Payload::Cp(cp.reply.clone()));
+            if cp.use_assigned {
+                v.push(Payload::Notify(Notify::new(N_USE_ASSIGNED_HOA, vec![])));
+            }
         }
         if self.mode == Mode::Transport {
             v.push(Payload::Notify(Notify::new(N_USE_TRANSPORT_MODE, vec![])));
@@ -51,21 +59,6 @@ impl ChildAccept {
         v.push(Payload::TsR(self.ts_r.clone()));
         v
     }
-}
-
-/// The INTERNAL_IP6_ADDRESS the peer asked for (None: any), when it asked at all.
-fn requested_hoa(cp: Option<&ConfigPayload>) -> Option<Option<Ipv6Addr>> {
-    let cp = cp.filter(|c| c.cfg_type == CFG_REQUEST)?;
-    let at = cp
-        .attributes
-        .iter()
-        .find(|a| a.attr_type == CFG_INTERNAL_IP6_ADDRESS)?;
-    let addr = at
-        .value
-        .get(..16)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(Ipv6Addr::from);
-    Some(addr.filter(|a| !a.is_unspecified()))
 }
 
 /// The outer (local, remote) endpoints of a CHILD_SA's ESP SAs.
@@ -92,7 +85,76 @@ fn child_outer(
     }
 }
 
+/// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
+/// `net.core.xfrm_acq_expires` (30 s by default); a later negotiation answers a later ACQUIRE.
+const ACQUIRE_SEQ_KEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Endpoint {
+    /// Mobile node: the next new CHILD_SA of `class` answers the kernel's ACQUIRE `seq` (the
+    /// daemon calls this before the Initiate or CreateChild command the ACQUIRE leads to). The
+    /// inbound SPI request of that CHILD_SA carries the seq, so ALLOCSPI can name the larval
+    /// state the ACQUIRE created. Used once; forgotten after 30 s.
+    pub fn note_acquire(&mut self, now: super::Now, class: SaClass, seq: u32) {
+        self.now = now;
+        self.acquire_seqs.insert(class, (seq, now.at));
+    }
+
+    /// The noted ACQUIRE seq for a new CHILD_SA of `class`, if still fresh (taken: used once).
+    pub(super) fn take_acquire_seq(&mut self, class: SaClass) -> Option<u32> {
+        let (seq, at) = self.acquire_seqs.remove(&class)?;
+        (self.now.at.saturating_duration_since(at) < ACQUIRE_SEQ_KEEP).then_some(seq)
+    }
+
+    /// The IKE SA (our SPI) and CHILD_SA (inbound SPI) an SA of the kernel belongs to, by its
+    /// destination and SPI (the kernel's SA identity; an SPI alone may be another key
+    /// manager's or a peer's choice): one of our inbound SAs, else one of our outbound SAs.
+    fn child_of_kernel_sa(&self, dst: IpAddr, spi: u32) -> Option<(u64, u32)> {
+        if let Some(&owner) = self.child_spis.get(&spi)
+            && let Some(sa) = self.sas.get(&owner)
+            && sa
+                .children
+                .iter()
+                .any(|c| c.spi_in == spi && c.outer_local == dst)
+        {
+            return Some((owner, spi));
+        }
+        for (id, sa) in &self.sas {
+            if let Some(c) = sa
+                .children
+                .iter()
+                .find(|c| c.spi_out == spi && c.outer_remote == dst)
+            {
+                return Some((*id, c.spi_in));
+            }
+        }
+        None
+    }
+
+    /// A kernel EXPIRE for one of our SAs, inbound or outbound: soft starts a rekey of its
+    /// CHILD_SA, hard removes the CHILD_SA (and tells the peer).
+    pub(super) fn handle_expire(&mut self, dst: IpAddr, spi: u32, hard: bool) {
+        let Some((owner, spi_in)) = self.child_of_kernel_sa(dst, spi) else {
+            return debug!(%dst, spi = format_args!("{spi:08x}"), "EXPIRE for an SA we do not know");
+        };
+        let Some(mut sa) = self.sas.remove(&owner) else {
+            return;
+        };
+        if let Some(i) = sa.child_by_in(spi_in) {
+            if hard {
+                let c = sa.children.remove(i);
+                info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "hard lifetime of an SA expired");
+                self.remove_child_kernel(&sa, &c, "hard lifetime expired");
+                // The kernel already removed the SA; the Delete only informs the peer.
+                sa.queue.push_back(Intent::DeleteChild(c.spi_in));
+            } else if !sa.children[i].rekeying {
+                info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "soft lifetime of an SA expired: rekeying");
+                sa.children[i].rekeying = true;
+                sa.queue.push_back(Intent::RekeyChild(spi_in));
+            }
+        }
+        self.finish(sa, Fate::Keep);
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);
@@ -219,7 +281,7 @@ impl Endpoint {
             Option<SaClass>,
             Vec<TrafficSelector>,
             Vec<TrafficSelector>,
-            Option<ConfigPayload>,
+            Option<CpAnswer>,
         ),
         u16,
     > {
@@ -232,46 +294,85 @@ impl Endpoint {
         let ha_addr = ha.address;
         // One IKE SA serves one home address (the one its first CHILD_SA was granted), so a
         // user with several HoAs runs one IKE SA per HoA and K-bit moves stay per HoA.
-        let mut candidates: Vec<Ipv6Addr> = match sa.home_address {
-            Some(a) => vec![a],
-            None => user.home_addresses.clone(),
+        // Candidates are address ranges: single home addresses and delegated prefixes.
+        let single = |a: Ipv6Addr| (a, a);
+        let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
+            Some(a) => vec![single(a)],
+            None => {
+                let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();
+                // Leases this identity holds (renewal after a restart or a re-establishment).
+                v.extend(
+                    self.leased_items(&peer)
+                        .into_iter()
+                        .map(|(a, l)| span(a, l)),
+                );
+                if let Some(crate::mobility::HomePrefix::Static { prefix, len, .. }) =
+                    &user.home_prefix
+                {
+                    v.push(span(*prefix, *len));
+                }
+                v
+            }
         };
         let mut cp_reply = None;
-        if let Some(req) = requested_hoa(cp) {
-            let assigned = match req {
-                Some(a) if user.owns(a) => Some(a),
-                _ => sa
-                    .home_address
-                    .or_else(|| user.home_addresses.first().copied()),
-            };
-            let Some(assigned) = assigned else {
-                warn!(ike = %sa.id(), identity = %peer, "no home address to assign");
-                return Err(N_INTERNAL_ADDRESS_FAILURE);
-            };
-            let mut value = assigned.octets().to_vec();
-            value.push(128);
-            cp_reply = Some(ConfigPayload {
-                cfg_type: CFG_REPLY,
-                attributes: vec![ConfigAttribute {
-                    attr_type: CFG_INTERNAL_IP6_ADDRESS,
-                    value,
-                }],
-            });
-            candidates = vec![assigned];
+        if let Some(req) = CpRequest::parse(cp) {
+            let ans = self.answer_cp(sa, &user, &peer, req)?;
+            if let Some(a) = ans.hoa {
+                candidates = vec![single(a)];
+            }
+            if let Some((p, l)) = ans.prefix {
+                candidates.push(span(p, l));
+            }
+            cp_reply = Some(ans);
         }
+        // The class a request belongs to: one that holds it whole, the most specific first
+        // (HoTI/HoT MH types also fit the payload class, which must not take them); else one
+        // that narrows only its addresses (a dynamic HoA request); else any that narrows it.
+        let mut best: Option<(u8, SaClass, Vec<TrafficSelector>, Vec<TrafficSelector>)> = None;
         for &class in user.classes.iter().filter(|c| c.mode() == mode) {
-            for &hoa in &candidates {
-                let (ci, cr) = class.selectors(hoa, ha_addr);
+            for &(first, last) in &candidates {
+                let (mut ci, cr) = class.selectors(first, ha_addr);
+                for t in &mut ci {
+                    t.end_addr = std::net::IpAddr::V6(last);
+                }
                 let (ni, nr) = (narrow(tsi, &ci), narrow(tsr, &cr));
-                if !ni.is_empty() && !nr.is_empty() {
-                    return Ok((Some(class), ni, nr, cp_reply));
+                if ni.is_empty() || nr.is_empty() {
+                    continue;
+                }
+                let same_traffic = |n: &[TrafficSelector], r: &[TrafficSelector]| {
+                    n.len() == r.len()
+                        && n.iter().zip(r).all(|(a, b)| {
+                            (a.ip_protocol, a.start_port, a.end_port)
+                                == (b.ip_protocol, b.start_port, b.end_port)
+                        })
+                };
+                let score = if ni == tsi && nr == tsr {
+                    if class == SaClass::Payload { 1 } else { 0 }
+                } else if same_traffic(&ni, tsi) && same_traffic(&nr, tsr) {
+                    2
+                } else {
+                    3
+                };
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, class, ni, nr));
                 }
             }
         }
+        if let Some((_, class, ni, nr)) = best {
+            return Ok((Some(class), ni, nr, cp_reply));
+        }
         let reason = format!(
-            "selectors outside what user '{}' owns (home addresses {:?}, classes {:?}, mode {:?})",
+            "selectors outside what user '{}' owns (home addresses {}, classes {:?}, mode {:?})",
             user.name,
-            user.home_addresses,
+            candidates
+                .iter()
+                .map(|(a, b)| if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             user.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
             mode
         );
@@ -316,8 +417,9 @@ impl Endpoint {
         let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
             Some(r) => r,
             None => {
-                self.next_reqid += 1;
-                (self.next_reqid, self.next_reqid)
+                let r = self.cfg.mobility.auto_reqid(self.next_reqid);
+                self.next_reqid = self.next_reqid.wrapping_add(1);
+                (r, r)
             }
         };
         let t = self.cfg.timers;
@@ -334,24 +436,18 @@ impl Endpoint {
             soft_secs: soft.as_secs(),
             hard_secs: t.child_lifetime.as_secs(),
         };
-        let sel_out = ts_local
-            .first()
-            .zip(ts_remote.first())
-            .and_then(|(l, r)| to_kernel(l, r));
-        let sel_in = ts_remote
-            .first()
-            .zip(ts_local.first())
-            .and_then(|(r, l)| to_kernel(r, l));
+        let sel_out = to_kernel_all(&ts_local, &ts_remote);
+        let sel_in = to_kernel_all(&ts_remote, &ts_local);
         let (encr_id, encr_bits) = s.encr.id();
         let integ_id = s.integ.map_or(AUTH_NONE, |i| i.id());
-        let spec = |direction, src, dst, spi, reqid, k: &[u8], selector| SaSpec {
+        let spec = |direction, src, dst, spi, reqid, k: &[u8], selectors| SaSpec {
             direction,
             src,
             dst,
             spi,
             reqid,
             mode: acc.mode,
-            selector,
+            selectors,
             encr_id,
             encr_key_bits: encr_bits,
             encr_key: zeroize::Zeroizing::new(k[..ek].to_vec()),
@@ -375,8 +471,14 @@ impl Endpoint {
         } else {
             std::net::IpAddr::from([0u16; 8])
         };
-        let sel_in = sel_in.unwrap_or_else(|| fallback(unspec, unspec));
-        let sel_out = sel_out.unwrap_or_else(|| fallback(unspec, unspec));
+        let or_fallback = |v: Vec<crate::kernel::Selector>| {
+            if v.is_empty() {
+                vec![fallback(unspec, unspec)]
+            } else {
+                v
+            }
+        };
+        let (sel_in, sel_out) = (or_fallback(sel_in), or_fallback(sel_out));
         self.kernel_ops.push_back(KernelOp::AddSa(spec(
             Direction::In,
             outer_remote,
@@ -408,6 +510,7 @@ impl Endpoint {
             outer_local,
             outer_remote,
             rekey_at: Some(self.now.at + t.child_rekey),
+            installed: self.now.at,
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());

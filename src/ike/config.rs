@@ -105,6 +105,55 @@ pub struct Config {
     pub home_agent: Option<HomeAgentConfig>,
     /// ESP anti-replay window installed with each SA.
     pub replay_window: u32,
+    /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
+    pub mobility: MobilityConfig,
+}
+
+/// Mobile IPv6 settings that are not about one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MobilityConfig {
+    /// The K bit (RFC 6275 11.7.1): a MIGRATE with KMADDRESS moves the IKE SA to the new
+    /// care-of address. Without it the mobile node re-establishes its IKE SA from the new
+    /// address and the home agent deletes the old one.
+    pub key_mobility: bool,
+    /// On a move, also move tunnel CHILD_SAs' outer endpoints with `KernelOp::UpdateSaAddrs`.
+    /// False when mip6d installs the policies: its XFRM_MSG_MIGRATE has already moved the
+    /// kernel's tunnel SAs, and the engine only updates its own record.
+    pub update_kernel_sas: bool,
+    /// Mobile node: ask for a home prefix (CP MIP6_HOME_PREFIX, RFC 5026) in IKE_AUTH.
+    pub request_home_prefix: bool,
+    /// Home agent: how long a dynamic lease outlives the IKE SA that held it (seconds).
+    pub lease_grace: Duration,
+    /// Inclusive range of reqids for CHILD_SAs outside the MIPv6 classes, used in turn
+    /// (`[kernel] auto_reqids`; inside the owned range, so start-up cleanup finds their SAs).
+    pub auto_reqids: (u32, u32),
+}
+
+/// How many reqids the automatic range has by default (one per CHILD_SA an IKE SA may hold).
+pub const AUTO_REQIDS: u32 = 32;
+
+impl Default for MobilityConfig {
+    fn default() -> Self {
+        MobilityConfig {
+            key_mobility: true,
+            update_kernel_sas: false,
+            request_home_prefix: false,
+            lease_grace: Duration::from_secs(3600),
+            // Right above the default class reqids (1-8).
+            auto_reqids: (9, 8 + AUTO_REQIDS),
+        }
+    }
+}
+
+impl MobilityConfig {
+    /// The `n`th automatic reqid: the range in turn, from its start again after its end.
+    pub fn auto_reqid(&self, n: u32) -> u32 {
+        let (first, last) = self.auto_reqids;
+        let (first, last) = (first.max(1), last.max(first.max(1)));
+        let size = u64::from(last - first) + 1;
+        // Below `last`, so the sum fits.
+        first + (u64::from(n) % size) as u32
+    }
 }
 
 impl Config {
@@ -113,5 +162,37 @@ impl Config {
             .get(&class)
             .copied()
             .unwrap_or_else(|| class.default_reqids())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_reqids_stay_in_their_range() {
+        let m = MobilityConfig {
+            auto_reqids: (20, 22),
+            ..Default::default()
+        };
+        let got: Vec<u32> = (0..7).map(|n| m.auto_reqid(n)).collect();
+        assert_eq!(got, vec![20, 21, 22, 20, 21, 22, 20]);
+        let all = MobilityConfig {
+            auto_reqids: (1, u32::MAX),
+            ..Default::default()
+        };
+        assert_eq!(all.auto_reqid(u32::MAX - 1), u32::MAX);
+        assert_eq!(all.auto_reqid(u32::MAX), 1);
+        assert_eq!(all.auto_reqid(0), 1);
+        // The default range lies above the default class reqids and never names one.
+        let d = MobilityConfig::default();
+        let class_ids: Vec<u32> = crate::mobility::SaClass::ALL
+            .iter()
+            .flat_map(|c| [c.default_reqids().to_ha, c.default_reqids().to_mn])
+            .collect();
+        for n in 0..100 {
+            let r = d.auto_reqid(n);
+            assert!((9..=40).contains(&r) && !class_ids.contains(&r), "{r}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The Endpoint: owns every IKE SA, routes datagrams to them, runs timers and collects what the
 //! outside world must do.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,32 @@ pub struct Stats {
     pub ts_refused: u64,
     /// IKE_SA_INIT exchanges whose NAT detection hashes showed a NAT.
     pub nat_detected: u64,
+    /// USE_ASSIGNED_HoA notifies sent (home agent) or received (mobile node).
+    pub use_assigned_hoa: u64,
+    /// IKE SAs moved by a MIGRATE (K bit).
+    pub migrations: u64,
+    /// Exchanges we started that failed, by (exchange, error notify; 0 = none, e.g. no
+    /// answer). At most [`MAX_FAILURE_KINDS`] keys; further kinds count under ("other", 0).
+    pub failures: BTreeMap<(&'static str, u16), u64>,
+}
+
+/// Bound on the distinct keys of [`Stats::failures`] (a peer chooses the notify numbers).
+pub const MAX_FAILURE_KINDS: usize = 64;
+
+impl Stats {
+    /// Counters that can only be seen on the way out of the engine.
+    fn count(&mut self, e: &Event) {
+        if let Event::ExchangeFailed {
+            exchange, notify, ..
+        } = e
+        {
+            let mut key = (*exchange, notify.unwrap_or(0));
+            if !self.failures.contains_key(&key) && self.failures.len() >= MAX_FAILURE_KINDS {
+                key = ("other", 0);
+            }
+            *self.failures.entry(key).or_insert(0) += 1;
+        }
+    }
 }
 
 /// The protocol engine for all IKE SAs of this host.
@@ -54,15 +80,27 @@ pub struct Endpoint {
     pub(super) cookie_secret_prev: [u8; 32],
     pub(super) cookie_version: u8,
     cookie_rotate_at: Option<Instant>,
-    /// Automatically assigned reqids for CHILD_SAs outside the MIPv6 classes.
+    /// How many reqids were assigned to CHILD_SAs outside the MIPv6 classes (the next one is
+    /// `cfg.mobility.auto_reqid(next_reqid)`).
     pub(super) next_reqid: u32,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) kernel_ops: VecDeque<KernelOp>,
     pub(super) events: VecDeque<Event>,
     pub stats: Stats,
     pub(super) now: Now,
+    /// Home agent: a registered address provider is asked before our own pools, waiting at
+    /// most this long (None: no provider).
+    pub(super) address_provider: Option<Duration>,
     /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
     spi_alloc: Option<Box<dyn SpiAllocator>>,
+    /// Mobile node: the kernel ACQUIRE (seq, when noted) that the next new CHILD_SA of a class
+    /// answers; its SPI request carries the seq (see [`Endpoint::note_acquire`]).
+    pub(super) acquire_seqs: HashMap<crate::mobility::SaClass, (u32, Instant)>,
+    /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
+    pub(super) leases: crate::mobility::LeaseTable,
+    /// While a request is processed: where it came from, which is where its response goes
+    /// (RFC 7296 2.11), even when that is not the SA's recorded address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Endpoint {
@@ -80,13 +118,17 @@ impl Endpoint {
             cookie_secret_prev: cookie_secret,
             cookie_version: 0,
             cookie_rotate_at: None,
-            next_reqid: 1000,
+            next_reqid: 0,
             transmits: VecDeque::new(),
             kernel_ops: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             now,
+            address_provider: None,
             spi_alloc: None,
+            acquire_seqs: HashMap::new(),
+            leases: crate::mobility::LeaseTable::new(),
+            reply_to: None,
         }
     }
 
@@ -99,9 +141,33 @@ impl Endpoint {
         &self.cfg
     }
 
-    /// Replaces the configuration (reload). Established SAs keep their negotiated state.
+    /// Home agent: from now on ask an address provider (waiting at most `timeout`), or not.
+    pub fn set_address_provider(&mut self, timeout: Option<Duration>) {
+        self.address_provider = timeout;
+    }
+
+    /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
+    /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
+    /// and SAs of removed users are deleted. Other users' SAs are not touched.
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
+        let Some(ha) = &self.cfg.home_agent else {
+            return;
+        };
+        let users = ha.users.clone();
+        let mut gone = Vec::new();
+        for (id, sa) in self.sas.iter_mut() {
+            let Some(peer) = &sa.peer else { continue };
+            match users.lookup(peer) {
+                Some(u) => sa.user = Some(u),
+                None if sa.state == State::Established => gone.push(*id),
+                None => {}
+            }
+        }
+        for id in gone {
+            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
+            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
+        }
     }
 
     // ---- inputs ----
@@ -163,7 +229,10 @@ impl Endpoint {
         let fate = if header.is_response() {
             self.handle_response(&mut sa, local, remote, &header, data)
         } else {
-            self.handle_request(&mut sa, local, remote, &header, data)
+            self.reply_to = Some((local, remote));
+            let f = self.handle_request(&mut sa, local, remote, &header, data);
+            self.reply_to = None;
+            f
         };
         self.finish(sa, fate);
     }
@@ -172,31 +241,7 @@ impl Endpoint {
     pub fn handle_kernel(&mut self, now: Now, ev: KernelEvent) {
         self.now = now;
         match ev {
-            KernelEvent::Expire { spi, hard, .. } => {
-                let Some(&owner) = self.child_spis.get(&spi) else {
-                    return debug!(
-                        spi = format_args!("{spi:08x}"),
-                        "EXPIRE for an SA we do not know"
-                    );
-                };
-                let Some(mut sa) = self.sas.remove(&owner) else {
-                    return;
-                };
-                if hard {
-                    if let Some(i) = sa.child_by_in(spi) {
-                        let c = sa.children.remove(i);
-                        self.remove_child_kernel(&sa, &c, "hard lifetime expired");
-                        sa.queue.push_back(Intent::DeleteChild(c.spi_in));
-                        // The kernel already removed the SA; the Delete only informs the peer.
-                    }
-                } else if let Some(i) = sa.child_by_in(spi)
-                    && !sa.children[i].rekeying
-                {
-                    sa.children[i].rekeying = true;
-                    sa.queue.push_back(Intent::RekeyChild(spi));
-                }
-                self.finish(sa, Fate::Keep);
-            }
+            KernelEvent::Expire { dst, spi, hard } => self.handle_expire(dst, spi, hard),
             KernelEvent::Acquire { reqid, .. } => {
                 // Starting a negotiation needs the MN's connection settings, which live in the
                 // daemon's configuration: the daemon turns ACQUIREs into Initiate commands.
@@ -205,9 +250,7 @@ impl Endpoint {
                     "ACQUIRE reached the engine; ignored (handled by the daemon)"
                 );
             }
-            KernelEvent::Migrate(m) => {
-                debug!(?m, "MIGRATE not handled by the engine yet");
-            }
+            KernelEvent::Migrate(m) => self.handle_migrate(m),
         }
     }
 
@@ -228,6 +271,7 @@ impl Endpoint {
                     home_address,
                     classes,
                     remote_identity,
+                    assigned_hoa: None,
                     ike_rekey_at: None,
                 };
                 Ok(self.start_initiator(local, remote, plan))
@@ -237,7 +281,22 @@ impl Endpoint {
             Command::DeleteChild { ike, spi_in } => self.enqueue(ike, Intent::DeleteChild(spi_in)),
             Command::RekeyIke { ike } => self.enqueue(ike, Intent::RekeyIke),
             Command::Terminate { ike } => self.enqueue(ike, Intent::DeleteIke),
+            Command::ProvideAddress { ike, answer } => {
+                let Some(mut sa) = self.sas.remove(&ike.0) else {
+                    return Err(format!("no IKE SA {ike}"));
+                };
+                if sa.parked.is_none() {
+                    self.sas.insert(ike.0, sa);
+                    return Err(format!("IKE SA {ike} is not waiting for an address"));
+                }
+                let fate = self.resume_auth(&mut sa, answer);
+                self.finish(sa, fate);
+                Ok(ike)
+            }
             Command::Shutdown => {
+                // Leases outlive the daemon by the grace period (and are saved as released).
+                let grace = self.cfg.mobility.lease_grace.as_secs();
+                self.leases.release_all(now.unix, grace);
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
@@ -298,6 +357,7 @@ impl Endpoint {
         {
             self.rotate_cookie_secret();
         }
+        self.leases.expire(now.unix);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
                 break;
@@ -315,10 +375,14 @@ impl Endpoint {
     /// The earliest time `handle_timeout` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let t = self.timers.first().map(|(at, _)| *at);
-        match (t, self.cookie_rotate_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let lease = self
+            .leases
+            .next_expiry()
+            .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
+        [t, self.cookie_rotate_at, lease]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- outputs ----
@@ -330,7 +394,9 @@ impl Endpoint {
         self.kernel_ops.pop_front()
     }
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front()?;
+        self.stats.count(&e);
+        Some(e)
     }
 
     // ---- queries ----
@@ -363,6 +429,8 @@ impl Endpoint {
             transforms: sa.suite.map(|s| s.to_string()).unwrap_or_default(),
             home_address: sa.home_address,
             peer_auth_method: sa.peer_auth_method,
+            created: sa.created,
+            home_prefix: sa.home_prefix,
             children: sa.children.iter().map(|c| child_info(sa, c)).collect(),
         }
     }
@@ -402,6 +470,7 @@ impl Endpoint {
             self.child_spis.remove(&fc.spi_in);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
+            self.release_leases(&sa);
             info!(ike = %sa.id(), remote = %sa.remote, reason, "IKE SA down");
             self.events.push_back(Event::IkeDown {
                 ike: sa.id(),
@@ -479,6 +548,10 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
+            if sa.parked.is_some() {
+                // The provider did not answer in time: our own pools decide.
+                return self.resume_auth(sa, super::ProvidedAddress::default());
+            }
             return Fate::Close(if sa.state == State::Rekeyed {
                 "rekeyed; the peer did not delete the old IKE SA".into()
             } else {
@@ -578,9 +651,10 @@ impl Endpoint {
 
     /// Sends a response and caches it for retransmitted requests.
     pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+        let (local, remote) = self.reply_to.unwrap_or((sa.local, sa.remote));
         self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
+            local,
+            remote,
             data: data.clone(),
         });
         sa.last_response = Some((msg_id, data.into_boxed_slice()));
@@ -641,8 +715,8 @@ impl Endpoint {
                 debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
                 let bytes = bytes.to_vec();
                 self.transmits.push_back(Transmit {
-                    local: sa.local,
-                    remote: sa.remote,
+                    local,
+                    remote,
                     data: bytes,
                 });
             }
@@ -939,5 +1013,6 @@ pub(super) fn child_info(sa: &IkeSa, c: &super::sa::Child) -> ChildInfo {
         ts_local: c.ts_local.clone(),
         ts_remote: c.ts_remote.clone(),
         transforms: c.suite.to_string(),
+        installed: c.installed,
     }
 }

@@ -5,6 +5,7 @@
 //! Exchanges are built from small tasks: `init` (IKE_SA_INIT), `auth` (IKE_AUTH with the first
 //! CHILD_SA), `child` (CREATE_CHILD_SA), `info` (INFORMATIONAL: delete, liveness).
 
+mod assign;
 mod auth;
 mod child;
 pub use child::MAX_CHILDREN_PER_IKE_SA;
@@ -13,12 +14,17 @@ mod endpoint;
 mod found;
 mod info;
 mod init;
+mod migrate;
 pub mod proposal;
 mod protect;
+mod provider;
 mod rekey;
 mod sa;
 
-pub use config::{Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, Timers};
+pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
+pub use config::{
+    Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
+};
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{parse_esp_proposal, parse_ike_proposal};
 
@@ -93,6 +99,20 @@ pub enum Command {
     Terminate { ike: IkeId },
     /// Remove every SA at once, telling peers where possible (daemon shutdown).
     Shutdown,
+    /// Home agent: the address provider's answer to [`Event::AddressWanted`] (None for both:
+    /// no answer, use our own pools). Resumes the parked IKE_AUTH.
+    ProvideAddress { ike: IkeId, answer: ProvidedAddress },
+}
+
+/// An address provider's answer; both None: no answer, the home agent's own pools decide.
+/// The provider is authoritative: its address need not be in the user's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProvidedAddress {
+    pub address: Option<Ipv6Addr>,
+    /// (prefix, length) for MIP6_HOME_PREFIX.
+    pub prefix: Option<(Ipv6Addr, u8)>,
+    /// Seconds, sent with the prefix.
+    pub prefix_lifetime: u32,
 }
 
 /// A CHILD_SA as reported in events and listings.
@@ -112,6 +132,8 @@ pub struct ChildInfo {
     pub ts_remote: Vec<TrafficSelector>,
     /// Readable transform names, e.g. "AES_CBC_128/HMAC_SHA2_256_128".
     pub transforms: String,
+    /// When the CHILD_SA was installed (its age in listings).
+    pub installed: Instant,
 }
 
 /// An IKE SA as reported in listings.
@@ -129,6 +151,10 @@ pub struct IkeSaInfo {
     pub home_address: Option<Ipv6Addr>,
     /// The AUTH method the peer authenticated with (1 RSA, 2 PSK, 9 ECDSA, 14 RFC 7427).
     pub peer_auth_method: u8,
+    /// When this IKE SA was created (a rekeyed one: when the rekey made it).
+    pub created: Instant,
+    /// Mobile node: the delegated home prefix (prefix, length, lifetime in seconds).
+    pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     pub children: Vec<ChildInfo>,
 }
 
@@ -162,6 +188,8 @@ pub enum Event {
     AuthFailed {
         remote: SocketAddr,
         identity: Option<Identity>,
+        /// The selectors (home address) its IKE_AUTH asked for (TSi), when it sent them.
+        requested: Vec<TrafficSelector>,
         reason: String,
     },
     /// An authenticated peer asked for selectors it may not have (TS_UNACCEPTABLE).
@@ -192,6 +220,18 @@ pub enum Event {
         old_remote: SocketAddr,
         new_local: SocketAddr,
         new_remote: SocketAddr,
+    },
+    /// Home agent with an address provider: an authenticated IKE_AUTH asks for a home address
+    /// or prefix; it waits until [`Command::ProvideAddress`] (or the provider timeout).
+    AddressWanted {
+        ike: IkeId,
+        identity: Identity,
+        /// The user file that authorized the identity.
+        user: String,
+        wants_address: bool,
+        wants_prefix: bool,
+        /// The address the mobile node proposed in its CFG_REQUEST.
+        requested: Option<Ipv6Addr>,
     },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {

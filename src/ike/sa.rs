@@ -62,6 +62,9 @@ pub(crate) struct Plan {
     pub home_address: HomeAddress,
     pub classes: Vec<SaClass>,
     pub remote_identity: Option<Identity>,
+    /// A dynamic home address the home agent gave us before: proposed again in the next CP
+    /// request (re-establishment after a move without the K bit).
+    pub assigned_hoa: Option<Ipv6Addr>,
     /// When this side (the original initiator, which alone rekeys by timer) rekeys the IKE SA;
     /// set once the SA is established, reset for each successor.
     pub ike_rekey_at: Option<Instant>,
@@ -115,6 +118,7 @@ pub(crate) struct Child {
     pub outer_local: IpAddr,
     pub outer_remote: IpAddr,
     pub rekey_at: Option<Instant>,
+    pub installed: Instant,
     /// A rekey of this CHILD_SA is under way or done (do not start another).
     pub rekeying: bool,
 }
@@ -210,6 +214,13 @@ pub(crate) struct IkeSa {
     pub expires_at: Option<Instant>,
     /// The deadline registered in the endpoint's timer index.
     pub deadline: Option<Instant>,
+    pub created: Instant,
+    /// Home agent: IKE_AUTH waiting for the address provider (`provider`).
+    pub parked: Option<Box<super::provider::Parked>>,
+    /// The address provider's answer, once given.
+    pub provided: Option<super::ProvidedAddress>,
+    /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
+    pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
 }
 
 impl IkeSa {
@@ -247,6 +258,10 @@ impl IkeSa {
             last_heard: now,
             expires_at: None,
             deadline: None,
+            created: now,
+            parked: None,
+            provided: None,
+            home_prefix: None,
         }
     }
 

@@ -50,7 +50,10 @@ pub struct SaSpec {
     pub spi: u32,
     pub reqid: u32,
     pub mode: Mode,
-    pub selector: Selector,
+    /// The CHILD_SA's traffic as kernel selectors, one per traffic-selector pair the kernel can
+    /// express (hoti-hot: HoTI and HoT); never empty. A transport SA with exactly one carries
+    /// it itself; with `policies = "daemon"` each gets its own policy.
+    pub selectors: Vec<Selector>,
     /// IKEv2 transform IDs and key lengths (bits) so the backend can map them to kernel names.
     pub encr_id: u16,
     pub encr_key_bits: u16,
@@ -73,7 +76,7 @@ impl std::fmt::Debug for SaSpec {
             .field("spi", &format_args!("{:08x}", self.spi))
             .field("reqid", &self.reqid)
             .field("mode", &self.mode)
-            .field("selector", &self.selector)
+            .field("selectors", &self.selectors)
             .field("encr", &(self.encr_id, self.encr_key_bits))
             .field("integ", &self.integ_id)
             .field("esn", &self.esn)
@@ -136,10 +139,22 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
+    /// Traffic counters of our SAs as (destination, SPI, counters), read in one go for a
+    /// listing; empty when the backend knows none (the in-memory one carries no traffic).
+    fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
+        Vec::new()
+    }
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         None
     }
+}
+
+/// What the kernel counted on one SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaCounters {
+    pub bytes: u64,
+    pub packets: u64,
 }
 
 /// What the engine knows when it needs an inbound SPI: the inbound SA's endpoints (`src` the

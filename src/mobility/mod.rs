@@ -2,8 +2,12 @@
 //! use which home address; MH/ICMPv6 type <-> selector port encoding.
 
 pub mod classes;
+pub mod leases;
+pub mod pool;
 pub mod selector;
 pub mod users;
 
 pub use classes::{ClassReqids, SaClass};
-pub use users::{IdentityMatch, User, UserAuth, UserDb};
+pub use leases::{Lease, LeaseState, LeaseStore, LeaseTable};
+pub use pool::{Pool, PoolKind};
+pub use users::{HomePrefix, IdentityMatch, User, UserAuth, UserDb, identity_key};

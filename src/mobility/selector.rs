@@ -207,6 +207,34 @@ pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selecto
     })
 }
 
+/// Kernel selectors for traffic from `src` to `dst` (the TS lists of a CHILD_SA, RFC 7296 2.9:
+/// every pair), without duplicates. A pair is skipped when the kernel cannot express it or when
+/// its two sides name different protocols or disjoint MH / ICMPv6 types (no packet fits it):
+/// hoti-hot's [HoTI, HoT] x [HoTI, HoT] gives two selectors, type 1 and type 3.
+pub fn to_kernel_all(src: &[TrafficSelector], dst: &[TrafficSelector]) -> Vec<Selector> {
+    let mut out: Vec<Selector> = Vec::new();
+    for s in src {
+        for d in dst {
+            let (ps, pd) = (s.ip_protocol, d.ip_protocol);
+            if ps != 0 && pd != 0 && ps != pd {
+                continue;
+            }
+            let proto = if ps != 0 { ps } else { pd };
+            if (proto == IPPROTO_MH || proto == IPPROTO_ICMPV6)
+                && s.start_port.max(d.start_port) > s.end_port.min(d.end_port)
+            {
+                continue;
+            }
+            if let Some(k) = to_kernel(s, d)
+                && !out.contains(&k)
+            {
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
 /// An IKEv2 selector covering one side of a kernel selector (for ACQUIRE-triggered requests).
 pub fn from_kernel_side(addr: IpAddr, prefix: u8, proto: u8, port: (u16, u16)) -> TrafficSelector {
     let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
@@ -330,5 +358,32 @@ mod tests {
         assert_eq!(back.start_addr, hoa);
         let any = from_kernel_side(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, 0, (0, 0));
         assert_eq!(any.end_addr, IpAddr::V6(Ipv6Addr::from(u128::MAX)));
+    }
+
+    #[test]
+    fn every_ts_pair_of_hoti_hot_gets_a_kernel_selector() {
+        use crate::mobility::SaClass;
+        let hoa: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let ha: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let (ts_i, ts_r) = SaClass::HotiHot.selectors(hoa, ha);
+        let out = to_kernel_all(&ts_i, &ts_r);
+        let types: Vec<_> = out.iter().map(|s| (s.proto, s.sport, s.dport)).collect();
+        assert_eq!(
+            types,
+            vec![
+                (IPPROTO_MH, (1, 0xffff), (0, 0)),
+                (IPPROTO_MH, (3, 0xffff), (0, 0))
+            ]
+        );
+        assert!(
+            out.iter()
+                .all(|s| s.src == IpAddr::V6(hoa) && s.dst_prefix == 0)
+        );
+        // One pair stays one selector; a protocol mismatch gives none.
+        let (bi, br) = SaClass::BuBa.selectors(hoa, ha);
+        assert_eq!(to_kernel_all(&bi, &br).len(), 1);
+        let mut udp = br[0].clone();
+        udp.ip_protocol = 17;
+        assert!(to_kernel_all(&bi, &[udp]).is_empty());
     }
 }

@@ -1,11 +1,12 @@
 //! Who may use which home address: one entry per user, looked up by authenticated identity.
 //! The home agent's only source of truth for authorization (never a packet's source address).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use super::SaClass;
+use super::pool::Pool;
 use crate::auth::Identity;
 use crate::crypto::Secret;
 
@@ -38,8 +39,24 @@ pub struct User {
     pub name: String,
     pub identity: IdentityMatch,
     pub auth: UserAuth,
+    /// Static home addresses (may be empty when `pool` is set).
     pub home_addresses: Vec<Ipv6Addr>,
     pub classes: Vec<SaClass>,
+    /// Dynamic home addresses for this user (or group, with a DN pattern).
+    pub pool: Option<Arc<Pool>>,
+    /// The home prefix this user is delegated (RFC 5026 MIP6_HOME_PREFIX).
+    pub home_prefix: Option<HomePrefix>,
+}
+
+/// Where a user's home prefix comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HomePrefix {
+    Static {
+        prefix: Ipv6Addr,
+        len: u8,
+        lifetime: u32,
+    },
+    Pool(Arc<Pool>),
 }
 
 impl User {
@@ -50,7 +67,7 @@ impl User {
 
 /// Canonical lookup key: DNs compare by their decoded text (strongSwan and OpenSSL may encode the
 /// same DN with different string types), other identities by value.
-fn key(id: &Identity) -> String {
+pub fn identity_key(id: &Identity) -> String {
     match id {
         Identity::Dn(_) => id.to_string().to_ascii_lowercase(),
         Identity::Fqdn(s) => format!("fqdn:{}", s.to_ascii_lowercase()),
@@ -65,6 +82,8 @@ pub struct UserDb {
     users: Vec<Arc<User>>,
     exact: HashMap<String, usize>,
     patterns: Vec<usize>,
+    /// Every static home address, so that pools never hand one out.
+    statics: HashSet<Ipv6Addr>,
 }
 
 impl UserDb {
@@ -73,9 +92,10 @@ impl UserDb {
         let mut db = UserDb::default();
         for u in users {
             let idx = db.users.len();
+            db.statics.extend(u.home_addresses.iter().copied());
             match &u.identity {
                 IdentityMatch::Exact(id) => {
-                    if let Some(prev) = db.exact.insert(key(id), idx) {
+                    if let Some(prev) = db.exact.insert(identity_key(id), idx) {
                         return Err(format!(
                             "users '{}' and '{}' both claim identity {id}",
                             db.users[prev].name, u.name
@@ -91,7 +111,7 @@ impl UserDb {
 
     /// The user an authenticated identity belongs to. Exact identities win over patterns.
     pub fn lookup(&self, id: &Identity) -> Option<Arc<User>> {
-        if let Some(&i) = self.exact.get(&key(id)) {
+        if let Some(&i) = self.exact.get(&identity_key(id)) {
             return Some(self.users[i].clone());
         }
         if let Identity::Dn(der) = id {
@@ -104,6 +124,11 @@ impl UserDb {
             }
         }
         None
+    }
+
+    /// Some user owns `a` statically.
+    pub fn is_static(&self, a: Ipv6Addr) -> bool {
+        self.statics.contains(&a)
     }
 
     pub fn users(&self) -> &[Arc<User>] {

@@ -5,11 +5,12 @@
 //! Relative paths are relative to the directory of the file that names them.
 
 mod error;
+mod pools;
 mod schema;
 mod users;
 
 pub use error::{ConfigError, line_col};
-pub use users::load_users;
+pub use users::{load_users, load_users_with};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -108,6 +109,9 @@ pub struct MobileNodeSettings {
     pub classes: Vec<SaClass>,
     /// Expected IDr of the home agent.
     pub home_agent_id: Option<Identity>,
+    /// Initiate when the daemon starts (and again after the IKE SA went down); false: only
+    /// when asked on the control socket.
+    pub auto_initiate: bool,
 }
 
 impl MobileNodeSettings {
@@ -137,6 +141,39 @@ pub struct LoadedConfig {
     pub mobile_node: Option<MobileNodeSettings>,
     /// Present for role home-agent.
     pub users_dir: Option<PathBuf>,
+    pub control: ControlSettings,
+    /// Home agent: where dynamic leases are kept across restarts (None: in memory only).
+    pub lease_file: Option<PathBuf>,
+}
+
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip6-iked/control.sock";
+
+/// The control socket: where, who may connect, and how long an address provider may think.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// false: no control socket (the daemon runs from its configuration alone).
+    pub enabled: bool,
+    pub socket: PathBuf,
+    /// Group that owns the socket; its members may connect (besides root and our own uid).
+    pub group: Option<String>,
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// How long the home agent waits for a registered address provider before using its
+    /// own pools.
+    pub provider_timeout: Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            enabled: true,
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            group: None,
+            mode: 0o660,
+            provider_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl LoadedConfig {
@@ -200,6 +237,21 @@ impl LoadedConfig {
             self.kernel.owned_reqids.0,
             self.kernel.owned_reqids.1
         );
+        if !self.control.enabled {
+            let _ = writeln!(s, "control:    disabled");
+        } else {
+            let _ = writeln!(
+                s,
+                "control:    {} (mode {:04o}{})",
+                self.control.socket.display(),
+                self.control.mode,
+                self.control
+                    .group
+                    .as_ref()
+                    .map(|g| format!(", group {g}"))
+                    .unwrap_or_default()
+            );
+        }
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
             .map(|c| {
@@ -209,8 +261,23 @@ impl LoadedConfig {
             .collect();
         reqids.sort();
         let _ = writeln!(s, "reqids:     {} (to HA/to MN)", reqids.join(", "));
+        let _ = writeln!(
+            s,
+            "mobility:   key mobility (K bit) {}",
+            if e.mobility.key_mobility { "on" } else { "off" }
+        );
         if let Some(ha) = &e.home_agent {
             let _ = writeln!(s, "home agent: {}", ha.address);
+            let _ = writeln!(
+                s,
+                "leases:     {}, grace {} s",
+                self.lease_file
+                    .as_deref()
+                    .map_or("in memory only (no lease_file)".to_string(), |p| p
+                        .display()
+                        .to_string()),
+                e.mobility.lease_grace.as_secs()
+            );
             let users = ha.users.users();
             let _ = writeln!(
                 s,
@@ -244,6 +311,9 @@ impl LoadedConfig {
             }
             let _ = writeln!(s, "care-of:    {coa}");
             let _ = writeln!(s, "home addr:  {hoa}");
+            if e.mobility.request_home_prefix {
+                let _ = writeln!(s, "home pfx:   requested (MIP6_HOME_PREFIX)");
+            }
             let _ = writeln!(s, "classes:    {}", classes.join(", "));
         }
         s
@@ -265,6 +335,9 @@ impl LoadedConfig {
         if self.kernel != new.kernel {
             out.push("[kernel] changed: needs a restart (ignored)".to_string());
         }
+        if self.control != new.control {
+            out.push("[control] changed: needs a restart (ignored)".to_string());
+        }
         if self.mobile_node != new.mobile_node {
             out.push("[mobile_node] changed: applies to the next initiation".to_string());
         }
@@ -277,6 +350,18 @@ impl LoadedConfig {
         }
         if a.timers != b.timers {
             out.push("timers changed".to_string());
+        }
+        if a.mobility.key_mobility != b.mobility.key_mobility {
+            out.push(format!(
+                "key_mobility {} -> {}",
+                a.mobility.key_mobility, b.mobility.key_mobility
+            ));
+        }
+        if a.mobility.lease_grace != b.mobility.lease_grace {
+            out.push("lease_grace changed (leases released from now on)".to_string());
+        }
+        if self.lease_file != new.lease_file {
+            out.push("lease_file changed: needs a restart (ignored)".to_string());
         }
         if a.reqids != b.reqids {
             out.push("reqids changed (new CHILD_SAs only)".to_string());
@@ -335,7 +420,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 
     let listen = listen(&doc, &file.listen)?;
     let reqids = reqids(&doc, &file.reqids)?;
-    let kernel = kernel(&doc, &file.kernel, &reqids)?;
+    let (kernel, auto_reqids) = kernel(&doc, &file.kernel, &reqids)?;
+    let control = control(&doc, base, &file.control)?;
     let replay_window = match &file.kernel.replay_window {
         Some(w) if *w.get_ref() > 4096 => {
             return Err(doc.at(
@@ -377,6 +463,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let mut home_agent = None;
     let mut mobile_node = None;
     let mut users_dir = None;
+    let mut lease_grace = crate::ike::MobilityConfig::default().lease_grace;
+    let mut lease_file: Option<PathBuf> = None;
     match role {
         Role::HomeAgent => {
             let Some(ha) = &file.home_agent else {
@@ -409,7 +497,23 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
                     ),
                 ));
             }
-            let db = load_users(&dir_path)?;
+            let pools = pools::load_pools(&doc, &file.pools)?;
+            let db = load_users_with(&dir_path, &pools)?;
+            if let Some(g) = &ha.lease_grace {
+                lease_grace = Duration::try_from_secs_f64(*g.get_ref())
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        doc.at(
+                            g.span(),
+                            format!(
+                                "lease_grace = {} is not a positive number of seconds; write e.g. lease_grace = 3600",
+                                g.get_ref()
+                            ),
+                        )
+                    })?;
+            }
+            lease_file = ha.lease_file.as_ref().map(|f| base.join(f.get_ref()));
             home_agent = Some(HomeAgentConfig {
                 address,
                 users: Arc::new(db),
@@ -417,6 +521,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             users_dir = Some(dir_path);
         }
         Role::MobileNode => {
+            if let Some((name, p)) = file.pools.iter().next() {
+                return Err(doc.at(
+                    p.span(),
+                    format!("[pools.{name}] is for a home agent; remove it"),
+                ));
+            }
             let Some(mn) = &file.mobile_node else {
                 return Err(doc.at(
                     file.role.span(),
@@ -456,6 +566,18 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         }
     }
 
+    let mobility = crate::ike::MobilityConfig {
+        key_mobility: file.key_mobility.as_ref().is_none_or(|k| *k.get_ref()),
+        // With mip6d's policies its MIGRATE moves the kernel's tunnel SAs itself.
+        update_kernel_sas: kernel.policies == PolicyMode::Daemon,
+        request_home_prefix: file
+            .mobile_node
+            .as_ref()
+            .and_then(|m| m.get_ref().request_home_prefix.as_ref())
+            .is_some_and(|v| *v.get_ref()),
+        lease_grace,
+        auto_reqids,
+    };
     let engine = Config {
         identity,
         auth,
@@ -468,6 +590,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         max_half_open,
         home_agent,
         replay_window,
+        mobility,
     };
     Ok(LoadedConfig {
         path: path.to_path_buf(),
@@ -477,6 +600,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         kernel,
         mobile_node,
         users_dir,
+        control,
+        lease_file,
     })
 }
 
@@ -573,11 +698,56 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
     })
 }
 
+fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {
+    let mut out = ControlSettings::default();
+    if let Some(e) = &c.enabled {
+        out.enabled = *e.get_ref();
+    }
+    if let Some(p) = &c.socket {
+        out.socket = base.join(p.get_ref());
+    }
+    if let Some(gs) = &c.group {
+        let g = gs.get_ref().trim();
+        if g.is_empty() {
+            return Err(doc.at(
+                gs.span(),
+                "group = \"\" names no group; write a group name such as \"mip6\" or remove the key",
+            ));
+        }
+        out.group = Some(g.to_string());
+    }
+    if let Some(m) = &c.mode {
+        let text = m.get_ref().trim();
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 => out.mode = v,
+            _ => {
+                return Err(doc.at(
+                    m.span(),
+                    format!("mode = \"{text}\" is not an octal permission; write e.g. \"0660\""),
+                ));
+            }
+        }
+    }
+    if let Some(t) = &c.provider_timeout {
+        let v = *t.get_ref();
+        if !(v > 0.0 && v <= 60.0) {
+            return Err(doc.at(
+                t.span(),
+                format!("provider_timeout = {v}: write a number of seconds between 0 and 60"),
+            ));
+        }
+        out.provider_timeout = Duration::from_secs_f64(v);
+    }
+    Ok(out)
+}
+
+/// The kernel settings and the automatic reqid range (`auto_reqids`, by default the 32 reqids
+/// above the highest class reqid; the default owned range covers it and the classes).
 fn kernel(
     doc: &Doc,
     k: &KernelSection,
     reqids: &HashMap<SaClass, ClassReqids>,
-) -> Result<KernelSettings, ConfigError> {
+) -> Result<(KernelSettings, (u32, u32)), ConfigError> {
     let backend = match k.backend.as_ref().map(|b| *b.get_ref()) {
         None | Some(BackendName::Memory) => KernelBackend::Memory,
         Some(BackendName::Xfrm) => KernelBackend::Xfrm,
@@ -587,11 +757,58 @@ fn kernel(
         Some(PoliciesName::Daemon) => PolicyMode::Daemon,
     };
     let class_ids: Vec<u32> = reqids.values().flat_map(|r| [r.to_ha, r.to_mn]).collect();
-    let owned_reqids = match &k.owned_reqids {
-        None => (
-            class_ids.iter().copied().min().unwrap_or(1),
-            class_ids.iter().copied().max().unwrap_or(8),
-        ),
+    let (class_min, class_max) = (
+        class_ids.iter().copied().min().unwrap_or(1),
+        class_ids.iter().copied().max().unwrap_or(8),
+    );
+    // Explicit automatic reqids: a range that names no class.
+    let explicit_auto = match &k.auto_reqids {
+        None => None,
+        Some(r) => {
+            let [first, last] = *r.get_ref();
+            if first == 0 || first > last {
+                return Err(doc.at(
+                    r.span(),
+                    format!(
+                        "auto_reqids = [{first}, {last}] is not a range of non-zero reqids; write [first, last] with 0 < first <= last"
+                    ),
+                ));
+            }
+            if let Some(id) = class_ids
+                .iter()
+                .filter(|id| (first..=last).contains(*id))
+                .min()
+            {
+                return Err(doc.at(
+                    r.span(),
+                    format!(
+                        "auto_reqids = [{first}, {last}] includes reqid {id} of [reqids]; automatic reqids must not name a class"
+                    ),
+                ));
+            }
+            Some((first, last))
+        }
+    };
+    // By default the automatic reqids follow the highest class reqid, within `owned_last`.
+    let default_auto = |owned_last: u32| -> Option<(u32, u32)> {
+        let first = class_max.checked_add(1)?;
+        let last = class_max
+            .saturating_add(crate::ike::config::AUTO_REQIDS)
+            .min(owned_last);
+        (first <= last).then_some((first, last))
+    };
+    let (owned_reqids, auto_reqids) = match &k.owned_reqids {
+        None => {
+            let Some(auto) = explicit_auto.or_else(|| default_auto(u32::MAX)) else {
+                return Err(doc.at(
+                    0..0,
+                    format!(
+                        "no reqid left above reqid {class_max} for CHILD_SAs outside the classes; set [kernel] auto_reqids = [first, last]"
+                    ),
+                ));
+            };
+            ((class_min.min(auto.0), class_max.max(auto.1)), auto)
+        }
         Some(r) => {
             let [first, last] = *r.get_ref();
             if first == 0 || first > last {
@@ -614,14 +831,37 @@ fn kernel(
                     ),
                 ));
             }
-            (first, last)
+            let auto = match explicit_auto {
+                Some((a, b)) if a < first || b > last => {
+                    return Err(doc.at(
+                        r.span(),
+                        format!(
+                            "owned_reqids = [{first}, {last}] leaves out auto_reqids [{a}, {b}]; widen the range to cover them"
+                        ),
+                    ));
+                }
+                Some(auto) => auto,
+                None => default_auto(last).ok_or_else(|| {
+                    doc.at(
+                        r.span(),
+                        format!(
+                            "owned_reqids = [{first}, {last}] leaves no reqid above the classes' for CHILD_SAs outside them; widen it to [{first}, {}] or set auto_reqids = [first, last] inside it",
+                            class_max.saturating_add(crate::ike::config::AUTO_REQIDS)
+                        ),
+                    )
+                })?,
+            };
+            ((first, last), auto)
         }
     };
-    Ok(KernelSettings {
-        backend,
-        policies,
-        owned_reqids,
-    })
+    Ok((
+        KernelSettings {
+            backend,
+            policies,
+            owned_reqids,
+        },
+        auto_reqids,
+    ))
 }
 
 /// The built-in proposals, used when `[proposals]` leaves `ike` or `esp` out (and by the demo).
@@ -945,6 +1185,7 @@ fn mobile_node_settings(
         home_address,
         classes,
         home_agent_id,
+        auto_initiate: mn.auto_initiate.as_ref().is_none_or(|v| *v.get_ref()),
     })
 }
 

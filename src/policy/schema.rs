@@ -17,6 +17,8 @@ pub enum RoleName {
 #[serde(deny_unknown_fields)]
 pub struct GlobalFile {
     pub role: S<RoleName>,
+    /// The K bit: IKE SAs follow mip6d's MIGRATEs.
+    pub key_mobility: Option<S<bool>>,
     #[serde(default)]
     pub listen: ListenSection,
     pub identity: S<IdentitySection>,
@@ -32,6 +34,34 @@ pub struct GlobalFile {
     pub mobile_node: Option<S<MobileNodeSection>>,
     #[serde(default)]
     pub kernel: KernelSection,
+    #[serde(default)]
+    pub control: ControlSection,
+    /// Named pools of home addresses or prefixes (home agent).
+    #[serde(default)]
+    pub pools: std::collections::BTreeMap<String, S<PoolSection>>,
+}
+
+/// The control socket (src/control).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    pub enabled: Option<S<bool>>,
+    pub socket: Option<S<String>>,
+    pub group: Option<S<String>>,
+    /// Octal permission bits as a string, e.g. "0660".
+    pub mode: Option<S<String>>,
+    pub provider_timeout: Option<S<f64>>,
+}
+
+/// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with
+/// `delegate = <len>` (prefixes of that length for MIP6_HOME_PREFIX).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSection {
+    pub range: Option<S<String>>,
+    pub prefix: Option<S<String>>,
+    pub delegate: Option<S<u8>>,
+    pub lifetime: Option<S<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +138,8 @@ pub struct ReqidsSection {
 pub struct HomeAgentSection {
     pub address: Option<S<String>>,
     pub users_dir: Option<S<String>>,
+    pub lease_file: Option<S<String>>,
+    pub lease_grace: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +151,8 @@ pub struct MobileNodeSection {
     pub home_address: Option<S<String>>,
     pub classes: Option<S<Vec<S<String>>>>,
     pub home_agent_id: Option<S<String>>,
+    pub auto_initiate: Option<S<bool>>,
+    pub request_home_prefix: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -143,6 +177,8 @@ pub struct KernelSection {
     pub replay_window: Option<S<u32>>,
     /// `[first, last]`: reqids that mark SAs (and daemon-installed policies) as ours.
     pub owned_reqids: Option<S<[u32; 2]>>,
+    /// `[first, last]`: reqids for CHILD_SAs outside the classes (inside `owned_reqids`).
+    pub auto_reqids: Option<S<[u32; 2]>>,
 }
 
 /// One file in the users directory.
@@ -155,4 +191,7 @@ pub struct UserFile {
     pub psk: Option<S<String>>,
     pub home_addresses: Option<S<Vec<S<String>>>>,
     pub classes: Option<S<Vec<S<String>>>>,
+    pub pool: Option<S<String>>,
+    pub home_prefix: Option<S<String>>,
+    pub prefix_pool: Option<S<String>>,
 }

@@ -7,15 +7,22 @@ use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, Doc};
+use super::pools::{Pools, lookup, parse_prefix};
 use super::schema::UserFile;
 use super::{auth_msg, check_hoa, classes, identity, psk};
 use crate::auth::Identity;
-use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
+use crate::mobility::pool::DEFAULT_PREFIX_LIFETIME;
+use crate::mobility::{HomePrefix, IdentityMatch, SaClass, User, UserAuth, UserDb};
 
 /// Reads every `*.toml` file of `dir` (sorted by name; hidden files and other names are skipped)
 /// into a [`UserDb`]. Two users with the same identity or the same home address are an error
 /// naming both files.
 pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
+    load_users_with(dir, &Pools::new())
+}
+
+/// [`load_users`] with the pools of the global file, which user files may name.
+pub fn load_users_with(dir: &Path, pools: &Pools) -> Result<UserDb, ConfigError> {
     let dir_err = |m: String| ConfigError {
         file: dir.to_path_buf(),
         position: None,
@@ -51,7 +58,7 @@ pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
             message: format!("cannot read: {e}"),
         })?;
         let doc = Doc { path, text: &text };
-        let user = load_user(&doc)?;
+        let user = load_user(&doc, pools)?;
         if let IdentityMatch::Exact(id) = &user.identity {
             if let Some(prev) = ids.insert(id_key(id), path.clone()) {
                 let f: UserFile = toml::from_str(&text).map_err(|e| doc.toml(&e))?;
@@ -90,7 +97,7 @@ fn id_key(id: &Identity) -> String {
     id.to_string().to_ascii_lowercase()
 }
 
-fn load_user(doc: &Doc) -> Result<User, ConfigError> {
+fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
     let f: UserFile = toml::from_str(doc.text).map_err(|e| doc.toml(&e))?;
     let name = doc
         .path
@@ -136,27 +143,75 @@ fn load_user(doc: &Doc) -> Result<User, ConfigError> {
             UserAuth::Psk(psk(doc, p)?)
         }
     };
-    let Some(list) = &f.home_addresses else {
-        return Err(
-            doc.whole("missing home_addresses: write home_addresses = [\"2001:db8:1::100\"]")
-        );
+    let pool = f
+        .pool
+        .as_ref()
+        .map(|v| lookup(doc, pools, v, "pool", false))
+        .transpose()?;
+    let home_prefix = match (&f.home_prefix, &f.prefix_pool) {
+        (Some(_), Some(p)) => {
+            return Err(doc.at(
+                p.span(),
+                "home_prefix and prefix_pool are both set; keep one",
+            ));
+        }
+        (Some(v), None) => {
+            let (prefix, len) = parse_prefix(doc, v, "home_prefix")?;
+            let (a, b) = crate::mobility::pool::prefix_span(prefix, len);
+            if let Some(p) = pools.values().find(|p| {
+                let (c, d) = p.span();
+                a <= d && c <= b
+            }) {
+                // A pool could hand part of it to someone else.
+                return Err(doc.at(
+                    v.span(),
+                    format!(
+                        "home_prefix {prefix}/{len} overlaps pool {}; take the prefix out of the pool or write prefix_pool = \"{}\"",
+                        p.name, p.name
+                    ),
+                ));
+            }
+            Some(HomePrefix::Static {
+                prefix,
+                len,
+                lifetime: DEFAULT_PREFIX_LIFETIME,
+            })
+        }
+        (None, Some(v)) => Some(HomePrefix::Pool(lookup(
+            doc,
+            pools,
+            v,
+            "prefix_pool",
+            true,
+        )?)),
+        (None, None) => None,
     };
     let mut home_addresses = Vec::new();
-    for v in list.get_ref() {
-        let a: Ipv6Addr = v.get_ref().trim().parse().map_err(|_| {
-            doc.at(
-                v.span(),
-                format!(
-                    "\"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\"",
-                    v.get_ref()
-                ),
-            )
-        })?;
-        check_hoa(doc, v, a)?;
-        home_addresses.push(a);
-    }
-    if home_addresses.is_empty() {
-        return Err(doc.at(list.span(), "home_addresses = [] leaves nothing to use; write e.g. home_addresses = [\"2001:db8:1::100\"]"));
+    match &f.home_addresses {
+        None if pool.is_some() => {}
+        None => {
+            return Err(doc.whole(
+                "missing home_addresses: write home_addresses = [\"2001:db8:1::100\"] (or pool = \"<pool name>\" for dynamic addresses)",
+            ));
+        }
+        Some(list) => {
+            for v in list.get_ref() {
+                let a: Ipv6Addr = v.get_ref().trim().parse().map_err(|_| {
+                    doc.at(
+                        v.span(),
+                        format!(
+                            "\"{}\" is not an IPv6 address; write e.g. \"2001:db8:1::100\"",
+                            v.get_ref()
+                        ),
+                    )
+                })?;
+                check_hoa(doc, v, a)?;
+                home_addresses.push(a);
+            }
+            if home_addresses.is_empty() && pool.is_none() {
+                return Err(doc.at(list.span(), "home_addresses = [] leaves nothing to use; write e.g. home_addresses = [\"2001:db8:1::100\"] or pool = \"<pool name>\""));
+            }
+        }
     }
     let classes = match &f.classes {
         Some(list) => classes(doc, list, "classes")?,
@@ -168,6 +223,8 @@ fn load_user(doc: &Doc) -> Result<User, ConfigError> {
         auth,
         home_addresses,
         classes,
+        pool,
+        home_prefix,
     })
 }
 
@@ -231,10 +288,20 @@ pub fn describe(u: &User) -> String {
     };
     let hoas: Vec<String> = u.home_addresses.iter().map(|a| a.to_string()).collect();
     let classes: Vec<&str> = u.classes.iter().map(|c| c.name()).collect();
+    let mut home = hoas.join(" ");
+    if let Some(p) = &u.pool {
+        home = format!("{home} pool {}", p.name).trim().to_string();
+    }
+    match &u.home_prefix {
+        Some(HomePrefix::Static { prefix, len, .. }) => {
+            home = format!("{home}, prefix {prefix}/{len}")
+        }
+        Some(HomePrefix::Pool(p)) => home = format!("{home}, prefix pool {}", p.name),
+        None => {}
+    }
     format!(
-        "{}: {id}, {auth}, home {}, classes {}",
+        "{}: {id}, {auth}, home {home}, classes {}",
         u.name,
-        hoas.join(" "),
         classes.join(" ")
     )
 }

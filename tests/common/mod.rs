@@ -118,6 +118,7 @@ pub fn base_config(
         max_half_open: 10_000,
         home_agent: None,
         replay_window: 32,
+        mobility: Default::default(),
     }
 }
 
@@ -128,6 +129,8 @@ pub fn user(name: &str, id: &str, auth: UserAuth, hoas: &[Ipv6Addr], classes: &[
         auth,
         home_addresses: hoas.to_vec(),
         classes: classes.to_vec(),
+        pool: None,
+        home_prefix: None,
     }
 }
 

@@ -71,6 +71,9 @@ liveness_interval = 3}"
     echo '[kernel]'
     echo 'backend = "xfrm"'
     echo "policies = \"${OUR_POLICIES:-mip6d}\""
+    # Both daemons share the guest's /run: one control socket each.
+    echo '[control]'
+    echo "socket = \"/run/mip6-iked-$role/control.sock\""
   } >"$file"
 }
 

@@ -317,27 +317,13 @@ impl XfrmKernel {
         Ok(done)
     }
 
-    /// The policies an SA needs in daemon mode, with mip6d's priorities (lower wins):
-    /// MH transport 2, other transport (ICMPv6 MPS/MPA) 5, MH tunnel (HoTI/HoT) 10, payload 13.
+    /// The policies an SA needs in daemon mode, one per selector and direction, with mip6d's
+    /// priorities (lower wins): MH transport 2, other transport (ICMPv6 MPS/MPA) 5, MH tunnel
+    /// (HoTI/HoT) 10, payload 13.
     fn policies_for(&self, s: &SaSpec) -> Vec<PolicySpec> {
         if self.cfg.policies != Policies::Daemon {
             return Vec::new();
         }
-        let sel = &s.selector;
-        if s.mode == Mode::Transport && sel.src_prefix == 0 && sel.dst_prefix == 0 {
-            // A selector the engine could not express: never install a catch-all policy.
-            warn!(
-                spi = format_args!("{:08x}", s.spi),
-                "no policy for an SA without selector"
-            );
-            return Vec::new();
-        }
-        let priority = match (s.mode, sel.proto) {
-            (Mode::Transport, IPPROTO_MH) => 2,
-            (Mode::Transport, _) => 5,
-            (Mode::Tunnel, IPPROTO_MH) => 10,
-            (Mode::Tunnel, _) => 13,
-        };
         let (tmpl_src, tmpl_dst) = match s.mode {
             Mode::Tunnel => (Some(s.src), Some(s.dst)),
             Mode::Transport => (None, None),
@@ -346,19 +332,37 @@ impl XfrmKernel {
         if s.direction == Direction::In && s.mode == Mode::Tunnel && self.cfg.forward_tunnels {
             dirs.push(msg::XFRM_POLICY_FWD);
         }
-        dirs.into_iter()
-            .map(|dir| PolicySpec {
-                key: PolicyKey {
-                    selector: sel.clone(),
-                    dir,
-                },
-                priority,
-                mode: s.mode,
-                reqid: s.reqid,
-                tmpl_src,
-                tmpl_dst,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for sel in &s.selectors {
+            if s.mode == Mode::Transport && sel.src_prefix == 0 && sel.dst_prefix == 0 {
+                // A selector the engine could not express: never install a catch-all policy.
+                warn!(
+                    spi = format_args!("{:08x}", s.spi),
+                    "no policy for an SA without selector"
+                );
+                continue;
+            }
+            let priority = match (s.mode, sel.proto) {
+                (Mode::Transport, IPPROTO_MH) => 2,
+                (Mode::Transport, _) => 5,
+                (Mode::Tunnel, IPPROTO_MH) => 10,
+                (Mode::Tunnel, _) => 13,
+            };
+            for &dir in &dirs {
+                out.push(PolicySpec {
+                    key: PolicyKey {
+                        selector: sel.clone(),
+                        dir,
+                    },
+                    priority,
+                    mode: s.mode,
+                    reqid: s.reqid,
+                    tmpl_src,
+                    tmpl_dst,
+                });
+            }
+        }
+        out
     }
 
     /// Installs (daemon mode) the policies SA `s` needs, counting one more user of each.
@@ -555,6 +559,32 @@ impl Kernel for XfrmKernel {
 
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.sas.keys().copied().collect()
+    }
+
+    /// One GETSA dump: bytes and packets of every ESP SA with an owned reqid.
+    fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
+        let mut sh = lock(&self.shared);
+        let dump = match sh.nl.dump(msg::XFRM_MSG_GETSA, msg::XFRM_MSG_NEWSA) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("cannot read SA counters: {e}");
+                return Vec::new();
+            }
+        };
+        dump.iter()
+            .filter_map(|p| {
+                let sa = msg::parse_sa(p).ok()?;
+                if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) {
+                    return None;
+                }
+                let dst = addr(&sa.id.daddr, sa.family).ok()?;
+                let c = crate::kernel::SaCounters {
+                    bytes: sa.lifetime_cur.bytes,
+                    packets: sa.lifetime_cur.packets,
+                };
+                Some((dst, sa.id.spi, c))
+            })
+            .collect()
     }
 
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {

@@ -292,8 +292,11 @@ pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
     // Transport SAs: the selector pins the SA to its traffic (what mip6d's policies and
     // strongSwan's proxy mode use); tunnel SAs are found through the policy template only.
     // (The kernel fills in the family of an empty selector.)
-    if spec.mode == Mode::Transport {
-        info.selector = to_xselector(&spec.selector);
+    // A transport SA for several selectors stays unpinned (its policies still bound it).
+    if spec.mode == Mode::Transport
+        && let [only] = spec.selectors.as_slice()
+    {
+        info.selector = to_xselector(only);
     }
     info.id = Id {
         daddr: Address::from_ip(&spec.dst),
@@ -636,7 +639,7 @@ fn templates(v: &[u8]) -> Result<Vec<UserTemplate>, MsgError> {
 }
 
 /// A validated multicast message from the kernel turned into engine events (a MIGRATE gives
-/// one per entry; FWD-direction MIGRATEs give none: the engine follows IN and OUT).
+/// one per entry; FWD-direction MIGRATEs give none, see `parse_migrate`).
 pub fn parse_event(m: &NlMsg<'_>) -> Result<Vec<KernelEvent>, MsgError> {
     if m.pid != 0 {
         return Err(MsgError("not from the kernel"));
@@ -722,6 +725,10 @@ fn parse_migrate(p: &[u8]) -> Result<Vec<KernelEvent>, MsgError> {
     let direction = match id.direction {
         XFRM_POLICY_IN => Direction::In,
         XFRM_POLICY_OUT => Direction::Out,
+        // Not delivered, on purpose: a FWD policy exists only beside the IN policy of the same
+        // tunnel (the HA forwards what the MN sends through it), mip6d migrates both with the
+        // same KMADDRESS, and the engine acts on selector + KMADDRESS alone (once per move).
+        // The IN MIGRATE carries the move; a FWD one would only repeat it.
         XFRM_POLICY_FWD => return Ok(Vec::new()),
         _ => return Err(MsgError("unknown policy direction")),
     };
@@ -765,7 +772,7 @@ mod tests {
             spi,
             reqid,
             mode,
-            selector: Selector {
+            selectors: vec![Selector {
                 src,
                 src_prefix: 128,
                 dst,
@@ -773,7 +780,7 @@ mod tests {
                 proto: 135,
                 sport: (0, 0),
                 dport: (0, 0),
-            },
+            }],
             encr_id: encr.0,
             encr_key_bits: (encr.1.len() * 8) as u16,
             encr_key: Zeroizing::new(encr.1),
@@ -978,6 +985,49 @@ mod tests {
         assert_eq!(m.km_local, Some(a("2001:db8:2::5")));
         assert_eq!(m.km_remote, Some(a("2001:db8::1")));
         assert_eq!(m.reqid, 3);
+    }
+
+    #[test]
+    fn fwd_migrates_give_no_event_the_in_migrate_carries_the_move() {
+        let a = |s: &str| -> IpAddr { s.parse().unwrap() };
+        // The HA's tunnel policies for an MN's payload: IN and FWD share the selector.
+        let sel = Selector {
+            src: a("2001:db8:1::100"),
+            src_prefix: 128,
+            dst: a("::"),
+            dst_prefix: 0,
+            proto: 0,
+            sport: (0, 0),
+            dport: (0, 0),
+        };
+        let e = MigrateEntry {
+            old_src: a("2001:db8:2::100"),
+            old_dst: a("2001:db8:1::1"),
+            new_src: a("2001:db8:3::100"),
+            new_dst: a("2001:db8:1::1"),
+            mode: Mode::Tunnel,
+            reqid: 3,
+        };
+        let km = Some((a("2001:db8:1::1"), a("2001:db8:3::100")));
+        let event = |dir| {
+            let b = migrate_request(&sel, dir, std::slice::from_ref(&e), km).finish(1);
+            parse_event(&split(&b).unwrap()[0]).unwrap()
+        };
+        assert_eq!(event(XFRM_POLICY_FWD), vec![]);
+        let evs = event(XFRM_POLICY_IN);
+        let [KernelEvent::Migrate(m)] = evs.as_slice() else {
+            panic!("one MIGRATE event: {evs:?}")
+        };
+        assert_eq!(
+            (m.direction, &m.selector, m.new_src, m.km_local, m.km_remote),
+            (
+                Direction::In,
+                &sel,
+                e.new_src,
+                km.map(|k| k.0),
+                km.map(|k| k.1)
+            )
+        );
     }
 
     #[test]

@@ -1,0 +1,908 @@
+//! The control socket: a Unix stream socket speaking newline-delimited JSON (see `protocol`).
+//!
+//! Who may connect: the socket file is created with the configured mode (0660) and group, and
+//! every connection is checked again with SO_PEERCRED: root, the daemon's own uid, and members
+//! of the configured group (primary gid or listed in the group file) are served; anyone else
+//! gets one `permission-denied` line and is disconnected. The file mode alone would depend on
+//! the directory and on umask; the peer check does not.
+//!
+//! Isolation between clients and from the daemon: each client has its own task and a bounded
+//! outbound queue. Nothing ever waits for a client to read: a client whose queue is full
+//! (it does not read its replies or events) is disconnected. Lines longer than 64 KiB get a
+//! `line-too-long` error and a disconnect; malformed or unknown requests get an error reply and
+//! the connection goes on. The daemon's task only ever runs short synchronous calls.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::protocol::{
+    self as proto, ErrorBody, ErrorCode, EventMsg, MAX_LINE, Reply, Request, parse_request,
+};
+use crate::daemon::control::{self as dc, DaemonHandle};
+use crate::ike::Event;
+use crate::policy::ControlSettings;
+
+/// `initiate` requests (and the event stream) one connection may have running at once.
+const MAX_TASKS_PER_CLIENT: usize = 8;
+
+/// Limits of one server (tests shrink them).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub max_clients: usize,
+    /// Lines waiting for one client before it counts as not reading and is disconnected.
+    pub queue_lines: usize,
+    /// SO_SNDBUF for client connections (None: the system default).
+    pub send_buffer: Option<usize>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_clients: 64,
+            queue_lines: 256,
+            send_buffer: None,
+        }
+    }
+}
+
+/// Who may talk to us besides root and our own uid.
+#[derive(Debug, Clone, Default)]
+struct Access {
+    own_uid: u32,
+    group: Option<(u32, Vec<String>)>,
+}
+
+impl Access {
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        if uid == 0 || uid == self.own_uid {
+            return true;
+        }
+        let Some((group_gid, members)) = &self.group else {
+            return false;
+        };
+        if gid == *group_gid {
+            return true;
+        }
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => members.contains(&u.name),
+            _ => false,
+        }
+    }
+}
+
+/// A bound control socket; [`ControlServer::serve`] runs it. The socket file is removed on drop.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    access: Access,
+    opts: ServerOptions,
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Why the socket could not be set up, in words that say what to do.
+fn setup_error(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
+    format!("control socket {}: {what}: {e}", path.display())
+}
+
+impl ControlServer {
+    /// Creates the socket as `[control]` says (must run inside a tokio runtime).
+    pub fn bind(settings: &ControlSettings) -> Result<ControlServer, String> {
+        // The provider timeout is the daemon's ([control] provider_timeout), asked at
+        // registration.
+        Self::bind_with(
+            &settings.socket,
+            settings.mode,
+            settings.group.as_deref(),
+            ServerOptions::default(),
+        )
+    }
+
+    pub fn bind_with(
+        path: &Path,
+        mode: u32,
+        group: Option<&str>,
+        opts: ServerOptions,
+    ) -> Result<ControlServer, String> {
+        let group = match group {
+            None => None,
+            Some(name) => match nix::unistd::Group::from_name(name) {
+                Ok(Some(g)) => Some((g.gid.as_raw(), g.mem)),
+                Ok(None) => {
+                    return Err(setup_error(
+                        path,
+                        "group",
+                        format!(
+                            "no group named '{name}'; create it (groupadd {name}) or change [control] group"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(setup_error(path, "group lookup", e)),
+            },
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| setup_error(path, "cannot create its directory", e))?;
+            // Clients must be able to reach the socket; the socket's own mode protects it.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        }
+        if path.exists() {
+            // A socket file left by a daemon that died, or one that a running daemon serves.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(setup_error(
+                    path,
+                    "in use",
+                    "another mip6-iked answers on it; stop it or set [control] socket to another path",
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| setup_error(path, "cannot remove the stale socket", e))?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| setup_error(path, "cannot bind", e))?;
+        let server = ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            access: Access {
+                own_uid: nix::unistd::geteuid().as_raw(),
+                group: group.clone(),
+            },
+            opts,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| setup_error(path, "cannot set its mode", e))?;
+        if let Some((gid, _)) = group {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| setup_error(path, "cannot give it to the group", e))?;
+        }
+        info!(socket = %path.display(), mode = format_args!("{mode:04o}"), "control socket listening");
+        Ok(server)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts clients until the daemon stops (the task ends when the daemon's channel closes).
+    pub fn serve(self, daemon: DaemonHandle) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let shared = Arc::new(Shared::default());
+            let dispatcher = tokio::spawn(provider_dispatcher(daemon.clone(), shared.clone()));
+            let closed = daemon.sender().clone();
+            loop {
+                let accepted = tokio::select! {
+                    a = self.listener.accept() => a,
+                    _ = closed.closed() => break,
+                };
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        warn!("control socket accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                self.admit(stream, &daemon, &shared);
+            }
+            dispatcher.abort();
+            drop(self);
+        })
+    }
+
+    fn admit(&self, stream: UnixStream, daemon: &DaemonHandle, shared: &Arc<Shared>) {
+        let refuse = |stream: UnixStream, e: ErrorBody| {
+            // Best effort, never waits: the refusal fits in an empty socket buffer.
+            let line = line_of(&Reply::err(Value::Null, e));
+            let _ = stream.try_write(line.as_bytes());
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => return warn!("control socket: no peer credentials: {e}"),
+        };
+        if !self.access.allows(cred.uid(), cred.gid()) {
+            warn!(
+                uid = cred.uid(),
+                gid = cred.gid(),
+                pid = ?cred.pid(),
+                "control socket: connection refused"
+            );
+            let hint = match &self.access.group {
+                Some(_) => "run as root or as a member of the socket's group",
+                None => "run as root or as the daemon's user, or set [control] group",
+            };
+            return refuse(
+                stream,
+                ErrorBody::new(
+                    ErrorCode::PermissionDenied,
+                    format!("uid {} may not use this socket; {hint}", cred.uid()),
+                ),
+            );
+        }
+        if shared.clients.load(Ordering::SeqCst) >= self.opts.max_clients {
+            return refuse(
+                stream,
+                ErrorBody::new(
+                    ErrorCode::Busy,
+                    "too many control clients are connected; try again later",
+                ),
+            );
+        }
+        if let Some(n) = self.opts.send_buffer {
+            let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &n);
+        }
+        shared.clients.fetch_add(1, Ordering::SeqCst);
+        let id = shared.next_client.fetch_add(1, Ordering::SeqCst);
+        debug!(client = id, uid = cred.uid(), "control client connected");
+        let (daemon, shared, queue) = (daemon.clone(), shared.clone(), self.opts.queue_lines);
+        tokio::spawn(async move {
+            client(stream, id, daemon, shared.clone(), queue).await;
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
+            debug!(client = id, "control client gone");
+        });
+    }
+}
+
+/// State shared by every client of one server.
+#[derive(Default)]
+struct Shared {
+    clients: AtomicUsize,
+    next_client: AtomicU64,
+    next_request: AtomicU64,
+    provider: Mutex<Option<Provider>>,
+}
+
+/// The registered address provider and the questions it has not answered yet.
+struct Provider {
+    client: u64,
+    out: Outbox,
+    /// How long the engine waits (the daemon's [control] provider_timeout).
+    timeout: Duration,
+    pending: HashMap<u64, oneshot::Sender<ProviderAnswer>>,
+}
+
+/// What a provider said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderAnswer {
+    pub address: Option<std::net::Ipv6Addr>,
+    pub prefix: Option<(std::net::Ipv6Addr, u8)>,
+    pub prefix_lifetime: u32,
+}
+
+impl Shared {
+    fn provider(&self) -> std::sync::MutexGuard<'_, Option<Provider>> {
+        self.provider.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One client's bounded outbound queue. Sending never waits: a full queue closes the client.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<String>,
+    close: Arc<Notify>,
+}
+
+impl Outbox {
+    fn send(&self, line: String) -> bool {
+        match self.tx.try_send(line) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+    fn reply(&self, id: Value, r: Result<Value, ErrorBody>) -> bool {
+        self.send(line_of(&match r {
+            Ok(v) => Reply::ok(id, v),
+            Err(e) => Reply::err(id, e),
+        }))
+    }
+}
+
+fn line_of(v: &impl Serialize) -> String {
+    let mut s = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
+
+fn to_value(v: impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+enum LineRead {
+    Line,
+    Eof,
+    TooLong,
+}
+
+/// Reads one line into `buf` (newline removed), never holding more than MAX_LINE + one buffer.
+async fn read_line(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(LineRead::Eof);
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > MAX_LINE {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(avail.get(..take).unwrap_or_default());
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// Serves one connection until it closes, misbehaves or stops reading.
+async fn client(
+    stream: UnixStream,
+    id: u64,
+    daemon: DaemonHandle,
+    shared: Arc<Shared>,
+    queue: usize,
+) {
+    let (rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<String>(queue.max(1));
+    let close = Arc::new(Notify::new());
+    let out = Outbox {
+        tx,
+        close: close.clone(),
+    };
+    let writer_close = close.clone();
+    let mut writer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                writer_close.notify_one();
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut reader = BufReader::new(rd);
+    let mut buf = Vec::new();
+    let mut subscribed = false;
+    loop {
+        let r = tokio::select! {
+            _ = close.notified() => {
+                debug!(client = id, "control client does not read; disconnected");
+                break;
+            }
+            r = read_line(&mut reader, &mut buf) => r,
+        };
+        match r {
+            Ok(LineRead::Line) => {}
+            Ok(LineRead::Eof) | Err(_) => break,
+            Ok(LineRead::TooLong) => {
+                out.reply(
+                    Value::Null,
+                    Err(ErrorBody::new(
+                        ErrorCode::LineTooLong,
+                        format!("line longer than {MAX_LINE} bytes; disconnecting"),
+                    )),
+                );
+                break;
+            }
+        }
+        let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let (rid, req) = match parse_request(line) {
+            Ok(x) => x,
+            Err(e) => {
+                out.reply(e.id, Err(e.error));
+                continue;
+            }
+        };
+        match req {
+            Request::Subscribe => {
+                if !subscribed {
+                    subscribed = true;
+                    let rx = daemon.subscribe();
+                    out.reply(rid, Ok(Value::Object(Default::default())));
+                    tasks.push(tokio::spawn(forward_events(rx, out.clone())));
+                } else {
+                    out.reply(rid, Ok(Value::Object(Default::default())));
+                }
+            }
+            Request::Initiate {
+                home_agent,
+                home_address,
+                classes,
+                timeout,
+                wait: wait_for_sas,
+            } => {
+                let params = match dc::initiate_params(
+                    home_agent.as_deref(),
+                    home_address.as_deref(),
+                    classes.as_deref(),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.reply(rid, Err(e));
+                        continue;
+                    }
+                };
+                let wait = match timeout {
+                    Some(t) if t.is_finite() && t > 0.0 => Duration::from_secs_f64(t.min(3600.0)),
+                    Some(_) => {
+                        out.reply(
+                            rid,
+                            Err(ErrorBody::new(
+                                ErrorCode::BadRequest,
+                                "timeout: give a positive number of seconds",
+                            )),
+                        );
+                        continue;
+                    }
+                    None => dc::INITIATE_TIMEOUT,
+                };
+                tasks.retain(|t| !t.is_finished());
+                if tasks.len() >= MAX_TASKS_PER_CLIENT {
+                    out.reply(
+                        rid,
+                        Err(ErrorBody::new(
+                            ErrorCode::Busy,
+                            "too many initiate requests in flight on this connection; wait for their replies",
+                        )),
+                    );
+                    continue;
+                }
+                let (daemon, out) = (daemon.clone(), out.clone());
+                tasks.push(tokio::spawn(async move {
+                    let r = if wait_for_sas == Some(false) {
+                        initiate_nowait(&daemon, params).await
+                    } else {
+                        initiate(&daemon, params, wait).await
+                    };
+                    out.reply(rid, r);
+                }));
+            }
+            Request::AddressProvider => {
+                let r = register_provider(&shared, id, &out, &daemon).await;
+                out.reply(rid, r);
+            }
+            Request::AddressReply {
+                request_id,
+                address,
+                prefix,
+                prefix_lifetime,
+                decline,
+            } => {
+                let r = address_reply(
+                    &shared,
+                    id,
+                    request_id,
+                    address,
+                    prefix.map(|p| (p, prefix_lifetime)),
+                    decline,
+                );
+                out.reply(rid, r);
+            }
+            other => {
+                let r = simple(&daemon, other).await;
+                out.reply(rid, r);
+            }
+        }
+        tasks.retain(|t| !t.is_finished());
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let was_provider = {
+        let mut p = shared.provider();
+        if p.as_ref().is_some_and(|p| p.client == id) {
+            // Pending questions fall back to the daemon's pools when their senders drop.
+            *p = None;
+            true
+        } else {
+            false
+        }
+    };
+    if was_provider {
+        info!(
+            client = id,
+            "address provider gone; the daemon allocates from its own pools"
+        );
+        let _ = daemon.call(|d| d.set_address_provider(false)).await;
+    }
+    // Let queued lines (a last error) go out, but never wait for a client that does not read.
+    drop(out);
+    if tokio::time::timeout(Duration::from_millis(500), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+/// Requests answered by one quick call on the daemon's task.
+async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody> {
+    match req {
+        Request::Hello { .. } => daemon.call(|d| to_value(d.hello())).await,
+        Request::ListSas => daemon.call(|d| to_value(d.list_sas())).await,
+        Request::ListUsers => daemon.call(|d| d.list_users().map(to_value)).await?,
+        Request::Stats => daemon.call(|d| to_value(d.stats())).await,
+        Request::Leases => daemon.call(|d| d.leases().map(to_value)).await?,
+        Request::Reload => {
+            daemon
+                .call(|d| {
+                    d.reload_for_control()
+                        .map(|changes| to_value(proto::ReloadResult { changes }))
+                })
+                .await?
+        }
+        Request::Terminate { ike, user } => {
+            let ike = ike.as_deref().map(dc::parse_ike_id).transpose()?;
+            let r = daemon
+                .call(move |d| d.terminate(ike, user.as_deref()))
+                .await??;
+            Ok(serde_json::json!({ "terminated": r }))
+        }
+        Request::Rekey { ike, child } => {
+            let ike = dc::parse_ike_id(&ike)?;
+            let child = child
+                .map(|c| {
+                    u32::from_str_radix(c.trim().trim_start_matches("0x"), 16).map_err(|_| {
+                        ErrorBody::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "child = \"{c}\": give the inbound SPI in hex, as `sas` shows it"
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            daemon.call(move |d| d.rekey(ike, child)).await??;
+            Ok(Value::Object(Default::default()))
+        }
+        _ => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "request not handled here",
+        )),
+    }
+}
+
+/// `initiate` with `"wait": false`.
+async fn initiate_nowait(
+    daemon: &DaemonHandle,
+    params: dc::InitiateParams,
+) -> Result<Value, ErrorBody> {
+    let start = daemon.call(move |d| d.start_initiate(params)).await??;
+    Ok(to_value(proto::InitiateStarted {
+        ike: start.ike.to_string(),
+        existing: start.existing,
+        complete: start.done.is_some(),
+    }))
+}
+
+/// `initiate`: start (or find) the IKE SA, then follow its events until every CHILD_SA is up,
+/// an exchange fails, the SA goes down, or `wait` passes.
+async fn initiate(
+    daemon: &DaemonHandle,
+    params: dc::InitiateParams,
+    wait: Duration,
+) -> Result<Value, ErrorBody> {
+    // Subscribed before the daemon acts, so no event of this SA can be missed.
+    let mut events = daemon.subscribe();
+    let start = daemon.call(move |d| d.start_initiate(params)).await??;
+    if let Some(done) = start.done {
+        return Ok(to_value(done));
+    }
+    let mut ike = start.ike;
+    let mut prefix = None;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Checked on every step: the SA may have come up before we looked (an existing one).
+        let info = daemon.call(move |d| d.ike_info(ike)).await?;
+        match &info {
+            Some(i) if dc::has_classes(i, &start.classes) => {
+                let (i, p) = (i.clone(), prefix.clone());
+                return daemon
+                    .call(move |d| to_value(d.initiate_result(&i, false, p)))
+                    .await;
+            }
+            None => {
+                return Err(ErrorBody::new(
+                    ErrorCode::SaDown,
+                    format!("IKE SA {ike} went away before its CHILD_SAs were up"),
+                ));
+            }
+            _ => {}
+        }
+        let ev = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(ErrorBody::new(
+                    ErrorCode::Timeout,
+                    format!("IKE SA {ike}: the SAs were not up after {:?}; it keeps trying (see `sas`)", wait),
+                ));
+            }
+        };
+        let ev = match ev {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err(ErrorBody::new(ErrorCode::Internal, "the daemon stopped"));
+            }
+        };
+        match ev {
+            Event::IkeRekeyed { old, new } if old == ike => ike = new,
+            Event::PrefixAssigned {
+                ike: i,
+                prefix: p,
+                prefix_len,
+                lifetime,
+            } if i == ike => {
+                prefix = Some(proto::PrefixInfo {
+                    prefix: format!("{p}/{prefix_len}"),
+                    lifetime_s: lifetime,
+                });
+            }
+            Event::ExchangeFailed {
+                ike: i,
+                exchange,
+                notify,
+                reason,
+            } if i == ike => {
+                let mut e = ErrorBody::new(
+                    ErrorCode::ExchangeFailed,
+                    format!("{exchange} failed: {reason}"),
+                );
+                e.exchange = Some(exchange.to_string());
+                e.notify = notify.and_then(proto::notify_name).map(str::to_string);
+                e.notify_type = notify;
+                return Err(e);
+            }
+            Event::IkeDown { ike: i, reason } if i == ike => {
+                return Err(ErrorBody::new(
+                    ErrorCode::SaDown,
+                    format!("IKE SA {ike} went down: {reason}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A subscriber's event stream; ends (and closes the client) when its queue overflows.
+async fn forward_events(mut rx: broadcast::Receiver<Event>, out: Outbox) {
+    loop {
+        let msg = match rx.recv().await {
+            Ok(Event::AddressWanted { .. }) => continue,
+            Ok(e) => dc::event_msg(&e),
+            Err(broadcast::error::RecvError::Lagged(n)) => EventMsg::Lagged { missed: n },
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if !out.send(line_of(&msg)) {
+            return;
+        }
+    }
+}
+
+async fn register_provider(
+    shared: &Arc<Shared>,
+    client: u64,
+    out: &Outbox,
+    daemon: &DaemonHandle,
+) -> Result<Value, ErrorBody> {
+    let is_ha = daemon
+        .call(|d| d.role() == crate::policy::Role::HomeAgent)
+        .await?;
+    if !is_ha {
+        return Err(ErrorBody::new(
+            ErrorCode::WrongRole,
+            "address-provider: only a home agent assigns addresses",
+        ));
+    }
+    let exists = || {
+        ErrorBody::new(
+            ErrorCode::ProviderExists,
+            "another client is the address provider; it must disconnect first",
+        )
+    };
+    if shared
+        .provider()
+        .as_ref()
+        .is_some_and(|p| p.client != client)
+    {
+        return Err(exists());
+    }
+    let timeout = daemon.call(|d| d.set_address_provider(true)).await?;
+    {
+        let mut p = shared.provider();
+        match p.as_ref() {
+            Some(prev) if prev.client != client => return Err(exists()),
+            Some(_) => {}
+            None => {
+                *p = Some(Provider {
+                    client,
+                    out: out.clone(),
+                    timeout,
+                    pending: HashMap::new(),
+                });
+            }
+        }
+    }
+    info!(client, "address provider registered");
+    Ok(to_value(proto::ProviderResult {
+        timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+    }))
+}
+
+fn address_reply(
+    shared: &Shared,
+    client: u64,
+    request: u64,
+    address: Option<std::net::Ipv6Addr>,
+    prefix: Option<(String, Option<u32>)>,
+    decline: bool,
+) -> Result<Value, ErrorBody> {
+    let lifetime = prefix
+        .as_ref()
+        .and_then(|p| p.1)
+        .unwrap_or(DEFAULT_PREFIX_LIFETIME);
+    let prefix = prefix.map(|p| parse_prefix(&p.0)).transpose()?;
+    if let Some(a) = address
+        && (a.is_unspecified() || a.is_multicast() || a.is_loopback())
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("address-reply: {a} cannot be a home address; give a unicast address"),
+        ));
+    }
+    let mut guard = shared.provider();
+    let Some(p) = guard.as_mut().filter(|p| p.client == client) else {
+        return Err(ErrorBody::new(
+            ErrorCode::NoSuchRequest,
+            "address-reply: this connection is not the address provider",
+        ));
+    };
+    let Some(tx) = p.pending.remove(&request) else {
+        return Err(ErrorBody::new(
+            ErrorCode::NoSuchRequest,
+            format!(
+                "address-reply: request {request} is unknown or timed out (the daemon used its own pools)"
+            ),
+        ));
+    };
+    let answer = if decline {
+        ProviderAnswer {
+            address: None,
+            prefix: None,
+            prefix_lifetime: 0,
+        }
+    } else {
+        if address.is_none() && prefix.is_none() {
+            // Put it back: the provider may still answer properly in time.
+            p.pending.insert(request, tx);
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "address-reply: give address, prefix, or decline = true",
+            ));
+        }
+        ProviderAnswer {
+            address,
+            prefix,
+            prefix_lifetime: lifetime,
+        }
+    };
+    let _ = tx.send(answer);
+    Ok(Value::Object(Default::default()))
+}
+
+/// Lifetime sent with a provider's prefix when its reply names none (seconds).
+pub const DEFAULT_PREFIX_LIFETIME: u32 = 3600;
+
+/// "2001:db8:5::/64"
+fn parse_prefix(s: &str) -> Result<(std::net::Ipv6Addr, u8), ErrorBody> {
+    let bad = || {
+        ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("prefix = \"{s}\": write an IPv6 prefix such as \"2001:db8:5::/64\""),
+        )
+    };
+    let (a, l) = s.trim().split_once('/').ok_or_else(bad)?;
+    let a: std::net::Ipv6Addr = a.parse().map_err(|_| bad())?;
+    let l: u8 = l.parse().map_err(|_| bad())?;
+    if l == 0 || l > 128 || a.is_multicast() {
+        return Err(bad());
+    }
+    Ok((a, l))
+}
+
+/// Turns the engine's address questions into `address-request` lines for the provider, and its
+/// answers (or the timeout) into commands for the engine.
+async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
+    let mut rx = daemon.subscribe();
+    loop {
+        let (ike, identity, user, wants, requested) = match rx.recv().await {
+            Ok(Event::AddressWanted {
+                ike,
+                identity,
+                user,
+                wants_address,
+                wants_prefix,
+                requested,
+            }) => {
+                let mut wants = Vec::new();
+                if wants_address {
+                    wants.push("address".to_string());
+                }
+                if wants_prefix {
+                    wants.push("prefix".to_string());
+                }
+                (ike, identity, user, wants, requested)
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let request = shared.next_request.fetch_add(1, Ordering::SeqCst) + 1;
+        let (tx, answer) = oneshot::channel();
+        let mut timeout = Duration::ZERO;
+        let sent = {
+            let mut guard = shared.provider();
+            match guard.as_mut() {
+                Some(p) => {
+                    timeout = p.timeout;
+                    p.pending.insert(request, tx);
+                    p.out.send(line_of(&EventMsg::AddressRequest {
+                        request_id: request,
+                        ike: ike.to_string(),
+                        identity: identity.to_string(),
+                        user: user.clone(),
+                        wants,
+                        requested,
+                        timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+                    }))
+                }
+                None => false,
+            }
+        };
+        let (daemon, shared) = (daemon.clone(), shared.clone());
+        tokio::spawn(async move {
+            let got = if sent {
+                match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(a)) => Some(a),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some(p) = shared.provider().as_mut() {
+                p.pending.remove(&request);
+            }
+            if got.is_none() {
+                info!(ike = %ike, user, "address provider did not answer; using the daemon's pools");
+            }
+            let _ = daemon.call(move |d| d.provide_address(ike, got)).await;
+        });
+    }
+}

@@ -1,0 +1,723 @@
+//! What the control socket asks of the daemon, run on the daemon's own task through
+//! [`Control::Call`]: listings with kernel counters, users, stats, reload, initiate, terminate and
+//! rekey. Everything here is synchronous and quick; waiting (for SAs to come up, for an address
+//! provider) happens in `control::server`, never on the daemon's task.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Control, Daemon, now};
+use crate::control::protocol::{
+    self as proto, ErrorBody, ErrorCode, HelloResult, InitiateResult, ListUsersResult, StatsResult,
+};
+use crate::daemon::show;
+use crate::ike::{ChildInfo, Command, Event, HomeAddress, IkeId, IkeSaInfo};
+use crate::kernel::Mode;
+use crate::mobility::{IdentityMatch, SaClass, UserAuth};
+use crate::policy::{MobileNodeSettings, Role};
+
+/// A cloneable way to reach a running daemon from other tasks.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    tx: mpsc::Sender<Control>,
+    events: broadcast::Sender<Event>,
+}
+
+impl DaemonHandle {
+    /// Runs `f` on the daemon's task and returns its result.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, ErrorBody>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Daemon) -> R + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn FnOnce(&mut Daemon) + Send> = Box::new(move |d| {
+            let _ = reply.send(f(d));
+        });
+        let gone = || ErrorBody::new(ErrorCode::Internal, "the daemon is shutting down");
+        self.tx.send(Control::Call(job)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Every engine event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The control channel (for reload, which takes the SIGHUP path).
+    pub fn sender(&self) -> &mpsc::Sender<Control> {
+        &self.tx
+    }
+}
+
+/// What `initiate` found or started.
+pub struct InitiateStart {
+    pub ike: IkeId,
+    /// The IKE SA existed before this request.
+    pub existing: bool,
+    /// Already established with every class: the reply can go out at once.
+    pub done: Option<InitiateResult>,
+    /// The classes whose CHILD_SAs to wait for.
+    pub classes: Vec<SaClass>,
+}
+
+/// Parameters of an `initiate` request, already checked.
+pub struct InitiateParams {
+    pub home_agent: Option<SocketAddr>,
+    pub home_address: Option<HomeAddress>,
+    pub classes: Option<Vec<SaClass>>,
+}
+
+fn prefix_info(i: &IkeSaInfo) -> Option<proto::PrefixInfo> {
+    i.home_prefix.map(|(p, l, lifetime)| proto::PrefixInfo {
+        prefix: format!("{p}/{l}"),
+        lifetime_s: lifetime,
+    })
+}
+
+fn hex32(v: u32) -> String {
+    format!("{v:08x}")
+}
+
+fn age(at: Instant) -> u64 {
+    Instant::now().saturating_duration_since(at).as_secs()
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Transport => "transport",
+        Mode::Tunnel => "tunnel",
+    }
+}
+
+/// The kernel's counters by (destination, SPI).
+type Counters = HashMap<(IpAddr, u32), crate::kernel::SaCounters>;
+
+/// A CHILD_SA as the protocol shows it, with the kernel's counters when it has them.
+pub fn child_sa(c: &ChildInfo, counters: &Counters) -> proto::ChildSa {
+    let cin = counters.get(&(c.local, c.spi_in));
+    let cout = counters.get(&(c.remote, c.spi_out));
+    proto::ChildSa {
+        ike: c.ike.to_string(),
+        class: c.class.map(|k| k.name().to_string()),
+        mode: mode_name(c.mode).to_string(),
+        spi_in: hex32(c.spi_in),
+        spi_out: hex32(c.spi_out),
+        reqid_in: c.reqid_in,
+        reqid_out: c.reqid_out,
+        local: c.local.to_string(),
+        remote: c.remote.to_string(),
+        ts_local: c.ts_local.iter().map(show::selector).collect(),
+        ts_remote: c.ts_remote.iter().map(show::selector).collect(),
+        transforms: c.transforms.clone(),
+        age_s: age(c.installed),
+        bytes_in: cin.map(|x| x.bytes),
+        bytes_out: cout.map(|x| x.bytes),
+        packets_in: cin.map(|x| x.packets),
+        packets_out: cout.map(|x| x.packets),
+    }
+}
+
+/// Converts an engine event for subscribers.
+pub fn event_msg(e: &Event) -> proto::EventMsg {
+    use proto::EventMsg as M;
+    match e {
+        Event::IkeUp {
+            ike,
+            local,
+            remote,
+            peer,
+        } => M::IkeUp {
+            ike: ike.to_string(),
+            local: local.to_string(),
+            remote: remote.to_string(),
+            peer: peer.to_string(),
+        },
+        Event::IkeDown { ike, reason } => M::IkeDown {
+            ike: ike.to_string(),
+            reason: reason.clone(),
+        },
+        Event::IkeRekeyed { old, new } => M::IkeRekeyed {
+            old: old.to_string(),
+            new: new.to_string(),
+        },
+        Event::ChildUp(c) => M::ChildUp {
+            ike: c.ike.to_string(),
+            child: Box::new(child_sa(c, &Counters::new())),
+        },
+        Event::ChildDown {
+            ike,
+            spi_in,
+            spi_out,
+            reason,
+        } => M::ChildDown {
+            ike: ike.to_string(),
+            spi_in: hex32(*spi_in),
+            spi_out: hex32(*spi_out),
+            reason: reason.clone(),
+        },
+        Event::AuthFailed {
+            remote,
+            identity,
+            requested,
+            reason,
+        } => M::AuthFailed {
+            remote: remote.to_string(),
+            identity: identity.as_ref().map(|i| i.to_string()),
+            requested: requested.iter().map(show::selector).collect(),
+            reason: reason.clone(),
+        },
+        Event::Refused {
+            ike,
+            identity,
+            requested,
+            reason,
+        } => M::Refused {
+            ike: ike.to_string(),
+            identity: identity.to_string(),
+            requested: requested.iter().map(show::selector).collect(),
+            reason: reason.clone(),
+        },
+        Event::HoaAssigned { ike, address } => M::HoaAssigned {
+            ike: ike.to_string(),
+            address: *address,
+        },
+        Event::PrefixAssigned {
+            ike,
+            prefix,
+            prefix_len,
+            lifetime,
+        } => M::PrefixAssigned {
+            ike: ike.to_string(),
+            prefix: format!("{prefix}/{prefix_len}"),
+            lifetime_s: *lifetime,
+        },
+        Event::Migrated {
+            ike,
+            old_local,
+            old_remote,
+            new_local,
+            new_remote,
+        } => M::Migrated {
+            ike: ike.to_string(),
+            old_local: old_local.to_string(),
+            old_remote: old_remote.to_string(),
+            new_local: new_local.to_string(),
+            new_remote: new_remote.to_string(),
+        },
+        Event::AddressWanted {
+            ike,
+            identity,
+            user,
+            wants_address,
+            wants_prefix,
+            requested,
+        } => M::AddressRequest {
+            request_id: 0,
+            ike: ike.to_string(),
+            identity: identity.to_string(),
+            user: user.clone(),
+            wants: [(*wants_address, "address"), (*wants_prefix, "prefix")]
+                .iter()
+                .filter(|(w, _)| *w)
+                .map(|(_, n)| n.to_string())
+                .collect(),
+            requested: *requested,
+            timeout_ms: 0,
+        },
+        Event::ExchangeFailed {
+            ike,
+            exchange,
+            notify,
+            reason,
+        } => M::ExchangeFailed {
+            ike: ike.to_string(),
+            exchange: exchange.to_string(),
+            notify: notify.and_then(proto::notify_name).map(str::to_string),
+            notify_type: *notify,
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// Reads an IKE SA id as listings print it (16 hex digits; a leading 0x is fine).
+pub fn parse_ike_id(s: &str) -> Result<IkeId, ErrorBody> {
+    let t = s.trim().trim_start_matches("0x");
+    u64::from_str_radix(t, 16).map(IkeId).map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("ike = \"{s}\" is not an IKE SA id; use the 16 hex digits `sas` shows"),
+        )
+    })
+}
+
+impl Daemon {
+    /// A handle for the control socket; `tx` is the sender of the channel given to `run`.
+    pub fn handle(&self, tx: mpsc::Sender<Control>) -> DaemonHandle {
+        DaemonHandle {
+            tx,
+            events: self.events.clone(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.cfg.role
+    }
+
+    pub fn hello(&self) -> HelloResult {
+        HelloResult {
+            protocol: proto::PROTOCOL_VERSION,
+            daemon: "mip6-iked".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            role: self.cfg.role.name().into(),
+            uptime_s: age(self.started),
+        }
+    }
+
+    fn user_name(&self, info: &IkeSaInfo) -> Option<String> {
+        let ha = self.cfg.engine.home_agent.as_ref()?;
+        let peer = info.peer.as_ref()?;
+        ha.users.lookup(peer).map(|u| u.name.clone())
+    }
+
+    fn counters(&self) -> Counters {
+        self.kernel
+            .counters()
+            .into_iter()
+            .map(|(dst, spi, c)| ((dst, spi), c))
+            .collect()
+    }
+
+    fn ike_sa(&self, i: &IkeSaInfo, counters: &Counters) -> proto::IkeSa {
+        proto::IkeSa {
+            ike: i.id.to_string(),
+            initiator: i.initiator,
+            state: i.state.to_string(),
+            local: i.local.to_string(),
+            remote: i.remote.to_string(),
+            spi_i: format!("{:016x}", i.spi_i),
+            spi_r: format!("{:016x}", i.spi_r),
+            peer: i.peer.as_ref().map(|p| p.to_string()),
+            user: self.user_name(i),
+            home_address: i.home_address,
+            home_prefix: prefix_info(i),
+            transforms: i.transforms.clone(),
+            auth_method: i.peer_auth_method,
+            age_s: age(i.created),
+            children: i.children.iter().map(|c| child_sa(c, counters)).collect(),
+        }
+    }
+
+    pub fn list_sas(&self) -> proto::ListSasResult {
+        let counters = self.counters();
+        proto::ListSasResult {
+            ike_sas: self
+                .endpoint
+                .list()
+                .iter()
+                .map(|i| self.ike_sa(i, &counters))
+                .collect(),
+        }
+    }
+
+    pub fn list_users(&self) -> Result<ListUsersResult, ErrorBody> {
+        let Some(ha) = &self.cfg.engine.home_agent else {
+            return Err(ErrorBody::new(
+                ErrorCode::WrongRole,
+                "list-users: this daemon is a mobile node; users live on the home agent",
+            ));
+        };
+        let list = self.endpoint.list();
+        let users = ha
+            .users
+            .users()
+            .iter()
+            .map(|u| proto::User {
+                name: u.name.clone(),
+                identity: match &u.identity {
+                    IdentityMatch::Exact(id) => id.to_string(),
+                    IdentityMatch::DnPattern(p) => format!("dn:{p}"),
+                },
+                auth: match u.auth {
+                    UserAuth::Certificate => "certificate",
+                    UserAuth::Psk(_) => "psk",
+                }
+                .into(),
+                home_addresses: u.home_addresses.clone(),
+                classes: u.classes.iter().map(|c| c.name().to_string()).collect(),
+                ike_sas: list
+                    .iter()
+                    .filter(|i| {
+                        i.peer
+                            .as_ref()
+                            .and_then(|p| ha.users.lookup(p))
+                            .is_some_and(|x| std::sync::Arc::ptr_eq(&x, u))
+                    })
+                    .count(),
+            })
+            .collect();
+        Ok(ListUsersResult { users })
+    }
+
+    pub fn stats(&self) -> StatsResult {
+        let s = &self.endpoint.stats;
+        let list = self.endpoint.list();
+        StatsResult {
+            uptime_s: age(self.started),
+            ike_sas: list.len(),
+            child_sas: list.iter().map(|i| i.children.len()).sum(),
+            handshakes: s.ike_established,
+            handshakes_failed: s.ike_failed,
+            children_established: s.children_established,
+            retransmissions: s.retransmissions,
+            cookies_sent: s.cookies_sent,
+            invalid_ke_sent: s.invalid_ke_sent,
+            dropped: s.dropped,
+            auth_failures: s.auth_failures,
+            ts_refused: s.ts_refused,
+            nat_detected: s.nat_detected,
+            migrations: s.migrations,
+            failures: proto::failures(&s.failures),
+        }
+    }
+
+    /// The SIGHUP path, with its outcome for the caller.
+    pub fn reload_for_control(&mut self) -> Result<Vec<String>, ErrorBody> {
+        self.try_reload()
+            .map_err(|e| ErrorBody::new(ErrorCode::ReloadFailed, e))
+    }
+
+    /// An `initiate` request: finds an IKE SA that already does what is asked, or starts one.
+    pub fn start_initiate(&mut self, p: InitiateParams) -> Result<InitiateStart, ErrorBody> {
+        let Some(base) = self.cfg.mobile_node.clone() else {
+            return Err(ErrorBody::new(
+                ErrorCode::WrongRole,
+                "initiate: this daemon is a home agent; run initiate on the mobile node",
+            ));
+        };
+        let mut mn = MobileNodeSettings {
+            home_agent: p.home_agent.unwrap_or(base.home_agent),
+            home_address: p.home_address.unwrap_or(base.home_address),
+            classes: p.classes.unwrap_or_else(|| base.classes.clone()),
+            ..base.clone()
+        };
+        if let Some(ha) = p.home_agent
+            && let IpAddr::V6(a) = ha.ip()
+            && ha != base.home_agent
+        {
+            // Another home agent: its address is also the one in the selectors.
+            mn.home_agent_address = a;
+        }
+        if mn.classes.is_empty() {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "initiate: give at least one SA class",
+            ));
+        }
+        // An IKE SA of ours to that home agent for that home address answers the request
+        // (mip6d's start script may ask for what the daemon already brought up).
+        // (Not `initiator`: after the HA rekeyed the IKE SA, we are its responder.)
+        let existing = self.endpoint.list().into_iter().find(|i| {
+            i.state != "rekeyed"
+                && i.state != "deleting"
+                && i.remote == mn.home_agent
+                && match mn.home_address {
+                    HomeAddress::Static(a) => i.home_address.is_none_or(|h| h == a),
+                    HomeAddress::Dynamic => true,
+                }
+        });
+        if let Some(i) = existing {
+            let complete = has_classes(&i, &mn.classes);
+            if !complete && i.state == "established" {
+                // Up, but without some of the classes asked for now: add them.
+                for &class in &mn.classes {
+                    if !i.children.iter().any(|ch| ch.class == Some(class)) {
+                        self.endpoint
+                            .handle_command(now(), Command::CreateChild { ike: i.id, class })
+                            .map_err(|e| ErrorBody::new(ErrorCode::SaDown, e))?;
+                    }
+                }
+            }
+            let done = complete.then(|| self.initiate_result(&i, true, None));
+            return Ok(InitiateStart {
+                ike: i.id,
+                existing: true,
+                done,
+                classes: mn.classes,
+            });
+        }
+        let ike = self
+            .initiate_with(&mn)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+        // The configured SA is kept up by the daemon (re-initiated after it goes down).
+        if self.mn_ike.is_none() && mn == base {
+            self.mn_ike = Some(ike);
+        }
+        Ok(InitiateStart {
+            ike,
+            existing: false,
+            done: None,
+            classes: mn.classes,
+        })
+    }
+
+    /// The reply to `initiate` for an IKE SA as it is now.
+    pub fn initiate_result(
+        &self,
+        i: &IkeSaInfo,
+        existing: bool,
+        prefix: Option<proto::PrefixInfo>,
+    ) -> InitiateResult {
+        let t = self.cfg.engine.timers;
+        InitiateResult {
+            ike: i.id.to_string(),
+            existing,
+            local: i.local.to_string(),
+            remote: i.remote.to_string(),
+            home_address: i.home_address,
+            prefix: prefix.or_else(|| prefix_info(i)),
+            child_rekey_s: t.child_rekey.as_secs(),
+            child_lifetime_s: t.child_lifetime.as_secs(),
+            ike_rekey_s: t.ike_rekey.as_secs(),
+            children: {
+                let counters = self.counters();
+                i.children.iter().map(|c| child_sa(c, &counters)).collect()
+            },
+        }
+    }
+
+    /// Handles a kernel event (ACQUIRE, EXPIRE, MIGRATE) as if the kernel backend had
+    /// reported it; tests use it with the in-memory backend, which reports none.
+    pub fn kernel_event(&mut self, ev: crate::kernel::KernelEvent) {
+        self.on_kernel_event(ev);
+    }
+
+    /// The current view of one IKE SA.
+    pub fn ike_info(&self, ike: IkeId) -> Option<IkeSaInfo> {
+        self.endpoint.get(ike)
+    }
+
+    /// Deletes one IKE SA, or all IKE SAs of `user`; returns their ids.
+    pub fn terminate(
+        &mut self,
+        ike: Option<IkeId>,
+        user: Option<&str>,
+    ) -> Result<Vec<String>, ErrorBody> {
+        let ids: Vec<IkeId> = match (ike, user) {
+            (Some(id), None) => vec![id],
+            (None, Some(name)) => {
+                let Some(ha) = &self.cfg.engine.home_agent else {
+                    return Err(ErrorBody::new(
+                        ErrorCode::WrongRole,
+                        "terminate user=...: users live on the home agent; give ike=<id>",
+                    ));
+                };
+                if !ha.users.users().iter().any(|u| u.name == name) {
+                    return Err(ErrorBody::new(
+                        ErrorCode::NoSuchUser,
+                        format!("no user file named '{name}'; see list-users"),
+                    ));
+                }
+                self.endpoint
+                    .list()
+                    .iter()
+                    .filter(|i| self.user_name(i).as_deref() == Some(name))
+                    .map(|i| i.id)
+                    .collect()
+            }
+            _ => {
+                return Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "terminate needs exactly one of ike=<id> or user=<name>",
+                ));
+            }
+        };
+        let mut done = Vec::new();
+        for id in ids {
+            // Asked for: do not bring it back up on our own.
+            if self.mn_ike == Some(id) {
+                self.mn_ike = None;
+            }
+            match self
+                .endpoint
+                .handle_command(now(), Command::Terminate { ike: id })
+            {
+                Ok(_) => done.push(id.to_string()),
+                Err(e) if ike.is_some() => {
+                    return Err(ErrorBody::new(ErrorCode::NoSuchSa, e));
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(done)
+    }
+
+    /// Rekeys an IKE SA, or one CHILD_SA of it (by inbound SPI).
+    pub fn rekey(&mut self, ike: IkeId, child: Option<u32>) -> Result<(), ErrorBody> {
+        let cmd = match child {
+            None => Command::RekeyIke { ike },
+            Some(spi_in) => {
+                let known = self
+                    .endpoint
+                    .get(ike)
+                    .is_some_and(|i| i.children.iter().any(|c| c.spi_in == spi_in));
+                if !known {
+                    return Err(ErrorBody::new(
+                        ErrorCode::NoSuchSa,
+                        format!("IKE SA {ike} has no CHILD_SA with inbound SPI {spi_in:08x}"),
+                    ));
+                }
+                Command::RekeyChild { ike, spi_in }
+            }
+        };
+        self.endpoint
+            .handle_command(now(), cmd)
+            .map(|_| ())
+            .map_err(|e| ErrorBody::new(ErrorCode::NoSuchSa, e))
+    }
+}
+
+impl Daemon {
+    /// A provider registered (true) or left; returns how long the engine waits for it.
+    pub fn set_address_provider(&mut self, on: bool) -> Duration {
+        let t = self.cfg.control.provider_timeout;
+        self.endpoint.set_address_provider(on.then_some(t));
+        t
+    }
+
+    /// The provider's answer (None: none in time) for a parked IKE_AUTH.
+    pub fn provide_address(
+        &mut self,
+        ike: IkeId,
+        a: Option<crate::control::server::ProviderAnswer>,
+    ) {
+        let answer = a.map_or_else(Default::default, |a| crate::ike::ProvidedAddress {
+            address: a.address,
+            prefix: a.prefix,
+            prefix_lifetime: a.prefix_lifetime,
+        });
+        if let Err(e) = self
+            .endpoint
+            .handle_command(now(), Command::ProvideAddress { ike, answer })
+        {
+            tracing::debug!("address answer not used: {e}");
+        }
+    }
+
+    /// The home agent's address leases.
+    pub fn leases(&self) -> Result<proto::LeasesResult, ErrorBody> {
+        if self.cfg.engine.home_agent.is_none() {
+            return Err(ErrorBody::new(
+                ErrorCode::WrongRole,
+                "leases: this daemon is a mobile node; leases live on the home agent",
+            ));
+        }
+        let sas = self.endpoint.list();
+        let unix = now().unix;
+        let leases = self
+            .endpoint
+            .leases()
+            .into_iter()
+            .map(|l| {
+                let address = l.prefix_len == 128;
+                let ike = sas
+                    .iter()
+                    .find(|i| {
+                        i.peer.as_ref().is_some_and(|p| p.to_string() == l.identity)
+                            && (!address || i.home_address == Some(l.address))
+                    })
+                    .map(|i| i.id.to_string());
+                proto::Lease {
+                    user: l.user,
+                    identity: l.identity,
+                    pool: l.pool,
+                    kind: if address { "address" } else { "prefix" }.into(),
+                    value: if address {
+                        l.address.to_string()
+                    } else {
+                        format!("{}/{}", l.address, l.prefix_len)
+                    },
+                    state: match l.state {
+                        crate::mobility::LeaseState::Bound => "bound",
+                        crate::mobility::LeaseState::Released => "released",
+                    }
+                    .into(),
+                    expires_in_s: l.expires.map(|e| e.saturating_sub(unix)),
+                    ike,
+                }
+            })
+            .collect();
+        Ok(proto::LeasesResult { leases })
+    }
+}
+
+/// The IKE SA is established with a CHILD_SA of every class in `classes`.
+pub fn has_classes(i: &IkeSaInfo, classes: &[SaClass]) -> bool {
+    i.state == "established"
+        && classes
+            .iter()
+            .all(|c| i.children.iter().any(|ch| ch.class == Some(*c)))
+}
+
+/// Parses `initiate`'s fields.
+pub fn initiate_params(
+    home_agent: Option<&str>,
+    home_address: Option<&str>,
+    classes: Option<&[String]>,
+) -> Result<InitiateParams, ErrorBody> {
+    let bad = |m: String| ErrorBody::new(ErrorCode::BadRequest, m);
+    let home_agent = home_agent
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| {
+                    s.parse::<IpAddr>()
+                        .map(|a| SocketAddr::new(a, crate::policy::DEFAULT_PORT))
+                })
+                .map_err(|_| {
+                    bad(format!(
+                        "home_agent = \"{s}\": write an address or [address]:port"
+                    ))
+                })
+        })
+        .transpose()?;
+    let home_address = home_address
+        .map(|s| {
+            if s.trim() == "dynamic" {
+                Ok(HomeAddress::Dynamic)
+            } else {
+                s.trim()
+                    .parse::<Ipv6Addr>()
+                    .map(HomeAddress::Static)
+                    .map_err(|_| {
+                        bad(format!(
+                            "home_address = \"{s}\": write an IPv6 address or \"dynamic\""
+                        ))
+                    })
+            }
+        })
+        .transpose()?;
+    let classes = classes
+        .map(|list| {
+            list.iter()
+                .map(|c| {
+                    SaClass::from_name(c).ok_or_else(|| {
+                        bad(format!(
+                            "unknown SA class \"{c}\"; known: bu-ba, payload, mps-mpa, hoti-hot"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    Ok(InitiateParams {
+        home_agent,
+        home_address,
+        classes,
+    })
+}
+
+/// The longest an `initiate` waits when the request names no timeout.
+pub const INITIATE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,252 @@
+//! Movement (RFC 6275 11.7.1 K bit, RFC 3776 6.19, RFC 4877 4.5): mip6d tells the kernel that a
+//! mobile node moved with one XFRM_MSG_MIGRATE per policy, each carrying the IKE endpoints in
+//! KMADDRESS (MN: new CoA, HA; HA: HA, new CoA, or the HoA when the MN comes home). The
+//! kernel's broadcast of those messages is the only signal the key manager gets.
+//!
+//! With the K bit the IKE SA follows KMADDRESS (ports kept); several MIGRATEs of one move find
+//! the SA already there and do nothing. Without it the mobile node starts a new IKE SA from the
+//! new address and both sides drop the old one. The SA is found by the home address in the
+//! MIGRATE's selector plus one unchanged KMADDRESS end, never by a datagram's source address.
+//! The home agent's FWD tunnel policies are migrated too, but their MIGRATEs never reach the
+//! engine (see `kernel::xfrm::msg::parse_event`): the IN MIGRATE of the same tunnel carries the
+//! same selector and KMADDRESS.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tracing::{debug, info};
+
+use super::endpoint::{Endpoint, Fate};
+use super::sa::{Child, IkeSa, Plan, State};
+use super::{Event, Transmit};
+use crate::kernel::{KernelOp, Migrate, Mode, Selector};
+use crate::wire::Payload;
+use crate::wire::consts::{INFORMATIONAL, PROTO_IKE};
+
+/// The selector side `addr/prefix` covers `hoa`; `::/0` does not count (it names every SA).
+fn covers(addr: IpAddr, prefix: u8, hoa: IpAddr) -> bool {
+    match (addr, hoa) {
+        (IpAddr::V6(a), IpAddr::V6(h)) if (1..=128).contains(&prefix) => {
+            let mask = u128::MAX << (128 - u32::from(prefix));
+            u128::from(a) & mask == u128::from(h) & mask
+        }
+        _ => false,
+    }
+}
+
+fn names_home_address(sel: &Selector, hoa: IpAddr) -> bool {
+    covers(sel.src, sel.src_prefix, hoa) || covers(sel.dst, sel.dst_prefix, hoa)
+}
+
+/// A tunnel CHILD_SA whose outer endpoints (local, remote) changed.
+struct Moved {
+    spi_in: u32,
+    spi_out: u32,
+    old: (IpAddr, IpAddr),
+    new: (IpAddr, IpAddr),
+}
+
+/// Tunnel SAs run between the IKE endpoints (CoA <-> HA) and follow them from `old` to `new`;
+/// transport SAs between HoA and HA do not move. Returns what moved.
+fn follow(
+    children: &mut [Child],
+    old: (SocketAddr, SocketAddr),
+    new: (IpAddr, IpAddr),
+) -> Vec<Moved> {
+    let mut out = Vec::new();
+    for c in children.iter_mut().filter(|c| c.mode == Mode::Tunnel) {
+        let (ol, or) = (c.outer_local, c.outer_remote);
+        let nl = if ol == old.0.ip() { new.0 } else { ol };
+        let nr = if or == old.1.ip() { new.1 } else { or };
+        if (nl, nr) == (ol, or) {
+            continue;
+        }
+        c.outer_local = nl;
+        c.outer_remote = nr;
+        out.push(Moved {
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            old: (ol, or),
+            new: (nl, nr),
+        });
+    }
+    out
+}
+
+/// The plan and addresses of an IKE SA to start again after a move without key mobility.
+type Restart = (Box<Plan>, SocketAddr, SocketAddr);
+
+impl Endpoint {
+    /// A MIGRATE from the kernel (see the module documentation).
+    pub(super) fn handle_migrate(&mut self, m: Migrate) {
+        let (Some(km_local), Some(km_remote)) = (m.km_local, m.km_remote) else {
+            // The new IKE endpoints are only in KMADDRESS (transport entries carry `::`).
+            return debug!(reqid = m.reqid, selector = ?m.selector, "MIGRATE without KMADDRESS ignored");
+        };
+        let ids: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| {
+                matches!(
+                    sa.state,
+                    State::Established | State::Rekeyed | State::Deleting
+                ) && sa
+                    .home_address
+                    .is_some_and(|h| names_home_address(&m.selector, IpAddr::V6(h)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return info!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                "MIGRATE for a home address without IKE SA; ignored");
+        }
+        for id in ids {
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
+            let (fate, restart) = self.migrate_sa(&mut sa, km_local, km_remote);
+            // The old SA's CHILD_SAs and IkeDown go first; then the new IKE SA starts.
+            self.finish(sa, fate);
+            if let Some((plan, local, remote)) = restart {
+                let id = self.start_initiator(local, remote, *plan);
+                info!(ike = %id, %local, %remote, "IKE SA re-established from the new address");
+            }
+        }
+    }
+
+    fn migrate_sa(
+        &mut self,
+        sa: &mut IkeSa,
+        km_local: IpAddr,
+        km_remote: IpAddr,
+    ) -> (Fate, Option<Restart>) {
+        let (old_local, old_remote) = (sa.local, sa.remote);
+        let local_moved = old_local.ip() != km_local;
+        let remote_moved = old_remote.ip() != km_remote;
+        if !local_moved && !remote_moved {
+            // Another MIGRATE of a move already acted on (mip6d sends one per policy).
+            debug!(ike = %sa.id(), %km_local, %km_remote, "MIGRATE: IKE SA already at KMADDRESS");
+            return (Fate::Keep, None);
+        }
+        if (local_moved && remote_moved) || km_local.is_ipv4() != km_remote.is_ipv4() {
+            // Both ends never move at once: this KMADDRESS is not about this IKE SA.
+            info!(ike = %sa.id(), local = %old_local, remote = %old_remote, %km_local, %km_remote,
+                "MIGRATE: KMADDRESS does not match the IKE SA; ignored");
+            return (Fate::Keep, None);
+        }
+        let new_local = SocketAddr::new(km_local, old_local.port());
+        let new_remote = SocketAddr::new(km_remote, old_remote.port());
+        let update_kernel = self.cfg.mobility.update_kernel_sas;
+        if !self.cfg.mobility.key_mobility {
+            if !update_kernel {
+                // mip6d's MIGRATEs move the kernel's tunnel SAs, but whether the one for this
+                // SA has been processed yet is unknown: delete at the new place too (the
+                // teardown deletes at the recorded one; one of the two finds nothing).
+                let mut probe = sa.children.clone();
+                for m in follow(&mut probe, (old_local, old_remote), (km_local, km_remote)) {
+                    self.kernel_ops.push_back(KernelOp::DelSa {
+                        dst: m.new.0,
+                        spi: m.spi_in,
+                    });
+                    self.kernel_ops.push_back(KernelOp::DelSa {
+                        dst: m.new.1,
+                        spi: m.spi_out,
+                    });
+                }
+            }
+            return self.replace_after_move(sa, new_local, new_remote, local_moved);
+        }
+        sa.local = new_local;
+        sa.remote = new_remote;
+        for m in follow(
+            &mut sa.children,
+            (old_local, old_remote),
+            (km_local, km_remote),
+        ) {
+            if update_kernel {
+                self.kernel_ops.push_back(KernelOp::UpdateSaAddrs {
+                    old_dst: m.old.0,
+                    spi: m.spi_in,
+                    src: m.new.1,
+                    dst: m.new.0,
+                });
+                self.kernel_ops.push_back(KernelOp::UpdateSaAddrs {
+                    old_dst: m.old.1,
+                    spi: m.spi_out,
+                    src: m.new.0,
+                    dst: m.new.1,
+                });
+            }
+        }
+        info!(ike = %sa.id(), from = %format_args!("{old_local} <-> {old_remote}"),
+              to = %format_args!("{new_local} <-> {new_remote}"), "IKE SA moved (K bit)");
+        if sa.state == State::Established {
+            // A superseded SA (rekeyed, deleting) moves too, so its last messages arrive, but
+            // the move is reported once, for the SA that carries the CHILD_SAs.
+            self.stats.migrations += 1;
+            self.push_event(Event::Migrated {
+                ike: sa.id(),
+                old_local,
+                old_remote,
+                new_local,
+                new_remote,
+            });
+        }
+        (Fate::Keep, None)
+    }
+
+    /// Without the K bit: the old IKE SA goes (its Delete sent once, from and to the new
+    /// addresses, since the old care-of address may be gone), and the side that moved and holds
+    /// the plan (the mobile node) starts again from its new address.
+    fn replace_after_move(
+        &mut self,
+        sa: &mut IkeSa,
+        new_local: SocketAddr,
+        new_remote: SocketAddr,
+        local_moved: bool,
+    ) -> (Fate, Option<Restart>) {
+        if sa.state == State::Established
+            && let Some(keys) = &sa.keys
+        {
+            let del = Payload::Delete(crate::wire::Delete {
+                protocol_id: PROTO_IKE,
+                spi_size: 0,
+                spis: vec![],
+            });
+            let hdr = self.header(sa, INFORMATIONAL, false, sa.next_msg_id);
+            let data = super::protect::seal(&keys.out, self.rng.as_mut(), hdr, &[del]);
+            self.transmits.push_back(Transmit {
+                local: new_local,
+                remote: new_remote,
+                data,
+            });
+        }
+        if local_moved
+            && sa.state == State::Established
+            && let Some(mut plan) = sa.plan.take()
+        {
+            plan.ike_rekey_at = None;
+            return (
+                Fate::Close("moved without key mobility: re-establishing".into()),
+                Some((plan, new_local, new_remote)),
+            );
+        }
+        (Fate::Close("peer moved without key mobility".into()), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_sides_name_a_home_address() {
+        let hoa: IpAddr = "2001:db8:1::100".parse().unwrap();
+        let other: IpAddr = "2001:db8:1::200".parse().unwrap();
+        let any: IpAddr = "::".parse().unwrap();
+        assert!(covers(hoa, 128, hoa));
+        assert!(!covers(other, 128, hoa));
+        assert!(covers("2001:db8:1::".parse().unwrap(), 64, hoa));
+        assert!(!covers(any, 0, hoa), "::/0 names every SA, so none");
+        assert!(!covers("10.0.0.1".parse().unwrap(), 32, hoa));
+    }
+}

@@ -1,0 +1,429 @@
+//! Leases of dynamic home addresses and delegated prefixes.
+//!
+//! The engine owns a [`LeaseTable`] in memory (no I/O): it hands out items of a [`Pool`], keeps
+//! them unique across users, renews them for the same identity and expires them once the IKE SA
+//! that held them has been gone longer than the grace period. Every change sets a flag that the
+//! daemon reads (`Endpoint::take_leases_changed`) to write the whole table with [`LeaseStore`]
+//! (temporary file, fsync, rename), and the table is loaded from that file at start. Tables are
+//! small (one entry per mobile node), so writing all of it keeps the file format trivial and
+//! every write complete.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::pool::Pool;
+
+/// The on-disk format version.
+pub const LEASE_FILE_VERSION: u32 = 1;
+/// Leases a file may hold (a bound on what a corrupted or hostile file makes us allocate).
+pub const MAX_LEASES: usize = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// An IKE SA of the identity holds it.
+    Bound,
+    /// No IKE SA holds it; it expires at `expires`.
+    Released,
+}
+
+/// One home address (`prefix_len` 128) or delegated prefix given to one identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    /// The authenticated identity, as `Identity`'s display (e.g. `dn:C=CH, ..., CN=mn3`).
+    pub identity: String,
+    /// The user file (stem) that granted it.
+    pub user: String,
+    pub pool: String,
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    pub state: LeaseState,
+    /// Unix seconds at which a released lease expires (None while bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+/// All leases, unique by item and by (identity, pool).
+#[derive(Debug, Default)]
+pub struct LeaseTable {
+    by_item: BTreeMap<(Ipv6Addr, u8), Lease>,
+    /// (identity key, pool) -> item.
+    by_owner: HashMap<(String, String), (Ipv6Addr, u8)>,
+    /// identity key -> its items (few: one per pool), so lookups by identity stay O(1).
+    by_identity: HashMap<String, Vec<(Ipv6Addr, u8)>>,
+    /// Released leases by expiry, so that timers cost O(log n), not a scan.
+    expiries: BTreeSet<(u64, Ipv6Addr, u8)>,
+    changed: bool,
+}
+
+impl LeaseTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A table from stored leases (expired ones and duplicates dropped: first one wins).
+    pub fn from_leases(leases: Vec<Lease>, now_unix: u64) -> LeaseTable {
+        let mut t = LeaseTable::new();
+        for l in leases {
+            if (l.expires.is_some_and(|e| e <= now_unix) && l.state == LeaseState::Released)
+                || l.prefix_len > 128
+            {
+                continue;
+            }
+            let item = (l.address, l.prefix_len);
+            let owner = (owner_key(&l.identity), l.pool.clone());
+            if t.by_item.contains_key(&item) || t.by_owner.contains_key(&owner) {
+                continue;
+            }
+            t.index(owner, item);
+            if let (LeaseState::Released, Some(e)) = (l.state, l.expires) {
+                t.expiries.insert((e, item.0, item.1));
+            }
+            t.by_item.insert(item, l);
+        }
+        t
+    }
+
+    fn index(&mut self, owner: (String, String), item: (Ipv6Addr, u8)) {
+        self.by_identity
+            .entry(owner.0.clone())
+            .or_default()
+            .push(item);
+        self.by_owner.insert(owner, item);
+    }
+
+    fn unindex(&mut self, owner: &(String, String)) -> Option<(Ipv6Addr, u8)> {
+        let item = self.by_owner.remove(owner)?;
+        if let Some(v) = self.by_identity.get_mut(&owner.0) {
+            v.retain(|i| *i != item);
+            if v.is_empty() {
+                self.by_identity.remove(&owner.0);
+            }
+        }
+        Some(item)
+    }
+
+    /// Every lease, ordered by address.
+    pub fn list(&self) -> Vec<Lease> {
+        self.by_item.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_item.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_item.is_empty()
+    }
+
+    /// The lease of `identity` in `pool`, if any.
+    pub fn of(&self, identity: &str, pool: &str) -> Option<&Lease> {
+        let item = self
+            .by_owner
+            .get(&(owner_key(identity), pool.to_string()))?;
+        self.by_item.get(item)
+    }
+
+    /// Items held (bound or within grace) by `identity`, in any pool.
+    pub fn items_of(&self, identity: &str) -> Vec<(Ipv6Addr, u8)> {
+        self.by_identity
+            .get(&owner_key(identity))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Binds an item of `pool` to `identity`: its existing lease (renewed), else `wanted` when
+    /// it is free, else the first free item. `reserved` says which items belong to someone by
+    /// configuration (static home addresses). None when the pool is exhausted.
+    pub fn acquire(
+        &mut self,
+        identity: &str,
+        user: &str,
+        pool: &Pool,
+        wanted: Option<Ipv6Addr>,
+        reserved: impl Fn(Ipv6Addr) -> bool,
+        now_unix: u64,
+    ) -> Option<Ipv6Addr> {
+        self.expire(now_unix);
+        let len = pool.item_len();
+        let owner = (owner_key(identity), pool.name.clone());
+        if let Some(&item) = self.by_owner.get(&owner) {
+            if pool.contains(item.0) && item.1 == len {
+                if let Some(l) = self.by_item.get_mut(&item)
+                    && (l.state != LeaseState::Bound || l.user != user)
+                {
+                    if let Some(e) = l.expires {
+                        self.expiries.remove(&(e, item.0, item.1));
+                    }
+                    l.state = LeaseState::Bound;
+                    l.expires = None;
+                    l.user = user.to_string();
+                    self.changed = true;
+                }
+                return Some(item.0);
+            }
+            // The pool changed under the lease (reload): it no longer counts.
+            self.unindex(&owner);
+            if let Some(e) = self.by_item.remove(&item).and_then(|l| l.expires) {
+                self.expiries.remove(&(e, item.0, item.1));
+            }
+            self.changed = true;
+        }
+        let free = |t: &Self, a: Ipv6Addr| !t.by_item.contains_key(&(a, len)) && !reserved(a);
+        let pick = match wanted.filter(|&w| pool.contains(w) && free(self, w)) {
+            Some(w) => Some(w),
+            None => {
+                // Only items in use or reserved can be in the way, so the scan is bounded by
+                // their number (reservations inside a pool are few: static home addresses).
+                let tries = (self.by_item.len() as u128).saturating_add(4097);
+                (0..pool.size().min(tries))
+                    .filter_map(|i| pool.nth(i))
+                    .find(|&a| free(self, a))
+            }
+        }?;
+        self.index(owner, (pick, len));
+        self.by_item.insert(
+            (pick, len),
+            Lease {
+                identity: identity.to_string(),
+                user: user.to_string(),
+                pool: pool.name.clone(),
+                address: pick,
+                prefix_len: len,
+                state: LeaseState::Bound,
+                expires: None,
+            },
+        );
+        self.changed = true;
+        Some(pick)
+    }
+
+    /// The identity's last IKE SA is gone: its bound leases start their grace period.
+    pub fn release(&mut self, identity: &str, now_unix: u64, grace_secs: u64) {
+        for item in self.items_of(identity) {
+            if let Some(l) = self.by_item.get_mut(&item)
+                && l.state == LeaseState::Bound
+            {
+                let e = now_unix.saturating_add(grace_secs);
+                l.state = LeaseState::Released;
+                l.expires = Some(e);
+                self.expiries.insert((e, l.address, l.prefix_len));
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Whether `identity` holds a bound lease.
+    pub fn has_bound(&self, identity: &str) -> bool {
+        self.items_of(identity).iter().any(|i| {
+            self.by_item
+                .get(i)
+                .is_some_and(|l| l.state == LeaseState::Bound)
+        })
+    }
+
+    /// Every bound lease starts its grace period (daemon shutdown).
+    pub fn release_all(&mut self, now_unix: u64, grace_secs: u64) {
+        for l in self.by_item.values_mut() {
+            if l.state == LeaseState::Bound {
+                let e = now_unix.saturating_add(grace_secs);
+                l.state = LeaseState::Released;
+                l.expires = Some(e);
+                self.expiries.insert((e, l.address, l.prefix_len));
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Drops released leases whose grace period is over.
+    pub fn expire(&mut self, now_unix: u64) {
+        while let Some(&(e, a, len)) = self.expiries.first() {
+            if e > now_unix {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(l) = self.by_item.remove(&(a, len)) {
+                tracing::info!(identity = %l.identity, address = %l.address, prefix_len = l.prefix_len, "lease expired");
+                self.unindex(&(owner_key(&l.identity), l.pool));
+                self.changed = true;
+            }
+        }
+    }
+
+    /// The earliest expiry of a released lease (Unix seconds).
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|(e, _, _)| *e)
+    }
+
+    /// Whether the table changed since the last call (the daemon then saves it).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+/// Identities compare case-insensitively (DN text, FQDN, email), as in the user database.
+fn owner_key(identity: &str) -> String {
+    identity.to_ascii_lowercase()
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseFile {
+    version: u32,
+    #[serde(default, rename = "lease")]
+    leases: Vec<Lease>,
+}
+
+/// The lease file: TOML, `version = 1` and one `[[lease]]` table per lease.
+#[derive(Debug, Clone)]
+pub struct LeaseStore {
+    path: PathBuf,
+}
+
+impl LeaseStore {
+    pub fn new(path: impl Into<PathBuf>) -> LeaseStore {
+        LeaseStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored leases; an absent file is an empty table.
+    pub fn load(&self) -> Result<Vec<Lease>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: cannot read: {e}", self.path.display())),
+        };
+        let f: LeaseFile =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if f.version != LEASE_FILE_VERSION {
+            return Err(format!(
+                "{}: lease file version {} is not supported (this daemon writes version {LEASE_FILE_VERSION})",
+                self.path.display(),
+                f.version
+            ));
+        }
+        if f.leases.len() > MAX_LEASES {
+            return Err(format!(
+                "{}: more than {MAX_LEASES} leases",
+                self.path.display()
+            ));
+        }
+        Ok(f.leases)
+    }
+
+    /// Writes all leases atomically: a temporary file next to the real one, fsync, rename,
+    /// then fsync of the directory so that the rename itself survives a crash.
+    pub fn save(&self, leases: &[Lease]) -> std::io::Result<()> {
+        let f = LeaseFile {
+            version: LEASE_FILE_VERSION,
+            leases: leases.to_vec(),
+        };
+        let text = toml::to_string(&f).map_err(std::io::Error::other)?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "leases".into());
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(
+                b"# mip6-iked lease store: written by the daemon, do not edit while it runs.\n",
+            )?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mobility::PoolKind;
+
+    fn pool() -> Pool {
+        Pool {
+            name: "dyn".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::10".parse().unwrap(),
+                last: "2001:db8:1::13".parse().unwrap(),
+            },
+            lifetime: 0,
+        }
+    }
+
+    #[test]
+    fn renewal_reservation_release_and_expiry() {
+        let p = pool();
+        let mut t = LeaseTable::new();
+        let reserved = |a: Ipv6Addr| a == "2001:db8:1::10".parse::<Ipv6Addr>().unwrap();
+        let a = t.acquire("fqdn:A", "a", &p, None, reserved, 100).unwrap();
+        assert_eq!(
+            a,
+            "2001:db8:1::11".parse::<Ipv6Addr>().unwrap(),
+            "static address skipped"
+        );
+        // The same identity (any case) renews; another one gets the next item.
+        assert_eq!(t.acquire("FQDN:a", "a", &p, None, reserved, 100), Some(a));
+        let b = t
+            .acquire("fqdn:B", "b", &p, Some(a), reserved, 100)
+            .unwrap();
+        assert_ne!(a, b, "a proposal held by another identity is not given");
+        t.release("fqdn:A", 200, 50);
+        assert_eq!(t.next_expiry(), Some(250));
+        t.expire(249);
+        assert_eq!(t.len(), 2);
+        t.expire(250);
+        assert_eq!(t.len(), 1);
+        assert!(t.of("fqdn:A", "dyn").is_none());
+        assert!(t.take_changed());
+        assert!(!t.take_changed());
+    }
+
+    #[test]
+    fn store_round_trip_versions_and_restart_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LeaseStore::new(dir.path().join("leases.toml"));
+        assert_eq!(store.load().unwrap(), vec![], "no file: no leases");
+        let p = pool();
+        let mut t = LeaseTable::new();
+        t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        t.acquire("fqdn:B", "b", &p, None, |_| false, 0).unwrap();
+        t.release("fqdn:B", 0, 10);
+        store.save(&t.list()).unwrap();
+        let back = store.load().unwrap();
+        assert_eq!(back, t.list());
+        // Expired at load time: dropped.
+        let t2 = LeaseTable::from_leases(back, 10);
+        assert_eq!(t2.len(), 1);
+        std::fs::write(store.path(), "version = 2\n").unwrap();
+        assert!(
+            store
+                .load()
+                .unwrap_err()
+                .contains("version 2 is not supported")
+        );
+        std::fs::write(store.path(), "version = 1\nbogus = 1\n").unwrap();
+        assert!(store.load().unwrap_err().contains("bogus"));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+}

@@ -1,0 +1,1120 @@
+//! Mobile IPv6 semantics end to end in the engine: K-bit moves driven by mip6d-style MIGRATE
+//! sequences, re-establishment without the K bit, dynamic home addresses and prefixes from
+//! pools, USE_ASSIGNED_HoA, leases (uniqueness, persistence, expiry) and reloads.
+
+mod common;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, HomeAgentConfig, Now};
+use mip6_ike::kernel::{Direction, Kernel, KernelEvent, KernelOp, Migrate, Mode, Selector};
+use mip6_ike::mobility::{
+    HomePrefix, IdentityMatch, LeaseState, LeaseStore, Pool, PoolKind, SaClass, User, UserAuth,
+    UserDb,
+};
+use mip6_ike::wire::consts::*;
+
+const BU_PAYLOAD: &[SaClass] = &[SaClass::BuBa, SaClass::Payload];
+const ANY: Ipv6Addr = Ipv6Addr::UNSPECIFIED;
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+fn ip(a: Ipv6Addr) -> IpAddr {
+    IpAddr::V6(a)
+}
+
+fn sel(src: Ipv6Addr, sp: u8, dst: Ipv6Addr, dp: u8, proto: u8) -> Selector {
+    Selector {
+        src: ip(src),
+        src_prefix: sp,
+        dst: ip(dst),
+        dst_prefix: dp,
+        proto,
+        sport: (0, 0),
+        dport: (0, 0),
+    }
+}
+
+/// One MIGRATE entry as mip6d sends it: transport entries carry `::` as old/new addresses,
+/// tunnel entries the old and new outer endpoints; every message carries KMADDRESS.
+#[allow(clippy::too_many_arguments)]
+fn migrate(
+    selector: Selector,
+    direction: Direction,
+    reqid: u32,
+    old: (Ipv6Addr, Ipv6Addr),
+    new: (Ipv6Addr, Ipv6Addr),
+    km: (Ipv6Addr, Ipv6Addr),
+) -> KernelEvent {
+    KernelEvent::Migrate(Migrate {
+        selector,
+        direction,
+        reqid,
+        old_src: ip(old.0),
+        old_dst: ip(old.1),
+        new_src: ip(new.0),
+        new_dst: ip(new.1),
+        km_local: Some(ip(km.0)),
+        km_remote: Some(ip(km.1)),
+    })
+}
+
+/// The 4 MIGRATEs mip6d sends on the MN before its BU (Mh and TunnelPayload, both directions).
+fn mn_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
+    let km = (new_coa, HA_IP);
+    vec![
+        migrate(
+            sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
+            Direction::Out,
+            1,
+            (ANY, ANY),
+            (ANY, ANY),
+            km,
+        ),
+        migrate(
+            sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
+            Direction::In,
+            2,
+            (ANY, ANY),
+            (ANY, ANY),
+            km,
+        ),
+        migrate(
+            sel(hoa, 128, ANY, 0, 0),
+            Direction::Out,
+            3,
+            (old_coa, HA_IP),
+            (new_coa, HA_IP),
+            km,
+        ),
+        migrate(
+            sel(ANY, 0, hoa, 128, 0),
+            Direction::In,
+            4,
+            (HA_IP, old_coa),
+            (HA_IP, new_coa),
+            km,
+        ),
+    ]
+}
+
+/// The 5 MIGRATEs mip6d sends on the HA while it processes the BU (one policy twice, as seen).
+fn ha_migrates(hoa: Ipv6Addr, old_coa: Ipv6Addr, new_coa: Ipv6Addr) -> Vec<KernelEvent> {
+    let km = (HA_IP, new_coa);
+    vec![
+        migrate(
+            sel(HA_IP, 128, hoa, 128, IPPROTO_MH),
+            Direction::Out,
+            2,
+            (ANY, ANY),
+            (ANY, ANY),
+            km,
+        ),
+        migrate(
+            sel(hoa, 128, HA_IP, 128, IPPROTO_MH),
+            Direction::In,
+            1,
+            (ANY, ANY),
+            (ANY, ANY),
+            km,
+        ),
+        migrate(
+            sel(ANY, 0, hoa, 128, 0),
+            Direction::Out,
+            4,
+            (HA_IP, old_coa),
+            (HA_IP, new_coa),
+            km,
+        ),
+        migrate(
+            sel(hoa, 128, ANY, 0, 0),
+            Direction::In,
+            3,
+            (old_coa, HA_IP),
+            (new_coa, HA_IP),
+            km,
+        ),
+        migrate(
+            sel(hoa, 128, ANY, 0, 0),
+            Direction::In,
+            3,
+            (old_coa, HA_IP),
+            (new_coa, HA_IP),
+            km,
+        ),
+    ]
+}
+
+/// What the kernel does with mip6d's MIGRATE before broadcasting it: tunnel SAs of that reqid
+/// between the old endpoints move to the new ones (xfrm_migrate). Not when the engine owns the
+/// SAs (then mip6d's policies are not involved and the engine moves them).
+fn kernel_migrates(side: &mut Side, e: &KernelEvent) {
+    let KernelEvent::Migrate(m) = e else { return };
+    if side.ep.config().mobility.update_kernel_sas || m.old_src.is_unspecified() {
+        return;
+    }
+    let hit: Vec<(IpAddr, u32)> = side
+        .kernel
+        .sas()
+        .filter(|s| {
+            s.mode == Mode::Tunnel && s.reqid == m.reqid && (s.src, s.dst) == (m.old_src, m.old_dst)
+        })
+        .map(|s| (s.dst, s.spi))
+        .collect();
+    for (old_dst, spi) in hit {
+        let op = KernelOp::UpdateSaAddrs {
+            old_dst,
+            spi,
+            src: m.new_src,
+            dst: m.new_dst,
+        };
+        side.kernel.apply(&op).unwrap();
+    }
+}
+
+fn kernel_mn(l: &mut Lab, evs: Vec<KernelEvent>) {
+    for e in evs {
+        kernel_migrates(&mut l.mn, &e);
+        l.mn.ep.handle_kernel(l.now, e);
+    }
+    l.collect();
+}
+fn kernel_ha(l: &mut Lab, evs: Vec<KernelEvent>) {
+    for e in evs {
+        kernel_migrates(&mut l.ha, &e);
+        l.ha.ep.handle_kernel(l.now, e);
+    }
+    l.collect();
+}
+
+fn migrated(s: &Side) -> usize {
+    s.events
+        .iter()
+        .filter(|e| matches!(e, Event::Migrated { .. }))
+        .count()
+}
+
+/// An MN on a non-standard port, so that "port kept" is visible.
+const MN_PORT: u16 = 50123;
+
+fn moving_lab(mn: Config, ha: Config) -> Lab {
+    let mut l = Lab::new(mn, ha);
+    l.mn.addr = SocketAddr::new(l.mn.addr.ip(), MN_PORT);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2), "{:?}", l.mn.events);
+    l.run_now();
+    l
+}
+
+/// Moves the MN to `new` the way mip6d does it (MN MIGRATEs, then the HA's) and checks both ends.
+fn move_to(l: &mut Lab, new: Ipv6Addr) {
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let (mn_before, ha_before) = (migrated(&l.mn), migrated(&l.ha));
+    kernel_mn(l, mn_migrates(HOA1, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    kernel_ha(l, ha_migrates(HOA1, old, new));
+    assert_eq!(migrated(&l.mn), mn_before + 1, "4 MIGRATEs, one move");
+    assert_eq!(migrated(&l.ha), ha_before + 1, "5 MIGRATEs, one move");
+    let mn = &l.mn.ep.list()[0];
+    let ha = &l.ha.ep.list()[0];
+    assert_eq!(mn.local, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(mn.remote, l.ha.addr);
+    assert_eq!(
+        ha.remote,
+        SocketAddr::new(ip(new), MN_PORT),
+        "the MN's port is kept"
+    );
+    assert_eq!(ha.local, l.ha.addr);
+    for (info, local, remote) in [(mn, ip(new), ip(HA_IP)), (ha, ip(HA_IP), ip(new))] {
+        for c in &info.children {
+            match c.mode {
+                Mode::Tunnel => assert_eq!((c.local, c.remote), (local, remote)),
+                // Transport SAs run HoA <-> HA wherever the MN is.
+                Mode::Transport => assert!(c.local == ip(HOA1) || c.remote == ip(HOA1)),
+            }
+        }
+    }
+    // A liveness check now flows between the new CoA and the HA and is answered.
+    let sent_before = l.delivered;
+    l.mn.ep.handle_timeout(l.now);
+    let at = l.now.at + l.mn.ep.config().timers.liveness_interval + Duration::from_secs(1);
+    l.advance_to(at);
+    assert!(
+        l.wire
+            .iter()
+            .any(|(to_ha, t)| *to_ha && t.local.ip() == ip(new)),
+        "liveness check leaves from the new care-of address: {:?}",
+        l.wire
+    );
+    l.run_now();
+    assert!(l.delivered >= sent_before + 2);
+    assert_eq!(l.mn.ep.ike_sa_count(), 1);
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+}
+
+fn payload_spi(l: &Lab) -> u32 {
+    l.mn.ep.list()[0]
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .unwrap()
+        .spi_in
+}
+
+#[test]
+fn k_bit_move_then_liveness_and_child_rekey_from_the_new_coa() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let new = v6("2001:db8:3::100");
+    move_to(&mut l, new);
+    // No kernel operation for tunnel SAs: mip6d's MIGRATE already moved them in the kernel,
+    // and the engine's record agrees with the kernel (the old SAs' removal below finds them).
+    assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
+    // A CHILD_SA rekey from the new CoA: the new tunnel SA is installed with the new outer
+    // endpoints on both sides.
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(&l);
+    let ups = l.mn.child_ups();
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    assert!(
+        l.wire
+            .iter()
+            .all(|(to_ha, t)| !*to_ha || t.local.ip() == ip(new))
+    );
+    l.run_now();
+    assert_eq!(l.mn.child_ups(), ups + 1);
+    let c = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .cloned()
+        .unwrap();
+    assert_ne!(c.spi_in, spi);
+    let k =
+        l.mn.kernel
+            .get(ip(new), c.spi_in)
+            .expect("inbound SA to the new CoA");
+    assert_eq!(k.src, ip(HA_IP));
+    let k =
+        l.ha.kernel
+            .get(ip(new), c.spi_in)
+            .expect("HA's outbound SA to the new CoA");
+    assert_eq!(k.src, ip(HA_IP));
+    assert!(l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty());
+    assert_eq!(l.mn.ep.stats.migrations, 1);
+}
+
+#[test]
+fn three_moves_and_a_return_home() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    for coa in ["2001:db8:3::100", "2001:db8:4::100", "2001:db8:5::100"] {
+        move_to(&mut l, v6(coa));
+    }
+    // Home: mip6d migrates to the home address itself.
+    move_to(&mut l, HOA1);
+    assert_eq!(migrated(&l.mn), 4);
+    assert_eq!(migrated(&l.ha), 4);
+    let ups = l.mn.child_ups();
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(&l);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    assert_eq!(l.mn.child_ups(), ups + 1, "rekey works at home");
+    assert!(
+        !l.mn
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { .. }))
+    );
+}
+
+#[test]
+fn engine_moves_tunnel_sas_when_it_owns_them() {
+    let mut mn = mn1();
+    mn.mobility.update_kernel_sas = true;
+    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
+    ha.mobility.update_kernel_sas = true;
+    let mut l = moving_lab(mn, ha);
+    let c = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .cloned()
+        .unwrap();
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    assert!(l.mn.kernel.get(ip(old), c.spi_in).is_some());
+    let new = v6("2001:db8:3::100");
+    move_to(&mut l, new);
+    // UpdateSaAddrs moved both directions of the tunnel SA in both kernels, once.
+    assert!(l.mn.kernel.get(ip(old), c.spi_in).is_none());
+    let inb = l.mn.kernel.get(ip(new), c.spi_in).unwrap();
+    assert_eq!(inb.src, ip(HA_IP));
+    let out = l.mn.kernel.get(ip(HA_IP), c.spi_out).unwrap();
+    assert_eq!(out.src, ip(new));
+    let ha_out = l.ha.kernel.get(ip(new), c.spi_in).unwrap();
+    assert_eq!(ha_out.src, ip(HA_IP));
+    assert!(l.mn.kernel_errors.is_empty(), "{:?}", l.mn.kernel_errors);
+    assert!(l.ha.kernel_errors.is_empty(), "{:?}", l.ha.kernel_errors);
+    assert_eq!(l.mn.kernel.len(), 4);
+}
+
+#[test]
+fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let coa = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let new = v6("2001:db8:3::100");
+    // Another home address: no IKE SA.
+    kernel_ha(&mut l, ha_migrates(HOA2, coa, new));
+    // Our home address, but KMADDRESS names neither of the SA's endpoints.
+    kernel_ha(
+        &mut l,
+        vec![migrate(
+            sel(HA_IP, 128, HOA1, 128, IPPROTO_MH),
+            Direction::Out,
+            2,
+            (ANY, ANY),
+            (ANY, ANY),
+            (v6("2001:db8:9::1"), new),
+        )],
+    );
+    // No KMADDRESS.
+    let mut m = match ha_migrates(HOA1, coa, new).remove(0) {
+        KernelEvent::Migrate(m) => m,
+        _ => unreachable!(),
+    };
+    m.km_local = None;
+    m.km_remote = None;
+    kernel_ha(&mut l, vec![KernelEvent::Migrate(m)]);
+    assert_eq!(migrated(&l.ha), 0);
+    assert_eq!(l.ha.ep.list()[0].remote, l.mn.addr);
+    assert!(l.wire.is_empty(), "nothing sent for ignored MIGRATEs");
+}
+
+#[test]
+fn without_key_mobility_the_mobile_node_re_establishes() {
+    let mut mn = mn1();
+    mn.mobility.key_mobility = false;
+    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
+    ha.mobility.key_mobility = false;
+    let mut l = moving_lab(mn, ha);
+    let old_ike = l.mn.ep.list()[0].id;
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let new = v6("2001:db8:3::100");
+    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    assert_eq!(migrated(&l.mn), 0);
+    assert!(
+        l.mn.events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { ike, .. } if *ike == old_ike))
+    );
+    // Delete of the old SA, then IKE_SA_INIT of the new one, both from the new CoA.
+    assert!(l.wire.len() >= 2 && l.wire.iter().all(|(_, t)| t.local.ip() == ip(new)));
+    let ups = (l.mn.child_ups(), l.ha.child_ups());
+    assert!(l.run(
+        |l| l.mn.child_ups() >= ups.0 + 2 && l.ha.child_ups() >= ups.1 + 2,
+        |_, _, _| true
+    ));
+    l.run_now();
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    l.run_now();
+    let mn = l.mn.ep.list();
+    let ha = l.ha.ep.list();
+    assert_eq!(mn.len(), 1);
+    assert_eq!(ha.len(), 1, "the HA's old IKE SA is gone: {ha:?}");
+    assert_ne!(mn[0].id, old_ike);
+    assert_eq!(mn[0].local, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(ha[0].remote, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(ha[0].children.len(), 2);
+    assert_eq!(l.mn.kernel.len(), 4, "only the new CHILD_SAs are installed");
+    assert_eq!(l.ha.kernel.len(), 4);
+    let (m, h) = (&l.mn.kernel_errors, &l.ha.kernel_errors);
+    // Each side deletes the old tunnel SA at both places it may be (before and after the
+    // kernel's own migration): one of each pair finds nothing.
+    assert!(m.len() <= 2 && h.len() <= 2, "{m:?} {h:?}");
+}
+
+#[test]
+fn without_key_mobility_the_home_agent_deletes_the_old_sa() {
+    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
+    ha.mobility.key_mobility = false;
+    let mut l = moving_lab(mn1(), ha);
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    kernel_ha(&mut l, ha_migrates(HOA1, old, v6("2001:db8:3::100")));
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty());
+    assert!(l.ha.events.iter().any(
+        |e| matches!(e, Event::IkeDown { reason, .. } if reason.contains("without key mobility"))
+    ));
+}
+
+// ---- dynamic home addresses, prefixes, leases ----
+
+fn addr_pool(name: &str, first: &str, last: &str) -> Arc<Pool> {
+    Arc::new(Pool {
+        name: name.into(),
+        kind: PoolKind::Addresses {
+            first: v6(first),
+            last: v6(last),
+        },
+        lifetime: 0,
+    })
+}
+
+fn prefix_pool() -> Arc<Pool> {
+    Arc::new(Pool {
+        name: "mnp".into(),
+        kind: PoolKind::Prefixes {
+            base: v6("2001:db8:100::"),
+            base_len: 48,
+            len: 64,
+        },
+        lifetime: 7200,
+    })
+}
+
+fn pool_user(name: &str, id: &str, auth: UserAuth, pool: &Arc<Pool>) -> User {
+    User {
+        pool: Some(pool.clone()),
+        ..user(name, id, auth, &[], BU_PAYLOAD)
+    }
+}
+
+fn hoa_of(s: &Side) -> Option<Ipv6Addr> {
+    s.events.iter().rev().find_map(|e| match e {
+        Event::HoaAssigned { address, .. } => Some(*address),
+        _ => None,
+    })
+}
+
+#[test]
+fn dynamic_home_address_from_a_pool_and_a_delegated_prefix() {
+    let pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let mut u = pool_user("mn1", MN1_DN, UserAuth::Certificate, &pool);
+    u.home_prefix = Some(HomePrefix::Pool(prefix_pool()));
+    let mut mn = mn1();
+    mn.mobility.request_home_prefix = true;
+    let mut l = Lab::new(mn, ha_with_users(vec![u]));
+    l.initiate(HomeAddress::Dynamic, BU_PAYLOAD);
+    assert!(l.establish(2), "{:?}", l.mn.events);
+    let a = v6("2001:db8:1::1000");
+    assert_eq!(hoa_of(&l.mn), Some(a));
+    assert_eq!(hoa_of(&l.ha), Some(a));
+    let prefix = Event::PrefixAssigned {
+        ike: l.mn.ep.list()[0].id,
+        prefix: v6("2001:db8:100::"),
+        prefix_len: 64,
+        lifetime: 7200,
+    };
+    assert!(l.mn.events.contains(&prefix), "{:?}", l.mn.events);
+    // TSi narrowed to the assigned HoA on both CHILD_SAs.
+    for c in &l.ha.ep.list()[0].children {
+        assert_eq!(c.ts_remote[0].start_addr, ip(a));
+        assert_eq!(c.ts_remote[0].end_addr, ip(a));
+    }
+    let leases = l.ha.ep.leases();
+    assert_eq!(leases.len(), 2);
+    assert!(
+        leases
+            .iter()
+            .all(|x| x.state == LeaseState::Bound && x.user == "mn1")
+    );
+    assert!(leases.iter().any(|x| x.address == a && x.prefix_len == 128));
+    assert!(
+        leases
+            .iter()
+            .any(|x| x.address == v6("2001:db8:100::") && x.prefix_len == 64 && x.pool == "mnp")
+    );
+    assert!(l.ha.ep.take_leases_changed());
+    assert!(!l.ha.ep.take_leases_changed());
+}
+
+#[test]
+fn static_home_prefix_authorizes_addresses_inside_it_only() {
+    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
+    u.home_prefix = Some(HomePrefix::Static {
+        prefix: v6("2001:db8:100:1::"),
+        len: 64,
+        lifetime: 86_400,
+    });
+    // Inside the user's prefix: accepted.
+    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    l.initiate(HomeAddress::Static(v6("2001:db8:100:1::42")), BU_PAYLOAD);
+    assert!(l.establish(2), "{:?}", l.mn.events);
+    // Outside it (a prefix the user does not own): TS_UNACCEPTABLE.
+    let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
+    u.home_prefix = Some(HomePrefix::Static {
+        prefix: v6("2001:db8:100:1::"),
+        len: 64,
+        lifetime: 86_400,
+    });
+    let mut l = Lab::new(mn1(), ha_with_users(vec![u]));
+    l.initiate(
+        HomeAddress::Static(v6("2001:db8:100:2::42")),
+        &[SaClass::BuBa],
+    );
+    l.run(
+        |l| {
+            l.mn.events
+                .iter()
+                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
+        },
+        |_, _, _| true,
+    );
+    assert!(l.mn.events.iter().any(|e| matches!(
+        e,
+        Event::ExchangeFailed {
+            notify: Some(N_TS_UNACCEPTABLE),
+            ..
+        }
+    )));
+    assert!(l.ha.kernel.is_empty());
+}
+
+/// A PSK mobile node `fqdn:mn<i>.example.net` that asks for a dynamic home address.
+fn psk_mn(i: usize) -> Config {
+    let mut c = base_config(
+        &format!("fqdn:mn{i}.example.net"),
+        local_auth(AuthKind::Psk, "mn1"),
+        IKE,
+        ESP,
+    );
+    c.mobility.request_home_prefix = false;
+    c
+}
+
+fn psk_user(i: usize, pool: &Arc<Pool>) -> User {
+    pool_user(
+        &format!("mn{i}"),
+        &format!("fqdn:mn{i}.example.net"),
+        UserAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec())),
+        pool,
+    )
+}
+
+/// Runs MN `i` against `ha` until its IKE_AUTH is answered; returns the HoA it got.
+fn connect(ha: &mut Endpoint, i: usize, now: Now) -> Option<Ipv6Addr> {
+    connect_with(ha, psk_mn(i), i, now)
+}
+
+fn connect_with(ha: &mut Endpoint, cfg: Config, i: usize, now: Now) -> Option<Ipv6Addr> {
+    let mut mn = Endpoint::new(
+        Arc::new(cfg),
+        Box::new(mip6_ike::crypto::TestRng::new(1000 + i as u64)),
+        now,
+    );
+    let coa: SocketAddr = format!("[2001:db8:2::{:x}]:500", i + 1).parse().unwrap();
+    let ha_addr: SocketAddr = HA_ADDR.parse().unwrap();
+    mn.handle_command(
+        now,
+        Command::Initiate {
+            local: coa,
+            remote: ha_addr,
+            home_agent: HA_IP,
+            home_address: HomeAddress::Dynamic,
+            classes: vec![SaClass::BuBa],
+            remote_identity: None,
+        },
+    )
+    .unwrap();
+    for _ in 0..8 {
+        let mut any = false;
+        while let Some(t) = mn.poll_transmit() {
+            any = true;
+            ha.handle_datagram(now, t.remote, t.local, &t.data);
+        }
+        while let Some(t) = ha.poll_transmit() {
+            any = true;
+            mn.handle_datagram(now, t.remote, t.local, &t.data);
+        }
+        if !any {
+            break;
+        }
+    }
+    while ha.poll_event().is_some() {}
+    while ha.poll_kernel_op().is_some() {}
+    let mut got = None;
+    while let Some(e) = mn.poll_event() {
+        if let Event::HoaAssigned { address, .. } = e {
+            got = Some(address);
+        }
+    }
+    got
+}
+
+fn ha_endpoint(users: Vec<User>, now: Now) -> Endpoint {
+    let mut c = ha_config(AuthKind::Psk, IKE, ESP);
+    c.home_agent = Some(HomeAgentConfig {
+        address: HA_IP,
+        users: Arc::new(UserDb::new(users).unwrap()),
+    });
+    c.mobility.lease_grace = Duration::from_secs(600);
+    Endpoint::new(
+        Arc::new(c),
+        Box::new(mip6_ike::crypto::TestRng::new(7)),
+        now,
+    )
+}
+
+fn t0() -> Now {
+    Now {
+        at: std::time::Instant::now(),
+        unix: 1_800_000_000,
+    }
+}
+
+#[test]
+fn a_thousand_users_get_unique_leases_that_survive_a_restart() {
+    const N: usize = 1000;
+    let pool = addr_pool("dyn", "2001:db8:1::1:0", "2001:db8:1::1:ffff");
+    let users: Vec<User> = (0..N).map(|i| psk_user(i, &pool)).collect();
+    let now = t0();
+    let mut ha = ha_endpoint(users, now);
+    let mut got = Vec::with_capacity(N);
+    for i in 0..N {
+        got.push(connect(&mut ha, i, now).unwrap_or_else(|| panic!("mn{i} got no HoA")));
+    }
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), N, "every user has its own home address");
+    assert!(got.iter().all(|a| pool.contains(*a)));
+    let leases = ha.leases();
+    assert_eq!(leases.len(), N);
+    assert_eq!(ha.ike_sa_count(), N);
+
+    // Persist, "restart", reload: every identity gets its address back.
+    let dir = tempfile::tempdir().unwrap();
+    let store = LeaseStore::new(dir.path().join("leases.toml"));
+    store.save(&leases).unwrap();
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(
+        text.contains("version = 1"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    let users: Vec<User> = (0..N).map(|i| psk_user(i, &pool)).collect();
+    let later = Now {
+        at: now.at + Duration::from_secs(60),
+        unix: now.unix + 60,
+    };
+    let mut ha2 = ha_endpoint(users, later);
+    ha2.restore_leases(store.load().unwrap());
+    let restored = ha2.leases();
+    assert_eq!(restored.len(), N);
+    assert!(restored.iter().all(|l| l.state == LeaseState::Released));
+    // In reverse order, so a first-free allocator would hand out different addresses.
+    for i in (0..N).step_by(37).rev() {
+        assert_eq!(connect(&mut ha2, i, later), Some(got[i]), "mn{i} renewed");
+    }
+}
+
+#[test]
+fn a_dn_pattern_group_shares_a_pool_with_one_lease_per_identity() {
+    let pool = addr_pool("visitors", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let group = User {
+        identity: IdentityMatch::DnPattern("dn:C=CH, O=mip6-ike test, CN=*".into()),
+        ..pool_user("visitors", MN1_DN, UserAuth::Certificate, &pool)
+    };
+    let now = t0();
+    let mut ha = ha_endpoint(vec![group], now);
+    let a = connect_with(&mut ha, mn1(), 1, now).unwrap();
+    let b = connect_with(&mut ha, mn_config(AuthKind::Ecdsa, "mn2", IKE, ESP), 2, now).unwrap();
+    assert_ne!(a, b);
+    let leases = ha.leases();
+    assert_eq!(leases.len(), 2);
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.user == "visitors" && l.pool == "visitors")
+    );
+    let ids: Vec<&str> = leases.iter().map(|l| l.identity.as_str()).collect();
+    assert!(
+        ids.contains(&"dn:C=CH, O=mip6-ike test, CN=mn1@example.net"),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"dn:C=CH, O=mip6-ike test, CN=mn2@example.net"),
+        "{ids:?}"
+    );
+    // mn1 again (a second IKE SA of the same identity): the same address.
+    assert_eq!(connect_with(&mut ha, mn1(), 3, now), Some(a));
+}
+
+#[test]
+fn leases_expire_after_the_grace_period_and_are_reused() {
+    let pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::1000");
+    let now = t0();
+    let mut ha = ha_endpoint(vec![psk_user(1, &pool), psk_user(2, &pool)], now);
+    let a = connect(&mut ha, 1, now).unwrap();
+    // The only address is taken: mn2 gets none.
+    assert_eq!(connect(&mut ha, 2, now), None);
+    // mn1's IKE SA goes: the lease waits for the grace period (600 s), then expires.
+    assert!(ha.list().iter().any(|s| s.home_address == Some(a)));
+    ha.handle_command(now, Command::Shutdown).unwrap();
+    assert_eq!(ha.leases()[0].state, LeaseState::Released);
+    assert_eq!(ha.leases()[0].expires, Some(now.unix + 600));
+    let mid = Now {
+        at: now.at + Duration::from_secs(300),
+        unix: now.unix + 300,
+    };
+    ha.handle_timeout(mid);
+    assert_eq!(ha.leases().len(), 1, "within the grace period");
+    let deadline = ha.next_deadline().unwrap();
+    assert!(deadline <= now.at + Duration::from_secs(600));
+    let after = Now {
+        at: now.at + Duration::from_secs(601),
+        unix: now.unix + 601,
+    };
+    ha.handle_timeout(after);
+    assert!(ha.leases().is_empty());
+    assert_eq!(
+        connect(&mut ha, 2, after),
+        Some(a),
+        "the expired address is reused"
+    );
+}
+
+#[test]
+fn proposed_home_address_the_ha_will_not_give_gets_use_assigned_hoa() {
+    // mn1 got 2001:db8:1::1000; then the pool is renumbered by a reload, and mn1, moving
+    // without the K bit, re-establishes and proposes its old address again.
+    let old_pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let mut mn = mn1();
+    mn.mobility.key_mobility = false;
+    let mut ha = ha_with_users(vec![pool_user(
+        "mn1",
+        MN1_DN,
+        UserAuth::Certificate,
+        &old_pool,
+    )]);
+    ha.mobility.key_mobility = false;
+    let mut l = Lab::new(mn, ha);
+    l.initiate(HomeAddress::Dynamic, BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    let first = hoa_of(&l.mn).unwrap();
+    assert_eq!(first, v6("2001:db8:1::1000"));
+
+    let new_pool = addr_pool("dyn", "2001:db8:1::2000", "2001:db8:1::20ff");
+    let mut ha = ha_with_users(vec![pool_user(
+        "mn1",
+        MN1_DN,
+        UserAuth::Certificate,
+        &new_pool,
+    )]);
+    ha.mobility.key_mobility = false;
+    l.ha.ep.set_config(Arc::new(ha));
+    let new = v6("2001:db8:3::100");
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    kernel_mn(&mut l, mn_migrates(first, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
+    let ups = l.mn.child_ups();
+    assert!(
+        l.run(|l| l.mn.child_ups() >= ups + 2, |_, _, _| true),
+        "{:?}",
+        l.mn.events
+    );
+    let second = hoa_of(&l.mn).unwrap();
+    assert_eq!(second, v6("2001:db8:1::2000"));
+    assert_eq!(l.ha.ep.stats.use_assigned_hoa, 1);
+    assert_eq!(l.mn.ep.stats.use_assigned_hoa, 1);
+    let sa = &l.mn.ep.list()[0];
+    assert_eq!(sa.home_address, Some(second));
+    assert!(
+        sa.children
+            .iter()
+            .all(|c| c.ts_local[0].start_addr == ip(second))
+    );
+    let leases = l.ha.ep.leases();
+    assert_eq!(
+        leases.len(),
+        1,
+        "the lease outside the pool was dropped: {leases:?}"
+    );
+    assert_eq!(leases[0].address, second);
+}
+
+// ---- reload ----
+
+#[test]
+fn reload_adds_and_removes_users_without_touching_other_sas() {
+    let mut l = Lab::new(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    l.run_now();
+    let before = l.ha.ep.list();
+    let events = (l.mn.events.len(), l.ha.events.len());
+    // Add a user, remove mn2: mn1 is not touched.
+    let mn3 = User {
+        identity: IdentityMatch::DnPattern("dn:C=CH, O=mip6-ike test, CN=*".into()),
+        ..user(
+            "mn3",
+            MN2_DN,
+            UserAuth::Certificate,
+            &[v6("2001:db8:1::300")],
+            BU_PAYLOAD,
+        )
+    };
+    let users = vec![
+        user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD),
+        mn3,
+    ];
+    l.ha.ep.set_config(Arc::new(ha_with_users(users)));
+    l.collect();
+    l.run_now();
+    assert_eq!(l.ha.ep.list(), before);
+    assert_eq!((l.mn.events.len(), l.ha.events.len()), events);
+    assert!(l.wire.is_empty());
+    // Remove mn1: its IKE SA is deleted (on both sides).
+    let users = vec![user(
+        "mn2",
+        MN2_DN,
+        UserAuth::Certificate,
+        &[HOA2],
+        BU_PAYLOAD,
+    )];
+    l.ha.ep.set_config(Arc::new(ha_with_users(users)));
+    l.collect();
+    l.run_now();
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty() && l.mn.kernel.is_empty());
+}
+
+#[test]
+fn cp_reply_with_home_address_and_home_prefix_is_byte_exact() {
+    use mip6_ike::ike::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
+    use mip6_ike::wire::{ConfigPayload, Header, Message, Payload};
+    let cp = ConfigPayload {
+        cfg_type: CFG_REPLY,
+        attributes: vec![
+            hoa_attribute(v6("2001:db8:1::1000")),
+            home_prefix_attribute(v6("2001:db8:100:1::"), 64, 86_400),
+        ],
+    };
+    let msg = Message {
+        header: Header {
+            spi_i: 1,
+            spi_r: 2,
+            next_payload: 0,
+            version: IKE_VERSION,
+            exchange: IKE_AUTH,
+            flags: FLAG_RESPONSE,
+            message_id: 1,
+            length: 0,
+        },
+        payloads: vec![Payload::Cp(cp.clone())],
+    };
+    let bytes = msg.emit();
+    let hex: String = bytes[28..].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        concat!(
+            "00000036", // generic header: last, 54 bytes
+            "02000000", // CFG_REPLY
+            "00080011", // INTERNAL_IP6_ADDRESS, 17 bytes
+            "20010db8000100000000000000001000",
+            "80",       // address, /128
+            "00100015", // MIP6_HOME_PREFIX (16), 21 bytes
+            "00015180", // prefix lifetime 86400
+            "20010db8010000010000000000000000",
+            "40", // prefix, /64
+        )
+    );
+    assert_eq!(
+        Message::parse(&bytes).unwrap().payloads,
+        vec![Payload::Cp(cp)]
+    );
+    assert_eq!(
+        parse_home_prefix(&bytes[bytes.len() - 21..]),
+        Some((v6("2001:db8:100:1::"), 64, 86_400))
+    );
+}
+
+/// Every SA class: mode, traffic selectors and mip6d's per-direction reqids on both sides (with
+/// non-default reqids, as a `[reqids]` section would set them), and the kernel SAs' endpoints.
+#[test]
+fn every_sa_class_gets_its_selectors_mode_and_reqids() {
+    use mip6_ike::mobility::ClassReqids;
+    let reqids = [
+        (SaClass::BuBa, 11, 12),
+        (SaClass::Payload, 13, 14),
+        (SaClass::MpsMpa, 15, 16),
+        (SaClass::HotiHot, 17, 18),
+    ];
+    let set = |c: &mut Config| {
+        for (class, to_ha, to_mn) in reqids {
+            c.reqids.insert(class, ClassReqids { to_ha, to_mn });
+        }
+    };
+    let (mut mn, mut ha) = (mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    set(&mut mn);
+    set(&mut ha);
+    let mut l = Lab::new(mn, ha);
+    let all = [
+        SaClass::BuBa,
+        SaClass::MpsMpa,
+        SaClass::HotiHot,
+        SaClass::Payload,
+    ];
+    l.initiate(HomeAddress::Static(HOA1), &all);
+    assert!(l.establish(4));
+    l.run_now();
+    let any = (Ipv6Addr::UNSPECIFIED, Ipv6Addr::from(u128::MAX));
+    let one = |a: Ipv6Addr| (a, a);
+    let ty = |t: u16| (t << 8, (t << 8) | 0xff);
+    // (class, mode, [(proto, ports, addrs)] of TSi, same of TSr), seen from the MN.
+    type Ts = (u8, (u16, u16), (Ipv6Addr, Ipv6Addr));
+    let expect: Vec<(SaClass, Mode, Vec<Ts>, Vec<Ts>)> = vec![
+        (
+            SaClass::BuBa,
+            Mode::Transport,
+            vec![(IPPROTO_MH, (0, 0xffff), one(HOA1))],
+            vec![(IPPROTO_MH, (0, 0xffff), one(HA_IP))],
+        ),
+        (
+            SaClass::MpsMpa,
+            Mode::Transport,
+            vec![(IPPROTO_ICMPV6, (146 << 8, (147 << 8) | 0xff), one(HOA1))],
+            vec![(IPPROTO_ICMPV6, (146 << 8, (147 << 8) | 0xff), one(HA_IP))],
+        ),
+        (
+            SaClass::HotiHot,
+            Mode::Tunnel,
+            vec![
+                (IPPROTO_MH, ty(1), one(HOA1)),
+                (IPPROTO_MH, ty(3), one(HOA1)),
+            ],
+            vec![(IPPROTO_MH, ty(1), any), (IPPROTO_MH, ty(3), any)],
+        ),
+        (
+            SaClass::Payload,
+            Mode::Tunnel,
+            vec![(0, (0, 0xffff), one(HOA1))],
+            vec![(0, (0, 0xffff), any)],
+        ),
+    ];
+    let flat = |v: &[mip6_ike::wire::TrafficSelector]| -> Vec<Ts> {
+        v.iter()
+            .map(|t| {
+                let a = |x: IpAddr| match x {
+                    IpAddr::V6(a) => a,
+                    IpAddr::V4(_) => panic!("IPv4 selector"),
+                };
+                (
+                    t.ip_protocol,
+                    (t.start_port, t.end_port),
+                    (a(t.start_addr), a(t.end_addr)),
+                )
+            })
+            .collect()
+    };
+    let coa = l.mn.addr.ip();
+    let (mn, ha) = (&l.mn.ep.list()[0], &l.ha.ep.list()[0]);
+    for (class, mode, tsi, tsr) in expect {
+        let (to_ha, to_mn) = reqids
+            .iter()
+            .find(|r| r.0 == class)
+            .map(|r| (r.1, r.2))
+            .unwrap();
+        let m = mn.children.iter().find(|c| c.class == Some(class)).unwrap();
+        let h = ha.children.iter().find(|c| c.class == Some(class)).unwrap();
+        assert_eq!((m.mode, h.mode), (mode, mode), "{class:?}");
+        assert_eq!(flat(&m.ts_local), tsi, "{class:?} MN TSi");
+        assert_eq!(flat(&m.ts_remote), tsr, "{class:?} MN TSr");
+        assert_eq!(flat(&h.ts_remote), tsi, "{class:?} HA sees TSi");
+        assert_eq!(flat(&h.ts_local), tsr, "{class:?} HA sees TSr");
+        assert_eq!(
+            (m.reqid_out, m.reqid_in),
+            (to_ha, to_mn),
+            "{class:?} MN reqids"
+        );
+        assert_eq!(
+            (h.reqid_out, h.reqid_in),
+            (to_mn, to_ha),
+            "{class:?} HA reqids"
+        );
+        let out = l.mn.kernel.get(m.remote, m.spi_out).unwrap();
+        let (src, dst) = match mode {
+            // RFC 4877 transport SAs run HoA <-> HA; tunnel SAs CoA <-> HA.
+            Mode::Transport => (ip(HOA1), ip(HA_IP)),
+            Mode::Tunnel => (coa, ip(HA_IP)),
+        };
+        assert_eq!(
+            (out.src, out.dst, out.reqid),
+            (src, dst, to_ha),
+            "{class:?}"
+        );
+        if class == SaClass::HotiHot {
+            // mip6d's encoding: the MH type in sport, mask 0xffff; HoTI and HoT each.
+            let types: Vec<_> = out.selectors.iter().map(|s| (s.proto, s.sport)).collect();
+            assert_eq!(
+                types,
+                vec![(IPPROTO_MH, (1, 0xffff)), (IPPROTO_MH, (3, 0xffff))]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_home_agent_answers_a_moved_mn_but_moves_only_on_its_own_migrate() {
+    let mut l = moving_lab(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    let old_remote = l.ha.ep.list()[0].remote;
+    let old = match l.mn.addr.ip() {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let new = v6("2001:db8:3::100");
+    // The MN moves first (mip6d migrates before its BU) and talks from the new CoA.
+    kernel_mn(&mut l, mn_migrates(HOA1, old, new));
+    l.mn.addr = SocketAddr::new(ip(new), MN_PORT);
+    let ike = l.mn.ep.list()[0].id;
+    let spi = payload_spi(&l);
+    l.mn.ep
+        .handle_command(l.now, Command::RekeyChild { ike, spi_in: spi })
+        .unwrap();
+    l.collect();
+    l.run_now();
+    // Answered at the new address (RFC 7296 2.11), yet the HA's record is unchanged.
+    assert!(
+        l.mn.events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildUp(_)))
+            .count()
+            >= 3
+    );
+    assert_eq!(l.ha.ep.list()[0].remote, old_remote);
+    assert_eq!(migrated(&l.ha), 0);
+    // Its own MIGRATE moves it.
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    assert_eq!(l.ha.ep.list()[0].remote, SocketAddr::new(ip(new), MN_PORT));
+    assert_eq!(migrated(&l.ha), 1);
+}
