@@ -6,7 +6,10 @@ Asks for an ACK (NLM_F_ACK) and exits non-zero when the kernel refuses the messa
 
 Usage (IPv6 only, as mip6d):
   xfrm-migrate.py --sel SRC/PLEN DST/PLEN [--proto N] [--type T] --dir in|out|fwd \
-      --reqid N --mode transport|tunnel --old SRC DST --new SRC DST --km LOCAL REMOTE
+      --reqid N --mode transport|tunnel --old SRC DST --new SRC DST --km LOCAL REMOTE \
+      [+ --sel ... (the next MIGRATE)]...
+Several messages separated by `+` go out one after the other, each acknowledged before the
+next (one python start for a whole move: UML is slow to start processes).
 mip6d's transport entries have old endpoints `:: ::`; tunnel entries the old outer endpoints.
 `--type T` puts an MH/ICMPv6 type in the selector's sport (host value, mask 0xffff) as mip6d
 does for HomeRegBinding and MobPfxDisc.
@@ -74,8 +77,8 @@ def build(a, seq):
     return hdr + payload
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parser():
+    p = argparse.ArgumentParser(prog="xfrm-migrate.py", description=__doc__.split("\n")[0])
     p.add_argument("--sel", nargs=2, required=True, metavar=("SRC/PLEN", "DST/PLEN"))
     p.add_argument("--proto", type=int, default=0)
     p.add_argument("--type", type=int, default=None)
@@ -85,33 +88,54 @@ def main():
     p.add_argument("--old", nargs=2, required=True, metavar=("SRC", "DST"))
     p.add_argument("--new", nargs=2, required=True, metavar=("SRC", "DST"))
     p.add_argument("--km", nargs=2, required=True, metavar=("LOCAL", "REMOTE"))
-    a = p.parse_args()
-    try:
-        msg = build(a, 1)
-    except (OSError, ValueError, struct.error) as e:
-        print("xfrm-migrate: bad argument: %s" % e, file=sys.stderr)
-        return 2
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
-    s.settimeout(5)
-    s.bind((0, 0))
+    return p
+
+
+def send(s, msg, seq, what):
+    """Sends one MIGRATE and checks the kernel's ACK; returns an error text or None."""
     s.sendto(msg, (0, 0))
     try:
         data = s.recv(65536)
     except socket.timeout:
-        print("xfrm-migrate: no answer from the kernel", file=sys.stderr)
-        return 1
+        return "no answer from the kernel"
     if len(data) < 20:
-        print("xfrm-migrate: short answer from the kernel", file=sys.stderr)
-        return 1
-    _, kind, _, seq, _ = struct.unpack_from("=IHHII", data)
-    if kind != NLMSG_ERROR or seq != 1:
-        print("xfrm-migrate: unexpected answer type %d seq %d" % (kind, seq), file=sys.stderr)
-        return 1
+        return "short answer from the kernel"
+    _, kind, _, got, _ = struct.unpack_from("=IHHII", data)
+    if kind != NLMSG_ERROR or got != seq:
+        return "unexpected answer type %d seq %d" % (kind, got)
     (err,) = struct.unpack_from("=i", data, 16)
     if err != 0:
-        print("xfrm-migrate: kernel refused the MIGRATE: %s (%s)"
-              % (os.strerror(-err), errno.errorcode.get(-err, -err)), file=sys.stderr)
-        return 1
+        return "kernel refused the MIGRATE (%s): %s (%s)" % (
+            what, os.strerror(-err), errno.errorcode.get(-err, -err))
+    return None
+
+
+def main():
+    groups, cur = [], []
+    for arg in sys.argv[1:]:
+        if arg == "+":
+            groups.append(cur)
+            cur = []
+        else:
+            cur.append(arg)
+    groups.append(cur)
+    msgs = []
+    for seq, g in enumerate(groups, 1):
+        a = parser().parse_args(g)
+        try:
+            msgs.append((build(a, seq), seq, "%s %s dir %s reqid %d" % (
+                a.sel[0], a.sel[1], a.dir, a.reqid)))
+        except (OSError, ValueError, struct.error) as e:
+            print("xfrm-migrate: bad argument: %s" % e, file=sys.stderr)
+            return 2
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
+    s.settimeout(5)
+    s.bind((0, 0))
+    for msg, seq, what in msgs:
+        err = send(s, msg, seq, what)
+        if err:
+            print("xfrm-migrate: " + err, file=sys.stderr)
+            return 1
     return 0
 
 
