@@ -108,6 +108,8 @@ mv_start() {
   conf mn mn mip6d
   for f in ha mn; do sed -i "1a key_mobility = $1" /job/$f.toml; done
   echo "=== move scenarios, key_mobility = $1" | tee -a "$LOGS/ha.log" >>"$LOGS/mn.log"
+  MV_LINES_MN=$(wc -l <"$LOGS/mn.log")
+  MV_LINES_HA=$(wc -l <"$LOGS/ha.log")
   start ha ha ha
   sleep 0.5
   start mn mn mn
@@ -174,7 +176,8 @@ mv_move_k() {
   fi
   # a ping from the HoA still goes through the (moved) tunnel SAs
   lab_ping_check "$name-ping" mn ha
-  mv_rekey "$name-rekey" "$n"
+  # a CHILD_SA rekey after the first move and at home (each takes a few seconds under UML)
+  [[ $name == *-2 || $name == *-3 ]] || mv_rekey "$name-rekey" "$n"
 }
 
 # mv_rekey NAME NEW: the MN rekeys its payload CHILD_SA (an IKE exchange after the move; the old
@@ -313,10 +316,32 @@ check_rfc4877_sas_at() {
   lab_check_peer mn ha
 }
 
+# mv_shutdown NAME: SIGTERM of both daemons after the moves leaves no SA in either kernel, and
+# neither daemon still holds a record of an SA (its deletes and the shutdown found every SA at
+# the address the kernel's MIGRATEs moved it to).
+mv_shutdown() {
+  local name=$1 role lines
+  stop mn
+  stop ha
+  WHY=
+  [[ $(lab_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_sa_count mn) SAs; "
+  [[ $(lab_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_sa_count ha) SAs; "
+  for role in mn ha; do
+    [[ $role == mn ]] && lines=$MV_LINES_MN || lines=$MV_LINES_HA
+    tail -n +"$((lines + 1))" "$LOGS/$role.log" | grep -q 'SAs still installed after shutdown' &&
+      WHY+="$role: $(tail -n +"$((lines + 1))" "$LOGS/$role.log" | grep -o 'SAs still installed.*' | head -1); "
+  done
+  if [[ -n $WHY ]]; then
+    fail "$name" "$WHY" "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
+    return 1
+  fi
+  pass "$name"
+}
+
 MV_PLAN="move-kbit-setup move-kbit-1 move-kbit-1-ping move-kbit-1-rekey move-kbit-2 \
-move-kbit-2-ping move-kbit-2-rekey move-kbit-3 move-kbit-3-ping move-kbit-3-rekey move-kbit-home \
+move-kbit-2-ping move-kbit-3 move-kbit-3-ping move-kbit-home \
 move-kbit-home-ping move-kbit-home-rekey move-kbit-liveness-at-home move-kbit-home-ping-rekeyed \
-move-no-kbit move-no-kbit-ping"
+move-kbit-shutdown move-no-kbit move-no-kbit-ping move-no-kbit-shutdown"
 
 # sc_move_all: both runs from a clean slate; puts the lab back as it was (CoA, route, no SAs, no
 # policies) for the scenarios after it.
@@ -325,6 +350,7 @@ sc_move_all() {
   ip -n mn xfrm state flush
   ip -n ha xfrm state flush
   sc_move_kbit
+  mv_shutdown move-kbit-shutdown
   stop mn
   stop ha
   ip -n mn xfrm state flush
@@ -333,6 +359,7 @@ sc_move_all() {
   ip -n mn addr add $COA/64 dev mn-eth0 nodad
   ip -n ha -6 route replace $HOA/128 via $COA dev ha-eth0
   sc_move_no_kbit
+  mv_shutdown move-no-kbit-shutdown
   stop mn
   stop ha
   for a in $MV_COAS 2001:db8:2::104; do ip -n mn addr del $a/64 dev mn-eth0 2>/dev/null; done
