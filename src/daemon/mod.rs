@@ -554,6 +554,9 @@ impl Daemon {
             }
             return;
         }
+        if let KernelEvent::Migrate(m) = &ev {
+            self.kernel.observe_migrate(m);
+        }
         if let (KernelEvent::Migrate(m), Some(mn)) = (&ev, &self.cfg.mobile_node) {
             let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
             self.acquire.on_migrate(m, &ha);

@@ -154,6 +154,10 @@ pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
     /// SAs currently installed by us (for listing and for clean shutdown).
     fn installed(&self) -> Vec<(IpAddr, u32)>;
+    /// The kernel moved SAs itself before broadcasting this MIGRATE (mip6d's MIGRATE of a
+    /// tunnel policy moves that reqid's SAs between the old endpoints): a backend that keeps a
+    /// record of its SAs updates it, so later deletes and the shutdown find them.
+    fn observe_migrate(&mut self, _m: &Migrate) {}
     /// Traffic counters of our SAs as (destination, SPI, counters), read in one go for a
     /// listing; empty when the backend knows none (the in-memory one carries no traffic).
     fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {

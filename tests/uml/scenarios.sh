@@ -7,6 +7,8 @@ set -u
 . /job/env
 # shellcheck source=tests/uml/lab.sh
 . /job/lab.sh
+# shellcheck source=tests/uml/move.sh
+. /job/move.sh
 
 IKED=$BIN/mip6-iked
 export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
@@ -279,6 +281,7 @@ run_all() {
   fi
   ip -n mn xfrm state flush
   ip -n ha xfrm state flush
+  sc_move_all
   if sc_daemon_policies daemon-policies; then
     sc_ping ping-tunnel-sa-daemon-policies
     sc_mh mh-transport-sa-daemon-policies
@@ -299,6 +302,6 @@ run_all() {
 echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa \
   mh-transport-sa restart-after-kill-9 acquire-starts-negotiation acquire-typed-bu-policy \
   shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
-  mh-transport-sa-daemon-policies shutdown-removes-policies >/job/plan
+  mh-transport-sa-daemon-policies shutdown-removes-policies $MV_PLAN >/job/plan
 run_all
 echo "scenarios done"

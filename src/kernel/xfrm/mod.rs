@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 use tracing::{debug, info, warn};
 
-use super::{Direction, Kernel, KernelOp, Mode, SaSpec, SpiAllocator, SpiRequest};
+use super::{Direction, Kernel, KernelOp, Migrate, Mode, SaSpec, SpiAllocator, SpiRequest};
 use crate::wire::consts::IPPROTO_MH;
 use msg::{MsgError, NlMsg, PolicyKey, PolicySpec, Request};
 
@@ -479,6 +479,12 @@ impl XfrmKernel {
         src: IpAddr,
         dst: IpAddr,
     ) -> Result<(), String> {
+        if !self.sas.contains_key(&(old_dst, spi))
+            && self.sas.get(&(dst, spi)).is_some_and(|s| s.src == src)
+        {
+            // Already moved by the kernel's MIGRATE (see `observe_migrate`).
+            return Ok(());
+        }
         let old = self
             .sas
             .get(&(old_dst, spi))
@@ -529,6 +535,32 @@ impl XfrmKernel {
     }
 }
 
+/// Tunnel SAs of the MIGRATE's reqid between its old endpoints now sit at the new ones (what
+/// `xfrm_migrate` did before broadcasting); transport entries (old endpoints `::`) move no SA.
+/// Returns how many records moved.
+fn follow_kernel_migrate(sas: &mut HashMap<(IpAddr, u32), SaSpec>, m: &Migrate) -> usize {
+    if m.old_src.is_unspecified() || m.old_dst.is_unspecified() {
+        return 0;
+    }
+    let hit: Vec<(IpAddr, u32)> = sas
+        .iter()
+        .filter(|(_, s)| {
+            s.mode == Mode::Tunnel && s.reqid == m.reqid && (s.src, s.dst) == (m.old_src, m.old_dst)
+        })
+        .map(|(k, _)| *k)
+        .collect();
+    for key in &hit {
+        if let Some(mut spec) = sas.remove(key) {
+            debug!(spi = format_args!("{:08x}", key.1), from = %key.0, to = %m.new_dst,
+                "SA moved by the kernel's MIGRATE");
+            spec.src = m.new_src;
+            spec.dst = m.new_dst;
+            sas.insert((m.new_dst, key.1), spec);
+        }
+    }
+    hit.len()
+}
+
 fn addr(a: &netlink_packet_xfrm::Address, family: u16) -> Result<IpAddr, MsgError> {
     match family {
         msg::AF_INET6 => Ok(IpAddr::V6(a.to_ipv6())),
@@ -559,6 +591,10 @@ impl Kernel for XfrmKernel {
 
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.sas.keys().copied().collect()
+    }
+
+    fn observe_migrate(&mut self, m: &Migrate) {
+        follow_kernel_migrate(&mut self.sas, m);
     }
 
     /// One GETSA dump: bytes and packets of every ESP SA with an owned reqid.
@@ -612,5 +648,114 @@ impl SpiAllocator for XfrmSpiAllocator {
             .retain(|_, at| now.duration_since(*at) < RESERVATION_KEEP);
         sh.allocated.insert((req.dst, spi), now);
         Ok(spi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Lifetime, Selector};
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn spec(mode: Mode, src: &str, dst: &str, spi: u32, reqid: u32) -> SaSpec {
+        SaSpec {
+            direction: Direction::Out,
+            src: a(src),
+            dst: a(dst),
+            spi,
+            reqid,
+            mode,
+            selectors: vec![Selector {
+                src: a("2001:db8:1::100"),
+                src_prefix: 128,
+                dst: a("::"),
+                dst_prefix: 0,
+                proto: 0,
+                sport: (0, 0),
+                dport: (0, 0),
+            }],
+            encr_id: 12,
+            encr_key_bits: 128,
+            encr_key: zeroize::Zeroizing::new(vec![7; 16]),
+            integ_id: 12,
+            integ_key: zeroize::Zeroizing::new(vec![9; 32]),
+            esn: false,
+            replay_window: 32,
+            lifetime: Lifetime {
+                soft_bytes: 0,
+                hard_bytes: 0,
+                soft_secs: 3000,
+                hard_secs: 3600,
+            },
+        }
+    }
+
+    fn migrate(reqid: u32, old: (&str, &str), new: (&str, &str)) -> Migrate {
+        Migrate {
+            selector: spec(Mode::Tunnel, "::", "::", 0, 0).selectors[0].clone(),
+            direction: Direction::Out,
+            reqid,
+            old_src: a(old.0),
+            old_dst: a(old.1),
+            new_src: a(new.0),
+            new_dst: a(new.1),
+            km_local: Some(a(new.0)),
+            km_remote: Some(a(new.1)),
+        }
+    }
+
+    /// mip6d's MIGRATE moved the kernel's tunnel SA: our record follows, so the engine's next
+    /// delete (to the new CoA) finds it and nothing is left at shutdown. Transport entries,
+    /// other reqids and other endpoints move nothing.
+    #[test]
+    fn records_follow_the_kernels_migrate_of_tunnel_sas() {
+        let (coa1, coa2, ha, hoa) = (
+            "2001:db8:2::100",
+            "2001:db8:2::101",
+            "2001:db8:1::1",
+            "2001:db8:1::100",
+        );
+        let mut sas = HashMap::new();
+        for s in [
+            spec(Mode::Tunnel, coa1, ha, 0x1003, 3),
+            spec(Mode::Tunnel, ha, coa1, 0x1004, 4),
+            spec(Mode::Transport, hoa, ha, 0x1001, 1),
+            spec(Mode::Tunnel, "2001:db8:2::200", ha, 0x2003, 3),
+        ] {
+            sas.insert((s.dst, s.spi), s);
+        }
+        assert_eq!(
+            follow_kernel_migrate(&mut sas, &migrate(1, ("::", "::"), (hoa, ha))),
+            0
+        );
+        assert_eq!(
+            follow_kernel_migrate(&mut sas, &migrate(9, (coa1, ha), (coa2, ha))),
+            0
+        );
+        assert_eq!(
+            follow_kernel_migrate(&mut sas, &migrate(3, (coa1, ha), (coa2, ha))),
+            1
+        );
+        assert_eq!(
+            follow_kernel_migrate(&mut sas, &migrate(4, (ha, coa1), (ha, coa2))),
+            1
+        );
+        let moved = &sas[&(a(ha), 0x1003)];
+        assert_eq!((moved.src, moved.dst), (a(coa2), a(ha)));
+        let moved = &sas[&(a(coa2), 0x1004)];
+        assert_eq!((moved.src, moved.dst), (a(ha), a(coa2)));
+        assert!(!sas.contains_key(&(a(coa1), 0x1004)));
+        // the other MN's tunnel SA (same reqid, other CoA) and the transport SA stay
+        assert_eq!(sas[&(a(ha), 0x2003)].src, a("2001:db8:2::200"));
+        assert_eq!(sas[&(a(ha), 0x1001)].src, a(hoa));
+        assert_eq!(sas.len(), 4);
+        // the second MIGRATE of the same tunnel (the HA's FWD policy) finds nothing to move
+        assert_eq!(
+            follow_kernel_migrate(&mut sas, &migrate(3, (coa1, ha), (coa2, ha))),
+            0
+        );
     }
 }
