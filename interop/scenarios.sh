@@ -309,8 +309,7 @@ sc7() {
     OUR_HOA=$other lab_our_conf /job/mn.toml mn
     ours_start mn mn "$log"
     sleep 8
-    # notify 38 = TS_UNACCEPTABLE
-    grep -qE 'CHILD_SA not established.*notify=Some\(38\)' "$LOGS/$log" ||
+    grep -qE 'CHILD_SA not established.*notify=TS_UNACCEPTABLE\(38\)' "$LOGS/$log" ||
       WHY+="our MN's log has no CHILD_SA refused with TS_UNACCEPTABLE (38); "
     charon_says ha "traffic selectors .*$other/128.* unacceptable" "strongSwan's refusal"
     charon_says ha 'N\(TS_UNACCEPT\)' "TS_UNACCEPTABLE sent"

@@ -414,7 +414,7 @@ impl Endpoint {
     pub(super) fn auth_response(&mut self, sa: &mut IkeSa, payloads: Vec<Payload>) -> Fate {
         let a = Found::new(&payloads);
         let failed = |me: &mut Self, sa: &IkeSa, notify: Option<u16>, reason: String| {
-            warn!(ike = %sa.id(), remote = %sa.remote, ?notify, %reason, "IKE_AUTH failed");
+            warn!(ike = %sa.id(), remote = %sa.remote, notify = %super::found::NotifyLabel(notify), %reason, "IKE_AUTH failed");
             me.stats.ike_failed += 1;
             if notify == Some(N_AUTHENTICATION_FAILED) {
                 me.stats.auth_failures += 1;

@@ -530,7 +530,7 @@ impl Endpoint {
                     notify: Option<u16>,
                     reason: &str,
                     installed_by_peer: bool| {
-            warn!(ike = %sa.id(), exchange, ?notify, reason, "CHILD_SA not established");
+            warn!(ike = %sa.id(), exchange, notify = %super::found::NotifyLabel(notify), reason, "CHILD_SA not established");
             me.push_event(Event::ExchangeFailed {
                 ike: sa.id(),
                 exchange,

@@ -562,7 +562,7 @@ impl Endpoint {
                         .as_ref()
                         .and_then(|h| h.init_error.clone())
                         .unwrap_or((None, "peer not responding".into()));
-                    warn!(ike = %id, ?notify, %reason, "IKE SA not established");
+                    warn!(ike = %id, notify = %super::found::NotifyLabel(notify), %reason, "IKE SA not established");
                     self.stats.ike_failed += 1;
                     self.events.push_back(Event::ExchangeFailed {
                         ike: id,

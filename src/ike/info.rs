@@ -104,7 +104,7 @@ impl Endpoint {
                     }
                 }
                 Payload::Notify(n) if n.notify_type < 16384 => {
-                    info!(ike = %sa.id(), notify = n.notify_type, "peer reported an error");
+                    info!(ike = %sa.id(), notify = %super::found::NotifyLabel(Some(n.notify_type)), "peer reported an error");
                 }
                 _ => {}
             }
