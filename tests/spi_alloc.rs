@@ -306,3 +306,112 @@ fn successful_negotiations_delete_no_larval_sa() {
     assert!(larval_deleted(&l.ha, &ha).is_empty());
     assert!(!l.mn.ops.iter().any(|o| matches!(o, KernelOp::DelSa { .. })));
 }
+
+/// Answers from a fixed list (then fails), recording the requests like [`Recorder`].
+struct Scripted {
+    answers: Vec<u32>,
+    log: Arc<Mutex<Vec<(SpiRequest, u32)>>>,
+}
+
+impl SpiAllocator for Scripted {
+    fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
+        let mut log = self.log.lock().unwrap();
+        let spi = *self.answers.get(log.len()).ok_or("no more SPIs (test)")?;
+        log.push((req.clone(), spi));
+        Ok(spi)
+    }
+}
+
+#[test]
+fn an_allocated_spi_already_in_use_is_deleted_and_another_one_asked_for() {
+    let mut l = lab();
+    // The payload CHILD_SA's first answer repeats the BU/BA SPI (taken by us): its larval SA
+    // at the payload SA's destination goes, the next answer is used.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    l.mn.ep.set_spi_allocator(Box::new(Scripted {
+        answers: vec![0x7000_0000, 0x7000_0000, 0x7000_0001],
+        log: log.clone(),
+    }));
+    l.initiate(
+        HomeAddress::Static(HOA1),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l.establish(2));
+    let coa = l.mn.addr.ip();
+    let dels: Vec<_> =
+        l.mn.ops
+            .iter()
+            .filter_map(|o| match o {
+                KernelOp::DelSa { dst, spi } => Some((*dst, *spi)),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(dels, vec![(coa, 0x7000_0000)]);
+    let mut spis: Vec<u32> = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .map(|c| c.spi_in)
+        .collect();
+    spis.sort();
+    assert_eq!(spis, vec![0x7000_0000, 0x7000_0001]);
+    // The BU/BA SA (HoA, 0x7000_0000) is untouched: only the larval delete failed in the
+    // memory kernel, which never saw that larval SA.
+    assert!(l.mn.kernel.get(IpAddr::V6(HOA1), 0x7000_0000).is_some());
+    assert_eq!(l.mn.kernel_errors, vec![format!("no SA 70000000 to {coa}")]);
+    assert_eq!(log.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn an_allocated_spi_that_is_our_sa_at_that_destination_is_not_deleted() {
+    use mip6_ike::ike::Command;
+    // A broken allocator answers the rekey of BU/BA with that CHILD_SA's own SPI (same
+    // destination, the home address): skipped, and our SA is not deleted for it.
+    let mut l = lab();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    l.mn.ep.set_spi_allocator(Box::new(Scripted {
+        answers: vec![0x7000_0000, 0x7000_0001, 0x7000_0000, 0x7000_0002],
+        log: log.clone(),
+    }));
+    let ike = l.initiate(
+        HomeAddress::Static(HOA1),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l.establish(2));
+    l.mn_command(Command::RekeyChild {
+        ike,
+        spi_in: 0x7000_0000,
+    });
+    assert!(l.establish(3));
+    assert_eq!(log.lock().unwrap().len(), 4);
+    // The rekey deletes the old BU/BA SA once, after the new one (0x7000_0002) is in.
+    let dels =
+        l.mn.ops
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    KernelOp::DelSa {
+                        spi: 0x7000_0000,
+                        ..
+                    }
+                )
+            })
+            .count();
+    assert_eq!(
+        dels,
+        1,
+        "{:?}",
+        l.mn.ops
+            .iter()
+            .filter(|o| matches!(o, KernelOp::DelSa { .. }))
+            .collect::<Vec<_>>()
+    );
+    let mut spis: Vec<u32> = l.mn.ep.list()[0]
+        .children
+        .iter()
+        .map(|c| c.spi_in)
+        .collect();
+    spis.sort();
+    assert_eq!(spis, vec![0x7000_0001, 0x7000_0002]);
+    assert!(l.mn.kernel_errors.is_empty(), "{:?}", l.mn.kernel_errors);
+}

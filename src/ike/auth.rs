@@ -271,7 +271,7 @@ impl Endpoint {
         if rekey_of.is_none() {
             spi_req.acquire_seq = self.take_acquire_seq(class);
         }
-        let spi_in = self.alloc_child_spi(sa.our_spi(), &spi_req)?;
+        let spi_in = self.alloc_child_spi(sa, &spi_req)?;
         Some(ChildRequest {
             class: Some(class),
             mode: class.mode(),

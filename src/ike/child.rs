@@ -224,7 +224,7 @@ impl Endpoint {
         };
         // ts_i is the peer's side (it initiated this exchange).
         let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
-        let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+        let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
             // Kernel trouble, not the peer's: a rekey may be retried, a new SA is refused.
             return Err(if rekey_of.is_some() {
                 N_TEMPORARY_FAILURE
@@ -632,7 +632,7 @@ impl Endpoint {
                 reqid: old.reqid_in,
                 acquire_seq: None,
             };
-            let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+            let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
                 // Try again at the next rekey time or soft expiry.
                 sa.children[i].rekeying = false;
                 return;

@@ -897,7 +897,8 @@ impl Endpoint {
 
     /// An inbound SPI for a CHILD_SA: from the allocator when there is one, else random.
     /// None when the allocator fails; the caller refuses that CHILD_SA.
-    pub(super) fn alloc_child_spi(&mut self, owner: u64, req: &SpiRequest) -> Option<u32> {
+    pub(super) fn alloc_child_spi(&mut self, sa: &IkeSa, req: &SpiRequest) -> Option<u32> {
+        let owner = sa.our_spi();
         let Some(a) = self.spi_alloc.as_mut() else {
             return Some(self.new_child_spi(owner));
         };
@@ -914,10 +915,21 @@ impl Endpoint {
                         spi = format_args!("{spi:08x}"),
                         "allocated SPI in use; again"
                     );
-                    // The kernel holds a larval SA for it all the same (the kernel's SPIs
-                    // are unique per destination, so this deletes nothing of ours).
-                    self.kernel_ops
-                        .push_back(KernelOp::DelSa { dst: req.dst, spi });
+                    // The kernel holds a larval SA for it all the same. Its SPIs are unique
+                    // per destination, so that is never one of ours; checked all the same.
+                    // (`sa` is out of `self.sas` while it is being worked on.)
+                    let at_dst = |s: &IkeSa| {
+                        s.children
+                            .iter()
+                            .any(|c| c.spi_in == spi && c.outer_local == req.dst)
+                    };
+                    let ours = self.larval.get(&spi) == Some(&req.dst)
+                        || at_dst(sa)
+                        || self.sas.values().any(at_dst);
+                    if !ours {
+                        self.kernel_ops
+                            .push_back(KernelOp::DelSa { dst: req.dst, spi });
+                    }
                 }
                 Err(e) => {
                     warn!(src = %req.src, dst = %req.dst, reqid = req.reqid, "no inbound SPI: {e}");
