@@ -197,6 +197,151 @@ basic() {
   pass "$name"
 }
 
+# ---- our control socket (mip6-ikectl) ----------------------------------------------------
+
+# ctl ROLE ARGS...: our daemon's control CLI, JSON results (lab_our_conf: one socket per role).
+ctl() {
+  local role=$1
+  shift
+  "$BIN/mip6-ikectl" --socket "/run/mip6-iked-$role/control.sock" --json "$@"
+}
+
+# What every ctl_py check starts with: `role`, `hoa`, `r` (the JSON result), `kern` ({SPI:
+# reqid} of our kernel's ESP SAs), `args` (the extra arguments), `hx` and an empty `why`.
+CTL_PRELUDE=$(
+  cat <<'EOF'
+import json, sys
+role, hoa, out, kernel = sys.argv[1:5]
+args = sys.argv[5:]
+def hx(v):
+    try:
+        return int(str(v), 16)
+    except ValueError:
+        return -1
+kern = {}
+for line in kernel.splitlines():
+    f = line.split()
+    if len(f) >= 4 and f[3].isdigit():
+        kern[hx(f[2])] = int(f[3])
+try:
+    r = json.loads(out)
+except ValueError as e:
+    print(f"mip6-ikectl ({role}) answered no JSON ({e}): {out[:200]}; ", end="")
+    sys.exit()
+why = []
+EOF
+)
+
+# ctl_py ROLE REQUEST [ARGS...] <<PYTHON: `mip6-ikectl REQUEST` on our side, checked by the
+# Python code on stdin (after CTL_PRELUDE); what it appends to `why` goes to WHY.
+ctl_py() {
+  local role=$1 req=$2 out code
+  shift 2
+  code=$(cat)
+  if ! out=$(ctl "$role" $req 2>&1); then
+    WHY+="mip6-ikectl $req ($role) failed: $out; "
+    return
+  fi
+  WHY+=$(python3 -c "$CTL_PRELUDE
+$code
+print(''.join(f'mip6-ikectl {sys.argv[1]}: {w}; ' for w in why), end='')" \
+    "$role" "$HOA" "$out" "$(lab_sas "$role")" "$@" 2>&1)
+}
+
+# The peer's identity as our side lists it.
+ctl_peer_id() {
+  if [[ $OURS == mn ]]; then
+    echo "CN=ha.example.net"
+  else
+    echo "${SW_ID:-CN=mn1@example.net}"
+  fi
+}
+
+# ctl_check_sas IKE_TRANSFORM CHILD_TRANSFORM: `mip6-ikectl sas` on our side lists one
+# established IKE SA with the peer's identity, IKE_TRANSFORM and our home address, and its two
+# CHILD_SAs: bu-ba (transport) and payload (tunnel) with mip6d's reqids, CHILD_TRANSFORM and
+# exactly the SPIs (with those reqids) our kernel holds. Appends to WHY.
+ctl_check_sas() {
+  ctl_py $OURS sas "$(ctl_peer_id)" "$1" "$2" <<'EOF'
+peer, ike_tf, child_tf = args
+est = [s for s in r.get("ike_sas", []) if s.get("state") == "established"]
+if len(est) != 1:
+    why.append(f"{len(est)} established IKE SAs listed (want 1)")
+for s in est[:1]:
+    got = s.get("peer")
+    if peer not in str(got):
+        why.append(f"IKE SA peer {got!r}, want {peer!r}")
+    got = s.get("transforms")
+    if ike_tf not in str(got):
+        why.append(f"IKE SA transforms {got!r} without {ike_tf}")
+    got = s.get("home_address")
+    if got != hoa:
+        why.append(f"home_address {got!r}, want {hoa}")
+    ch = s.get("children", [])
+    classes = sorted(str(c.get("class")) for c in ch)
+    if classes != ["bu-ba", "payload"]:
+        why.append(f"CHILD_SA classes {classes} (want bu-ba, payload)")
+    # (mode, reqid_in, reqid_out) on the HA: mip6d's reqids 1/2 MH to the HA / to the MN,
+    # 3/4 payload; the MN's are the other way round.
+    want = {"bu-ba": ("transport", 1, 2), "payload": ("tunnel", 3, 4)}
+    for c in ch:
+        name = c.get("class")
+        if name not in want:
+            continue
+        mode, rin, rout = want[name]
+        if role == "mn":
+            rin, rout = rout, rin
+        got = c.get("mode")
+        if got != mode:
+            why.append(f"{name} mode {got!r}, want {mode}")
+        got = (c.get("reqid_in"), c.get("reqid_out"))
+        if got != (rin, rout):
+            why.append(f"{name} reqids {got}, want {(rin, rout)}")
+        got = c.get("transforms")
+        if child_tf not in str(got):
+            why.append(f"{name} transforms {got!r} without {child_tf}")
+        for d, rq in (("spi_in", rin), ("spi_out", rout)):
+            spi = c.get(d)
+            got = kern.get(hx(spi))
+            if got != rq:
+                why.append(f"{name} {d} {spi}: our kernel has it with reqid {got} (want {rq})")
+EOF
+}
+
+# ctl_ike_ids ROLE: the IKE SAs our side lists (their `ike` ids), one a line.
+ctl_ike_ids() {
+  ctl "$1" sas 2>/dev/null | python3 -c '
+import json, sys
+try:
+    for s in json.load(sys.stdin).get("ike_sas", []):
+        print(s.get("ike"))
+except ValueError:
+    pass'
+}
+
+# ctl_spis ROLE: "ike spi_in spi_out ..." of what our side lists, sorted (a generation's names).
+ctl_spis() {
+  ctl "$1" sas 2>/dev/null | python3 -c '
+import json, sys
+try:
+    for s in json.load(sys.stdin).get("ike_sas", []):
+        print(s.get("ike"))
+        for c in s.get("children", []):
+            print(c.get("spi_in"))
+            print(c.get("spi_out"))
+except ValueError:
+    pass' | sort
+}
+
+# ctl_gone ROLE ID WHAT: the IKE SA ID is no longer listed, or WHY grows.
+ctl_gone() {
+  [[ -n $2 ]] || {
+    WHY+="$3: no IKE SA id from mip6-ikectl ($1) to compare; "
+    return
+  }
+  ctl_ike_ids "$1" | grep -qx "$2" && WHY+="$3: mip6-ikectl ($1) still lists IKE SA $2; "
+}
+
 # ---- scenarios -----------------------------------------------------------------------------
 
 # 0: strongSwan against strongSwan in this lab (the lab's own check, with strongSwan's reqids).
@@ -243,6 +388,7 @@ sc1() {
 check_sc1() {
   charon_says $PEER 'with ECDSA-256 signature successful' "peer authenticated with AUTH method 9"
   charon_says $PEER 'CURVE_25519' "X25519"
+  ctl_check_sas CURVE_25519 AES_CBC_128
 }
 
 # 2: RSA-2048 certificates with MODP-2048.
@@ -253,6 +399,7 @@ sc2() {
 check_sc2() {
   charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with RSA.* successful' "RSA authentication"
   charon_says $PEER 'MODP_2048' "MODP-2048"
+  ctl_check_sas MODP_2048 AES_CBC_128
 }
 
 # 3: PSK, ECP-256, AES-GCM-16 for ESP.
@@ -268,6 +415,7 @@ check_sc3() {
   charon_says $PEER 'with pre-shared key successful' "PSK authentication"
   charon_says $PEER 'ECP_256' "ECP-256"
   ip -n $OURS xfrm state | grep -q 'rfc4106(gcm(aes))' || WHY+="no AES-GCM SA in our kernel; "
+  ctl_check_sas ECP_256 AES_GCM_16
 }
 
 # 4: RFC 7427 digital signatures (strongSwan pubkey-sha256).
@@ -276,6 +424,7 @@ sc4() {
 }
 check_sc4() {
   charon_says $PEER 'with ECDSA_WITH_SHA256_DER successful' "peer authenticated with an RFC 7427 signature"
+  ctl_check_sas CURVE_25519 AES_CBC_128
 }
 
 # 7: authorization. A strongSwan MN with mn1's valid certificate asks for mn2's home address:
@@ -301,6 +450,10 @@ sc7() {
     fi
     charon_says mn 'N\(TS_UNACCEPT\)' "our HA's refusal"
     grep -q "$other" "$LOGS/$log" || WHY+="our HA's log does not name $other; "
+    ctl_py ha stats <<'PY'
+if r.get("ts_refused", 0) < 1:
+    why.append(f"stats: ts_refused {r.get('ts_refused')} (want the refusal counted)")
+PY
   else
     OURS=mn PEER=ha
     lab_mip6d_policies mn mn
@@ -309,12 +462,29 @@ sc7() {
     OUR_HOA=$other lab_our_conf /job/mn.toml mn
     ours_start mn mn "$log"
     sleep 8
-    # notify 38 = TS_UNACCEPTABLE
-    grep -qE 'CHILD_SA not established.*notify=Some\(38\)' "$LOGS/$log" ||
+    grep -qE 'CHILD_SA not established.*notify=TS_UNACCEPTABLE\(38\)' "$LOGS/$log" ||
       WHY+="our MN's log has no CHILD_SA refused with TS_UNACCEPTABLE (38); "
     charon_says ha "traffic selectors .*$other/128.* unacceptable" "strongSwan's refusal"
     charon_says ha 'N\(TS_UNACCEPT\)' "TS_UNACCEPTABLE sent"
+    ctl_py mn stats <<'PY'
+if not [x for x in r.get("failures", []) if x.get("notify") == "TS_UNACCEPTABLE"]:
+    why.append(f"stats: no failure with TS_UNACCEPTABLE in {r.get('failures')}")
+PY
+    # The inbound SPI our MN reserved for it (ALLOCSPI: a larval SA naming the address) is
+    # deleted with the refusal; a retry in flight may hold one for a moment.
+    local i
+    for i in 1 2 3 4 5; do
+      ip -n mn xfrm state | grep -q "$other" || break
+      sleep 0.5
+    done
+    ip -n mn xfrm state | grep -q "$other" && WHY+="our MN's kernel keeps a (larval) SA for $other; "
   fi
+  # our side lists no CHILD_SA at all
+  ctl_py $OURS sas <<'PY'
+for s in r.get("ike_sas", []):
+    for c in s.get("children", []):
+        why.append(f"lists CHILD_SA {c.get('spi_in')} ({c.get('class')}, {c.get('ts_remote')})")
+PY
   # a keyed SA naming the address (ALLOCSPI's larval states carry no keys and expire in 30 s)
   local n
   for n in mn ha; do
@@ -346,6 +516,8 @@ sc8() {
     return 1
   fi
   WHY=
+  local ike
+  ike=$(ctl_ike_ids $OURS | head -1)
   # (a) the peer deletes
   if [[ $dir == our-mn ]]; then
     sw ha --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (ha) failed; "
@@ -353,6 +525,9 @@ sc8() {
     sw mn --terminate --ike mip6 --timeout 10 >/dev/null 2>&1 || WHY+="swanctl --terminate (mn) failed; "
   fi
   wait_count $OURS 0 5 || WHY+="(a) after strongSwan's Delete our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
+  ctl_gone $OURS "$ike" "(a)"
+  # our HA initiates nothing: its listing is empty
+  [[ $OURS == ha && -n $(ctl_ike_ids ha) ]] && WHY+="(a) mip6-ikectl (ha) lists IKE SAs $(echo $(ctl_ike_ids ha)); "
   # (b) we delete: our daemon stops with SIGTERM
   if [[ $dir == our-mn ]]; then
     wait_sas mn 20 || WHY+="(b) our MN did not initiate again; "
@@ -375,10 +550,12 @@ sc8() {
       WHY+="(c) strongSwan could not initiate again; "
   fi
   [[ $(lab_sa_count $OURS) == 4 ]] || WHY+="(c) our $OURS has $(lab_sa_count $OURS) SAs before the silence; "
+  ike=$(ctl_ike_ids $OURS | head -1)
   kill -STOP "$(cat $SWAN/$PEER/charon.pid)"
   t=$SECONDS
   if wait_count $OURS 0 40; then
     echo "liveness: our $OURS removed its SAs $((SECONDS - t)) s after strongSwan fell silent" >>"$LOGS/$log"
+    ctl_gone $OURS "$ike" "(c)"
   else
     WHY+="(c) 40 s after strongSwan fell silent our $OURS still has $(lab_sa_count $OURS) SAs; "
   fi
@@ -411,6 +588,8 @@ check_sc5() {
     charon_says mn "installing new virtual IP $HOA" "the address from our HA"
     ip -n mn addr | grep -q "$HOA" || WHY+="strongSwan did not install $HOA on the MN; "
   fi
+  # the assigned address is the IKE SA's home address on our side
+  ctl_check_sas CURVE_25519 AES_CBC_128
 }
 
 # 6: rekeying. Short lifetimes make both CHILD_SAs and the IKE SA rekey at least twice (the MN
@@ -436,6 +615,9 @@ ike_rekey = 10' up "$dir" "$log"
     return 1
   fi
   WHY=
+  local gen0
+  gen0=$(ctl_spis $OURS)
+  [[ $(wc -l <<<"$gen0") == 5 ]] || WHY+="mip6-ikectl ($OURS) lists '$(echo $gen0)' before the rekeys (want an IKE SA and 4 SPIs); "
   out=$(ip netns exec mn ping -6 -c 50 -i 0.5 -W 2 -I $HOA $CN 2>&1)
   lost=$(echo "$out" | sed -n 's/.* \([0-9]*\) received.*/\1/p')
   lost=$((50 - ${lost:-0}))
@@ -452,8 +634,17 @@ ike_rekey = 10' up "$dir" "$log"
     n=$(grep -oE "CHILD_SA $c\{[0-9]+\} established" "$SWAN/$PEER/charon.log" | sort -u | wc -l)
     ((n >= 3)) || WHY+="strongSwan ($PEER) established $n $c CHILD_SAs (want 3 or more); "
   done
+  # every generation has new names: the IKE SA's id and all four SPIs
+  local same
+  same=$(comm -12 <(echo "$gen0") <(ctl_spis $OURS))
+  [[ -z $same ]] || WHY+="mip6-ikectl ($OURS) still lists $(echo $same) from before the rekeys; "
+  ctl_py $OURS stats <<'PY'
+n = r.get("children_established", 0)
+if n < 6:
+    why.append(f"stats: {n} CHILD_SAs established (want 2 and 2 or more rekeys of each)")
+PY
   local why=$WHY
-  settled || why+=$WHY
+  settled ctl_check_sas CURVE_25519 AES_CBC_128 || why+=$WHY
   WHY=$why
   if [[ -n $WHY ]]; then
     keep_logs "$name"

@@ -408,6 +408,41 @@ fn allocspi_reserves_a_larval_sa_and_addsa_updates_it() {
 }
 
 #[test]
+fn delsa_removes_the_larval_sa_of_a_failed_negotiation() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        let mut alloc = k.spi_allocator().expect("the XFRM backend allocates SPIs");
+        let req = SpiRequest {
+            src: a(HA),
+            dst: a(HOA),
+            reqid: 2,
+            acquire_seq: None,
+        };
+        let (failed, kept) = (alloc.allocate(&req).unwrap(), alloc.allocate(&req).unwrap());
+        // What the engine emits when the CHILD_SA of `failed` is refused.
+        k.apply(&KernelOp::DelSa {
+            dst: a(HOA),
+            spi: failed,
+        })
+        .unwrap();
+        assert_eq!(
+            states(),
+            vec![(a(HOA), kept, 2)],
+            "only the other one is left"
+        );
+        // Not reserved any more: another delete finds nothing and is no error (ESRCH).
+        k.apply(&KernelOp::DelSa {
+            dst: a(HOA),
+            spi: failed,
+        })
+        .unwrap();
+        drop(alloc);
+        drop(k);
+        assert_eq!(states(), vec![]);
+    });
+}
+
+#[test]
 fn startup_cleanup_removes_only_our_leftovers() {
     in_netns(|| {
         // A previous run that died (kill -9: no destructor): a reserved SPI with our reqid.

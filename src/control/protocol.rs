@@ -497,30 +497,8 @@ pub enum EventMsg {
     },
 }
 
-/// Notify names for error messages and stats (RFC 7296 3.10.1, RFC 5026, RFC 4877).
-pub fn notify_name(t: u16) -> Option<&'static str> {
-    Some(match t {
-        1 => "UNSUPPORTED_CRITICAL_PAYLOAD",
-        4 => "INVALID_IKE_SPI",
-        5 => "INVALID_MAJOR_VERSION",
-        7 => "INVALID_SYNTAX",
-        9 => "INVALID_MESSAGE_ID",
-        11 => "INVALID_SPI",
-        14 => "NO_PROPOSAL_CHOSEN",
-        17 => "INVALID_KE_PAYLOAD",
-        24 => "AUTHENTICATION_FAILED",
-        34 => "SINGLE_PAIR_REQUIRED",
-        35 => "NO_ADDITIONAL_SAS",
-        36 => "INTERNAL_ADDRESS_FAILURE",
-        37 => "FAILED_CP_REQUIRED",
-        38 => "TS_UNACCEPTABLE",
-        39 => "INVALID_SELECTORS",
-        42 => "USE_ASSIGNED_HoA",
-        43 => "TEMPORARY_FAILURE",
-        44 => "CHILD_SA_NOT_FOUND",
-        _ => return None,
-    })
-}
+/// Notify names for error messages and stats (the wire's table, also used in logs).
+pub use crate::wire::consts::notify_name;
 
 /// Why a line could not be taken as a request.
 #[derive(Debug, Clone, PartialEq)]

@@ -271,7 +271,7 @@ impl Endpoint {
         if rekey_of.is_none() {
             spi_req.acquire_seq = self.take_acquire_seq(class);
         }
-        let spi_in = self.alloc_child_spi(sa.our_spi(), &spi_req)?;
+        let spi_in = self.alloc_child_spi(sa, &spi_req)?;
         Some(ChildRequest {
             class: Some(class),
             mode: class.mode(),
@@ -414,7 +414,7 @@ impl Endpoint {
     pub(super) fn auth_response(&mut self, sa: &mut IkeSa, payloads: Vec<Payload>) -> Fate {
         let a = Found::new(&payloads);
         let failed = |me: &mut Self, sa: &IkeSa, notify: Option<u16>, reason: String| {
-            warn!(ike = %sa.id(), remote = %sa.remote, ?notify, %reason, "IKE_AUTH failed");
+            warn!(ike = %sa.id(), remote = %sa.remote, notify = %super::found::NotifyLabel(notify), %reason, "IKE_AUTH failed");
             me.stats.ike_failed += 1;
             if notify == Some(N_AUTHENTICATION_FAILED) {
                 me.stats.auth_failures += 1;

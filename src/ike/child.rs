@@ -224,7 +224,7 @@ impl Endpoint {
         };
         // ts_i is the peer's side (it initiated this exchange).
         let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
-        let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+        let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
             // Kernel trouble, not the peer's: a rekey may be retried, a new SA is refused.
             return Err(if rekey_of.is_some() {
                 N_TEMPORARY_FAILURE
@@ -235,7 +235,7 @@ impl Endpoint {
         let Some((answer, suite, spi_out)) =
             select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
         else {
-            self.child_spis.remove(&spi_in);
+            self.release_child_spi(spi_in);
             info!(ike = %sa.id(), "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
         };
@@ -492,6 +492,8 @@ impl Endpoint {
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
+        // The AddSa above completes the larval SA.
+        self.larval.remove(&acc.spi_in);
         if self.is_home_agent() && sa.home_address.is_none() && child.class.is_some() {
             // The home address this user was granted, for listings and later CHILD_SAs.
             if let Some(std::net::IpAddr::V6(a)) = child.ts_remote.first().and_then(single_address)
@@ -528,7 +530,7 @@ impl Endpoint {
                     notify: Option<u16>,
                     reason: &str,
                     installed_by_peer: bool| {
-            warn!(ike = %sa.id(), exchange, ?notify, reason, "CHILD_SA not established");
+            warn!(ike = %sa.id(), exchange, notify = %super::found::NotifyLabel(notify), reason, "CHILD_SA not established");
             me.push_event(Event::ExchangeFailed {
                 ike: sa.id(),
                 exchange,
@@ -539,7 +541,7 @@ impl Endpoint {
                 // The peer installed it; delete it there. Our SPI stays reserved until then.
                 sa.queue.push_back(Intent::DeleteChild(req.spi_in));
             } else {
-                me.child_spis.remove(&req.spi_in);
+                me.release_child_spi(req.spi_in);
             }
             if let Some(old) = req.rekey_of
                 && let Some(i) = sa.child_by_in(old)
@@ -630,7 +632,7 @@ impl Endpoint {
                 reqid: old.reqid_in,
                 acquire_seq: None,
             };
-            let Some(spi_in) = self.alloc_child_spi(sa.our_spi(), &spi_req) else {
+            let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
                 // Try again at the next rekey time or soft expiry.
                 sa.children[i].rekeying = false;
                 return;
@@ -665,7 +667,7 @@ impl Endpoint {
             Some(Ok((d, p))) => (Some(d), Some(p)),
             Some(Err(e)) => {
                 warn!(ike = %sa.id(), "DH key generation failed: {e}");
-                self.child_spis.remove(&req.spi_in);
+                self.release_child_spi(req.spi_in);
                 return;
             }
             None => (None, None),
@@ -847,13 +849,13 @@ impl Endpoint {
         let mut out_ke = None;
         if let (Some(g), Some((_, data))) = (acc.suite.dh, ke) {
             let Ok((d, public)) = DhPrivate::generate(g, self.rng.as_mut()) else {
-                self.child_spis.remove(&acc.spi_in);
+                self.release_child_spi(acc.spi_in);
                 return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
             };
             match d.agree(data) {
                 Ok(s) => shared = Some(s),
                 Err(_) => {
-                    self.child_spis.remove(&acc.spi_in);
+                    self.release_child_spi(acc.spi_in);
                     return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
                 }
             }

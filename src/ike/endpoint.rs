@@ -2,7 +2,7 @@
 //! outside world must do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,9 @@ pub struct Endpoint {
     pub(super) address_provider: Option<Duration>,
     /// Where inbound ESP SPIs come from; None: our RNG (tests, memory backend).
     spi_alloc: Option<Box<dyn SpiAllocator>>,
+    /// Inbound SPIs the allocator reserved in the kernel (a larval SA there) that no CHILD_SA
+    /// installed yet, with the larval SA's destination: a failed negotiation deletes them.
+    pub(super) larval: HashMap<u32, IpAddr>,
     /// Mobile node: the kernel ACQUIRE (seq, when noted) that the next new CHILD_SA of a class
     /// answers; its SPI request carries the seq (see [`Endpoint::note_acquire`]).
     pub(super) acquire_seqs: HashMap<crate::mobility::SaClass, (u32, Instant)>,
@@ -126,6 +129,7 @@ impl Endpoint {
             now,
             address_provider: None,
             spi_alloc: None,
+            larval: HashMap::new(),
             acquire_seqs: HashMap::new(),
             leases: crate::mobility::LeaseTable::new(),
             reply_to: None,
@@ -438,12 +442,24 @@ impl Endpoint {
         if let Some(p) = &sa.pending
             && let Exchange::CreateChild { req, .. } = &p.exchange
         {
-            self.child_spis.remove(&req.spi_in);
+            self.release_child_spi(req.spi_in);
         }
         if let Some(hs) = &sa.hs
             && let Some(fc) = &hs.first_child
         {
-            self.child_spis.remove(&fc.spi_in);
+            self.release_child_spi(fc.spi_in);
+        }
+        // Any other SPI still reserved for this SA (a queued Delete of a CHILD_SA the peer
+        // installed but we refused, say) was never installed here either.
+        let owner = sa.our_spi();
+        let left: Vec<u32> = self
+            .larval
+            .keys()
+            .filter(|s| self.child_spis.get(s) == Some(&owner))
+            .copied()
+            .collect();
+        for spi in left {
+            self.release_child_spi(spi);
         }
         if sa.state == State::Established || sa.state == State::Deleting {
             self.release_leases(&sa);
@@ -546,7 +562,7 @@ impl Endpoint {
                         .as_ref()
                         .and_then(|h| h.init_error.clone())
                         .unwrap_or((None, "peer not responding".into()));
-                    warn!(ike = %id, ?notify, %reason, "IKE SA not established");
+                    warn!(ike = %id, notify = %super::found::NotifyLabel(notify), %reason, "IKE SA not established");
                     self.stats.ike_failed += 1;
                     self.events.push_back(Event::ExchangeFailed {
                         ike: id,
@@ -881,7 +897,8 @@ impl Endpoint {
 
     /// An inbound SPI for a CHILD_SA: from the allocator when there is one, else random.
     /// None when the allocator fails; the caller refuses that CHILD_SA.
-    pub(super) fn alloc_child_spi(&mut self, owner: u64, req: &SpiRequest) -> Option<u32> {
+    pub(super) fn alloc_child_spi(&mut self, sa: &IkeSa, req: &SpiRequest) -> Option<u32> {
+        let owner = sa.our_spi();
         let Some(a) = self.spi_alloc.as_mut() else {
             return Some(self.new_child_spi(owner));
         };
@@ -890,12 +907,30 @@ impl Endpoint {
             match a.allocate(req) {
                 Ok(spi) if spi >= 256 && !self.child_spis.contains_key(&spi) => {
                     self.child_spis.insert(spi, owner);
+                    self.larval.insert(spi, req.dst);
                     return Some(spi);
                 }
-                Ok(spi) => debug!(
-                    spi = format_args!("{spi:08x}"),
-                    "allocated SPI in use; again"
-                ),
+                Ok(spi) => {
+                    debug!(
+                        spi = format_args!("{spi:08x}"),
+                        "allocated SPI in use; again"
+                    );
+                    // The kernel holds a larval SA for it all the same. Its SPIs are unique
+                    // per destination, so that is never one of ours; checked all the same.
+                    // (`sa` is out of `self.sas` while it is being worked on.)
+                    let at_dst = |s: &IkeSa| {
+                        s.children
+                            .iter()
+                            .any(|c| c.spi_in == spi && c.outer_local == req.dst)
+                    };
+                    let ours = self.larval.get(&spi) == Some(&req.dst)
+                        || at_dst(sa)
+                        || self.sas.values().any(at_dst);
+                    if !ours {
+                        self.kernel_ops
+                            .push_back(KernelOp::DelSa { dst: req.dst, spi });
+                    }
+                }
                 Err(e) => {
                     warn!(src = %req.src, dst = %req.dst, reqid = req.reqid, "no inbound SPI: {e}");
                     return None;
@@ -904,6 +939,16 @@ impl Endpoint {
         }
         warn!("no unused inbound SPI from the allocator");
         None
+    }
+
+    /// Gives up an inbound SPI no CHILD_SA was installed with: unreserved here, and its larval
+    /// SA deleted from the kernel when the allocator made one.
+    pub(super) fn release_child_spi(&mut self, spi: u32) {
+        self.child_spis.remove(&spi);
+        if let Some(dst) = self.larval.remove(&spi) {
+            debug!(%dst, spi = format_args!("{spi:08x}"), "deleting the larval SA of a failed CHILD_SA");
+            self.kernel_ops.push_back(KernelOp::DelSa { dst, spi });
+        }
     }
 
     /// A fresh IKE SPI, unique among ours and never zero.

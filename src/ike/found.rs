@@ -25,6 +25,22 @@ pub(super) fn error_notify(payloads: &[Payload]) -> Option<u16> {
     })
 }
 
+/// An error notify for log lines: its name and number (`TS_UNACCEPTABLE(38)`), the number
+/// alone when unnamed, `none` when there was none.
+pub(super) struct NotifyLabel(pub Option<u16>);
+
+impl std::fmt::Display for NotifyLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(n) => match crate::wire::consts::notify_name(n) {
+                Some(name) => write!(f, "{name}({n})"),
+                None => write!(f, "{n}"),
+            },
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Found<'a> {
     pub sa: Option<&'a [Proposal]>,
@@ -81,5 +97,17 @@ impl<'a> Found<'a> {
             Payload::Notify(n) if n.notify_type == ty => Some(n),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotifyLabel;
+
+    #[test]
+    fn notify_labels_name_the_number() {
+        assert_eq!(NotifyLabel(Some(38)).to_string(), "TS_UNACCEPTABLE(38)");
+        assert_eq!(NotifyLabel(Some(9999)).to_string(), "9999");
+        assert_eq!(NotifyLabel(None).to_string(), "none");
     }
 }

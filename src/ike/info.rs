@@ -55,7 +55,7 @@ impl Endpoint {
             let c = sa.children.remove(i);
             self.remove_child_kernel(sa, &c, "deleted");
         } else {
-            self.child_spis.remove(&spi_in);
+            self.release_child_spi(spi_in);
         }
         let del = Payload::Delete(Delete {
             protocol_id: PROTO_ESP,
@@ -104,7 +104,7 @@ impl Endpoint {
                     }
                 }
                 Payload::Notify(n) if n.notify_type < 16384 => {
-                    info!(ike = %sa.id(), notify = n.notify_type, "peer reported an error");
+                    info!(ike = %sa.id(), notify = %super::found::NotifyLabel(Some(n.notify_type)), "peer reported an error");
                 }
                 _ => {}
             }

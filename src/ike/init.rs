@@ -309,7 +309,7 @@ impl Endpoint {
     /// have sent it), so we keep waiting for a genuine answer until the current retransmission
     /// timer runs out, and only then fail with this notify and reason (RFC 7296 2.21.1).
     fn init_refused(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        info!(ike = %sa.id(), remote = %sa.remote, ?notify, reason, "unusable IKE_SA_INIT answer; waiting for another until the timer runs out");
+        info!(ike = %sa.id(), remote = %sa.remote, notify = %super::found::NotifyLabel(notify), reason, "unusable IKE_SA_INIT answer; waiting for another until the timer runs out");
         if let Some(hs) = sa.hs.as_mut() {
             hs.init_error = Some((notify, reason.to_string()));
         }
@@ -320,7 +320,7 @@ impl Endpoint {
     }
 
     fn init_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        warn!(ike = %sa.id(), remote = %sa.remote, ?notify, reason, "IKE_SA_INIT failed");
+        warn!(ike = %sa.id(), remote = %sa.remote, notify = %super::found::NotifyLabel(notify), reason, "IKE_SA_INIT failed");
         self.stats.ike_failed += 1;
         self.push_event(Event::ExchangeFailed {
             ike: sa.id(),

@@ -176,7 +176,7 @@ impl Endpoint {
 
     /// Initiator: our IKE SA rekey failed; try again later (timed rekeys only).
     fn rekey_ike_failed(&mut self, sa: &mut IkeSa, notify: Option<u16>, reason: &str) -> Fate {
-        warn!(ike = %sa.id(), ?notify, reason, "IKE SA rekey failed");
+        warn!(ike = %sa.id(), notify = %super::found::NotifyLabel(notify), reason, "IKE SA rekey failed");
         self.push_event(Event::ExchangeFailed {
             ike: sa.id(),
             exchange: "CREATE_CHILD_SA",

@@ -17,7 +17,7 @@ use mip6_ike::ike::{
     Command, Config, Endpoint, EspProposal, Event, HomeAddress, HomeAgentConfig, IkeId,
     IkeProposal, LocalAuth, Now, Timers, Transmit,
 };
-use mip6_ike::kernel::{Kernel, memory::MemoryKernel};
+use mip6_ike::kernel::{Kernel, KernelOp, memory::MemoryKernel};
 use mip6_ike::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
 
 pub const CA_ECDSA: &str = include_str!("../../certs/ca-ecdsa.pem");
@@ -203,6 +203,8 @@ pub struct Side {
     pub kernel: MemoryKernel,
     pub events: Vec<Event>,
     pub kernel_errors: Vec<String>,
+    /// Every kernel operation the engine emitted, in order.
+    pub ops: Vec<KernelOp>,
 }
 
 impl Side {
@@ -220,6 +222,7 @@ impl Side {
             kernel: MemoryKernel::new(),
             events: Vec::new(),
             kernel_errors: Vec::new(),
+            ops: Vec::new(),
         }
     }
 
@@ -229,6 +232,7 @@ impl Side {
             if let Err(e) = self.kernel.apply(&op) {
                 self.kernel_errors.push(e);
             }
+            self.ops.push(op);
         }
         while let Some(e) = self.ep.poll_event() {
             self.events.push(e);

@@ -457,7 +457,12 @@ impl XfrmKernel {
     }
 
     fn del_sa(&mut self, dst: IpAddr, spi: u32) -> Result<(), String> {
-        let r = lock(&self.shared).nl.ack(msg::delsa_request(dst, spi));
+        let r = {
+            let mut sh = lock(&self.shared);
+            // A larval SA from ALLOCSPI (a failed negotiation) is no longer reserved.
+            sh.allocated.remove(&(dst, spi));
+            sh.nl.ack(msg::delsa_request(dst, spi))
+        };
         if let Some(spec) = self.sas.remove(&(dst, spi)) {
             self.release_policies(&spec);
         }
