@@ -225,14 +225,50 @@ pub fn to_kernel_all(src: &[TrafficSelector], dst: &[TrafficSelector]) -> Vec<Se
             {
                 continue;
             }
-            if let Some(k) = to_kernel(s, d)
-                && !out.contains(&k)
-            {
-                out.push(k);
+            for (s, d) in split_types(proto, s, d) {
+                if let Some(k) = to_kernel(&s, &d)
+                    && !out.contains(&k)
+                {
+                    out.push(k);
+                }
             }
         }
     }
     out
+}
+
+/// Most MH / ICMPv6 types one pair is split into; a wider range stays one "any type" selector.
+const MAX_SPLIT_TYPES: u16 = 8;
+
+/// A pair whose common MH / ICMPv6 range covers a few whole types (mps-mpa's 146-147) becomes
+/// one pair per type: a kernel selector holds one type or any, and "any ICMPv6" would send
+/// pings and errors between HoA and HA into this SA too.
+fn split_types(
+    proto: u8,
+    s: &TrafficSelector,
+    d: &TrafficSelector,
+) -> Vec<(TrafficSelector, TrafficSelector)> {
+    let (lo, hi) = (s.start_port.max(d.start_port), s.end_port.min(d.end_port));
+    let [tlo, clo] = lo.to_be_bytes();
+    let [thi, chi] = hi.to_be_bytes();
+    let whole = clo == 0 && chi == 0xff && tlo < thi;
+    if !(proto == IPPROTO_MH || proto == IPPROTO_ICMPV6)
+        || !whole
+        || u16::from(thi - tlo) >= MAX_SPLIT_TYPES
+    {
+        return vec![(s.clone(), d.clone())];
+    }
+    (tlo..=thi)
+        .map(|t| {
+            let (start, end) = type_to_ports(t);
+            let narrow = |ts: &TrafficSelector| TrafficSelector {
+                start_port: start,
+                end_port: end,
+                ..ts.clone()
+            };
+            (narrow(s), narrow(d))
+        })
+        .collect()
 }
 
 /// An IKEv2 selector covering one side of a kernel selector (for ACQUIRE-triggered requests).
@@ -385,5 +421,32 @@ mod tests {
         let mut udp = br[0].clone();
         udp.ip_protocol = 17;
         assert!(to_kernel_all(&bi, &[udp]).is_empty());
+    }
+
+    #[test]
+    fn mps_mpa_becomes_one_selector_per_icmpv6_type_not_any_icmpv6() {
+        use crate::mobility::SaClass;
+        let hoa: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let ha: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let (ts_i, ts_r) = SaClass::MpsMpa.selectors(hoa, ha);
+        let types: Vec<_> = to_kernel_all(&ts_i, &ts_r)
+            .iter()
+            .map(|s| (s.proto, s.sport, s.dport))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                (IPPROTO_ICMPV6, (146, 0xffff), (0, 0)),
+                (IPPROTO_ICMPV6, (147, 0xffff), (0, 0))
+            ]
+        );
+        // Any type stays one "any" selector rather than 256.
+        let mut any = ts_i[0].clone();
+        (any.start_port, any.end_port) = (0, 0xffff);
+        let mut any_r = ts_r[0].clone();
+        (any_r.start_port, any_r.end_port) = (0, 0xffff);
+        let out = to_kernel_all(&[any], &[any_r]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].sport, (0, 0));
     }
 }
