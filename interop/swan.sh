@@ -6,6 +6,24 @@
 
 SWAN=/tmp/swan
 
+# The plugins every lab charon loads, each with the Debian package that ships it. interop/run
+# checks on the host that each is installed and listed in .ci/packages; swan_start checks that
+# charon loaded each one (a plugin that fails to load makes charon run without it, silently).
+SWAN_PLUGINS=(
+  random=libstrongswan nonce=libstrongswan pem=libstrongswan pkcs1=libstrongswan
+  pkcs8=libstrongswan x509=libstrongswan constraints=libstrongswan pubkey=libstrongswan
+  sha1=libstrongswan sha2=libstrongswan hmac=libstrongswan aes=libstrongswan kdf=libstrongswan
+  attr=libstrongswan kernel-netlink=libstrongswan
+  openssl=libstrongswan-standard-plugins gcm=libstrongswan-standard-plugins
+  socket-default=strongswan-libcharon vici=strongswan-swanctl
+)
+
+# swan_plugin_specs: FILE=PACKAGE for each plugin (for uml_check).
+swan_plugin_specs() {
+  local p
+  for p in "${SWAN_PLUGINS[@]}"; do echo "/usr/lib/ipsec/plugins/libstrongswan-${p%%=*}.so=${p#*=}"; done
+}
+
 # swan_conf NODE ROLE(ha|mn): strongswan.conf and swanctl.conf for the charon in namespace NODE,
 # from these variables:
 #   SW_IKE, SW_ESP   proposals (strongSwan syntax)
@@ -33,7 +51,7 @@ swan_conf() {
   cat >"$d/strongswan.conf" <<EOF
 charon {
   load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 constraints pubkey sha1 sha2 hmac aes gcm kdf kernel-netlink socket-default vici attr
+  load = ${SWAN_PLUGINS[*]%%=*}
   signature_authentication = ${SW_SIGAUTH:-yes}
   # the lab is fast; under emulation a little more patience than strongSwan's 4 s x 5
   retransmit_tries = ${SW_RETRANSMIT_TRIES:-4}
@@ -154,6 +172,18 @@ swan_start() {
     sleep 0.1
   done
   [[ -S $d/charon.vici ]] || return 1
+  # charon starts without a plugin it failed to load; say which package is missing instead of
+  # failing later with "no proposal chosen"
+  local bad
+  bad=$(grep -o "plugin '[^']*': failed to load" "$d/charon.log" "$d/charon.stdout" 2>/dev/null | cut -d"'" -f2 | sort -u)
+  if [[ -n $bad ]]; then
+    local p pkgs=
+    for p in "${SWAN_PLUGINS[@]}"; do
+      [[ " $(echo $bad) " == *" ${p%%=*} "* ]] && pkgs+=" ${p#*=}"
+    done
+    echo "charon in $node failed to load plugin(s) $(echo $bad): install$pkgs" >&2
+    return 1
+  fi
   sw "$node" --load-all --noprompt >"$d/load.out" 2>&1
 }
 
