@@ -27,7 +27,7 @@ use common::daemon::{
     HA_ID, MN1_STATIC_USER, Running, ha_toml, mn1_toml_at, start, start_on, stop, tree,
     wait_children, wait_event,
 };
-use mip6_ike::daemon::make_kernel;
+use mip6_ike::daemon::{make_kernel, udp};
 use mip6_ike::ike::Event;
 use mip6_ike::policy;
 use nix::sched::{CloneFlags, unshare};
@@ -244,6 +244,30 @@ fn ipv6_ike_passes_any_protocol_esp_policies() {
 #[test]
 fn ipv4_ike_passes_any_protocol_esp_policies() {
     handshake_through(V4, Capture::Esp);
+}
+
+/// A mobile node without a configured care-of address asks routing for its source address
+/// (a connected UDP socket, which runs the outbound policy lookup without sending). Under the
+/// block that lookup fails without the bypass; under the ESP policy it succeeds even without
+/// (no SA yet: the kernel answers with a route that drops), checked here all the same.
+#[test]
+fn route_lookup_passes_capturing_policies() {
+    for c in [Capture::Block, Capture::Esp] {
+        in_netns(move || {
+            capture_all(c);
+            for local in [V6, V4] {
+                let remote = SocketAddr::new(a(local), 500);
+                let plain = UdpSocket::bind((a(local), 0)).unwrap();
+                if c == Capture::Block {
+                    // The lookup alone is refused without the bypass.
+                    let e = plain.connect(remote).expect_err("a blocked connect");
+                    assert_eq!(e.raw_os_error(), Some(nix::libc::EPERM), "{local}: {e}");
+                }
+                let src = udp::route_source(remote);
+                assert_eq!(src.ok(), Some(a(local)), "{local} {c:?}");
+            }
+        });
+    }
 }
 
 /// With the XFRM backend, where the bypass is mandatory: a mobile node on the XFRM kernel

@@ -363,6 +363,11 @@ pub fn route_source(remote: SocketAddr) -> io::Result<IpAddr> {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let s = std::net::UdpSocket::bind(any)?;
+    // connect() runs the outbound policy lookup: under mip6d's block it fails with EPERM, so
+    // this socket needs the bypass as much as the IKE sockets do. Without it (no
+    // CAP_NET_ADMIN: the IKE sockets have none either) connect() reports whatever the policies
+    // do, so the error is not worth a message of its own.
+    let _ = set_bypass(&s, any);
     s.connect(remote)?;
     Ok(s.local_addr()?.ip())
 }
