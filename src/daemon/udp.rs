@@ -148,7 +148,7 @@ fn set_bypass(fd: &impl AsFd, local: SocketAddr) -> Result<(), BypassError> {
 }
 
 /// Logged once per process: with the in-memory backend every socket fails the same way.
-static BYPASS_WARNED: AtomicBool = AtomicBool::new(false);
+static BYPASS_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The failure policy: whether the socket carries the bypass (Ok(true)), goes without it
 /// (Ok(false), best effort), or must not be used (Err).
@@ -158,7 +158,7 @@ fn settle(mode: Bypass, r: Result<(), BypassError>) -> Result<bool, BypassError>
         (Err(e), Bypass::Required) => Err(e),
         (Err(e), Bypass::BestEffort) => {
             // info, not warn: without root (the demo) this is expected and harmless.
-            if !BYPASS_WARNED.swap(true, Ordering::Relaxed) {
+            if !BYPASS_LOGGED.swap(true, Ordering::Relaxed) {
                 info!(
                     "{e}; going on without it (in-memory kernel backend), but host IPsec policies may catch IKE packets"
                 );
