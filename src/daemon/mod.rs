@@ -73,6 +73,9 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// An IKE socket without its IPsec bypass policies (XFRM backend only).
+    #[error("{0}")]
+    Bypass(udp::BypassError),
     #[error("{0}")]
     Config(String),
     #[error("kernel backend: {0}")]
@@ -155,11 +158,11 @@ impl Daemon {
     /// Binds every listen address on the IKE port and the NAT-T port.
     pub fn bind(cfg: LoadedConfig, mut kernel: Box<dyn Kernel>) -> Result<Daemon, DaemonError> {
         let mut sockets = Vec::new();
+        let bypass = udp::Bypass::for_backend(cfg.kernel.backend);
         for addr in &cfg.listen.addresses {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
                 let sa = SocketAddr::new(*addr, port);
-                let s = IkeSocket::bind(sa, nat)
-                    .map_err(|source| DaemonError::Bind { addr: sa, source })?;
+                let s = IkeSocket::bind(sa, nat, bypass).map_err(|e| e.into_daemon_error(sa))?;
                 info!(local = %s.local_addr(), nat_t = nat, "listening");
                 sockets.push(Arc::new(s));
             }
@@ -385,7 +388,8 @@ impl Daemon {
         let Some(tx) = self.inbound_tx.clone() else {
             return;
         };
-        match IkeSocket::bind(local, false) {
+        let bypass = udp::Bypass::for_backend(self.cfg.kernel.backend);
+        match IkeSocket::bind(local, false, bypass) {
             Ok(s) => {
                 info!(%local, "listening on the new care-of address");
                 let s = Arc::new(s);

@@ -2,10 +2,18 @@
 //! address of each datagram (IP_PKTINFO / IPV6_PKTINFO) and send from a chosen source address,
 //! because the engine needs the real local address (it becomes the outer address of tunnel-mode
 //! SAs and enters the NAT detection hashes).
+//!
+//! Every IKE socket carries per-socket IPsec bypass policies (inbound and outbound ALLOW, as
+//! strongSwan and other IKE daemons set them): a socket policy takes precedence over the SPD, so
+//! neither mip6d's `block` sub-policy (installed before each home registration and kept until
+//! the Binding Acknowledgement, which waits for our SAs) nor its any-protocol ESP policies can
+//! catch IKE itself.
 
+use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::libc;
 use nix::sys::socket::{
@@ -13,6 +21,12 @@ use nix::sys::socket::{
     SockaddrIn6, SockaddrStorage, bind, recvmsg, sendmsg, setsockopt, socket, sockopt,
 };
 use tokio::io::Interest;
+use tracing::info;
+
+use crate::policy::KernelBackend;
+
+// The one module allowed `unsafe` (a raw setsockopt); see there for why.
+mod sys;
 
 /// The non-ESP marker that precedes IKE messages on the NAT-T port (RFC 3948 2.2, RFC 7296 2.23).
 pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
@@ -40,11 +54,126 @@ pub fn classify_nat_port(data: &[u8]) -> NatPortPayload<'_> {
     }
 }
 
+/// Whether an IKE socket must carry its IPsec bypass policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bypass {
+    /// XFRM backend: real IPsec policies exist (mip6d's), and without the bypass the handshake
+    /// that would satisfy them deadlocks; a socket that cannot have it is an error.
+    Required,
+    /// In-memory backend (demo, tests, possibly without root, where the kernel refuses socket
+    /// policies without CAP_NET_ADMIN): a failure is logged once and ignored.
+    BestEffort,
+}
+
+impl Bypass {
+    pub fn for_backend(backend: KernelBackend) -> Bypass {
+        match backend {
+            KernelBackend::Xfrm => Bypass::Required,
+            KernelBackend::Memory => Bypass::BestEffort,
+        }
+    }
+}
+
+/// An IKE socket that could not get its bypass policy for one direction.
+#[derive(Debug)]
+pub struct BypassError {
+    pub local: SocketAddr,
+    pub inbound: bool,
+    pub source: io::Error,
+}
+
+impl fmt::Display for BypassError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let option = if self.local.is_ipv4() {
+            "IP_XFRM_POLICY"
+        } else {
+            "IPV6_XFRM_POLICY"
+        };
+        let dir = if self.inbound { "in" } else { "out" };
+        write!(
+            f,
+            "cannot exempt the IKE socket {} from IPsec policies ({option}, dir {dir}): {}",
+            self.local, self.source
+        )?;
+        if self.source.raw_os_error() == Some(libc::EPERM) {
+            f.write_str(" (this needs root or CAP_NET_ADMIN)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BypassError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Why [`IkeSocket::bind`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Bypass(#[from] BypassError),
+}
+
+impl BindError {
+    /// The daemon's error for binding `addr`.
+    pub fn into_daemon_error(self, addr: SocketAddr) -> super::DaemonError {
+        match self {
+            BindError::Io(source) => super::DaemonError::Bind { addr, source },
+            BindError::Bypass(e) => super::DaemonError::Bypass(e),
+        }
+    }
+}
+
+/// Puts the inbound and outbound bypass policies on `fd` (a socket for `local`'s family).
+fn set_bypass(fd: &impl AsFd, local: SocketAddr) -> Result<(), BypassError> {
+    let (v6, family) = if local.is_ipv4() {
+        (false, libc::AF_INET)
+    } else {
+        (true, libc::AF_INET6)
+    };
+    // AF_INET and AF_INET6 (2, 10) fit a u16, the selector's family field.
+    let family = family as u16;
+    for (dir, inbound) in [(sys::XFRM_POLICY_IN, true), (sys::XFRM_POLICY_OUT, false)] {
+        let p = sys::policy(family, dir, sys::XFRM_POLICY_ALLOW);
+        sys::set_socket_policy(fd.as_fd(), v6, &p).map_err(|source| BypassError {
+            local,
+            inbound,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Logged once per process: with the in-memory backend every socket fails the same way.
+static BYPASS_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The failure policy: whether the socket carries the bypass (Ok(true)), goes without it
+/// (Ok(false), best effort), or must not be used (Err).
+fn settle(mode: Bypass, r: Result<(), BypassError>) -> Result<bool, BypassError> {
+    match (r, mode) {
+        (Ok(()), _) => Ok(true),
+        (Err(e), Bypass::Required) => Err(e),
+        (Err(e), Bypass::BestEffort) => {
+            // info, not warn: without root (the demo) this is expected and harmless.
+            if !BYPASS_LOGGED.swap(true, Ordering::Relaxed) {
+                info!(
+                    "{e}; going on without it (in-memory kernel backend), but host IPsec policies may catch IKE packets"
+                );
+            }
+            Ok(false)
+        }
+    }
+}
+
 /// One bound socket.
 pub struct IkeSocket {
     sock: tokio::net::UdpSocket,
     local: SocketAddr,
     nat: bool,
+    bypass: bool,
 }
 
 /// A datagram as read from a socket.
@@ -63,8 +192,9 @@ fn io_err(e: nix::Error) -> io::Error {
 
 impl IkeSocket {
     /// Binds `addr` (port 0: any free port). IPv6 sockets are IPv6-only so that an IPv4 socket
-    /// can share the port; both ask for the destination address of each datagram.
-    pub fn bind(addr: SocketAddr, nat: bool) -> io::Result<IkeSocket> {
+    /// can share the port; both ask for the destination address of each datagram. The bypass
+    /// policies go on before the bind, so no datagram ever passes the socket without them.
+    pub fn bind(addr: SocketAddr, nat: bool, bypass: Bypass) -> Result<IkeSocket, BindError> {
         let family = if addr.is_ipv4() {
             AddressFamily::Inet
         } else {
@@ -77,6 +207,7 @@ impl IkeSocket {
             None,
         )
         .map_err(io_err)?;
+        let bypass = settle(bypass, set_bypass(&fd, addr))?;
         match addr {
             SocketAddr::V6(a) => {
                 setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io_err)?;
@@ -91,7 +222,17 @@ impl IkeSocket {
         let std_sock = std::net::UdpSocket::from(fd);
         let local = std_sock.local_addr()?;
         let sock = tokio::net::UdpSocket::from_std(std_sock)?;
-        Ok(IkeSocket { sock, local, nat })
+        Ok(IkeSocket {
+            sock,
+            local,
+            nat,
+            bypass,
+        })
+    }
+
+    /// True when the socket carries its IPsec bypass policies (always with [`Bypass::Required`]).
+    pub fn has_bypass(&self) -> bool {
+        self.bypass
     }
 
     /// The bound address (with the port the system chose for port 0).
@@ -222,6 +363,11 @@ pub fn route_source(remote: SocketAddr) -> io::Result<IpAddr> {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let s = std::net::UdpSocket::bind(any)?;
+    // connect() runs the outbound policy lookup: under mip6d's block it fails with EPERM, so
+    // this socket needs the bypass as much as the IKE sockets do. Without it (no
+    // CAP_NET_ADMIN: the IKE sockets have none either) connect() reports whatever the policies
+    // do, so the error is not worth a message of its own.
+    let _ = set_bypass(&s, any);
     s.connect(remote)?;
     Ok(s.local_addr()?.ip())
 }
@@ -247,6 +393,62 @@ mod tests {
         assert_eq!(classify_nat_port(&[0, 0, 0, 1, 0]), NatPortPayload::Esp);
     }
 
+    fn eperm(local: &str, inbound: bool) -> BypassError {
+        BypassError {
+            local: local.parse().unwrap(),
+            inbound,
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        }
+    }
+
+    #[test]
+    fn bypass_failure_stops_the_xfrm_backend_only() {
+        // XFRM backend: refused, naming the socket, the option, the direction and the cause.
+        let e = settle(
+            Bypass::for_backend(KernelBackend::Xfrm),
+            Err(eperm("[::]:500", false)),
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "[::]:500",
+            "IPV6_XFRM_POLICY",
+            "dir out",
+            "Operation not permitted",
+            "CAP_NET_ADMIN",
+        ] {
+            assert!(e.contains(part), "{part:?} missing in {e:?}");
+        }
+        let e = eperm("192.0.2.1:4500", true).to_string();
+        assert!(
+            e.contains("192.0.2.1:4500") && e.contains("IP_XFRM_POLICY, dir in"),
+            "{e}"
+        );
+        // In-memory backend: the socket is used without the bypass.
+        let memory = Bypass::for_backend(KernelBackend::Memory);
+        assert!(!settle(memory, Err(eperm("[::1]:500", true))).unwrap());
+        assert!(settle(memory, Ok(())).unwrap());
+        assert!(settle(Bypass::Required, Ok(())).unwrap());
+        // Only EPERM hints at the capability.
+        let other = BypassError {
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+            ..eperm("[::1]:500", false)
+        };
+        assert!(!other.to_string().contains("CAP_NET_ADMIN"));
+    }
+
+    /// As root (the CI), every socket gets its bypass, also in best-effort mode.
+    #[tokio::test(flavor = "current_thread")]
+    async fn root_sockets_carry_the_bypass() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        for addr in ["[::1]:0", "127.0.0.1:0"] {
+            let s = IkeSocket::bind(addr.parse().unwrap(), false, Bypass::Required).unwrap();
+            assert!(s.has_bypass(), "{addr}");
+        }
+    }
+
     #[test]
     fn routing_prefers_exact_then_wildcard_of_same_family_and_port() {
         let bound: Vec<SocketAddr> = vec![
@@ -262,10 +464,10 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn wildcard_socket_learns_destination_and_sends_from_it() {
-        let Ok(a) = IkeSocket::bind("[::]:0".parse().unwrap(), false) else {
+        let Ok(a) = IkeSocket::bind("[::]:0".parse().unwrap(), false, Bypass::BestEffort) else {
             return;
         };
-        let Ok(b) = IkeSocket::bind("[::1]:0".parse().unwrap(), false) else {
+        let Ok(b) = IkeSocket::bind("[::1]:0".parse().unwrap(), false, Bypass::BestEffort) else {
             return;
         };
         let to_a: SocketAddr = (Ipv6Addr::LOCALHOST, a.local_addr().port()).into();
@@ -289,8 +491,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn ipv4_wildcard_socket_learns_destination() {
-        let a = IkeSocket::bind("0.0.0.0:0".parse().unwrap(), false).unwrap();
-        let b = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let a = IkeSocket::bind("0.0.0.0:0".parse().unwrap(), false, Bypass::BestEffort).unwrap();
+        let b = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false, Bypass::BestEffort).unwrap();
         let to_a: SocketAddr = (Ipv4Addr::LOCALHOST, a.local_addr().port()).into();
         b.send(IpAddr::V4(Ipv4Addr::UNSPECIFIED), to_a, b"x")
             .await

@@ -2,7 +2,7 @@
 //! configuration texts the daemon tests share, and waiting on a daemon's events and answers.
 
 use std::fs;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -105,6 +105,25 @@ pub fn mn1_toml(ha: SocketAddr, hoa: &str, extra: &str) -> String {
         "id = \"{MN1_ID}\"\ncertificate = \"mn1-ecdsa.pem\"\nprivate_key = \"mn1-ecdsa.key\"\nca = [\"ca-ecdsa.pem\"]\n"
     );
     mn_toml(&identity, ha, hoa, extra)
+}
+
+/// mn1's file for a mobile node that listens on and initiates from `local` (an IPv4 address
+/// too); see [`mn_toml`], which fixes both to ::1.
+pub fn mn1_toml_at(local: IpAddr, ha: SocketAddr, hoa: &str, extra: &str) -> String {
+    format!(
+        r#"{}id = "{MN1_ID}"
+certificate = "mn1-ecdsa.pem"
+private_key = "mn1-ecdsa.key"
+ca = ["ca-ecdsa.pem"]
+[mobile_node]
+home_agent = "{ha}"
+home_agent_address = "2001:db8:1::1"
+care_of_address = "{local}"
+home_address = "{hoa}"
+classes = ["bu-ba", "payload"]
+{extra}"#,
+        head("mobile-node", &local.to_string())
+    )
 }
 
 /// A daemon running as a task of the current runtime.
