@@ -17,6 +17,7 @@ use tracing::{debug, info};
 
 use super::Event;
 use super::endpoint::{Endpoint, Fate};
+use super::home::plan_hoa;
 use super::sa::{Child, IkeSa, Plan, State};
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
 
@@ -80,6 +81,11 @@ impl Endpoint {
             // The new IKE endpoints are only in KMADDRESS (transport entries carry `::`).
             return debug!(reqid = m.reqid, selector = ?m.selector, "MIGRATE without KMADDRESS ignored");
         };
+        if !self.is_home_agent() {
+            // The next initiation starts here, whatever becomes of the IKE SAs below.
+            self.mn.note_kmaddress(&m.selector, km_local, km_remote);
+            self.restart_negotiations(&m.selector, km_local, km_remote);
+        }
         let ids: Vec<u64> = self
             .sas
             .iter()
@@ -94,8 +100,8 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         if ids.is_empty() {
-            return info!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
-                "MIGRATE for a home address without IKE SA; ignored");
+            return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                "MIGRATE for a home address without established IKE SA");
         }
         for id in ids {
             let Some(mut sa) = self.sas.remove(&id) else {
@@ -107,6 +113,71 @@ impl Endpoint {
             if let Some((plan, local, remote)) = restart {
                 let id = self.start_initiator(local, remote, *plan);
                 info!(ike = %id, %local, %remote, "IKE SA re-established from the new address");
+            }
+        }
+    }
+
+    /// Mobile node: IKE SAs still in IKE_SA_INIT or IKE_AUTH for the home address the MIGRATE
+    /// names. Their messages leave from an address mip6d says we no longer use (often gone
+    /// already), so the negotiation starts again from the local KMADDRESS with the same plan.
+    /// Several MIGRATEs of one move find the new attempt already there and do nothing.
+    fn restart_negotiations(&mut self, sel: &Selector, km_local: IpAddr, km_remote: IpAddr) {
+        let ids: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| {
+                sa.initiator
+                    && matches!(sa.state, State::InitSent | State::AuthSent)
+                    && sa.plan.as_ref().is_some_and(|p| match plan_hoa(p) {
+                        Some(h) => names_home_address(sel, IpAddr::V6(h)),
+                        // A dynamic home address not assigned yet: every MIGRATE towards
+                        // this home agent is about it.
+                        None => {
+                            km_remote == sa.remote.ip() || km_remote == IpAddr::V6(p.home_agent)
+                        }
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
+            let towards_ha = sa.plan.as_ref().is_some_and(|p| {
+                km_remote == sa.remote.ip() || km_remote == IpAddr::V6(p.home_agent)
+            });
+            if sa.local.ip() == km_local || !towards_ha || km_local.is_ipv4() != sa.remote.is_ipv4()
+            {
+                if sa.local.ip() != km_local {
+                    info!(ike = %sa.id(), local = %sa.local, remote = %sa.remote, %km_local, %km_remote,
+                          "MIGRATE: KMADDRESS does not match the IKE SA in negotiation; ignored");
+                }
+                self.finish(sa, Fate::Keep);
+                continue;
+            }
+            let remote = sa.remote;
+            // The ports of the original initiation (the SA cannot have floated before
+            // IKE_AUTH completes, but a restart never starts on the NAT-T port).
+            let port = self
+                .mn
+                .home_agent(remote.ip())
+                .map_or(sa.local.port(), |r| r.local_port);
+            let new_local = SocketAddr::new(km_local, port);
+            if sa.state == State::AuthSent {
+                // The home agent may have completed our IKE_AUTH (its answer lost on the way to
+                // the old address): delete that IKE SA there, from the new address.
+                self.send_ike_delete_once(&sa, new_local, remote);
+            }
+            let (old, old_local, plan) = (sa.id(), sa.local, sa.plan.take());
+            info!(ike = %old, state = sa.state.name(), from = %old_local, to = %new_local, %remote,
+                  "moved during negotiation: starting again from the new address");
+            self.finish(sa, Fate::Close("moved during negotiation".into()));
+            if let Some(mut plan) = plan {
+                plan.ike_rekey_at = None;
+                let new = self.start_initiator(new_local, remote, *plan);
+                // Whoever waits for `old` (the daemon, an `initiate` on the control socket)
+                // follows `new`: reported like a rekey, `old` goes without an IkeDown.
+                self.push_event(Event::IkeRekeyed { old, new });
             }
         }
     }

@@ -11,13 +11,16 @@ mod child;
 pub use child::MAX_CHILDREN_PER_IKE_SA;
 pub mod config;
 mod endpoint;
+mod float;
 mod found;
+mod home;
 mod info;
 mod init;
 mod migrate;
 pub mod proposal;
 mod protect;
 mod provider;
+mod reauth;
 mod rekey;
 mod sa;
 
