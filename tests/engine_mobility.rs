@@ -17,7 +17,8 @@ use mip6_ike::auth::Identity;
 use mip6_ike::crypto::TestRng;
 use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, IkeId, Now, Transmit};
 use mip6_ike::kernel::{
-    Direction, Kernel, KernelEvent, Migrate, Mode, Selector, memory::MemoryKernel,
+    Direction, Kernel, KernelEvent, KernelOp, Migrate, Mode, Selector, SpiAllocator, SpiRequest,
+    memory::MemoryKernel,
 };
 use mip6_ike::mobility::SaClass;
 use mip6_ike::wire::consts::*;
@@ -53,6 +54,8 @@ struct Node {
     kernel: MemoryKernel,
     events: Vec<Event>,
     kernel_errors: Vec<String>,
+    /// Every kernel operation the engine emitted.
+    ops: Vec<KernelOp>,
 }
 
 impl Node {
@@ -115,6 +118,7 @@ impl Net {
             kernel: MemoryKernel::new(),
             events: Vec::new(),
             kernel_errors: Vec::new(),
+            ops: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -125,6 +129,7 @@ impl Net {
                 if let Err(e) = n.kernel.apply(&op) {
                     n.kernel_errors.push(e);
                 }
+                n.ops.push(op);
             }
             while let Some(e) = n.ep.poll_event() {
                 n.events.push(e);
@@ -452,6 +457,68 @@ fn a_migrate_for_another_home_address_leaves_the_negotiation_alone() {
     n.kernel(MN, other);
     assert!(n.sent_by(MN, since).is_empty());
     assert_eq!(n.nodes[MN].ep.list()[0].id, first);
+}
+
+/// Hands out consecutive SPIs, as the kernel's ALLOCSPI would (each one a larval SA there).
+struct Counter(u32);
+
+impl SpiAllocator for Counter {
+    fn allocate(&mut self, _req: &SpiRequest) -> Result<u32, String> {
+        self.0 += 1;
+        Ok(self.0)
+    }
+}
+
+#[test]
+fn a_k_bit_move_during_a_child_sa_rekey_leaves_no_larval_sa_behind() {
+    let mut n = Net::pair(&[coa1(), coa2()]);
+    n.nodes[MN]
+        .ep
+        .set_spi_allocator(Box::new(Counter(0x5000_0000)));
+    n.command(MN, initiate(at(coa1(), 500)));
+    assert!(n.run(|n| n.up(2), |_, t| Some(t)));
+    let sa = n.nodes[MN].ep.list()[0].clone();
+    let payload = sa
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .unwrap()
+        .clone();
+    // The rekey reserves its inbound SPI at the current care-of address; its request is lost
+    // with the old link, and mip6d moves us (K bit: the IKE SA follows).
+    n.command(
+        MN,
+        Command::RekeyChild {
+            ike: sa.id,
+            spi_in: payload.spi_in,
+        },
+    );
+    n.wire.clear();
+    n.nodes[MN].ips.retain(|a| *a != ip(coa1()));
+    n.kernel(MN, mn_migrates(HOA1, coa1(), coa2()));
+    assert_eq!(n.nodes[MN].ep.list()[0].local, at(coa2(), 500));
+    let ups = n.nodes[MN].child_ups();
+    assert!(n.run(|n| n.nodes[MN].child_ups() > ups, |_, t| Some(t)));
+    let new = n.nodes[MN].ep.list()[0]
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .unwrap()
+        .clone();
+    assert_ne!(new.spi_in, payload.spi_in);
+    assert_eq!(
+        new.local,
+        ip(coa2()),
+        "installed at the new care-of address"
+    );
+    assert!(
+        n.nodes[MN]
+            .ops
+            .iter()
+            .any(|op| matches!(op, KernelOp::DelSa { dst, spi }
+            if *dst == ip(coa1()) && *spi == new.spi_in)),
+        "the larval SA reserved at the old address is deleted"
+    );
 }
 
 // ---- 2. Initiation from the latest KMADDRESS ----

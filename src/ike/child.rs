@@ -547,8 +547,18 @@ impl Endpoint {
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
-        // The AddSa above completes the larval SA.
-        self.larval.remove(&acc.spi_in);
+        // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this
+        // CHILD_SA was negotiated: then the SPI was reserved at the old care-of address, where
+        // the kernel keeps the larval SA until it expires; delete it there.
+        if let Some(dst) = self.larval.remove(&acc.spi_in)
+            && dst != outer_local
+        {
+            debug!(%dst, now = %outer_local, spi = format_args!("{:08x}", acc.spi_in), "deleting the larval SA left at the old address");
+            self.kernel_ops.push_back(KernelOp::DelSa {
+                dst,
+                spi: acc.spi_in,
+            });
+        }
         if self.is_home_agent() && sa.home_address.is_none() && child.class.is_some() {
             // The home address this user was granted, for listings and later CHILD_SAs.
             if let Some(std::net::IpAddr::V6(a)) = child.ts_remote.first().and_then(single_address)
