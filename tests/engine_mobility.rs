@@ -574,8 +574,20 @@ fn initiation_starts_from_the_latest_kmaddress_even_with_a_configured_care_of_ad
 /// with `reauth_time`). Our engine as a home agent never initiates, so it plays the part with
 /// the home agent's identity in the initiator's role.
 fn reauthenticating_home_agent(n: &mut Net, mn_at: SocketAddr) -> usize {
-    let (auth, trust) = local_auth(AuthKind::Ecdsa, "ha");
-    let cfg = base_config(HA_DN, (auth, trust), IKE, ESP);
+    initiator_at_home_agent(n, mn_at, HA_DN, local_auth(AuthKind::Ecdsa, "ha"))
+}
+
+/// The same with another identity and credentials.
+fn initiator_at_home_agent(
+    n: &mut Net,
+    mn_at: SocketAddr,
+    identity: &str,
+    auth: (
+        mip6_ike::ike::LocalAuth,
+        Option<Arc<mip6_ike::auth::TrustAnchors>>,
+    ),
+) -> usize {
+    let cfg = base_config(identity, auth, IKE, ESP);
     let i = n.add(cfg, &[HA_IP], 3);
     n.command(
         i,
@@ -660,6 +672,71 @@ fn the_mobile_node_accepts_its_home_agents_reauthentication() {
     n.command(MN, Command::RekeyChild { ike, spi_in: spi });
     n.run_now();
     assert_eq!(n.nodes[MN].child_ups(), ups + 1);
+}
+
+#[test]
+fn reauthentication_with_a_pre_shared_key() {
+    let mut n = Net::new();
+    n.add(mn_config(AuthKind::Psk, "mn1", IKE, ESP), &[coa1()], 1);
+    n.add(ha_config(AuthKind::Psk, IKE, ESP), &[HA_IP], 2);
+    n.command(MN, initiate(at(coa1(), 500)));
+    assert!(n.run(|n| n.up(2), |_, t| Some(t)));
+    let old = n.nodes[MN].ep.list()[0].id;
+    let psk = (
+        mip6_ike::ike::LocalAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec())),
+        None,
+    );
+    let reauth = initiator_at_home_agent(&mut n, at(coa1(), 500), HA_DN, psk);
+    assert!(n.run(|n| n.nodes[reauth].child_ups() >= 2, |_, t| Some(t)));
+    let l = n.nodes[MN].ep.list();
+    let new = l.iter().find(|s| s.id != old).unwrap();
+    assert_eq!((new.state, new.children.len()), ("established", 2));
+    assert_eq!(new.peer_auth_method, AUTH_SHARED_KEY);
+    assert_eq!(l.iter().find(|s| s.id == old).unwrap().state, "rekeyed");
+}
+
+#[test]
+fn a_peer_at_the_home_agents_address_with_another_identity_is_refused() {
+    let mut n = Net::pair(&[coa1()]);
+    n.command(MN, initiate(at(coa1(), 500)));
+    assert!(n.run(|n| n.up(2), |_, t| Some(t)));
+    let before = n.nodes[MN].ep.list();
+    // mn2's certificate is issued by the same CA, but it is not the home agent's identity.
+    let rogue = initiator_at_home_agent(
+        &mut n,
+        at(coa1(), 500),
+        MN2_DN,
+        local_auth(AuthKind::Ecdsa, "mn2"),
+    );
+    assert!(n.run(
+        |n| {
+            n.nodes[rogue]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::ExchangeFailed { .. }))
+        },
+        |_, t| Some(t)
+    ));
+    assert!(n.nodes[rogue].events.iter().any(|e| matches!(
+        e,
+        Event::ExchangeFailed {
+            notify: Some(N_AUTHENTICATION_FAILED),
+            ..
+        }
+    )));
+    let mn = &n.nodes[MN];
+    assert_eq!(
+        mn.count(|e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("expected"))),
+        1,
+        "{:?}",
+        mn.events
+    );
+    let after = mn.ep.list();
+    assert_eq!(after.len(), 1);
+    assert_eq!((after[0].id, after[0].state), (before[0].id, "established"));
+    assert!(after[0].initiator, "the plan stays with our own IKE SA");
+    assert_eq!(mn.kernel.len(), 4);
+    assert_eq!(mn.count(|e| matches!(e, Event::IkeRekeyed { .. })), 0);
 }
 
 #[test]
