@@ -910,3 +910,28 @@ fn forged_or_foreign_messages_from_4500_move_nothing() {
     );
     assert!(ha_sa.local.port() == 500 && ha_sa.remote.port() == 500);
 }
+
+#[test]
+fn after_floating_a_re_establishment_starts_on_the_ike_port_again() {
+    let mut mn = mn1();
+    mn.mobility.key_mobility = false;
+    let mut n = Net::pair_with(mn, &[coa1(), coa2()]);
+    n.command(MN, initiate(at(coa1(), 500)));
+    let mut float = false;
+    assert!(n.run(|n| n.up(2), float_mn_from_ike_auth(&mut float)));
+    assert_eq!(n.nodes[MN].ep.list()[0].local, at(coa1(), 4500));
+    // A move without the K bit: the IKE SA is re-established from the new address, with a
+    // fresh IKE_SA_INIT on port 500 (where our initiation started), not on the NAT-T port.
+    let since = n.sent.len();
+    n.kernel(MN, mn_migrates(HOA1, coa1(), coa2()));
+    let inits: Vec<_> = n
+        .sent_by(MN, since)
+        .into_iter()
+        .filter(|t| is_init_request(t))
+        .collect();
+    assert_eq!(inits.len(), 1);
+    assert_eq!(
+        (inits[0].local, inits[0].remote),
+        (at(coa2(), 500), at(HA_IP, 500))
+    );
+}

@@ -124,6 +124,22 @@ pub(super) fn plan_hoa(plan: &Plan) -> Option<Ipv6Addr> {
 }
 
 impl Endpoint {
+    /// Mobile node: the ends of a new IKE SA that replaces one between `local` and `remote`
+    /// (after a move): the ports of our original initiation to that home agent, so that a
+    /// successor of an IKE SA that floated to the NAT-T port starts on the IKE port again.
+    pub(super) fn restart_ends(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> (SocketAddr, SocketAddr) {
+        match self.mn.home_agent(remote.ip()) {
+            Some(r) if r.remote.ip() == remote.ip() => {
+                (SocketAddr::new(local.ip(), r.local_port), r.remote)
+            }
+            _ => (local, remote),
+        }
+    }
+
     /// Mobile node: where mip6d last said we are, for an IKE SA to the home agent `ha` about
     /// `hoa` (None: any home address): the local KMADDRESS of its latest MIGRATE. The daemon may
     /// use it to bind a socket there before it initiates.

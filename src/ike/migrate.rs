@@ -111,6 +111,7 @@ impl Endpoint {
             // The old SA's CHILD_SAs and IkeDown go first; then the new IKE SA starts.
             self.finish(sa, fate);
             if let Some((plan, local, remote)) = restart {
+                let (local, remote) = self.restart_ends(local, remote);
                 let id = self.start_initiator(local, remote, *plan);
                 info!(ike = %id, %local, %remote, "IKE SA re-established from the new address");
             }
@@ -156,18 +157,13 @@ impl Endpoint {
                 continue;
             }
             let remote = sa.remote;
-            // The ports of the original initiation (the SA cannot have floated before
-            // IKE_AUTH completes, but a restart never starts on the NAT-T port).
-            let port = self
-                .mn
-                .home_agent(remote.ip())
-                .map_or(sa.local.port(), |r| r.local_port);
-            let new_local = SocketAddr::new(km_local, port);
+            let moved = SocketAddr::new(km_local, sa.local.port());
             if sa.state == State::AuthSent {
                 // The home agent may have completed our IKE_AUTH (its answer lost on the way to
                 // the old address): delete that IKE SA there, from the new address.
-                self.send_ike_delete_once(&sa, new_local, remote);
+                self.send_ike_delete_once(&sa, moved, remote);
             }
+            let (new_local, remote) = self.restart_ends(moved, remote);
             let (old, old_local, plan) = (sa.id(), sa.local, sa.plan.take());
             info!(ike = %old, state = sa.state.name(), from = %old_local, to = %new_local, %remote,
                   "moved during negotiation: starting again from the new address");
