@@ -100,8 +100,13 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         if ids.is_empty() {
-            return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
-                "MIGRATE for a home address without established IKE SA");
+            if !self.is_home_agent() {
+                // Not lost: the next initiation (or the restart above) starts there.
+                return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                    "MIGRATE without established IKE SA: KMADDRESS remembered");
+            }
+            return info!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                "MIGRATE for a home address without IKE SA; ignored");
         }
         for id in ids {
             let Some(mut sa) = self.sas.remove(&id) else {
