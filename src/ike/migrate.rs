@@ -7,6 +7,11 @@
 //! the SA already there and do nothing. Without it the mobile node starts a new IKE SA from the
 //! new address and both sides drop the old one. The SA is found by the home address in the
 //! MIGRATE's selector plus one unchanged KMADDRESS end, never by a datagram's source address.
+//! An IKE SA the mobile node is still negotiating (IKE_SA_INIT or IKE_AUTH sent) starts again
+//! from the new KMADDRESS, K bit or not: its retransmissions would leave from an address mip6d
+//! no longer uses, and a half-done handshake is not worth moving (its IKE_SA_INIT, which AUTH
+//! signs, carries NAT detection hashes of the old address). Every MIGRATE's KMADDRESS is also
+//! remembered for the mobile node's next initiation (see `home`).
 //! The home agent's FWD tunnel policies are migrated too, but their MIGRATEs never reach the
 //! engine (see `kernel::xfrm::msg::parse_event`): the IN MIGRATE of the same tunnel carries the
 //! same selector and KMADDRESS.
