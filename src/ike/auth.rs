@@ -28,7 +28,7 @@ fn id_body(id: &Id) -> Vec<u8> {
 }
 
 /// The octets an AUTH payload signs (RFC 7296 2.15).
-fn signed_octets(
+pub(super) fn signed_octets(
     prf: crate::crypto::PrfAlg,
     real_message: &[u8],
     nonce: &[u8],
@@ -44,7 +44,7 @@ fn signed_octets(
 
 /// The octets the peer's AUTH signs: its IKE_SA_INIT message, our nonce and its ID payload
 /// `id`; None before the handshake has keys.
-fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
+pub(super) fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
     let (hs, keys) = (sa.hs.as_ref()?, sa.keys.as_ref()?);
     let (message, nonce) = if sa.initiator {
         (&hs.init_response, &hs.ni)
@@ -62,7 +62,7 @@ fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
 
 impl Endpoint {
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
-    fn verify_peer_auth(
+    pub(super) fn verify_peer_auth(
         &self,
         sa: &IkeSa,
         a: &Found,
@@ -105,7 +105,7 @@ impl Endpoint {
     }
 
     /// Our AUTH payload (with CERT payloads for certificate authentication) over `octets`.
-    fn auth_payloads(
+    pub(super) fn auth_payloads(
         &self,
         sa: &IkeSa,
         octets: &[u8],
@@ -150,7 +150,7 @@ impl Endpoint {
     }
 
     /// Our ID payload body (IDi as initiator, IDr as responder).
-    fn our_id(&self) -> Id {
+    pub(super) fn our_id(&self) -> Id {
         let (id_type, data) = self.cfg.identity.to_wire();
         Id { id_type, data }
     }
@@ -321,12 +321,9 @@ impl Endpoint {
             Err(e) => return fail(self, sa, None, format!("bad IDi: {e}")),
         };
         let Some(ha) = &self.cfg.home_agent else {
-            return fail(
-                self,
-                sa,
-                Some(identity),
-                "this node is not a home agent".into(),
-            );
+            // A mobile node: its home agent reauthenticates (RFC 7296 2.8.3; only its address
+            // got past IKE_SA_INIT).
+            return self.auth_from_home_agent(sa, msg_id, &payloads, idi, identity);
         };
         let Some(user) = ha.users.lookup(&identity) else {
             return fail(
@@ -510,6 +507,7 @@ impl Endpoint {
             if let Some(p) = sa.plan.as_mut() {
                 p.assigned_hoa = Some(addr);
             }
+            self.mn.set_assigned_hoa(sa.remote.ip(), addr);
             self.push_event(Event::HoaAssigned {
                 ike: sa.id(),
                 address: addr,

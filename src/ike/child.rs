@@ -271,10 +271,12 @@ impl Endpoint {
         ),
         u16,
     > {
+        if !self.is_home_agent() {
+            return self.authorize_child_from_home_agent(sa, tsi, tsr, mode);
+        }
         let (Some(ha), Some(user), Some(peer)) =
             (&self.cfg.home_agent, sa.user.clone(), sa.peer.clone())
         else {
-            // A mobile node does not accept CHILD_SAs its home agent starts (only rekeys).
             return Err(N_NO_ADDITIONAL_SAS);
         };
         let ha_addr = ha.address;
@@ -371,6 +373,59 @@ impl Endpoint {
             reason,
         });
         Err(N_TS_UNACCEPTABLE)
+    }
+
+    /// Mobile node: a CHILD_SA its authenticated home agent starts (it re-creates them in the
+    /// IKE SA of a reauthentication, RFC 7296 2.8.3): only for our own home address, in one of
+    /// our classes this IKE SA does not hold yet, and never wider than the class (so the
+    /// class's reqids fit mip6d's policies).
+    #[allow(clippy::type_complexity)]
+    fn authorize_child_from_home_agent(
+        &mut self,
+        sa: &IkeSa,
+        tsi: &[TrafficSelector],
+        tsr: &[TrafficSelector],
+        mode: Mode,
+    ) -> Result<
+        (
+            Option<SaClass>,
+            Vec<TrafficSelector>,
+            Vec<TrafficSelector>,
+            Option<CpAnswer>,
+        ),
+        u16,
+    > {
+        let (Some(plan), Some(hoa), Some(_)) = (&sa.plan, sa.home_address, &sa.peer) else {
+            // Not an IKE SA of ours with a known home address: nothing to grant.
+            return Err(N_NO_ADDITIONAL_SAS);
+        };
+        // The home agent started the exchange: TSi is its side, TSr ours. A class that holds
+        // the request whole beats one that has to narrow it (HoTI/HoT also fit the payload
+        // class, which must not take them).
+        let mut best: Option<(bool, SaClass, Vec<TrafficSelector>, Vec<TrafficSelector>)> = None;
+        for &class in plan.classes.iter().filter(|c| c.mode() == mode) {
+            if sa.children.iter().any(|c| c.class == Some(class)) {
+                continue;
+            }
+            let (ours, theirs) = class.selectors(hoa, plan.home_agent);
+            let (ni, nr) = (narrow(tsi, &theirs), narrow(tsr, &ours));
+            if ni.is_empty() || nr.is_empty() {
+                continue;
+            }
+            let narrowed = ni != tsi || nr != tsr;
+            if best.as_ref().is_none_or(|b| b.0 && !narrowed) {
+                best = Some((narrowed, class, ni, nr));
+            }
+        }
+        match best {
+            Some((_, class, ni, nr)) => Ok((Some(class), ni, nr, None)),
+            None => {
+                warn!(ike = %sa.id(), home_address = %hoa, requested = ?tsr.iter().map(|t| t.start_addr).collect::<Vec<_>>(),
+                      "CHILD_SA from the home agent refused: not for our home address and a class we lack");
+                self.stats.ts_refused += 1;
+                Err(N_TS_UNACCEPTABLE)
+            }
+        }
     }
 
     /// Derives KEYMAT and installs both directions of a CHILD_SA.
@@ -492,8 +547,18 @@ impl Endpoint {
             rekeying: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
-        // The AddSa above completes the larval SA.
-        self.larval.remove(&acc.spi_in);
+        // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this
+        // CHILD_SA was negotiated: then the SPI was reserved at the old care-of address, where
+        // the kernel keeps the larval SA until it expires; delete it there.
+        if let Some(dst) = self.larval.remove(&acc.spi_in)
+            && dst != outer_local
+        {
+            debug!(%dst, now = %outer_local, spi = format_args!("{:08x}", acc.spi_in), "deleting the larval SA left at the old address");
+            self.kernel_ops.push_back(KernelOp::DelSa {
+                dst,
+                spi: acc.spi_in,
+            });
+        }
         if self.is_home_agent() && sa.home_address.is_none() && child.class.is_some() {
             // The home address this user was granted, for listings and later CHILD_SAs.
             if let Some(std::net::IpAddr::V6(a)) = child.ts_remote.first().and_then(single_address)

@@ -104,6 +104,8 @@ pub struct Endpoint {
     /// While a request is processed: where it came from, which is where its response goes
     /// (RFC 7296 2.11), even when that is not the SA's recorded address.
     reply_to: Option<(SocketAddr, SocketAddr)>,
+    /// Mobile node: its home agents and mip6d's latest KMADDRESS (see `home`).
+    pub(super) mn: super::home::MobileNodeMemory,
 }
 
 impl Endpoint {
@@ -133,6 +135,7 @@ impl Endpoint {
             acquire_seqs: HashMap::new(),
             leases: crate::mobility::LeaseTable::new(),
             reply_to: None,
+            mn: Default::default(),
         }
     }
 
@@ -721,6 +724,7 @@ impl Endpoint {
         let Some(payloads) = self.open(sa, header, data) else {
             return Fate::Keep;
         };
+        self.follow_peer_port(sa, local, remote);
         if sa.local != local || sa.remote != remote {
             // The HA never moves an IKE SA because of a packet's source address alone; answer
             // where the request came from, keep our record unchanged.
@@ -752,7 +756,7 @@ impl Endpoint {
     fn handle_response(
         &mut self,
         sa: &mut IkeSa,
-        _local: SocketAddr,
+        local: SocketAddr,
         remote: SocketAddr,
         header: &Header,
         data: &[u8],
@@ -771,6 +775,7 @@ impl Endpoint {
         let Some(payloads) = self.open(sa, header, data) else {
             return Fate::Keep;
         };
+        self.follow_peer_port(sa, local, remote);
         sa.last_heard = self.now.at;
         let Some(p) = sa.pending.take() else {
             return Fate::Keep;

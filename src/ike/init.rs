@@ -118,13 +118,21 @@ impl Endpoint {
         crate::crypto::ct_eq(got, &self.cookie(secret, v, ni, remote, spi_i))
     }
 
-    /// Mobile node: starts an IKE SA towards the home agent.
+    /// Mobile node: starts an IKE SA towards the home agent (from mip6d's latest KMADDRESS when
+    /// there is one, see `home`).
     pub(super) fn start_initiator(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
         plan: Plan,
     ) -> IkeId {
+        let local = if self.is_home_agent() {
+            local
+        } else {
+            // A reauthentication by this home agent is recognised by what we asked of it.
+            self.mn.remember(remote, local.port(), &plan);
+            self.initiation_local(local, remote, &plan)
+        };
         let spi_i = self.new_ike_spi();
         let group = self
             .cfg
@@ -368,6 +376,13 @@ impl Endpoint {
         };
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
+        }
+        if !self.is_home_agent() && self.mn.home_agent(remote.ip()).is_none() {
+            // A mobile node answers only its own home agent (which may reauthenticate, RFC
+            // 7296 2.8.3); anyone else is refused before any state exists.
+            info!(%remote, "IKE_SA_INIT from a peer that is not our home agent: NO_PROPOSAL_CHOSEN");
+            self.stats.dropped += 1;
+            return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
         }
         if let Some(&ours) = self.half_open.get(&(remote, header.spi_i)) {
             // Retransmission: answer from the cache, but only if it is the same request.

@@ -7,6 +7,11 @@
 //! the SA already there and do nothing. Without it the mobile node starts a new IKE SA from the
 //! new address and both sides drop the old one. The SA is found by the home address in the
 //! MIGRATE's selector plus one unchanged KMADDRESS end, never by a datagram's source address.
+//! An IKE SA the mobile node is still negotiating (IKE_SA_INIT or IKE_AUTH sent) starts again
+//! from the new KMADDRESS, K bit or not: its retransmissions would leave from an address mip6d
+//! no longer uses, and a half-done handshake is not worth moving (its IKE_SA_INIT, which AUTH
+//! signs, carries NAT detection hashes of the old address). Every MIGRATE's KMADDRESS is also
+//! remembered for the mobile node's next initiation (see `home`).
 //! The home agent's FWD tunnel policies are migrated too, but their MIGRATEs never reach the
 //! engine (see `kernel::xfrm::msg::parse_event`): the IN MIGRATE of the same tunnel carries the
 //! same selector and KMADDRESS.
@@ -17,6 +22,7 @@ use tracing::{debug, info};
 
 use super::Event;
 use super::endpoint::{Endpoint, Fate};
+use super::home::plan_hoa;
 use super::sa::{Child, IkeSa, Plan, State};
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
 
@@ -80,6 +86,11 @@ impl Endpoint {
             // The new IKE endpoints are only in KMADDRESS (transport entries carry `::`).
             return debug!(reqid = m.reqid, selector = ?m.selector, "MIGRATE without KMADDRESS ignored");
         };
+        if !self.is_home_agent() {
+            // The next initiation starts here, whatever becomes of the IKE SAs below.
+            self.mn.note_kmaddress(&m.selector, km_local, km_remote);
+            self.restart_negotiations(&m.selector, km_local, km_remote);
+        }
         let ids: Vec<u64> = self
             .sas
             .iter()
@@ -94,6 +105,11 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         if ids.is_empty() {
+            if !self.is_home_agent() {
+                // Not lost: the next initiation (or the restart above) starts there.
+                return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                    "MIGRATE without established IKE SA: KMADDRESS remembered");
+            }
             return info!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
                 "MIGRATE for a home address without IKE SA; ignored");
         }
@@ -105,8 +121,69 @@ impl Endpoint {
             // The old SA's CHILD_SAs and IkeDown go first; then the new IKE SA starts.
             self.finish(sa, fate);
             if let Some((plan, local, remote)) = restart {
+                let (local, remote) = self.restart_ends(local, remote);
                 let id = self.start_initiator(local, remote, *plan);
                 info!(ike = %id, %local, %remote, "IKE SA re-established from the new address");
+            }
+        }
+    }
+
+    /// Mobile node: IKE SAs still in IKE_SA_INIT or IKE_AUTH for the home address the MIGRATE
+    /// names. Their messages leave from an address mip6d says we no longer use (often gone
+    /// already), so the negotiation starts again from the local KMADDRESS with the same plan.
+    /// Several MIGRATEs of one move find the new attempt already there and do nothing.
+    fn restart_negotiations(&mut self, sel: &Selector, km_local: IpAddr, km_remote: IpAddr) {
+        let ids: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| {
+                sa.initiator
+                    && matches!(sa.state, State::InitSent | State::AuthSent)
+                    && sa.plan.as_ref().is_some_and(|p| match plan_hoa(p) {
+                        Some(h) => names_home_address(sel, IpAddr::V6(h)),
+                        // A dynamic home address not assigned yet: every MIGRATE towards
+                        // this home agent is about it.
+                        None => {
+                            km_remote == sa.remote.ip() || km_remote == IpAddr::V6(p.home_agent)
+                        }
+                    })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
+            let towards_ha = sa.plan.as_ref().is_some_and(|p| {
+                km_remote == sa.remote.ip() || km_remote == IpAddr::V6(p.home_agent)
+            });
+            if sa.local.ip() == km_local || !towards_ha || km_local.is_ipv4() != sa.remote.is_ipv4()
+            {
+                if sa.local.ip() != km_local {
+                    info!(ike = %sa.id(), local = %sa.local, remote = %sa.remote, %km_local, %km_remote,
+                          "MIGRATE: KMADDRESS does not match the IKE SA in negotiation; ignored");
+                }
+                self.finish(sa, Fate::Keep);
+                continue;
+            }
+            let remote = sa.remote;
+            let moved = SocketAddr::new(km_local, sa.local.port());
+            if sa.state == State::AuthSent {
+                // The home agent may have completed our IKE_AUTH (its answer lost on the way to
+                // the old address): delete that IKE SA there, from the new address.
+                self.send_ike_delete_once(&sa, moved, remote);
+            }
+            let (new_local, remote) = self.restart_ends(moved, remote);
+            let (old, old_local, plan) = (sa.id(), sa.local, sa.plan.take());
+            info!(ike = %old, state = sa.state.name(), from = %old_local, to = %new_local, %remote,
+                  "moved during negotiation: starting again from the new address");
+            self.finish(sa, Fate::Close("moved during negotiation".into()));
+            if let Some(mut plan) = plan {
+                plan.ike_rekey_at = None;
+                let new = self.start_initiator(new_local, remote, *plan);
+                // Whoever waits for `old` (the daemon, an `initiate` on the control socket)
+                // follows `new`: reported like a rekey, `old` goes without an IkeDown.
+                self.push_event(Event::IkeRekeyed { old, new });
             }
         }
     }

@@ -11,13 +11,16 @@ mod child;
 pub use child::MAX_CHILDREN_PER_IKE_SA;
 pub mod config;
 mod endpoint;
+mod float;
 mod found;
+mod home;
 mod info;
 mod init;
 mod migrate;
 pub mod proposal;
 mod protect;
 mod provider;
+mod reauth;
 mod rekey;
 mod sa;
 
@@ -75,7 +78,9 @@ pub enum HomeAddress {
 pub enum Command {
     /// Mobile node: bring up an IKE SA from `local` (the care-of address) to `remote` (the home
     /// agent) and the listed CHILD_SA classes for the home address. The first class is negotiated
-    /// in IKE_AUTH, the others with CREATE_CHILD_SA.
+    /// in IKE_AUTH, the others with CREATE_CHILD_SA. mip6d's latest KMADDRESS for this home
+    /// address and home agent, when the engine saw one, replaces `local`'s address (port kept).
+    /// The home agent is remembered: only it may later start an IKE SA to us (reauthentication).
     Initiate {
         local: SocketAddr,
         remote: SocketAddr,
@@ -172,7 +177,10 @@ pub enum Event {
         reason: String,
     },
     /// The IKE SA `old` was rekeyed: `new` carries its CHILD_SAs from now on. `old` goes away
-    /// without an IkeDown.
+    /// without an IkeDown. Also reported when `new` replaces `old` otherwise: a negotiation
+    /// started again after a move (MIGRATE during IKE_SA_INIT or IKE_AUTH), or the home agent's
+    /// reauthentication (RFC 7296 2.8.3; the HA re-creates the CHILD_SAs in `new`, those of
+    /// `old` go with it).
     IkeRekeyed {
         old: IkeId,
         new: IkeId,
