@@ -7,7 +7,7 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
         .flat_map(|l| l.split('#').next().unwrap_or("").bytes())
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).expect("ASCII"), 16).expect("hex digit"))

@@ -175,7 +175,7 @@ pub(crate) fn hex_encode(data: &[u8]) -> String {
 
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks_exact(2)
@@ -280,7 +280,7 @@ pub(crate) fn decode_string(tag: u8, value: &[u8]) -> Option<String> {
             .then(|| String::from_utf8_lossy(value).into_owned()),
         der::TAG_TELETEX_STRING => Some(value.iter().map(|&b| char::from(b)).collect()),
         der::TAG_BMP_STRING => {
-            if value.len() % 2 != 0 {
+            if !value.len().is_multiple_of(2) {
                 return None;
             }
             let units = value
@@ -291,7 +291,7 @@ pub(crate) fn decode_string(tag: u8, value: &[u8]) -> Option<String> {
                 .ok()
         }
         der::TAG_UNIVERSAL_STRING => {
-            if value.len() % 4 != 0 {
+            if !value.len().is_multiple_of(4) {
                 return None;
             }
             value

@@ -1309,7 +1309,7 @@ pub(crate) fn psk(doc: &Doc, v: &Spanned<String>) -> Result<Secret, ConfigError>
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

@@ -59,15 +59,15 @@ pub fn load_users_with(dir: &Path, pools: &Pools) -> Result<UserDb, ConfigError>
         })?;
         let doc = Doc { path, text: &text };
         let user = load_user(&doc, pools)?;
-        if let IdentityMatch::Exact(id) = &user.identity {
-            if let Some(prev) = ids.insert(id_key(id), path.clone()) {
-                let f: UserFile = toml::from_str(&text).map_err(|e| doc.toml(&e))?;
-                let span = f.identity.map_or(0..0, |v| v.span());
-                return Err(doc.at(
+        if let IdentityMatch::Exact(id) = &user.identity
+            && let Some(prev) = ids.insert(id_key(id), path.clone())
+        {
+            let f: UserFile = toml::from_str(&text).map_err(|e| doc.toml(&e))?;
+            let span = f.identity.map_or(0..0, |v| v.span());
+            return Err(doc.at(
                     span,
                     format!("identity {id} is already claimed by {}; each identity belongs to one user file", prev.display()),
                 ));
-            }
         }
         for (i, a) in user.home_addresses.iter().enumerate() {
             if let Some(prev) = hoas.insert(*a, path.clone()) {

@@ -208,7 +208,11 @@ uml_probe() {
     return 0
   fi
   UML_PROBE_WHY=$(grep -m1 -iE 'failed|panic|error|not found' "$job/console.log" 2>/dev/null)
-  UML_PROBE_WHY=${UML_PROBE_WHY:-no output from the guest (see $job/console.log)}
+  if [[ -n $UML_PROBE_WHY ]]; then
+    rm -rf "$job"
+  else
+    UML_PROBE_WHY="no output from the guest (see $job/console.log)"
+  fi
   return 1
 }
 

@@ -630,7 +630,7 @@ pub fn parse_policy(payload: &[u8]) -> Result<(UserPolicyInfo, Vec<u32>), MsgErr
 }
 
 fn templates(v: &[u8]) -> Result<Vec<UserTemplate>, MsgError> {
-    if v.is_empty() || v.len() % USER_TMPL_LEN != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(USER_TMPL_LEN) {
         return Err(MsgError("XFRMA_TMPL is not a whole number of templates"));
     }
     v.chunks(USER_TMPL_LEN)
