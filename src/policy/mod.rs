@@ -613,7 +613,9 @@ pub(crate) fn identity(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Iden
     let known = ["dn:", "fqdn:", "email:", "ipv6:", "ipv4:", "keyid:"];
     if !known
         .iter()
-        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+        // By `get`, not by slicing: the prefix length may fall inside a multi-byte character
+        // (`dné`), and a configuration must never panic the daemon (reloads run in it).
+        .any(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
     {
         return Err(doc.at(
             v.span(),
