@@ -207,7 +207,7 @@ fn dynamic_home_address_and_defaults() {
     let t = Tree::new();
     t.write(
         "conf/mn.toml",
-        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"192.0.2.1\"\nhome_agent_address = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\n"),
+        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"192.0.2.1\"\nhome_agent_address = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\nhome_agent_id = \"dn:C=CH, O=mip6-ike test, CN=ha.example.net\"\n"),
     );
     let c = policy::load(t.path("conf/mn.toml")).unwrap();
     let mn = c.mobile_node.unwrap();

@@ -8,7 +8,7 @@ use std::fs;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use common::daemon::{
-    MN1_POOL_USER, MN1_STATIC_USER, ha_toml, leases, list, mn1_toml, start, stop, tree,
+    HA_ID, MN1_POOL_USER, MN1_STATIC_USER, ha_toml, leases, list, mn1_toml, start, stop, tree,
     wait_children, wait_ike_down,
 };
 use mip6_ike::daemon::{Control, Daemon, SharedKernel};
@@ -27,7 +27,7 @@ range = "2001:db8:1::1000-2001:db8:1::10ff"
 }
 
 fn mn_toml(ha: SocketAddr, hoa: &str) -> String {
-    mn1_toml(ha, hoa, "")
+    mn1_toml(ha, hoa, &format!("home_agent_id = \"{HA_ID}\"\n"))
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -566,6 +566,19 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         }
     }
 
+    // A mobile node that checks the home agent by certificate must know which certificate:
+    // without home_agent_id any certificate of the CA would pass, and the CA also signs the
+    // other mobile nodes, so another MN could pose as the home agent.
+    if let (Some(mn), LocalAuth::Certificate { .. }, Some(sec)) =
+        (&mobile_node, &auth, &file.mobile_node)
+        && mn.home_agent_id.is_none()
+    {
+        return Err(doc.at(
+            sec.span(),
+            "[mobile_node] needs home_agent_id = \"<the home agent's identity>\", e.g. home_agent_id = \"dn:C=CH, O=Example, CN=ha.example.net\": without it any certificate of the CA (another mobile node's too) would be accepted as the home agent",
+        ));
+    }
+
     let mobility = crate::ike::MobilityConfig {
         key_mobility: file.key_mobility.as_ref().is_none_or(|k| *k.get_ref()),
         // With mip6d's policies its MIGRATE moves the kernel's tunnel SAs itself.
