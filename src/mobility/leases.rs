@@ -152,7 +152,9 @@ impl LeaseTable {
         let len = pool.item_len();
         let owner = (owner_key(identity), pool.name.clone());
         if let Some(&item) = self.by_owner.get(&owner) {
-            if pool.contains(item.0) && item.1 == len {
+            // A lease on an address that is no longer given (a reserved identifier, from an
+            // older daemon's lease file) is dropped like one the pool lost.
+            if pool.contains(item.0) && item.1 == len && !pool.is_reserved(item.0) {
                 if let Some(l) = self.by_item.get_mut(&item)
                     && (l.state != LeaseState::Bound || l.user != user)
                 {
@@ -173,12 +175,15 @@ impl LeaseTable {
             }
             self.changed = true;
         }
-        let free = |t: &Self, a: Ipv6Addr| !t.by_item.contains_key(&(a, len)) && !reserved(a);
+        let free = |t: &Self, a: Ipv6Addr| {
+            !t.by_item.contains_key(&(a, len)) && !reserved(a) && !pool.is_reserved(a)
+        };
         let pick = match wanted.filter(|&w| pool.contains(w) && free(self, w)) {
             Some(w) => Some(w),
             None => {
                 // Only items in use or reserved can be in the way, so the scan is bounded by
-                // their number (reservations inside a pool are few: static home addresses).
+                // their number (reservations inside a pool are few: static home addresses,
+                // and reserved interface identifiers, which sit at the ends of a /64).
                 let tries = (self.by_item.len() as u128).saturating_add(4097);
                 (0..pool.size().min(tries))
                     .filter_map(|i| pool.nth(i))

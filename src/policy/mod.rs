@@ -10,7 +10,7 @@ mod schema;
 mod users;
 
 pub use error::{ConfigError, line_col};
-pub use users::{load_users, load_users_with};
+pub use users::{load_users, load_users_for, load_users_with};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -291,6 +291,23 @@ impl LoadedConfig {
             for u in users {
                 let _ = writeln!(s, "  {}", users::describe(u));
             }
+            // Pools with addresses that are never handed out: said, not refused (a /64 always
+            // holds some), so that nobody counts on them.
+            let mut pools: Vec<&crate::mobility::Pool> =
+                users.iter().filter_map(|u| u.pool.as_deref()).collect();
+            pools.sort_by(|a, b| a.name.cmp(&b.name));
+            pools.dedup_by(|a, b| a.name == b.name);
+            for p in pools {
+                let n = p.reserved_count();
+                if n > 0 {
+                    let _ = writeln!(
+                        s,
+                        "warning:    pool {} holds {n} reserved address{} (Subnet-Router anycast, RFC 5453 interface identifiers), never assigned",
+                        p.name,
+                        if n == 1 { "" } else { "es" }
+                    );
+                }
+            }
         }
         if let Some(mn) = &self.mobile_node {
             let coa = mn
@@ -497,8 +514,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
                     ),
                 ));
             }
+            // The home agent's own addresses: never a mobile node's, by pool or user file.
+            let mut own = vec![address];
+            own.extend(listen.addresses.iter().filter_map(|a| match a {
+                IpAddr::V6(a) if !a.is_unspecified() => Some(*a),
+                _ => None,
+            }));
             let pools = pools::load_pools(&doc, &file.pools)?;
-            let db = load_users_with(&dir_path, &pools)?;
+            pools::check_ha_addresses(&doc, &file.pools, &pools, &own)?;
+            let db = users::load_users_for(&dir_path, &pools, &own)?;
             if let Some(g) = &ha.lease_grace {
                 lease_grace = Duration::try_from_secs_f64(*g.get_ref())
                     .ok()
