@@ -45,6 +45,10 @@ impl Tree {
         ] {
             fs::copy(Path::new(ROOT).join("conf").join(f), t.path("conf").join(f)).unwrap();
         }
+        // Files with a pre-shared key at 0600, as a deployment keeps them (git: 0644).
+        for f in ["mn2.toml", "users/mn2.toml"] {
+            fs::set_permissions(t.path("conf").join(f), fs::Permissions::from_mode(0o600)).unwrap();
+        }
         t
     }
     fn path(&self, rel: &str) -> PathBuf {
@@ -53,6 +57,10 @@ impl Tree {
     fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);
         fs::write(&p, text).unwrap();
+        if text.contains("psk") {
+            // A file holding a pre-shared key must be private, as a key file.
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
         p
     }
     /// The error text of loading `conf/<name>`, with the temp dir shown as `$D`.

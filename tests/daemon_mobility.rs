@@ -108,6 +108,12 @@ async fn reload_adds_and_removes_users_without_touching_other_sas() {
         "identity = \"fqdn:mn9.example.net\"\npsk = \"another example key 0123456789\"\nhome_addresses = [\"2001:db8:1::900\"]\n",
     )
     .unwrap();
+    // A file holding a pre-shared key must be private, as a key file.
+    fs::set_permissions(
+        dir.path().join("users/mn9.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     ha.tx.send(Control::Reload).await.unwrap();
     assert_eq!(list(&ha.tx).await, before);
 

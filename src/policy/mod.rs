@@ -1270,7 +1270,19 @@ fn local_auth(
                     "a home agent authenticates with certificate and private_key; per-user pre-shared keys go into the user files (psk = \"...\")",
                 ));
             }
-            Ok(LocalAuth::Psk(psk(doc, p)?))
+            let key = psk(doc, p)?;
+            // The key is in this very file: it must be as private as a key file. (load_str may
+            // be handed text without a file behind it: nothing to check then.)
+            if let Ok(meta) = std::fs::metadata(doc.path) {
+                check_secret_mode(
+                    doc,
+                    p.span(),
+                    &meta,
+                    doc.path,
+                    "pre-shared key file",
+                )?;
+            }
+            Ok(LocalAuth::Psk(key))
         }
         (None, None, None) => Err(doc.whole(
             "[identity] needs certificate = \"<file>.pem\" and private_key = \"<file>.key\" (or, on a mobile node, psk = \"...\")",
@@ -1298,19 +1310,31 @@ fn local_auth(
 /// Refuses key files that group or others may read or write. The auth module checks too; this
 /// check gives the message its configuration position.
 fn check_key_mode(doc: &Doc, v: &Spanned<String>, path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         doc.at(
             v.span(),
             format!("private_key: cannot read {}: {e}", path.display()),
         )
     })?;
+    check_secret_mode(doc, v.span(), &meta, path, "private_key")
+}
+
+/// Refuses a file holding a secret (`what`: a private key, or a file with a pre-shared key)
+/// that group or others may read or write; `span` is where the configuration names the secret.
+pub(crate) fn check_secret_mode(
+    doc: &Doc,
+    span: std::ops::Range<usize>,
+    meta: &std::fs::Metadata,
+    path: &Path,
+    what: &str,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(doc.at(
-            v.span(),
+            span,
             format!(
-                "private_key {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
+                "{what} {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
                 path.display(),
                 path.display()
             ),

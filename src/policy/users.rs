@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, Doc};
 use super::pools::{Pools, lookup, parse_prefix};
 use super::schema::UserFile;
-use super::{auth_msg, check_hoa, classes, identity, psk};
+use super::{auth_msg, check_hoa, check_secret_mode, classes, identity, psk};
 use crate::auth::Identity;
 use crate::mobility::pool::DEFAULT_PREFIX_LIFETIME;
 use crate::mobility::{HomePrefix, IdentityMatch, PoolKind, SaClass, User, UserAuth, UserDb};
@@ -250,7 +250,12 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
                     "a pre-shared key needs an exact identity: write identity = \"...\" instead of identity_pattern",
                 ));
             }
-            UserAuth::Psk(psk(doc, p)?)
+            let key = psk(doc, p)?;
+            // Whoever reads the file can pose as this mobile node (and as the home agent to it).
+            let meta = std::fs::metadata(doc.path)
+                .map_err(|e| doc.at(p.span(), format!("cannot read: {e}")))?;
+            check_secret_mode(doc, p.span(), &meta, doc.path, "pre-shared key file")?;
+            UserAuth::Psk(key)
         }
     };
     let pool = f
