@@ -162,7 +162,22 @@ pub struct ControlSettings {
     /// How long the home agent waits for a registered address provider before using its
     /// own pools.
     pub provider_timeout: Duration,
+    /// Who may register as address provider besides root and the daemon's own uid: a user
+    /// (name or numeric uid) and the members of a group. The provider chooses any identity's
+    /// home address, so being allowed on the socket is not enough.
+    pub provider_user: Option<String>,
+    pub provider_group: Option<String>,
+    /// A connection that sends nothing for this long, while not subscribed, not the address
+    /// provider and waiting for no initiate, is closed (idle clients would hold slots).
+    pub idle_timeout: Duration,
+    /// Connections one uid may hold at once (so one user cannot take every slot).
+    pub max_clients_per_uid: usize,
 }
+
+/// Default `[control] idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `[control] max_clients_per_uid`.
+pub const DEFAULT_MAX_CLIENTS_PER_UID: usize = 16;
 
 impl Default for ControlSettings {
     fn default() -> Self {
@@ -172,6 +187,10 @@ impl Default for ControlSettings {
             group: None,
             mode: 0o660,
             provider_timeout: Duration::from_secs(2),
+            provider_user: None,
+            provider_group: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_clients_per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
         }
     }
 }
@@ -776,6 +795,49 @@ fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings
             ));
         }
         out.provider_timeout = Duration::from_secs_f64(v);
+    }
+    let name = |v: &Spanned<String>, key: &str, example: &str| {
+        let n = v.get_ref().trim();
+        if n.is_empty() {
+            Err(doc.at(
+                v.span(),
+                format!(
+                    "{key} = \"\" names nobody; write e.g. {key} = \"{example}\" or remove the key"
+                ),
+            ))
+        } else {
+            Ok(n.to_string())
+        }
+    };
+    out.provider_user = c
+        .provider_user
+        .as_ref()
+        .map(|v| name(v, "provider_user", "mip6d"))
+        .transpose()?;
+    out.provider_group = c
+        .provider_group
+        .as_ref()
+        .map(|v| name(v, "provider_group", "mip6"))
+        .transpose()?;
+    if let Some(t) = &c.idle_timeout {
+        let v = *t.get_ref();
+        if !(v.is_finite() && (1.0..=86_400.0).contains(&v)) {
+            return Err(doc.at(
+                t.span(),
+                format!("idle_timeout = {v}: write a number of seconds between 1 and 86400, e.g. idle_timeout = 60"),
+            ));
+        }
+        out.idle_timeout = Duration::from_secs_f64(v);
+    }
+    if let Some(m) = &c.max_clients_per_uid {
+        let v = *m.get_ref();
+        if !(1..=64).contains(&v) {
+            return Err(doc.at(
+                m.span(),
+                format!("max_clients_per_uid = {v}: write a number from 1 to 64 (the socket serves 64 clients), e.g. max_clients_per_uid = 16"),
+            ));
+        }
+        out.max_clients_per_uid = v as usize;
     }
     Ok(out)
 }
