@@ -88,6 +88,8 @@ user_file() {
     echo "home_addresses = [\"$3\"]"
     echo 'classes = ["bu-ba", "payload"]'
   } >"$1"
+  # A file holding a pre-shared key must be private, or the daemon refuses it.
+  chmod 600 "$1"
 }
 
 # up DIR LOG: brings the pair up in direction DIR (our-mn: our MN, strongSwan HA; swan-mn:
