@@ -103,6 +103,8 @@ up() {
     swan_conf ha ha
     swan_start ha || WHY+="charon (ha) did not start; "
     lab_our_conf /job/mn.toml mn
+    # It may hold OUR_PSK: the daemon refuses a PSK file that group or others may read.
+    chmod 600 /job/mn.toml
     ours_start mn mn "$log"
   else
     OURS=ha PEER=mn
