@@ -259,16 +259,26 @@ impl LoadedConfig {
         if !self.control.enabled {
             let _ = writeln!(s, "control:    disabled");
         } else {
+            let c = &self.control;
             let _ = writeln!(
                 s,
-                "control:    {} (mode {:04o}{})",
-                self.control.socket.display(),
-                self.control.mode,
-                self.control
-                    .group
+                "control:    {} (mode {:04o}{}), idle timeout {} s, {} connections per uid",
+                c.socket.display(),
+                c.mode,
+                c.group
                     .as_ref()
                     .map(|g| format!(", group {g}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                c.idle_timeout.as_secs_f64(),
+                c.max_clients_per_uid
+            );
+            let mut provider = vec!["root".to_string(), "the daemon's uid".to_string()];
+            provider.extend(c.provider_user.iter().map(|u| format!("user {u}")));
+            provider.extend(c.provider_group.iter().map(|g| format!("group {g}")));
+            let _ = writeln!(
+                s,
+                "provider:   address-provider may be {}",
+                provider.join(", ")
             );
         }
         let mut reqids: Vec<String> = SaClass::ALL

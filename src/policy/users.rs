@@ -176,7 +176,12 @@ fn check_claims(
                 ),
             ));
         }
-        if let Some((a, prev)) = hoas.iter().find(|(a, prev)| inside(a) && *prev != path) {
+        // The lowest such address, so that the message does not depend on hash order.
+        if let Some((a, prev)) = hoas
+            .iter()
+            .filter(|(a, prev)| inside(a) && *prev != path)
+            .min_by_key(|(a, _)| **a)
+        {
             return Err(doc.at(
                 span,
                 format!(
