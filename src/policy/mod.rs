@@ -272,14 +272,17 @@ impl LoadedConfig {
                 c.idle_timeout.as_secs_f64(),
                 c.max_clients_per_uid
             );
-            let mut provider = vec!["root".to_string(), "the daemon's uid".to_string()];
-            provider.extend(c.provider_user.iter().map(|u| format!("user {u}")));
-            provider.extend(c.provider_group.iter().map(|g| format!("group {g}")));
-            let _ = writeln!(
-                s,
-                "provider:   address-provider may be {}",
-                provider.join(", ")
-            );
+            // Only a home agent takes an address provider.
+            if self.role == Role::HomeAgent {
+                let mut provider = vec!["root".to_string(), "the daemon's uid".to_string()];
+                provider.extend(c.provider_user.iter().map(|u| format!("user {u}")));
+                provider.extend(c.provider_group.iter().map(|g| format!("group {g}")));
+                let _ = writeln!(
+                    s,
+                    "provider:   address-provider may be {}",
+                    provider.join(", ")
+                );
+            }
         }
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
