@@ -88,6 +88,8 @@ user_file() {
     echo "home_addresses = [\"$3\"]"
     echo 'classes = ["bu-ba", "payload"]'
   } >"$1"
+  # A file holding a pre-shared key must be private, or the daemon refuses it.
+  chmod 600 "$1"
 }
 
 # up DIR LOG: brings the pair up in direction DIR (our-mn: our MN, strongSwan HA; swan-mn:
@@ -101,6 +103,8 @@ up() {
     swan_conf ha ha
     swan_start ha || WHY+="charon (ha) did not start; "
     lab_our_conf /job/mn.toml mn
+    # It may hold OUR_PSK: the daemon refuses a PSK file that group or others may read.
+    chmod 600 /job/mn.toml
     ours_start mn mn "$log"
   else
     OURS=ha PEER=mn

@@ -45,6 +45,10 @@ impl Tree {
         ] {
             fs::copy(Path::new(ROOT).join("conf").join(f), t.path("conf").join(f)).unwrap();
         }
+        // Files with a pre-shared key at 0600, as a deployment keeps them (git: 0644).
+        for f in ["mn2.toml", "users/mn2.toml"] {
+            fs::set_permissions(t.path("conf").join(f), fs::Permissions::from_mode(0o600)).unwrap();
+        }
         t
     }
     fn path(&self, rel: &str) -> PathBuf {
@@ -53,6 +57,10 @@ impl Tree {
     fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);
         fs::write(&p, text).unwrap();
+        if text.contains("psk") {
+            // A file holding a pre-shared key must be private, as a key file.
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        }
         p
     }
     /// The error text of loading `conf/<name>`, with the temp dir shown as `$D`.
@@ -207,7 +215,7 @@ fn dynamic_home_address_and_defaults() {
     let t = Tree::new();
     t.write(
         "conf/mn.toml",
-        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"192.0.2.1\"\nhome_agent_address = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\n"),
+        &format!("{MN_HEAD}[mobile_node]\nhome_agent = \"192.0.2.1\"\nhome_agent_address = \"2001:db8:1::1\"\nhome_address = \"dynamic\"\nhome_agent_id = \"dn:C=CH, O=mip6-ike test, CN=ha.example.net\"\n"),
     );
     let c = policy::load(t.path("conf/mn.toml")).unwrap();
     let mn = c.mobile_node.unwrap();

@@ -8,7 +8,7 @@ use std::fs;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use common::daemon::{
-    MN1_POOL_USER, MN1_STATIC_USER, ha_toml, leases, list, mn1_toml, start, stop, tree,
+    HA_ID, MN1_POOL_USER, MN1_STATIC_USER, ha_toml, leases, list, mn1_toml, start, stop, tree,
     wait_children, wait_ike_down,
 };
 use mip6_ike::daemon::{Control, Daemon, SharedKernel};
@@ -27,7 +27,7 @@ range = "2001:db8:1::1000-2001:db8:1::10ff"
 }
 
 fn mn_toml(ha: SocketAddr, hoa: &str) -> String {
-    mn1_toml(ha, hoa, "")
+    mn1_toml(ha, hoa, &format!("home_agent_id = \"{HA_ID}\"\n"))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -106,6 +106,12 @@ async fn reload_adds_and_removes_users_without_touching_other_sas() {
     fs::write(
         dir.path().join("users/mn9.toml"),
         "identity = \"fqdn:mn9.example.net\"\npsk = \"another example key 0123456789\"\nhome_addresses = [\"2001:db8:1::900\"]\n",
+    )
+    .unwrap();
+    // A file holding a pre-shared key must be private, as a key file.
+    fs::set_permissions(
+        dir.path().join("users/mn9.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
     ha.tx.send(Control::Reload).await.unwrap();

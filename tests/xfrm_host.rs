@@ -885,6 +885,7 @@ retransmit_tries = 1
 home_agent = "[{HA}]:5000"
 {coa}home_address = "{HOA}"
 classes = ["bu-ba"]
+home_agent_id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
 [kernel]
 backend = "xfrm"
 "#

@@ -136,6 +136,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The daemon is shutting down or failed internally.
     Internal,
+    /// The connection sent no request for `[control] idle_timeout`; it is closed.
+    Idle,
 }
 
 impl ErrorCode {
@@ -158,6 +160,7 @@ impl ErrorCode {
             ErrorCode::NoSuchRequest => "no-such-request",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Idle => "idle",
         }
     }
 }

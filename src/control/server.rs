@@ -42,45 +42,91 @@ const MAX_TASKS_PER_CLIENT: usize = 8;
 /// Limits of one server (tests shrink them).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// Clients at once. Root and the daemon's own uid are not refused by this limit (only by
+    /// `max_clients_per_uid`), so other users filling it cannot lock mip6d out.
     pub max_clients: usize,
+    /// Clients one uid may have at once (`[control] max_clients_per_uid`).
+    pub max_clients_per_uid: usize,
+    /// A connection silent this long while it is not subscribed, not the address provider and
+    /// waits for no initiate is closed (`[control] idle_timeout`).
+    pub idle_timeout: Duration,
     /// Lines waiting for one client before it counts as not reading and is disconnected.
     pub queue_lines: usize,
     /// SO_SNDBUF for client connections (None: the system default).
     pub send_buffer: Option<usize>,
+    /// Who may register as address provider besides root and the daemon's own uid: a user
+    /// (name or uid) and the members of a group (`[control] provider_user`, `provider_group`).
+    pub provider_user: Option<String>,
+    pub provider_group: Option<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             max_clients: 64,
+            max_clients_per_uid: crate::policy::DEFAULT_MAX_CLIENTS_PER_UID,
+            idle_timeout: crate::policy::DEFAULT_IDLE_TIMEOUT,
             queue_lines: 256,
             send_buffer: None,
+            provider_user: None,
+            provider_group: None,
         }
     }
 }
 
-/// Who may talk to us besides root and our own uid.
+/// Who may talk to us besides root and our own uid, and who may be the address provider.
 #[derive(Debug, Clone, Default)]
 struct Access {
     own_uid: u32,
     group: Option<(u32, Vec<String>)>,
+    provider_uid: Option<u32>,
+    provider_group: Option<(u32, Vec<String>)>,
+}
+
+/// `uid` (with primary `gid`) is in `group` (its gid and member names).
+fn in_group(group: &Option<(u32, Vec<String>)>, uid: u32, gid: u32) -> bool {
+    let Some((group_gid, members)) = group else {
+        return false;
+    };
+    if gid == *group_gid {
+        return true;
+    }
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => members.contains(&u.name),
+        _ => false,
+    }
 }
 
 impl Access {
+    fn privileged(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.own_uid
+    }
+
     fn allows(&self, uid: u32, gid: u32) -> bool {
-        if uid == 0 || uid == self.own_uid {
-            return true;
-        }
-        let Some((group_gid, members)) = &self.group else {
-            return false;
-        };
-        if gid == *group_gid {
-            return true;
-        }
-        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(u)) => members.contains(&u.name),
-            _ => false,
-        }
+        self.privileged(uid) || in_group(&self.group, uid, gid)
+    }
+
+    /// The address provider picks any identity's home address: only root, our uid and those
+    /// `[control] provider_user` / `provider_group` name may register.
+    fn allows_provider(&self, uid: u32, gid: u32) -> bool {
+        self.privileged(uid)
+            || self.provider_uid == Some(uid)
+            || in_group(&self.provider_group, uid, gid)
+    }
+}
+
+/// A group by name: its gid and members, or why not.
+fn lookup_group(path: &Path, key: &str, name: &str) -> Result<(u32, Vec<String>), String> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok((g.gid.as_raw(), g.mem)),
+        Ok(None) => Err(setup_error(
+            path,
+            key,
+            format!(
+                "no group named '{name}'; create it (groupadd {name}) or change [control] {key}"
+            ),
+        )),
+        Err(e) => Err(setup_error(path, &format!("{key} lookup"), e)),
     }
 }
 
@@ -112,7 +158,13 @@ impl ControlServer {
             &settings.socket,
             settings.mode,
             settings.group.as_deref(),
-            ServerOptions::default(),
+            ServerOptions {
+                max_clients_per_uid: settings.max_clients_per_uid,
+                idle_timeout: settings.idle_timeout,
+                provider_user: settings.provider_user.clone(),
+                provider_group: settings.provider_group.clone(),
+                ..ServerOptions::default()
+            },
         )
     }
 
@@ -122,20 +174,31 @@ impl ControlServer {
         group: Option<&str>,
         opts: ServerOptions,
     ) -> Result<ControlServer, String> {
-        let group = match group {
+        let group = group
+            .map(|name| lookup_group(path, "group", name))
+            .transpose()?;
+        let provider_group = opts
+            .provider_group
+            .as_deref()
+            .map(|name| lookup_group(path, "provider_group", name))
+            .transpose()?;
+        let provider_uid = match opts.provider_user.as_deref() {
             None => None,
-            Some(name) => match nix::unistd::Group::from_name(name) {
-                Ok(Some(g)) => Some((g.gid.as_raw(), g.mem)),
-                Ok(None) => {
-                    return Err(setup_error(
-                        path,
-                        "group",
-                        format!(
-                            "no group named '{name}'; create it (groupadd {name}) or change [control] group"
-                        ),
-                    ));
-                }
-                Err(e) => return Err(setup_error(path, "group lookup", e)),
+            Some(u) => match u.parse::<u32>() {
+                Ok(uid) => Some(uid),
+                Err(_) => match nix::unistd::User::from_name(u) {
+                    Ok(Some(user)) => Some(user.uid.as_raw()),
+                    Ok(None) => {
+                        return Err(setup_error(
+                            path,
+                            "provider_user",
+                            format!(
+                                "no user named '{u}'; write an existing user name or a numeric uid in [control] provider_user"
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(setup_error(path, "provider_user lookup", e)),
+                },
             },
         };
         if let Some(dir) = path.parent()
@@ -166,6 +229,8 @@ impl ControlServer {
             access: Access {
                 own_uid: nix::unistd::geteuid().as_raw(),
                 group: group.clone(),
+                provider_uid,
+                provider_group,
             },
             opts,
         };
@@ -238,7 +303,13 @@ impl ControlServer {
                 ),
             );
         }
-        if shared.clients.load(Ordering::SeqCst) >= self.opts.max_clients {
+        let uid = cred.uid();
+        // Root and our own uid (mip6d, the operator) are not counted against the global limit:
+        // other users' connections, however many, must not lock them out. Every uid, theirs
+        // included, has its own limit, and idle connections are closed.
+        if !self.access.privileged(uid)
+            && shared.clients.load(Ordering::SeqCst) >= self.opts.max_clients
+        {
             return refuse(
                 stream,
                 ErrorBody::new(
@@ -247,25 +318,70 @@ impl ControlServer {
                 ),
             );
         }
+        {
+            let mut per_uid = shared.per_uid();
+            let n = per_uid.entry(uid).or_insert(0);
+            if *n >= self.opts.max_clients_per_uid {
+                drop(per_uid);
+                warn!(
+                    uid,
+                    "control socket: too many connections from this uid; refused"
+                );
+                return refuse(
+                    stream,
+                    ErrorBody::new(
+                        ErrorCode::Busy,
+                        format!(
+                            "uid {uid} already has {} control connections (the limit, [control] max_clients_per_uid); close some",
+                            self.opts.max_clients_per_uid
+                        ),
+                    ),
+                );
+            }
+            *n += 1;
+        }
         if let Some(n) = self.opts.send_buffer {
             let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &n);
         }
         shared.clients.fetch_add(1, Ordering::SeqCst);
         let id = shared.next_client.fetch_add(1, Ordering::SeqCst);
-        debug!(client = id, uid = cred.uid(), "control client connected");
-        let (daemon, shared, queue) = (daemon.clone(), shared.clone(), self.opts.queue_lines);
+        debug!(client = id, uid, "control client connected");
+        let peer = Peer {
+            id,
+            may_provide: self.access.allows_provider(uid, cred.gid()),
+            uid,
+        };
+        let (daemon, shared) = (daemon.clone(), shared.clone());
+        let (queue, idle) = (self.opts.queue_lines, self.opts.idle_timeout);
         tokio::spawn(async move {
-            client(stream, id, daemon, shared.clone(), queue).await;
+            client(stream, peer, daemon, shared.clone(), queue, idle).await;
             shared.clients.fetch_sub(1, Ordering::SeqCst);
+            let mut per_uid = shared.per_uid();
+            if let Some(n) = per_uid.get_mut(&uid) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_uid.remove(&uid);
+                }
+            }
             debug!(client = id, "control client gone");
         });
     }
+}
+
+/// Who a connection is.
+struct Peer {
+    id: u64,
+    uid: u32,
+    /// May register as address provider.
+    may_provide: bool,
 }
 
 /// State shared by every client of one server.
 #[derive(Default)]
 struct Shared {
     clients: AtomicUsize,
+    /// Connections by uid.
+    per_uid: Mutex<HashMap<u32, usize>>,
     next_client: AtomicU64,
     next_request: AtomicU64,
     provider: Mutex<Option<Provider>>,
@@ -291,6 +407,9 @@ pub struct ProviderAnswer {
 impl Shared {
     fn provider(&self) -> std::sync::MutexGuard<'_, Option<Provider>> {
         self.provider.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn per_uid(&self) -> std::sync::MutexGuard<'_, HashMap<u32, usize>> {
+        self.per_uid.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -337,8 +456,9 @@ enum LineRead {
 }
 
 /// Reads one line into `buf` (newline removed), never holding more than MAX_LINE + one buffer.
+/// Cancel-safe: what it consumed stays in `buf` (the caller clears it after each line), so the
+/// idle timer may interrupt a line that is still arriving.
 async fn read_line(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> io::Result<LineRead> {
-    buf.clear();
     loop {
         let avail = r.fill_buf().await?;
         if avail.is_empty() {
@@ -359,14 +479,16 @@ async fn read_line(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> io::R
     }
 }
 
-/// Serves one connection until it closes, misbehaves or stops reading.
+/// Serves one connection until it closes, misbehaves, stops reading or stays idle too long.
 async fn client(
     stream: UnixStream,
-    id: u64,
+    peer: Peer,
     daemon: DaemonHandle,
     shared: Arc<Shared>,
     queue: usize,
+    idle: Duration,
 ) {
+    let id = peer.id;
     let (rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<String>(queue.max(1));
     let close = Arc::new(Notify::new());
@@ -388,10 +510,29 @@ async fn client(
     let mut reader = BufReader::new(rd);
     let mut buf = Vec::new();
     let mut subscribed = false;
+    let mut idle_at = tokio::time::Instant::now() + idle;
     loop {
         let r = tokio::select! {
             _ = close.notified() => {
                 debug!(client = id, "control client does not read; disconnected");
+                break;
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                // Waiting for events, address requests or an initiate is not idleness.
+                tasks.retain(|t| !t.is_finished());
+                let provider = shared.provider().as_ref().is_some_and(|p| p.client == id);
+                if subscribed || provider || !tasks.is_empty() {
+                    idle_at = tokio::time::Instant::now() + idle;
+                    continue;
+                }
+                debug!(client = id, uid = peer.uid, "control client idle; disconnected");
+                out.reply(
+                    Value::Null,
+                    Err(ErrorBody::new(
+                        ErrorCode::Idle,
+                        format!("no request for {} s; disconnecting", idle.as_secs_f64()),
+                    )),
+                );
                 break;
             }
             r = read_line(&mut reader, &mut buf) => r,
@@ -410,7 +551,9 @@ async fn client(
                 break;
             }
         }
-        let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
+        idle_at = tokio::time::Instant::now() + idle;
+        let line = std::mem::take(&mut buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
@@ -486,7 +629,22 @@ async fn client(
                 }));
             }
             Request::AddressProvider => {
-                let r = register_provider(&shared, id, &out, &daemon).await;
+                let r = if peer.may_provide {
+                    register_provider(&shared, id, &out, &daemon).await
+                } else {
+                    warn!(
+                        client = id,
+                        uid = peer.uid,
+                        "address-provider refused: uid not allowed"
+                    );
+                    Err(ErrorBody::new(
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "uid {} may not be the address provider (it would choose every mobile node's home address); run it as root or set [control] provider_user or provider_group",
+                            peer.uid
+                        ),
+                    ))
+                };
                 out.reply(rid, r);
             }
             Request::AddressReply {

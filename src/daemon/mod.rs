@@ -417,7 +417,17 @@ impl Daemon {
 
     /// Reload (SIGHUP and the control socket): the changes applied, or why nothing was.
     fn try_reload(&mut self) -> Result<Vec<String>, String> {
-        let new = policy::load(&self.cfg.path)
+        // The loader must never panic, but a reload runs on the daemon's task: a bug there
+        // must cost the reload, not the running SAs. (catch_unwind is safe code; the loader
+        // only reads files and builds new values, so nothing of ours is left half-changed.)
+        let path = self.cfg.path.clone();
+        let new = std::panic::catch_unwind(move || policy::load(&path))
+            .map_err(|_| {
+                format!(
+                    "reload failed, keeping the running configuration: the configuration loader crashed on {} (a bug: please report it with the file)",
+                    self.cfg.path.display()
+                )
+            })?
             .map_err(|e| format!("reload failed, keeping the running configuration: {e}"))?;
         if new.role != self.cfg.role {
             return Err(format!(

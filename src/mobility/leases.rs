@@ -152,7 +152,9 @@ impl LeaseTable {
         let len = pool.item_len();
         let owner = (owner_key(identity), pool.name.clone());
         if let Some(&item) = self.by_owner.get(&owner) {
-            if pool.contains(item.0) && item.1 == len {
+            // A lease on an address that is no longer given (a reserved identifier, from an
+            // older daemon's lease file) is dropped like one the pool lost.
+            if pool.contains(item.0) && item.1 == len && !pool.is_reserved(item.0) {
                 if let Some(l) = self.by_item.get_mut(&item)
                     && (l.state != LeaseState::Bound || l.user != user)
                 {
@@ -173,12 +175,15 @@ impl LeaseTable {
             }
             self.changed = true;
         }
-        let free = |t: &Self, a: Ipv6Addr| !t.by_item.contains_key(&(a, len)) && !reserved(a);
+        let free = |t: &Self, a: Ipv6Addr| {
+            !t.by_item.contains_key(&(a, len)) && !reserved(a) && !pool.is_reserved(a)
+        };
         let pick = match wanted.filter(|&w| pool.contains(w) && free(self, w)) {
             Some(w) => Some(w),
             None => {
                 // Only items in use or reserved can be in the way, so the scan is bounded by
-                // their number (reservations inside a pool are few: static home addresses).
+                // their number (reservations inside a pool are few: static home addresses,
+                // and reserved interface identifiers, which sit at the ends of a /64).
                 let tries = (self.by_item.len() as u128).saturating_add(4097);
                 (0..pool.size().min(tries))
                     .filter_map(|i| pool.nth(i))
@@ -338,7 +343,7 @@ impl LeaseStore {
             .unwrap_or_else(|| "leases".into());
         let tmp = dir.join(format!(".{name}.tmp"));
         {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut file = create_private(&tmp)?;
             file.write_all(
                 b"# mip6-iked lease store: written by the daemon, do not edit while it runs.\n",
             )?;
@@ -353,10 +358,88 @@ impl LeaseStore {
     }
 }
 
+/// Creates `path` as a new file: never through a symbolic link and never reusing a file that is
+/// there (O_EXCL|O_NOFOLLOW), so whoever can write to the lease directory cannot make us
+/// overwrite another file. A leftover from a crash (or a planted link) is removed first:
+/// unlinking removes the link itself, never its target.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()
+        }
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mobility::PoolKind;
+
+    #[test]
+    fn save_never_follows_a_planted_temporary_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let store = LeaseStore::new(dir.path().join("leases.toml"));
+        std::os::unix::fs::symlink(&victim, dir.path().join(".leases.toml.tmp")).unwrap();
+        store.save(&[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(store.load().unwrap(), vec![]);
+        assert!(!dir.path().join(".leases.toml.tmp").exists());
+    }
+
+    #[test]
+    fn reserved_identifiers_are_never_leased() {
+        let p = Pool {
+            name: "link".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::".parse().unwrap(),
+                last: "2001:db8:1::2".parse().unwrap(),
+            },
+            lifetime: 0,
+        };
+        let mut t = LeaseTable::new();
+        let a = t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        assert_eq!(a, "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
+        // Asked for by name: refused too.
+        let b = t
+            .acquire(
+                "fqdn:B",
+                "b",
+                &p,
+                Some("2001:db8:1::".parse().unwrap()),
+                |_| false,
+                0,
+            )
+            .unwrap();
+        assert_eq!(b, "2001:db8:1::2".parse::<Ipv6Addr>().unwrap());
+        // A stored lease on it (an older daemon's file) is not renewed.
+        let mut t = LeaseTable::from_leases(
+            vec![Lease {
+                identity: "fqdn:A".into(),
+                user: "a".into(),
+                pool: "link".into(),
+                address: "2001:db8:1::".parse().unwrap(),
+                prefix_len: 128,
+                state: LeaseState::Bound,
+                expires: None,
+            }],
+            0,
+        );
+        let a = t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        assert_eq!(a, "2001:db8:1::1".parse::<Ipv6Addr>().unwrap());
+    }
 
     fn pool() -> Pool {
         Pool {

@@ -10,7 +10,7 @@ mod schema;
 mod users;
 
 pub use error::{ConfigError, line_col};
-pub use users::{load_users, load_users_with};
+pub use users::{load_users, load_users_for, load_users_with};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -162,7 +162,22 @@ pub struct ControlSettings {
     /// How long the home agent waits for a registered address provider before using its
     /// own pools.
     pub provider_timeout: Duration,
+    /// Who may register as address provider besides root and the daemon's own uid: a user
+    /// (name or numeric uid) and the members of a group. The provider chooses any identity's
+    /// home address, so being allowed on the socket is not enough.
+    pub provider_user: Option<String>,
+    pub provider_group: Option<String>,
+    /// A connection that sends nothing for this long, while not subscribed, not the address
+    /// provider and waiting for no initiate, is closed (idle clients would hold slots).
+    pub idle_timeout: Duration,
+    /// Connections one uid may hold at once (so one user cannot take every slot).
+    pub max_clients_per_uid: usize,
 }
+
+/// Default `[control] idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `[control] max_clients_per_uid`.
+pub const DEFAULT_MAX_CLIENTS_PER_UID: usize = 16;
 
 impl Default for ControlSettings {
     fn default() -> Self {
@@ -172,6 +187,10 @@ impl Default for ControlSettings {
             group: None,
             mode: 0o660,
             provider_timeout: Duration::from_secs(2),
+            provider_user: None,
+            provider_group: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_clients_per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
         }
     }
 }
@@ -240,17 +259,30 @@ impl LoadedConfig {
         if !self.control.enabled {
             let _ = writeln!(s, "control:    disabled");
         } else {
+            let c = &self.control;
             let _ = writeln!(
                 s,
-                "control:    {} (mode {:04o}{})",
-                self.control.socket.display(),
-                self.control.mode,
-                self.control
-                    .group
+                "control:    {} (mode {:04o}{}), idle timeout {} s, {} connections per uid",
+                c.socket.display(),
+                c.mode,
+                c.group
                     .as_ref()
                     .map(|g| format!(", group {g}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                c.idle_timeout.as_secs_f64(),
+                c.max_clients_per_uid
             );
+            // Only a home agent takes an address provider.
+            if self.role == Role::HomeAgent {
+                let mut provider = vec!["root".to_string(), "the daemon's uid".to_string()];
+                provider.extend(c.provider_user.iter().map(|u| format!("user {u}")));
+                provider.extend(c.provider_group.iter().map(|g| format!("group {g}")));
+                let _ = writeln!(
+                    s,
+                    "provider:   address-provider may be {}",
+                    provider.join(", ")
+                );
+            }
         }
         let mut reqids: Vec<String> = SaClass::ALL
             .iter()
@@ -290,6 +322,23 @@ impl LoadedConfig {
             );
             for u in users {
                 let _ = writeln!(s, "  {}", users::describe(u));
+            }
+            // Pools with addresses that are never handed out: said, not refused (a /64 always
+            // holds some), so that nobody counts on them.
+            let mut pools: Vec<&crate::mobility::Pool> =
+                users.iter().filter_map(|u| u.pool.as_deref()).collect();
+            pools.sort_by(|a, b| a.name.cmp(&b.name));
+            pools.dedup_by(|a, b| a.name == b.name);
+            for p in pools {
+                let n = p.reserved_count();
+                if n > 0 {
+                    let _ = writeln!(
+                        s,
+                        "warning:    pool {} holds {n} reserved address{} (Subnet-Router anycast, RFC 5453 interface identifiers), never assigned",
+                        p.name,
+                        if n == 1 { "" } else { "es" }
+                    );
+                }
             }
         }
         if let Some(mn) = &self.mobile_node {
@@ -497,8 +546,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
                     ),
                 ));
             }
+            // The home agent's own addresses: never a mobile node's, by pool or user file.
+            let mut own = vec![address];
+            own.extend(listen.addresses.iter().filter_map(|a| match a {
+                IpAddr::V6(a) if !a.is_unspecified() => Some(*a),
+                _ => None,
+            }));
             let pools = pools::load_pools(&doc, &file.pools)?;
-            let db = load_users_with(&dir_path, &pools)?;
+            pools::check_ha_addresses(&doc, &file.pools, &pools, &own)?;
+            let db = users::load_users_for(&dir_path, &pools, &own)?;
             if let Some(g) = &ha.lease_grace {
                 lease_grace = Duration::try_from_secs_f64(*g.get_ref())
                     .ok()
@@ -566,6 +622,19 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         }
     }
 
+    // A mobile node that checks the home agent by certificate must know which certificate:
+    // without home_agent_id any certificate of the CA would pass, and the CA also signs the
+    // other mobile nodes, so another MN could pose as the home agent.
+    if let (Some(mn), LocalAuth::Certificate { .. }, Some(sec)) =
+        (&mobile_node, &auth, &file.mobile_node)
+        && mn.home_agent_id.is_none()
+    {
+        return Err(doc.at(
+            sec.span(),
+            "[mobile_node] needs home_agent_id = \"<the home agent's identity>\", e.g. home_agent_id = \"dn:C=CH, O=Example, CN=ha.example.net\": without it any certificate of the CA (another mobile node's too) would be accepted as the home agent",
+        ));
+    }
+
     let mobility = crate::ike::MobilityConfig {
         key_mobility: file.key_mobility.as_ref().is_none_or(|k| *k.get_ref()),
         // With mip6d's policies its MIGRATE moves the kernel's tunnel SAs itself.
@@ -613,7 +682,9 @@ pub(crate) fn identity(doc: &Doc, v: &Spanned<String>, key: &str) -> Result<Iden
     let known = ["dn:", "fqdn:", "email:", "ipv6:", "ipv4:", "keyid:"];
     if !known
         .iter()
-        .any(|p| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p))
+        // By `get`, not by slicing: the prefix length may fall inside a multi-byte character
+        // (`dné`), and a configuration must never panic the daemon (reloads run in it).
+        .any(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
     {
         return Err(doc.at(
             v.span(),
@@ -737,6 +808,49 @@ fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings
             ));
         }
         out.provider_timeout = Duration::from_secs_f64(v);
+    }
+    let name = |v: &Spanned<String>, key: &str, example: &str| {
+        let n = v.get_ref().trim();
+        if n.is_empty() {
+            Err(doc.at(
+                v.span(),
+                format!(
+                    "{key} = \"\" names nobody; write e.g. {key} = \"{example}\" or remove the key"
+                ),
+            ))
+        } else {
+            Ok(n.to_string())
+        }
+    };
+    out.provider_user = c
+        .provider_user
+        .as_ref()
+        .map(|v| name(v, "provider_user", "mip6d"))
+        .transpose()?;
+    out.provider_group = c
+        .provider_group
+        .as_ref()
+        .map(|v| name(v, "provider_group", "mip6"))
+        .transpose()?;
+    if let Some(t) = &c.idle_timeout {
+        let v = *t.get_ref();
+        if !(v.is_finite() && (1.0..=86_400.0).contains(&v)) {
+            return Err(doc.at(
+                t.span(),
+                format!("idle_timeout = {v}: write a number of seconds between 1 and 86400, e.g. idle_timeout = 60"),
+            ));
+        }
+        out.idle_timeout = Duration::from_secs_f64(v);
+    }
+    if let Some(m) = &c.max_clients_per_uid {
+        let v = *m.get_ref();
+        if !(1..=64).contains(&v) {
+            return Err(doc.at(
+                m.span(),
+                format!("max_clients_per_uid = {v}: write a number from 1 to 64 (the socket serves 64 clients), e.g. max_clients_per_uid = 16"),
+            ));
+        }
+        out.max_clients_per_uid = v as usize;
     }
     Ok(out)
 }
@@ -1231,7 +1345,19 @@ fn local_auth(
                     "a home agent authenticates with certificate and private_key; per-user pre-shared keys go into the user files (psk = \"...\")",
                 ));
             }
-            Ok(LocalAuth::Psk(psk(doc, p)?))
+            let key = psk(doc, p)?;
+            // The key is in this very file: it must be as private as a key file. (load_str may
+            // be handed text without a file behind it: nothing to check then.)
+            if let Ok(meta) = std::fs::metadata(doc.path) {
+                check_secret_mode(
+                    doc,
+                    p.span(),
+                    &meta,
+                    doc.path,
+                    "pre-shared key file",
+                )?;
+            }
+            Ok(LocalAuth::Psk(key))
         }
         (None, None, None) => Err(doc.whole(
             "[identity] needs certificate = \"<file>.pem\" and private_key = \"<file>.key\" (or, on a mobile node, psk = \"...\")",
@@ -1259,19 +1385,31 @@ fn local_auth(
 /// Refuses key files that group or others may read or write. The auth module checks too; this
 /// check gives the message its configuration position.
 fn check_key_mode(doc: &Doc, v: &Spanned<String>, path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         doc.at(
             v.span(),
             format!("private_key: cannot read {}: {e}", path.display()),
         )
     })?;
+    check_secret_mode(doc, v.span(), &meta, path, "private_key")
+}
+
+/// Refuses a file holding a secret (`what`: a private key, or a file with a pre-shared key)
+/// that group or others may read or write; `span` is where the configuration names the secret.
+pub(crate) fn check_secret_mode(
+    doc: &Doc,
+    span: std::ops::Range<usize>,
+    meta: &std::fs::Metadata,
+    path: &Path,
+    what: &str,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(doc.at(
-            v.span(),
+            span,
             format!(
-                "private_key {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
+                "{what} {} is accessible by group or others (mode {mode:04o}); run: chmod 600 {}",
                 path.display(),
                 path.display()
             ),

@@ -81,8 +81,15 @@ fn pool(doc: &Doc, name: &str, p: &Spanned<PoolSection>) -> Result<Pool, ConfigE
         (None, Some(pr), None) => {
             let (base, len) = parse_prefix(doc, pr, "prefix")?;
             let (a, b) = prefix_span(base, len);
+            // The prefix's first address is its Subnet-Router anycast address (RFC 4291
+            // 2.6.1) when the prefix is the home link's: never a home address.
+            let first = if len < 127 {
+                a.saturating_add(1)
+            } else {
+                a.max(1)
+            };
             PoolKind::Addresses {
-                first: Ipv6Addr::from(a.max(1)),
+                first: Ipv6Addr::from(first),
                 last: Ipv6Addr::from(b),
             }
         }
@@ -152,6 +159,36 @@ pub(crate) fn load_pools(
         out.insert(name.clone(), Arc::new(p));
     }
     Ok(out)
+}
+
+/// Refuses a pool that spans one of the home agent's own addresses (`[home_agent] address`,
+/// `[listen] addresses`): it would hand that address, or a prefix holding it, to a mobile node.
+pub(crate) fn check_ha_addresses(
+    doc: &Doc,
+    sections: &BTreeMap<String, Spanned<PoolSection>>,
+    pools: &Pools,
+    ha_addresses: &[Ipv6Addr],
+) -> Result<(), ConfigError> {
+    for (name, p) in pools {
+        let Some(a) = ha_addresses.iter().find(|a| p.covers(**a)) else {
+            continue;
+        };
+        let fix = match p.kind {
+            PoolKind::Addresses { first, last } => format!(
+                "write a range that leaves it out (e.g. start after it: range = \"{}-{last}\")",
+                Ipv6Addr::from(u128::from(*a).saturating_add(1).max(u128::from(first)))
+            ),
+            PoolKind::Prefixes { .. } => {
+                "delegate from a prefix that leaves out the home link".to_string()
+            }
+        };
+        let span = sections.get(name).map_or(0..0, |s| s.span());
+        return Err(doc.at(
+            span,
+            format!("pool {name} contains the home agent's own address {a}; {fix}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A pool named in a user file, of the wanted kind (`prefixes`: a delegation pool).

@@ -51,6 +51,14 @@ pub struct ControlSection {
     /// Octal permission bits as a string, e.g. "0660".
     pub mode: Option<S<String>>,
     pub provider_timeout: Option<S<f64>>,
+    /// Who besides root and the daemon's uid may register as address provider.
+    pub provider_user: Option<S<String>>,
+    pub provider_group: Option<S<String>>,
+    /// Seconds a connection may stay silent (not subscribed, not the provider, no initiate
+    /// under way) before it is closed.
+    pub idle_timeout: Option<S<f64>>,
+    /// Connections one uid may hold at once.
+    pub max_clients_per_uid: Option<S<u32>>,
 }
 
 /// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with

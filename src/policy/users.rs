@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, Doc};
 use super::pools::{Pools, lookup, parse_prefix};
 use super::schema::UserFile;
-use super::{auth_msg, check_hoa, classes, identity, psk};
+use super::{auth_msg, check_hoa, check_secret_mode, classes, identity, psk};
 use crate::auth::Identity;
 use crate::mobility::pool::DEFAULT_PREFIX_LIFETIME;
-use crate::mobility::{HomePrefix, IdentityMatch, SaClass, User, UserAuth, UserDb};
+use crate::mobility::{HomePrefix, IdentityMatch, PoolKind, SaClass, User, UserAuth, UserDb};
 
 /// Reads every `*.toml` file of `dir` (sorted by name; hidden files and other names are skipped)
 /// into a [`UserDb`]. Two users with the same identity or the same home address are an error
@@ -23,6 +23,16 @@ pub fn load_users(dir: &Path) -> Result<UserDb, ConfigError> {
 
 /// [`load_users`] with the pools of the global file, which user files may name.
 pub fn load_users_with(dir: &Path, pools: &Pools) -> Result<UserDb, ConfigError> {
+    load_users_for(dir, pools, &[])
+}
+
+/// [`load_users_with`] for a home agent whose own addresses are `ha_addresses`: no user may
+/// claim them, as a home address or inside a home prefix.
+pub fn load_users_for(
+    dir: &Path,
+    pools: &Pools,
+    ha_addresses: &[Ipv6Addr],
+) -> Result<UserDb, ConfigError> {
     let dir_err = |m: String| ConfigError {
         file: dir.to_path_buf(),
         position: None,
@@ -51,6 +61,9 @@ pub fn load_users_with(dir: &Path, pools: &Pools) -> Result<UserDb, ConfigError>
     // identity key / home address -> file that claimed it first
     let mut ids: HashMap<String, PathBuf> = HashMap::new();
     let mut hoas: HashMap<Ipv6Addr, PathBuf> = HashMap::new();
+    // Static home prefixes so far: (first, last, text, file). A home prefix authorizes its
+    // user for every address inside it, so it must not reach anyone else's.
+    let mut prefixes: Vec<(u128, u128, String, PathBuf)> = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.clone(),
@@ -87,9 +100,111 @@ pub fn load_users_with(dir: &Path, pools: &Pools) -> Result<UserDb, ConfigError>
                 return Err(doc.at(span, msg));
             }
         }
+        check_claims(&doc, &user, pools, ha_addresses, &hoas, &mut prefixes)?;
         users.push(user);
     }
     UserDb::new(users).map_err(dir_err)
+}
+
+/// Refuses what would let this user act for addresses that are not its own: a static home
+/// address that is the home agent's, lies inside another user's home prefix or inside a prefix
+/// pool (a delegated prefix would give it to someone else); a home prefix that covers the home
+/// agent's address or another user's home address or prefix. `hoas` holds every static home
+/// address so far (this user's included), `prefixes` the home prefixes of earlier files.
+fn check_claims(
+    doc: &Doc,
+    user: &User,
+    pools: &Pools,
+    ha_addresses: &[Ipv6Addr],
+    hoas: &HashMap<Ipv6Addr, PathBuf>,
+    prefixes: &mut Vec<(u128, u128, String, PathBuf)>,
+) -> Result<(), ConfigError> {
+    let path = doc.path;
+    // Spans only matter for the error, so the file is parsed again only then.
+    let file = || toml::from_str::<UserFile>(doc.text).ok();
+    let hoa_span = |i: usize| {
+        file()
+            .and_then(|f| f.home_addresses)
+            .and_then(|l| l.into_inner().into_iter().nth(i).map(|v| v.span()))
+            .unwrap_or(0..0)
+    };
+    for (i, a) in user.home_addresses.iter().enumerate() {
+        let v = u128::from(*a);
+        if ha_addresses.contains(a) {
+            return Err(doc.at(
+                hoa_span(i),
+                format!("home address {a} is the home agent's own address; give the mobile node another one"),
+            ));
+        }
+        if let Some((_, _, text, prev)) = prefixes
+            .iter()
+            .find(|(x, y, _, prev)| *x <= v && v <= *y && prev != path)
+        {
+            return Err(doc.at(
+                hoa_span(i),
+                format!(
+                    "home address {a} lies inside home_prefix {text} of {}, which gives that user every address in it; take the address out of that prefix or narrow the prefix",
+                    prev.display()
+                ),
+            ));
+        }
+        if let Some(p) = pools
+            .values()
+            .find(|p| matches!(p.kind, PoolKind::Prefixes { .. }) && p.covers(*a))
+        {
+            return Err(doc.at(
+                hoa_span(i),
+                format!(
+                    "home address {a} lies inside prefix pool {}, whose delegated prefixes would give it to another mobile node; take it out of the pool",
+                    p.name
+                ),
+            ));
+        }
+    }
+    if let Some(HomePrefix::Static { prefix, len, .. }) = &user.home_prefix {
+        let (x, y) = crate::mobility::pool::prefix_span(*prefix, *len);
+        let text = format!("{prefix}/{len}");
+        let span = file()
+            .and_then(|f| f.home_prefix)
+            .map_or(0..0, |v| v.span());
+        let inside = |a: &Ipv6Addr| (x..=y).contains(&u128::from(*a));
+        if let Some(a) = ha_addresses.iter().find(|a| inside(a)) {
+            return Err(doc.at(
+                span,
+                format!(
+                    "home_prefix {text} covers the home agent's own address {a} (the home link?); a home prefix gives its user every address in it: delegate a prefix of its own, e.g. a /64 outside the home link"
+                ),
+            ));
+        }
+        // The lowest such address, so that the message does not depend on hash order.
+        if let Some((a, prev)) = hoas
+            .iter()
+            .filter(|(a, prev)| inside(a) && *prev != path)
+            .min_by_key(|(a, _)| **a)
+        {
+            return Err(doc.at(
+                span,
+                format!(
+                    "home_prefix {text} covers home address {a} of {}; a home prefix gives its user every address in it: narrow it to leave that address out",
+                    prev.display()
+                ),
+            ));
+        }
+        if let Some((_, _, other, prev)) = prefixes
+            .iter()
+            .find(|(c, d, _, prev)| x <= *d && *c <= y && prev != path)
+        {
+            return Err(doc.at(
+                span,
+                format!(
+                    "home_prefix {text} overlaps home_prefix {other} of {}; give each user its own prefix",
+                    prev.display()
+                ),
+            ));
+        }
+        prefixes.push((x, y, text, path.to_path_buf()));
+    }
+    Ok(())
 }
 
 /// The same normalisation as the user database: identities compare case-insensitively.
@@ -140,7 +255,12 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
                     "a pre-shared key needs an exact identity: write identity = \"...\" instead of identity_pattern",
                 ));
             }
-            UserAuth::Psk(psk(doc, p)?)
+            let key = psk(doc, p)?;
+            // Whoever reads the file can pose as this mobile node (and as the home agent to it).
+            let meta = std::fs::metadata(doc.path)
+                .map_err(|e| doc.at(p.span(), format!("cannot read: {e}")))?;
+            check_secret_mode(doc, p.span(), &meta, doc.path, "pre-shared key file")?;
+            UserAuth::Psk(key)
         }
     };
     let pool = f
