@@ -75,6 +75,8 @@ liveness_interval = 3}"
     echo '[control]'
     echo "socket = \"/run/mip6-iked-$role/control.sock\""
   } >"$file"
+  # it may hold a PSK: the daemon refuses a secret-bearing file others can read
+  chmod 600 "$file"
 }
 
 # Kernel modules and crypto: the first SA with a new algorithm loads modules and runs the
