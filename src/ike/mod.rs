@@ -14,6 +14,7 @@ mod endpoint;
 mod found;
 mod info;
 mod init;
+mod kernel_result;
 mod migrate;
 pub mod proposal;
 mod protect;

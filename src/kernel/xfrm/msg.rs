@@ -35,6 +35,8 @@ pub const XFRM_MSG_MIGRATE: u16 = 0x21;
 // Attributes.
 pub const XFRMA_ALG_CRYPT: u16 = 2;
 pub const XFRMA_TMPL: u16 = 5;
+pub const XFRMA_LTIME_VAL: u16 = 9;
+pub const XFRMA_REPLAY_VAL: u16 = 10;
 pub const XFRMA_POLICY_TYPE: u16 = 16;
 pub const XFRMA_MIGRATE: u16 = 17;
 pub const XFRMA_ALG_AEAD: u16 = 18;
@@ -63,7 +65,7 @@ pub const XFRM_POLICY_IN: u8 = 0;
 pub const XFRM_POLICY_OUT: u8 = 1;
 pub const XFRM_POLICY_FWD: u8 = 2;
 const XFRM_MODE_TRANSPORT: u8 = 0;
-const XFRM_MODE_TUNNEL: u8 = 1;
+pub const XFRM_MODE_TUNNEL: u8 = 1;
 const XFRM_STATE_ESN: u8 = 128;
 /// "No limit" for byte and packet counts (time limits use 0 for none).
 const XFRM_INF: u64 = u64::MAX;
@@ -273,8 +275,53 @@ fn xfrm_mode(m: Mode) -> u8 {
     }
 }
 
+/// What a kernel SA has counted, carried over to the copy that replaces it when it moves
+/// (delete and re-add): its current lifetime (bytes, packets and add time, so that expiry keeps
+/// its schedule and counters keep growing) and its replay state (the outbound sequence number:
+/// an SA that restarted at 1 would be dropped by the peer's replay window).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carry {
+    pub lifetime: netlink_packet_xfrm::Lifetime,
+    /// XFRMA_REPLAY_VAL (struct xfrm_replay_state, 12 bytes) as the kernel sent it.
+    pub replay: Option<Vec<u8>>,
+    /// XFRMA_REPLAY_ESN_VAL (struct xfrm_replay_state_esn with its bitmap).
+    pub replay_esn: Option<Vec<u8>>,
+}
+
+/// The counters and replay state of a dumped SA (see [`Carry`]).
+pub fn carry_of(payload: &[u8]) -> Result<Carry, MsgError> {
+    let sa = parse_sa(payload)?;
+    let mut c = Carry {
+        lifetime: sa.lifetime_cur,
+        ..Carry::default()
+    };
+    for (kind, v) in attrs(payload, USERSA_INFO_LEN)? {
+        match kind {
+            XFRMA_REPLAY_VAL if v.len() == 12 => c.replay = Some(v.to_vec()),
+            // bmp_len words of bitmap after the 24-byte head; anything else is not passed on.
+            XFRMA_REPLAY_ESN_VAL if v.len() >= 24 => {
+                let words = ne_u32(v, 0).unwrap_or(u32::MAX) as usize;
+                if words <= 1024 && v.len() == 24 + 4 * words {
+                    c.replay_esn = Some(v.to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
 /// XFRM_MSG_NEWSA (or UPDSA for an SPI reserved with ALLOCSPI) for one ESP SA.
 pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
+    sa_request_carrying(spec, update, None)
+}
+
+/// [`sa_request`] for an SA that replaces a moved one, with what the old one counted.
+pub fn sa_request_carrying(
+    spec: &SaSpec,
+    update: bool,
+    carry: Option<&Carry>,
+) -> Result<Request, String> {
     if spec.src.is_ipv4() != spec.dst.is_ipv4() {
         return Err("SA endpoints of different address families".into());
     }
@@ -328,7 +375,18 @@ pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
     if let Some(i) = integ {
         r = alg_attr(r, i, &spec.integ_key);
     }
-    if esn_attr {
+    if let Some(c) = carry {
+        r = r.attr(XFRMA_LTIME_VAL, &c.lifetime);
+        if !esn_attr && let Some(rp) = &c.replay {
+            r = r.attr_with(XFRMA_REPLAY_VAL, rp.len(), |b| b.copy_from_slice(rp));
+        }
+    }
+    let carried_esn = carry
+        .and_then(|c| c.replay_esn.as_ref())
+        .filter(|_| esn_attr);
+    if let Some(re) = carried_esn {
+        r = r.attr_with(XFRMA_REPLAY_ESN_VAL, re.len(), |b| b.copy_from_slice(re));
+    } else if esn_attr {
         // struct xfrm_replay_state_esn: bmp_len, oseq, seq, oseq_hi, seq_hi, replay_window,
         // then bmp_len 32-bit words of bitmap.
         let window = spec.replay_window.max(1);
@@ -627,6 +685,26 @@ pub fn parse_policy(payload: &[u8]) -> Result<(UserPolicyInfo, Vec<u32>), MsgErr
         }
     }
     Ok((info, reqids))
+}
+
+/// A policy from a GETPOLICY dump with its templates (addresses, mode, reqid).
+pub fn parse_policy_templates(
+    payload: &[u8],
+) -> Result<(UserPolicyInfo, Vec<UserTemplate>), MsgError> {
+    let info = UserPolicyInfo::parse(prefix(payload, USERPOLICY_INFO_LEN)?)
+        .map_err(|_| MsgError("bad xfrm_userpolicy_info"))?;
+    let mut out = Vec::new();
+    for (kind, v) in attrs(payload, USERPOLICY_INFO_LEN)? {
+        if kind == XFRMA_TMPL {
+            out.extend(templates(v)?);
+        }
+    }
+    Ok((info, out))
+}
+
+/// The address of a template or SA id in `family`.
+pub fn ip_of(a: &Address, family: u16) -> Result<IpAddr, MsgError> {
+    addr_of(a, family)
 }
 
 fn templates(v: &[u8]) -> Result<Vec<UserTemplate>, MsgError> {
