@@ -862,6 +862,83 @@ mod tests {
         }
     }
 
+    /// A moved SA's copy carries the old one's counters and replay state: what the kernel
+    /// dumped comes back as XFRMA_LTIME_VAL and XFRMA_REPLAY_VAL (XFRMA_REPLAY_ESN_VAL in place
+    /// of the fresh one for ESN); malformed replay attributes are not passed on, and no
+    /// truncation of a dumped SA panics.
+    #[test]
+    fn a_moved_sa_carries_counters_and_replay_state() {
+        let s = spec(
+            Mode::Tunnel,
+            "2001:db8::a",
+            "2001:db8::1",
+            0x1003,
+            3,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        // a dumped SA: the fixed part with counters, then the replay state (oseq 500)
+        let mut info = UserSaInfo::default();
+        info.lifetime_cur.bytes = 123_456;
+        info.lifetime_cur.packets = 789;
+        info.lifetime_cur.add_time = 1_800_000_000;
+        let mut replay = [0u8; 12];
+        replay[0..4].copy_from_slice(&500u32.to_ne_bytes());
+        let dumped = Request::new(XFRM_MSG_NEWSA, 0)
+            .fixed(&info)
+            .attr_with(XFRMA_REPLAY_VAL, 12, |b| b.copy_from_slice(&replay))
+            .attr_with(XFRMA_REPLAY_ESN_VAL, 30, |b| b[0] = 1)
+            .finish(1);
+        let c = carry_of(&dumped[NLMSG_HDRLEN..]).unwrap();
+        assert_eq!(c.lifetime, info.lifetime_cur);
+        assert_eq!(c.replay.as_deref(), Some(&replay[..]));
+        assert_eq!(c.replay_esn, None, "30 bytes is no whole ESN state");
+        let b = sa_request_carrying(&s, false, Some(&c)).unwrap().finish(2);
+        let a = attrs(&b[NLMSG_HDRLEN..], USERSA_INFO_LEN).unwrap();
+        let kinds: Vec<u16> = a.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                XFRMA_ALG_CRYPT,
+                XFRMA_ALG_AUTH_TRUNC,
+                XFRMA_LTIME_VAL,
+                XFRMA_REPLAY_VAL
+            ]
+        );
+        assert_eq!(ne_u32(a[2].1, 0), Some(123_456));
+        assert_eq!(ne_u32(a[2].1, 8), Some(789));
+        assert_eq!(a[3].1, &replay[..]);
+        // without a carry: the request of a new SA, unchanged
+        assert_eq!(
+            hex(&sa_request(&s, false).unwrap().finish(2)),
+            hex(&sa_request_carrying(&s, false, None).unwrap().finish(2))
+        );
+        // ESN: the dumped state (with its sequence numbers) replaces the fresh one
+        let mut e = s.clone();
+        e.esn = true;
+        e.replay_window = 64;
+        let mut esn = vec![0u8; 24 + 8];
+        esn[0..4].copy_from_slice(&2u32.to_ne_bytes());
+        esn[4..8].copy_from_slice(&77u32.to_ne_bytes());
+        esn[20..24].copy_from_slice(&64u32.to_ne_bytes());
+        let c = Carry {
+            replay_esn: Some(esn.clone()),
+            ..c
+        };
+        let b = sa_request_carrying(&e, false, Some(&c)).unwrap().finish(3);
+        let a = attrs(&b[NLMSG_HDRLEN..], USERSA_INFO_LEN).unwrap();
+        let esn_attrs: Vec<&[u8]> = a
+            .iter()
+            .filter(|(k, _)| *k == XFRMA_REPLAY_ESN_VAL)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(esn_attrs, vec![&esn[..]]);
+        assert!(!a.iter().any(|(k, _)| *k == XFRMA_REPLAY_VAL));
+        for n in 0..dumped.len() - NLMSG_HDRLEN {
+            let _ = carry_of(&dumped[NLMSG_HDRLEN..NLMSG_HDRLEN + n]);
+        }
+    }
+
     fn header(b: &[u8]) -> (u32, u16, u16) {
         (
             ne_u32(b, 0).unwrap(),
