@@ -152,8 +152,10 @@ pub struct Daemon {
     /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
     kernel_events: Option<kernel::KernelEvents>,
     acquire: kernel::AcquireState,
-    /// When to check the kernel's SAs against the record (set by moves).
+    /// When to check the kernel's SAs against the record (set by moves), and of which IKE
+    /// SAs (a home agent with many mobile nodes checks only those that moved).
     resync_at: Option<Instant>,
+    resync_moved: std::collections::BTreeSet<IkeId>,
 }
 
 impl Daemon {
@@ -206,6 +208,7 @@ impl Daemon {
             kernel_events,
             acquire: kernel::AcquireState::default(),
             resync_at: None,
+            resync_moved: Default::default(),
         })
     }
 
@@ -280,7 +283,13 @@ impl Daemon {
                     self.endpoint.handle_timeout(n);
                     if self.resync_at.is_some_and(|t| t <= n.at) {
                         self.resync_at = None;
-                        self.resync_sas(None, true, "after a move");
+                        let moved = std::mem::take(&mut self.resync_moved);
+                        // One dump per IKE SA that moved; all at once when several did.
+                        let only = match moved.iter().collect::<Vec<_>>().as_slice() {
+                            [one] => Some((**one, None)),
+                            _ => None,
+                        };
+                        self.resync_sas(only, true, "after a move");
                     }
                     if self.retry_at.is_some_and(|t| t <= n.at) {
                         self.retry_at = None;
@@ -487,7 +496,10 @@ impl Daemon {
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
         self.acquire.on_event(ev);
-        if matches!(ev, Event::Migrated { .. }) && self.cfg.kernel.backend == KernelBackend::Xfrm {
+        if let Event::Migrated { ike, .. } = ev
+            && self.cfg.kernel.backend == KernelBackend::Xfrm
+        {
+            self.resync_moved.insert(*ike);
             // Verify against the kernel, not the record, once mip6d's MIGRATEs of this move
             // are through: they name its own templates' endpoints, which need not be where
             // our tunnel SAs are (e.g. a transient care-of address at start-up).
