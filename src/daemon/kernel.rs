@@ -344,7 +344,7 @@ pub fn resync(
                 Found::Missing => {
                     lost = true;
                     warn!(ike = %c.ike, spi = %spi, reqid = p.reqid, why,
-                        "resync: SA missing from the kernel and no copy to restore: renegotiating");
+                        "resync: SA missing from the kernel and not restorable (no copy, or outbound: its sequence number went with it): renegotiating");
                 }
                 Found::Failed(e) => {
                     lost = true;

@@ -166,7 +166,8 @@ pub enum Found {
     /// At other endpoints (`src` -> `dst`): moved to the recorded ones, same SPI, keys and
     /// counters (deleted and added again; the kernel cannot change an SA's destination).
     Moved { src: IpAddr, dst: IpAddr },
-    /// Not in the kernel: added again from the backend's copy (same SPI and keys).
+    /// Not in the kernel: added again from the backend's copy (same SPI and keys). Inbound
+    /// SAs only: an outbound copy would restart its sequence numbers below the peer's window.
     Readded,
     /// Not in the kernel and no copy to add it from: only a new negotiation helps.
     Missing,

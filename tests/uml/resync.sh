@@ -11,7 +11,7 @@ RS_MIGRATE=/job/xfrm-migrate.py
 # the transient address (a home-link SLAAC address in mip6d's traces; here on the MN's link)
 RS_T=2001:db8:2::ff:fe00:102
 RS_PLAN="resync-transient-setup resync-transient-move resync-transient-ping \
-resync-transient-shutdown"
+resync-acquire-lost-sa resync-acquire-lost-sa-ping resync-transient-shutdown"
 
 # rs_send NS ARGS...: MIGRATEs from NS as mip6d sends them; a refusal goes to WHY.
 rs_send() {
@@ -80,7 +80,8 @@ sc_resync_transient() {
   [[ -z $WHY ]] && { rs_tunnels_at $RS_T "$s3" "$s4" || WHY+="tunnel SAs not at $RS_T; "; }
   if [[ -n $WHY ]]; then
     fail resync-transient-setup "$WHY" "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
-    for i in resync-transient-move resync-transient-ping resync-transient-shutdown; do
+    for i in resync-transient-move resync-transient-ping resync-acquire-lost-sa \
+      resync-acquire-lost-sa-ping resync-transient-shutdown; do
       fail $i "not run: resync-transient-setup failed"
     done
     rs_cleanup
@@ -130,6 +131,7 @@ sc_resync_transient() {
     pass resync-transient-move
   fi
   lab_ping_check resync-transient-ping mn ha
+  rs_acquire_lost_sa "$lines_mn"
   # shutdown: no SA left, no daemon with a record of one
   stop mn
   stop ha
@@ -147,6 +149,40 @@ sc_resync_transient() {
     pass resync-transient-shutdown
   fi
   rs_cleanup
+}
+
+# rs_acquire_lost_sa LINES: the MN's kernel loses the outbound tunnel SA (deleted by hand); the
+# next packet raises an ACQUIRE for a CHILD_SA the record holds. It must not be ignored: the MN
+# renegotiates the CHILD_SA (an outbound SA cannot be restored: its sequence number is gone),
+# new SPIs sit at the CoA on both sides, no larval state is left, and a ping passes.
+rs_acquire_lost_sa() {
+  local lines=$1 old3 old4 new3 new4 t i
+  WHY=
+  old3=$(lab_sa mn 3 spi)
+  old4=$(lab_sa mn 4 spi)
+  ip -n mn xfrm state delete src $COA dst $HA proto esp spi "$old3"
+  ip netns exec mn ping -6 -c 1 -W 1 -I $HOA $CN >/dev/null 2>&1
+  for i in $(seq 1 40); do
+    t=$(lab_sas mn)
+    new3=$(awk '$4 == 3 { print $3 }' <<<"$t")
+    new4=$(awk '$4 == 4 { print $3 }' <<<"$t")
+    [[ -n $new3 && $new3 != "$old3" && $new3 != 0x00000000 && $new4 != "$old4" &&
+      $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] && break
+    sleep 0.25
+  done
+  [[ -n $new3 && $new3 != "$old3" && $new3 != 0x00000000 && -n $new4 && $new4 != "$old4" ]] ||
+    WHY+="no new tunnel SPIs (reqid 3 $old3 -> '$new3', 4 $old4 -> '$new4'); "
+  [[ $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] ||
+    WHY+="SA count (larval states included): MN $(lab_sa_count mn), HA $(lab_sa_count ha) (want 4); "
+  [[ -z $WHY ]] && { rs_tunnels_at $COA "$new3" "$new4" || WHY+="new tunnel SAs not at $COA; "; }
+  rs_log_since mn "$lines" | grep -q 'ACQUIRE for a CHILD_SA the record holds' ||
+    WHY+="mn: the ACQUIRE was not checked against the kernel; "
+  if [[ -n $WHY ]]; then
+    fail resync-acquire-lost-sa "$WHY" "$LOGS/mn.log" "$LOGS/ha.log" "$(lab_state mn; lab_state ha)"
+  else
+    pass resync-acquire-lost-sa
+  fi
+  lab_ping_check resync-acquire-lost-sa-ping mn ha
 }
 
 # rs_cleanup: the lab as it was (CoA on the link, the HA's route through it, no SA, no policy).

@@ -581,10 +581,16 @@ impl XfrmKernel {
         let Some((key, old_spec)) = record else {
             return Found::Missing;
         };
+        let old = hits.first();
+        if old.is_none() && old_spec.direction == Direction::Out {
+            // Gone with its sequence number: a copy would start again at 1, below what the
+            // peer's replay window has seen, and its packets would be dropped. Only a new
+            // CHILD_SA helps. (An inbound copy starts with an empty window: fine.)
+            return Found::Missing;
+        }
         let mut spec = old_spec.clone();
         spec.src = p.src;
         spec.dst = p.dst;
-        let old = hits.first();
         let carry = old.and_then(|k| msg::carry_of(&k.payload).ok());
         let request = match msg::sa_request_carrying(&spec, false, carry.as_ref()) {
             Ok(r) => r,
