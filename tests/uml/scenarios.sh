@@ -9,6 +9,8 @@ set -u
 . /job/lab.sh
 # shellcheck source=tests/uml/move.sh
 . /job/move.sh
+# shellcheck source=tests/uml/resync.sh
+. /job/resync.sh
 
 IKED=$BIN/mip6-iked
 export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
@@ -282,6 +284,7 @@ run_all() {
   ip -n mn xfrm state flush
   ip -n ha xfrm state flush
   sc_move_all
+  sc_resync_transient
   if sc_daemon_policies daemon-policies; then
     sc_ping ping-tunnel-sa-daemon-policies
     sc_mh mh-transport-sa-daemon-policies
@@ -302,6 +305,6 @@ run_all() {
 echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa \
   mh-transport-sa restart-after-kill-9 acquire-starts-negotiation acquire-typed-bu-policy \
   shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
-  mh-transport-sa-daemon-policies shutdown-removes-policies $MV_PLAN >/job/plan
+  mh-transport-sa-daemon-policies shutdown-removes-policies $MV_PLAN $RS_PLAN >/job/plan
 run_all
 echo "scenarios done"
