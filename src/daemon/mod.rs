@@ -353,12 +353,23 @@ impl Daemon {
 
     /// Starts the IKE SA that `mn` describes; returns its id.
     fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
-        // After a move the last care-of address we used beats the configured one; without a
-        // configured one, mip6d's last MIGRATE says where we are, else routing decides.
-        let coa = match self
-            .acquire
-            .care_of_address(mn.care_of_address, self.mn_coa)
-        {
+        // mip6d's latest MIGRATE (its local KMADDRESS) says where we are, and the engine starts
+        // every initiation from there whatever we pass (a configured care-of address included):
+        // use the same address here, so that the socket found or bound below is the one the
+        // engine's packets leave from. Without a MIGRATE yet: the last care-of address we used
+        // beats the configured one; without one, routing decides.
+        let hoa = match mn.home_address {
+            crate::ike::HomeAddress::Static(h) => Some(h),
+            crate::ike::HomeAddress::Dynamic => None,
+        };
+        let latest = self
+            .endpoint
+            .latest_kmaddress(mn.home_agent.ip(), hoa)
+            .filter(|a| a.is_ipv4() == mn.home_agent.is_ipv4());
+        let coa = match latest.or_else(|| {
+            self.acquire
+                .care_of_address(mn.care_of_address, self.mn_coa)
+        }) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -376,7 +387,7 @@ impl Daemon {
                 .map(|s| s.local_addr().port())
         };
         if covering(&self.sockets).is_none()
-            && self.acquire.care_of_address(None, None) == Some(coa)
+            && (latest == Some(coa) || self.acquire.care_of_address(None, None) == Some(coa))
             && let Some(port) = self
                 .sockets
                 .iter()
