@@ -216,7 +216,9 @@ def rtnl_addr(add, dev, addr, length):
         return
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     s.settimeout(2)
-    body = struct.pack("=BBBBI", socket.AF_INET6, length, 0x02 if add else 0, 0, index)
+    # IFA_F_NODAD | IFA_F_HOMEADDRESS, as mip6d's flag_hoa ("flags 12"): the kernel accepts a
+    # type 2 routing header only for a home address
+    body = struct.pack("=BBBBI", socket.AF_INET6, length, 0x12 if add else 0, 0, index)
     body += rtattr(2, a6(addr)) + rtattr(1, a6(addr))  # IFA_LOCAL, IFA_ADDRESS
     flags = NLM_F_REQUEST | NLM_F_ACK | (0x400 | 0x200 if add else 0)  # NLM_F_CREATE|NLM_F_EXCL
     s.sendto(struct.pack("=IHHII", 16 + len(body), 20 if add else 21, flags, 1, 0) + body, (0, 0))
