@@ -279,7 +279,7 @@ md_run() {
   ml_down
 }
 
-MD_BA_WAIT=${MD_BA_WAIT:-10}
+MD_BA_WAIT=${MD_BA_WAIT:-6}
 MD_PLAN="mip6d-model-matches-trace mip6d-static-home-start mip6d-static-foreign1 \
 mip6d-static-foreign1-ping mip6d-static-foreign2 mip6d-static-foreign2-ping mip6d-static-home"
 for _t in kbit nokbit; do
