@@ -20,12 +20,14 @@ The MN starts on the home link: it first registers its SLAAC address as a care-o
 1/2/4/8/16 s otherwise, capped at 32 s; start-up delays; the HA's 1 s DAD for a new binding).
 Both roles log one line per action (`t=SECONDS what`) on stdout; the MN logs `BA accepted`.
 
-Where the model and the traces part, on purpose (see tests/uml/README.md):
-- BUs leave through the kernel's hao state (the Home Address option is inserted by the kernel
-  from the state mip6d installs); the BA is sent with a type 2 routing header given on the
-  socket (IPV6_RTHDR), as mip6d's mh_send does. Addresses move as mip6d's mv_hoa moves them
-  (HoA/64 on the home link at home, HoA/128 on lo away: the model has no ip6tnl device).
-- Shutdown away from home (never traced) removes everything the model installed.
+How packets and addresses are handled (the traces show the XFRM side only; see README.md):
+- BUs leave the HoA through the transport SA with the Home Address option the kernel inserts
+  from the hao state (mip6d's own state); the HA reads the CoA from that option; the BA goes
+  with a type 2 routing header given on the socket (IPV6_RTHDR), as mip6d's mh_send sends it.
+- The HoA moves as mip6d's mv_hoa moves it (HoA/64 on the home link at home, HoA/128 on lo
+  away: the model has no ip6tnl device), flagged IFA_F_HOMEADDRESS as mip6d's flag_hoa does.
+- Never traced, so the model's own choice: shutdown away from home removes everything the
+  model installed; a BA with an error status is ignored like a stale one.
 """
 import argparse
 import os
@@ -580,7 +582,7 @@ class HomeAgent:
         x.policy(self.P("rt2_out"), update=update)
         x.policy(self.P("hao_in"), update=update)
 
-    def on_bu(self, data, src, coa, flags_k):
+    def on_bu(self, data, src, coa):
         seq, flags, life = struct.unpack_from("!HHH", data, 6)
         life *= 4
         log("BU received seq %d from %s CoA %s lifetime %d%s" % (seq, src, coa, life, " K" if flags & 0x1000 else ""))
@@ -674,7 +676,7 @@ class HomeAgent:
             if self.rx in r:
                 data, src, coa = self.recv()
                 if len(data) >= 12 and data[2] == 5:
-                    self.on_bu(data, src, coa, True)
+                    self.on_bu(data, src, coa)
         log("shutdown")
         x = self.x
         if self.coa is not None:  # never traced: a binding left at shutdown
