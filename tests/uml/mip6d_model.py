@@ -36,7 +36,6 @@ import select
 import signal
 import socket
 import struct
-import sys
 import time
 
 NETLINK_XFRM = 6
