@@ -769,7 +769,25 @@ impl Endpoint {
             self.drop_msg(remote, "response with unexpected message ID");
             return Fate::Keep;
         }
+        // A response answers the exchange we started, nothing else: an IKE_SA_INIT "response"
+        // to an established SA's message 0 is a forgery (it is unprotected, so anyone who saw
+        // the SPIs can send one) and must not reach the handshake code.
+        let expected = match p.exchange {
+            Exchange::Init => IKE_SA_INIT,
+            Exchange::Auth => IKE_AUTH,
+            Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => CREATE_CHILD_SA,
+            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => INFORMATIONAL,
+        };
+        if header.exchange != expected {
+            self.drop_msg(remote, "response of another exchange type than our request");
+            return Fate::Keep;
+        }
         if header.exchange == IKE_SA_INIT {
+            // Only an SA still in IKE_SA_INIT takes unprotected responses.
+            if sa.state != State::InitSent {
+                self.drop_msg(remote, "IKE_SA_INIT response outside IKE_SA_INIT");
+                return Fate::Keep;
+            }
             return self.init_response(sa, header, data);
         }
         let Some(payloads) = self.open(sa, header, data) else {
