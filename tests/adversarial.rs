@@ -97,3 +97,147 @@ fn forged_init_response_does_not_delete_an_established_sa() {
             .any(|e| matches!(e, Event::IkeDown { .. }))
     );
 }
+
+// ---- item 2 (audit 11) ----
+
+/// The IKE_SA_INIT requests among `ts`.
+fn init_requests(ts: &[(bool, mip6_ike::ike::Transmit)]) -> Vec<mip6_ike::ike::Transmit> {
+    ts.iter()
+        .filter(|(to_ha, t)| {
+            *to_ha
+                && Header::parse(&t.data)
+                    .is_ok_and(|h| h.exchange == IKE_SA_INIT && !h.is_response())
+        })
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+/// An unauthenticated IKE_SA_INIT answer to `req` carrying one notify.
+fn forged_init_answer(req: &mip6_ike::ike::Transmit, notify: u16, data: Vec<u8>) -> Vec<u8> {
+    let h = Header::parse(&req.data).unwrap();
+    plain(
+        h.spi_i,
+        0,
+        IKE_SA_INIT,
+        FLAG_RESPONSE,
+        0,
+        vec![Payload::Notify(Notify::new(notify, data))],
+    )
+}
+
+#[test]
+fn legal_timers_and_forged_retries_neither_crash_nor_stall_the_initiator() {
+    // (a) backoff 10 with 20 tries is a legal configuration; 2 s × 10^19 does not fit in a
+    // Duration. The peer never answers: the attempt fails, the daemon does not panic.
+    let mut cfg = mn1();
+    cfg.timers.retransmit_backoff = 10.0;
+    cfg.timers.retransmit_tries = 20;
+    cfg.timers.retransmit_max = Duration::from_secs(60);
+    let mut l = Lab::new(cfg, ha_config(AuthKind::Ecdsa, IKE, ESP));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let mut sent = 0;
+    for _ in 0..100 {
+        sent += l.wire.len();
+        l.wire.clear();
+        let Some(at) = l.mn.ep.next_deadline() else {
+            break;
+        };
+        l.advance_to(at);
+    }
+    assert_eq!(sent, 21, "first transmission and 20 retransmissions");
+    assert!(l.mn.exchange_failed(None));
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+
+    // (b) A forger answers every IKE_SA_INIT with a COOKIE: we follow a few, not forever, and
+    // the genuine home agent's answer still establishes the SA.
+    let mut l = Lab::new(mn1(), ha_config(AuthKind::Ecdsa, IKE, ESP));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let mut reqs = init_requests(&l.wire);
+    l.wire.clear();
+    for i in 0..10u8 {
+        let last = reqs.last().unwrap().clone();
+        let forged = forged_init_answer(&last, N_COOKIE, vec![i + 1; 16]);
+        l.mn.ep
+            .handle_datagram(l.now, l.mn.addr, l.ha.addr, &forged);
+        l.collect();
+        reqs.extend(init_requests(&l.wire));
+        l.wire.clear();
+    }
+    assert_eq!(
+        reqs.len(),
+        4,
+        "the first request and at most 3 COOKIE retries"
+    );
+    l.deliver(true, &reqs.last().unwrap().clone());
+    assert!(l.establish(2));
+    assert_eq!(only_sa(&l.mn).state, "established");
+    assert!(!l.mn.exchange_failed(None));
+
+    // (c) Alternating INVALID_KE_PAYLOADs between two groups we offer: bounded as well, and
+    // after that the attempt ends when the timer runs out (with the forged reason).
+    let mn = mn_config(AuthKind::Ecdsa, "mn1", "aes128-sha256-x25519-ecp256", ESP);
+    let mut l = Lab::new(mn, ha_config(AuthKind::Ecdsa, IKE, ESP));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let mut reqs = init_requests(&l.wire);
+    l.wire.clear();
+    for i in 0..10 {
+        let group: u16 = if i % 2 == 0 { 19 } else { 31 };
+        let last = reqs.last().unwrap().clone();
+        let forged = forged_init_answer(&last, N_INVALID_KE_PAYLOAD, group.to_be_bytes().into());
+        l.mn.ep
+            .handle_datagram(l.now, l.mn.addr, l.ha.addr, &forged);
+        l.collect();
+        reqs.extend(init_requests(&l.wire));
+        l.wire.clear();
+    }
+    assert_eq!(
+        reqs.len(),
+        3,
+        "the first request and at most 2 INVALID_KE retries"
+    );
+    for _ in 0..10 {
+        l.wire.clear();
+        if let Some(at) = l.mn.ep.next_deadline() {
+            l.advance_to(at);
+        }
+    }
+    assert!(l.mn.exchange_failed(Some(N_INVALID_KE_PAYLOAD)));
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+
+    // (d) A mobile node answers IKE_SA_INIT only from its home agent(s): a stranger gets
+    // NO_PROPOSAL_CHOSEN and creates no state; the established SA is untouched.
+    let mut l = established();
+    let mut stranger = Side::new(
+        mn_config(AuthKind::Ecdsa, "mn2", IKE, ESP),
+        "[2001:db8:66::6]:500",
+        99,
+        l.now,
+    );
+    stranger
+        .ep
+        .handle_command(
+            l.now,
+            Command::Initiate {
+                local: stranger.addr,
+                remote: l.mn.addr,
+                home_agent: HA_IP,
+                home_address: HomeAddress::Static(HOA2),
+                classes: BU_PAYLOAD.to_vec(),
+                remote_identity: None,
+            },
+        )
+        .unwrap();
+    let req = stranger.drain().remove(0);
+    l.mn.ep
+        .handle_datagram(l.now, l.mn.addr, stranger.addr, &req.data);
+    let answers = l.mn.drain();
+    assert_eq!(answers.len(), 1);
+    let m = Message::parse(&answers[0].data).unwrap();
+    assert!(m.header.is_response());
+    assert!(
+        matches!(&m.payloads[..], [Payload::Notify(n)] if n.notify_type == N_NO_PROPOSAL_CHOSEN)
+    );
+    assert_eq!(only_sa(&l.mn).state, "established");
+    assert_eq!(only_sa(&l.mn).children.len(), 2);
+    assert!(no_down(&l.mn));
+}

@@ -581,10 +581,7 @@ impl Endpoint {
                 });
             }
             p.tries += 1;
-            let t = &self.cfg.timers;
-            let factor = t.retransmit_backoff.powi(p.tries as i32);
-            let wait = t.retransmit_timeout.mul_f64(factor).min(t.retransmit_max);
-            p.next_at = now + wait;
+            p.next_at = now + retransmit_wait(&self.cfg.timers, p.tries);
             self.stats.retransmissions += 1;
             debug!(ike = %id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
             self.transmits.push_back(Transmit {
@@ -1024,6 +1021,19 @@ impl Endpoint {
 
     pub(super) fn is_home_agent(&self) -> bool {
         self.cfg.home_agent.is_some()
+    }
+}
+
+/// The wait before retransmission number `tries`: `timeout` × `backoff`^tries, capped at
+/// `retransmit_max`. Computed in f64 and capped before it becomes a Duration: a legal
+/// configuration (backoff 10, 20 tries) exceeds what a Duration holds, which would panic.
+pub(super) fn retransmit_wait(t: &super::config::Timers, tries: u32) -> Duration {
+    let exp = i32::try_from(tries).unwrap_or(i32::MAX);
+    let secs = t.retransmit_timeout.as_secs_f64() * t.retransmit_backoff.powi(exp);
+    if secs.is_finite() && secs >= 0.0 && secs < t.retransmit_max.as_secs_f64() {
+        Duration::try_from_secs_f64(secs).unwrap_or(t.retransmit_max)
+    } else {
+        t.retransmit_max
     }
 }
 

@@ -14,6 +14,12 @@ use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, skeyseed};
 use crate::wire::consts::*;
 use crate::wire::{Header, Message, Notify, Payload};
 
+/// How often one IKE_SA_INIT attempt follows a COOKIE request, and an INVALID_KE_PAYLOAD
+/// answer. A genuine responder needs one of each at most (two COOKIEs across a secret
+/// rotation); more come from a forger trying to keep the attempt from ever ending.
+const MAX_COOKIE_RETRIES: u8 = 3;
+const MAX_KE_RETRIES: u8 = 2;
+
 /// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port).
 pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     let mut d = Vec::with_capacity(8 + 8 + 16 + 2);
@@ -150,6 +156,8 @@ impl Endpoint {
                 init_request: Vec::new(),
                 init_response: Vec::new(),
                 cookie: None,
+                cookie_retries: 0,
+                ke_retries: 0,
                 first_child: None,
                 peer_certreq: false,
                 peer_sig_hash: false,
@@ -210,10 +218,15 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "bad COOKIE");
                 return Fate::Keep;
             }
-            debug!(ike = %sa.id(), "responder asked for a COOKIE; retrying");
-            if let Some(hs) = sa.hs.as_mut() {
-                hs.cookie = Some(c.data.clone());
+            let Some(hs) = sa.hs.as_mut() else {
+                return Fate::Close("no handshake".into());
+            };
+            if hs.cookie_retries >= MAX_COOKIE_RETRIES {
+                return self.init_refused(sa, Some(N_COOKIE), "too many COOKIE requests");
             }
+            hs.cookie_retries += 1;
+            hs.cookie = Some(c.data.clone());
+            debug!(ike = %sa.id(), "responder asked for a COOKIE; retrying");
             sa.pending = None;
             return self.send_init(sa);
         }
@@ -240,6 +253,14 @@ impl Endpoint {
                     "INVALID_KE_PAYLOAD for the group we sent",
                 );
             }
+            if hs.ke_retries >= MAX_KE_RETRIES {
+                return self.init_refused(
+                    sa,
+                    Some(N_INVALID_KE_PAYLOAD),
+                    "too many INVALID_KE_PAYLOAD answers",
+                );
+            }
+            hs.ke_retries += 1;
             info!(ike = %id, group = g.id(), "responder asked for another DH group; retrying");
             hs.dh_group = g;
             sa.pending = None;
@@ -500,6 +521,8 @@ impl Endpoint {
                 init_request: data.to_vec(),
                 init_response: resp.clone(),
                 cookie: None,
+                cookie_retries: 0,
+                ke_retries: 0,
                 first_child: None,
                 peer_certreq: f.certreq,
                 peer_sig_hash: f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some(),

@@ -80,6 +80,10 @@ pub(crate) struct Handshake {
     pub init_request: Vec<u8>,
     pub init_response: Vec<u8>,
     pub cookie: Option<Vec<u8>>,
+    /// How often this attempt restarted for a COOKIE and for INVALID_KE_PAYLOAD: both answers
+    /// are unauthenticated, so a forger could otherwise keep the attempt alive forever.
+    pub cookie_retries: u8,
+    pub ke_retries: u8,
     /// The first CHILD_SA proposed in IKE_AUTH (initiator).
     pub first_child: Option<ChildRequest>,
     /// The peer sent CERTREQ.
