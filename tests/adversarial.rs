@@ -241,3 +241,98 @@ fn legal_timers_and_forged_retries_neither_crash_nor_stall_the_initiator() {
     assert_eq!(only_sa(&l.mn).children.len(), 2);
     assert!(no_down(&l.mn));
 }
+
+// ---- item 3 (audit 17) ----
+
+/// The MN asks for one more CHILD_SA of `class`, its request rewritten by `edit` (the MN plays
+/// a peer with valid keys that misbehaves); runs the exchange to its end.
+fn mn_child_request_edited(l: &mut Lab, class: SaClass, edit: impl FnOnce(&mut Vec<Payload>)) {
+    let id = only_sa(&l.mn).id;
+    l.mn_command(Command::CreateChild { ike: id, class });
+    let (to_ha, req) = l.wire.remove(0);
+    assert!(to_ha && l.wire.is_empty());
+    let forged =
+        l.mn.ep
+            .tamper_own_message(id, &req.data, |_, p| edit(p))
+            .expect("the MN's own request opens");
+    l.ha.ep
+        .handle_datagram(l.now, l.ha.addr, l.mn.addr, &forged);
+    l.collect();
+    l.run_now();
+}
+
+/// Sets the SPI of every ESP proposal in the SA payload.
+fn set_esp_spi(p: &mut [Payload], spi: u32) {
+    for pl in p {
+        if let Payload::Sa(props) = pl {
+            for pr in props {
+                pr.spi = spi.to_be_bytes().to_vec();
+            }
+        }
+    }
+}
+
+fn failures(s: &Side, notify: u16) -> usize {
+    s.events
+        .iter()
+        .filter(|e| matches!(e, Event::ExchangeFailed { notify: Some(n), .. } if *n == notify))
+        .count()
+}
+
+#[test]
+fn reserved_or_duplicate_peer_spis_and_initiator_spi_zero_are_refused() {
+    let mut l = established();
+    let kernel_before = l.ha.kernel.len();
+    for spi in [0u32, 1, 255] {
+        mn_child_request_edited(&mut l, SaClass::MpsMpa, |p| set_esp_spi(p, spi));
+    }
+    assert_eq!(
+        failures(&l.mn, N_NO_PROPOSAL_CHOSEN),
+        3,
+        "{:?}",
+        l.mn.events
+    );
+    // An SPI the MN already uses for its payload CHILD_SA.
+    let used = only_sa(&l.mn).children[1].spi_in;
+    mn_child_request_edited(&mut l, SaClass::MpsMpa, |p| set_esp_spi(p, used));
+    assert_eq!(failures(&l.mn, N_NO_PROPOSAL_CHOSEN), 4);
+    assert_eq!(l.ha.kernel.len(), kernel_before, "nothing installed");
+    assert!(l.ha.kernel_errors.is_empty(), "{:?}", l.ha.kernel_errors);
+    assert_eq!(l.ha.child_ups(), 2, "no CHILD_SA reported up");
+    assert_eq!(only_sa(&l.ha).children.len(), 2);
+    assert!(no_down(&l.ha) && no_down(&l.mn));
+    // A well-formed request still works afterwards.
+    mn_child_request_edited(&mut l, SaClass::MpsMpa, |_| {});
+    assert_eq!(l.ha.child_ups(), 3);
+
+    // IKE_SA_INIT with initiator SPI 0: dropped, no answer, no state.
+    let mut other = Side::new(
+        mn_config(AuthKind::Ecdsa, "mn2", IKE, ESP),
+        "[2001:db8:3::200]:500",
+        7,
+        l.now,
+    );
+    other
+        .ep
+        .handle_command(
+            l.now,
+            Command::Initiate {
+                local: other.addr,
+                remote: l.ha.addr,
+                home_agent: HA_IP,
+                home_address: HomeAddress::Static(HOA2),
+                classes: BU_PAYLOAD.to_vec(),
+                remote_identity: None,
+            },
+        )
+        .unwrap();
+    let req = other.drain().remove(0);
+    let mut m = Message::parse(&req.data).unwrap();
+    m.header.spi_i = 0;
+    let dropped = l.ha.ep.stats.dropped;
+    l.ha.ep
+        .handle_datagram(l.now, l.ha.addr, other.addr, &m.emit());
+    assert!(l.ha.drain().is_empty(), "no answer");
+    assert_eq!(l.ha.ep.ike_sa_count(), 1, "no state");
+    assert_eq!(l.ha.ep.stats.dropped, dropped + 1);
+}

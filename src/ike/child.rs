@@ -155,6 +155,19 @@ impl Endpoint {
         self.finish(sa, Fate::Keep);
     }
 
+    /// Whether the peer's SPI `spi` for a new outbound SA towards `dst` is already used by an
+    /// outbound SA of ours: any CHILD_SA of this IKE SA (`sa`, out of `self.sas` while worked
+    /// on), or one of another IKE SA towards the same destination (the kernel's SA identity).
+    /// The kernel would refuse the duplicate while we report the CHILD_SA up.
+    fn peer_spi_taken(&self, sa: &IkeSa, spi: u32, dst: IpAddr) -> bool {
+        sa.children.iter().any(|c| c.spi_out == spi)
+            || self.sas.values().any(|s| {
+                s.children
+                    .iter()
+                    .any(|c| c.spi_out == spi && c.outer_remote == dst)
+            })
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);
@@ -239,6 +252,12 @@ impl Endpoint {
             info!(ike = %sa.id(), "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
         };
+        let (_, peer_outer) = child_outer(sa, mode, &ts_r, &ts_i);
+        if self.peer_spi_taken(sa, spi_out, peer_outer) {
+            self.release_child_spi(spi_in);
+            info!(ike = %sa.id(), spi = format_args!("{spi_out:08x}"), "peer's ESP SPI is already in use: NO_PROPOSAL_CHOSEN");
+            return Err(N_NO_PROPOSAL_CHOSEN);
+        }
         Ok(ChildAccept {
             answer,
             suite,
@@ -628,6 +647,16 @@ impl Endpoint {
                 true,
             );
         };
+        let (_, peer_outer) = child_outer(sa, req.mode, tsi, tsr);
+        if self.peer_spi_taken(sa, spi_out, peer_outer) {
+            return fail(
+                self,
+                sa,
+                Some(N_NO_PROPOSAL_CHOSEN),
+                "responder chose an ESP SPI it already uses for another CHILD_SA",
+                true,
+            );
+        }
         if !all_within(tsi, &req.ts_i) || !all_within(tsr, &req.ts_r) {
             return fail(
                 self,

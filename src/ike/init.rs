@@ -398,6 +398,10 @@ impl Endpoint {
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
         }
+        if header.spi_i == 0 {
+            // RFC 7296 3.1: the initiator's SPI is never zero.
+            return self.drop_msg(remote, "IKE_SA_INIT request with initiator SPI 0");
+        }
         if !self.is_home_agent() && self.mn.home_agent(remote.ip()).is_none() {
             // A mobile node answers only its own home agent (which may reauthenticate, RFC
             // 7296 2.8.3); anyone else is refused before any state exists.

@@ -23,6 +23,7 @@ mod provider;
 mod reauth;
 mod rekey;
 mod sa;
+mod tamper;
 
 pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{

@@ -317,6 +317,11 @@ pub fn select_esp(
         let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else {
             continue;
         };
+        if u32::from_be_bytes(spi_bytes) < 256 {
+            // SPI 0 and 1-255 are reserved (RFC 4303 2.1): the kernel refuses such an SA, so
+            // a proposal carrying one is not acceptable.
+            continue;
+        }
         for o in ours {
             let Some(encr) = pick_encr(p, &o.encr) else {
                 continue;
