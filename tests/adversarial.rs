@@ -336,3 +336,58 @@ fn reserved_or_duplicate_peer_spis_and_initiator_spi_zero_are_refused() {
     assert_eq!(l.ha.ep.ike_sa_count(), 1, "no state");
     assert_eq!(l.ha.ep.stats.dropped, dropped + 1);
 }
+
+// ---- item 4 (audit 6) ----
+
+/// Removes the KE payload and every DH transform: a CREATE_CHILD_SA without PFS.
+fn strip_pfs(p: &mut Vec<Payload>) {
+    p.retain(|pl| !matches!(pl, Payload::Ke { .. }));
+    for pl in p {
+        if let Payload::Sa(props) = pl {
+            for pr in props {
+                pr.transforms.retain(|t| t.transform_type != TRANS_DH);
+            }
+        }
+    }
+}
+
+#[test]
+fn create_child_sa_without_ke_is_refused_when_our_proposals_demand_pfs() {
+    const ESP_PFS: &str = "aes128-sha256-x25519";
+    let mut l = Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", IKE, ESP_PFS),
+        ha_config(AuthKind::Ecdsa, IKE, ESP_PFS),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    let kernel_before = l.ha.kernel.len();
+    // A new CHILD_SA without KE.
+    mn_child_request_edited(&mut l, SaClass::MpsMpa, strip_pfs);
+    // A rekey without KE.
+    let id = only_sa(&l.mn).id;
+    let spi_in = only_sa(&l.mn).children[1].spi_in;
+    l.mn_command(Command::RekeyChild { ike: id, spi_in });
+    let (_, req) = l.wire.remove(0);
+    let forged =
+        l.mn.ep
+            .tamper_own_message(id, &req.data, |_, p| strip_pfs(p))
+            .unwrap();
+    l.ha.ep
+        .handle_datagram(l.now, l.ha.addr, l.mn.addr, &forged);
+    l.collect();
+    l.run_now();
+    assert_eq!(
+        failures(&l.mn, N_NO_PROPOSAL_CHOSEN),
+        2,
+        "{:?}",
+        l.mn.events
+    );
+    assert_eq!(l.ha.kernel.len(), kernel_before, "no SA keyed without PFS");
+    assert_eq!(l.ha.child_ups(), 2);
+    assert!(no_down(&l.ha) && no_down(&l.mn));
+    // With PFS, both work.
+    mn_child_request_edited(&mut l, SaClass::MpsMpa, |_| {});
+    assert_eq!(l.ha.child_ups(), 3);
+    let ha_child = only_sa(&l.ha).children[2].transforms.clone();
+    assert!(ha_child.contains("CURVE_25519"), "{ha_child}");
+}

@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
-use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
+use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp_pfs};
 use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
@@ -199,6 +199,7 @@ impl Endpoint {
 
     /// Responder: picks an ESP proposal and narrows the selectors to what this peer may have.
     /// `rekey_of` names the CHILD_SA (by index) being replaced; its selectors bound the new ones.
+    /// `create_child`: a CREATE_CHILD_SA, where our proposals with a DH group demand a KE.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn accept_child(
         &mut self,
@@ -210,6 +211,7 @@ impl Endpoint {
         ke_group: Option<DhGroup>,
         cp: Option<&ConfigPayload>,
         rekey_of: Option<usize>,
+        create_child: bool,
     ) -> Result<ChildAccept, u16> {
         let mode = if transport {
             Mode::Transport
@@ -245,9 +247,13 @@ impl Endpoint {
                 N_NO_ADDITIONAL_SAS
             });
         };
-        let Some((answer, suite, spi_out)) =
-            select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
-        else {
+        let Some((answer, suite, spi_out)) = select_esp_pfs(
+            &self.cfg.esp_proposals,
+            props,
+            spi_in,
+            ke_group,
+            create_child,
+        ) else {
             self.release_child_spi(spi_in);
             info!(ike = %sa.id(), "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
@@ -915,8 +921,9 @@ impl Endpoint {
             None => None,
         };
         let transport = f.notify(N_USE_TRANSPORT_MODE).is_some();
-        let acc = match self.accept_child(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
-        {
+        let acc = match self.accept_child(
+            sa, props, tsi, tsr, transport, ke_group, None, rekey_idx, true,
+        ) {
             Ok(a) => a,
             Err(N_NO_PROPOSAL_CHOSEN) if ke_group.is_some() => {
                 // Maybe only the KE group is wrong: offer ours if the proposal would fit it.
