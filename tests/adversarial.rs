@@ -391,3 +391,95 @@ fn create_child_sa_without_ke_is_refused_when_our_proposals_demand_pfs() {
     let ha_child = only_sa(&l.ha).children[2].transforms.clone();
     assert!(ha_child.contains("CURVE_25519"), "{ha_child}");
 }
+
+// ---- item 5 (audit 7) ----
+
+/// The notify types in the HA's protected response `data` on IKE SA `ha_id`.
+fn ha_response_notifies(l: &mut Lab, ha_id: mip6_ike::ike::IkeId, data: &[u8]) -> Vec<u16> {
+    let mut got = Vec::new();
+    l.ha.ep
+        .tamper_own_message(ha_id, data, |_, p| {
+            got = p
+                .iter()
+                .filter_map(|pl| match pl {
+                    Payload::Notify(n) => Some(n.notify_type),
+                    _ => None,
+                })
+                .collect();
+        })
+        .expect("the HA's own response opens");
+    got
+}
+
+#[test]
+fn rekey_of_a_superseded_child_sa_is_refused_and_rekeys_stay_bounded() {
+    let mut l = established();
+    let mn_id = only_sa(&l.mn).id;
+    let ha_id = only_sa(&l.ha).id;
+    let old = only_sa(&l.mn).children[1].spi_in;
+    // An honest rekey of the payload SA; we keep its request as a template.
+    l.mn_command(Command::RekeyChild {
+        ike: mn_id,
+        spi_in: old,
+    });
+    let (_, r1) = l.wire[0].clone();
+    let mut template = Vec::new();
+    l.mn.ep
+        .tamper_own_message(mn_id, &r1.data, |_, p| template = p.clone())
+        .unwrap();
+    l.run_now_n(2);
+    // The MN now sends its Delete of the old SA; the hostile peer never lets it arrive, and
+    // turns that message ID (and the following ones) into further rekeys instead.
+    let (_, del) = l.wire.remove(0);
+    l.wire.clear();
+    let first_id = Header::parse(&del.data).unwrap().message_id;
+    assert_eq!(l.ha.kernel.len(), 6, "old and new payload SAs, BU/BA");
+    let successor = only_sa(&l.mn).children.last().unwrap().spi_in;
+    let mut answers = Vec::new();
+    for n in 0..10u32 {
+        // First the superseded SA again, then the honest successor, then each forged one.
+        let target = match n {
+            0 => old,
+            1 => successor,
+            _ => 0x4000_0000 + n - 1,
+        };
+        let new_spi = 0x4000_0000 + n;
+        let forged =
+            l.mn.ep
+                .tamper_own_message(mn_id, &del.data, |h, p| {
+                    h.exchange = CREATE_CHILD_SA;
+                    h.message_id = first_id + n;
+                    *p = template.clone();
+                    for pl in p.iter_mut() {
+                        if let Payload::Notify(x) = pl
+                            && x.notify_type == N_REKEY_SA
+                        {
+                            x.spi = target.to_be_bytes().to_vec();
+                        }
+                    }
+                    set_esp_spi(p, new_spi);
+                })
+                .unwrap();
+        l.ha.ep
+            .handle_datagram(l.now, l.ha.addr, l.mn.addr, &forged);
+        let out = l.ha.drain();
+        assert_eq!(out.len(), 1);
+        answers.push(ha_response_notifies(&mut l, ha_id, &out[0].data));
+    }
+    // The superseded SA cannot be rekeyed again; the successor can (once), and then one
+    // superseded SA per live one is reached: the chain stops there.
+    assert_eq!(answers[0], vec![N_TEMPORARY_FAILURE], "{answers:?}");
+    assert_eq!(answers[1], Vec::<u16>::new(), "{answers:?}");
+    assert_eq!(answers[2], vec![N_TEMPORARY_FAILURE], "{answers:?}");
+    let accepted = answers.iter().filter(|a| a.is_empty()).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    let ha = only_sa(&l.ha);
+    assert!(
+        ha.children.len() <= 4,
+        "at most one superseded SA per live one: {} children, answers {answers:?}",
+        ha.children.len()
+    );
+    assert_eq!(l.ha.kernel.len(), 2 * ha.children.len());
+    assert_eq!(ha.state, "established");
+    assert!(no_down(&l.ha));
+}

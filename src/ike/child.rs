@@ -570,6 +570,7 @@ impl Endpoint {
             rekey_at: Some(self.now.at + t.child_rekey),
             installed: self.now.at,
             rekeying: false,
+            superseded: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
         // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this
@@ -704,6 +705,9 @@ impl Endpoint {
         };
         self.install_child(sa, &acc, ni, nr, shared, true);
         if let Some(old) = req.rekey_of {
+            if let Some(i) = sa.child_by_in(old) {
+                sa.children[i].superseded = true;
+            }
             sa.queue.push_back(Intent::DeleteChild(old));
         }
     }
@@ -898,6 +902,19 @@ impl Endpoint {
             },
             None => None,
         };
+        if let Some(i) = rekey_idx {
+            // A rekeyed CHILD_SA is to be deleted, not rekeyed again (RFC 7296 2.8). A peer
+            // that never deletes superseded SAs would otherwise add two kernel SAs per rekey
+            // without bound, past MAX_CHILDREN_PER_IKE_SA. An honest peer has at most one
+            // superseded SA per live one (and only briefly), so that is the bound as well.
+            let superseded = sa.children.iter().filter(|c| c.superseded).count();
+            let live = sa.children.len() - superseded;
+            if sa.children[i].superseded || superseded >= live {
+                warn!(ike = %sa.id(), spi = format_args!("{:08x}", sa.children[i].spi_in), superseded, live,
+                      "rekey of a CHILD_SA already rekeyed, or too many not deleted: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+        }
         // PFS: the KE group must be one the chosen proposal lists and we accept.
         let ke_group = match &ke {
             Some((g, _)) => match DhGroup::from_id(*g) {
@@ -982,6 +999,7 @@ impl Endpoint {
         if let Some(i) = rekey_idx {
             // The initiator deletes the old CHILD_SA once the new one is up.
             sa.children[i].rekeying = true;
+            sa.children[i].superseded = true;
         }
         self.install_child(
             sa,

@@ -125,6 +125,9 @@ pub(crate) struct Child {
     pub installed: Instant,
     /// A rekey of this CHILD_SA is under way or done (do not start another).
     pub rekeying: bool,
+    /// A rekey of this CHILD_SA completed: it only waits for its Delete (RFC 7296 2.8). A peer
+    /// that rekeys it again, or never deletes it, must not grow our SAs without bound.
+    pub superseded: bool,
 }
 
 /// Work waiting for the message-ID window (size 1).
