@@ -483,3 +483,54 @@ fn rekey_of_a_superseded_child_sa_is_refused_and_rekeys_stay_bounded() {
     assert_eq!(ha.state, "established");
     assert!(no_down(&l.ha));
 }
+
+// ---- item 6 (audit 5) ----
+
+/// The notify type of an unprotected one-notify answer.
+fn plain_notify(t: &mip6_ike::ike::Transmit) -> u16 {
+    match Message::parse(&t.data).unwrap().payloads.as_slice() {
+        [Payload::Notify(n)] => n.notify_type,
+        other => panic!("not a lone notify: {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_ke_values_are_refused_before_any_dh_and_start_the_cookie_defence() {
+    const IKE_MODP: &str = "aes128-sha256-modp2048";
+    let mut ha = ha_config(AuthKind::Ecdsa, IKE_MODP, ESP);
+    ha.cookie_threshold = 5;
+    let mut l = Lab::new(mn_config(AuthKind::Ecdsa, "mn1", IKE_MODP, ESP), ha);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let (_, genuine) = l.wire.remove(0);
+    // Spoofed requests from many addresses, each with KE value 0 (or p-1, or a short value).
+    let mut answers = Vec::new();
+    for i in 0..12u16 {
+        let mut m = Message::parse(&genuine.data).unwrap();
+        m.header.spi_i = 0x1000 + u64::from(i);
+        for p in &mut m.payloads {
+            if let Payload::Ke { data, .. } = p {
+                *data = match i % 3 {
+                    0 => vec![0; 256],
+                    1 => vec![0xff; 256],
+                    _ => vec![2; 255],
+                };
+            }
+        }
+        let src: std::net::SocketAddr = format!("[2001:db8:77::{}]:500", i + 1).parse().unwrap();
+        l.ha.ep.handle_datagram(l.now, l.ha.addr, src, &m.emit());
+        let out = l.ha.drain();
+        assert_eq!(out.len(), 1);
+        answers.push(plain_notify(&out[0]));
+    }
+    assert_eq!(l.ha.ep.ike_sa_count(), 0, "no state from a bad KE");
+    assert_eq!(&answers[..5], &[N_INVALID_SYNTAX; 5], "{answers:?}");
+    assert!(
+        answers[5..].iter().all(|&n| n == N_COOKIE),
+        "after cookie_threshold refusals, cookies: {answers:?}"
+    );
+    // The genuine mobile node gets a COOKIE too, returns it and registers.
+    l.deliver(true, &genuine);
+    assert!(l.establish(2));
+    assert!(l.ha.ep.stats.cookies_sent >= 8);
+    assert_eq!(only_sa(&l.ha).state, "established");
+}

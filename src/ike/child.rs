@@ -966,6 +966,11 @@ impl Endpoint {
         let mut shared = None;
         let mut out_ke = None;
         if let (Some(g), Some((_, data))) = (acc.suite.dh, ke) {
+            if g.check_public(data).is_err() {
+                // Checked before our own key pair costs an exponentiation.
+                self.release_child_spi(acc.spi_in);
+                return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
+            }
             let Ok((d, public)) = DhPrivate::generate(g, self.rng.as_mut()) else {
                 self.release_child_spi(acc.spi_in);
                 return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);

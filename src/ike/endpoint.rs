@@ -106,7 +106,14 @@ pub struct Endpoint {
     reply_to: Option<(SocketAddr, SocketAddr)>,
     /// Mobile node: its home agents and mip6d's latest KMADDRESS (see `home`).
     pub(super) mn: super::home::MobileNodeMemory,
+    /// IKE_SA_INIT requests refused for a bad KE value since the window's start: they leave
+    /// no half-open SA, yet count towards the cookie threshold (see `note_bad_init`).
+    bad_inits: (Option<Instant>, usize),
 }
+
+/// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
+/// half-open SA would have lived).
+const BAD_INIT_WINDOW: Duration = Duration::from_secs(30);
 
 impl Endpoint {
     pub fn new(cfg: Arc<Config>, mut rng: Box<dyn Rng>, now: Now) -> Endpoint {
@@ -136,6 +143,7 @@ impl Endpoint {
             leases: crate::mobility::LeaseTable::new(),
             reply_to: None,
             mn: Default::default(),
+            bad_inits: (None, 0),
         }
     }
 
@@ -1013,6 +1021,26 @@ impl Endpoint {
 
     pub(super) fn half_open_count(&self) -> usize {
         self.half_open.len()
+    }
+
+    /// An IKE_SA_INIT was refused for a bad KE value (spoofed floods of those must start the
+    /// cookie defence like floods of good ones do).
+    pub(super) fn note_bad_init(&mut self) {
+        let now = self.now.at;
+        match &mut self.bad_inits {
+            (Some(start), n) if now.saturating_duration_since(*start) < BAD_INIT_WINDOW => {
+                *n = n.saturating_add(1);
+            }
+            w => *w = (Some(now), 1),
+        }
+    }
+
+    /// IKE_SA_INIT requests refused for a bad KE value in the current window.
+    pub(super) fn recent_bad_inits(&self) -> usize {
+        match self.bad_inits {
+            (Some(start), n) if self.now.at.saturating_duration_since(start) < BAD_INIT_WINDOW => n,
+            _ => 0,
+        }
     }
 
     pub(super) fn push_event(&mut self, e: Event) {

@@ -301,6 +301,14 @@ impl Endpoint {
                 "KE group differs from the chosen one",
             );
         }
+        if hs.dh_group.check_public(ke).is_err() {
+            // Unauthenticated and checked before our key is spent: keep waiting.
+            return self.init_refused(
+                sa,
+                Some(N_INVALID_SYNTAX),
+                "invalid KE value from responder",
+            );
+        }
         let Some(dh) = hs.dh.take() else {
             return Fate::Close("no DH key".into());
         };
@@ -449,7 +457,7 @@ impl Endpoint {
             return refuse(self, N_INVALID_SYNTAX, Vec::new());
         };
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
-        if self.half_open_count() >= self.cfg.cookie_threshold {
+        if self.half_open_count() + self.recent_bad_inits() >= self.cfg.cookie_threshold {
             let ok = f
                 .notify(N_COOKIE)
                 .is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
@@ -483,6 +491,15 @@ impl Endpoint {
                 suite.dh.id().to_be_bytes().to_vec(),
             );
         }
+        // The cheap checks of the peer's value come before any DH computation: a spoofed
+        // IKE_SA_INIT with a bad KE must not cost us a MODP exponentiation (two, with our own
+        // key pair) for free. It leaves no half-open SA, so it counts towards the cookie
+        // threshold by itself.
+        if suite.dh.check_public(ke).is_err() {
+            self.note_bad_init();
+            debug!(%remote, "invalid KE value");
+            return refuse(self, N_INVALID_SYNTAX, Vec::new());
+        }
         let (dh, public) = match DhPrivate::generate(suite.dh, self.rng.as_mut()) {
             Ok(x) => x,
             Err(_) => return self.drop_msg(remote, "DH key generation failed"),
@@ -490,6 +507,7 @@ impl Endpoint {
         let shared = match dh.agree(ke) {
             Ok(s) => s,
             Err(_) => {
+                self.note_bad_init();
                 debug!(%remote, "invalid KE value");
                 return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
