@@ -534,3 +534,86 @@ fn invalid_ke_values_are_refused_before_any_dh_and_start_the_cookie_defence() {
     assert!(l.ha.ep.stats.cookies_sent >= 8);
     assert_eq!(only_sa(&l.ha).state, "established");
 }
+
+// ---- item 7 (audit 4) ----
+
+/// A host at its own (real) address that starts `n` IKE SAs with the home agent, answers its
+/// COOKIEs and never continues to IKE_AUTH: every SA it gets stays half-open.
+fn flood(l: &mut Lab, f: &mut Side, n: usize) {
+    for _ in 0..n {
+        f.ep.handle_command(
+            l.now,
+            Command::Initiate {
+                local: f.addr,
+                remote: l.ha.addr,
+                home_agent: HA_IP,
+                home_address: HomeAddress::Static(HOA2),
+                classes: BU_PAYLOAD.to_vec(),
+                remote_identity: None,
+            },
+        )
+        .unwrap();
+    }
+    loop {
+        let out: Vec<_> = f
+            .drain()
+            .into_iter()
+            .filter(|t| Header::parse(&t.data).is_ok_and(|h| h.exchange == IKE_SA_INIT))
+            .collect();
+        if out.is_empty() {
+            return;
+        }
+        for t in out {
+            l.ha.ep.handle_datagram(l.now, l.ha.addr, f.addr, &t.data);
+            for a in l.ha.drain() {
+                if a.remote == f.addr {
+                    f.ep.handle_datagram(l.now, f.addr, l.ha.addr, &a.data);
+                } else {
+                    l.wire.push((false, a));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_source_cannot_fill_the_half_open_table() {
+    let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
+    ha.cookie_threshold = 20;
+    ha.max_half_open = 20;
+    let mut l = Lab::new(mn1(), ha);
+    let mut f = Side::new(
+        mn_config(AuthKind::Ecdsa, "mn2", IKE, ESP),
+        "[2001:db8:99::9]:500",
+        9,
+        l.now,
+    );
+    flood(&mut l, &mut f, 100);
+    let dropped = l.ha.ep.stats.dropped;
+    assert!(
+        l.ha.ep.ike_sa_count() <= mip6_ike::ike::DEFAULT_HALF_OPEN_PER_SOURCE,
+        "{} half-open SAs from one address",
+        l.ha.ep.ike_sa_count()
+    );
+    // The mobile node registers from another address while the flood goes on.
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    flood(&mut l, &mut f, 100);
+    assert!(l.ha.ep.stats.dropped > dropped, "the flood is dropped");
+    assert!(l.establish(2));
+    assert!(l.ha.ep.list().iter().any(|s| s.state == "established"));
+    assert!(!l.mn.exchange_failed(None));
+    // A second later the flooder has a few tokens again, but still no more half-open SAs.
+    l.advance(Duration::from_secs(1));
+    flood(&mut l, &mut f, 20);
+    let half_open =
+        l.ha.ep
+            .list()
+            .iter()
+            .filter(|s| s.state == "half-open")
+            .count();
+    assert!(
+        half_open <= mip6_ike::ike::DEFAULT_HALF_OPEN_PER_SOURCE,
+        "{half_open}"
+    );
+    assert!(no_down(&l.ha));
+}

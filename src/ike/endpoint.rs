@@ -109,6 +109,8 @@ pub struct Endpoint {
     /// IKE_SA_INIT requests refused for a bad KE value since the window's start: they leave
     /// no half-open SA, yet count towards the cookie threshold (see `note_bad_init`).
     bad_inits: (Option<Instant>, usize),
+    /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
+    pub(super) sources: super::limits::SourceLimits,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -144,6 +146,7 @@ impl Endpoint {
             reply_to: None,
             mn: Default::default(),
             bad_inits: (None, 0),
+            sources: Default::default(),
         }
     }
 
@@ -1016,6 +1019,7 @@ impl Endpoint {
         let key = (sa.remote, sa.spi_i);
         if !sa.initiator && self.half_open.get(&key) == Some(&sa.spi_r) {
             self.half_open.remove(&key);
+            self.sources.half_open_removed(key.0.ip());
         }
     }
 

@@ -417,6 +417,13 @@ impl Endpoint {
             self.stats.dropped += 1;
             return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
         }
+        if !self
+            .sources
+            .allow_init(remote.ip(), self.now.at, self.cfg.init_rate_per_source)
+        {
+            // Unanswered: an answer would be work (and traffic) on the flooder's terms.
+            return self.drop_msg(remote, "IKE_SA_INIT rate of this source exceeded");
+        }
         if let Some(&ours) = self.half_open.get(&(remote, header.spi_i)) {
             // Retransmission: answer from the cache, but only if it is the same request.
             if let Some(sa) = self.sas.get(&ours)
@@ -474,6 +481,11 @@ impl Endpoint {
                 debug!(%remote, "half-open threshold reached: answering with a COOKIE");
                 return refuse(self, N_COOKIE, c);
             }
+        }
+        if self.sources.half_open_of(remote.ip()) >= self.cfg.max_half_open_per_source {
+            // After the cookie check: once cookies are required, only a source that receives
+            // at its address can use up its own share.
+            return self.drop_msg(remote, "too many half-open IKE SAs from this address");
         }
         if self.half_open_count() >= self.cfg.max_half_open {
             return self.drop_msg(remote, "too many half-open IKE SAs");
@@ -566,6 +578,7 @@ impl Endpoint {
         debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
         self.send_response(&mut sa, 0, resp);
         self.half_open.insert((remote, header.spi_i), spi_r);
+        self.sources.half_open_added(remote.ip());
         self.finish(sa, Fate::Keep);
     }
 }
