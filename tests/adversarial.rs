@@ -617,3 +617,64 @@ fn one_source_cannot_fill_the_half_open_table() {
     );
     assert!(no_down(&l.ha));
 }
+
+// ---- item 8 (audit 1) ----
+
+/// Every kernel selector the HA was asked to install since op number `from`.
+fn ha_selectors_since(l: &Lab, from: usize) -> Vec<mip6_ike::kernel::Selector> {
+    l.ha.ops[from..]
+        .iter()
+        .filter_map(|op| match op {
+            mip6_ike::kernel::KernelOp::AddSa(spec) => Some(spec.selectors.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn a_selector_range_without_kernel_form_is_narrowed_never_widened_to_any() {
+    let mut l = established();
+    let ops = l.ha.ops.len();
+    // TSr a range that is no prefix: it fits the payload class (HoA <-> ::/0).
+    let range = |p: &mut Vec<Payload>| {
+        for pl in p.iter_mut() {
+            if let Payload::TsR(ts) = pl {
+                ts[0].start_addr = "2001:db8:ffff::1".parse().unwrap();
+                ts[0].end_addr = "2001:db8:ffff::2".parse().unwrap();
+            }
+        }
+    };
+    mn_child_request_edited(&mut l, SaClass::Payload, range);
+    assert_eq!(l.ha.child_ups(), 3, "{:?}", l.mn.events);
+    let sels = ha_selectors_since(&l, ops);
+    assert_eq!(sels.len(), 2, "{sels:?}");
+    for s in &sels {
+        assert!(
+            s.src_prefix == 128 && s.dst_prefix == 128,
+            "narrowed to single addresses, never any-to-any: {s:?}"
+        );
+    }
+    let ha = only_sa(&l.ha);
+    let new = ha.children.last().unwrap();
+    assert_eq!(new.ts_local[0].start_addr, new.ts_local[0].end_addr);
+    // The MN agreed to the narrowed selectors (they lie within what it asked).
+    assert_eq!(only_sa(&l.mn).children.len(), 3);
+
+    // MH / ICMPv6 ranges with partial codes have no kernel form at all: TS_UNACCEPTABLE.
+    let ops = l.ha.ops.len();
+    let codes = |p: &mut Vec<Payload>| {
+        for pl in p.iter_mut() {
+            if let Payload::TsI(ts) | Payload::TsR(ts) = pl {
+                for t in ts {
+                    (t.start_port, t.end_port) = (0x9200, 0x9280);
+                }
+            }
+        }
+    };
+    mn_child_request_edited(&mut l, SaClass::MpsMpa, codes);
+    assert_eq!(failures(&l.mn, N_TS_UNACCEPTABLE), 1, "{:?}", l.mn.events);
+    assert!(ha_selectors_since(&l, ops).is_empty());
+    assert_eq!(only_sa(&l.ha).children.len(), 3);
+    assert!(no_down(&l.ha) && no_down(&l.mn));
+}

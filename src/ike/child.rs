@@ -14,7 +14,9 @@ use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
-use crate::mobility::selector::{all_within, narrow, single_address, to_kernel_all};
+use crate::mobility::selector::{
+    all_within, narrow, narrow_to_kernel, single_address, to_kernel_all,
+};
 use crate::wire::consts::*;
 use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
 
@@ -83,6 +85,14 @@ fn child_outer(
         ),
         Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
     }
+}
+
+/// Whether a CHILD_SA with these selectors has exact kernel selectors both ways (and at least
+/// one: an empty list would leave the SA without policies).
+fn kernel_selectors_ok(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bool {
+    [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty()))
 }
 
 /// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
@@ -237,6 +247,15 @@ impl Endpoint {
             }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
+        // Only what the kernel can express exactly is agreed to (RFC 7296 2.9 lets us narrow
+        // to any subset): a range such as ::1-::2 has no selector, and installing a wider one
+        // would give the peer traffic it never negotiated.
+        let (ts_i, ts_r) = (narrow_to_kernel(&ts_i), narrow_to_kernel(&ts_r));
+        if !kernel_selectors_ok(&ts_i, &ts_r) {
+            info!(ike = %sa.id(), "CHILD_SA refused: selectors the kernel cannot express: TS_UNACCEPTABLE");
+            self.stats.ts_refused += 1;
+            return Err(N_TS_UNACCEPTABLE);
+        }
         // ts_i is the peer's side (it initiated this exchange).
         let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
         let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
@@ -523,20 +542,16 @@ impl Endpoint {
             replay_window: self.cfg.replay_window,
             lifetime,
         };
-        let fallback = |src, dst| crate::kernel::Selector::new(src, 0, dst, 0, 0);
-        let unspec = if outer_local.is_ipv4() {
-            std::net::IpAddr::from([0u8; 4])
-        } else {
-            std::net::IpAddr::from([0u16; 8])
+        // Negotiation only agrees to selectors the kernel can express (`kernel_selectors_ok`),
+        // so these convert. Should one not, the SA goes in without selectors (and so without
+        // policies): never with an any-to-any selector in place of what was negotiated.
+        let exact = |v: Result<Vec<crate::kernel::Selector>, String>| {
+            v.unwrap_or_else(|e| {
+                warn!(ike = %sa.id(), "CHILD_SA selectors: {e}; installing no policy for it");
+                Vec::new()
+            })
         };
-        let or_fallback = |v: Vec<crate::kernel::Selector>| {
-            if v.is_empty() {
-                vec![fallback(unspec, unspec)]
-            } else {
-                v
-            }
-        };
-        let (sel_in, sel_out) = (or_fallback(sel_in), or_fallback(sel_out));
+        let (sel_in, sel_out) = (exact(sel_in), exact(sel_out));
         self.kernel_ops.push_back(KernelOp::AddSa(spec(
             Direction::In,
             outer_remote,
@@ -670,6 +685,15 @@ impl Endpoint {
                 sa,
                 Some(N_TS_UNACCEPTABLE),
                 "responder returned selectors wider than we asked for",
+                true,
+            );
+        }
+        if !kernel_selectors_ok(tsi, tsr) {
+            return fail(
+                self,
+                sa,
+                Some(N_TS_UNACCEPTABLE),
+                "responder returned selectors the kernel cannot express",
                 true,
             );
         }
