@@ -678,3 +678,65 @@ fn a_selector_range_without_kernel_form_is_narrowed_never_widened_to_any() {
     assert_eq!(only_sa(&l.ha).children.len(), 3);
     assert!(no_down(&l.ha) && no_down(&l.mn));
 }
+
+// ---- item 9 (audit 8) ----
+
+#[test]
+fn reload_takes_away_classes_and_home_addresses_from_established_sas() {
+    use mip6_ike::mobility::UserAuth;
+    use std::sync::Arc;
+    let mut l = established();
+    let all = [SaClass::BuBa, SaClass::Payload, SaClass::MpsMpa];
+    // mn2 is untouched by every reload below.
+    let mn2 = || user("mn2", MN2_DN, UserAuth::Certificate, &[HOA2], &all);
+    let mn1 = |hoas: &[std::net::Ipv6Addr], classes: &[SaClass]| {
+        user("mn1", MN1_DN, UserAuth::Certificate, hoas, classes)
+    };
+    // A reload that takes nothing away changes nothing.
+    l.ha.ep
+        .set_config(Arc::new(ha_with_users(vec![mn1(&[HOA1], &all), mn2()])));
+    l.collect();
+    assert!(l.wire.is_empty() && no_down(&l.ha));
+    assert_eq!(only_sa(&l.ha).children.len(), 2);
+    // The payload class is taken away: its CHILD_SA goes, with a Delete to the MN.
+    l.ha.ep.set_config(Arc::new(ha_with_users(vec![
+        mn1(&[HOA1], &[SaClass::BuBa]),
+        mn2(),
+    ])));
+    l.collect();
+    l.run_now();
+    let ha = only_sa(&l.ha);
+    assert_eq!(ha.state, "established");
+    assert_eq!(ha.children.len(), 1);
+    assert_eq!(ha.children[0].class, Some(SaClass::BuBa));
+    assert_eq!(l.ha.kernel.len(), 2, "the payload SAs left the kernel");
+    assert_eq!(only_sa(&l.mn).children.len(), 1, "the MN got the Delete");
+    // Nor can it come back.
+    let id = only_sa(&l.mn).id;
+    l.mn_command(Command::CreateChild {
+        ike: id,
+        class: SaClass::Payload,
+    });
+    l.run_now();
+    assert_eq!(failures(&l.mn, N_TS_UNACCEPTABLE), 1, "{:?}", l.mn.events);
+    assert_eq!(l.ha.kernel.len(), 2);
+    // The home address is taken away: the IKE SA goes (Delete to the peer).
+    let other = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x300);
+    l.ha.ep
+        .set_config(Arc::new(ha_with_users(vec![mn1(&[other], &all), mn2()])));
+    l.collect();
+    l.run_now();
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty());
+    assert!(
+        l.ha.events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { .. }))
+    );
+    assert!(
+        l.mn.events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { .. })),
+        "the MN got the Delete"
+    );
+}

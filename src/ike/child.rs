@@ -329,7 +329,9 @@ impl Endpoint {
         // Candidates are address ranges: single home addresses and delegated prefixes.
         let single = |a: Ipv6Addr| (a, a);
         let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
-            Some(a) => vec![single(a)],
+            // Only while the user entry still grants it (a reload may have taken it away).
+            Some(a) if super::reload::user_grants_hoa(&user, a) => vec![single(a)],
+            Some(_) => Vec::new(),
             None => {
                 let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();
                 // Leases this identity holds (renewal after a restart or a re-establishment).

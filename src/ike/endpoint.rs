@@ -166,26 +166,11 @@ impl Endpoint {
 
     /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
     /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
-    /// and SAs of removed users are deleted. Other users' SAs are not touched.
+    /// and are re-authorized against it: what it no longer grants (the user, the home address,
+    /// a class, an address range) is deleted, with a Delete to the peer (see `reload`).
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
-        let Some(ha) = &self.cfg.home_agent else {
-            return;
-        };
-        let users = ha.users.clone();
-        let mut gone = Vec::new();
-        for (id, sa) in self.sas.iter_mut() {
-            let Some(peer) = &sa.peer else { continue };
-            match users.lookup(peer) {
-                Some(u) => sa.user = Some(u),
-                None if sa.state == State::Established => gone.push(*id),
-                None => {}
-            }
-        }
-        for id in gone {
-            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
-            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
-        }
+        self.reauthorize_after_reload();
     }
 
     // ---- inputs ----

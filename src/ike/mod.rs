@@ -23,6 +23,7 @@ mod protect;
 mod provider;
 mod reauth;
 mod rekey;
+mod reload;
 mod sa;
 mod tamper;
 
