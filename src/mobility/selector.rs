@@ -552,7 +552,7 @@ mod tests {
         assert_eq!(kernel_expressible(&all).unwrap(), all);
         let n = kernel_expressible(&r("::4", "::f", 17, (1000, 1999))).unwrap();
         assert_eq!(n, r("::4", "::7", 17, (1000, 1007)));
-        assert!(to_kernel_all(&[n.clone()], &[all.clone()]).is_ok());
+        assert!(to_kernel_all(std::slice::from_ref(&n), std::slice::from_ref(&all)).is_ok());
         // MH / ICMPv6: partial codes cannot be expressed; many types are capped.
         assert!(kernel_expressible(&r("::1", "::1", IPPROTO_MH, (0x0100, 0x0180))).is_none());
         let n = kernel_expressible(&r("::1", "::1", IPPROTO_ICMPV6, (0x0000, 0xfeff))).unwrap();
