@@ -330,7 +330,9 @@ impl Endpoint {
         let single = |a: Ipv6Addr| (a, a);
         let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
             // Only while the user entry still grants it (a reload may have taken it away).
-            Some(a) if super::reload::user_grants_hoa(&user, a) => vec![single(a)],
+            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_ref(), a) => {
+                vec![single(a)]
+            }
             Some(_) => Vec::new(),
             None => {
                 let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();

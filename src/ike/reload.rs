@@ -6,15 +6,16 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use tracing::{info, warn};
 
-use super::IkeId;
 use super::endpoint::{Endpoint, Fate};
 use super::sa::{Intent, State};
+use super::{IkeId, ProvidedAddress};
 use crate::mobility::{HomePrefix, User};
 use crate::wire::TrafficSelector;
 
 /// The address ranges `user` may hold as home addresses and prefixes: static addresses, its
-/// pool, its home prefix (static or from a pool).
-fn owned_ranges(user: &User) -> Vec<(u128, u128)> {
+/// pool, its home prefix (static or from a pool), and what the address provider gave this IKE
+/// SA (`provided`; the provider, not the user file, is the authority on those).
+fn owned_ranges(user: &User, provided: Option<&ProvidedAddress>) -> Vec<(u128, u128)> {
     let mut v: Vec<(u128, u128)> = user
         .home_addresses
         .iter()
@@ -31,6 +32,14 @@ fn owned_ranges(user: &User) -> Vec<(u128, u128)> {
         Some(HomePrefix::Pool(p)) => v.push(p.span()),
         None => {}
     }
+    if let Some(p) = provided {
+        if let Some(a) = p.address {
+            v.push((u128::from(a), u128::from(a)));
+        }
+        if let Some((prefix, len)) = p.prefix {
+            v.push(crate::mobility::pool::prefix_span(prefix, len));
+        }
+    }
     v
 }
 
@@ -38,15 +47,21 @@ fn within(ranges: &[(u128, u128)], first: u128, last: u128) -> bool {
     ranges.iter().any(|&(a, b)| a <= first && last <= b)
 }
 
-/// Whether `user` still grants the home address `hoa`.
-pub(super) fn user_grants_hoa(user: &User, hoa: Ipv6Addr) -> bool {
+/// Whether `user` (or the address provider, for this IKE SA) still grants the home address
+/// `hoa`.
+pub(super) fn user_grants_hoa(
+    user: &User,
+    provided: Option<&ProvidedAddress>,
+    hoa: Ipv6Addr,
+) -> bool {
     let v = u128::from(hoa);
-    within(&owned_ranges(user), v, v)
+    within(&owned_ranges(user, provided), v, v)
 }
 
 /// Whether `user` still grants a CHILD_SA of `class` whose mobile-node side is `ts_mn`.
 fn user_grants_child(
     user: &User,
+    provided: Option<&ProvidedAddress>,
     class: Option<crate::mobility::SaClass>,
     ts_mn: &[TrafficSelector],
 ) -> bool {
@@ -54,7 +69,7 @@ fn user_grants_child(
         // Not a Mobile IPv6 class: the home address check of the IKE SA covers it.
         return true;
     };
-    let ranges = owned_ranges(user);
+    let ranges = owned_ranges(user, provided);
     user.classes.contains(&class)
         && ts_mn.iter().all(|t| match (t.start_addr, t.end_addr) {
             (IpAddr::V6(a), IpAddr::V6(b)) => within(&ranges, u128::from(a), u128::from(b)),
@@ -95,7 +110,7 @@ impl Endpoint {
                 continue;
             };
             if let Some(hoa) = sa.home_address
-                && !user_grants_hoa(&u, hoa)
+                && !user_grants_hoa(&u, sa.provided.as_ref(), hoa)
             {
                 warn!(ike = %IkeId(id), identity = %peer, user = %u.name, home_address = %hoa,
                       "home address no longer granted after reload: deleting the IKE SA");
@@ -106,7 +121,7 @@ impl Endpoint {
             let revoked: Vec<usize> = (0..sa.children.len())
                 .filter(|&i| {
                     let c = &sa.children[i];
-                    !user_grants_child(&u, c.class, &c.ts_remote)
+                    !user_grants_child(&u, sa.provided.as_ref(), c.class, &c.ts_remote)
                 })
                 .collect();
             for i in revoked.into_iter().rev() {
