@@ -1007,20 +1007,37 @@ fn daemon_listens_on_the_kmaddress_it_initiates_from() {
     initiate_from_kmaddress(&format!("\"{COA1}\", \"{HA}\""));
 }
 
+/// A configured care-of address yields to mip6d's latest KMADDRESS (mip6d's first one is a
+/// transient home-link address, and after a move the configured one may be gone): the daemon
+/// binds a socket at the KMADDRESS the engine initiates from, which [listen] leaves out.
+#[test]
+fn configured_care_of_address_yields_to_the_latest_kmaddress() {
+    initiate_from_kmaddress_with(
+        &format!("\"{COA1}\", \"{HA}\""),
+        &format!("care_of_address = \"{COA1}\"\n"),
+    );
+}
+
 /// `listen`: the TOML list of [listen] addresses (must cover the routed source, the HA's own
 /// address here, all addresses being on lo).
 fn initiate_from_kmaddress(listen: &str) {
-    let listen = listen.to_string();
+    initiate_from_kmaddress_with(listen, "");
+}
+
+/// The same with `coa`: a `care_of_address = ...` line for [mobile_node], or "".
+fn initiate_from_kmaddress_with(listen: &str, coa: &str) {
+    let (listen, coa) = (listen.to_string(), coa.to_string());
     in_netns(move || {
-        let dir = xfrm_mn_tree(&listen, "");
+        let dir = xfrm_mn_tree(&listen, &coa);
         // mip6d's MH policy (the MIGRATE's target) and its BU policy.
         add_mip6d_policy("mobility-header");
         add_mip6d_policy("udp dport 7777");
         block_on(async {
             let (ha, mut mn) = start_xfrm_mn(&dir).await;
             let mut buf = [0u8; 2048];
-            // The start-up attempt: from the routed source (the HA's own address here, all
-            // addresses being on lo); it fails unanswered.
+            // The start-up attempt: from the configured care-of address, else the routed
+            // source (the HA's own address here, all addresses being on lo); it fails
+            // unanswered.
             let (_, from1) = recv_init(&ha, &mut buf).await;
             assert_ne!(from1.ip(), a(COA2));
             attempt_fails(&mut mn, &ha, &mut buf).await;

@@ -12,10 +12,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{DaemonError, MemoryKernel};
-use crate::ike::{Command, Event, IkeId, IkeSaInfo};
+use crate::ike::{ChildInfo, Command, Event, IkeId, IkeSaInfo};
 use crate::kernel::xfrm::listen::Listener;
 use crate::kernel::xfrm::{Policies, XfrmConfig, XfrmKernel};
-use crate::kernel::{Kernel, KernelEvent, Migrate};
+use crate::kernel::{
+    Direction, Found, Kernel, KernelEvent, Migrate, Mode, Placement, Selector, TunnelTemplate,
+};
 use crate::mobility::SaClass;
 use crate::policy::{KernelBackend, LoadedConfig, PolicyMode, Role};
 
@@ -48,9 +50,18 @@ pub fn make_kernel(cfg: &LoadedConfig) -> Result<Box<dyn Kernel>, DaemonError> {
     }
 }
 
+/// What the listener thread hands the daemon.
+#[derive(Debug)]
+pub enum KernelMsg {
+    Event(KernelEvent),
+    /// Notifications were lost (socket overrun, or the engine's queue was full): the daemon
+    /// must look at the kernel itself.
+    Lost,
+}
+
 /// The XFRM listener's thread and the channel it feeds. Dropping it stops the thread.
 pub struct KernelEvents {
-    pub rx: mpsc::Receiver<KernelEvent>,
+    pub rx: mpsc::Receiver<KernelMsg>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -66,14 +77,21 @@ impl Drop for KernelEvents {
 
 /// Opens the listener (in the caller's network namespace) and starts its reader thread.
 pub fn spawn_listener() -> Result<KernelEvents, DaemonError> {
-    let mut listener = Listener::open(LISTENER_POLL)
+    let listener = Listener::open(LISTENER_POLL)
         .map_err(|e| DaemonError::Kernel(format!("XFRM listener: {e}")))?;
+    spawn_listener_on(listener)
+}
+
+/// Starts the reader thread on an open listener (tests: one with a tiny receive buffer).
+pub fn spawn_listener_on(mut listener: Listener) -> Result<KernelEvents, DaemonError> {
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name("xfrm-listener".into())
         .spawn(move || {
+            // A loss not yet reported (the queue was full when it happened).
+            let mut lost = false;
             while !flag.load(Ordering::Relaxed) {
                 let evs = match listener.recv() {
                     Ok(e) => e,
@@ -82,13 +100,22 @@ pub fn spawn_listener() -> Result<KernelEvents, DaemonError> {
                         return;
                     }
                 };
+                lost |= listener.take_lost();
                 for ev in evs {
                     debug!(?ev, "kernel event");
-                    match tx.try_send(ev) {
+                    match tx.try_send(KernelMsg::Event(ev)) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
-                            warn!("engine busy: kernel event dropped")
+                            warn!("engine busy: kernel event dropped");
+                            lost = true;
                         }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                if lost {
+                    match tx.try_send(KernelMsg::Lost) {
+                        Ok(()) => lost = false,
+                        Err(mpsc::error::TrySendError::Full(_)) => {}
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
@@ -111,6 +138,9 @@ pub enum AcquireAction {
     Initiate,
     /// IKE SA up, this class missing.
     CreateChild { ike: IkeId, class: SaClass },
+    /// IKE SA up and the record holds this class: the kernel had no usable SA for the policy
+    /// all the same, so the daemon looks at the kernel (repairs, or renegotiates).
+    Check { ike: IkeId, class: SaClass },
 }
 
 /// Remembers CREATE_CHILD_SA requests started for ACQUIREs so that the kernel's repeated
@@ -175,7 +205,7 @@ impl AcquireState {
             };
         };
         if ike.children.iter().any(|c| c.class == Some(class)) {
-            return AcquireAction::Ignore("CHILD_SA exists");
+            return AcquireAction::Check { ike: ike.id, class };
         }
         if !self.requested.insert((ike.id, class)) {
             return AcquireAction::Ignore("CHILD_SA negotiation under way");
@@ -212,7 +242,201 @@ pub fn log_acquire(reqid: u32, action: &AcquireAction) {
         AcquireAction::CreateChild { ike, class } => {
             info!(reqid, %ike, class = class.name(), "ACQUIRE: creating the CHILD_SA")
         }
+        AcquireAction::Check { ike, class } => {
+            info!(reqid, %ike, class = class.name(),
+                "ACQUIRE for a CHILD_SA the record holds: checking the kernel")
+        }
     }
+}
+
+// ---- keeping the kernel's SAs and the engine's record together ----
+
+/// The two SAs of a CHILD_SA as the record has them: inbound (peer -> us, our SPI) and
+/// outbound (us -> peer, the peer's SPI).
+fn placements_of(c: &ChildInfo) -> [Placement; 2] {
+    [
+        Placement {
+            src: c.remote,
+            dst: c.local,
+            spi: c.spi_in,
+            reqid: c.reqid_in,
+        },
+        Placement {
+            src: c.local,
+            dst: c.remote,
+            spi: c.spi_out,
+            reqid: c.reqid_out,
+        },
+    ]
+}
+
+/// What a resynchronisation found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resync {
+    /// SAs checked, and how many were where the record says.
+    pub checked: usize,
+    pub in_place: usize,
+    /// Moved to the record's endpoints or added again (same SPIs and keys).
+    pub repaired: usize,
+    /// CHILD_SAs (IKE SA, inbound SPI) the kernel lost and no copy could restore, or whose
+    /// repair the kernel refused: to renegotiate.
+    pub renegotiate: Vec<(IkeId, u32)>,
+    /// Larval ACQUIRE states removed.
+    pub larval_removed: usize,
+}
+
+/// Compares the kernel with the engine's record for the established IKE SAs' CHILD_SAs
+/// (all of them, or those of `only`: one IKE SA, optionally one class), puts misplaced or
+/// missing SAs back where the record says, and logs what it found and did. Larval ACQUIRE
+/// states of the reqids checked go too when anything was repaired or `drop_larval` says so:
+/// with the SA in place they only block the kernel's next ACQUIRE and make mip6d's MIGRATE of
+/// that policy fail.
+pub fn resync(
+    kernel: &mut dyn Kernel,
+    sas: &[IkeSaInfo],
+    only: Option<(IkeId, Option<SaClass>)>,
+    drop_larval: bool,
+    why: &str,
+) -> Resync {
+    let mut out = Resync::default();
+    let mut children: Vec<&ChildInfo> = Vec::new();
+    for sa in sas.iter().filter(|s| s.state == "established") {
+        if only.is_some_and(|(ike, _)| ike != sa.id) {
+            continue;
+        }
+        for c in &sa.children {
+            if let Some((_, Some(class))) = only
+                && c.class != Some(class)
+            {
+                continue;
+            }
+            children.push(c);
+        }
+    }
+    let want: Vec<Placement> = children.iter().flat_map(|c| placements_of(c)).collect();
+    if want.is_empty() {
+        return out;
+    }
+    let found = kernel.reconcile(&want);
+    let mut reqids = Vec::new();
+    for (i, c) in children.iter().enumerate() {
+        let mut lost = false;
+        for (p, f) in want
+            .iter()
+            .skip(2 * i)
+            .take(2)
+            .zip(found.iter().skip(2 * i).take(2))
+        {
+            out.checked += 1;
+            let spi = format_args!("{:08x}", p.spi);
+            match f {
+                Found::InPlace => out.in_place += 1,
+                Found::Moved { src, dst } => {
+                    out.repaired += 1;
+                    info!(ike = %c.ike, spi = %spi, reqid = p.reqid, from = %format_args!("{src} -> {dst}"),
+                        to = %format_args!("{} -> {}", p.src, p.dst), why, "resync: SA was at other endpoints; moved (same SPI and keys)");
+                }
+                Found::Readded => {
+                    out.repaired += 1;
+                    info!(ike = %c.ike, spi = %spi, reqid = p.reqid, at = %format_args!("{} -> {}", p.src, p.dst),
+                        why, "resync: SA missing from the kernel; added again (same SPI and keys)");
+                }
+                Found::Missing => {
+                    lost = true;
+                    warn!(ike = %c.ike, spi = %spi, reqid = p.reqid, why,
+                        "resync: SA missing from the kernel and not restorable (no copy, or outbound: its sequence number went with it): renegotiating");
+                }
+                Found::Failed(e) => {
+                    lost = true;
+                    warn!(ike = %c.ike, spi = %spi, reqid = p.reqid, why, "resync: repair failed ({e}): renegotiating");
+                }
+            }
+        }
+        if lost {
+            out.renegotiate.push((c.ike, c.spi_in));
+        } else {
+            reqids.push(c.reqid_out);
+        }
+    }
+    if (drop_larval || out.repaired > 0) && !reqids.is_empty() {
+        out.larval_removed = kernel.drop_acquire_states(&reqids);
+    }
+    if out.repaired > 0 || !out.renegotiate.is_empty() || out.larval_removed > 0 {
+        info!(
+            why,
+            checked = out.checked,
+            in_place = out.in_place,
+            repaired = out.repaired,
+            renegotiate = out.renegotiate.len(),
+            larval_removed = out.larval_removed,
+            "resync done"
+        );
+    } else {
+        debug!(
+            why,
+            checked = out.checked,
+            "resync: kernel and record agree"
+        );
+    }
+    out
+}
+
+/// The home address a CHILD_SA is about: the IKE SA's, else a single-address selector.
+fn home_address_of(sa: &IkeSaInfo, c: &ChildInfo) -> Option<IpAddr> {
+    sa.home_address.map(IpAddr::V6).or_else(|| {
+        c.ts_local
+            .iter()
+            .chain(&c.ts_remote)
+            .find(|t| t.start_addr == t.end_addr)
+            .map(|t| t.start_addr)
+    })
+}
+
+fn names(sel: &Selector, a: IpAddr) -> bool {
+    let full = if a.is_ipv4() { 32 } else { 128 };
+    (sel.src == a && sel.src_prefix == full) || (sel.dst == a && sel.dst_prefix == full)
+}
+
+/// MIGRATEs we must have missed: mip6d's outbound tunnel template for a CHILD_SA of ours
+/// (its reqid, a selector naming the home address) runs between other endpoints than the
+/// record's. One MIGRATE per IKE SA, laid out as mip6d's (KMADDRESS = the template's ends),
+/// for the engine to act on as if it had arrived. A template at HoA <-> HA (mip6d's policies
+/// just created, or the mobile node at home) counts like any other.
+pub fn missed_moves(templates: &[TunnelTemplate], sas: &[IkeSaInfo]) -> Vec<Migrate> {
+    let mut out = Vec::new();
+    for sa in sas.iter().filter(|s| s.state == "established") {
+        let hit = sa
+            .children
+            .iter()
+            .filter(|c| c.mode == Mode::Tunnel)
+            .find_map(|c| {
+                let hoa = home_address_of(sa, c)?;
+                let t = templates
+                    .iter()
+                    .find(|t| t.reqid == c.reqid_out && names(&t.selector, hoa))?;
+                let moved = (t.src, t.dst) != (c.local, c.remote);
+                let one_end = t.src == c.local || t.dst == c.remote;
+                (moved && one_end && !t.src.is_unspecified() && !t.dst.is_unspecified())
+                    .then_some((c, t))
+            });
+        if let Some((c, t)) = hit {
+            info!(ike = %sa.id, record = %format_args!("{} <-> {}", c.local, c.remote),
+                policy = %format_args!("{} <-> {}", t.src, t.dst), reqid = t.reqid,
+                "resync: mip6d's tunnel policy names other endpoints (a MIGRATE was missed)");
+            out.push(Migrate {
+                selector: t.selector.clone(),
+                direction: Direction::Out,
+                reqid: t.reqid,
+                old_src: c.local,
+                old_dst: c.remote,
+                new_src: t.src,
+                new_dst: t.dst,
+                km_local: Some(t.src),
+                km_remote: Some(t.dst),
+            });
+        }
+    }
+    out
 }
 
 /// The command for a CreateChild action.
@@ -287,10 +511,15 @@ mod tests {
         ));
         // IKE SA up with BU/BA: the payload class is created once, BU/BA not again.
         let up = [sa(7, "established", &[SaClass::BuBa])];
-        assert!(matches!(
+        // The record holds BU/BA, yet the kernel asks: look at the kernel (it must not be
+        // ignored: the SA may be gone or at other endpoints).
+        assert_eq!(
             st.decide(1, CLASSES, Some(IkeId(7)), &up),
-            AcquireAction::Ignore("CHILD_SA exists")
-        ));
+            AcquireAction::Check {
+                ike: IkeId(7),
+                class: SaClass::BuBa
+            }
+        );
         assert_eq!(
             st.decide(3, CLASSES, Some(IkeId(7)), &up),
             AcquireAction::CreateChild {

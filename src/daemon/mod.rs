@@ -30,6 +30,9 @@ use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 const INBOUND_QUEUE: usize = 1024;
 /// Events buffered per slow subscriber.
 const EVENT_QUEUE: usize = 256;
+/// After a move, how long to wait before checking the kernel's SAs: mip6d sends its 4-8
+/// MIGRATEs of one move within milliseconds, and the kernel moves tunnel SAs with them.
+const RESYNC_AFTER_MOVE: Duration = Duration::from_millis(300);
 /// Mobile node: first wait before initiating again after the IKE SA went down, and the cap.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
@@ -152,6 +155,10 @@ pub struct Daemon {
     /// XFRM backend: the listener for ACQUIRE, EXPIRE and MIGRATE.
     kernel_events: Option<kernel::KernelEvents>,
     acquire: kernel::AcquireState,
+    /// When to check the kernel's SAs against the record (set by moves), and of which IKE
+    /// SAs (a home agent with many mobile nodes checks only those that moved).
+    resync_at: Option<Instant>,
+    resync_moved: std::collections::BTreeSet<IkeId>,
 }
 
 impl Daemon {
@@ -203,6 +210,8 @@ impl Daemon {
             started: Instant::now(),
             kernel_events,
             acquire: kernel::AcquireState::default(),
+            resync_at: None,
+            resync_moved: Default::default(),
         })
     }
 
@@ -256,10 +265,10 @@ impl Daemon {
 
         loop {
             self.flush().await;
-            let deadline = match (self.endpoint.next_deadline(), self.retry_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [self.endpoint.next_deadline(), self.retry_at, self.resync_at]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 c = control.recv() => match c {
                     None | Some(Control::Shutdown) => break,
@@ -268,12 +277,23 @@ impl Daemon {
                 Some(d) = inbound.recv() => {
                     self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
                 }
-                Some(ev) = recv_kernel(&mut kevents), if kevents.is_some() => {
-                    self.on_kernel_event(ev);
-                }
+                Some(msg) = recv_kernel(&mut kevents), if kevents.is_some() => match msg {
+                    kernel::KernelMsg::Event(ev) => self.on_kernel_event(ev),
+                    kernel::KernelMsg::Lost => self.resync_lost(),
+                },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let n = now();
                     self.endpoint.handle_timeout(n);
+                    if self.resync_at.is_some_and(|t| t <= n.at) {
+                        self.resync_at = None;
+                        let moved = std::mem::take(&mut self.resync_moved);
+                        // One dump per IKE SA that moved; all at once when several did.
+                        let only = match moved.iter().collect::<Vec<_>>().as_slice() {
+                            [one] => Some((**one, None)),
+                            _ => None,
+                        };
+                        self.resync_sas(only, true, "after a move");
+                    }
                     if self.retry_at.is_some_and(|t| t <= n.at) {
                         self.retry_at = None;
                         if let Err(e) = self.initiate() {
@@ -333,12 +353,23 @@ impl Daemon {
 
     /// Starts the IKE SA that `mn` describes; returns its id.
     fn initiate_with(&mut self, mn: &policy::MobileNodeSettings) -> Result<IkeId, DaemonError> {
-        // After a move the last care-of address we used beats the configured one; without a
-        // configured one, mip6d's last MIGRATE says where we are, else routing decides.
-        let coa = match self
-            .acquire
-            .care_of_address(mn.care_of_address, self.mn_coa)
-        {
+        // mip6d's latest MIGRATE (its local KMADDRESS) says where we are, and the engine starts
+        // every initiation from there whatever we pass (a configured care-of address included):
+        // use the same address here, so that the socket found or bound below is the one the
+        // engine's packets leave from. Without a MIGRATE yet: the last care-of address we used
+        // beats the configured one; without one, routing decides.
+        let hoa = match mn.home_address {
+            crate::ike::HomeAddress::Static(h) => Some(h),
+            crate::ike::HomeAddress::Dynamic => None,
+        };
+        let latest = self
+            .endpoint
+            .latest_kmaddress(mn.home_agent.ip(), hoa)
+            .filter(|a| a.is_ipv4() == mn.home_agent.is_ipv4());
+        let coa = match latest.or_else(|| {
+            self.acquire
+                .care_of_address(mn.care_of_address, self.mn_coa)
+        }) {
             Some(a) => a,
             None => udp::route_source(mn.home_agent).map_err(|e| {
                 DaemonError::Config(format!("no route to the home agent {}: {e}", mn.home_agent))
@@ -356,7 +387,7 @@ impl Daemon {
                 .map(|s| s.local_addr().port())
         };
         if covering(&self.sockets).is_none()
-            && self.acquire.care_of_address(None, None) == Some(coa)
+            && (latest == Some(coa) || self.acquire.care_of_address(None, None) == Some(coa))
             && let Some(port) = self
                 .sockets
                 .iter()
@@ -461,7 +492,11 @@ impl Daemon {
                 progress = true;
                 match self.kernel.apply(&op) {
                     Ok(()) => debug!(?op, "kernel"),
-                    Err(e) => warn!(?op, "kernel operation failed: {e}"),
+                    Err(e) => {
+                        warn!(?op, "kernel operation failed: {e}");
+                        // The engine takes down a CHILD_SA whose SA the kernel refused.
+                        self.endpoint.handle_kernel_result(now(), &op, Err(e));
+                    }
                 }
             }
             while let Some(ev) = self.endpoint.poll_event() {
@@ -486,6 +521,15 @@ impl Daemon {
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
         self.acquire.on_event(ev);
+        if let Event::Migrated { ike, .. } = ev
+            && self.cfg.kernel.backend == KernelBackend::Xfrm
+        {
+            self.resync_moved.insert(*ike);
+            // Verify against the kernel, not the record, once mip6d's MIGRATEs of this move
+            // are through: they name its own templates' endpoints, which need not be where
+            // our tunnel SAs are (e.g. a transient care-of address at start-up).
+            self.resync_at = Some(Instant::now() + RESYNC_AFTER_MOVE);
+        }
         if self.cfg.role != Role::MobileNode {
             return;
         }
@@ -565,6 +609,7 @@ impl Daemon {
                         warn!("ACQUIRE: cannot create the CHILD_SA: {e}");
                     }
                 }
+                kernel::AcquireAction::Check { ike, class } => self.acquire_check(ike, class, &ev),
             }
             return;
         }
@@ -579,7 +624,85 @@ impl Daemon {
     }
 }
 
-async fn recv_kernel(k: &mut Option<kernel::KernelEvents>) -> Option<KernelEvent> {
+impl Daemon {
+    /// An ACQUIRE for a CHILD_SA the record holds: the kernel had no usable SA for the
+    /// policy. When the policy's template names other endpoints than the record (a tunnel, a
+    /// MIGRATE we missed) the whole record is checked against mip6d's policies; else this
+    /// CHILD_SA's SAs are put back where the record says, or renegotiated.
+    fn acquire_check(&mut self, ike: IkeId, class: crate::mobility::SaClass, ev: &KernelEvent) {
+        let KernelEvent::Acquire { src, dst, .. } = ev else {
+            return;
+        };
+        let elsewhere = self.endpoint.get(ike).is_some_and(|sa| {
+            sa.children.iter().any(|c| {
+                c.class == Some(class)
+                    && c.mode == crate::kernel::Mode::Tunnel
+                    && (c.local, c.remote) != (*src, *dst)
+            })
+        });
+        if elsewhere {
+            info!(%ike, class = class.name(), acquire = %format_args!("{src} -> {dst}"),
+                "ACQUIRE names other tunnel endpoints than the record: resynchronising");
+            self.follow_missed_moves();
+        }
+        let r = self.resync_sas(Some((ike, Some(class))), false, "ACQUIRE");
+        if r.checked > 0 && r.checked == r.in_place && r.larval_removed == 0 {
+            info!(%ike, class = class.name(),
+                "ACQUIRE: the CHILD_SA's SAs are where the record says; nothing to repair");
+        }
+    }
+
+    /// Notifications were lost: a MIGRATE may be among them. mip6d's tunnel policies say
+    /// where it moved; the engine follows, then every SA is checked against the kernel.
+    fn resync_lost(&mut self) {
+        warn!("XFRM notifications were lost: resynchronising with the kernel");
+        self.follow_missed_moves();
+        self.resync_sas(None, true, "lost notifications");
+    }
+
+    /// Feeds the engine the MIGRATEs that mip6d's tunnel templates show we missed.
+    fn follow_missed_moves(&mut self) {
+        let templates = self.kernel.tunnel_templates();
+        for m in kernel::missed_moves(&templates, &self.endpoint.list()) {
+            if let Some(mn) = &self.cfg.mobile_node {
+                let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
+                self.acquire.on_migrate(&m, &ha);
+            }
+            self.endpoint.handle_kernel(now(), KernelEvent::Migrate(m));
+        }
+    }
+
+    /// Checks (and repairs) the kernel's SAs against the record; CHILD_SAs that cannot be
+    /// repaired are rekeyed (a new negotiation, new SPIs).
+    fn resync_sas(
+        &mut self,
+        only: Option<(IkeId, Option<crate::mobility::SaClass>)>,
+        drop_larval: bool,
+        why: &str,
+    ) -> kernel::Resync {
+        let r = kernel::resync(
+            self.kernel.as_mut(),
+            &self.endpoint.list(),
+            only,
+            drop_larval,
+            why,
+        );
+        for (ike, spi_in) in &r.renegotiate {
+            if let Err(e) = self.endpoint.handle_command(
+                now(),
+                Command::RekeyChild {
+                    ike: *ike,
+                    spi_in: *spi_in,
+                },
+            ) {
+                warn!(%ike, "resync: cannot rekey the CHILD_SA: {e}");
+            }
+        }
+        r
+    }
+}
+
+async fn recv_kernel(k: &mut Option<kernel::KernelEvents>) -> Option<kernel::KernelMsg> {
     match k {
         Some(k) => k.rx.recv().await,
         None => std::future::pending().await,

@@ -16,6 +16,7 @@ mod found;
 mod home;
 mod info;
 mod init;
+mod kernel_result;
 mod limits;
 mod migrate;
 pub mod proposal;

@@ -8,6 +8,8 @@ use super::{Kernel, KernelOp, SaSpec};
 #[derive(Default)]
 pub struct MemoryKernel {
     sas: HashMap<(IpAddr, u32), SaSpec>,
+    /// How many of the next AddSa operations to refuse (tests of kernel failures).
+    refuse_adds: usize,
 }
 
 impl MemoryKernel {
@@ -26,12 +28,20 @@ impl MemoryKernel {
     pub fn is_empty(&self) -> bool {
         self.sas.is_empty()
     }
+    /// Refuses the next `n` AddSa operations, as a kernel without the algorithm would.
+    pub fn refuse_next_adds(&mut self, n: usize) {
+        self.refuse_adds = n;
+    }
 }
 
 impl Kernel for MemoryKernel {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String> {
         match op {
             KernelOp::AddSa(spec) => {
+                if self.refuse_adds > 0 {
+                    self.refuse_adds -= 1;
+                    return Err(format!("SA {:08x} to {} refused", spec.spi, spec.dst));
+                }
                 let key = (spec.dst, spec.spi);
                 if self.sas.contains_key(&key) {
                     return Err(format!("SA {:08x} to {} exists", spec.spi, spec.dst));

@@ -149,6 +149,42 @@ pub struct Migrate {
     pub km_remote: Option<IpAddr>,
 }
 
+/// Where the engine's record says one SA of a CHILD_SA sits (no keys: the backend holds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub spi: u32,
+    pub reqid: u32,
+}
+
+/// What a look at the kernel found for one [`Placement`], and what the backend did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// In the kernel where the record says.
+    InPlace,
+    /// At other endpoints (`src` -> `dst`): moved to the recorded ones, same SPI, keys and
+    /// counters (deleted and added again; the kernel cannot change an SA's destination).
+    Moved { src: IpAddr, dst: IpAddr },
+    /// Not in the kernel: added again from the backend's copy (same SPI and keys). Inbound
+    /// SAs only: an outbound copy would restart its sequence numbers below the peer's window.
+    Readded,
+    /// Not in the kernel and no copy to add it from: only a new negotiation helps.
+    Missing,
+    /// The repair was refused (the kernel's answer).
+    Failed(String),
+}
+
+/// An outbound tunnel template of a policy that is not ours (mip6d's): where mip6d says a
+/// tunnel runs now. Read after lost MIGRATE notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelTemplate {
+    pub selector: Selector,
+    pub reqid: u32,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+}
+
 /// A kernel backend carries out operations; events reach the daemon by its own channel.
 pub trait Kernel: Send {
     fn apply(&mut self, op: &KernelOp) -> Result<(), String>;
@@ -166,6 +202,33 @@ pub trait Kernel: Send {
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         None
+    }
+    /// Looks at the kernel (not at a record) for each SA the engine holds and puts it where
+    /// the engine's record says: moved, or added again under the same SPI and keys. One
+    /// [`Found`] per placement, in order. This default knows only `installed()` and repairs
+    /// nothing.
+    fn reconcile(&mut self, want: &[Placement]) -> Vec<Found> {
+        let have = self.installed();
+        want.iter()
+            .map(|p| {
+                if have.contains(&(p.dst, p.spi)) {
+                    Found::InPlace
+                } else {
+                    Found::Missing
+                }
+            })
+            .collect()
+    }
+    /// Removes the larval states the kernel made for ACQUIREs (SPI 0) with one of `reqids`;
+    /// while one exists the kernel sends no further ACQUIRE and mip6d's MIGRATE of that
+    /// policy fails. Returns how many went.
+    fn drop_acquire_states(&mut self, _reqids: &[u32]) -> usize {
+        0
+    }
+    /// Outbound tunnel templates of policies we did not install (mip6d's), read from the
+    /// kernel; empty when the backend has none.
+    fn tunnel_templates(&mut self) -> Vec<TunnelTemplate> {
+        Vec::new()
     }
 }
 

@@ -50,32 +50,43 @@ mv_send() {
   out=$(ip netns exec "$ns" python3 "$MV_MIGRATE" "$@" 2>&1) || WHY+="$ns MIGRATE $*: ${out:-failed}; "
 }
 
-# mv_migrate_mn OLD NEW: the MN's four MIGRATEs (KMADDRESS new CoA, HA).
+# mv_migrate_mn OLD NEW: the MN's four MIGRATEs (KMADDRESS new CoA, HA). Transport entries: old
+# `::` (mip6d's templates have no addresses), new built from the CoA, as in the mip6d traces.
 mv_migrate_mn() {
   local o=$1 n=$2
   mv_send mn --sel $HOA/128 $HA/128 --proto 135 --dir out --reqid 1 --mode transport \
-    --old :: :: --new $HOA $HA --km "$n" $HA + \
+    --old :: :: --new "$n" $HA --km "$n" $HA + \
     --sel $HA/128 $HOA/128 --proto 135 --dir in --reqid 2 --mode transport \
-    --old :: :: --new $HA $HOA --km "$n" $HA + \
+    --old :: :: --new $HA "$n" --km "$n" $HA + \
     --sel $HOA/128 ::/0 --dir out --reqid 3 --mode tunnel \
     --old "$o" $HA --new "$n" $HA --km "$n" $HA + \
     --sel ::/0 $HOA/128 --dir in --reqid 4 --mode tunnel \
     --old $HA "$o" --new $HA "$n" --km "$n" $HA
 }
 
-# mv_migrate_ha OLD NEW: the HA's five MIGRATEs (KMADDRESS HA, new CoA; the HoA at home).
+# mv_migrate_ha OLD NEW: the HA's five MIGRATEs (KMADDRESS HA, new CoA; the HoA at home), eight
+# when NEW is the HoA.
 mv_migrate_ha() {
   local o=$1 n=$2
   mv_send ha --sel $HOA/128 $HA/128 --proto 135 --dir in --reqid 1 --mode transport \
-    --old :: :: --new $HOA $HA --km $HA "$n" + \
+    --old :: :: --new "$n" $HA --km $HA "$n" + \
     --sel $HA/128 $HOA/128 --proto 135 --dir out --reqid 2 --mode transport \
-    --old :: :: --new $HA $HOA --km $HA "$n" + \
+    --old :: :: --new $HA "$n" --km $HA "$n" + \
     --sel $HOA/128 ::/0 --dir in --reqid 3 --mode tunnel \
     --old "$o" $HA --new "$n" $HA --km $HA "$n" + \
     --sel $HOA/128 ::/0 --dir fwd --reqid 3 --mode tunnel \
     --old "$o" $HA --new "$n" $HA --km $HA "$n" + \
     --sel ::/0 $HOA/128 --dir out --reqid 4 --mode tunnel \
     --old $HA "$o" --new $HA "$n" --km $HA "$n"
+  # back home mip6d sends 3 more before it deletes its tunnel policies, with old = new =
+  # HoA <-> HA (traces: static migrate-acquire-ha.txt 29-31): 8 MIGRATEs for one move
+  [[ $n == "$HOA" ]] || return 0
+  mv_send ha --sel $HOA/128 ::/0 --dir in --reqid 3 --mode tunnel \
+    --old $HOA $HA --new $HOA $HA --km $HA $HOA + \
+    --sel $HOA/128 ::/0 --dir fwd --reqid 3 --mode tunnel \
+    --old $HOA $HA --new $HOA $HA --km $HA $HOA + \
+    --sel ::/0 $HOA/128 --dir out --reqid 4 --mode tunnel \
+    --old $HA $HOA --new $HA $HOA --km $HA $HOA
 }
 
 # mv_link OLD NEW: the MN leaves OLD for NEW (NEW = HoA: back on the home link); the HA's route

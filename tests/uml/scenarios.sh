@@ -9,6 +9,12 @@ set -u
 . /job/lab.sh
 # shellcheck source=tests/uml/move.sh
 . /job/move.sh
+# shellcheck source=tests/uml/resync.sh
+. /job/resync.sh
+# shellcheck source=tests/uml/mip6d-lab.sh
+. /job/mip6d-lab.sh
+# shellcheck source=tests/uml/mip6d.sh
+. /job/mip6d.sh
 
 IKED=$BIN/mip6-iked
 export RUST_LOG=${RUST_LOG:-debug} NO_COLOR=1
@@ -242,6 +248,10 @@ sc_daemon_policies() {
 # ---- run ------------------------------------------------------------------------------------
 
 run_all() {
+  if [[ ${ONLY:-} == mip6d ]]; then
+    lab_warm_kernel && sc_mip6d_all
+    return
+  fi
   lab_warm_kernel || {
     fail kernel-setup "esp6/xfrm_user/crypto modules could not be loaded" "$(dmesg | tail -5)"
     return 1
@@ -282,6 +292,7 @@ run_all() {
   ip -n mn xfrm state flush
   ip -n ha xfrm state flush
   sc_move_all
+  sc_resync_transient
   if sc_daemon_policies daemon-policies; then
     sc_ping ping-tunnel-sa-daemon-policies
     sc_mh mh-transport-sa-daemon-policies
@@ -295,6 +306,7 @@ run_all() {
     stop ha
   fi
   lab_netns_down
+  sc_mip6d_all
 }
 
 : >"$RESULTS"
@@ -302,6 +314,7 @@ run_all() {
 echo kernel-setup lab-datapath-ping lab-datapath-mh sa-install-mip6d-policies ping-tunnel-sa \
   mh-transport-sa restart-after-kill-9 acquire-starts-negotiation acquire-typed-bu-policy \
   shutdown-removes-sas daemon-policies ping-tunnel-sa-daemon-policies \
-  mh-transport-sa-daemon-policies shutdown-removes-policies $MV_PLAN >/job/plan
+  mh-transport-sa-daemon-policies shutdown-removes-policies $MV_PLAN $RS_PLAN $MD_PLAN >/job/plan
+[[ ${ONLY:-} == mip6d ]] && echo "$MD_PLAN" >/job/plan
 run_all
 echo "scenarios done"

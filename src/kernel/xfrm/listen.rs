@@ -34,6 +34,8 @@ pub fn decode(data: &[u8], sender_pid: u32) -> Result<Vec<KernelEvent>, MsgError
 pub struct Listener {
     sock: Socket,
     buf: Vec<u8>,
+    /// Notifications were lost (ENOBUFS) since [`Listener::take_lost`] last looked.
+    lost: bool,
 }
 
 impl Listener {
@@ -60,7 +62,21 @@ impl Listener {
         Ok(Listener {
             sock,
             buf: vec![0; RECV_BUF],
+            lost: false,
         })
+    }
+
+    /// Sets the socket's receive buffer (tests: a tiny one makes a burst overrun it).
+    pub fn set_recv_buffer(&mut self, bytes: usize) -> Result<(), NlError> {
+        self.sock
+            .set_rx_buf_sz(i32::try_from(bytes).unwrap_or(i32::MAX))
+            .map_err(|e| NlError::Io(e.to_string()))
+    }
+
+    /// Whether the kernel dropped notifications for us (socket buffer overrun) since the
+    /// last call: a MIGRATE may be among them, so the caller must look at the kernel itself.
+    pub fn take_lost(&mut self) -> bool {
+        std::mem::take(&mut self.lost)
     }
 
     /// Waits for one datagram (at most the poll time) and returns its events; invalid
@@ -98,9 +114,11 @@ impl Listener {
                     std::io::ErrorKind::WouldBlock
                     | std::io::ErrorKind::TimedOut
                     | std::io::ErrorKind::Interrupted => Ok(None),
-                    // ENOBUFS: the kernel dropped notifications; keep listening.
+                    // ENOBUFS: the kernel dropped notifications; keep listening, and let the
+                    // owner know (take_lost) so that it resynchronises with the kernel.
                     _ if e.raw_os_error() == Some(105) => {
                         warn!("XFRM notifications lost (socket buffer overrun)");
+                        self.lost = true;
                         Ok(None)
                     }
                     _ => Err(NlError::Io(e.to_string())),

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 use tracing::{debug, info, warn};
 
-use super::{Direction, Kernel, KernelOp, Migrate, Mode, SaSpec, SpiAllocator, SpiRequest};
+use super::{
+    Direction, Found, Kernel, KernelOp, Migrate, Mode, Placement, SaSpec, SpiAllocator, SpiRequest,
+    TunnelTemplate,
+};
 use crate::wire::consts::IPPROTO_MH;
 use msg::{MsgError, NlMsg, PolicyKey, PolicySpec, Request};
 
@@ -277,7 +280,8 @@ impl XfrmKernel {
         let mut sh = lock(&self.shared);
         for p in sh.nl.dump(msg::XFRM_MSG_GETSA, msg::XFRM_MSG_NEWSA)? {
             let Ok(sa) = msg::parse_sa(&p) else { continue };
-            if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) {
+            if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) || sa.id.spi == 0 {
+                // (SPI 0: larval states of ACQUIREs, removed below.)
                 continue;
             }
             let Ok(dst) = addr(&sa.id.daddr, sa.family) else {
@@ -290,6 +294,13 @@ impl XfrmKernel {
                 }
             }
         }
+        drop(sh);
+        // An ACQUIRE raised while no daemon ran left a larval state: until it expires (30 s)
+        // the kernel raises no new ACQUIRE for that policy, so we would never hear of it.
+        let (lo, hi) = self.cfg.owned_reqids;
+        let larval = self.drop_acquire_states_where(|r| (lo..=hi).contains(&r));
+        done.sas += larval;
+        let mut sh = lock(&self.shared);
         if self.cfg.policies == Policies::Daemon {
             for p in sh
                 .nl
@@ -315,6 +326,37 @@ impl XfrmKernel {
             }
         }
         Ok(done)
+    }
+
+    /// Removes the larval states of ACQUIREs (SPI 0) whose reqid `pick` chooses (see
+    /// [`Kernel::drop_acquire_states`]).
+    fn drop_acquire_states_where(&mut self, pick: impl Fn(u32) -> bool) -> usize {
+        let Ok(kernel) = self.kernel_sas() else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut sh = lock(&self.shared);
+        for k in kernel
+            .iter()
+            .filter(|k| k.spi == 0 && k.seq != 0 && pick(k.reqid))
+        {
+            // Found by seq (and destination), so the mode does not matter here.
+            let r = sh.nl.allocspi(k.src, k.dst, k.reqid, k.seq);
+            match r {
+                Ok(spi) => match sh.nl.ack(msg::delsa_request(k.dst, spi)) {
+                    Ok(()) | Err(NlError::Errno(ESRCH)) => {
+                        info!(src = %k.src, dst = %k.dst, reqid = k.reqid, seq = k.seq,
+                            "larval state of an ACQUIRE removed");
+                        n += 1;
+                    }
+                    Err(e) => {
+                        warn!(dst = %k.dst, reqid = k.reqid, "cannot remove a larval state: {e}")
+                    }
+                },
+                Err(e) => warn!(dst = %k.dst, reqid = k.reqid, "cannot remove a larval state: {e}"),
+            }
+        }
+        n
     }
 
     /// The policies an SA needs in daemon mode, one per selector and direction, with mip6d's
@@ -463,13 +505,131 @@ impl XfrmKernel {
             sh.allocated.remove(&(dst, spi));
             sh.nl.ack(msg::delsa_request(dst, spi))
         };
-        if let Some(spec) = self.sas.remove(&(dst, spi)) {
-            self.release_policies(&spec);
+        let spec = self.sas.remove(&(dst, spi));
+        if let Some(spec) = &spec {
+            self.release_policies(spec);
         }
         match r {
-            // Gone already (hard expiry removes SAs in the kernel first).
-            Ok(()) | Err(NlError::Errno(ESRCH)) => Ok(()),
+            Ok(()) => Ok(()),
+            // Not at the recorded place: a MIGRATE we never heard of may have moved it.
+            // Delete it wherever the kernel holds it (same SPI and reqid), else it is gone
+            // already (hard expiry removes SAs in the kernel first).
+            Err(NlError::Errno(ESRCH)) => {
+                if let Some(spec) = spec {
+                    for k in self.kernel_sas().unwrap_or_default() {
+                        if k.spi == spi && k.reqid == spec.reqid && k.dst != dst {
+                            info!(recorded = %dst, found = %k.dst, spi = format_args!("{spi:08x}"),
+                                "SA not where the record said: deleted where the kernel holds it");
+                            let _ = lock(&self.shared).nl.ack(msg::delsa_request(k.dst, spi));
+                        }
+                    }
+                }
+                Ok(())
+            }
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every ESP SA of the kernel with an owned reqid, larval states included (one dump).
+    fn kernel_sas(&self) -> Result<Vec<KernelSa>, NlError> {
+        let dump = lock(&self.shared)
+            .nl
+            .dump(msg::XFRM_MSG_GETSA, msg::XFRM_MSG_NEWSA)?;
+        Ok(dump
+            .into_iter()
+            .filter_map(|p| {
+                let sa = msg::parse_sa(&p).ok()?;
+                if sa.id.proto != msg::IPPROTO_ESP || !self.owned(sa.reqid) {
+                    return None;
+                }
+                Some(KernelSa {
+                    src: msg::ip_of(&sa.saddr, sa.family).ok()?,
+                    dst: msg::ip_of(&sa.id.daddr, sa.family).ok()?,
+                    spi: sa.id.spi,
+                    reqid: sa.reqid,
+                    seq: sa.seq,
+                    payload: p,
+                })
+            })
+            .collect())
+    }
+
+    /// Puts one SA where `p` says, given the kernel's SAs (see [`Kernel::reconcile`]).
+    fn place(&mut self, p: &Placement, kernel: &[KernelSa]) -> Found {
+        let hits: Vec<&KernelSa> = kernel
+            .iter()
+            .filter(|k| k.spi == p.spi && k.reqid == p.reqid)
+            .collect();
+        let record = self
+            .sas
+            .iter()
+            .find(|(_, s)| s.spi == p.spi && s.reqid == p.reqid)
+            .map(|(k, s)| (*k, s.clone()));
+        if hits.iter().any(|k| (k.src, k.dst) == (p.src, p.dst)) {
+            // Where it should be (the kernel's own MIGRATE, say): the record follows.
+            if let Some((key, mut spec)) = record
+                && key != (p.dst, p.spi)
+            {
+                self.sas.remove(&key);
+                spec.src = p.src;
+                spec.dst = p.dst;
+                self.sas.insert((p.dst, p.spi), spec);
+            }
+            return Found::InPlace;
+        }
+        // Moving or re-adding needs the keys, which only our copy has.
+        let Some((key, old_spec)) = record else {
+            return Found::Missing;
+        };
+        let old = hits.first();
+        if old.is_none() && old_spec.direction == Direction::Out {
+            // Gone with its sequence number: a copy would start again at 1, below what the
+            // peer's replay window has seen, and its packets would be dropped. Only a new
+            // CHILD_SA helps. (An inbound copy starts with an empty window: fine.)
+            return Found::Missing;
+        }
+        let mut spec = old_spec.clone();
+        spec.src = p.src;
+        spec.dst = p.dst;
+        let carry = old.and_then(|k| msg::carry_of(&k.payload).ok());
+        let request = match msg::sa_request_carrying(&spec, false, carry.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return Found::Failed(e),
+        };
+        {
+            let mut sh = lock(&self.shared);
+            if let Some(k) = old {
+                match sh.nl.ack(msg::delsa_request(k.dst, k.spi)) {
+                    Ok(()) | Err(NlError::Errno(ESRCH)) => {}
+                    Err(e) => return Found::Failed(format!("deleting it at {}: {e}", k.dst)),
+                }
+            }
+            if let Err(e) = sh.nl.ack(request) {
+                // Put the old one back where it was, counters and all, rather than lose it.
+                if let Some(k) = old {
+                    let mut back = old_spec.clone();
+                    back.src = k.src;
+                    back.dst = k.dst;
+                    if let Ok(r) = msg::sa_request_carrying(&back, false, carry.as_ref()) {
+                        let _ = sh.nl.ack(r);
+                    }
+                }
+                return Found::Failed(format!("adding it at {} -> {}: {e}", p.src, p.dst));
+            }
+            sh.allocated.remove(&(p.dst, p.spi));
+        }
+        self.sas.remove(&key);
+        self.sas.insert((p.dst, p.spi), spec.clone());
+        // Daemon mode: the tunnel templates follow (same selectors, new endpoints).
+        if let Err(e) = self.install_policies(&spec, false) {
+            warn!("after moving SA {:08x}: {e}", p.spi);
+        }
+        match old {
+            Some(k) => Found::Moved {
+                src: k.src,
+                dst: k.dst,
+            },
+            None => Found::Readded,
         }
     }
 
@@ -566,6 +726,17 @@ fn follow_kernel_migrate(sas: &mut HashMap<(IpAddr, u32), SaSpec>, m: &Migrate) 
     hit.len()
 }
 
+/// One ESP SA as a GETSA dump shows it (with the raw message for its counters).
+struct KernelSa {
+    src: IpAddr,
+    dst: IpAddr,
+    spi: u32,
+    reqid: u32,
+    /// The ACQUIRE's sequence number of a larval state (SPI 0).
+    seq: u32,
+    payload: Vec<u8>,
+}
+
 fn addr(a: &netlink_packet_xfrm::Address, family: u16) -> Result<IpAddr, MsgError> {
     match family {
         msg::AF_INET6 => Ok(IpAddr::V6(a.to_ipv6())),
@@ -600,6 +771,77 @@ impl Kernel for XfrmKernel {
 
     fn observe_migrate(&mut self, m: &Migrate) {
         follow_kernel_migrate(&mut self.sas, m);
+    }
+
+    /// One GETSA dump, then each SA found by SPI and reqid: left alone where the record
+    /// says, else moved there (or added again) from our copy of its keys.
+    fn reconcile(&mut self, want: &[Placement]) -> Vec<Found> {
+        let kernel = match self.kernel_sas() {
+            Ok(k) => k,
+            Err(e) => {
+                let e = format!("cannot read the kernel's SAs: {e}");
+                return want.iter().map(|_| Found::Failed(e.clone())).collect();
+            }
+        };
+        want.iter().map(|p| self.place(p, &kernel)).collect()
+    }
+
+    /// A larval state of an ACQUIRE has SPI 0, and DELSA finds SAs by SPI: ALLOCSPI with the
+    /// ACQUIRE's sequence number gives that very state an SPI (xfrm_alloc_userspi looks it up
+    /// by seq and destination), then DELSA removes it.
+    fn drop_acquire_states(&mut self, reqids: &[u32]) -> usize {
+        self.drop_acquire_states_where(|r| reqids.contains(&r))
+    }
+
+    /// mip6d's outbound tunnel templates: the endpoints its MIGRATEs left them at.
+    fn tunnel_templates(&mut self) -> Vec<TunnelTemplate> {
+        let dump = match lock(&self.shared)
+            .nl
+            .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("cannot read the kernel's policies: {e}");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for p in dump {
+            let Ok((info, tmpls)) = msg::parse_policy_templates(&p) else {
+                continue;
+            };
+            if info.direction != msg::XFRM_POLICY_OUT {
+                continue;
+            }
+            let Ok(selector) = msg::from_xselector(&info.selector) else {
+                continue;
+            };
+            let key = PolicyKey {
+                selector: selector.clone(),
+                dir: info.direction,
+            };
+            if self.policies.contains_key(&key) {
+                continue;
+            }
+            for t in tmpls {
+                if t.mode != msg::XFRM_MODE_TUNNEL || t.id.proto != msg::IPPROTO_ESP {
+                    continue;
+                }
+                let (Ok(src), Ok(dst)) = (
+                    msg::ip_of(&t.saddr, t.family),
+                    msg::ip_of(&t.id.daddr, t.family),
+                ) else {
+                    continue;
+                };
+                out.push(TunnelTemplate {
+                    selector: selector.clone(),
+                    reqid: t.reqid,
+                    src,
+                    dst,
+                });
+            }
+        }
+        out
     }
 
     /// One GETSA dump: bytes and packets of every ESP SA with an owned reqid.

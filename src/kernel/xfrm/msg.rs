@@ -35,6 +35,8 @@ pub const XFRM_MSG_MIGRATE: u16 = 0x21;
 // Attributes.
 pub const XFRMA_ALG_CRYPT: u16 = 2;
 pub const XFRMA_TMPL: u16 = 5;
+pub const XFRMA_LTIME_VAL: u16 = 9;
+pub const XFRMA_REPLAY_VAL: u16 = 10;
 pub const XFRMA_POLICY_TYPE: u16 = 16;
 pub const XFRMA_MIGRATE: u16 = 17;
 pub const XFRMA_ALG_AEAD: u16 = 18;
@@ -63,7 +65,7 @@ pub const XFRM_POLICY_IN: u8 = 0;
 pub const XFRM_POLICY_OUT: u8 = 1;
 pub const XFRM_POLICY_FWD: u8 = 2;
 const XFRM_MODE_TRANSPORT: u8 = 0;
-const XFRM_MODE_TUNNEL: u8 = 1;
+pub const XFRM_MODE_TUNNEL: u8 = 1;
 const XFRM_STATE_ESN: u8 = 128;
 /// "No limit" for byte and packet counts (time limits use 0 for none).
 const XFRM_INF: u64 = u64::MAX;
@@ -273,8 +275,53 @@ fn xfrm_mode(m: Mode) -> u8 {
     }
 }
 
+/// What a kernel SA has counted, carried over to the copy that replaces it when it moves
+/// (delete and re-add): its current lifetime (bytes, packets and add time, so that expiry keeps
+/// its schedule and counters keep growing) and its replay state (the outbound sequence number:
+/// an SA that restarted at 1 would be dropped by the peer's replay window).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carry {
+    pub lifetime: netlink_packet_xfrm::Lifetime,
+    /// XFRMA_REPLAY_VAL (struct xfrm_replay_state, 12 bytes) as the kernel sent it.
+    pub replay: Option<Vec<u8>>,
+    /// XFRMA_REPLAY_ESN_VAL (struct xfrm_replay_state_esn with its bitmap).
+    pub replay_esn: Option<Vec<u8>>,
+}
+
+/// The counters and replay state of a dumped SA (see [`Carry`]).
+pub fn carry_of(payload: &[u8]) -> Result<Carry, MsgError> {
+    let sa = parse_sa(payload)?;
+    let mut c = Carry {
+        lifetime: sa.lifetime_cur,
+        ..Carry::default()
+    };
+    for (kind, v) in attrs(payload, USERSA_INFO_LEN)? {
+        match kind {
+            XFRMA_REPLAY_VAL if v.len() == 12 => c.replay = Some(v.to_vec()),
+            // bmp_len words of bitmap after the 24-byte head; anything else is not passed on.
+            XFRMA_REPLAY_ESN_VAL if v.len() >= 24 => {
+                let words = ne_u32(v, 0).unwrap_or(u32::MAX) as usize;
+                if words <= 1024 && v.len() == 24 + 4 * words {
+                    c.replay_esn = Some(v.to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
 /// XFRM_MSG_NEWSA (or UPDSA for an SPI reserved with ALLOCSPI) for one ESP SA.
 pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
+    sa_request_carrying(spec, update, None)
+}
+
+/// [`sa_request`] for an SA that replaces a moved one, with what the old one counted.
+pub fn sa_request_carrying(
+    spec: &SaSpec,
+    update: bool,
+    carry: Option<&Carry>,
+) -> Result<Request, String> {
     if spec.src.is_ipv4() != spec.dst.is_ipv4() {
         return Err("SA endpoints of different address families".into());
     }
@@ -328,7 +375,18 @@ pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
     if let Some(i) = integ {
         r = alg_attr(r, i, &spec.integ_key);
     }
-    if esn_attr {
+    if let Some(c) = carry {
+        r = r.attr(XFRMA_LTIME_VAL, &c.lifetime);
+        if !esn_attr && let Some(rp) = &c.replay {
+            r = r.attr_with(XFRMA_REPLAY_VAL, rp.len(), |b| b.copy_from_slice(rp));
+        }
+    }
+    let carried_esn = carry
+        .and_then(|c| c.replay_esn.as_ref())
+        .filter(|_| esn_attr);
+    if let Some(re) = carried_esn {
+        r = r.attr_with(XFRMA_REPLAY_ESN_VAL, re.len(), |b| b.copy_from_slice(re));
+    } else if esn_attr {
         // struct xfrm_replay_state_esn: bmp_len, oseq, seq, oseq_hi, seq_hi, replay_window,
         // then bmp_len 32-bit words of bitmap.
         let window = spec.replay_window.max(1);
@@ -629,6 +687,26 @@ pub fn parse_policy(payload: &[u8]) -> Result<(UserPolicyInfo, Vec<u32>), MsgErr
     Ok((info, reqids))
 }
 
+/// A policy from a GETPOLICY dump with its templates (addresses, mode, reqid).
+pub fn parse_policy_templates(
+    payload: &[u8],
+) -> Result<(UserPolicyInfo, Vec<UserTemplate>), MsgError> {
+    let info = UserPolicyInfo::parse(prefix(payload, USERPOLICY_INFO_LEN)?)
+        .map_err(|_| MsgError("bad xfrm_userpolicy_info"))?;
+    let mut out = Vec::new();
+    for (kind, v) in attrs(payload, USERPOLICY_INFO_LEN)? {
+        if kind == XFRMA_TMPL {
+            out.extend(templates(v)?);
+        }
+    }
+    Ok((info, out))
+}
+
+/// The address of a template or SA id in `family`.
+pub fn ip_of(a: &Address, family: u16) -> Result<IpAddr, MsgError> {
+    addr_of(a, family)
+}
+
 fn templates(v: &[u8]) -> Result<Vec<UserTemplate>, MsgError> {
     if v.is_empty() || !v.len().is_multiple_of(USER_TMPL_LEN) {
         return Err(MsgError("XFRMA_TMPL is not a whole number of templates"));
@@ -781,6 +859,83 @@ mod tests {
             esn: false,
             replay_window: 32,
             lifetime: Lifetime::default(),
+        }
+    }
+
+    /// A moved SA's copy carries the old one's counters and replay state: what the kernel
+    /// dumped comes back as XFRMA_LTIME_VAL and XFRMA_REPLAY_VAL (XFRMA_REPLAY_ESN_VAL in place
+    /// of the fresh one for ESN); malformed replay attributes are not passed on, and no
+    /// truncation of a dumped SA panics.
+    #[test]
+    fn a_moved_sa_carries_counters_and_replay_state() {
+        let s = spec(
+            Mode::Tunnel,
+            "2001:db8::a",
+            "2001:db8::1",
+            0x1003,
+            3,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        // a dumped SA: the fixed part with counters, then the replay state (oseq 500)
+        let mut info = UserSaInfo::default();
+        info.lifetime_cur.bytes = 123_456;
+        info.lifetime_cur.packets = 789;
+        info.lifetime_cur.add_time = 1_800_000_000;
+        let mut replay = [0u8; 12];
+        replay[0..4].copy_from_slice(&500u32.to_ne_bytes());
+        let dumped = Request::new(XFRM_MSG_NEWSA, 0)
+            .fixed(&info)
+            .attr_with(XFRMA_REPLAY_VAL, 12, |b| b.copy_from_slice(&replay))
+            .attr_with(XFRMA_REPLAY_ESN_VAL, 30, |b| b[0] = 1)
+            .finish(1);
+        let c = carry_of(&dumped[NLMSG_HDRLEN..]).unwrap();
+        assert_eq!(c.lifetime, info.lifetime_cur);
+        assert_eq!(c.replay.as_deref(), Some(&replay[..]));
+        assert_eq!(c.replay_esn, None, "30 bytes is no whole ESN state");
+        let b = sa_request_carrying(&s, false, Some(&c)).unwrap().finish(2);
+        let a = attrs(&b[NLMSG_HDRLEN..], USERSA_INFO_LEN).unwrap();
+        let kinds: Vec<u16> = a.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                XFRMA_ALG_CRYPT,
+                XFRMA_ALG_AUTH_TRUNC,
+                XFRMA_LTIME_VAL,
+                XFRMA_REPLAY_VAL
+            ]
+        );
+        assert_eq!(ne_u32(a[2].1, 0), Some(123_456));
+        assert_eq!(ne_u32(a[2].1, 8), Some(789));
+        assert_eq!(a[3].1, &replay[..]);
+        // without a carry: the request of a new SA, unchanged
+        assert_eq!(
+            hex(&sa_request(&s, false).unwrap().finish(2)),
+            hex(&sa_request_carrying(&s, false, None).unwrap().finish(2))
+        );
+        // ESN: the dumped state (with its sequence numbers) replaces the fresh one
+        let mut e = s.clone();
+        e.esn = true;
+        e.replay_window = 64;
+        let mut esn = vec![0u8; 24 + 8];
+        esn[0..4].copy_from_slice(&2u32.to_ne_bytes());
+        esn[4..8].copy_from_slice(&77u32.to_ne_bytes());
+        esn[20..24].copy_from_slice(&64u32.to_ne_bytes());
+        let c = Carry {
+            replay_esn: Some(esn.clone()),
+            ..c
+        };
+        let b = sa_request_carrying(&e, false, Some(&c)).unwrap().finish(3);
+        let a = attrs(&b[NLMSG_HDRLEN..], USERSA_INFO_LEN).unwrap();
+        let esn_attrs: Vec<&[u8]> = a
+            .iter()
+            .filter(|(k, _)| *k == XFRMA_REPLAY_ESN_VAL)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(esn_attrs, vec![&esn[..]]);
+        assert!(!a.iter().any(|(k, _)| *k == XFRMA_REPLAY_VAL));
+        for n in 0..dumped.len() - NLMSG_HDRLEN {
+            let _ = carry_of(&dumped[NLMSG_HDRLEN..NLMSG_HDRLEN + n]);
         }
     }
 
