@@ -986,3 +986,30 @@ fn pools_on_a_mobile_node_are_refused() {
         "$D/conf/mn.toml:10:1: [pools.a] is for a home agent; remove it"
     );
 }
+
+#[test]
+fn per_source_limits_have_defaults_and_refuse_zero() {
+    let t = Tree::new();
+    ha(&t, "");
+    let e = policy::load(t.path("conf/ha.toml")).unwrap().engine;
+    assert_eq!(
+        (e.max_half_open_per_source, e.init_rate_per_source),
+        (5, 10)
+    );
+    ha(
+        &t,
+        "[limits]\nhalf_open_per_source = 2\ninit_rate_per_source = 3\n",
+    );
+    let e = policy::load(t.path("conf/ha.toml")).unwrap().engine;
+    assert_eq!((e.max_half_open_per_source, e.init_rate_per_source), (2, 3));
+    ha(&t, "[limits]\nhalf_open_per_source = 0\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:24: half_open_per_source = 0 would refuse every peer; write e.g. half_open_per_source = 5"
+    );
+    ha(&t, "[limits]\ninit_rate_per_source = 0\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:24: init_rate_per_source = 0 would refuse every peer; write e.g. init_rate_per_source = 10"
+    );
+}

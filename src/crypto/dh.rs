@@ -34,6 +34,25 @@ impl DhGroup {
             DhGroup::Curve25519 => 31,
         }
     }
+    /// Cheap checks of a peer's public value, to run before any expensive DH computation (a
+    /// MODP-2048 exponentiation costs milliseconds, and a spoofed IKE_SA_INIT can ask for one):
+    /// the length for all groups, 1 < y < p-1 for MODP, and for ECP-256 that (x, y) is a point
+    /// on the curve. X25519 takes every 32-byte string (low-order points are refused by the
+    /// agreement itself, which costs about as little as this check would).
+    pub fn check_public(self, peer: &[u8]) -> Result<(), Error> {
+        match self {
+            DhGroup::Modp2048 => parse_modp_public(peer).map(|_| ()),
+            DhGroup::Ecp256 => ecp256_on_curve(peer),
+            DhGroup::Curve25519 => {
+                if peer.len() == 32 {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidPublicValue)
+                }
+            }
+        }
+    }
+
     /// Length of a public value on the wire.
     pub fn public_len(self) -> usize {
         match self {
@@ -84,6 +103,46 @@ fn modp_pow(base: &U2048, exp: &[u8; MODP_EXP_LEN]) -> Secret {
     r.zeroize();
     bytes.zeroize();
     out
+}
+
+// The field prime of NIST P-256 (FIPS 186-4 D.1.2.3), for the on-curve check of peer points.
+crypto_bigint::const_monty_params!(
+    P256Field,
+    U256,
+    "FFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF",
+    "The NIST P-256 field prime"
+);
+
+type P256Element = ConstMontyForm<P256Field, { U256::LIMBS }>;
+
+/// The curve coefficient b of P-256 (a = -3).
+const P256_B: U256 =
+    U256::from_be_hex("5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B");
+
+/// Whether `peer` (x | y, 64 bytes) is a point on P-256: x, y < p and y² = x³ - 3x + b. The
+/// point at infinity has no such encoding. A handful of field operations on public data.
+fn ecp256_on_curve(peer: &[u8]) -> Result<(), Error> {
+    use crypto_bigint::modular::ConstMontyParams;
+    if peer.len() != 64 {
+        return Err(Error::InvalidPublicValue);
+    }
+    let p = *P256Field::PARAMS.modulus().as_ref();
+    let (x, y) = (
+        U256::from_be_slice(&peer[..32]),
+        U256::from_be_slice(&peer[32..]),
+    );
+    if x >= p || y >= p {
+        return Err(Error::InvalidPublicValue);
+    }
+    let (x, y) = (P256Element::new(&x), P256Element::new(&y));
+    let three = P256Element::new(&U256::from_u8(3));
+    let b = P256Element::new(&P256_B);
+    let rhs = x.square() * x - three * x + b;
+    if y.square().retrieve() == rhs.retrieve() {
+        Ok(())
+    } else {
+        Err(Error::InvalidPublicValue)
+    }
 }
 
 /// The modulus p as a plain integer (for range checks of public values).
@@ -435,6 +494,30 @@ mod tests {
         let sb = b.agree(&pa).unwrap();
         assert_eq!(sa, sb);
         assert_eq!(sa.len(), 32);
+    }
+
+    #[test]
+    fn check_public_is_the_cheap_part_of_agree() {
+        let mut rng = TestRng::new(5);
+        for g in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Curve25519] {
+            let (_, public) = DhPrivate::generate(g, &mut rng).unwrap();
+            assert!(g.check_public(&public).is_ok(), "{g:?}");
+            assert!(g.check_public(&public[1..]).is_err(), "{g:?} short");
+        }
+        // MODP: 0, 1, p-1, p are out of range.
+        for v in [p_plus(-1), p_plus(0), vec![0; 256], {
+            let mut one = vec![0; 256];
+            one[255] = 1;
+            one
+        }] {
+            assert!(DhGroup::Modp2048.check_public(&v).is_err());
+        }
+        // ECP-256: a point moved off the curve, and coordinates >= p.
+        let (_, mut public) = DhPrivate::generate(DhGroup::Ecp256, &mut rng).unwrap();
+        public[63] ^= 1;
+        assert!(DhGroup::Ecp256.check_public(&public).is_err());
+        assert!(DhGroup::Ecp256.check_public(&[0xff; 64]).is_err());
+        assert!(DhGroup::Ecp256.check_public(&[0; 64]).is_err());
     }
 
     #[test]

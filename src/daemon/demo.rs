@@ -73,6 +73,8 @@ fn engine_config(
         cookie_threshold: 50,
         max_half_open: 5000,
         home_agent,
+        max_half_open_per_source: crate::ike::DEFAULT_HALF_OPEN_PER_SOURCE,
+        init_rate_per_source: crate::ike::DEFAULT_INIT_RATE_PER_SOURCE,
         replay_window: 32,
         mobility: Default::default(),
     })

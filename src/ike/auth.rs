@@ -387,7 +387,7 @@ impl Endpoint {
                 let hs = sa.hs.as_ref().expect("checked above");
                 (hs.ni.clone(), hs.nr.clone())
             };
-            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp, None) {
+            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp, None, false) {
                 Ok(acc) => {
                     out.extend(acc.response_payloads());
                     self.install_child(sa, &acc, &ni, &nr, None, false);

@@ -8,13 +8,15 @@ use tracing::{debug, info, warn};
 use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
-use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp};
+use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp_pfs};
 use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
 use crate::mobility::SaClass;
-use crate::mobility::selector::{all_within, narrow, single_address, to_kernel_all};
+use crate::mobility::selector::{
+    all_within, narrow, narrow_to_kernel, single_address, to_kernel_all,
+};
 use crate::wire::consts::*;
 use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelector};
 
@@ -83,6 +85,14 @@ fn child_outer(
         ),
         Mode::Tunnel => (sa.local.ip(), sa.remote.ip()),
     }
+}
+
+/// Whether a CHILD_SA with these selectors has exact kernel selectors both ways (and at least
+/// one: an empty list would leave the SA without policies).
+fn kernel_selectors_ok(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bool {
+    [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty()))
 }
 
 /// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
@@ -155,6 +165,19 @@ impl Endpoint {
         self.finish(sa, Fate::Keep);
     }
 
+    /// Whether the peer's SPI `spi` for a new outbound SA towards `dst` is already used by an
+    /// outbound SA of ours: any CHILD_SA of this IKE SA (`sa`, out of `self.sas` while worked
+    /// on), or one of another IKE SA towards the same destination (the kernel's SA identity).
+    /// The kernel would refuse the duplicate while we report the CHILD_SA up.
+    fn peer_spi_taken(&self, sa: &IkeSa, spi: u32, dst: IpAddr) -> bool {
+        sa.children.iter().any(|c| c.spi_out == spi)
+            || self.sas.values().any(|s| {
+                s.children
+                    .iter()
+                    .any(|c| c.spi_out == spi && c.outer_remote == dst)
+            })
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);
@@ -186,6 +209,7 @@ impl Endpoint {
 
     /// Responder: picks an ESP proposal and narrows the selectors to what this peer may have.
     /// `rekey_of` names the CHILD_SA (by index) being replaced; its selectors bound the new ones.
+    /// `create_child`: a CREATE_CHILD_SA, where our proposals with a DH group demand a KE.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn accept_child(
         &mut self,
@@ -197,6 +221,7 @@ impl Endpoint {
         ke_group: Option<DhGroup>,
         cp: Option<&ConfigPayload>,
         rekey_of: Option<usize>,
+        create_child: bool,
     ) -> Result<ChildAccept, u16> {
         let mode = if transport {
             Mode::Transport
@@ -222,6 +247,15 @@ impl Endpoint {
             }
             self.authorize_child(sa, tsi, tsr, mode, cp)?
         };
+        // Only what the kernel can express exactly is agreed to (RFC 7296 2.9 lets us narrow
+        // to any subset): a range such as ::1-::2 has no selector, and installing a wider one
+        // would give the peer traffic it never negotiated.
+        let (ts_i, ts_r) = (narrow_to_kernel(&ts_i), narrow_to_kernel(&ts_r));
+        if !kernel_selectors_ok(&ts_i, &ts_r) {
+            info!(ike = %sa.id(), "CHILD_SA refused: selectors the kernel cannot express: TS_UNACCEPTABLE");
+            self.stats.ts_refused += 1;
+            return Err(N_TS_UNACCEPTABLE);
+        }
         // ts_i is the peer's side (it initiated this exchange).
         let spi_req = self.spi_request(sa, class, mode, &ts_r, &ts_i);
         let Some(spi_in) = self.alloc_child_spi(sa, &spi_req) else {
@@ -232,13 +266,23 @@ impl Endpoint {
                 N_NO_ADDITIONAL_SAS
             });
         };
-        let Some((answer, suite, spi_out)) =
-            select_esp(&self.cfg.esp_proposals, props, spi_in, ke_group)
-        else {
+        let Some((answer, suite, spi_out)) = select_esp_pfs(
+            &self.cfg.esp_proposals,
+            props,
+            spi_in,
+            ke_group,
+            create_child,
+        ) else {
             self.release_child_spi(spi_in);
             info!(ike = %sa.id(), "no acceptable ESP proposal");
             return Err(N_NO_PROPOSAL_CHOSEN);
         };
+        let (_, peer_outer) = child_outer(sa, mode, &ts_r, &ts_i);
+        if self.peer_spi_taken(sa, spi_out, peer_outer) {
+            self.release_child_spi(spi_in);
+            info!(ike = %sa.id(), spi = format_args!("{spi_out:08x}"), "peer's ESP SPI is already in use: NO_PROPOSAL_CHOSEN");
+            return Err(N_NO_PROPOSAL_CHOSEN);
+        }
         Ok(ChildAccept {
             answer,
             suite,
@@ -285,7 +329,11 @@ impl Endpoint {
         // Candidates are address ranges: single home addresses and delegated prefixes.
         let single = |a: Ipv6Addr| (a, a);
         let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
-            Some(a) => vec![single(a)],
+            // Only while the user entry still grants it (a reload may have taken it away).
+            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_ref(), a) => {
+                vec![single(a)]
+            }
+            Some(_) => Vec::new(),
             None => {
                 let mut v: Vec<_> = user.home_addresses.iter().copied().map(single).collect();
                 // Leases this identity holds (renewal after a restart or a re-establishment).
@@ -498,20 +546,16 @@ impl Endpoint {
             replay_window: self.cfg.replay_window,
             lifetime,
         };
-        let fallback = |src, dst| crate::kernel::Selector::new(src, 0, dst, 0, 0);
-        let unspec = if outer_local.is_ipv4() {
-            std::net::IpAddr::from([0u8; 4])
-        } else {
-            std::net::IpAddr::from([0u16; 8])
+        // Negotiation only agrees to selectors the kernel can express (`kernel_selectors_ok`),
+        // so these convert. Should one not, the SA goes in without selectors (and so without
+        // policies): never with an any-to-any selector in place of what was negotiated.
+        let exact = |v: Result<Vec<crate::kernel::Selector>, String>| {
+            v.unwrap_or_else(|e| {
+                warn!(ike = %sa.id(), "CHILD_SA selectors: {e}; installing no policy for it");
+                Vec::new()
+            })
         };
-        let or_fallback = |v: Vec<crate::kernel::Selector>| {
-            if v.is_empty() {
-                vec![fallback(unspec, unspec)]
-            } else {
-                v
-            }
-        };
-        let (sel_in, sel_out) = (or_fallback(sel_in), or_fallback(sel_out));
+        let (sel_in, sel_out) = (exact(sel_in), exact(sel_out));
         self.kernel_ops.push_back(KernelOp::AddSa(spec(
             Direction::In,
             outer_remote,
@@ -545,6 +589,7 @@ impl Endpoint {
             rekey_at: Some(self.now.at + t.child_rekey),
             installed: self.now.at,
             rekeying: false,
+            superseded: false,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
         // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this
@@ -628,12 +673,31 @@ impl Endpoint {
                 true,
             );
         };
+        let (_, peer_outer) = child_outer(sa, req.mode, tsi, tsr);
+        if self.peer_spi_taken(sa, spi_out, peer_outer) {
+            return fail(
+                self,
+                sa,
+                Some(N_NO_PROPOSAL_CHOSEN),
+                "responder chose an ESP SPI it already uses for another CHILD_SA",
+                true,
+            );
+        }
         if !all_within(tsi, &req.ts_i) || !all_within(tsr, &req.ts_r) {
             return fail(
                 self,
                 sa,
                 Some(N_TS_UNACCEPTABLE),
                 "responder returned selectors wider than we asked for",
+                true,
+            );
+        }
+        if !kernel_selectors_ok(tsi, tsr) {
+            return fail(
+                self,
+                sa,
+                Some(N_TS_UNACCEPTABLE),
+                "responder returned selectors the kernel cannot express",
                 true,
             );
         }
@@ -669,6 +733,9 @@ impl Endpoint {
         };
         self.install_child(sa, &acc, ni, nr, shared, true);
         if let Some(old) = req.rekey_of {
+            if let Some(i) = sa.child_by_in(old) {
+                sa.children[i].superseded = true;
+            }
             sa.queue.push_back(Intent::DeleteChild(old));
         }
     }
@@ -863,6 +930,19 @@ impl Endpoint {
             },
             None => None,
         };
+        if let Some(i) = rekey_idx {
+            // A rekeyed CHILD_SA is to be deleted, not rekeyed again (RFC 7296 2.8). A peer
+            // that never deletes superseded SAs would otherwise add two kernel SAs per rekey
+            // without bound, past MAX_CHILDREN_PER_IKE_SA. An honest peer has at most one
+            // superseded SA per live one (and only briefly), so that is the bound as well.
+            let superseded = sa.children.iter().filter(|c| c.superseded).count();
+            let live = sa.children.len() - superseded;
+            if sa.children[i].superseded || superseded >= live {
+                warn!(ike = %sa.id(), spi = format_args!("{:08x}", sa.children[i].spi_in), superseded, live,
+                      "rekey of a CHILD_SA already rekeyed, or too many not deleted: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+        }
         // PFS: the KE group must be one the chosen proposal lists and we accept.
         let ke_group = match &ke {
             Some((g, _)) => match DhGroup::from_id(*g) {
@@ -886,8 +966,9 @@ impl Endpoint {
             None => None,
         };
         let transport = f.notify(N_USE_TRANSPORT_MODE).is_some();
-        let acc = match self.accept_child(sa, props, tsi, tsr, transport, ke_group, None, rekey_idx)
-        {
+        let acc = match self.accept_child(
+            sa, props, tsi, tsr, transport, ke_group, None, rekey_idx, true,
+        ) {
             Ok(a) => a,
             Err(N_NO_PROPOSAL_CHOSEN) if ke_group.is_some() => {
                 // Maybe only the KE group is wrong: offer ours if the proposal would fit it.
@@ -913,6 +994,11 @@ impl Endpoint {
         let mut shared = None;
         let mut out_ke = None;
         if let (Some(g), Some((_, data))) = (acc.suite.dh, ke) {
+            if g.check_public(data).is_err() {
+                // Checked before our own key pair costs an exponentiation.
+                self.release_child_spi(acc.spi_in);
+                return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
+            }
             let Ok((d, public)) = DhPrivate::generate(g, self.rng.as_mut()) else {
                 self.release_child_spi(acc.spi_in);
                 return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
@@ -946,6 +1032,7 @@ impl Endpoint {
         if let Some(i) = rekey_idx {
             // The initiator deletes the old CHILD_SA once the new one is up.
             sa.children[i].rekeying = true;
+            sa.children[i].superseded = true;
         }
         self.install_child(
             sa,

@@ -101,6 +101,12 @@ pub struct Config {
     pub cookie_threshold: usize,
     /// Refuse new IKE_SA_INIT beyond this many half-open SAs.
     pub max_half_open: usize,
+    /// Half-open SAs one source address may hold; its further IKE_SA_INIT are dropped until
+    /// they complete or time out (strongSwan's `block_threshold`).
+    pub max_half_open_per_source: usize,
+    /// IKE_SA_INIT requests per second one source address may send (a token bucket holding as
+    /// many); the excess is dropped unanswered.
+    pub init_rate_per_source: u32,
     /// Present when we serve mobile nodes.
     pub home_agent: Option<HomeAgentConfig>,
     /// ESP anti-replay window installed with each SA.
@@ -108,6 +114,10 @@ pub struct Config {
     /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
     pub mobility: MobilityConfig,
 }
+
+/// Defaults of [`Config::max_half_open_per_source`] and [`Config::init_rate_per_source`].
+pub const DEFAULT_HALF_OPEN_PER_SOURCE: usize = 5;
+pub const DEFAULT_INIT_RATE_PER_SOURCE: u32 = 10;
 
 /// Mobile IPv6 settings that are not about one user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,7 +106,16 @@ pub struct Endpoint {
     reply_to: Option<(SocketAddr, SocketAddr)>,
     /// Mobile node: its home agents and mip6d's latest KMADDRESS (see `home`).
     pub(super) mn: super::home::MobileNodeMemory,
+    /// IKE_SA_INIT requests refused for a bad KE value since the window's start: they leave
+    /// no half-open SA, yet count towards the cookie threshold (see `note_bad_init`).
+    bad_inits: (Option<Instant>, usize),
+    /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
+    pub(super) sources: super::limits::SourceLimits,
 }
+
+/// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
+/// half-open SA would have lived).
+const BAD_INIT_WINDOW: Duration = Duration::from_secs(30);
 
 impl Endpoint {
     pub fn new(cfg: Arc<Config>, mut rng: Box<dyn Rng>, now: Now) -> Endpoint {
@@ -136,6 +145,8 @@ impl Endpoint {
             leases: crate::mobility::LeaseTable::new(),
             reply_to: None,
             mn: Default::default(),
+            bad_inits: (None, 0),
+            sources: Default::default(),
         }
     }
 
@@ -155,26 +166,11 @@ impl Endpoint {
 
     /// Replaces the configuration (reload). Established SAs keep their negotiated state; on a
     /// home agent, SAs of users still present take their new user entry (for later CHILD_SAs)
-    /// and SAs of removed users are deleted. Other users' SAs are not touched.
+    /// and are re-authorized against it: what it no longer grants (the user, the home address,
+    /// a class, an address range) is deleted, with a Delete to the peer (see `reload`).
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         self.cfg = cfg;
-        let Some(ha) = &self.cfg.home_agent else {
-            return;
-        };
-        let users = ha.users.clone();
-        let mut gone = Vec::new();
-        for (id, sa) in self.sas.iter_mut() {
-            let Some(peer) = &sa.peer else { continue };
-            match users.lookup(peer) {
-                Some(u) => sa.user = Some(u),
-                None if sa.state == State::Established => gone.push(*id),
-                None => {}
-            }
-        }
-        for id in gone {
-            info!(ike = %IkeId(id), "user removed by reload: deleting its IKE SA");
-            let _ = self.enqueue(IkeId(id), Intent::DeleteIke);
-        }
+        self.reauthorize_after_reload();
     }
 
     // ---- inputs ----
@@ -581,10 +577,7 @@ impl Endpoint {
                 });
             }
             p.tries += 1;
-            let t = &self.cfg.timers;
-            let factor = t.retransmit_backoff.powi(p.tries as i32);
-            let wait = t.retransmit_timeout.mul_f64(factor).min(t.retransmit_max);
-            p.next_at = now + wait;
+            p.next_at = now + retransmit_wait(&self.cfg.timers, p.tries);
             self.stats.retransmissions += 1;
             debug!(ike = %id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
             self.transmits.push_back(Transmit {
@@ -769,7 +762,25 @@ impl Endpoint {
             self.drop_msg(remote, "response with unexpected message ID");
             return Fate::Keep;
         }
+        // A response answers the exchange we started, nothing else: an IKE_SA_INIT "response"
+        // to an established SA's message 0 is a forgery (it is unprotected, so anyone who saw
+        // the SPIs can send one) and must not reach the handshake code.
+        let expected = match p.exchange {
+            Exchange::Init => IKE_SA_INIT,
+            Exchange::Auth => IKE_AUTH,
+            Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => CREATE_CHILD_SA,
+            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => INFORMATIONAL,
+        };
+        if header.exchange != expected {
+            self.drop_msg(remote, "response of another exchange type than our request");
+            return Fate::Keep;
+        }
         if header.exchange == IKE_SA_INIT {
+            // Only an SA still in IKE_SA_INIT takes unprotected responses.
+            if sa.state != State::InitSent {
+                self.drop_msg(remote, "IKE_SA_INIT response outside IKE_SA_INIT");
+                return Fate::Keep;
+            }
             return self.init_response(sa, header, data);
         }
         let Some(payloads) = self.open(sa, header, data) else {
@@ -993,11 +1004,32 @@ impl Endpoint {
         let key = (sa.remote, sa.spi_i);
         if !sa.initiator && self.half_open.get(&key) == Some(&sa.spi_r) {
             self.half_open.remove(&key);
+            self.sources.half_open_removed(key.0.ip());
         }
     }
 
     pub(super) fn half_open_count(&self) -> usize {
         self.half_open.len()
+    }
+
+    /// An IKE_SA_INIT was refused for a bad KE value (spoofed floods of those must start the
+    /// cookie defence like floods of good ones do).
+    pub(super) fn note_bad_init(&mut self) {
+        let now = self.now.at;
+        match &mut self.bad_inits {
+            (Some(start), n) if now.saturating_duration_since(*start) < BAD_INIT_WINDOW => {
+                *n = n.saturating_add(1);
+            }
+            w => *w = (Some(now), 1),
+        }
+    }
+
+    /// IKE_SA_INIT requests refused for a bad KE value in the current window.
+    pub(super) fn recent_bad_inits(&self) -> usize {
+        match self.bad_inits {
+            (Some(start), n) if self.now.at.saturating_duration_since(start) < BAD_INIT_WINDOW => n,
+            _ => 0,
+        }
     }
 
     pub(super) fn push_event(&mut self, e: Event) {
@@ -1006,6 +1038,19 @@ impl Endpoint {
 
     pub(super) fn is_home_agent(&self) -> bool {
         self.cfg.home_agent.is_some()
+    }
+}
+
+/// The wait before retransmission number `tries`: `timeout` × `backoff`^tries, capped at
+/// `retransmit_max`. Computed in f64 and capped before it becomes a Duration: a legal
+/// configuration (backoff 10, 20 tries) exceeds what a Duration holds, which would panic.
+pub(super) fn retransmit_wait(t: &super::config::Timers, tries: u32) -> Duration {
+    let exp = i32::try_from(tries).unwrap_or(i32::MAX);
+    let secs = t.retransmit_timeout.as_secs_f64() * t.retransmit_backoff.powi(exp);
+    if secs.is_finite() && secs >= 0.0 && secs < t.retransmit_max.as_secs_f64() {
+        Duration::try_from_secs_f64(secs).unwrap_or(t.retransmit_max)
+    } else {
+        t.retransmit_max
     }
 }
 

@@ -14,6 +14,12 @@ use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, skeyseed};
 use crate::wire::consts::*;
 use crate::wire::{Header, Message, Notify, Payload};
 
+/// How often one IKE_SA_INIT attempt follows a COOKIE request, and an INVALID_KE_PAYLOAD
+/// answer. A genuine responder needs one of each at most (two COOKIEs across a secret
+/// rotation); more come from a forger trying to keep the attempt from ever ending.
+const MAX_COOKIE_RETRIES: u8 = 3;
+const MAX_KE_RETRIES: u8 = 2;
+
 /// NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | port).
 pub(super) fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
     let mut d = Vec::with_capacity(8 + 8 + 16 + 2);
@@ -150,6 +156,8 @@ impl Endpoint {
                 init_request: Vec::new(),
                 init_response: Vec::new(),
                 cookie: None,
+                cookie_retries: 0,
+                ke_retries: 0,
                 first_child: None,
                 peer_certreq: false,
                 peer_sig_hash: false,
@@ -210,10 +218,15 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "bad COOKIE");
                 return Fate::Keep;
             }
-            debug!(ike = %sa.id(), "responder asked for a COOKIE; retrying");
-            if let Some(hs) = sa.hs.as_mut() {
-                hs.cookie = Some(c.data.clone());
+            let Some(hs) = sa.hs.as_mut() else {
+                return Fate::Close("no handshake".into());
+            };
+            if hs.cookie_retries >= MAX_COOKIE_RETRIES {
+                return self.init_refused(sa, Some(N_COOKIE), "too many COOKIE requests");
             }
+            hs.cookie_retries += 1;
+            hs.cookie = Some(c.data.clone());
+            debug!(ike = %sa.id(), "responder asked for a COOKIE; retrying");
             sa.pending = None;
             return self.send_init(sa);
         }
@@ -240,6 +253,14 @@ impl Endpoint {
                     "INVALID_KE_PAYLOAD for the group we sent",
                 );
             }
+            if hs.ke_retries >= MAX_KE_RETRIES {
+                return self.init_refused(
+                    sa,
+                    Some(N_INVALID_KE_PAYLOAD),
+                    "too many INVALID_KE_PAYLOAD answers",
+                );
+            }
+            hs.ke_retries += 1;
             info!(ike = %id, group = g.id(), "responder asked for another DH group; retrying");
             hs.dh_group = g;
             sa.pending = None;
@@ -278,6 +299,14 @@ impl Endpoint {
                 sa,
                 Some(N_INVALID_KE_PAYLOAD),
                 "KE group differs from the chosen one",
+            );
+        }
+        if hs.dh_group.check_public(ke).is_err() {
+            // Unauthenticated and checked before our key is spent: keep waiting.
+            return self.init_refused(
+                sa,
+                Some(N_INVALID_SYNTAX),
+                "invalid KE value from responder",
             );
         }
         let Some(dh) = hs.dh.take() else {
@@ -377,12 +406,23 @@ impl Endpoint {
         if header.message_id != 0 || !header.is_initiator() {
             return self.drop_msg(remote, "IKE_SA_INIT request with bad message ID or flags");
         }
+        if header.spi_i == 0 {
+            // RFC 7296 3.1: the initiator's SPI is never zero.
+            return self.drop_msg(remote, "IKE_SA_INIT request with initiator SPI 0");
+        }
         if !self.is_home_agent() && self.mn.home_agent(remote.ip()).is_none() {
             // A mobile node answers only its own home agent (which may reauthenticate, RFC
             // 7296 2.8.3); anyone else is refused before any state exists.
             info!(%remote, "IKE_SA_INIT from a peer that is not our home agent: NO_PROPOSAL_CHOSEN");
             self.stats.dropped += 1;
             return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
+        }
+        if !self
+            .sources
+            .allow_init(remote.ip(), self.now.at, self.cfg.init_rate_per_source)
+        {
+            // Unanswered: an answer would be work (and traffic) on the flooder's terms.
+            return self.drop_msg(remote, "IKE_SA_INIT rate of this source exceeded");
         }
         if let Some(&ours) = self.half_open.get(&(remote, header.spi_i)) {
             // Retransmission: answer from the cache, but only if it is the same request.
@@ -424,7 +464,7 @@ impl Endpoint {
             return refuse(self, N_INVALID_SYNTAX, Vec::new());
         };
         // Stateless cookie defence once too many SAs are half-open (RFC 7296 2.6).
-        if self.half_open_count() >= self.cfg.cookie_threshold {
+        if self.half_open_count() + self.recent_bad_inits() >= self.cfg.cookie_threshold {
             let ok = f
                 .notify(N_COOKIE)
                 .is_some_and(|c| self.cookie_valid(&c.data, ni, remote, header.spi_i));
@@ -442,6 +482,11 @@ impl Endpoint {
                 return refuse(self, N_COOKIE, c);
             }
         }
+        if self.sources.half_open_of(remote.ip()) >= self.cfg.max_half_open_per_source {
+            // After the cookie check: once cookies are required, only a source that receives
+            // at its address can use up its own share.
+            return self.drop_msg(remote, "too many half-open IKE SAs from this address");
+        }
         if self.half_open_count() >= self.cfg.max_half_open {
             return self.drop_msg(remote, "too many half-open IKE SAs");
         }
@@ -458,6 +503,15 @@ impl Endpoint {
                 suite.dh.id().to_be_bytes().to_vec(),
             );
         }
+        // The cheap checks of the peer's value come before any DH computation: a spoofed
+        // IKE_SA_INIT with a bad KE must not cost us a MODP exponentiation (two, with our own
+        // key pair) for free. It leaves no half-open SA, so it counts towards the cookie
+        // threshold by itself.
+        if suite.dh.check_public(ke).is_err() {
+            self.note_bad_init();
+            debug!(%remote, "invalid KE value");
+            return refuse(self, N_INVALID_SYNTAX, Vec::new());
+        }
         let (dh, public) = match DhPrivate::generate(suite.dh, self.rng.as_mut()) {
             Ok(x) => x,
             Err(_) => return self.drop_msg(remote, "DH key generation failed"),
@@ -465,6 +519,7 @@ impl Endpoint {
         let shared = match dh.agree(ke) {
             Ok(s) => s,
             Err(_) => {
+                self.note_bad_init();
                 debug!(%remote, "invalid KE value");
                 return refuse(self, N_INVALID_SYNTAX, Vec::new());
             }
@@ -500,6 +555,8 @@ impl Endpoint {
                 init_request: data.to_vec(),
                 init_response: resp.clone(),
                 cookie: None,
+                cookie_retries: 0,
+                ke_retries: 0,
                 first_child: None,
                 peer_certreq: f.certreq,
                 peer_sig_hash: f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some(),
@@ -521,6 +578,7 @@ impl Endpoint {
         debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
         self.send_response(&mut sa, 0, resp);
         self.half_open.insert((remote, header.spi_i), spi_r);
+        self.sources.half_open_added(remote.ip());
         self.finish(sa, Fate::Keep);
     }
 }

@@ -17,17 +17,21 @@ mod home;
 mod info;
 mod init;
 mod kernel_result;
+mod limits;
 mod migrate;
 pub mod proposal;
 mod protect;
 mod provider;
 mod reauth;
 mod rekey;
+mod reload;
 mod sa;
+mod tamper;
 
 pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{
-    Config, EspProposal, HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
+    Config, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_INIT_RATE_PER_SOURCE, EspProposal,
+    HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
 };
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{parse_esp_proposal, parse_ike_proposal};

@@ -313,10 +313,29 @@ pub fn select_esp(
     our_spi: u32,
     ke_group: Option<DhGroup>,
 ) -> Option<(Proposal, EspSuite, u32)> {
+    select_esp_pfs(ours, theirs, our_spi, ke_group, false)
+}
+
+/// `select_esp` for a CREATE_CHILD_SA (`create_child`): there, a request without KE matches
+/// only our proposals that name no DH group. Ours with a group demand PFS (RFC 7296 1.3.1),
+/// and taking a request without KE would quietly derive the keys from SK_d alone. In IKE_AUTH
+/// the first CHILD_SA's keys never have a DH of their own, so the groups do not count there.
+pub fn select_esp_pfs(
+    ours: &[EspProposal],
+    theirs: &[Proposal],
+    our_spi: u32,
+    ke_group: Option<DhGroup>,
+    create_child: bool,
+) -> Option<(Proposal, EspSuite, u32)> {
     for p in theirs.iter().filter(|p| p.protocol_id == PROTO_ESP) {
         let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else {
             continue;
         };
+        if u32::from_be_bytes(spi_bytes) < 256 {
+            // SPI 0 and 1-255 are reserved (RFC 4303 2.1): the kernel refuses such an SA, so
+            // a proposal carrying one is not acceptable.
+            continue;
+        }
         for o in ours {
             let Some(encr) = pick_encr(p, &o.encr) else {
                 continue;
@@ -341,6 +360,7 @@ pub fn select_esp(
                     Some(g)
                 }
                 Some(_) => continue,
+                None if create_child && !o.dh.is_empty() => continue,
                 None => None,
             };
             let suite = EspSuite {

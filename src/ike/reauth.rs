@@ -110,7 +110,7 @@ impl Endpoint {
         out.extend(auth);
         if let (Some(props), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
             let transport = a.notify(N_USE_TRANSPORT_MODE).is_some();
-            match self.accept_child(sa, props, tsi, tsr, transport, None, None, None) {
+            match self.accept_child(sa, props, tsi, tsr, transport, None, None, None, false) {
                 Ok(acc) => {
                     out.extend(acc.response_payloads());
                     self.install_child(sa, &acc, &ni, &nr, None, false);

@@ -80,6 +80,10 @@ pub(crate) struct Handshake {
     pub init_request: Vec<u8>,
     pub init_response: Vec<u8>,
     pub cookie: Option<Vec<u8>>,
+    /// How often this attempt restarted for a COOKIE and for INVALID_KE_PAYLOAD: both answers
+    /// are unauthenticated, so a forger could otherwise keep the attempt alive forever.
+    pub cookie_retries: u8,
+    pub ke_retries: u8,
     /// The first CHILD_SA proposed in IKE_AUTH (initiator).
     pub first_child: Option<ChildRequest>,
     /// The peer sent CERTREQ.
@@ -121,6 +125,9 @@ pub(crate) struct Child {
     pub installed: Instant,
     /// A rekey of this CHILD_SA is under way or done (do not start another).
     pub rekeying: bool,
+    /// A rekey of this CHILD_SA completed: it only waits for its Delete (RFC 7296 2.8). A peer
+    /// that rekeys it again, or never deletes it, must not grow our SAs without bound.
+    pub superseded: bool,
 }
 
 /// Work waiting for the message-ID window (size 1).

@@ -135,22 +135,91 @@ pub fn convert_type_ports(p: TypePorts) -> TypePorts {
 }
 
 /// The kernel's (value, mask) for one side's ports, given the protocol. For MH and ICMPv6 the
-/// type goes to `sport` as mip6d writes it; the other side is then any.
-fn kernel_ports(proto: u8, start: u16, end: u16) -> (u16, u16) {
+/// type goes to `sport` as mip6d writes it; the other side is then any. None when the kernel
+/// cannot express the range exactly (a wider selector would let in traffic never negotiated).
+fn kernel_ports(proto: u8, start: u16, end: u16) -> Option<(u16, u16)> {
     if start == 0 && end == 0xffff {
-        return (0, 0);
+        return Some((0, 0));
     }
     if proto == IPPROTO_MH || proto == IPPROTO_ICMPV6 {
-        return match convert_type_ports(TypePorts::Ike { start, end }) {
-            TypePorts::Kernel { value, mask } => (value, mask),
-            TypePorts::Ike { .. } => (0, 0),
-        };
+        return ports_to_type(start, end).map(|t| (u16::from(t), 0xffff));
     }
-    if start == end {
-        (start, 0xffff)
+    // An aligned power-of-two block of ports is a value and a mask.
+    let size = u32::from(end) + 1 - u32::from(start);
+    (start <= end && size.is_power_of_two() && u32::from(start) % size == 0)
+        .then(|| (start, !((size - 1) as u16)))
+}
+
+/// The largest aligned power-of-two block [start, start + 2^k - 1] inside [start, end] of a
+/// `bits`-bit space: what a prefix (or value/mask) can express of a range, from its start.
+fn block_from(start: u128, end: u128, bits: u32) -> u128 {
+    debug_assert!(start <= end);
+    // Alignment of start (a start of 0 is aligned to the whole space).
+    let align = if start == 0 {
+        bits
     } else {
-        (0, 0)
+        start.trailing_zeros().min(bits)
+    };
+    let mut k = align;
+    while k > 0 {
+        let size_m1 = if k >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << k) - 1
+        };
+        if start.checked_add(size_m1).is_some_and(|last| last <= end) {
+            return start + size_m1;
+        }
+        k -= 1;
     }
+    start
+}
+
+/// The part of `ts` the kernel can express exactly, from its start (RFC 7296 2.9 lets a
+/// responder narrow to any subset): the address range cut to the largest prefix beginning at
+/// its first address, a port range to the largest aligned block, an MH / ICMPv6 range of
+/// whole types to at most `MAX_SPLIT_TYPES` types. None when nothing of it can be expressed
+/// (an MH / ICMPv6 range with partial codes).
+pub fn kernel_expressible(ts: &TrafficSelector) -> Option<TrafficSelector> {
+    let mut out = ts.clone();
+    let (s, e) = (addr_u128(ts.start_addr), addr_u128(ts.end_addr));
+    if s > e || ts.start_addr.is_ipv4() != ts.end_addr.is_ipv4() || ts.start_port > ts.end_port {
+        return None;
+    }
+    let bits = if ts.start_addr.is_ipv4() { 32 } else { 128 };
+    let last = block_from(s, e, bits);
+    out.end_addr = match ts.start_addr {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(last as u32)),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(last)),
+    };
+    let full = ts.start_port == 0 && ts.end_port == 0xffff;
+    if full {
+        return Some(out);
+    }
+    if ts.ip_protocol == IPPROTO_MH || ts.ip_protocol == IPPROTO_ICMPV6 {
+        let [tlo, clo] = ts.start_port.to_be_bytes();
+        let [thi, chi] = ts.end_port.to_be_bytes();
+        if clo != 0 || chi != 0xff {
+            return None;
+        }
+        let thi = thi.min(tlo.saturating_add((MAX_SPLIT_TYPES - 1) as u8));
+        out.end_port = u16::from_be_bytes([thi, 0xff]);
+        return Some(out);
+    }
+    let last = block_from(u128::from(ts.start_port), u128::from(ts.end_port), 16);
+    out.end_port = last as u16;
+    Some(out)
+}
+
+/// `kernel_expressible` for a list, without duplicates (empty when nothing is left).
+pub fn narrow_to_kernel(list: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut out: Vec<TrafficSelector> = Vec::new();
+    for t in list.iter().filter_map(kernel_expressible) {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 /// Converts an mip6d/kernel (value, mask) on an MH or ICMPv6 selector back to an IKEv2 port range.
@@ -186,8 +255,8 @@ pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selecto
     } else {
         dst.ip_protocol
     };
-    let mut sport = kernel_ports(proto, src.start_port, src.end_port);
-    let mut dport = kernel_ports(proto, dst.start_port, dst.end_port);
+    let mut sport = kernel_ports(proto, src.start_port, src.end_port)?;
+    let mut dport = kernel_ports(proto, dst.start_port, dst.end_port)?;
     if (proto == IPPROTO_MH || proto == IPPROTO_ICMPV6) && sport.1 == 0 {
         // The type is carried once, in sport, whichever side of the TS pair named it.
         sport = dport;
@@ -208,10 +277,15 @@ pub fn to_kernel(src: &TrafficSelector, dst: &TrafficSelector) -> Option<Selecto
 }
 
 /// Kernel selectors for traffic from `src` to `dst` (the TS lists of a CHILD_SA, RFC 7296 2.9:
-/// every pair), without duplicates. A pair is skipped when the kernel cannot express it or when
-/// its two sides name different protocols or disjoint MH / ICMPv6 types (no packet fits it):
-/// hoti-hot's [HoTI, HoT] x [HoTI, HoT] gives two selectors, type 1 and type 3.
-pub fn to_kernel_all(src: &[TrafficSelector], dst: &[TrafficSelector]) -> Vec<Selector> {
+/// every pair), without duplicates. A pair is skipped when its two sides name different
+/// protocols or disjoint MH / ICMPv6 types (no packet fits it): hoti-hot's [HoTI, HoT] x
+/// [HoTI, HoT] gives two selectors, type 1 and type 3. Err when a pair cannot be expressed
+/// exactly: nothing wider than what was negotiated is ever installed (see
+/// `narrow_to_kernel`, which negotiation applies first), and nothing is dropped silently either.
+pub fn to_kernel_all(
+    src: &[TrafficSelector],
+    dst: &[TrafficSelector],
+) -> Result<Vec<Selector>, String> {
     let mut out: Vec<Selector> = Vec::new();
     for s in src {
         for d in dst {
@@ -226,15 +300,19 @@ pub fn to_kernel_all(src: &[TrafficSelector], dst: &[TrafficSelector]) -> Vec<Se
                 continue;
             }
             for (s, d) in split_types(proto, s, d) {
-                if let Some(k) = to_kernel(&s, &d)
-                    && !out.contains(&k)
-                {
+                let k = to_kernel(&s, &d).ok_or_else(|| {
+                    format!(
+                        "no exact kernel selector for {}-{} -> {}-{}",
+                        s.start_addr, s.end_addr, d.start_addr, d.end_addr
+                    )
+                })?;
+                if !out.contains(&k) {
                     out.push(k);
                 }
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Most MH / ICMPv6 types one pair is split into; a wider range stays one "any type" selector.
@@ -402,7 +480,7 @@ mod tests {
         let hoa: Ipv6Addr = "2001:db8::10".parse().unwrap();
         let ha: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let (ts_i, ts_r) = SaClass::HotiHot.selectors(hoa, ha);
-        let out = to_kernel_all(&ts_i, &ts_r);
+        let out = to_kernel_all(&ts_i, &ts_r).unwrap();
         let types: Vec<_> = out.iter().map(|s| (s.proto, s.sport, s.dport)).collect();
         assert_eq!(
             types,
@@ -417,10 +495,10 @@ mod tests {
         );
         // One pair stays one selector; a protocol mismatch gives none.
         let (bi, br) = SaClass::BuBa.selectors(hoa, ha);
-        assert_eq!(to_kernel_all(&bi, &br).len(), 1);
+        assert_eq!(to_kernel_all(&bi, &br).unwrap().len(), 1);
         let mut udp = br[0].clone();
         udp.ip_protocol = 17;
-        assert!(to_kernel_all(&bi, &[udp]).is_empty());
+        assert!(to_kernel_all(&bi, &[udp]).unwrap().is_empty());
     }
 
     #[test]
@@ -430,6 +508,7 @@ mod tests {
         let ha: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let (ts_i, ts_r) = SaClass::MpsMpa.selectors(hoa, ha);
         let types: Vec<_> = to_kernel_all(&ts_i, &ts_r)
+            .unwrap()
             .iter()
             .map(|s| (s.proto, s.sport, s.dport))
             .collect();
@@ -445,8 +524,44 @@ mod tests {
         (any.start_port, any.end_port) = (0, 0xffff);
         let mut any_r = ts_r[0].clone();
         (any_r.start_port, any_r.end_port) = (0, 0xffff);
-        let out = to_kernel_all(&[any], &[any_r]);
+        let out = to_kernel_all(&[any], &[any_r]).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].sport, (0, 0));
+    }
+
+    #[test]
+    fn ranges_narrow_to_what_the_kernel_expresses_never_wider() {
+        let r = |a: &str, b: &str, proto: u8, ports: (u16, u16)| TrafficSelector {
+            ts_type: TS_IPV6_ADDR_RANGE,
+            ip_protocol: proto,
+            start_port: ports.0,
+            end_port: ports.1,
+            start_addr: a.parse().unwrap(),
+            end_addr: b.parse().unwrap(),
+        };
+        let any = (0, 0xffff);
+        let n = kernel_expressible(&r("2001:db8:ffff::1", "2001:db8:ffff::2", 0, any)).unwrap();
+        assert_eq!(n, r("2001:db8:ffff::1", "2001:db8:ffff::1", 0, any));
+        let n = kernel_expressible(&r("2001:db8::", "2001:db8::ff:ffff", 0, any)).unwrap();
+        assert_eq!(
+            n,
+            r("2001:db8::", "2001:db8::ff:ffff", 0, any),
+            "a prefix stays"
+        );
+        let all = r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 0, any);
+        assert_eq!(kernel_expressible(&all).unwrap(), all);
+        let n = kernel_expressible(&r("::4", "::f", 17, (1000, 1999))).unwrap();
+        assert_eq!(n, r("::4", "::7", 17, (1000, 1007)));
+        assert!(to_kernel_all(std::slice::from_ref(&n), std::slice::from_ref(&all)).is_ok());
+        // MH / ICMPv6: partial codes cannot be expressed; many types are capped.
+        assert!(kernel_expressible(&r("::1", "::1", IPPROTO_MH, (0x0100, 0x0180))).is_none());
+        let n = kernel_expressible(&r("::1", "::1", IPPROTO_ICMPV6, (0x0000, 0xfeff))).unwrap();
+        assert_eq!(
+            n.end_port,
+            u16::from_be_bytes([(MAX_SPLIT_TYPES - 1) as u8, 0xff])
+        );
+        // The conversion refuses what it cannot express instead of widening it.
+        let bad = r("::1", "::2", 0, any);
+        assert!(to_kernel_all(&[bad], &[all]).is_err());
     }
 }

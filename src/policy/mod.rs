@@ -505,7 +505,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     )?
     .unwrap_or(default_esp);
     let timers = timers(&doc, &file.timers)?;
-    let (cookie_threshold, max_half_open) = limits(&doc, &file.limits)?;
+    let Limits {
+        cookie_threshold,
+        max_half_open,
+        max_half_open_per_source,
+        init_rate_per_source,
+    } = limits(&doc, &file.limits)?;
 
     // Users and the role's own section before the key material, so that structural mistakes
     // show up before file-permission problems.
@@ -657,6 +662,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         reqids,
         cookie_threshold,
         max_half_open,
+        max_half_open_per_source,
+        init_rate_per_source,
         home_agent,
         replay_window,
         mobility,
@@ -1093,7 +1100,34 @@ fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
     Ok(out)
 }
 
-fn limits(doc: &Doc, l: &LimitsSection) -> Result<(usize, usize), ConfigError> {
+/// The `[limits]` section, checked.
+struct Limits {
+    cookie_threshold: usize,
+    max_half_open: usize,
+    max_half_open_per_source: usize,
+    init_rate_per_source: u32,
+}
+
+fn limits(doc: &Doc, l: &LimitsSection) -> Result<Limits, ConfigError> {
+    // Both per-source limits must let a mobile node through: zero would refuse everyone.
+    let positive = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+        Some(x) if *x.get_ref() == 0 => Err(doc.at(
+            x.span(),
+            format!("{key} = 0 would refuse every peer; write e.g. {key} = {default}"),
+        )),
+        Some(x) => Ok(*x.get_ref()),
+        None => Ok(default),
+    };
+    let per_source = positive(
+        &l.half_open_per_source,
+        "half_open_per_source",
+        crate::ike::DEFAULT_HALF_OPEN_PER_SOURCE as u32,
+    )? as usize;
+    let rate = positive(
+        &l.init_rate_per_source,
+        "init_rate_per_source",
+        crate::ike::DEFAULT_INIT_RATE_PER_SOURCE,
+    )?;
     let cookie = l.cookie_threshold.as_ref().map_or(50, |v| *v.get_ref()) as usize;
     let max = l.max_half_open.as_ref().map_or(5000, |v| *v.get_ref()) as usize;
     if let Some(m) = &l.max_half_open
@@ -1118,7 +1152,12 @@ fn limits(doc: &Doc, l: &LimitsSection) -> Result<(usize, usize), ConfigError> {
             None => doc.whole(msg),
         });
     }
-    Ok((cookie, max))
+    Ok(Limits {
+        cookie_threshold: cookie,
+        max_half_open: max,
+        max_half_open_per_source: per_source,
+        init_rate_per_source: rate,
+    })
 }
 
 fn reqids(doc: &Doc, r: &ReqidsSection) -> Result<HashMap<SaClass, ClassReqids>, ConfigError> {

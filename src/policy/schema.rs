@@ -126,6 +126,8 @@ pub struct TimersSection {
 pub struct LimitsSection {
     pub cookie_threshold: Option<S<u32>>,
     pub max_half_open: Option<S<u32>>,
+    pub half_open_per_source: Option<S<u32>>,
+    pub init_rate_per_source: Option<S<u32>>,
 }
 
 /// `class = [to_ha, to_mn]`, the reqids of mip6d's `IPsecPolicy ... UseESP <to_ha> <to_mn>`.

@@ -121,6 +121,8 @@ pub fn base_config(
         cookie_threshold: 1000,
         max_half_open: 10_000,
         home_agent: None,
+        max_half_open_per_source: mip6_ike::ike::DEFAULT_HALF_OPEN_PER_SOURCE,
+        init_rate_per_source: mip6_ike::ike::DEFAULT_INIT_RATE_PER_SOURCE,
         replay_window: 32,
         mobility: Default::default(),
     }
