@@ -680,6 +680,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_listing_request_is_the_version_1_one() {
+        // Clients written before streaming and filters send no fields: one line, everything.
+        let (_, r) = parse_request(br#"{"id":1,"request":"list-sas"}"#).unwrap();
+        assert_eq!(r, Request::ListSas(ListQuery::default()));
+        let (_, r) = parse_request(
+            br#"{"id":2,"request":"list-users","stream":true,"user":"mn1","hoa":"2001:db8:1::100"}"#,
+        )
+        .unwrap();
+        let Request::ListUsers(q) = r else {
+            panic!("{r:?}")
+        };
+        assert!(q.stream);
+        assert_eq!(q.user.as_deref(), Some("mn1"));
+        assert_eq!(q.hoa.as_deref(), Some("2001:db8:1::100"));
+        // And the request line of a bare query stays bare.
+        let line = request_line(3, &Request::ListSas(ListQuery::default()));
+        assert_eq!(line, "{\"id\":3,\"request\":\"list-sas\"}\n");
+    }
+
+    #[test]
     fn bad_lines_get_the_right_code() {
         let code = |l: &[u8]| parse_request(l).unwrap_err().error.code;
         assert_eq!(code(b"{not json"), ErrorCode::Malformed);

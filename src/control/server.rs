@@ -1222,3 +1222,46 @@ async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Box<dyn Iterator<Item = String> + Send> {
+        serialized((0..n).map(|i| serde_json::json!({ "n": i, "pad": "x".repeat(100) })))
+    }
+
+    #[test]
+    fn a_streamed_listing_is_bounded_lines_that_add_up() {
+        let lines: Vec<String> =
+            Listing::new(&Value::from(7), "ike_sas", true, items(1000)).collect();
+        assert!(lines.len() > 1);
+        let mut all = Vec::new();
+        for (k, l) in lines.iter().enumerate() {
+            assert!(
+                l.ends_with('\n') && l.len() < proto::STREAM_CHUNK + 200,
+                "{}",
+                l.len()
+            );
+            let r: Reply = serde_json::from_str(l).unwrap();
+            assert_eq!(r.id, Value::from(7));
+            assert_eq!(r.more, k + 1 < lines.len());
+            all.extend(r.result.unwrap()["ike_sas"].as_array().unwrap().clone());
+        }
+        let ns: Vec<u64> = all.iter().map(|v| v["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, (0..1000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn an_unstreamed_listing_is_one_line_in_pieces() {
+        let text: String = Listing::new(&Value::from("a"), "users", false, items(1000)).collect();
+        assert_eq!(text.matches('\n').count(), 1);
+        let r: Reply = serde_json::from_str(&text).unwrap();
+        assert!(!r.more);
+        assert_eq!(r.result.unwrap()["users"].as_array().unwrap().len(), 1000);
+        for (n, stream) in [(0, false), (0, true)] {
+            let text: String = Listing::new(&Value::from(1), "users", stream, items(n)).collect();
+            assert_eq!(text, "{\"id\":1,\"ok\":true,\"result\":{\"users\":[]}}\n");
+        }
+    }
+}

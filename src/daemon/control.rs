@@ -354,14 +354,6 @@ impl SasSnapshot {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.sas.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sas.is_empty()
-    }
-
     /// One selected IKE SA as the protocol shows it.
     pub fn item(&self, (n, user): &(usize, Option<String>)) -> proto::IkeSa {
         let i = &self.sas[*n];
