@@ -276,6 +276,21 @@ fn thousands_of_users_list_completely_in_bounded_lines_and_filter_on_the_daemon(
     names.dedup();
     assert_eq!(names.len(), n, "every user once");
 
+    // Read incrementally: one line's result at a time.
+    let (mut chunks, mut seen) = (0, 0);
+    let streamed = Request::ListUsers(ListQuery {
+        stream: true,
+        ..ListQuery::default()
+    });
+    c.request_each(&streamed, |v| {
+        chunks += 1;
+        seen += v["users"].as_array().map_or(0, Vec::len);
+        Ok(())
+    })
+    .unwrap();
+    assert!(chunks > 1);
+    assert_eq!(seen, n);
+
     // On the wire: several bounded lines, all but the last marked `more`.
     let mut r = raw(&ha.sock, r#"{"id":1,"request":"list-users","stream":true}"#);
     let (items, lines, longest) = read_stream(&mut r, 1, "users");
