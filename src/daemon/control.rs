@@ -1,7 +1,9 @@
 //! What the control socket asks of the daemon, run on the daemon's own task through
 //! [`Control::Call`]: listings with kernel counters, users, stats, reload, initiate, terminate and
 //! rekey. Everything here is synchronous and quick; waiting (for SAs to come up, for an address
-//! provider) happens in `control::server`, never on the daemon's task.
+//! provider) happens in `control::server`, never on the daemon's task. Listings only take a
+//! snapshot there ([`SasSnapshot`], [`UsersSnapshot`]); their join with the users, filters and
+//! serialization run off it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
