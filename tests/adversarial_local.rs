@@ -557,7 +557,7 @@ fn a_failing_reload_keeps_the_daemon_and_its_sas() {
         .unwrap();
     assert_eq!(up.children.len(), 2);
     let mut c = ha.client();
-    let before: ListSasResult = c.call(&Request::ListSas).unwrap();
+    let before: ListSasResult = c.call(&Request::ListSas(Default::default())).unwrap();
     assert_eq!(before.ike_sas.len(), 1);
 
     // `mip6-ikectl reload` with a user file the loader used to panic on.
@@ -583,9 +583,9 @@ fn a_failing_reload_keeps_the_daemon_and_its_sas() {
     let mut c = ha.client();
     let h: HelloResult = c.call(&Request::Hello { protocol: None }).unwrap();
     assert_eq!(h.role, "home-agent");
-    let after: ListSasResult = c.call(&Request::ListSas).unwrap();
+    let after: ListSasResult = c.call(&Request::ListSas(Default::default())).unwrap();
     assert_eq!(after, before, "the SAs are untouched");
-    let users: serde_json::Value = c.request(&Request::ListUsers).unwrap();
+    let users: serde_json::Value = c.request(&Request::ListUsers(Default::default())).unwrap();
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
     mn.stop();
     ha.stop();

@@ -215,7 +215,7 @@ fn initiate(c: &mut Client, home_address: Option<&str>) -> Result<InitiateResult
 }
 
 fn list(c: &mut Client) -> ListSasResult {
-    c.call(&Request::ListSas).unwrap()
+    c.call(&Request::ListSas(Default::default())).unwrap()
 }
 
 fn daemon_error(
@@ -506,7 +506,7 @@ fn terminate_a_users_sas_on_the_home_agent() {
     initiate(&mut mn1.client(), None).unwrap();
     initiate(&mut mn2.client(), None).unwrap();
     let mut c = ha.client();
-    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    let users: ListUsersResult = c.call(&Request::ListUsers(Default::default())).unwrap();
     let count = |n: &str| users.users.iter().find(|u| u.name == n).unwrap().ike_sas;
     assert_eq!((count("mn1"), count("mn2")), (1, 1));
     let mut ev = mn1.subscribe();
@@ -586,7 +586,7 @@ fn reload_adds_a_user_without_touching_an_existing_sa() {
         "{:?}",
         r.changes
     );
-    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    let users: ListUsersResult = c.call(&Request::ListUsers(Default::default())).unwrap();
     assert_eq!(users.users.len(), 2);
     // The existing SA is untouched: same SPIs.
     let after = list(&mut c);
@@ -601,7 +601,7 @@ fn reload_adds_a_user_without_touching_an_existing_sa() {
     let e = daemon_error(c.request(&Request::Reload));
     assert_eq!(e.code, ErrorCode::ReloadFailed);
     assert!(e.message.contains("bad.toml"), "{}", e.message);
-    let users: ListUsersResult = c.call(&Request::ListUsers).unwrap();
+    let users: ListUsersResult = c.call(&Request::ListUsers(Default::default())).unwrap();
     assert_eq!(users.users.len(), 2);
     for n in [&mn1, &mn2, &ha] {
         n.stop();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mip6_ike::control::client::{Client, ClientError};
 use mip6_ike::control::protocol::{
-    ChildSa, EventMsg, HelloResult, InitiateResult, InitiateStarted, LeasesResult, ListSasResult,
-    ListUsersResult, ReloadResult, Request, StatsResult,
+    ChildSa, EventMsg, HelloResult, InitiateResult, InitiateStarted, LeasesResult, ListQuery,
+    ListSasResult, ListUsersResult, ReloadResult, Request, StatsResult,
 };
 use mip6_ike::policy::DEFAULT_CONTROL_SOCKET;
 use serde_json::Value;
@@ -42,7 +42,7 @@ enum Cmd {
     /// Daemon version, role, uptime and SA counts.
     Status,
     /// IKE and CHILD SAs with addresses, SPIs, classes, reqids, ages and byte counters.
-    Sas,
+    Sas(Filter),
     /// Mobile node: bring up the IKE SA and CHILD_SAs to the home agent.
     Initiate {
         /// The home agent, "[addr]:port" or an address (default: [mobile_node] home_agent).
@@ -81,7 +81,7 @@ enum Cmd {
         child: Option<String>,
     },
     /// Home agent: the users and how many IKE SAs each has.
-    Users,
+    Users(Filter),
     /// Home agent: assigned home addresses and prefixes.
     Leases,
     /// Read the configuration again (as SIGHUP); prints what changed.
@@ -90,6 +90,27 @@ enum Cmd {
     Stats,
     /// Follow the daemon's events until interrupted.
     Events,
+}
+
+/// Selects part of a listing; the daemon filters, so only the matches cross the socket.
+#[derive(clap::Args)]
+struct Filter {
+    /// Only this user's: a user file's name or an identity (fqdn:mn2.example.net, dn:...).
+    #[arg(long, value_name = "IDENTITY")]
+    user: Option<String>,
+    /// Only IKE SAs with this home address (sas), or users who own or hold it (users).
+    #[arg(long, value_name = "ADDRESS")]
+    hoa: Option<String>,
+}
+
+impl Filter {
+    fn query(&self) -> ListQuery {
+        ListQuery {
+            stream: true,
+            user: self.user.clone(),
+            hoa: self.hoa.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -150,7 +171,7 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
                 )
             }
         }
-        Cmd::Sas => reply(&mut c, Request::ListSas, json, |r| sas_table(&r))?,
+        Cmd::Sas(f) => reply(&mut c, Request::ListSas(f.query()), json, |r| sas_table(&r))?,
         Cmd::Initiate {
             home_agent,
             home_address,
@@ -251,7 +272,9 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
                 None => format!("IKE SA {ike}: rekeying\n"),
             })?
         }
-        Cmd::Users => reply(&mut c, Request::ListUsers, json, |r| users_table(&r))?,
+        Cmd::Users(f) => reply(&mut c, Request::ListUsers(f.query()), json, |r| {
+            users_table(&r)
+        })?,
         Cmd::Leases => reply(&mut c, Request::Leases, json, |r| leases_table(&r))?,
         Cmd::Reload => reply(&mut c, Request::Reload, json, |r: ReloadResult| {
             if r.changes.is_empty() {

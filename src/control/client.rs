@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::protocol::{
-    ErrorBody, ErrorCode, EventMsg, Incoming, MAX_LINE, Request, parse_incoming, request_line,
+    ErrorBody, ErrorCode, EventMsg, Incoming, ListQuery, MAX_LINE, Request, parse_incoming,
+    request_line,
 };
 
 /// Why a request did not succeed, with the exit code mip6-ikectl uses for it.
@@ -127,9 +128,26 @@ impl Client {
     }
 
     /// Sends a request and returns its result; events that arrive meanwhile are kept.
+    /// Listings are always asked for streamed (their lines are merged here), so that no line
+    /// of a large one exceeds what [`Client::read`] accepts.
     pub fn request(&mut self, r: &Request) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
+        let streamed;
+        let r = match r {
+            Request::ListSas(q) | Request::ListUsers(q) if !q.stream => {
+                let q = ListQuery {
+                    stream: true,
+                    ..q.clone()
+                };
+                streamed = match r {
+                    Request::ListSas(_) => Request::ListSas(q),
+                    _ => Request::ListUsers(q),
+                };
+                &streamed
+            }
+            _ => r,
+        };
         if let Err(e) = self.send_line(&request_line(id, r)) {
             // The daemon may have hung up with a reason (permission-denied, busy): show that.
             if let Ok(Incoming::Reply(rep)) = self.read()
@@ -139,12 +157,27 @@ impl Client {
             }
             return Err(e);
         }
+        // A streamed listing's lines so far, merged.
+        let mut partial: Option<Value> = None;
         loop {
             match self.read()? {
                 Incoming::Reply(rep) => {
                     if rep.id == id {
+                        if rep.ok && rep.more {
+                            merge(&mut partial, rep.result.unwrap_or(Value::Null));
+                            continue;
+                        }
                         return match (rep.ok, rep.error) {
-                            (true, _) => Ok(rep.result.unwrap_or(Value::Null)),
+                            (true, _) => {
+                                let last = rep.result.unwrap_or(Value::Null);
+                                Ok(match partial {
+                                    None => last,
+                                    Some(mut v) => {
+                                        merge_into(&mut v, last);
+                                        v
+                                    }
+                                })
+                            }
                             (false, Some(e)) => Err(ClientError::Daemon(e)),
                             (false, None) => {
                                 Err(ClientError::Protocol("error reply without error".into()))
@@ -155,6 +188,44 @@ impl Client {
                         && let Some(e) = rep.error
                     {
                         // Connection-level errors (permission-denied, busy) have no id.
+                        return Err(ClientError::Daemon(e));
+                    }
+                }
+                Incoming::Event(e) => self.pending_events.push(e),
+                Incoming::Other(_) => {}
+            }
+        }
+    }
+
+    /// Sends a listing request and hands each line's result to `each` as it arrives (a
+    /// streamed listing: several lines; otherwise one), so that the client never holds more
+    /// than one line. Events meanwhile are kept.
+    pub fn request_each(
+        &mut self,
+        r: &Request,
+        mut each: impl FnMut(Value) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_line(&request_line(id, r))?;
+        loop {
+            match self.read()? {
+                Incoming::Reply(rep) if rep.id == id => match (rep.ok, rep.error) {
+                    (true, _) => {
+                        each(rep.result.unwrap_or(Value::Null))?;
+                        if !rep.more {
+                            return Ok(());
+                        }
+                    }
+                    (false, Some(e)) => return Err(ClientError::Daemon(e)),
+                    (false, None) => {
+                        return Err(ClientError::Protocol("error reply without error".into()));
+                    }
+                },
+                Incoming::Reply(rep) => {
+                    if rep.id.is_null()
+                        && let Some(e) = rep.error
+                    {
                         return Err(ClientError::Daemon(e));
                     }
                 }
@@ -205,6 +276,29 @@ impl Client {
         loop {
             if let Incoming::Event(e) = self.read()? {
                 return Ok(e);
+            }
+        }
+    }
+}
+
+/// Adds one streamed line's result to what came before.
+fn merge(acc: &mut Option<Value>, next: Value) {
+    match acc {
+        None => *acc = Some(next),
+        Some(v) => merge_into(v, next),
+    }
+}
+
+/// The arrays of `next` continue those of `acc`; other fields take the later value.
+fn merge_into(acc: &mut Value, next: Value) {
+    let (Value::Object(a), Value::Object(n)) = (acc, next) else {
+        return;
+    };
+    for (k, v) in n {
+        match (a.get_mut(&k), v) {
+            (Some(Value::Array(old)), Value::Array(more)) => old.extend(more),
+            (_, v) => {
+                a.insert(k, v);
             }
         }
     }

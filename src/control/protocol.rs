@@ -76,8 +76,10 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         child: Option<String>,
     },
-    ListSas,
-    ListUsers,
+    /// IKE SAs with their CHILD_SAs; see [`ListQuery`].
+    ListSas(ListQuery),
+    /// Home agent: the users and how many IKE SAs each has; see [`ListQuery`].
+    ListUsers(ListQuery),
     Leases,
     Reload,
     Stats,
@@ -99,6 +101,33 @@ pub enum Request {
         #[serde(default)]
         decline: bool,
     },
+}
+
+/// Options of `list-sas` and `list-users` (all optional, so that a version-1 client's bare
+/// request means what it always did).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// true: the reply comes as several lines of at most about [`STREAM_CHUNK`] bytes each,
+    /// every one but the last with `"more": true`; false/absent: one line, as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stream: bool,
+    /// Only what belongs to this user: a user file's name, or an identity as `sas` prints it
+    /// (`fqdn:mn2.example.net`, `dn:C=CH, ...`), which selects the user that identity maps to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only IKE SAs with this home address (list-sas), or users who own it or hold it now
+    /// (list-users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hoa: Option<String>,
+}
+
+/// Bytes of items in one line of a streamed listing: a line ends after the item that reaches
+/// it, so no line is much longer (one item is at most a few KiB) and the daemon holds one
+/// line per client instead of the whole listing.
+pub const STREAM_CHUNK: usize = 32 * 1024;
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Stable error codes (the `code` field). Clients switch on these, never on `message`.
@@ -200,6 +229,10 @@ pub struct Reply {
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// A streamed listing (`"stream": true`): more lines with this id follow; their result's
+    /// arrays continue this one's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
 }
 
 impl Reply {
@@ -209,6 +242,7 @@ impl Reply {
             ok: true,
             result: Some(result),
             error: None,
+            more: false,
         }
     }
     pub fn err(id: Value, error: ErrorBody) -> Reply {
@@ -217,6 +251,7 @@ impl Reply {
             ok: false,
             result: None,
             error: Some(error),
+            more: false,
         }
     }
 }
@@ -642,6 +677,26 @@ mod tests {
         .unwrap();
         assert_eq!(id, Value::from("a"));
         assert!(matches!(r, Request::Initiate { home_address: Some(h), .. } if h == "dynamic"));
+    }
+
+    #[test]
+    fn a_bare_listing_request_is_the_version_1_one() {
+        // Clients written before streaming and filters send no fields: one line, everything.
+        let (_, r) = parse_request(br#"{"id":1,"request":"list-sas"}"#).unwrap();
+        assert_eq!(r, Request::ListSas(ListQuery::default()));
+        let (_, r) = parse_request(
+            br#"{"id":2,"request":"list-users","stream":true,"user":"mn1","hoa":"2001:db8:1::100"}"#,
+        )
+        .unwrap();
+        let Request::ListUsers(q) = r else {
+            panic!("{r:?}")
+        };
+        assert!(q.stream);
+        assert_eq!(q.user.as_deref(), Some("mn1"));
+        assert_eq!(q.hoa.as_deref(), Some("2001:db8:1::100"));
+        // And the request line of a bare query stays bare.
+        let line = request_line(3, &Request::ListSas(ListQuery::default()));
+        assert_eq!(line, "{\"id\":3,\"request\":\"list-sas\"}\n");
     }
 
     #[test]

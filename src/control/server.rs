@@ -413,16 +413,105 @@ impl Shared {
     }
 }
 
+/// What the writer of one connection sends: a line, or a listing it produces piece by piece.
+enum Out {
+    Line(String),
+    Listing(Listing),
+}
+
+/// A listing reply, serialized lazily by the connection's writer task: only one piece (about
+/// [`proto::STREAM_CHUNK`] bytes) exists at a time, and the socket's own flow control paces
+/// the work, so a 10k-SA listing neither holds the daemon's task nor its whole text in memory.
+struct Listing {
+    /// The request's id, as JSON.
+    id: String,
+    /// The result's array: "ike_sas", "users".
+    key: &'static str,
+    /// One line per piece (`"more": true` on all but the last); else one line in pieces.
+    stream: bool,
+    items: std::iter::Peekable<Box<dyn Iterator<Item = String> + Send>>,
+    started: bool,
+    done: bool,
+}
+
+impl Listing {
+    fn new(
+        id: &Value,
+        key: &'static str,
+        stream: bool,
+        items: Box<dyn Iterator<Item = String> + Send>,
+    ) -> Listing {
+        Listing {
+            id: id.to_string(),
+            key,
+            stream,
+            items: items.peekable(),
+            started: false,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Listing {
+    type Item = String;
+
+    /// The next piece: a whole line when streaming, else the next part of the one line.
+    fn next(&mut self) -> Option<String> {
+        if self.done {
+            return None;
+        }
+        let mut s = String::new();
+        let open = format!(
+            r#"{{"id":{},"ok":true,"result":{{"{}":["#,
+            self.id, self.key
+        );
+        let mut first = true;
+        if self.stream || !self.started {
+            s.push_str(&open);
+        } else {
+            // A continuation of the single line: the array went on after the last piece.
+            first = false;
+        }
+        self.started = true;
+        while s.len() < proto::STREAM_CHUNK {
+            let Some(item) = self.items.next() else { break };
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(&item);
+        }
+        let more = self.items.peek().is_some();
+        if more && !self.stream {
+            return Some(s);
+        }
+        s.push_str("]}");
+        if more {
+            s.push_str(r#","more":true"#);
+        }
+        s.push_str("}\n");
+        self.done = !more;
+        Some(s)
+    }
+}
+
 /// One client's bounded outbound queue. Sending never waits: a full queue closes the client.
 #[derive(Clone)]
 struct Outbox {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Out>,
     close: Arc<Notify>,
 }
 
 impl Outbox {
     fn send(&self, line: String) -> bool {
-        match self.tx.try_send(line) {
+        self.push(Out::Line(line))
+    }
+    /// A listing counts as one entry of the queue whatever its size.
+    fn listing(&self, l: Listing) -> bool {
+        self.push(Out::Listing(l))
+    }
+    fn push(&self, o: Out) -> bool {
+        match self.tx.try_send(o) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.close.notify_one();
@@ -490,7 +579,7 @@ async fn client(
 ) {
     let id = peer.id;
     let (rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<String>(queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Out>(queue.max(1));
     let close = Arc::new(Notify::new());
     let out = Outbox {
         tx,
@@ -498,8 +587,24 @@ async fn client(
     };
     let writer_close = close.clone();
     let mut writer = tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            if wr.write_all(line.as_bytes()).await.is_err() {
+        while let Some(o) = rx.recv().await {
+            let ok = match o {
+                Out::Line(line) => wr.write_all(line.as_bytes()).await.is_ok(),
+                Out::Listing(pieces) => {
+                    let mut ok = true;
+                    for piece in pieces {
+                        if wr.write_all(piece.as_bytes()).await.is_err() {
+                            ok = false;
+                            break;
+                        }
+                        // The daemon shares this thread (a current-thread runtime): let it
+                        // run between pieces even when the socket never makes us wait.
+                        tokio::task::yield_now().await;
+                    }
+                    ok
+                }
+            };
+            if !ok {
                 writer_close.notify_one();
                 return;
             }
@@ -664,6 +769,22 @@ async fn client(
                 );
                 out.reply(rid, r);
             }
+            Request::ListSas(q) => match list_sas(&daemon, &rid, &q).await {
+                Ok(l) => {
+                    out.listing(l);
+                }
+                Err(e) => {
+                    out.reply(rid, Err(e));
+                }
+            },
+            Request::ListUsers(q) => match list_users(&daemon, &rid, &q).await {
+                Ok(l) => {
+                    out.listing(l);
+                }
+                Err(e) => {
+                    out.reply(rid, Err(e));
+                }
+            },
             other => {
                 let r = simple(&daemon, other).await;
                 out.reply(rid, r);
@@ -705,8 +826,6 @@ async fn client(
 async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody> {
     match req {
         Request::Hello { .. } => daemon.call(|d| to_value(d.hello())).await,
-        Request::ListSas => daemon.call(|d| to_value(d.list_sas())).await,
-        Request::ListUsers => daemon.call(|d| d.list_users().map(to_value)).await?,
         Request::Stats => daemon.call(|d| to_value(d.stats())).await,
         Request::Leases => daemon.call(|d| d.leases().map(to_value)).await?,
         Request::Reload => {
@@ -746,6 +865,54 @@ async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody>
             "request not handled here",
         )),
     }
+}
+
+/// Items serialized one by one (an item that cannot be serialized is left out; none can).
+fn serialized<T: Serialize>(
+    it: impl Iterator<Item = T> + Send + 'static,
+) -> Box<dyn Iterator<Item = String> + Send> {
+    Box::new(it.filter_map(|x| serde_json::to_string(&x).ok()))
+}
+
+/// Runs `f` on tokio's blocking pool: the join with the users is O(SAs + users) but still
+/// too long for the thread the daemon's task shares.
+async fn off_task<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ErrorBody> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("listing failed: {e}")))
+}
+
+/// `list-sas`: a snapshot from the daemon's task, the selection on the blocking pool, the
+/// conversion and serialization by the connection's writer.
+async fn list_sas(
+    daemon: &DaemonHandle,
+    rid: &Value,
+    q: &proto::ListQuery,
+) -> Result<Listing, ErrorBody> {
+    let f = dc::ListFilter::parse(q)?;
+    let snap = daemon.call(|d| d.sas_snapshot()).await?;
+    let (snap, sel) = off_task(move || {
+        let sel = snap.select(&f);
+        (snap, sel)
+    })
+    .await?;
+    let items = sel.into_iter().map(move |x| snap.item(&x));
+    Ok(Listing::new(rid, "ike_sas", q.stream, serialized(items)))
+}
+
+/// `list-users`, as `list-sas`.
+async fn list_users(
+    daemon: &DaemonHandle,
+    rid: &Value,
+    q: &proto::ListQuery,
+) -> Result<Listing, ErrorBody> {
+    let f = dc::ListFilter::parse(q)?;
+    let snap = daemon.call(|d| d.users_snapshot()).await??;
+    let sel = off_task(move || snap.select(&f)).await?;
+    let items = sel.into_iter().map(|x| dc::user_item(&x));
+    Ok(Listing::new(rid, "users", q.stream, serialized(items)))
 }
 
 /// `initiate` with `"wait": false`.
@@ -1053,5 +1220,48 @@ async fn provider_dispatcher(daemon: DaemonHandle, shared: Arc<Shared>) {
             }
             let _ = daemon.call(move |d| d.provide_address(ike, got)).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Box<dyn Iterator<Item = String> + Send> {
+        serialized((0..n).map(|i| serde_json::json!({ "n": i, "pad": "x".repeat(100) })))
+    }
+
+    #[test]
+    fn a_streamed_listing_is_bounded_lines_that_add_up() {
+        let lines: Vec<String> =
+            Listing::new(&Value::from(7), "ike_sas", true, items(1000)).collect();
+        assert!(lines.len() > 1);
+        let mut all = Vec::new();
+        for (k, l) in lines.iter().enumerate() {
+            assert!(
+                l.ends_with('\n') && l.len() < proto::STREAM_CHUNK + 200,
+                "{}",
+                l.len()
+            );
+            let r: Reply = serde_json::from_str(l).unwrap();
+            assert_eq!(r.id, Value::from(7));
+            assert_eq!(r.more, k + 1 < lines.len());
+            all.extend(r.result.unwrap()["ike_sas"].as_array().unwrap().clone());
+        }
+        let ns: Vec<u64> = all.iter().map(|v| v["n"].as_u64().unwrap()).collect();
+        assert_eq!(ns, (0..1000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn an_unstreamed_listing_is_one_line_in_pieces() {
+        let text: String = Listing::new(&Value::from("a"), "users", false, items(1000)).collect();
+        assert_eq!(text.matches('\n').count(), 1);
+        let r: Reply = serde_json::from_str(&text).unwrap();
+        assert!(!r.more);
+        assert_eq!(r.result.unwrap()["users"].as_array().unwrap().len(), 1000);
+        for (n, stream) in [(0, false), (0, true)] {
+            let text: String = Listing::new(&Value::from(1), "users", stream, items(n)).collect();
+            assert_eq!(text, "{\"id\":1,\"ok\":true,\"result\":{\"users\":[]}}\n");
+        }
     }
 }

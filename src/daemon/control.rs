@@ -1,10 +1,13 @@
 //! What the control socket asks of the daemon, run on the daemon's own task through
 //! [`Control::Call`]: listings with kernel counters, users, stats, reload, initiate, terminate and
 //! rekey. Everything here is synchronous and quick; waiting (for SAs to come up, for an address
-//! provider) happens in `control::server`, never on the daemon's task.
+//! provider) happens in `control::server`, never on the daemon's task. Listings only take a
+//! snapshot there ([`SasSnapshot`], [`UsersSnapshot`]); their join with the users, filters and
+//! serialization run off it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -16,7 +19,7 @@ use crate::control::protocol::{
 use crate::daemon::show;
 use crate::ike::{ChildInfo, Command, Event, HomeAddress, IkeId, IkeSaInfo};
 use crate::kernel::Mode;
-use crate::mobility::{IdentityMatch, SaClass, UserAuth};
+use crate::mobility::{IdentityMatch, SaClass, User, UserAuth, UserDb};
 use crate::policy::{MobileNodeSettings, Role};
 
 /// A cloneable way to reach a running daemon from other tasks.
@@ -243,6 +246,187 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
     }
 }
 
+/// The filters of `list-sas` and `list-users`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// A user file's name or an identity.
+    pub user: Option<String>,
+    pub hoa: Option<Ipv6Addr>,
+}
+
+impl ListFilter {
+    pub fn parse(q: &proto::ListQuery) -> Result<ListFilter, ErrorBody> {
+        let hoa = q
+            .hoa
+            .as_deref()
+            .map(|s| {
+                s.trim().parse::<Ipv6Addr>().map_err(|_| {
+                    ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        format!("hoa = \"{s}\": write an IPv6 home address"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(ListFilter {
+            user: q.user.clone(),
+            hoa,
+        })
+    }
+
+    /// The user `user` names in `db`: by file name, by the identity (or pattern) as
+    /// `list-users` prints it, or the user an identity maps to. O(users) once per request.
+    fn user_in(&self, db: &UserDb) -> Option<Option<Arc<User>>> {
+        let f = self.user.as_deref()?;
+        let by_name = db
+            .users()
+            .iter()
+            .find(|u| u.name == f || identity_text(u) == f)
+            .cloned();
+        Some(by_name.or_else(|| {
+            crate::auth::Identity::parse_config(f)
+                .ok()
+                .and_then(|id| db.lookup(&id))
+        }))
+    }
+}
+
+/// A user's identity or pattern as `list-users` prints it.
+fn identity_text(u: &User) -> String {
+    match &u.identity {
+        IdentityMatch::Exact(id) => id.to_string(),
+        IdentityMatch::DnPattern(p) => format!("dn:{p}"),
+    }
+}
+
+/// A user as `list-users` shows it, with its number of IKE SAs.
+pub fn user_item((u, ike_sas): &(Arc<User>, usize)) -> proto::User {
+    proto::User {
+        name: u.name.clone(),
+        identity: identity_text(u),
+        auth: match u.auth {
+            UserAuth::Certificate => "certificate",
+            UserAuth::Psk(_) => "psk",
+        }
+        .into(),
+        home_addresses: u.home_addresses.clone(),
+        classes: u.classes.iter().map(|c| c.name().to_string()).collect(),
+        ike_sas: *ike_sas,
+    }
+}
+
+/// The daemon's IKE SAs at one moment, for `list-sas` (see [`Daemon::sas_snapshot`]).
+pub struct SasSnapshot {
+    sas: Vec<IkeSaInfo>,
+    counters: Counters,
+    users: Option<Arc<UserDb>>,
+}
+
+impl SasSnapshot {
+    /// The IKE SAs `f` selects (indices into the snapshot) with their user's name: one user
+    /// lookup per IKE SA, O(SAs) overall.
+    pub fn select(&self, f: &ListFilter) -> Vec<(usize, Option<String>)> {
+        let wanted = self.users.as_deref().and_then(|db| f.user_in(db));
+        self.sas
+            .iter()
+            .enumerate()
+            .filter_map(|(n, i)| {
+                let user = self
+                    .users
+                    .as_deref()
+                    .zip(i.peer.as_ref())
+                    .and_then(|(db, p)| db.lookup(p));
+                if let Some(h) = f.hoa
+                    && i.home_address != Some(h)
+                {
+                    return None;
+                }
+                if let Some(name) = &f.user {
+                    let same_user = match (&wanted, &user) {
+                        (Some(Some(w)), Some(u)) => Arc::ptr_eq(w, u),
+                        _ => false,
+                    };
+                    let same_peer = i.peer.as_ref().is_some_and(|p| p.to_string() == *name);
+                    if !same_user && !same_peer {
+                        return None;
+                    }
+                }
+                Some((n, user.map(|u| u.name.clone())))
+            })
+            .collect()
+    }
+
+    /// One selected IKE SA as the protocol shows it.
+    pub fn item(&self, (n, user): &(usize, Option<String>)) -> proto::IkeSa {
+        let i = &self.sas[*n];
+        proto::IkeSa {
+            ike: i.id.to_string(),
+            initiator: i.initiator,
+            state: i.state.to_string(),
+            local: i.local.to_string(),
+            remote: i.remote.to_string(),
+            spi_i: format!("{:016x}", i.spi_i),
+            spi_r: format!("{:016x}", i.spi_r),
+            peer: i.peer.as_ref().map(|p| p.to_string()),
+            user: user.clone(),
+            home_address: i.home_address,
+            home_prefix: prefix_info(i),
+            transforms: i.transforms.clone(),
+            auth_method: i.peer_auth_method,
+            age_s: age(i.created),
+            children: i
+                .children
+                .iter()
+                .map(|c| child_sa(c, &self.counters))
+                .collect(),
+        }
+    }
+}
+
+/// The users and the IKE SAs' peers at one moment, for `list-users`.
+pub struct UsersSnapshot {
+    peers: Vec<(Option<crate::auth::Identity>, Option<Ipv6Addr>)>,
+    users: Arc<UserDb>,
+}
+
+impl UsersSnapshot {
+    /// The users `f` selects with their IKE SA counts. One lookup per IKE SA into a map keyed
+    /// by the user (the old code scanned every IKE SA for every user: O(users x SAs)).
+    pub fn select(&self, f: &ListFilter) -> Vec<(Arc<User>, usize)> {
+        // Keyed by the user's address: lookups return the table's own Arcs.
+        let mut count: HashMap<*const User, usize> = HashMap::new();
+        let mut holds: HashMap<*const User, Vec<Ipv6Addr>> = HashMap::new();
+        for (peer, hoa) in &self.peers {
+            let Some(u) = peer.as_ref().and_then(|p| self.users.lookup(p)) else {
+                continue;
+            };
+            *count.entry(Arc::as_ptr(&u)).or_default() += 1;
+            if let (Some(h), Some(_)) = (hoa, f.hoa) {
+                holds.entry(Arc::as_ptr(&u)).or_default().push(*h);
+            }
+        }
+        let wanted = f.user_in(&self.users);
+        self.users
+            .users()
+            .iter()
+            .filter(|u| match &wanted {
+                None => true,
+                Some(w) => w.as_ref().is_some_and(|w| Arc::ptr_eq(w, u)),
+            })
+            .filter(|u| {
+                f.hoa.is_none_or(|h| {
+                    u.home_addresses.contains(&h)
+                        || holds.get(&Arc::as_ptr(u)).is_some_and(|v| v.contains(&h))
+                })
+            })
+            .map(|u| {
+                let n = count.get(&Arc::as_ptr(u)).copied().unwrap_or(0);
+                (u.clone(), n)
+            })
+            .collect()
+    }
+}
+
 /// Reads an IKE SA id as listings print it (16 hex digits; a leading 0x is fine).
 pub fn parse_ike_id(s: &str) -> Result<IkeId, ErrorBody> {
     let t = s.trim().trim_start_matches("0x");
@@ -291,75 +475,59 @@ impl Daemon {
             .collect()
     }
 
-    fn ike_sa(&self, i: &IkeSaInfo, counters: &Counters) -> proto::IkeSa {
-        proto::IkeSa {
-            ike: i.id.to_string(),
-            initiator: i.initiator,
-            state: i.state.to_string(),
-            local: i.local.to_string(),
-            remote: i.remote.to_string(),
-            spi_i: format!("{:016x}", i.spi_i),
-            spi_r: format!("{:016x}", i.spi_r),
-            peer: i.peer.as_ref().map(|p| p.to_string()),
-            user: self.user_name(i),
-            home_address: i.home_address,
-            home_prefix: prefix_info(i),
-            transforms: i.transforms.clone(),
-            auth_method: i.peer_auth_method,
-            age_s: age(i.created),
-            children: i.children.iter().map(|c| child_sa(c, counters)).collect(),
+    /// What `list-sas` needs, taken on the daemon's task: the engine's view of every IKE SA,
+    /// the kernel's counters and the user table, O(SAs) copies. Converting, joining with the
+    /// users, filtering and serializing run elsewhere ([`SasSnapshot::select`], then
+    /// [`SasSnapshot::item`] chunk by chunk on the connection's task), so that a large
+    /// listing does not hold up IKE traffic.
+    pub fn sas_snapshot(&self) -> SasSnapshot {
+        SasSnapshot {
+            sas: self.endpoint.list(),
+            counters: self.counters(),
+            users: self
+                .cfg
+                .engine
+                .home_agent
+                .as_ref()
+                .map(|ha| ha.users.clone()),
         }
     }
 
-    pub fn list_sas(&self) -> proto::ListSasResult {
-        let counters = self.counters();
-        proto::ListSasResult {
-            ike_sas: self
-                .endpoint
-                .list()
-                .iter()
-                .map(|i| self.ike_sa(i, &counters))
-                .collect(),
-        }
-    }
-
-    pub fn list_users(&self) -> Result<ListUsersResult, ErrorBody> {
+    /// What `list-users` needs, taken on the daemon's task: each IKE SA's peer and home
+    /// address, and the user table (an Arc). The join runs in [`UsersSnapshot::select`].
+    pub fn users_snapshot(&self) -> Result<UsersSnapshot, ErrorBody> {
         let Some(ha) = &self.cfg.engine.home_agent else {
             return Err(ErrorBody::new(
                 ErrorCode::WrongRole,
                 "list-users: this daemon is a mobile node; users live on the home agent",
             ));
         };
-        let list = self.endpoint.list();
-        let users = ha
-            .users
-            .users()
-            .iter()
-            .map(|u| proto::User {
-                name: u.name.clone(),
-                identity: match &u.identity {
-                    IdentityMatch::Exact(id) => id.to_string(),
-                    IdentityMatch::DnPattern(p) => format!("dn:{p}"),
-                },
-                auth: match u.auth {
-                    UserAuth::Certificate => "certificate",
-                    UserAuth::Psk(_) => "psk",
-                }
-                .into(),
-                home_addresses: u.home_addresses.clone(),
-                classes: u.classes.iter().map(|c| c.name().to_string()).collect(),
-                ike_sas: list
-                    .iter()
-                    .filter(|i| {
-                        i.peer
-                            .as_ref()
-                            .and_then(|p| ha.users.lookup(p))
-                            .is_some_and(|x| std::sync::Arc::ptr_eq(&x, u))
-                    })
-                    .count(),
-            })
-            .collect();
-        Ok(ListUsersResult { users })
+        Ok(UsersSnapshot {
+            peers: self
+                .endpoint
+                .list()
+                .into_iter()
+                .map(|i| (i.peer, i.home_address))
+                .collect(),
+            users: ha.users.clone(),
+        })
+    }
+
+    /// The whole `list-sas` result (tests and in-process callers; the socket streams it).
+    pub fn list_sas(&self) -> proto::ListSasResult {
+        let s = self.sas_snapshot();
+        let sel = s.select(&ListFilter::default());
+        proto::ListSasResult {
+            ike_sas: sel.iter().map(|x| s.item(x)).collect(),
+        }
+    }
+
+    /// The whole `list-users` result (tests and in-process callers; the socket streams it).
+    pub fn list_users(&self) -> Result<ListUsersResult, ErrorBody> {
+        let sel = self.users_snapshot()?.select(&ListFilter::default());
+        Ok(ListUsersResult {
+            users: sel.iter().map(user_item).collect(),
+        })
     }
 
     pub fn stats(&self) -> StatsResult {
@@ -615,7 +783,15 @@ impl Daemon {
                 "leases: this daemon is a mobile node; leases live on the home agent",
             ));
         }
+        // The IKE SAs by peer identity (in id order, as before): each lease then looks at its
+        // identity's SAs only instead of formatting every SA's identity for every lease.
         let sas = self.endpoint.list();
+        let mut by_identity: HashMap<String, Vec<&IkeSaInfo>> = HashMap::new();
+        for i in &sas {
+            if let Some(p) = &i.peer {
+                by_identity.entry(p.to_string()).or_default().push(i);
+            }
+        }
         let unix = now().unix;
         let leases = self
             .endpoint
@@ -623,11 +799,11 @@ impl Daemon {
             .into_iter()
             .map(|l| {
                 let address = l.prefix_len == 128;
-                let ike = sas
-                    .iter()
-                    .find(|i| {
-                        i.peer.as_ref().is_some_and(|p| p.to_string() == l.identity)
-                            && (!address || i.home_address == Some(l.address))
+                let ike = by_identity
+                    .get(&l.identity)
+                    .and_then(|v| {
+                        v.iter()
+                            .find(|i| !address || i.home_address == Some(l.address))
                     })
                     .map(|i| i.id.to_string());
                 proto::Lease {
