@@ -166,22 +166,22 @@ async fn the_reply_granting_a_home_address_waits_for_the_lease_file() {
     fs::write(dir.path().join("users/mn1.toml"), MN1_POOL_USER).unwrap();
     fs::write(dir.path().join("ha.toml"), ha()).unwrap();
     let file = dir.path().join("leases.toml");
+    // Its sockets belong to its own runtime, which drives them on its thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = rt.enter();
     let mut d = Daemon::bind(
         policy::load(dir.path().join("ha.toml")).unwrap(),
         Box::new(SharedKernel::new()),
     )
     .unwrap();
+    drop(guard);
     d.set_lease_hook(Arc::new(|_| std::thread::sleep(Duration::from_millis(300))));
     let ha_addr = d.ike_addr().unwrap();
     let (ha_tx, rx) = tokio::sync::mpsc::channel(4);
-    let ha = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(d.run(rx))
-            .map(|_| ())
-    });
+    let ha = std::thread::spawn(move || rt.block_on(d.run(rx)).map(|_| ()));
     fs::write(dir.path().join("mn.toml"), mn_toml(ha_addr, "dynamic")).unwrap();
     let mut mn = start(&dir.path().join("mn.toml"));
     let Event::HoaAssigned { address, .. } = wait_event(&mut mn.events, "a home address", |e| {
