@@ -27,7 +27,8 @@ use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
-/// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
+/// Datagrams read and waiting for the engine; beyond this, readers wait and the socket's receive
+/// buffer fills (a flood must not grow memory; the kernel counts what it drops).
 const INBOUND_QUEUE: usize = 1024;
 /// Events buffered per slow subscriber.
 const EVENT_QUEUE: usize = 256;
@@ -171,6 +172,7 @@ impl Daemon {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
                 let sa = SocketAddr::new(*addr, port);
                 let s = IkeSocket::bind(sa, nat, bypass).map_err(|e| e.into_daemon_error(sa))?;
+                size_receive_buffer(&s, cfg.listen.receive_buffer, sockets.is_empty());
                 info!(local = %s.local_addr(), nat_t = nat, "listening");
                 sockets.push(Arc::new(s));
             }
@@ -245,6 +247,15 @@ impl Daemon {
     /// Lease file writes started so far.
     pub fn lease_writes(&self) -> u64 {
         self.lease_writer.as_ref().map_or(0, |w| w.writes)
+    }
+
+    /// Datagrams the kernel dropped on our sockets before we read them (full receive buffers),
+    /// as far as the datagrams read since have told (SO_RXQ_OVFL).
+    pub fn kernel_drops(&self) -> u64 {
+        self.sockets
+            .iter()
+            .map(|s| u64::from(s.kernel_drops()))
+            .sum()
     }
 
     /// Every engine event, as it happens.
@@ -452,6 +463,7 @@ impl Daemon {
         let bypass = udp::Bypass::for_backend(self.cfg.kernel.backend);
         match IkeSocket::bind(local, false, bypass) {
             Ok(s) => {
+                size_receive_buffer(&s, self.cfg.listen.receive_buffer, false);
                 info!(%local, "listening on the new care-of address");
                 let s = Arc::new(s);
                 self.bound.push(s.local_addr());
@@ -825,6 +837,24 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Sizes a socket's receive buffer as configured. Only the first socket logs what it got (or
+/// that the kernel gave less): the others get the same.
+fn size_receive_buffer(sock: &IkeSocket, bytes: u32, first: bool) {
+    let local = sock.local_addr();
+    match sock.set_receive_buffer(bytes) {
+        Ok(_) if !first => {}
+        Ok(b) if b.clamped() => {
+            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into());
+            warn!(%local, requested = b.requested, granted = b.granted, rmem_max = %max,
+                "the kernel clamped the receive buffer ([listen] receive_buffer): raise net.core.rmem_max (sysctl) or run with CAP_NET_ADMIN; bursts beyond it are dropped (see stats)");
+        }
+        Ok(b) => info!(%local, bytes = b.granted, forced = b.forced, "receive buffer"),
+        Err(e) => warn!(%local, bytes, "cannot size the receive buffer: {e}"),
+    }
+}
+
 /// Reads one socket forever, handing IKE messages to the engine task.
 async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
     let mut buf = vec![0u8; 65_536];
@@ -866,10 +896,11 @@ async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
             remote: r.remote,
             data: data.to_vec(),
         };
-        match tx.try_send(d) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => debug!("engine busy: datagram dropped"),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        // When the engine is behind, stop reading: datagrams then wait in the socket's
+        // receive buffer (sized by [listen] receive_buffer), whose overflow the kernel counts
+        // and the stats show, rather than being dropped here unseen.
+        if tx.send(d).await.is_err() {
+            return;
         }
     }
 }
