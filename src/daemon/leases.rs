@@ -46,7 +46,7 @@ pub(super) struct LeaseWriter {
     held: VecDeque<(u64, Transmit)>,
     /// Held datagrams by peer, so that later ones to the same peer queue behind them.
     held_to: HashMap<SocketAddr, usize>,
-    /// Writes started (stats).
+    /// Writes started.
     pub writes: u64,
 }
 

@@ -244,11 +244,6 @@ impl Daemon {
         }
     }
 
-    /// Lease file writes started so far.
-    pub fn lease_writes(&self) -> u64 {
-        self.lease_writer.as_ref().map_or(0, |w| w.writes)
-    }
-
     /// Datagrams the kernel dropped on our sockets before we read them (full receive buffers),
     /// as far as the datagrams read since have told (SO_RXQ_OVFL).
     pub fn kernel_drops(&self) -> u64 {
