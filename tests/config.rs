@@ -193,6 +193,7 @@ fn example_mobile_nodes_load() {
     assert_eq!(mn.classes.len(), 4);
     // Defaults when [listen] is absent.
     assert_eq!((c.listen.port, c.listen.nat_port), (500, 4500));
+    assert_eq!(c.listen.receive_buffer, 4 << 20);
 }
 
 #[test]
@@ -263,7 +264,7 @@ fn unknown_key_in_global_file() {
     ha(&t, "[listen]\nadresses = [\"::\"]\n");
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:8:1: unknown key `adresses`, expected one of `addresses`, `port`, `nat_port`; did you mean `addresses`?"
+        "$D/conf/ha.toml:8:1: unknown key `adresses`, expected one of `addresses`, `port`, `nat_port`, `receive_buffer`; did you mean `addresses`?"
     );
 }
 
@@ -1011,5 +1012,25 @@ fn per_source_limits_have_defaults_and_refuse_zero() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/ha.toml:8:24: init_rate_per_source = 0 would refuse every peer; write e.g. init_rate_per_source = 10"
+    );
+}
+
+#[test]
+fn receive_buffer() {
+    let t = Tree::new();
+    ha(&t, "[listen]\nreceive_buffer = 65536\n");
+    let c = policy::load(t.path("conf/ha.toml")).unwrap();
+    assert_eq!(c.listen.receive_buffer, 65536);
+    assert_eq!(
+        ha_err("[listen]\nreceive_buffer = 100\n"),
+        "$D/conf/ha.toml:8:18: receive_buffer = 100 is out of range: give bytes from 4096 to 536870912 (default 4194304, 4 MiB)"
+    );
+    assert_eq!(
+        ha_err("[listen]\nreceive_buffer = 1073741824\n"),
+        "$D/conf/ha.toml:8:18: receive_buffer = 1073741824 is out of range: give bytes from 4096 to 536870912 (default 4194304, 4 MiB)"
+    );
+    assert_eq!(
+        ha_err("[listen]\nreceive_buffer = \"4M\"\n"),
+        "$D/conf/ha.toml:8:18: invalid type: string \"4M\", expected u64"
     );
 }

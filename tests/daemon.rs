@@ -207,3 +207,90 @@ async fn nat_t_port_strips_and_adds_the_non_esp_marker() {
     tx.send(Control::Shutdown).await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// The kernel's drop counter of the UDP socket on local port `port` (/proc/net/udp6, last
+/// column).
+fn proc_drops(port: u16) -> u64 {
+    let table = fs::read_to_string("/proc/net/udp6").unwrap();
+    let suffix = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1)
+                .filter(|local| local.ends_with(&suffix))
+                .and_then(|_| f.last()?.parse().ok())
+        })
+        .expect("the daemon's socket in /proc/net/udp6")
+}
+
+/// A burst the daemon cannot take in (its task busy, a tiny receive buffer) overflows the
+/// socket's buffer: the stats show exactly the datagrams the kernel dropped.
+#[test]
+fn datagrams_the_kernel_drops_are_counted_in_stats() {
+    let dir = tree();
+    fs::write(dir.path().join("users/mn1.toml"), MN1_STATIC_USER).unwrap();
+    let text =
+        ha_toml("::1", "").replace("nat_port = 0\n", "nat_port = 0\nreceive_buffer = 4096\n");
+    fs::write(dir.path().join("ha.toml"), text).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let guard = rt.enter();
+    let d = Daemon::bind(
+        policy::load(dir.path().join("ha.toml")).unwrap(),
+        Box::new(SharedKernel::new()),
+    )
+    .unwrap();
+    drop(guard);
+    let addr = d.ike_addr().unwrap();
+    let (tx, rx) = mpsc::channel(4);
+    let daemon = std::thread::spawn(move || rt.block_on(d.run(rx)).map(|_| ()));
+    let socket_drops = || {
+        let (r, answer) = std::sync::mpsc::channel();
+        tx.blocking_send(Control::Call(Box::new(move |d| {
+            let _ = r.send(d.stats().socket_drops);
+        })))
+        .unwrap();
+        answer.recv().unwrap()
+    };
+    assert_eq!(socket_drops(), 0);
+    // Hold the daemon's task (and with it its socket readers, on the same thread).
+    let (entered, wait_entered) = std::sync::mpsc::channel();
+    let (go, wait_go) = std::sync::mpsc::channel::<()>();
+    tx.blocking_send(Control::Call(Box::new(move |_| {
+        entered.send(()).unwrap();
+        let _ = wait_go.recv();
+    })))
+    .unwrap();
+    wait_entered.recv().unwrap();
+    let peer = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    for i in 0..2000u32 {
+        let mut junk = vec![0xa5; 200];
+        junk[..4].copy_from_slice(&i.to_be_bytes());
+        peer.send_to(&junk, addr).unwrap();
+    }
+    let dropped = proc_drops(addr.port());
+    assert!(
+        dropped > 0,
+        "the burst should have overflowed a 4 KiB buffer"
+    );
+    go.send(()).unwrap();
+    // The counter travels with the datagrams queued after the drops: send until one got
+    // through and was read.
+    let mut seen = 0;
+    for _ in 0..500 {
+        peer.send_to(b"probe", addr).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        seen = socket_drops();
+        if seen > 0 && seen == proc_drops(addr.port()) {
+            break;
+        }
+    }
+    assert_eq!(seen, proc_drops(addr.port()));
+    assert!(seen >= dropped);
+    tx.blocking_send(Control::Shutdown).unwrap();
+    daemon.join().unwrap().unwrap();
+}

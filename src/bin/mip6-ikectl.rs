@@ -509,6 +509,7 @@ fn stats_text(s: &StatsResult) -> String {
         ("TS_UNACCEPTABLE sent", s.ts_refused.to_string()),
         ("NAT detected", s.nat_detected.to_string()),
         ("migrations", s.migrations.to_string()),
+        ("dropped by the kernel", s.socket_drops.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| vec![format!("{k}:"), v])

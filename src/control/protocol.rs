@@ -436,6 +436,10 @@ pub struct StatsResult {
     pub ts_refused: u64,
     pub nat_detected: u64,
     pub migrations: u64,
+    /// Datagrams the kernel dropped on our sockets before we read them (mostly a full receive
+    /// buffer: `[listen] receive_buffer`). Absent from older daemons.
+    #[serde(default)]
+    pub socket_drops: u64,
     /// Exchanges we started that failed, by exchange and notify.
     pub failures: Vec<Failure>,
 }

@@ -548,6 +548,7 @@ impl Daemon {
             ts_refused: s.ts_refused,
             nat_detected: s.nat_detected,
             migrations: s.migrations,
+            socket_drops: self.kernel_drops(),
             failures: proto::failures(&s.failures),
         }
     }

@@ -122,6 +122,7 @@ fn loaded(
             addresses: vec![loopback],
             port: 0,
             nat_port: 0,
+            receive_buffer: crate::policy::DEFAULT_RECEIVE_BUFFER,
         },
         kernel: KernelSettings {
             backend: KernelBackend::Memory,

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod demo;
 pub mod kernel;
+mod leases;
 pub mod show;
 pub mod udp;
 
@@ -21,12 +22,13 @@ use crate::crypto::SystemRng;
 use crate::ike::{Command, Endpoint, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::kernel::memory::MemoryKernel;
 use crate::kernel::{Kernel, KernelEvent, KernelOp};
-use crate::mobility::{Lease, LeaseStore};
+use crate::mobility::{Lease, LeaseStore, SaveHook};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 pub use kernel::make_kernel;
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
-/// Datagrams waiting for the engine; beyond this, readers drop (a flood must not grow memory).
+/// Datagrams read and waiting for the engine; beyond this, readers wait and the socket's receive
+/// buffer fills (a flood must not grow memory; the kernel counts what it drops).
 const INBOUND_QUEUE: usize = 1024;
 /// Events buffered per slow subscriber.
 const EVENT_QUEUE: usize = 256;
@@ -139,8 +141,8 @@ pub struct Daemon {
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
     events: broadcast::Sender<Event>,
-    /// Home agent: where leases are saved whenever they change.
-    lease_store: Option<LeaseStore>,
+    /// Home agent: saves leases whenever they change, and holds the replies that wait for it.
+    lease_writer: Option<leases::LeaseWriter>,
     /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
     inbound_tx: Option<mpsc::Sender<Datagram>>,
     /// Readers of sockets bound after start.
@@ -170,6 +172,7 @@ impl Daemon {
             for (port, nat) in [(cfg.listen.port, false), (cfg.listen.nat_port, true)] {
                 let sa = SocketAddr::new(*addr, port);
                 let s = IkeSocket::bind(sa, nat, bypass).map_err(|e| e.into_daemon_error(sa))?;
+                size_receive_buffer(&s, cfg.listen.receive_buffer, sockets.is_empty());
                 info!(local = %s.local_addr(), nat_t = nat, "listening");
                 sockets.push(Arc::new(s));
             }
@@ -200,7 +203,7 @@ impl Daemon {
             sockets,
             bound,
             events,
-            lease_store,
+            lease_writer: lease_store.map(leases::LeaseWriter::new),
             inbound_tx: None,
             late_readers: Vec::new(),
             mn_coa: None,
@@ -229,6 +232,25 @@ impl Daemon {
             .iter()
             .find(|s| !s.is_nat())
             .map(|s| s.local_addr())
+    }
+
+    /// Runs `hook` before every write of the lease file, off the engine task (tests and
+    /// benchmarks: counting writes, slowing them down). No effect without a lease file.
+    pub fn set_lease_hook(&mut self, hook: SaveHook) {
+        if let Some(w) = &mut self.lease_writer {
+            let mut store = w.store().clone();
+            store.set_hook(hook);
+            *w = leases::LeaseWriter::new(store);
+        }
+    }
+
+    /// Datagrams the kernel dropped on our sockets before we read them (full receive buffers),
+    /// as far as the datagrams read since have told (SO_RXQ_OVFL).
+    pub fn kernel_drops(&self) -> u64 {
+        self.sockets
+            .iter()
+            .map(|s| u64::from(s.kernel_drops()))
+            .sum()
     }
 
     /// Every engine event, as it happens.
@@ -265,10 +287,17 @@ impl Daemon {
 
         loop {
             self.flush().await;
-            let deadline = [self.endpoint.next_deadline(), self.retry_at, self.resync_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let lease_retry = self.lease_writer.as_ref().and_then(|w| w.retry_at());
+            let deadline = [
+                self.endpoint.next_deadline(),
+                self.retry_at,
+                self.resync_at,
+                lease_retry,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let writing = self.lease_writer.as_ref().is_some_and(|w| w.is_writing());
             tokio::select! {
                 c = control.recv() => match c {
                     None | Some(Control::Shutdown) => break,
@@ -277,6 +306,9 @@ impl Daemon {
                 Some(d) = inbound.recv() => {
                     self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
                 }
+                () = lease_written(&mut self.lease_writer), if writing => {
+                    self.send_released().await;
+                }
                 Some(msg) = recv_kernel(&mut kevents), if kevents.is_some() => match msg {
                     kernel::KernelMsg::Event(ev) => self.on_kernel_event(ev),
                     kernel::KernelMsg::Lost => self.resync_lost(),
@@ -284,6 +316,9 @@ impl Daemon {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let n = now();
                     self.endpoint.handle_timeout(n);
+                    if let Some(w) = &mut self.lease_writer {
+                        w.on_timer(n.at);
+                    }
                     if self.resync_at.is_some_and(|t| t <= n.at) {
                         self.resync_at = None;
                         let moved = std::mem::take(&mut self.resync_moved);
@@ -311,6 +346,7 @@ impl Daemon {
             warn!("shutdown: {e}");
         }
         self.flush().await;
+        self.finish_lease_writes().await;
         for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
         }
@@ -422,6 +458,7 @@ impl Daemon {
         let bypass = udp::Bypass::for_backend(self.cfg.kernel.backend);
         match IkeSocket::bind(local, false, bypass) {
             Ok(s) => {
+                size_receive_buffer(&s, self.cfg.listen.receive_buffer, false);
                 info!(%local, "listening on the new care-of address");
                 let s = Arc::new(s);
                 self.bound.push(s.local_addr());
@@ -480,13 +517,28 @@ impl Daemon {
         Ok(changes)
     }
 
-    /// Carries out everything the engine has queued.
+    /// Carries out everything the engine has queued. Datagrams produced with a lease change
+    /// wait until the change is on disk (see [`leases`]).
     async fn flush(&mut self) {
+        let mut with_change = false;
         loop {
             let mut progress = false;
+            // Before the datagrams: the change came with the input they answer.
+            if self.endpoint.take_leases_changed()
+                && let Some(w) = &mut self.lease_writer
+            {
+                w.note_change();
+                with_change = true;
+            }
             while let Some(t) = self.endpoint.poll_transmit() {
                 progress = true;
-                send(&self.sockets, &self.bound, t).await;
+                let t = match &mut self.lease_writer {
+                    Some(w) => w.hold(t, with_change),
+                    None => Some(t),
+                };
+                if let Some(t) = t {
+                    send(&self.sockets, &self.bound, t).await;
+                }
             }
             while let Some(op) = self.endpoint.poll_kernel_op() {
                 progress = true;
@@ -508,11 +560,49 @@ impl Daemon {
                 break;
             }
         }
+        // A change noted after the last datagram (events, kernel results) is written too.
         if self.endpoint.take_leases_changed()
-            && let Some(store) = &self.lease_store
-            && let Err(e) = store.save(&self.endpoint.leases())
+            && let Some(w) = &mut self.lease_writer
         {
-            error!(file = %store.path().display(), "cannot save leases: {e}");
+            w.note_change();
+        }
+        if let Some(w) = &mut self.lease_writer
+            && w.wants_write()
+        {
+            w.start(self.endpoint.leases());
+        }
+    }
+
+    /// Sends the held datagrams whose lease changes are now on disk.
+    async fn send_released(&mut self) {
+        let ready = self
+            .lease_writer
+            .as_mut()
+            .map(|w| w.release())
+            .unwrap_or_default();
+        for t in ready {
+            send(&self.sockets, &self.bound, t).await;
+        }
+    }
+
+    /// Shutdown: writes the last changes (the leases just released) and sends what waited
+    /// for them; after a failure the datagrams go anyway (the Deletes tell peers we are gone).
+    async fn finish_lease_writes(&mut self) {
+        let Some(w) = &mut self.lease_writer else {
+            return;
+        };
+        loop {
+            if w.is_writing() {
+                w.finished().await;
+            } else if !w.is_durable() && w.retry_at().is_none() {
+                w.start(self.endpoint.leases());
+            } else {
+                break;
+            }
+        }
+        let ready = w.release_all();
+        for t in ready {
+            send(&self.sockets, &self.bound, t).await;
         }
     }
 
@@ -702,6 +792,14 @@ impl Daemon {
     }
 }
 
+/// Waits for the lease write under way (with none: forever).
+async fn lease_written(w: &mut Option<leases::LeaseWriter>) {
+    match w {
+        Some(w) => w.finished().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_kernel(k: &mut Option<kernel::KernelEvents>) -> Option<kernel::KernelMsg> {
     match k {
         Some(k) => k.rx.recv().await,
@@ -731,6 +829,24 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Sizes a socket's receive buffer as configured. Only the first socket logs what it got (or
+/// that the kernel gave less): the others get the same.
+fn size_receive_buffer(sock: &IkeSocket, bytes: u32, first: bool) {
+    let local = sock.local_addr();
+    match sock.set_receive_buffer(bytes) {
+        Ok(_) if !first => {}
+        Ok(b) if b.clamped() => {
+            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into());
+            warn!(%local, requested = b.requested, granted = b.granted, rmem_max = %max,
+                "the kernel clamped the receive buffer ([listen] receive_buffer): raise net.core.rmem_max (sysctl) or run with CAP_NET_ADMIN; bursts beyond it are dropped (see stats)");
+        }
+        Ok(b) => info!(%local, bytes = b.granted, forced = b.forced, "receive buffer"),
+        Err(e) => warn!(%local, bytes, "cannot size the receive buffer: {e}"),
     }
 }
 
@@ -775,10 +891,11 @@ async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
             remote: r.remote,
             data: data.to_vec(),
         };
-        match tx.try_send(d) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => debug!("engine busy: datagram dropped"),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        // When the engine is behind, stop reading: datagrams then wait in the socket's
+        // receive buffer (sized by [listen] receive_buffer), whose overflow the kernel counts
+        // and the stats show, rather than being dropped here unseen.
+        if tx.send(d).await.is_err() {
+            return;
         }
     }
 }

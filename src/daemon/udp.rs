@@ -8,12 +8,16 @@
 //! neither mip6d's `block` sub-policy (installed before each home registration and kept until
 //! the Binding Acknowledgement, which waits for our SAs) nor its any-protocol ESP policies can
 //! catch IKE itself.
+//!
+//! Datagrams the kernel drops before we read them (a full receive buffer during a burst) are
+//! counted: SO_RXQ_OVFL attaches the socket's drop counter to every datagram received, and the
+//! daemon's stats show the total.
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nix::libc;
 use nix::sys::socket::{
@@ -21,7 +25,7 @@ use nix::sys::socket::{
     SockaddrIn6, SockaddrStorage, bind, recvmsg, sendmsg, setsockopt, socket, sockopt,
 };
 use tokio::io::Interest;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::policy::KernelBackend;
 
@@ -174,6 +178,27 @@ pub struct IkeSocket {
     local: SocketAddr,
     nat: bool,
     bypass: bool,
+    /// The kernel's drop counter as last reported (SO_RXQ_OVFL): datagrams it dropped for this
+    /// socket since the socket was made.
+    drops: AtomicU32,
+}
+
+/// What [`IkeSocket::set_receive_buffer`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveBuffer {
+    /// Bytes asked for.
+    pub requested: u32,
+    /// Bytes the kernel gives (SO_RCVBUF as read back, halved: the kernel doubles the value
+    /// for its bookkeeping).
+    pub granted: usize,
+    /// Whether SO_RCVBUFFORCE was allowed (CAP_NET_ADMIN), which passes over net.core.rmem_max.
+    pub forced: bool,
+}
+
+impl ReceiveBuffer {
+    pub fn clamped(&self) -> bool {
+        self.granted < self.requested as usize
+    }
 }
 
 /// A datagram as read from a socket.
@@ -219,6 +244,10 @@ impl IkeSocket {
                 bind(fd.as_raw_fd(), &SockaddrIn::from(a)).map_err(io_err)?;
             }
         }
+        // Drops are counted from here on; without the option (never on Linux) they are not.
+        if let Err(e) = setsockopt(&fd, sockopt::RxqOvfl, &1) {
+            warn!(%addr, "cannot count the datagrams the kernel drops (SO_RXQ_OVFL): {e}");
+        }
         let std_sock = std::net::UdpSocket::from(fd);
         let local = std_sock.local_addr()?;
         let sock = tokio::net::UdpSocket::from_std(std_sock)?;
@@ -227,7 +256,31 @@ impl IkeSocket {
             local,
             nat,
             bypass,
+            drops: AtomicU32::new(0),
         })
+    }
+
+    /// Sizes the receive buffer: SO_RCVBUFFORCE first (root: net.core.rmem_max does not
+    /// apply), else SO_RCVBUF, which the kernel clamps to net.core.rmem_max.
+    pub fn set_receive_buffer(&self, bytes: u32) -> io::Result<ReceiveBuffer> {
+        let fd = self.sock.as_fd();
+        let want = bytes as usize;
+        let forced = setsockopt(&fd, sockopt::RcvBufForce, &want).is_ok();
+        if !forced {
+            setsockopt(&fd, sockopt::RcvBuf, &want).map_err(io_err)?;
+        }
+        let got = nix::sys::socket::getsockopt(&fd, sockopt::RcvBuf).map_err(io_err)?;
+        Ok(ReceiveBuffer {
+            requested: bytes,
+            granted: got / 2,
+            forced,
+        })
+    }
+
+    /// Datagrams the kernel dropped for this socket before we read them, as of the last one
+    /// read (the counter travels with each datagram; it wraps at 2^32).
+    pub fn kernel_drops(&self) -> u32 {
+        self.drops.load(Ordering::Relaxed)
     }
 
     /// True when the socket carries its IPsec bypass policies (always with [`Bypass::Required`]).
@@ -254,7 +307,7 @@ impl IkeSocket {
         let fd = self.sock.as_raw_fd();
         self.sock
             .async_io(Interest::READABLE, || {
-                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
+                let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo, u32);
                 let mut iov = [IoSliceMut::new(buf)];
                 let msg =
                     recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
@@ -279,6 +332,9 @@ impl IkeSocket {
                                 dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
                                     pi.ipi_addr.s_addr,
                                 ))));
+                            }
+                            ControlMessageOwned::RxqOvfl(n) => {
+                                self.drops.store(n, Ordering::Relaxed);
                             }
                             _ => {}
                         }

@@ -4,7 +4,8 @@
 //! them unique across users, renews them for the same identity and expires them once the IKE SA
 //! that held them has been gone longer than the grace period. Every change sets a flag that the
 //! daemon reads (`Endpoint::take_leases_changed`) to write the whole table with [`LeaseStore`]
-//! (temporary file, fsync, rename), and the table is loaded from that file at start. Tables are
+//! (temporary file, fsync, rename; off the engine task, several changes per write, see
+//! `daemon::leases`), and the table is loaded from that file at start. Tables are
 //! small (one entry per mobile node), so writing all of it keeps the file format trivial and
 //! every write complete.
 
@@ -283,15 +284,37 @@ struct LeaseFile {
     leases: Vec<Lease>,
 }
 
+/// Called with the leases about to be written, before each write (tests and benchmarks: to
+/// count writes, or to make them slow).
+pub type SaveHook = std::sync::Arc<dyn Fn(&[Lease]) + Send + Sync>;
+
 /// The lease file: TOML, `version = 1` and one `[[lease]]` table per lease.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LeaseStore {
     path: PathBuf,
+    hook: Option<SaveHook>,
+}
+
+impl std::fmt::Debug for LeaseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseStore")
+            .field("path", &self.path)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl LeaseStore {
     pub fn new(path: impl Into<PathBuf>) -> LeaseStore {
-        LeaseStore { path: path.into() }
+        LeaseStore {
+            path: path.into(),
+            hook: None,
+        }
+    }
+
+    /// Runs `hook` before every [`save`](Self::save).
+    pub fn set_hook(&mut self, hook: SaveHook) {
+        self.hook = Some(hook);
     }
 
     pub fn path(&self) -> &Path {
@@ -326,6 +349,9 @@ impl LeaseStore {
     /// Writes all leases atomically: a temporary file next to the real one, fsync, rename,
     /// then fsync of the directory so that the rename itself survives a crash.
     pub fn save(&self, leases: &[Lease]) -> std::io::Result<()> {
+        if let Some(h) = &self.hook {
+            h(leases);
+        }
         let f = LeaseFile {
             version: LEASE_FILE_VERSION,
             leases: leases.to_vec(),

@@ -8,6 +8,6 @@ pub mod selector;
 pub mod users;
 
 pub use classes::{ClassReqids, SaClass};
-pub use leases::{Lease, LeaseState, LeaseStore, LeaseTable};
+pub use leases::{Lease, LeaseState, LeaseStore, LeaseTable, SaveHook};
 pub use pool::{Pool, PoolKind};
 pub use users::{HomePrefix, IdentityMatch, User, UserAuth, UserDb, identity_key};

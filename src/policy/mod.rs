@@ -41,6 +41,14 @@ pub const DEFAULT_ESP_PROPOSALS: [&str; 2] = ["aes128gcm16", "aes128-sha256"];
 /// The IKE port and the NAT-T port (RFC 7296 2.23).
 pub const DEFAULT_PORT: u16 = 500;
 pub const DEFAULT_NAT_PORT: u16 = 4500;
+/// Receive buffer of each IKE socket (bytes): about 4,000 IKE messages of a typical size, so
+/// that a burst (thousands of mobile nodes sending Delete at once) waits in the kernel instead
+/// of being dropped there.
+pub const DEFAULT_RECEIVE_BUFFER: u32 = 4 << 20;
+/// Bounds of `[listen] receive_buffer`: below, not even a few messages fit; above, the kernel
+/// (which doubles the value, in an int) could not take it.
+pub const MIN_RECEIVE_BUFFER: u32 = 4096;
+pub const MAX_RECEIVE_BUFFER: u32 = 1 << 29;
 /// Shortest pre-shared key accepted, in bytes (RFC 7296 2.15: a PSK must be as hard to guess as
 /// a strong key).
 pub const MIN_PSK_LEN: usize = 16;
@@ -67,6 +75,8 @@ pub struct Listen {
     pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub nat_port: u16,
+    /// SO_RCVBUF of every IKE socket, in bytes (the kernel may clamp it: see the daemon's log).
+    pub receive_buffer: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -769,10 +779,27 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
             format!("nat_port = {nat_port} equals port; the NAT-T port is usually 4500"),
         ));
     }
+    let receive_buffer = match &l.receive_buffer {
+        None => DEFAULT_RECEIVE_BUFFER,
+        Some(v) => {
+            let b = *v.get_ref();
+            if !(u64::from(MIN_RECEIVE_BUFFER)..=u64::from(MAX_RECEIVE_BUFFER)).contains(&b) {
+                return Err(doc.at(
+                    v.span(),
+                    format!(
+                        "receive_buffer = {b} is out of range: give bytes from {MIN_RECEIVE_BUFFER} to {MAX_RECEIVE_BUFFER} (default {DEFAULT_RECEIVE_BUFFER}, 4 MiB)"
+                    ),
+                ));
+            }
+            // In range, so it fits.
+            u32::try_from(b).unwrap_or(DEFAULT_RECEIVE_BUFFER)
+        }
+    };
     Ok(Listen {
         addresses,
         port,
         nat_port,
+        receive_buffer,
     })
 }
 

@@ -78,6 +78,7 @@ pub struct ListenSection {
     pub addresses: Option<Vec<S<String>>>,
     pub port: Option<S<u16>>,
     pub nat_port: Option<S<u16>>,
+    pub receive_buffer: Option<S<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
