@@ -150,6 +150,12 @@ md_evidence() {
   sed -e 's/\x1b\[[0-9;]*m//g' "$LOGS/md-ha-$MD_TAG.log" | tail -5
   lab_state mn | head -30
   lab_state ha | head -30
+  echo "--- the HA's way to the home address, the MN's addresses, UDP/ICMPv6 counters"
+  ip -n ha -6 route get "$ML_HOA" 2>&1
+  ip -n ha -6 neigh show 2>&1 | head -8
+  ip -n mn -6 addr show 2>&1 | grep -E 'inet6|^[0-9]' | head -12
+  ip netns exec mn nstat -az 2>/dev/null | grep -E 'Udp6|Icmp6(In|Out)Neighbor|XfrmIn|XfrmOut' | grep -v ' 0 ' | head -20
+  ip netns exec ha nstat -az 2>/dev/null | grep -E 'Udp6|Icmp6(In|Out)Neighbor|XfrmOut' | grep -v ' 0 ' | head -12
 }
 
 # md_keys_static: the four SAs of the traces' `static` run, by hand on both nodes (what a key
