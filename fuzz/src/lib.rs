@@ -208,3 +208,79 @@ pub fn establish(
         ha_ike: info.id,
     })
 }
+
+// ---- responder_datagram's mode 2 (needs Endpoint::fuzz_peer_view: cargo-fuzz builds only) ----
+
+#[cfg(fuzzing)]
+/// The home agent starts an exchange of its own (its request is dropped), so that the input can
+/// be a response to it.
+pub fn ha_starts(ep: &mut Endpoint, now: Now, ike: IkeId, which: u8) {
+    let spi_in = ep
+        .get(ike)
+        .and_then(|i| i.children.first().map(|c| c.spi_in))
+        .unwrap_or(0);
+    let cmd = match which & 3 {
+        0 => Command::RekeyIke { ike },
+        1 => Command::CreateChild {
+            ike,
+            class: SaClass::Payload,
+        },
+        2 => Command::RekeyChild { ike, spi_in },
+        _ => Command::DeleteChild { ike, spi_in },
+    };
+    let _ = ep.handle_command(now, cmd);
+    drain(ep);
+}
+
+#[cfg(fuzzing)]
+/// Seals `inner` (a payload chain starting with type `first`, taken as is: the fuzzer owns its
+/// bytes) as the mobile node would, with the keys of the home agent's SA `ike`.
+pub fn seal_as_peer(
+    ep: &Endpoint,
+    ike: IkeId,
+    sel: u8,
+    first: u8,
+    inner: &[u8],
+) -> Option<Vec<u8>> {
+    let v = ep.fuzz_peer_view(ike)?;
+    use mip6_ike::crypto::Rng;
+    use mip6_ike::wire::Header;
+    use mip6_ike::wire::consts::*;
+    let exchange = [IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL][usize::from(sel & 3)];
+    let response = sel & 4 != 0;
+    let mut message_id = if response {
+        v.our_next_msg_id.wrapping_sub(1)
+    } else {
+        v.peer_msg_id
+    };
+    if sel & 8 != 0 {
+        // One off: an old request (retransmission cache) or a future one (window).
+        message_id = message_id.wrapping_add(if response { 1 } else { u32::MAX });
+    }
+    let mut flags = if response { FLAG_RESPONSE } else { 0 };
+    if v.peer_is_initiator {
+        flags |= FLAG_INITIATOR;
+    }
+    let keys = &v.peer_keys;
+    let body_len = keys.sealed_len(inner.len());
+    let header = Header {
+        spi_i: v.spi_i,
+        spi_r: v.spi_r,
+        next_payload: PL_SK,
+        version: IKE_VERSION,
+        exchange,
+        flags,
+        message_id,
+        length: u32::try_from(Header::LEN + 4 + body_len).ok()?,
+    };
+    let mut out = Vec::new();
+    header.emit(&mut out);
+    out.push(first);
+    out.push(0);
+    out.extend_from_slice(&u16::try_from(4 + body_len).ok()?.to_be_bytes());
+    let mut iv = vec![0u8; keys.iv_len()];
+    TestRng::new(3).fill(&mut iv);
+    let aad = out.clone();
+    keys.seal(&aad, &iv, inner, &mut out);
+    Some(out)
+}
