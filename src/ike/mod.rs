@@ -13,6 +13,9 @@ pub mod config;
 mod endpoint;
 mod float;
 mod found;
+// Fuzzing only: lets a fuzz target seal messages with an established SA's keys.
+#[cfg(fuzzing)]
+pub mod fuzz_hooks;
 mod home;
 mod info;
 mod init;

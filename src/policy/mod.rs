@@ -10,6 +10,8 @@ mod schema;
 mod users;
 
 pub use error::{ConfigError, line_col};
+#[doc(hidden)]
+pub use users::load_user_str;
 pub use users::{load_users, load_users_for, load_users_with};
 
 use std::collections::HashMap;

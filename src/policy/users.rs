@@ -106,6 +106,19 @@ pub fn load_users_for(
     UserDb::new(users).map_err(dir_err)
 }
 
+/// One user file's text checked alone (no directory walk, no claims against other files).
+/// For the `config_toml` fuzz target, which cannot afford a file per input; the daemon reads
+/// users through [`load_users_for`]. `path` names the user (its stem) and is the file whose mode
+/// a PSK requires (it must exist for a PSK user to load).
+#[doc(hidden)]
+pub fn load_user_str(
+    path: &Path,
+    text: &str,
+    pools: &BTreeMap<String, std::sync::Arc<crate::mobility::Pool>>,
+) -> Result<User, ConfigError> {
+    load_user(&Doc { path, text }, pools)
+}
+
 /// Refuses what would let this user act for addresses that are not its own: a static home
 /// address that is the home agent's, lies inside another user's home prefix or inside a prefix
 /// pool (a delegated prefix would give it to someone else); a home prefix that covers the home
