@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use common::*;
+use mip6_ike::auth::Identity;
 use mip6_ike::ike::{Command, Event, HomeAddress};
 use mip6_ike::kernel::{Direction, Mode};
 use mip6_ike::mobility::SaClass;
@@ -761,7 +762,7 @@ fn ha_is_the_responder_for_many_users_without_interference() {
         home_agent: HA_IP,
         home_address: HomeAddress::Static(HOA2),
         classes: BU_PAYLOAD.to_vec(),
-        remote_identity: None,
+        remote_identity: Some(Identity::parse_config(HA_DN).unwrap()),
     };
     mn2.ep.handle_command(l.now, cmd).unwrap();
     for _ in 0..20 {
@@ -788,6 +789,34 @@ fn ha_is_the_responder_for_many_users_without_interference() {
         assert_eq!(hoa, want);
     }
     assert_eq!(l.ha.kernel.len(), 8);
+}
+
+/// A mobile node with certificates that names no home agent identity refuses the home agent's
+/// AUTH (any certificate of its CA would pass, another mobile node's too): the engine holds
+/// this on its own, whatever the configuration loader lets through.
+#[test]
+fn certificate_mobile_node_without_home_agent_identity_refuses_the_home_agent() {
+    let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
+    let cmd = Command::Initiate {
+        local: l.mn.addr,
+        remote: l.ha.addr,
+        home_agent: HA_IP,
+        home_address: HomeAddress::Static(HOA1),
+        classes: BU_PAYLOAD.to_vec(),
+        remote_identity: None,
+    };
+    l.mn.ep.handle_command(l.now, cmd).unwrap();
+    assert!(!l.establish(2), "established without a home agent identity");
+    assert_eq!(l.mn.child_ups(), 0);
+    assert!(l.mn.ep.list().is_empty(), "no IKE SA left on the MN");
+    assert!(
+        l.mn.events
+            .iter()
+            .any(|e| matches!(e, Event::ExchangeFailed { reason, .. }
+            if reason.contains("no home agent identity configured"))),
+        "refusal reported: {:?}",
+        l.mn.events
+    );
 }
 
 // ---- IKE SA rekeying (RFC 7296 1.3.2, 2.18) ----

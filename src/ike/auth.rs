@@ -60,7 +60,58 @@ pub(super) fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
     ))
 }
 
+/// Why a home agent's IKE_AUTH was not accepted.
+pub(super) enum HomeAgentAuth {
+    /// The handshake has no keys (an internal state error, not the peer's fault).
+    NoKeys,
+    /// The peer is not the home agent we expect; the reason goes to the log and the event.
+    Refused(String),
+}
+
 impl Endpoint {
+    /// A mobile node's check of its home agent's IKE_AUTH, the same for our own initiations
+    /// and for the home agent's reauthentication: the identity must be the one we expect
+    /// (`want`), and its AUTH must verify. With certificates and no expected identity we refuse:
+    /// any certificate of our CA would pass, another mobile node's too (the configuration
+    /// refuses such a file; this keeps the engine safe on its own).
+    pub(super) fn check_home_agent_auth(
+        &self,
+        sa: &IkeSa,
+        a: &Found,
+        want: Option<&Identity>,
+        identity: &Identity,
+        id: &Id,
+    ) -> Result<(), HomeAgentAuth> {
+        let psk = match &self.cfg.auth {
+            LocalAuth::Psk(k) => Some(k.clone()),
+            LocalAuth::Certificate { .. } => None,
+        };
+        match want {
+            Some(want) if !same_identity(want, identity) => {
+                return Err(HomeAgentAuth::Refused(format!(
+                    "home agent identified as {identity}, expected {want}"
+                )));
+            }
+            None if psk.is_none() => {
+                return Err(HomeAgentAuth::Refused(
+                    "no home agent identity configured (home_agent_id): a certificate alone \
+                     does not say who the home agent is"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let octets = peer_signed_octets(sa, id).ok_or(HomeAgentAuth::NoKeys)?;
+        self.verify_peer_auth(
+            sa,
+            a,
+            identity,
+            &octets,
+            psk.as_deref().map(|v| v.as_slice()),
+        )
+        .map_err(|reason| HomeAgentAuth::Refused(format!("home agent AUTH: {reason}")))
+    }
+
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
     pub(super) fn verify_peer_auth(
         &self,
@@ -435,39 +486,17 @@ impl Endpoint {
             Ok(i) => i,
             Err(e) => return failed(self, sa, None, format!("bad IDr: {e}")),
         };
-        if let Some(want) = sa.plan.as_ref().and_then(|p| p.remote_identity.clone())
-            && !same_identity(&want, &identity)
-        {
-            return failed(
-                self,
-                sa,
-                None,
-                format!("home agent identified as {identity}, expected {want}"),
-            );
-        }
-        let psk = match &self.cfg.auth {
-            LocalAuth::Psk(k) => Some(k.clone()),
-            LocalAuth::Certificate { .. } => None,
-        };
-        let Some(octets) = peer_signed_octets(sa, idr) else {
-            return Fate::Close("no keys".into());
-        };
-        if let Err(reason) = self.verify_peer_auth(
-            sa,
-            &a,
-            &identity,
-            &octets,
-            psk.as_deref().map(|v| v.as_slice()),
-        ) {
-            // The responder believes the SA is up: tell it (fire and forget) before leaving.
-            let (local, remote) = (sa.local, sa.remote);
-            self.send_ike_delete_once(sa, local, remote);
-            return failed(
-                self,
-                sa,
-                Some(N_AUTHENTICATION_FAILED),
-                format!("home agent AUTH: {reason}"),
-            );
+        let want = sa.plan.as_ref().and_then(|p| p.remote_identity.clone());
+        match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
+            Ok(()) => {}
+            Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
+            Err(HomeAgentAuth::Refused(reason)) => {
+                // The responder believes the SA is up: tell it (fire and forget) before
+                // leaving.
+                let (local, remote) = (sa.local, sa.remote);
+                self.send_ike_delete_once(sa, local, remote);
+                return failed(self, sa, Some(N_AUTHENTICATION_FAILED), reason);
+            }
         }
         info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());

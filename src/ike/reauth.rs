@@ -11,8 +11,7 @@
 
 use tracing::{info, warn};
 
-use super::auth::{peer_signed_octets, same_identity, signed_octets};
-use super::config::LocalAuth;
+use super::auth::{HomeAgentAuth, same_identity, signed_octets};
 use super::endpoint::{Endpoint, Fate};
 use super::found::Found;
 use super::sa::{IkeSa, State};
@@ -49,30 +48,16 @@ impl Endpoint {
         let Some(record) = self.mn.home_agent(sa.remote.ip()).cloned() else {
             return fail(self, sa, "not from a home agent we know".into());
         };
-        if let Some(want) = &record.plan.remote_identity
-            && !same_identity(want, &identity)
-        {
-            return fail(
-                self,
-                sa,
-                format!("home agent identified as {identity}, expected {want}"),
-            );
-        }
-        let psk = match &self.cfg.auth {
-            LocalAuth::Psk(k) => Some(k.clone()),
-            LocalAuth::Certificate { .. } => None,
-        };
-        let Some(octets) = peer_signed_octets(sa, idi) else {
-            return Fate::Close("no keys".into());
-        };
-        if let Err(reason) = self.verify_peer_auth(
+        match self.check_home_agent_auth(
             sa,
             &a,
+            record.plan.remote_identity.as_ref(),
             &identity,
-            &octets,
-            psk.as_deref().map(|v| v.as_slice()),
+            idi,
         ) {
-            return fail(self, sa, format!("home agent AUTH: {reason}"));
+            Ok(()) => {}
+            Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
+            Err(HomeAgentAuth::Refused(reason)) => return fail(self, sa, reason),
         }
         // Authenticated: from here on the peer is our home agent.
         let idr = self.our_id();
