@@ -190,9 +190,12 @@ md_location() {
   n=$(md_bas)
   "$@"
   # without key mobility the first BU after a move can fall in the gap while the IKE SA is
-  # re-established (ACQUIRE, larval state) and only a retransmission (1, 2, 4 s) gets through
+  # re-established (ACQUIRE, larval state) and only a retransmission (1, 2, 4, 8 s) gets
+  # through; and on loaded machines a re-establishment from the home address on return home
+  # was seen to go unanswered until the MN's next attempt (its IKE_SA_INIT gives up after
+  # ~12 s, the next starts 5 s later): wait for that one too (see the closing note of 3 Dec)
   local wait=$MD_BA_WAIT
-  [[ $MD_TAG == nokbit ]] && wait=$((MD_BA_WAIT * 2))
+  [[ $MD_TAG == nokbit ]] && wait=$((MD_BA_WAIT * 5))
   end=$((SECONDS + wait))
   while ((SECONDS < end)); do
     (($(md_bas) > n)) && break
