@@ -15,6 +15,7 @@
 //! kernel has no getsockopt for them, but lists them as `socket in` / `socket out`).
 
 mod common;
+use common::netns::ip;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -30,7 +31,6 @@ use common::daemon::{
 use mip6_ike::daemon::{make_kernel, udp};
 use mip6_ike::ike::Event;
 use mip6_ike::policy;
-use nix::sched::{CloneFlags, unshare};
 
 const V6: &str = "::1";
 const V4: &str = "127.0.0.1";
@@ -46,47 +46,21 @@ fn a(s: &str) -> IpAddr {
 /// would never apply to loopback traffic and the IPv4 tests could not fail. IPv6 on `lo` has
 /// no such exemption.
 fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("MIP6_IKE_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
-            eprintln!("skipped: not root (MIP6_IKE_SKIP_KERNEL_TESTS=1)");
-            return None;
-        }
-        panic!(
-            "the bypass tests need root (a network namespace per test); run as root or set MIP6_IKE_SKIP_KERNEL_TESTS=1 to skip them"
-        );
-    }
-    let t = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        ip("link set lo up");
-        let out = Proc::new("sysctl")
-            .args([
-                "-qw",
-                "net.ipv4.conf.lo.disable_xfrm=0",
-                "net.ipv4.conf.lo.disable_policy=0",
-            ])
-            .output()
-            .expect("run sysctl");
-        assert!(out.status.success(), "sysctl: {out:?}");
-        f()
-    });
-    match t.join() {
-        Ok(v) => Some(v),
-        Err(e) => std::panic::resume_unwind(e),
-    }
-}
-
-/// Runs `ip ARGS` (in the calling thread's netns) and returns its output; panics on failure.
-fn ip(args: &str) -> String {
-    let out = Proc::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::netns::in_netns_with(
+        "bypass tests",
+        || {
+            let out = Proc::new("sysctl")
+                .args([
+                    "-qw",
+                    "net.ipv4.conf.lo.disable_xfrm=0",
+                    "net.ipv4.conf.lo.disable_policy=0",
+                ])
+                .output()
+                .expect("run sysctl");
+            assert!(out.status.success(), "sysctl: {out:?}");
+        },
+        f,
+    )
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

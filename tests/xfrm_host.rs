@@ -7,6 +7,7 @@
 //! ESP SA installation is checked to fail with EPROTONOSUPPORT (real SAs: the UML tier).
 
 mod common;
+use common::netns::ip;
 
 use common::daemon::{MN1_ID, Running, copy_certs, start_on, stop, wait_event};
 use common::xorshift::XorShift;
@@ -29,7 +30,6 @@ use mip6_ike::kernel::{
 };
 use mip6_ike::mobility::SaClass;
 use mip6_ike::policy::MobileNodeSettings;
-use nix::sched::{CloneFlags, unshare};
 
 const HOA: &str = "2001:db8:1::100";
 const HA: &str = "2001:db8:1::1";
@@ -43,41 +43,7 @@ fn a(s: &str) -> IpAddr {
 /// Runs `f` in a fresh network namespace with lo up and our addresses on it; None when the
 /// tests are to be skipped.
 fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("MIP6_IKE_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
-            eprintln!("skipped: not root (MIP6_IKE_SKIP_KERNEL_TESTS=1)");
-            return None;
-        }
-        panic!(
-            "the XFRM host tests need root (a network namespace per test); run as root or set MIP6_IKE_SKIP_KERNEL_TESTS=1 to skip them"
-        );
-    }
-    let t = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        ip("link set lo up");
-        for addr in [HOA, HA, COA1, COA2] {
-            ip(&format!("addr add {addr}/128 dev lo nodad"));
-        }
-        f()
-    });
-    match t.join() {
-        Ok(v) => Some(v),
-        Err(e) => std::panic::resume_unwind(e),
-    }
-}
-
-/// Runs `ip ARGS` (in the calling thread's netns) and returns its output; panics on failure.
-fn ip(args: &str) -> String {
-    let out = Proc::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::netns::in_netns_addrs("XFRM host tests", &[HOA, HA, COA1, COA2], f)
 }
 
 /// The selector of the payload tunnel from the home address.

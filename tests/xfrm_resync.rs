@@ -5,9 +5,9 @@
 //! MIP6_IKE_SKIP_KERNEL_TESTS=1 says to skip.
 
 mod common;
+use common::netns::ip;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
 use mip6_ike::daemon::kernel::{KernelMsg, missed_moves, spawn_listener_on};
@@ -19,7 +19,6 @@ use mip6_ike::kernel::{
     Direction, Kernel, KernelEvent, Lifetime, Mode, SaSpec, Selector, TunnelTemplate,
 };
 use mip6_ike::mobility::SaClass;
-use nix::sched::{CloneFlags, unshare};
 
 const HOA: &str = "2001:db8:1::100";
 const HA: &str = "2001:db8:1::1";
@@ -30,41 +29,10 @@ fn a(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// Runs `f` in a fresh network namespace with lo up and our addresses on it; None when the
+/// tests are to be skipped.
 fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("MIP6_IKE_SKIP_KERNEL_TESTS").as_deref() == Ok("1") {
-            eprintln!("skipped: not root (MIP6_IKE_SKIP_KERNEL_TESTS=1)");
-            return None;
-        }
-        panic!(
-            "the XFRM host tests need root (a network namespace per test); run as root or set MIP6_IKE_SKIP_KERNEL_TESTS=1 to skip them"
-        );
-    }
-    let t = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        ip("link set lo up");
-        for addr in [HOA, HA, COA1, COA2] {
-            ip(&format!("addr add {addr}/128 dev lo nodad"));
-        }
-        f()
-    });
-    match t.join() {
-        Ok(v) => Some(v),
-        Err(e) => std::panic::resume_unwind(e),
-    }
-}
-
-fn ip(args: &str) -> String {
-    let out = Proc::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::netns::in_netns_addrs("XFRM host tests", &[HOA, HA, COA1, COA2], f)
 }
 
 fn mip6d() -> XfrmConfig {

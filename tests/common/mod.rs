@@ -1,9 +1,11 @@
 //! Shared test helpers. Here: a home agent and a mobile node Endpoint that talk by passing
 //! buffers, with a MemoryKernel each (time is simulated: nothing here sleeps). `daemon`: daemons
-//! started from configuration files. `xorshift`: deterministic mutations.
+//! started from configuration files. `netns`: host-kernel tests in a fresh network namespace.
+//! `xorshift`: deterministic mutations.
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod netns;
 pub mod xorshift;
 
 use std::collections::HashMap;
