@@ -183,7 +183,7 @@ fn refused_newsa_in_ike_auth_leaves_the_ike_sa_without_the_child_sa() {
         home_agent: HA_IP,
         home_address: HomeAddress::Static(HOA1),
         classes: vec![SaClass::BuBa],
-        remote_identity: None,
+        remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
     };
     l.mn.ep.handle_command(l.now, cmd).unwrap();
     converse(&mut l);
@@ -280,7 +280,7 @@ fn missed_moves_are_recovered_from_mip6ds_tunnel_templates() {
         home_agent: HA_IP,
         home_address: HomeAddress::Static(HOA1),
         classes: vec![SaClass::BuBa, SaClass::Payload],
-        remote_identity: None,
+        remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
     };
     l.mn.ep.handle_command(l.now, cmd).unwrap();
     converse(&mut l);

@@ -36,7 +36,7 @@ fn run(ha: &mut Endpoint, now: Now, i: u32, hoa: std::net::Ipv6Addr) {
         home_agent: HA_IP,
         home_address: HomeAddress::Static(hoa),
         classes: vec![SaClass::BuBa, SaClass::Payload],
-        remote_identity: None,
+        remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
     };
     mn.ep.handle_command(now, cmd).unwrap();
     for _ in 0..10 {

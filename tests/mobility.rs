@@ -610,7 +610,7 @@ fn connect_with(ha: &mut Endpoint, cfg: Config, i: usize, now: Now) -> Option<Ip
             home_agent: HA_IP,
             home_address: HomeAddress::Dynamic,
             classes: vec![SaClass::BuBa],
-            remote_identity: None,
+            remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
         },
     )
     .unwrap();
