@@ -54,6 +54,10 @@ fn base_config(identity: &str, auth: LocalAuth, trust: Option<Arc<TrustAnchors>>
         // Low, so that a few fuzzed IKE_SA_INITs reach the COOKIE and half-open limits.
         cookie_threshold: 4,
         max_half_open: 16,
+        // Low too, so that the per-source limits (one fuzzer "source" sends everything) are
+        // reached and their paths explored.
+        max_half_open_per_source: 2,
+        init_rate_per_source: 4,
         home_agent: None,
         replay_window: 32,
         mobility: Default::default(),
