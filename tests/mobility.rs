@@ -17,6 +17,7 @@ use mip6_ike::mobility::{
     HomePrefix, IdentityMatch, LeaseState, LeaseStore, Pool, PoolKind, SaClass, User, UserAuth,
     UserDb,
 };
+use mip6_ike::wire::Header;
 use mip6_ike::wire::consts::*;
 
 const BU_PAYLOAD: &[SaClass] = &[SaClass::BuBa, SaClass::Payload];
@@ -408,57 +409,150 @@ fn migrates_for_unknown_sas_or_foreign_kmaddress_are_ignored() {
     assert!(l.wire.is_empty(), "nothing sent for ignored MIGRATEs");
 }
 
+/// The SPIs (ours, inbound) of a side's CHILD_SAs.
+fn child_spis(s: &Side) -> Vec<u32> {
+    let mut v: Vec<u32> =
+        s.ep.list()
+            .iter()
+            .flat_map(|i| i.children.iter().map(|c| c.spi_in))
+            .collect();
+    v.sort_unstable();
+    v
+}
+
 #[test]
-fn without_key_mobility_the_mobile_node_re_establishes() {
+fn without_key_mobility_the_mobile_node_re_establishes_before_it_deletes() {
     let mut l = moving_pair(|m| m.key_mobility = false);
     let old_ike = l.mn.ep.list()[0].id;
+    let old_children = child_spis(&l.mn);
     let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     mn_moves(&mut l, HOA1, old, new);
     assert_eq!(migrated(&l.mn), 0);
     assert!(
-        l.mn.events
+        !l.mn
+            .events
             .iter()
-            .any(|e| matches!(e, Event::IkeDown { ike, .. } if *ike == old_ike))
+            .any(|e| matches!(e, Event::IkeDown { .. })),
+        "the old IKE SA is not down: its CHILD_SAs still carry mip6d's BUs"
     );
-    // Delete of the old SA, then IKE_SA_INIT of the new one, both from the new CoA.
-    assert!(l.wire.len() >= 2 && l.wire.iter().all(|(_, t)| t.local.ip() == ip(new)));
+    let new_ike = l.mn.events.iter().find_map(|e| match e {
+        Event::IkeRekeyed { old, new } if *old == old_ike => Some(*new),
+        _ => None,
+    });
+    let new_ike = new_ike.expect("the old IKE SA's followers are sent to the new one");
+    // Make before break: the old CHILD_SAs stay installed, no Delete goes out yet; only the
+    // new IKE_SA_INIT, from the new care-of address.
+    assert_eq!(
+        l.mn.kernel.len(),
+        4,
+        "old CHILD_SAs kept during the new negotiation"
+    );
+    assert_eq!(l.ha.kernel.len(), 4);
+    assert_eq!(l.wire.len(), 1, "{:?}", l.wire.len());
+    assert_eq!(l.wire[0].1.local.ip(), ip(new));
+    assert_eq!(
+        Header::parse(&l.wire[0].1.data).unwrap().exchange,
+        IKE_SA_INIT
+    );
+    // HA: its MIGRATEs (mip6d processed the BU, which went through the old transport SA)
+    // leave its IKE SA and CHILD_SAs alone.
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+    assert_eq!(l.ha.kernel.len(), 4);
     let ups = (l.mn.child_ups(), l.ha.child_ups());
     assert!(l.run(
         |l| l.mn.child_ups() >= ups.0 + 2 && l.ha.child_ups() >= ups.1 + 2,
         |_, _, _| true
     ));
     l.run_now();
-    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
-    l.run_now();
     let mn = l.mn.ep.list();
     let ha = l.ha.ep.list();
-    assert_eq!(mn.len(), 1);
-    assert_eq!(ha.len(), 1, "the HA's old IKE SA is gone: {ha:?}");
-    assert_ne!(mn[0].id, old_ike);
+    assert_eq!(mn.len(), 1, "the stranded IKE SA is gone: {mn:?}");
+    assert_eq!(
+        ha.len(),
+        1,
+        "the HA's old IKE SA is gone (the MN's Delete): {ha:?}"
+    );
+    assert_eq!(mn[0].id, new_ike);
     assert_eq!(mn[0].local, SocketAddr::new(ip(new), MN_PORT));
     assert_eq!(ha[0].remote, SocketAddr::new(ip(new), MN_PORT));
     assert_eq!(ha[0].children.len(), 2);
+    let now = child_spis(&l.mn);
+    assert!(
+        now.iter().all(|s| !old_children.contains(s)),
+        "{now:?} {old_children:?}"
+    );
     assert_eq!(l.mn.kernel.len(), 4, "only the new CHILD_SAs are installed");
     assert_eq!(l.ha.kernel.len(), 4);
-    let (m, h) = (&l.mn.kernel_errors, &l.ha.kernel_errors);
-    // Each side deletes the old tunnel SA at both places it may be (before and after the
-    // kernel's own migration): one of each pair finds nothing.
-    assert!(m.len() <= 2 && h.len() <= 2, "{m:?} {h:?}");
+    assert!(
+        l.mn.kernel_errors.is_empty() && l.ha.kernel_errors.is_empty(),
+        "every old SA deleted where the kernel moved it: {:?} {:?}",
+        l.mn.kernel_errors,
+        l.ha.kernel_errors
+    );
 }
 
 #[test]
-fn without_key_mobility_the_home_agent_deletes_the_old_sa() {
+fn without_key_mobility_a_move_during_re_establishment_keeps_the_old_sas_too() {
+    let mut l = moving_pair(|m| m.key_mobility = false);
+    let old = mn_coa(&l);
+    let (mid, new) = (v6("2001:db8:3::100"), v6("2001:db8:4::100"));
+    mn_moves(&mut l, HOA1, old, mid);
+    l.wire.clear();
+    mn_moves(&mut l, HOA1, mid, new);
+    assert_eq!(l.mn.kernel.len(), 4, "still the old CHILD_SAs");
+    assert!(l.wire.iter().all(|(_, t)| t.local.ip() == ip(new)));
+    kernel_ha(&mut l, ha_migrates(HOA1, old, new));
+    let ups = l.mn.child_ups();
+    assert!(l.run(|l| l.mn.child_ups() >= ups + 2, |_, _, _| true));
+    l.run_now();
+    assert_eq!(l.mn.ep.list().len(), 1);
+    assert_eq!(l.ha.ep.list().len(), 1);
+    assert_eq!((l.mn.kernel.len(), l.ha.kernel.len()), (4, 4));
+}
+
+#[test]
+fn without_key_mobility_an_unreplaced_sa_goes_after_move_grace() {
+    let mut l = moving_pair(|m| m.key_mobility = false);
+    let old = mn_coa(&l);
+    let new = v6("2001:db8:3::100");
+    mn_moves(&mut l, HOA1, old, new);
+    // Nothing reaches the home agent from the new address.
+    let moved_at = l.now.at;
+    let grace = l.mn.ep.config().timers.move_grace;
+    // (The home agent's liveness checks go to the old address: lost as well.)
+    let at = l.mn.addr;
+    assert!(l.run(
+        |l| l.mn.kernel.is_empty(),
+        |_, to_ha, t| !to_ha && t.remote == at
+    ));
+    assert!(
+        l.now.at >= moved_at + grace,
+        "kept for move_grace ({grace:?}), gone after {:?}",
+        l.now.at - moved_at
+    );
+    assert_eq!(l.mn.kernel.len(), 0, "the stranded CHILD_SAs went with it");
+}
+
+#[test]
+fn without_key_mobility_the_home_agent_keeps_the_sa_until_the_mobile_node_replaces_it() {
     let mut ha = ha_config(AuthKind::Ecdsa, IKE, ESP);
     ha.mobility.key_mobility = false;
     let mut l = moving_lab(mn1(), ha);
     let old = mn_coa(&l);
     kernel_ha(&mut l, ha_migrates(HOA1, old, v6("2001:db8:3::100")));
-    assert_eq!(l.ha.ep.ike_sa_count(), 0);
-    assert!(l.ha.kernel.is_empty());
-    assert!(l.ha.events.iter().any(
-        |e| matches!(e, Event::IkeDown { reason, .. } if reason.contains("without key mobility"))
-    ));
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+    assert_eq!(l.ha.kernel.len(), 4, "the BA still needs the transport SAs");
+    assert!(
+        !l.ha
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::IkeDown { .. })),
+        "{:?}",
+        l.ha.events
+    );
+    assert!(l.wire.is_empty(), "nothing sent on a MIGRATE");
 }
 
 // ---- dynamic home addresses, prefixes, leases ----

@@ -61,6 +61,10 @@ pub struct Timers {
     /// The original initiator rekeys the IKE SA this long after it was established (RFC 7296
     /// 2.18); zero disables timed IKE SA rekeying.
     pub ike_rekey: Duration,
+    /// Without the K bit, an IKE SA whose end moved keeps its CHILD_SAs (mip6d's BUs need the
+    /// HoA<->HA transport SAs, which do not depend on the care-of address) until the new IKE SA
+    /// from the new address replaces it, or this long at most.
+    pub move_grace: Duration,
 }
 
 impl Default for Timers {
@@ -75,6 +79,7 @@ impl Default for Timers {
             child_rekey: Duration::from_secs(3600),
             child_lifetime: Duration::from_secs(3900),
             ike_rekey: Duration::from_secs(4 * 3600),
+            move_grace: Duration::from_secs(60),
         }
     }
 }

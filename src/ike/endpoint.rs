@@ -276,6 +276,7 @@ impl Endpoint {
                     remote_identity,
                     assigned_hoa: None,
                     ike_rekey_at: None,
+                    retire: Vec::new(),
                 };
                 Ok(self.start_initiator(local, remote, plan))
             }
@@ -423,6 +424,9 @@ impl Endpoint {
         }
         if sa.pending.is_none() && sa.state == State::Established {
             self.start_next(&mut sa);
+            if sa.pending.is_none() {
+                self.retire_stranded(&mut sa);
+            }
         }
         self.reschedule(&mut sa);
         self.sas.insert(sa.our_spi(), sa);
@@ -543,7 +547,9 @@ impl Endpoint {
                 // The provider did not answer in time: our own pools decide.
                 return self.resume_auth(sa, super::ProvidedAddress::default());
             }
-            return Fate::Close(if sa.state == State::Rekeyed {
+            return Fate::Close(if sa.stranded {
+                "moved without key mobility; not replaced within move_grace".into()
+            } else if sa.state == State::Rekeyed {
                 "rekeyed; the peer did not delete the old IKE SA".into()
             } else {
                 "half-open IKE SA timed out".into()

@@ -239,6 +239,7 @@ mod tests {
             remote_identity: None,
             assigned_hoa: None,
             ike_rekey_at: None,
+            retire: Vec::new(),
         };
         for i in 0..40u16 {
             let remote = SocketAddr::new(

@@ -119,11 +119,14 @@ impl Endpoint {
             };
             let (fate, restart) = self.migrate_sa(&mut sa, km_local, km_remote);
             // The old SA's CHILD_SAs and IkeDown go first; then the new IKE SA starts.
+            let old = sa.id();
             self.finish(sa, fate);
             if let Some((plan, local, remote)) = restart {
                 let (local, remote) = self.restart_ends(local, remote);
                 let id = self.start_initiator(local, remote, *plan);
                 info!(ike = %id, %local, %remote, "IKE SA re-established from the new address");
+                // Whoever follows `old` follows `new`, as after a rekey.
+                self.push_event(Event::IkeRekeyed { old, new: id });
             }
         }
     }
@@ -213,22 +216,16 @@ impl Endpoint {
         let update_kernel = self.cfg.mobility.update_kernel_sas;
         if !self.cfg.mobility.key_mobility {
             if !update_kernel {
-                // mip6d's MIGRATEs move the kernel's tunnel SAs, but whether the one for this
-                // SA has been processed yet is unknown: delete at the new place too (the
-                // teardown deletes at the recorded one; one of the two finds nothing).
-                let mut probe = sa.children.clone();
-                for m in follow(&mut probe, (old_local, old_remote), (km_local, km_remote)) {
-                    self.kernel_ops.push_back(KernelOp::DelSa {
-                        dst: m.new.0,
-                        spi: m.spi_in,
-                    });
-                    self.kernel_ops.push_back(KernelOp::DelSa {
-                        dst: m.new.1,
-                        spi: m.spi_out,
-                    });
-                }
+                // mip6d's MIGRATEs move the kernel's tunnel SAs themselves; the record follows
+                // (one MIGRATE of the move may not have been processed yet: deleting later
+                // finds the SA wherever the kernel holds it).
+                follow(
+                    &mut sa.children,
+                    (old_local, old_remote),
+                    (km_local, km_remote),
+                );
             }
-            return self.replace_after_move(sa, new_local, new_remote, local_moved);
+            return self.strand_after_move(sa, new_local, new_remote, local_moved);
         }
         sa.local = new_local;
         sa.remote = new_remote;
@@ -269,30 +266,72 @@ impl Endpoint {
         (Fate::Keep, None)
     }
 
-    /// Without the K bit: the old IKE SA goes (its Delete sent once, from and to the new
-    /// addresses, since the old care-of address may be gone), and the side that moved and holds
-    /// the plan (the mobile node) starts again from its new address.
-    fn replace_after_move(
+    /// Without the K bit the IKE SA cannot follow, but its CHILD_SAs still work: the transport
+    /// SAs run HoA <-> HA whatever the care-of address, and mip6d's MIGRATEs moved the tunnel
+    /// SAs in the kernel. mip6d's next BU (a deregistration at home, say) needs them, and the
+    /// home agent cannot even reach a returning mobile node before that BU has removed the
+    /// binding's tunnel policies. So nothing is deleted before its replacement exists (make
+    /// before break):
+    /// - mobile node (`local_moved`): the SA is left stranded (no more work, its plan goes to
+    ///   a new IKE SA started from the new address), and deleted, Delete sent from the new
+    ///   address, once that new IKE SA has set up its CHILD_SAs (`retire_stranded`), or after
+    ///   `move_grace`;
+    /// - home agent: the SA stays as it is until the mobile node deletes it from its new
+    ///   address, or stops answering the liveness check at the old one.
+    fn strand_after_move(
         &mut self,
         sa: &mut IkeSa,
         new_local: SocketAddr,
         new_remote: SocketAddr,
         local_moved: bool,
     ) -> (Fate, Option<Restart>) {
-        if sa.state == State::Established {
-            self.send_ike_delete_once(sa, new_local, new_remote);
+        if !local_moved {
+            info!(ike = %sa.id(), remote = %sa.remote, to = %new_remote.ip(), children = sa.children.len(),
+                "peer moved without key mobility: CHILD_SAs kept until it replaces this IKE SA");
+            return (Fate::Keep, None);
         }
-        if local_moved
-            && sa.state == State::Established
-            && let Some(mut plan) = sa.plan.take()
-        {
-            plan.ike_rekey_at = None;
-            return (
-                Fate::Close("moved without key mobility: re-establishing".into()),
-                Some((plan, new_local, new_remote)),
-            );
+        // Later MIGRATEs of the same move find the SA at the new place; its last words (the
+        // Delete) leave from there.
+        sa.local = new_local;
+        sa.remote = new_remote;
+        if sa.stranded || sa.state != State::Established {
+            return (Fate::Keep, None);
         }
-        (Fate::Close("peer moved without key mobility".into()), None)
+        let Some(mut plan) = sa.plan.take() else {
+            // Not ours to re-establish (a superseded SA): it keeps its CHILD_SAs until the
+            // home agent deletes it or it expires.
+            return (Fate::Keep, None);
+        };
+        plan.ike_rekey_at = None;
+        plan.retire.push(sa.our_spi());
+        sa.stranded = true;
+        sa.state = State::Rekeyed;
+        sa.queue.clear();
+        sa.expires_at = Some(self.now.at + self.cfg.timers.move_grace);
+        info!(ike = %sa.id(), children = sa.children.len(), grace = ?self.cfg.timers.move_grace,
+            "moved without key mobility: CHILD_SAs kept until the new IKE SA has its own");
+        (Fate::Keep, Some((plan, new_local, new_remote)))
+    }
+
+    /// Mobile node: `sa` (just established, or its last setup exchange done) replaces the IKE
+    /// SAs its plan left behind after moves without the K bit; they are deleted now, on the
+    /// home agent too.
+    pub(super) fn retire_stranded(&mut self, sa: &mut IkeSa) {
+        let Some(plan) = sa.plan.as_mut() else {
+            return;
+        };
+        if plan.retire.is_empty() {
+            return;
+        }
+        for old in std::mem::take(&mut plan.retire) {
+            let Some(o) = self.sas.remove(&old) else {
+                continue;
+            };
+            self.send_ike_delete_once(&o, sa.local, sa.remote);
+            info!(old = %o.id(), new = %sa.id(), children = o.children.len(),
+                "IKE SA left behind by a move replaced: deleted");
+            self.destroy(o, "replaced after a move without key mobility");
+        }
     }
 }
 

@@ -68,6 +68,9 @@ pub(crate) struct Plan {
     /// When this side (the original initiator, which alone rekeys by timer) rekeys the IKE SA;
     /// set once the SA is established, reset for each successor.
     pub ike_rekey_at: Option<Instant>,
+    /// Mobile node: IKE SAs left behind by moves without the K bit (our SPIs). Their CHILD_SAs
+    /// stay until this plan's IKE SA has set up its own; then they are deleted.
+    pub retire: Vec<u64>,
 }
 
 /// Handshake data, dropped after IKE_AUTH.
@@ -228,6 +231,8 @@ pub(crate) struct IkeSa {
     pub provided: Option<super::ProvidedAddress>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
+    /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
+    pub stranded: bool,
 }
 
 impl IkeSa {
@@ -269,6 +274,7 @@ impl IkeSa {
             parked: None,
             provided: None,
             home_prefix: None,
+            stranded: false,
         }
     }
 

@@ -1109,6 +1109,7 @@ fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {
         child_rekey: secs(doc, &t.child_rekey, "child_rekey", d.child_rekey)?,
         child_lifetime: secs(doc, &t.child_lifetime, "child_lifetime", d.child_lifetime)?,
         ike_rekey: secs(doc, &t.ike_rekey, "ike_rekey", d.ike_rekey)?,
+        move_grace: secs(doc, &t.move_grace, "move_grace", d.move_grace)?,
     };
     if out.child_rekey >= out.child_lifetime {
         let span = t

@@ -189,13 +189,9 @@ md_location() {
   md_snap
   n=$(md_bas)
   "$@"
-  # without key mobility the first BU after a move can fall in the gap while the IKE SA is
-  # re-established (ACQUIRE, larval state) and only a retransmission (1, 2, 4, 8 s) gets
-  # through; and on loaded machines a re-establishment from the home address on return home
-  # was seen to go unanswered until the MN's next attempt (its IKE_SA_INIT gives up after
-  # ~12 s, the next starts 5 s later): wait for that one too (see the closing note of 3 Dec)
+  # without key mobility the first BU after a move goes through the old transport SAs (kept
+  # until the new IKE SA has replaced them), so it needs no longer than with the K bit
   local wait=$MD_BA_WAIT
-  [[ $MD_TAG == nokbit ]] && wait=$((MD_BA_WAIT * 5))
   end=$((SECONDS + wait))
   while ((SECONDS < end)); do
     (($(md_bas) > n)) && break
@@ -234,6 +230,12 @@ md_move() {
   ml_model_cmd move "$1" "$2"
 }
 md_home() {
+  # The worst case for the return home, and a common one (the HA tried to reach the HoA on the
+  # home link while the MN was away, or UMIP's proxy_nd_stop deleted the entry): the HA has no
+  # neighbour entry for the HoA and must resolve it, which it cannot while the binding's
+  # tunnel policies drop the MN's plain Neighbour Advertisements; only the deregistration BU
+  # (through the transport SAs) removes them.
+  ip -n ha -6 neigh flush to $ML_HOA 2>/dev/null
   ml_phase home
   ml_wait_coa $ML_SLAAC 5
   ml_model_cmd home mn-home
