@@ -338,6 +338,9 @@ impl Endpoint {
             self.rotate_cookie_secret();
         }
         self.leases.expire(now.unix);
+        if self.sources.housekeeping_at().is_some_and(|t| t <= now.at) {
+            self.sources.prune(now.at, self.cfg.init_rate_per_source);
+        }
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
                 break;
@@ -359,10 +362,15 @@ impl Endpoint {
             .leases
             .next_expiry()
             .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
-        [t, self.cookie_rotate_at, lease]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            t,
+            self.cookie_rotate_at,
+            lease,
+            self.sources.housekeeping_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- outputs ----

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 /// Rate-limited sources tracked at most. A spoofing flood could name any number of addresses;
 /// past this many (after dropping idle buckets) new sources are not rate limited, which fails
-/// open to the global cookie and half-open limits rather than locking anyone out.
-const MAX_TRACKED_SOURCES: usize = 8192;
+/// open to the global cookie and half-open limits rather than locking anyone out. 4,096 new
+/// sources within one `PRUNE_EVERY` is far beyond a burst of mobile nodes; the table then takes
+/// about 400 KB (8,192 slots of 48 bytes), which is all a spoofed flood can make it cost
+/// (tests/flood/run measures the RSS).
+const MAX_TRACKED_SOURCES: usize = 4096;
 
 /// Idle buckets are dropped at most this often (the pass visits every bucket).
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -49,12 +52,9 @@ impl SourceLimits {
     /// reserve of as many (a mobile node's handshake with a COOKIE round trip and a few
     /// retransmissions fits easily).
     pub fn allow_init(&mut self, ip: IpAddr, now: Instant, rate: u32) -> bool {
-        let rate = f64::from(rate.max(1));
-        let refill = |tokens: f64, at: Instant| {
-            (tokens + now.saturating_duration_since(at).as_secs_f64() * rate).min(rate)
-        };
+        let r = f64::from(rate.max(1));
         if let Some((tokens, at)) = self.buckets.get_mut(&ip) {
-            *tokens = refill(*tokens, *at);
+            *tokens = refill(*tokens, *at, now, r);
             *at = now;
             if *tokens >= 1.0 {
                 *tokens -= 1.0;
@@ -63,21 +63,50 @@ impl SourceLimits {
             return false;
         }
         if self.buckets.len() >= MAX_TRACKED_SOURCES {
-            if self
-                .pruned_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY)
-            {
-                self.pruned_at = Some(now);
-                // A full bucket is as good as none.
-                self.buckets.retain(|_, (t, at)| refill(*t, *at) < rate);
-            }
+            self.prune(now, rate);
             if self.buckets.len() >= MAX_TRACKED_SOURCES {
                 return true;
             }
         }
-        self.buckets.insert(ip, (rate - 1.0, now));
+        // The first bucket starts the housekeeping clock.
+        self.pruned_at.get_or_insert(now);
+        self.buckets.insert(ip, (r - 1.0, now));
         true
     }
+
+    /// Drops the buckets that have refilled (a full bucket is as good as none), at most once
+    /// per `PRUNE_EVERY`, and gives back the table's memory once a flood of sources has
+    /// passed (a HashMap keeps its capacity otherwise). Called for new sources when the table
+    /// is full, and from the endpoint's timer (`housekeeping_at`), so that memory returns to
+    /// its baseline even when no IKE_SA_INIT follows the flood.
+    pub fn prune(&mut self, now: Instant, rate: u32) {
+        if self
+            .pruned_at
+            .is_some_and(|t| now.saturating_duration_since(t) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.pruned_at = Some(now);
+        let r = f64::from(rate.max(1));
+        self.buckets
+            .retain(|_, (t, at)| refill(*t, *at, now, r) < r);
+        if self.buckets.capacity() > 64 && self.buckets.len() < self.buckets.capacity() / 4 {
+            self.buckets.shrink_to_fit();
+        }
+    }
+
+    /// When `prune` has something to do: one `PRUNE_EVERY` after the last pass while buckets
+    /// exist.
+    pub fn housekeeping_at(&self) -> Option<Instant> {
+        if self.buckets.is_empty() && self.buckets.capacity() <= 64 {
+            return None;
+        }
+        self.pruned_at.map(|t| t + PRUNE_EVERY)
+    }
+}
+
+fn refill(tokens: f64, at: Instant, now: Instant, rate: f64) -> f64 {
+    (tokens + now.saturating_duration_since(at).as_secs_f64() * rate).min(rate)
 }
 
 #[cfg(test)]
@@ -100,6 +129,17 @@ mod tests {
             assert!(l.allow_init(ip, t0, 5), "a first request always passes");
         }
         assert!(l.buckets.len() <= MAX_TRACKED_SOURCES);
+        // Once the sources are quiet, one pass from the timer frees the table.
+        let later = t0 + Duration::from_secs(2);
+        assert!(l.housekeeping_at().is_some_and(|t| t <= later));
+        l.prune(later, 5);
+        assert!(l.buckets.is_empty(), "{}", l.buckets.len());
+        assert!(
+            l.buckets.capacity() <= 64,
+            "capacity {}",
+            l.buckets.capacity()
+        );
+        assert_eq!(l.housekeeping_at(), None);
         l.half_open_added(a);
         l.half_open_added(a);
         l.half_open_removed(a);
