@@ -7,7 +7,7 @@
 //! ESP SA installation is checked to fail with EPROTONOSUPPORT (real SAs: the UML tier).
 
 mod common;
-use common::netns::ip;
+use common::netns::{COA1, COA2, HA, HOA, ip};
 
 use common::daemon::{MN1_ID, Running, copy_certs, start_on, stop, wait_event};
 use common::xorshift::XorShift;
@@ -30,11 +30,6 @@ use mip6_ike::kernel::{
 };
 use mip6_ike::mobility::SaClass;
 use mip6_ike::policy::MobileNodeSettings;
-
-const HOA: &str = "2001:db8:1::100";
-const HA: &str = "2001:db8:1::1";
-const COA1: &str = "2001:db8:2::100";
-const COA2: &str = "2001:db8:3::100";
 
 fn a(s: &str) -> IpAddr {
     s.parse().unwrap()

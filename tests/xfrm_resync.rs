@@ -5,7 +5,7 @@
 //! MIP6_IKE_SKIP_KERNEL_TESTS=1 says to skip.
 
 mod common;
-use common::netns::ip;
+use common::netns::{COA1, COA2, HA, HOA, ip};
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -19,11 +19,6 @@ use mip6_ike::kernel::{
     Direction, Kernel, KernelEvent, Lifetime, Mode, SaSpec, Selector, TunnelTemplate,
 };
 use mip6_ike::mobility::SaClass;
-
-const HOA: &str = "2001:db8:1::100";
-const HA: &str = "2001:db8:1::1";
-const COA1: &str = "2001:db8:2::100";
-const COA2: &str = "2001:db8:3::100";
 
 fn a(s: &str) -> IpAddr {
     s.parse().unwrap()

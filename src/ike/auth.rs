@@ -426,22 +426,41 @@ impl Endpoint {
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.user = Some(user);
+        let (ni, nr) = {
+            let hs = sa.hs.as_ref().expect("checked above");
+            (hs.ni.clone(), hs.nr.clone())
+        };
+        let mut out = vec![Payload::IdR(idr)];
+        out.extend(auth);
+        self.complete_responder_auth(sa, msg_id, out, &a, a.cp, (&ni, &nr), identity);
+        Fate::Keep
+    }
+
+    /// Responder, IKE_AUTH accepted (`out` holds IDr and AUTH): the SA is established, the
+    /// first CHILD_SA accepted or refused by notify, the answer sent, IkeUp reported. Shared by
+    /// a home agent's IKE_AUTH and a mobile node's answer to its home agent's reauthentication
+    /// (which offers no CP).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn complete_responder_auth(
+        &mut self,
+        sa: &mut IkeSa,
+        msg_id: u32,
+        mut out: Vec<Payload>,
+        a: &Found,
+        cp: Option<&crate::wire::ConfigPayload>,
+        (ni, nr): (&[u8], &[u8]),
+        identity: Identity,
+    ) {
         sa.state = State::Established;
         sa.expires_at = None;
         self.forget_half_open(sa);
         self.stats.ike_established += 1;
-        let mut out = vec![Payload::IdR(idr)];
-        out.extend(auth);
         if let (Some(props), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
             let transport = a.notify(N_USE_TRANSPORT_MODE).is_some();
-            let (ni, nr) = {
-                let hs = sa.hs.as_ref().expect("checked above");
-                (hs.ni.clone(), hs.nr.clone())
-            };
-            match self.accept_child(sa, props, tsi, tsr, transport, None, a.cp, None, false) {
+            match self.accept_child(sa, props, tsi, tsr, transport, None, cp, None, false) {
                 Ok(acc) => {
                     out.extend(acc.response_payloads());
-                    self.install_child(sa, &acc, &ni, &nr, None, false);
+                    self.install_child(sa, &acc, ni, nr, None, false);
                 }
                 Err(n) => out.push(Payload::Notify(Notify::new(n, vec![]))),
             }
@@ -455,7 +474,6 @@ impl Endpoint {
             remote: sa.remote,
             peer: identity,
         });
-        Fate::Keep
     }
 
     /// Initiator: IKE_AUTH response.

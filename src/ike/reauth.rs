@@ -85,33 +85,11 @@ impl Endpoint {
               "home agent reauthenticated: new IKE SA");
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
-        sa.state = State::Established;
-        sa.expires_at = None;
         sa.home_address = hoa;
         sa.plan = Some(Box::new(record.plan));
-        self.forget_half_open(sa);
-        self.stats.ike_established += 1;
         let mut out = vec![Payload::IdR(idr)];
         out.extend(auth);
-        if let (Some(props), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
-            let transport = a.notify(N_USE_TRANSPORT_MODE).is_some();
-            match self.accept_child(sa, props, tsi, tsr, transport, None, None, None, false) {
-                Ok(acc) => {
-                    out.extend(acc.response_payloads());
-                    self.install_child(sa, &acc, &ni, &nr, None, false);
-                }
-                Err(n) => out.push(Payload::Notify(Notify::new(n, vec![]))),
-            }
-        }
-        let resp = self.seal(sa, IKE_AUTH, true, msg_id, &out);
-        self.send_response(sa, msg_id, resp);
-        sa.hs = None;
-        self.push_event(Event::IkeUp {
-            ike: sa.id(),
-            local: sa.local,
-            remote: sa.remote,
-            peer: identity,
-        });
+        self.complete_responder_auth(sa, msg_id, out, &a, None, (&ni, &nr), identity);
         let new = sa.id();
         for old in replaced {
             self.supersede(old, new);

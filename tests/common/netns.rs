@@ -3,6 +3,12 @@
 
 use std::process::Command as Proc;
 
+/// The addresses the host-kernel tests give the mobile node and home agent (on lo).
+pub const HOA: &str = "2001:db8:1::100";
+pub const HA: &str = "2001:db8:1::1";
+pub const COA1: &str = "2001:db8:2::100";
+pub const COA2: &str = "2001:db8:3::100";
+
 use nix::sched::{CloneFlags, unshare};
 
 /// Runs `setup` then `f` on a new thread in a fresh network namespace with lo up; None when
