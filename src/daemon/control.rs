@@ -532,11 +532,10 @@ impl Daemon {
 
     pub fn stats(&self) -> StatsResult {
         let s = &self.endpoint.stats;
-        let list = self.endpoint.list();
         StatsResult {
             uptime_s: age(self.started),
-            ike_sas: list.len(),
-            child_sas: list.iter().map(|i| i.children.len()).sum(),
+            ike_sas: self.endpoint.ike_sa_count(),
+            child_sas: self.endpoint.child_sa_count(),
             handshakes: s.ike_established,
             handshakes_failed: s.ike_failed,
             children_established: s.children_established,

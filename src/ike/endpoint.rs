@@ -393,6 +393,11 @@ impl Endpoint {
         self.sas.len()
     }
 
+    /// CHILD_SAs of all IKE SAs (counted, not listed: `stats` asks for it on the engine's task).
+    pub fn child_sa_count(&self) -> usize {
+        self.sas.values().map(|sa| sa.children.len()).sum()
+    }
+
     /// A listing of all IKE SAs, ordered by ID.
     pub fn list(&self) -> Vec<IkeSaInfo> {
         let mut v: Vec<IkeSaInfo> = self.sas.values().map(|sa| self.info(sa)).collect();
