@@ -18,17 +18,16 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 
 fn run(ha: &mut Endpoint, now: Now, i: u32, hoa: std::net::Ipv6Addr) {
     let name = format!("mn{}", 1 + (i % 2));
-    let mut mn = Side::new(
-        mn_config(
-            AuthKind::Ecdsa,
-            &name,
-            "aes128-sha256-x25519",
-            "aes128-sha256",
-        ),
-        MN_COA,
-        100 + u64::from(i),
-        now,
+    let mut cfg = mn_config(
+        AuthKind::Ecdsa,
+        &name,
+        "aes128-sha256-x25519",
+        "aes128-sha256",
     );
+    // Many devices share two identities here: without this each new one's INITIAL_CONTACT
+    // would make the HA drop the earlier ones' SAs.
+    cfg.mobility.initial_contact = false;
+    let mut mn = Side::new(cfg, MN_COA, 100 + u64::from(i), now);
     let local = format!("[2001:db8:2::{:x}]:500", i + 1).parse().unwrap();
     let cmd = Command::Initiate {
         local,

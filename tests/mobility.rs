@@ -555,6 +555,95 @@ fn without_key_mobility_the_home_agent_keeps_the_sa_until_the_mobile_node_replac
     assert!(l.wire.is_empty(), "nothing sent on a MIGRATE");
 }
 
+#[test]
+fn without_key_mobility_the_re_establishment_sends_no_initial_contact() {
+    // The new IKE SA must not make the HA drop the old one before the MN does (make before
+    // break): with the MN's Delete lost, the HA holds both.
+    let mut l = moving_pair(|m| m.key_mobility = false);
+    let old = mn_coa(&l);
+    let new = v6("2001:db8:3::100");
+    mn_moves(&mut l, HOA1, old, new);
+    let ups = l.ha.child_ups();
+    assert!(l.run(
+        |l| l.ha.child_ups() >= ups + 2 && l.wire.is_empty(),
+        |_, to_ha, t| !(to_ha && Header::parse(&t.data).unwrap().exchange == INFORMATIONAL)
+    ));
+    assert_eq!(l.ha.ep.ike_sa_count(), 2, "{:?}", l.ha.ep.list());
+}
+
+// ---- INITIAL_CONTACT (RFC 7296 2.4) ----
+
+fn ids_of(ha: &Endpoint) -> Vec<(String, SocketAddr)> {
+    let mut v: Vec<(String, SocketAddr)> = ha
+        .list()
+        .iter()
+        .map(|i| {
+            (
+                i.peer.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                i.remote,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn initial_contact_from_a_restarted_mobile_node_drops_its_old_sas_and_no_others() {
+    let now = t0();
+    let pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let mut ha = ha_endpoint(vec![psk_user(1, &pool), psk_user(2, &pool)], now);
+    let hoa1 = connect(&mut ha, 1, now).expect("mn1 up");
+    let hoa2 = connect(&mut ha, 2, now).expect("mn2 up");
+    let mn2_sa = ha
+        .list()
+        .into_iter()
+        .find(|i| i.remote.ip() == ip(v6("2001:db8:2::3")));
+    let mn2_sa = mn2_sa.expect("mn2's IKE SA").id;
+    // mn1 restarts (a new endpoint, new SPIs, another care-of address): its first IKE_AUTH
+    // carries INITIAL_CONTACT.
+    let again = connect_with(&mut ha, psk_mn(1), 11, now).expect("mn1 up again");
+    assert_eq!(
+        again, hoa1,
+        "the lease passes from the stale SA to the new one"
+    );
+    let ids = ids_of(&ha);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&(
+        "fqdn:mn1.example.net".into(),
+        "[2001:db8:2::c]:500".parse().unwrap()
+    )));
+    assert!(
+        ha.list().iter().any(|i| i.id == mn2_sa),
+        "another identity's SA untouched"
+    );
+    assert!(ha.list().iter().all(|i| i.children.len() == 1));
+    // Another identity's INITIAL_CONTACT (mn2 restarting) leaves mn1's new SA alone too.
+    assert_eq!(connect_with(&mut ha, psk_mn(2), 12, now), Some(hoa2));
+    let ids = ids_of(&ha);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&(
+        "fqdn:mn1.example.net".into(),
+        "[2001:db8:2::c]:500".parse().unwrap()
+    )));
+    assert!(ids.contains(&(
+        "fqdn:mn2.example.net".into(),
+        "[2001:db8:2::d]:500".parse().unwrap()
+    )));
+}
+
+#[test]
+fn without_initial_contact_a_second_device_of_one_identity_keeps_the_first() {
+    let now = t0();
+    let pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
+    let mut ha = ha_endpoint(vec![psk_user(1, &pool)], now);
+    connect(&mut ha, 1, now).expect("first device up");
+    let mut second = psk_mn(1);
+    second.mobility.initial_contact = false;
+    connect_with(&mut ha, second, 11, now).expect("second device up");
+    assert_eq!(ha.ike_sa_count(), 2, "{:?}", ids_of(&ha));
+}
+
 // ---- dynamic home addresses, prefixes, leases ----
 
 fn addr_pool(name: &str, first: &str, last: &str) -> Arc<Pool> {

@@ -241,6 +241,20 @@ impl Endpoint {
             }));
         }
         payloads.extend(auth);
+        // RFC 7296 2.4: our first IKE SA with this home agent (after a start or once every
+        // other SA with it is gone): the home agent may drop what it still holds of us. Not
+        // when we hold another (a move without the K bit, a reauthentication): that one keeps
+        // carrying the BUs until this one replaces it.
+        let remote = sa.remote.ip();
+        if !self.is_home_agent()
+            && self.cfg.mobility.initial_contact
+            && !self
+                .sas
+                .values()
+                .any(|o| o.keys.is_some() && o.remote.ip() == remote)
+        {
+            payloads.push(Payload::Notify(Notify::new(N_INITIAL_CONTACT, vec![])));
+        }
         let mut cp_attrs = Vec::new();
         if plan.home_address == HomeAddress::Dynamic {
             cp_attrs.push(match plan.assigned_hoa {
@@ -408,6 +422,9 @@ impl Endpoint {
         {
             return self.park_auth(sa, header, &payloads, &identity, &user.name, req, timeout);
         }
+        if a.notify(N_INITIAL_CONTACT).is_some() {
+            self.initial_contact(sa, &identity);
+        }
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
             return Fate::Close("no keys".into());
@@ -434,6 +451,33 @@ impl Endpoint {
         out.extend(auth);
         self.complete_responder_auth(sa, msg_id, out, &a, a.cp, (&ni, &nr), identity);
         Fate::Keep
+    }
+
+    /// RFC 7296 2.4: the authenticated peer says it holds no other IKE SA with us (it
+    /// restarted), so the IKE SAs of its identity here are stale: they go with their CHILD_SAs,
+    /// without a Delete (nothing would answer it). Only the same identity's, never another
+    /// user's. Done before this SA's CHILD_SA and leases exist, so that the identity's lease
+    /// passes from the old SAs to this one. A mobile node re-establishing after a move without
+    /// the K bit, or rekeying, sends no INITIAL_CONTACT (it still holds the old SA), so make
+    /// before break holds there.
+    fn initial_contact(&mut self, sa: &IkeSa, identity: &Identity) {
+        let ours = sa.our_spi();
+        let mut stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(k, o)| {
+                **k != ours && o.peer.as_ref().is_some_and(|p| same_identity(p, identity))
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        stale.sort_unstable();
+        for id in stale {
+            if let Some(o) = self.sas.remove(&id) {
+                info!(ike = %o.id(), new = %sa.id(), %identity, remote = %o.remote, children = o.children.len(),
+                    "INITIAL_CONTACT: the peer restarted; its older IKE SA goes");
+                self.destroy(o, "INITIAL_CONTACT from the same identity");
+            }
+        }
     }
 
     /// Responder, IKE_AUTH accepted (`out` holds IDr and AUTH): the SA is established, the

@@ -137,6 +137,10 @@ pub struct MobilityConfig {
     pub update_kernel_sas: bool,
     /// Mobile node: ask for a home prefix (CP MIP6_HOME_PREFIX, RFC 5026) in IKE_AUTH.
     pub request_home_prefix: bool,
+    /// Mobile node: send INITIAL_CONTACT (RFC 7296 2.4) in the IKE_AUTH of our first IKE SA
+    /// with a home agent, so that it drops what it still holds of us from before a restart.
+    /// Off only for several devices sharing one identity (each would drop the others' SAs).
+    pub initial_contact: bool,
     /// Home agent: how long a dynamic lease outlives the IKE SA that held it (seconds).
     pub lease_grace: Duration,
     /// Inclusive range of reqids for CHILD_SAs outside the MIPv6 classes, used in turn
@@ -153,6 +157,7 @@ impl Default for MobilityConfig {
             key_mobility: true,
             update_kernel_sas: false,
             request_home_prefix: false,
+            initial_contact: true,
             lease_grace: Duration::from_secs(3600),
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),

@@ -661,6 +661,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             .as_ref()
             .and_then(|m| m.get_ref().request_home_prefix.as_ref())
             .is_some_and(|v| *v.get_ref()),
+        initial_contact: file
+            .mobile_node
+            .as_ref()
+            .and_then(|m| m.get_ref().initial_contact.as_ref())
+            .is_none_or(|v| *v.get_ref()),
         lease_grace,
         auto_reqids,
     };

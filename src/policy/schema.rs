@@ -165,6 +165,7 @@ pub struct MobileNodeSection {
     pub home_agent_id: Option<S<String>>,
     pub auto_initiate: Option<S<bool>>,
     pub request_home_prefix: Option<S<bool>>,
+    pub initial_contact: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
