@@ -658,12 +658,68 @@ PY
   pass "$name"
 }
 
+# 9: the MN's IKE daemon dies without a word (kill -9) and starts again. Its first IKE_AUTH
+# carries INITIAL_CONTACT (RFC 7296 2.4; strongSwan sends it, so does our MN), so the HA drops
+# the stale IKE SA at once: exactly one IKE SA and 4 ESP SAs on the HA, not two IKE SAs and 8
+# ESP SAs until liveness gives up on the dead one.
+sc9() {
+  local name=$1 dir=$2 log=$1.log old n i
+  reset
+  if ! up "$dir" "$log"; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  WHY=
+  if [[ $dir == our-mn ]]; then
+    ours_stop mn KILL
+    # the kernel keeps what the dead daemon installed; our start-up cleanup removes it
+    ours_start mn mn "$log"
+    for i in $(seq 1 100); do
+      n=$(sw ha --list-sas 2>/dev/null | grep -c 'mip6: #')
+      [[ $n == 1 && $(lab_sa_count ha) == 4 && $(lab_sa_count mn) == 4 ]] &&
+        grep -q 'destroying duplicate IKE_SA.*INITIAL_CONTACT' "$SWAN/ha/charon.log" && break
+      sleep 0.2
+    done
+    [[ $n == 1 ]] || WHY+="strongSwan (ha) lists $n IKE SAs after our MN's restart (want 1); "
+    charon_says ha 'destroying duplicate IKE_SA.*received INITIAL_CONTACT' "our MN's INITIAL_CONTACT honoured"
+  else
+    old=$(ctl_ike_ids ha)
+    kill -KILL "$(cat "$SWAN/mn/charon.pid")" 2>/dev/null
+    wait "$(cat "$SWAN/mn/charon.pid")" 2>/dev/null
+    rm -f "$SWAN/mn/charon.pid" "$SWAN/mn/charon.vici"
+    # as after a reboot: nothing of the dead charon in the MN's kernel
+    ip -n mn xfrm state flush
+    ip -n mn xfrm policy flush
+    swan_start mn || WHY+="charon (mn) did not start again; "
+    sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 &&
+      sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+      WHY+="strongSwan could not initiate after its restart; "
+    for i in $(seq 1 50); do
+      n=$(ctl_ike_ids ha | wc -l)
+      [[ $n == 1 && $(lab_sa_count ha) == 4 ]] && break
+      sleep 0.2
+    done
+    [[ $n == 1 ]] || WHY+="mip6-ikectl (ha) lists $n IKE SAs after strongSwan's restart (want 1); "
+    ctl_gone ha "$old" "the stale IKE SA"
+    grep -q 'INITIAL_CONTACT: the peer restarted' "$LOGS/$log" ||
+      WHY+="our HA's log does not show the INITIAL_CONTACT; "
+  fi
+  [[ $(lab_sa_count ha) == 4 ]] || WHY+="the HA kernel holds $(lab_sa_count ha) ESP SAs (want 4); "
+  settled swan_children_ok $PEER || true
+  if [[ -n $WHY ]]; then
+    keep_logs "$name"
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
-    "s8-delete-liveness.$d|sc8")
+    "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do
