@@ -393,6 +393,19 @@ fn unparsable_proposal() {
 }
 
 #[test]
+fn proposal_preference() {
+    let t = Tree::new();
+    ha(&t, "[proposals]\nprefer = \"peer\"\n");
+    let c = policy::load(t.path("conf").join("ha.toml")).expect("prefer = \"peer\" loads");
+    assert_eq!(c.engine.prefer, mip6_ike::ike::Prefer::Peer);
+    ha(&t, "[proposals]\nprefer = \"theirs\"\n");
+    assert_eq!(
+        t.err("ha.toml"),
+        "$D/conf/ha.toml:8:10: [proposals] prefer = \"theirs\": write \"ours\" (our order decides, strongSwan's default) or \"peer\""
+    );
+}
+
+#[test]
 fn home_agent_without_users_dir() {
     let t = Tree::new();
     t.write(

@@ -49,6 +49,7 @@ fn base_config(identity: &str, auth: LocalAuth, trust: Option<Arc<TrustAnchors>>
             parse_esp_proposal(ESP).expect("esp"),
             parse_esp_proposal("aes128gcm16").expect("esp"),
         ],
+        prefer: mip6_ike::ike::Prefer::Ours,
         timers: Timers::default(),
         reqids: HashMap::new(),
         // Low, so that a few fuzzed IKE_SA_INITs reach the COOKIE and half-open limits.

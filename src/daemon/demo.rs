@@ -68,6 +68,7 @@ fn engine_config(
         trust: Some(Arc::new(trust)),
         ike_proposals,
         esp_proposals,
+        prefer: crate::ike::Prefer::Ours,
         timers: Timers::default(),
         reqids: HashMap::new(),
         cookie_threshold: 50,

@@ -272,6 +272,7 @@ impl Endpoint {
             spi_in,
             ke_group,
             create_child,
+            self.cfg.prefer,
         ) else {
             self.release_child_spi(spi_in);
             info!(ike = %sa.id(), "no acceptable ESP proposal");

@@ -99,6 +99,8 @@ pub struct Config {
     pub trust: Option<Arc<TrustAnchors>>,
     pub ike_proposals: Vec<IkeProposal>,
     pub esp_proposals: Vec<EspProposal>,
+    /// As responder: whose order decides among acceptable proposals (`[proposals] prefer`).
+    pub prefer: super::proposal::Prefer,
     pub timers: Timers,
     /// Reqids per SA class (mip6d's `IPsecPolicy ... UseESP <to_ha> <to_mn>`).
     pub reqids: HashMap<SaClass, ClassReqids>,

@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Fate, unsupported_critical};
 use super::found::{Found, error_notify, nonce_ok, notify};
-use super::proposal::{accept_ike, ike_to_wire, select_ike};
+use super::proposal::{accept_ike, ike_to_wire, select_ike_for_ke};
 use super::sa::{Exchange, Handshake, IkeSa, Plan, SaKeys, State};
 use super::{Event, IkeId};
 use crate::crypto::{DhGroup, DhPrivate, SkKeys, derive_ike_keys, skeyseed};
@@ -490,19 +490,23 @@ impl Endpoint {
         if self.half_open_count() >= self.cfg.max_half_open {
             return self.drop_msg(remote, "too many half-open IKE SAs");
         }
-        let Some((chosen, suite)) = select_ike(&self.cfg.ike_proposals, sa_prop) else {
-            info!(%remote, "no acceptable IKE proposal");
-            return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
-        };
-        if group != suite.dh.id() {
-            self.stats.invalid_ke_sent += 1;
-            debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
-            return refuse(
-                self,
-                N_INVALID_KE_PAYLOAD,
-                suite.dh.id().to_be_bytes().to_vec(),
-            );
-        }
+        let (chosen, suite) =
+            match select_ike_for_ke(&self.cfg.ike_proposals, sa_prop, group, self.cfg.prefer) {
+                Ok(x) => x,
+                Err(Some(suite)) => {
+                    self.stats.invalid_ke_sent += 1;
+                    debug!(%remote, got = group, want = suite.dh.id(), "INVALID_KE_PAYLOAD");
+                    return refuse(
+                        self,
+                        N_INVALID_KE_PAYLOAD,
+                        suite.dh.id().to_be_bytes().to_vec(),
+                    );
+                }
+                Err(None) => {
+                    info!(%remote, "no acceptable IKE proposal");
+                    return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
+                }
+            };
         // The cheap checks of the peer's value come before any DH computation: a spoofed
         // IKE_SA_INIT with a bad KE must not cost us a MODP exponentiation (two, with our own
         // key pair) for free. It leaves no half-open SA, so it counts towards the cookie

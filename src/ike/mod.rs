@@ -37,7 +37,7 @@ pub use config::{
     HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
 };
 pub use endpoint::{Endpoint, Stats};
-pub use proposal::{parse_esp_proposal, parse_ike_proposal};
+pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;

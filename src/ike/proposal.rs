@@ -222,52 +222,137 @@ fn of_type(p: &Proposal, ty: u8) -> impl Iterator<Item = &Transform> {
     })
 }
 
-fn pick_encr(p: &Proposal, ours: &[EncrAlg]) -> Option<EncrAlg> {
-    of_type(p, TRANS_ENCR)
-        .find_map(|t| EncrAlg::from_id(t.transform_id, t.key_length()).filter(|e| ours.contains(e)))
+/// Which side's order decides among acceptable proposals and transforms when we answer.
+/// strongSwan's default (`prefer_configured_proposals = yes`) is ours: an operator who lists
+/// AES-GCM first gets it even from a peer that lists AES-CBC first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefer {
+    Ours,
+    Peer,
 }
 
-fn pick_integ(p: &Proposal, ours: &[IntegAlg], aead: bool) -> Option<Option<IntegAlg>> {
+/// The first of `ours` that `theirs` offers (our order), or the first of `theirs` that we
+/// accept (the peer's order).
+fn pick<T: PartialEq + Copy>(theirs: &[T], ours: &[T], prefer: Prefer) -> Option<T> {
+    match prefer {
+        Prefer::Ours => ours.iter().find(|o| theirs.contains(o)).copied(),
+        Prefer::Peer => theirs.iter().find(|t| ours.contains(t)).copied(),
+    }
+}
+
+fn pick_encr(p: &Proposal, ours: &[EncrAlg], prefer: Prefer) -> Option<EncrAlg> {
+    let theirs: Vec<EncrAlg> = of_type(p, TRANS_ENCR)
+        .filter_map(|t| EncrAlg::from_id(t.transform_id, t.key_length()))
+        .collect();
+    pick(&theirs, ours, prefer)
+}
+
+fn pick_integ(
+    p: &Proposal,
+    ours: &[IntegAlg],
+    aead: bool,
+    prefer: Prefer,
+) -> Option<Option<IntegAlg>> {
     let mut integs = of_type(p, TRANS_INTEG).peekable();
     if aead {
         // AEAD: no integrity transform, or only NONE.
         return integs.all(|t| t.transform_id == AUTH_NONE).then_some(None);
     }
-    integs
-        .find_map(|t| IntegAlg::from_id(t.transform_id).filter(|i| ours.contains(i)))
-        .map(Some)
+    let theirs: Vec<IntegAlg> = integs
+        .filter_map(|t| IntegAlg::from_id(t.transform_id))
+        .collect();
+    pick(&theirs, ours, prefer).map(Some)
 }
 
-/// Responder: the first received IKE proposal we can accept, reduced to one transform per type.
-pub fn select_ike(ours: &[IkeProposal], theirs: &[Proposal]) -> Option<(Proposal, IkeSuite)> {
-    for p in theirs.iter().filter(|p| p.protocol_id == PROTO_IKE) {
-        for o in ours {
-            let Some(encr) = pick_encr(p, &o.encr) else {
-                continue;
-            };
-            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else {
-                continue;
-            };
-            let Some(prf) = of_type(p, TRANS_PRF)
-                .find_map(|t| PrfAlg::from_id(t.transform_id).filter(|f| o.prf.contains(f)))
-            else {
-                continue;
-            };
-            let Some(dh) = of_type(p, TRANS_DH)
-                .find_map(|t| DhGroup::from_id(t.transform_id).filter(|g| o.dh.contains(g)))
-            else {
-                continue;
-            };
-            let suite = IkeSuite {
-                encr,
-                integ,
-                prf,
-                dh,
-            };
-            return Some((ike_suite_to_wire(&suite, p.number, &p.spi), suite));
+/// (theirs, ours) pairs in the order that `prefer` gives them.
+fn pairs<'a, O>(
+    theirs: &'a [Proposal],
+    ours: &'a [O],
+    protocol: u8,
+    prefer: Prefer,
+) -> Vec<(&'a Proposal, &'a O)> {
+    let theirs: Vec<&Proposal> = theirs
+        .iter()
+        .filter(|p| p.protocol_id == protocol)
+        .collect();
+    let mut v = Vec::with_capacity(theirs.len() * ours.len());
+    match prefer {
+        Prefer::Peer => {
+            for p in &theirs {
+                v.extend(ours.iter().map(|o| (*p, o)));
+            }
+        }
+        Prefer::Ours => {
+            for o in ours {
+                v.extend(theirs.iter().map(|p| (*p, o)));
+            }
         }
     }
+    v
+}
+
+/// Responder: the IKE proposal we accept (in `prefer`'s order), reduced to one transform per
+/// type.
+pub fn select_ike(
+    ours: &[IkeProposal],
+    theirs: &[Proposal],
+    prefer: Prefer,
+) -> Option<(Proposal, IkeSuite)> {
+    for (p, o) in pairs(theirs, ours, PROTO_IKE, prefer) {
+        let Some(encr) = pick_encr(p, &o.encr, prefer) else {
+            continue;
+        };
+        let Some(integ) = pick_integ(p, &o.integ, encr.is_aead(), prefer) else {
+            continue;
+        };
+        let prfs: Vec<PrfAlg> = of_type(p, TRANS_PRF)
+            .filter_map(|t| PrfAlg::from_id(t.transform_id))
+            .collect();
+        let Some(prf) = pick(&prfs, &o.prf, prefer) else {
+            continue;
+        };
+        let groups: Vec<DhGroup> = of_type(p, TRANS_DH)
+            .filter_map(|t| DhGroup::from_id(t.transform_id))
+            .collect();
+        let Some(dh) = pick(&groups, &o.dh, prefer) else {
+            continue;
+        };
+        let suite = IkeSuite {
+            encr,
+            integ,
+            prf,
+            dh,
+        };
+        return Some((ike_suite_to_wire(&suite, p.number, &p.spi), suite));
+    }
     None
+}
+
+/// Responder with the peer's KE of `ke_group` in hand: a proposal with that group if any is
+/// acceptable (no INVALID_KE_PAYLOAD round trip when the peer guessed a group we accept, even
+/// if it is not our first); otherwise `Err` with the suite we would take (its group goes into
+/// INVALID_KE_PAYLOAD), or `Err(None)` when nothing is acceptable.
+pub fn select_ike_for_ke(
+    ours: &[IkeProposal],
+    theirs: &[Proposal],
+    ke_group: u16,
+    prefer: Prefer,
+) -> Result<(Proposal, IkeSuite), Option<IkeSuite>> {
+    if let Some(g) = DhGroup::from_id(ke_group) {
+        let only_g: Vec<Proposal> = theirs
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.transforms
+                    .retain(|t| t.transform_type != TRANS_DH || t.transform_id == g.id());
+                p
+            })
+            .collect();
+        if let Some(x) = select_ike(ours, &only_g, prefer) {
+            return Ok(x);
+        }
+    }
+    Err(select_ike(ours, theirs, prefer).map(|(_, s)| s))
 }
 
 /// The single-transform proposal describing `s`.
@@ -292,7 +377,7 @@ pub fn ike_suite_to_wire(s: &IkeSuite, number: u8, spi: &[u8]) -> Proposal {
 /// type, drawn from what we offered.
 pub fn accept_ike(ours: &[IkeProposal], answer: &[Proposal]) -> Option<IkeSuite> {
     let [p] = answer else { return None };
-    let (_, suite) = select_ike(ours, std::slice::from_ref(p))?;
+    let (_, suite) = select_ike(ours, std::slice::from_ref(p), Prefer::Peer)?;
     let single = |ty| {
         p.transforms
             .iter()
@@ -313,7 +398,7 @@ pub fn select_esp(
     our_spi: u32,
     ke_group: Option<DhGroup>,
 ) -> Option<(Proposal, EspSuite, u32)> {
-    select_esp_pfs(ours, theirs, our_spi, ke_group, false)
+    select_esp_pfs(ours, theirs, our_spi, ke_group, false, Prefer::Peer)
 }
 
 /// `select_esp` for a CREATE_CHILD_SA (`create_child`): there, a request without KE matches
@@ -326,8 +411,9 @@ pub fn select_esp_pfs(
     our_spi: u32,
     ke_group: Option<DhGroup>,
     create_child: bool,
+    prefer: Prefer,
 ) -> Option<(Proposal, EspSuite, u32)> {
-    for p in theirs.iter().filter(|p| p.protocol_id == PROTO_ESP) {
+    for (p, o) in pairs(theirs, ours, PROTO_ESP, prefer) {
         let Ok(spi_bytes) = <[u8; 4]>::try_from(p.spi.as_slice()) else {
             continue;
         };
@@ -336,11 +422,11 @@ pub fn select_esp_pfs(
             // a proposal carrying one is not acceptable.
             continue;
         }
-        for o in ours {
-            let Some(encr) = pick_encr(p, &o.encr) else {
+        {
+            let Some(encr) = pick_encr(p, &o.encr, prefer) else {
                 continue;
             };
-            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead()) else {
+            let Some(integ) = pick_integ(p, &o.integ, encr.is_aead(), prefer) else {
                 continue;
             };
             let esn_ids: Vec<u16> = of_type(p, TRANS_ESN).map(|t| t.transform_id).collect();
@@ -465,5 +551,74 @@ impl std::fmt::Display for EspSuite {
             write!(f, "/ESN")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ike(list: &[&str]) -> Vec<IkeProposal> {
+        list.iter()
+            .map(|s| parse_ike_proposal(s).unwrap())
+            .collect()
+    }
+    fn esp(list: &[&str]) -> Vec<EspProposal> {
+        list.iter()
+            .map(|s| parse_esp_proposal(s).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_responder_takes_its_own_order_unless_told_otherwise() {
+        // The peer lists CBC first, we list GCM first (HA-initiated rekeys once moved ESP from
+        // GCM to CBC this way).
+        let theirs = esp_to_wire(&esp(&["aes128-sha256", "aes128gcm16"]), 0x1234, false);
+        let ours = esp(&["aes128gcm16", "aes128-sha256"]);
+        let (_, s, spi) =
+            select_esp_pfs(&ours, &theirs, 0x5678, None, false, Prefer::Ours).unwrap();
+        assert_eq!((s.encr, spi), (EncrAlg::AesGcm16_128, 0x1234));
+        let (_, s, _) = select_esp_pfs(&ours, &theirs, 0x5678, None, false, Prefer::Peer).unwrap();
+        assert_eq!(s.encr, EncrAlg::AesCbc128);
+        // One proposal with several transforms: the transform order follows the same rule.
+        let theirs = ike_to_wire(&ike(&["aes128-aes256-sha256-x25519"]), &[], None);
+        let ours = ike(&["aes256-aes128-sha256-x25519"]);
+        let (_, s) = select_ike(&ours, &theirs, Prefer::Ours).unwrap();
+        assert_eq!(s.encr, EncrAlg::AesCbc256);
+        let (_, s) = select_ike(&ours, &theirs, Prefer::Peer).unwrap();
+        assert_eq!(s.encr, EncrAlg::AesCbc128);
+    }
+
+    #[test]
+    fn a_ke_group_we_accept_is_taken_even_when_it_is_not_our_first() {
+        let theirs = ike_to_wire(
+            &ike(&["aes128-sha256-x25519", "aes128-sha256-ecp256"]),
+            &[],
+            None,
+        );
+        let ours = ike(&["aes128-sha256-ecp256", "aes128-sha256-x25519"]);
+        for prefer in [Prefer::Ours, Prefer::Peer] {
+            let (answer, s) =
+                select_ike_for_ke(&ours, &theirs, DhGroup::Curve25519.id(), prefer).unwrap();
+            assert_eq!(
+                s.dh,
+                DhGroup::Curve25519,
+                "{prefer:?}: no INVALID_KE round trip"
+            );
+            assert_eq!(of_type(&answer, TRANS_DH).count(), 1);
+        }
+        // A KE of a group we do not take: INVALID_KE_PAYLOAD names ours (our first, by default).
+        let ours = ike(&["aes128-sha256-ecp256"]);
+        let err = select_ike_for_ke(&ours, &theirs, DhGroup::Curve25519.id(), Prefer::Ours);
+        assert_eq!(
+            err.err(),
+            Some(Some(select_ike(&ours, &theirs, Prefer::Ours).unwrap().1))
+        );
+        let none = ike(&["aes256gcm16-prfsha384-ecp256"]);
+        let theirs_cbc = ike_to_wire(&ike(&["aes128-sha256-x25519"]), &[], None);
+        assert_eq!(
+            select_ike_for_ke(&none, &theirs_cbc, DhGroup::Curve25519.id(), Prefer::Ours).err(),
+            Some(None)
+        );
     }
 }

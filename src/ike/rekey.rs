@@ -6,7 +6,7 @@ use tracing::{debug, info, warn};
 
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
-use super::proposal::{IkeSuite, accept_ike, ike_to_wire, select_ike};
+use super::proposal::{IkeSuite, accept_ike, ike_to_wire, select_ike_for_ke};
 use super::sa::{Collision, Exchange, IkeSa, Intent, SaKeys, State};
 use super::{Event, IkeId};
 use crate::crypto::{DhGroup, DhPrivate, rekey_skeyseed};
@@ -354,37 +354,26 @@ impl Endpoint {
             return respond_err(self, sa, N_INVALID_SYNTAX, vec![]);
         };
         // Prefer a proposal that fits the KE the peer sent; otherwise tell it our group.
-        let fits_ke = DhGroup::from_id(ke_group).and_then(|g| {
-            let only_g: Vec<Proposal> = props
-                .iter()
-                .map(|p| {
-                    let mut p = p.clone();
-                    p.transforms
-                        .retain(|t| t.transform_type != TRANS_DH || t.transform_id == g.id());
-                    p
-                })
-                .collect();
-            select_ike(&self.cfg.ike_proposals, &only_g)
-        });
-        let (mut answer, suite) = match fits_ke {
-            Some(x) => x,
-            None => {
-                return match select_ike(&self.cfg.ike_proposals, props) {
-                    Some((_, s)) => {
-                        info!(ike = %sa.id(), got = ke_group, want = s.dh.id(), "IKE rekey with another KE group: INVALID_KE_PAYLOAD");
-                        self.stats.invalid_ke_sent += 1;
-                        respond_err(
-                            self,
-                            sa,
-                            N_INVALID_KE_PAYLOAD,
-                            s.dh.id().to_be_bytes().to_vec(),
-                        )
-                    }
-                    None => {
-                        info!(ike = %sa.id(), "no acceptable IKE proposal for the rekey");
-                        respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![])
-                    }
-                };
+        let (mut answer, suite) = match select_ike_for_ke(
+            &self.cfg.ike_proposals,
+            props,
+            ke_group,
+            self.cfg.prefer,
+        ) {
+            Ok(x) => x,
+            Err(Some(s)) => {
+                info!(ike = %sa.id(), got = ke_group, want = s.dh.id(), "IKE rekey with another KE group: INVALID_KE_PAYLOAD");
+                self.stats.invalid_ke_sent += 1;
+                return respond_err(
+                    self,
+                    sa,
+                    N_INVALID_KE_PAYLOAD,
+                    s.dh.id().to_be_bytes().to_vec(),
+                );
+            }
+            Err(None) => {
+                info!(ike = %sa.id(), "no acceptable IKE proposal for the rekey");
+                return respond_err(self, sa, N_NO_PROPOSAL_CHOSEN, vec![]);
             }
         };
         let Some(peer_spi) = ike_spi(&answer) else {

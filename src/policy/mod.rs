@@ -516,6 +516,19 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         parse_esp_proposal,
     )?
     .unwrap_or(default_esp);
+    let prefer = match &p.prefer {
+        None => crate::ike::Prefer::Ours,
+        Some(v) => match v.get_ref().as_str() {
+            "ours" => crate::ike::Prefer::Ours,
+            "peer" => crate::ike::Prefer::Peer,
+            other => {
+                return Err(doc.at(
+                    v.span(),
+                    format!("[proposals] prefer = \"{other}\": write \"ours\" (our order decides, strongSwan's default) or \"peer\""),
+                ));
+            }
+        },
+    };
     let timers = timers(&doc, &file.timers)?;
     let Limits {
         cookie_threshold,
@@ -675,6 +688,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         trust,
         ike_proposals,
         esp_proposals,
+        prefer,
         timers,
         reqids,
         cookie_threshold,

@@ -105,6 +105,7 @@ pub struct IdentitySection {
 pub struct ProposalsSection {
     pub ike: Option<S<Vec<S<String>>>>,
     pub esp: Option<S<Vec<S<String>>>>,
+    pub prefer: Option<S<String>>,
 }
 
 /// Durations in seconds (integers or decimals).

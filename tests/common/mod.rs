@@ -118,6 +118,7 @@ pub fn base_config(
         trust: auth.1,
         ike_proposals: vec![ike(ike_p)],
         esp_proposals: vec![esp(esp_p)],
+        prefer: mip6_ike::ike::Prefer::Ours,
         timers: Timers::default(),
         reqids: HashMap::new(),
         cookie_threshold: 1000,
