@@ -994,6 +994,39 @@ fn ike_sa_rekey_with_the_wrong_ke_group_is_retried() {
 }
 
 #[test]
+fn create_child_sa_with_the_wrong_ke_group_is_retried_once() {
+    // PFS with different group preferences: the MN's first ESP group is X25519, the HA takes
+    // only ECP-256. The payload CHILD_SA (CREATE_CHILD_SA, with KE) gets INVALID_KE_PAYLOAD
+    // and is sent again with ECP-256.
+    let ike = "aes128-sha256-x25519";
+    let mut l = Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", ike, "aes128-sha256-x25519-ecp256"),
+        ha_config(AuthKind::Ecdsa, ike, "aes128-sha256-ecp256"),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2), "MN events {:?}", l.mn.events);
+    assert_eq!(l.ha.ep.stats.invalid_ke_sent, 1);
+    nothing_went_down(&l);
+    check_rfc4877(&l);
+    // A peer that keeps asking for another group (here: one we never offered) is not followed.
+    let mut l = Lab::new(
+        mn_config(AuthKind::Ecdsa, "mn1", ike, "aes128-sha256-x25519"),
+        ha_config(AuthKind::Ecdsa, ike, "aes128-sha256-ecp256"),
+    );
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(!l.establish(2));
+    assert_eq!(
+        l.mn.child_ups(),
+        1,
+        "only the first CHILD_SA (no KE in IKE_AUTH)"
+    );
+    assert_eq!(
+        l.ha.ep.stats.invalid_ke_sent, 1,
+        "no retry with a group we did not offer"
+    );
+}
+
+#[test]
 fn simultaneous_ike_sa_rekeys_keep_the_child_sas() {
     let mut l = lab(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
     let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);

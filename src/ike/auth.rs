@@ -338,6 +338,7 @@ impl Endpoint {
         }
         let spi_in = self.alloc_child_spi(sa, &spi_req)?;
         Some(ChildRequest {
+            ke_retried: false,
             class: Some(class),
             mode: class.mode(),
             spi_in,

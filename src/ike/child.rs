@@ -771,6 +771,7 @@ impl Endpoint {
                 return;
             };
             ChildRequest {
+                ke_retried: false,
                 class,
                 mode,
                 spi_in,
@@ -796,6 +797,11 @@ impl Endpoint {
             .esp_proposals
             .first()
             .and_then(|p| p.dh.first().copied());
+        self.send_create_child(sa, req, group);
+    }
+
+    /// Sends our CREATE_CHILD_SA request for `req`, with a KE of `group` (PFS) when given.
+    fn send_create_child(&mut self, sa: &mut IkeSa, req: ChildRequest, group: Option<DhGroup>) {
         let (dh, public) = match group.map(|g| DhPrivate::generate(g, self.rng.as_mut())) {
             Some(Ok((d, p))) => (Some(d), Some(p)),
             Some(Err(e)) => {
@@ -849,6 +855,24 @@ impl Endpoint {
         let (answer, tsi, tsr, nr) = (f.sa, f.tsi, f.tsr, f.nonce);
         let ke = f.ke;
         let group = dh.as_ref().map(|d| d.group());
+        // RFC 7296 1.3: INVALID_KE_PAYLOAD names the group the peer wants; if we offered it,
+        // send the request again with a KE of that group (same SPI), once.
+        if let Some(n) = f.notify(N_INVALID_KE_PAYLOAD)
+            && group.is_some()
+            && !req.ke_retried
+            && let Ok(b) = <[u8; 2]>::try_from(n.data.as_slice())
+            && let Some(want) = DhGroup::from_id(u16::from_be_bytes(b))
+            && Some(want) != group
+            && self.cfg.esp_proposals.iter().any(|p| p.dh.contains(&want))
+        {
+            info!(ike = %sa.id(), got = ?group, want = ?want, "CREATE_CHILD_SA: the peer wants another KE group; sending it again");
+            let req = ChildRequest {
+                ke_retried: true,
+                ..req
+            };
+            self.send_create_child(sa, req, Some(want));
+            return Fate::Keep;
+        }
         let shared = match (dh, ke) {
             (Some(d), Some((g, data))) if Some(g) == group.map(|x| x.id()) => d.agree(data).ok(),
             _ => None,
@@ -956,6 +980,7 @@ impl Endpoint {
                         .find_map(|p| p.dh.first())
                         .map(|g| g.id())
                         .unwrap_or(0);
+                    self.stats.invalid_ke_sent += 1;
                     return respond_err(
                         self,
                         sa,
@@ -980,6 +1005,7 @@ impl Endpoint {
                     .find_map(|p| p.dh.first().copied());
                 match ours {
                     Some(g) if Some(g) != ke_group => {
+                        self.stats.invalid_ke_sent += 1;
                         return respond_err(
                             self,
                             sa,

@@ -108,6 +108,9 @@ pub(crate) struct ChildRequest {
     pub ts_r: Vec<TrafficSelector>,
     /// Inbound SPI of the CHILD_SA this one replaces.
     pub rekey_of: Option<u32>,
+    /// The request was sent again with the group of the peer's INVALID_KE_PAYLOAD (once only:
+    /// the answer is the peer's, but a second one would loop).
+    pub ke_retried: bool,
 }
 
 /// An installed CHILD_SA.
