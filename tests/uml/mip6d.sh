@@ -123,8 +123,16 @@ md_grew() {
     fi
     if [[ ${MD_REPLACED_OK:-} == 1 ]] &&
       ! awk -v s="$spi" '$1 == "mn" && $4 == s { f = 1 } END { exit !f }' <<<"$MD_SNAP"; then
-      [[ -n $(lab_sa_spi ha "$spi" packets) ]] ||
-        WHY+="$what: the HA lacks the MN's new SA $spi (reqid $r); "
+      # Without the K bit the SAs may be replaced (make before break: the new IKE SA's,
+      # then the old ones deleted on both nodes) while this runs: read the MN's current one
+      # again until the HA shows the same, for up to 2 s.
+      local i ok=
+      for i in $(seq 1 10); do
+        [[ -n $spi && -n $(lab_sa_spi ha "$spi" packets) ]] && ok=1 && break
+        sleep 0.2
+        spi=$(lab_sa mn "$r" spi)
+      done
+      [[ -n $ok ]] || WHY+="$what: the HA lacks the MN's new SA ${spi:-none} (reqid $r); "
       continue
     fi
     for ns in mn ha; do
