@@ -171,6 +171,11 @@ lab_sa() {
 
 lab_sa_count() { lab_sas "$1" | wc -l; }
 
+# lab_owned_sa_count NS: SAs other than the kernel's own larval states (SPI 0, made by an
+# ACQUIRE when traffic hits a policy without SA; the kernel expires them). What a daemon that
+# shut down must not leave behind: its ALLOCSPI states have real SPIs and do count.
+lab_owned_sa_count() { lab_sas "$1" | awk '$3 != "0x00000000"' | wc -l; }
+
 # lab_wait_sas NS COUNT SECONDS: waits until NS has exactly COUNT ESP SAs.
 lab_wait_sas() {
   local ns=$1 want=$2 end=$((SECONDS + $3))

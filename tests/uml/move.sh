@@ -335,8 +335,8 @@ mv_shutdown() {
   stop mn
   stop ha
   WHY=
-  [[ $(lab_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_sa_count mn) SAs; "
-  [[ $(lab_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_sa_count ha) SAs; "
+  [[ $(lab_owned_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_owned_sa_count mn) SAs; "
+  [[ $(lab_owned_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_owned_sa_count ha) SAs; "
   for role in mn ha; do
     [[ $role == mn ]] && lines=$MV_LINES_MN || lines=$MV_LINES_HA
     tail -n +"$((lines + 1))" "$LOGS/$role.log" | grep -q 'SAs still installed after shutdown' &&

@@ -136,8 +136,8 @@ sc_resync_transient() {
   stop mn
   stop ha
   WHY=
-  [[ $(lab_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_sa_count mn) SAs; "
-  [[ $(lab_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_sa_count ha) SAs; "
+  [[ $(lab_owned_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_owned_sa_count mn) SAs; "
+  [[ $(lab_owned_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_owned_sa_count ha) SAs; "
   for role in mn ha; do
     [[ $role == mn ]] && i=$lines_mn || i=$lines_ha
     got=$(rs_log_since $role "$i" | grep -o 'SAs still installed after shutdown.*' | head -1)

@@ -195,8 +195,8 @@ sc_shutdown() {
   stop mn
   stop ha
   WHY=
-  [[ $(lab_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_sa_count mn) SAs; "
-  [[ $(lab_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_sa_count ha) SAs; "
+  [[ $(lab_owned_sa_count mn) == 0 ]] || WHY+="MN kernel still has $(lab_owned_sa_count mn) SAs; "
+  [[ $(lab_owned_sa_count ha) == 0 ]] || WHY+="HA kernel still has $(lab_owned_sa_count ha) SAs; "
   if [[ $mode == daemon ]]; then
     local n
     for n in mn ha; do
