@@ -46,6 +46,23 @@ def words(b):
     return sum(struct.unpack(f">{len(b) // 2}H", b))
 
 
+def paced(rate, seconds, send, between=None):
+    """Calls send() `rate` times a second for `seconds` (catching up after a slow moment),
+    and between() each millisecond tick; returns the time taken."""
+    start = time.monotonic()
+    end = start + seconds
+    n = 0
+    while (now := time.monotonic()) < end:
+        due = int((now - start) * rate)
+        while n < due:
+            send()
+            n += 1
+        if between:
+            between()
+        time.sleep(0.001)
+    return time.monotonic() - start
+
+
 def spoof(rate, seconds, template, dst, prefix):
     """IPv6 + UDP built here; only the source's interface identifier and the SPI change, so the
     UDP checksum is the template's sum plus those words (one's complement arithmetic)."""
@@ -64,37 +81,32 @@ def spoof(rate, seconds, template, dst, prefix):
         pass  # implied by IPPROTO_RAW on older kernels
     ip_hdr = struct.pack(">IHBB", 6 << 28, udp_len, 17, 64)
     rnd = random.Random(4877)
-    sent = errors = 0
-    start = time.monotonic()
-    end = start + seconds
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        due = int((now - start) * rate)
-        while sent + errors < due:
-            iid = rnd.getrandbits(64).to_bytes(8, "big")
-            spi = rnd.getrandbits(64).to_bytes(8, "big")
-            c = fold(base + words(iid) + words(spi))
-            c = (~c) & 0xFFFF or 0xFFFF
-            pkt = b"".join(
-                (
-                    ip_hdr,
-                    pfx,
-                    iid,
-                    dst_b,
-                    struct.pack(">HHHH", IKE_PORT, IKE_PORT, udp_len, c),
-                    spi,
-                    udp[16:],
-                )
+    count = {"sent": 0, "errors": 0}
+
+    def send():
+        iid = rnd.getrandbits(64).to_bytes(8, "big")
+        spi = rnd.getrandbits(64).to_bytes(8, "big")
+        c = fold(base + words(iid) + words(spi))
+        c = (~c) & 0xFFFF or 0xFFFF
+        pkt = b"".join(
+            (
+                ip_hdr,
+                pfx,
+                iid,
+                dst_b,
+                struct.pack(">HHHH", IKE_PORT, IKE_PORT, udp_len, c),
+                spi,
+                udp[16:],
             )
-            try:
-                s.sendto(pkt, (dst, 0))
-                sent += 1
-            except OSError:
-                errors += 1
-        time.sleep(0.001)
-    took = time.monotonic() - start
+        )
+        try:
+            s.sendto(pkt, (dst, 0))
+            count["sent"] += 1
+        except OSError:
+            count["errors"] += 1
+
+    took = paced(rate, seconds, send)
+    sent, errors = count["sent"], count["errors"]
     print(f"spoofed={sent} errors={errors} seconds={took:.2f} rate={sent / took:.0f}")
 
 
@@ -125,44 +137,43 @@ def cookie(rate, seconds, template, dst, src):
     s.setblocking(False)
     rnd = random.Random(6275)
     pending = {}
-    sent = answered = cookies = half_open = other = 0
-    start = time.monotonic()
-    end = start + seconds
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        while sent < int((now - start) * rate):
-            m = bytearray(msg)
-            m[0:8] = rnd.getrandbits(64).to_bytes(8, "big")
-            pending[bytes(m[0:8])] = bytes(m)
-            if len(pending) > 4096:
-                pending.pop(next(iter(pending)))
-            try:
-                s.sendto(m, (dst, IKE_PORT))
-            except OSError:
-                pass
-            sent += 1
+    c = {"sent": 0, "answered": 0, "cookies": 0, "half_open": 0, "other": 0}
+
+    def send():
+        m = bytearray(msg)
+        m[0:8] = rnd.getrandbits(64).to_bytes(8, "big")
+        pending[bytes(m[0:8])] = bytes(m)
+        if len(pending) > 4096:
+            pending.pop(next(iter(pending)))
+        try:
+            s.sendto(m, (dst, IKE_PORT))
+        except OSError:
+            pass
+        c["sent"] += 1
+
+    def answer():
         while True:
             try:
                 data = s.recv(4096)
             except BlockingIOError:
-                break
+                return
             n = first_notify(data)
             req = pending.get(bytes(data[0:8]))
             if n and n[0] == N_COOKIE and req is not None:
-                cookies += 1
+                c["cookies"] += 1
                 try:
                     s.sendto(with_cookie(req, n[1]), (dst, IKE_PORT))
-                    answered += 1
+                    c["answered"] += 1
                 except OSError:
                     pass
             elif len(data) > 28 and data[16] == 33:  # SA first: a real answer, state made
-                half_open += 1
+                c["half_open"] += 1
             else:
-                other += 1
-        time.sleep(0.001)
-    took = time.monotonic() - start
+                c["other"] += 1
+
+    took = paced(rate, seconds, send, answer)
+    sent, cookies, answered = c["sent"], c["cookies"], c["answered"]
+    half_open, other = c["half_open"], c["other"]
     print(
         f"sent={sent} cookies={cookies} answered={answered} half_open_made={half_open} "
         f"other={other} seconds={took:.2f}"
