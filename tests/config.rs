@@ -183,6 +183,26 @@ fn example_mobile_nodes_load() {
         mn.home_agent_id.as_ref().unwrap().to_string(),
         "dn:C=CH, O=mip6-ike test, CN=ha.example.net"
     );
+    // Defaults of this session's settings.
+    assert!(c.engine.mobility.initial_contact);
+    assert_eq!(
+        c.engine.timers.move_grace,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(c.engine.prefer, mip6_ike::ike::Prefer::Ours);
+    // Both set in the file.
+    let text = std::fs::read_to_string(t.path("conf/mn.toml")).unwrap();
+    let text = text.replace(
+        "[mobile_node]",
+        "[timers]\nmove_grace = 5\n[mobile_node]\ninitial_contact = false",
+    );
+    t.write("conf/mn-set.toml", &text);
+    let set = policy::load(t.path("conf/mn-set.toml")).unwrap();
+    assert!(!set.engine.mobility.initial_contact);
+    assert_eq!(
+        set.engine.timers.move_grace,
+        std::time::Duration::from_secs(5)
+    );
 
     let c = policy::load(t.path("conf/mn2.toml")).unwrap();
     assert!(matches!(c.engine.auth, LocalAuth::Psk(_)));
