@@ -120,6 +120,32 @@ pub struct Config {
     pub replay_window: u32,
     /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
     pub mobility: MobilityConfig,
+    /// IKE fragmentation (RFC 7383).
+    pub fragmentation: Fragmentation,
+}
+
+/// IKE fragmentation (RFC 7383): large IKE_AUTH messages (certificate chains) must not depend
+/// on IP fragments, which many paths drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragmentation {
+    /// Announce IKEV2_FRAGMENTATION_SUPPORTED; fragment when the peer announced it too.
+    pub enabled: bool,
+    /// The largest IP datagram (IP and UDP headers included) one of our IKE messages or
+    /// fragments may make: strongSwan's `fragment_size`, 1280 (IPv6's minimum MTU) by default.
+    pub size: usize,
+}
+
+/// Bounds of [`Fragmentation::size`]: IPv4's minimum reassembly size, and the UDP maximum.
+pub const MIN_FRAGMENT_SIZE: usize = 576;
+pub const MAX_FRAGMENT_SIZE: usize = 65535;
+
+impl Default for Fragmentation {
+    fn default() -> Self {
+        Fragmentation {
+            enabled: true,
+            size: 1280,
+        }
+    }
 }
 
 /// Defaults of [`Config::max_half_open_per_source`] and [`Config::init_rate_per_source`].

@@ -26,8 +26,9 @@ use toml::Spanned;
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::crypto::Secret;
 use crate::ike::{
-    Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers,
-    parse_esp_proposal, parse_ike_proposal,
+    Command, Config, EspProposal, Fragmentation, HomeAddress, HomeAgentConfig, IkeProposal,
+    LocalAuth, MAX_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, Timers, parse_esp_proposal,
+    parse_ike_proposal,
 };
 use crate::mobility::{ClassReqids, SaClass, UserAuth};
 use error::Doc;
@@ -698,6 +699,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         home_agent,
         replay_window,
         mobility,
+        fragmentation: fragmentation(&doc, &file.listen)?,
     };
     Ok(LoadedConfig {
         path: path.to_path_buf(),
@@ -822,6 +824,28 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
         nat_port,
         receive_buffer,
     })
+}
+
+/// `[listen] fragmentation` and `fragment_size` (RFC 7383).
+fn fragmentation(doc: &Doc, l: &ListenSection) -> Result<Fragmentation, ConfigError> {
+    let mut out = Fragmentation::default();
+    if let Some(v) = &l.fragmentation {
+        out.enabled = *v.get_ref();
+    }
+    if let Some(v) = &l.fragment_size {
+        let size = *v.get_ref();
+        let range = MIN_FRAGMENT_SIZE as u64..=MAX_FRAGMENT_SIZE as u64;
+        if !range.contains(&size) {
+            return Err(doc.at(
+                v.span(),
+                format!(
+                    "fragment_size = {size} is out of range: give the largest IP datagram an IKE message may make, from {MIN_FRAGMENT_SIZE} to {MAX_FRAGMENT_SIZE} bytes (default 1280, IPv6's minimum MTU)"
+                ),
+            ));
+        }
+        out.size = size as usize;
+    }
+    Ok(out)
 }
 
 fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {

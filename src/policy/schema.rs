@@ -79,6 +79,8 @@ pub struct ListenSection {
     pub port: Option<S<u16>>,
     pub nat_port: Option<S<u16>>,
     pub receive_buffer: Option<S<u64>>,
+    pub fragmentation: Option<S<bool>>,
+    pub fragment_size: Option<S<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
