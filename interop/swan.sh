@@ -41,6 +41,8 @@ swan_conf() {
   rm -rf "$d"
   mkdir -p "$d/run" "$d/swanctl/x509" "$d/swanctl/x509ca" "$d/swanctl/private"
   cp "/job/certs/ca-$keys.pem" "$d/swanctl/x509ca/"
+  # intermediate CAs of a longer chain (certs/make-big-chain.sh), which charon sends along
+  if [[ -f /job/certs/ca-$keys-im1.pem ]]; then cp /job/certs/ca-"$keys"-im*.pem "$d/swanctl/x509ca/"; fi
   if [[ $role == ha ]]; then
     cp "/job/certs/ha-$keys.pem" "$d/swanctl/x509/"
     cp "/job/certs/ha-$keys.key" "$d/swanctl/private/"

@@ -39,11 +39,20 @@ lab_our_conf() {
     else
       if [[ $role == ha ]]; then
         echo 'id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"'
-        echo "certificate = \"certs/ha-$keys.pem\""
+        # a chain file (leaf, then intermediates) where there is one (certs/make-big-chain.sh)
+        if [[ -f /job/certs/ha-$keys-chain.pem ]]; then
+          echo "certificate = \"certs/ha-$keys-chain.pem\""
+        else
+          echo "certificate = \"certs/ha-$keys.pem\""
+        fi
         echo "private_key = \"certs/ha-$keys.key\""
       else
         echo 'id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"'
-        echo "certificate = \"certs/mn1-$keys.pem\""
+        if [[ -f /job/certs/mn1-$keys-chain.pem ]]; then
+          echo "certificate = \"certs/mn1-$keys-chain.pem\""
+        else
+          echo "certificate = \"certs/mn1-$keys.pem\""
+        fi
         echo "private_key = \"certs/mn1-$keys.key\""
       fi
       echo "signature = \"${OUR_SIG:-rfc7427}\""
