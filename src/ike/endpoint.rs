@@ -517,6 +517,7 @@ impl Endpoint {
         };
         consider(sa.pending.as_ref().map(|p| p.next_at));
         consider(sa.expires_at);
+        consider(Self::nat_keepalive_due(sa));
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
             if sa.drives_rekeys() {
@@ -553,6 +554,7 @@ impl Endpoint {
     fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
         let id = sa.id();
         let now = self.now.at;
+        self.nat_keepalive(sa);
         if let Some(at) = sa.expires_at
             && at <= now
         {

@@ -75,6 +75,8 @@ impl Endpoint {
             user: old.user.clone(),
             home_address: old.home_address,
             peer_auth_method: old.peer_auth_method,
+            // Still behind the same NAT: the successor's CHILD_SAs are UDP-encapsulated too.
+            nat: old.nat,
             ..IkeSa::new(
                 initiator,
                 State::Established,
