@@ -727,7 +727,11 @@ sc_ipv4() {
     fail "$1" "no IPv4 outer addresses in the lab (esp4 module, addresses)"
     return 1
   fi
-  TUN_HA=$HA4 TUN_COA=$COA4 OUR_LISTEN='["::", "0.0.0.0"]' CHECK=check_ipv4 basic "$1" "$2"
+  # A strongSwan HA routes the HoA through its tunnel peer, here `via 192.0.2.100` (an IPv4
+  # gateway for an IPv6 route): the MH transport SA's packets (HA -> HoA, IPv6) never arrived
+  # that way. The lab's own route (HoA via the IPv6 CoA, what a binding gives the HA) is used.
+  SW_INSTALL_ROUTES=no TUN_HA=$HA4 TUN_COA=$COA4 OUR_LISTEN='["::", "0.0.0.0"]' \
+    CHECK=check_ipv4 basic "$1" "$2"
   rc=$?
   reset
   lab_ipv4_down

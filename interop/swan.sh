@@ -56,7 +56,7 @@ charon {
   # the lab is fast; under emulation a little more patience than strongSwan's 4 s x 5
   retransmit_tries = ${SW_RETRANSMIT_TRIES:-4}
   retransmit_timeout = ${SW_RETRANSMIT_TIMEOUT:-2.0}
-  install_routes = yes
+  install_routes = ${SW_INSTALL_ROUTES:-yes}
   plugins {
     vici {
       socket = unix://$d/charon.vici

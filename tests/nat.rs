@@ -208,7 +208,10 @@ fn ipv4_care_of_address_without_nat_no_float_no_encap() {
     assert_eq!((mn.local, mn.remote), (sa4(MN_PRIV, 500), sa4(HA_PUB, 500)));
     let ha = only(&n.ha);
     assert_eq!((ha.local, ha.remote), (sa4(HA_PUB, 500), sa4(MN_PRIV, 500)));
-    assert_eq!((n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected), (0, 0));
+    assert_eq!(
+        (n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected),
+        (0, 0)
+    );
     for side in [&n.mn, &n.ha] {
         let specs = adds(side);
         assert_eq!(specs.len(), 4);
@@ -241,15 +244,28 @@ fn encap(sport: u16, dport: u16) -> Option<Encap> {
 fn nat_before_the_mn_floats_and_encapsulates() {
     let mut n = Net::new(Nat::BeforeMn);
     n.establish();
-    assert_eq!((n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected), (1, 1));
+    assert_eq!(
+        (n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected),
+        (1, 1)
+    );
     // Only IKE_SA_INIT used port 500.
     let from_mn: Vec<&Transmit> = n.sent.iter().filter(|(m, _)| *m).map(|(_, t)| t).collect();
     assert_eq!(from_mn[0].local.port(), 500);
-    assert!(from_mn[1..].iter().all(|t| t.local.port() == 4500 && t.remote.port() == 4500));
+    assert!(
+        from_mn[1..]
+            .iter()
+            .all(|t| t.local.port() == 4500 && t.remote.port() == 4500)
+    );
     let mn = only(&n.mn);
-    assert_eq!((mn.local, mn.remote), (sa4(MN_PRIV, 4500), sa4(HA_PUB, 4500)));
+    assert_eq!(
+        (mn.local, mn.remote),
+        (sa4(MN_PRIV, 4500), sa4(HA_PUB, 4500))
+    );
     let ha = only(&n.ha);
-    assert_eq!((ha.local, ha.remote), (sa4(HA_PUB, 4500), sa4(NAT_PUB, 44500)));
+    assert_eq!(
+        (ha.local, ha.remote),
+        (sa4(HA_PUB, 4500), sa4(NAT_PUB, 44500))
+    );
     for s in adds(&n.mn) {
         assert_eq!(s.encap, encap(4500, 4500), "{s:?}");
     }
@@ -265,7 +281,10 @@ fn nat_before_the_mn_floats_and_encapsulates() {
         .into_iter()
         .find(|s| s.mode == Mode::Tunnel && s.direction == Direction::Out)
         .unwrap();
-    assert_eq!((tun.src, tun.dst), (IpAddr::V4(HA_PUB), IpAddr::V4(NAT_PUB)));
+    assert_eq!(
+        (tun.src, tun.dst),
+        (IpAddr::V4(HA_PUB), IpAddr::V4(NAT_PUB))
+    );
     assert_eq!(adds(&n.ha).len(), 4);
 }
 
@@ -285,7 +304,10 @@ fn keepalives_from_the_side_behind_the_nat_on_the_engines_timer() {
     n.advance(Duration::from_secs(1));
     let k = keepalives(&n.sent, true);
     assert_eq!(k.len(), 1);
-    assert_eq!((k[0].local, k[0].remote), (sa4(MN_PRIV, 4500), sa4(HA_PUB, 4500)));
+    assert_eq!(
+        (k[0].local, k[0].remote),
+        (sa4(MN_PRIV, 4500), sa4(HA_PUB, 4500))
+    );
     n.run_now();
     // 20 s later the next one; the HA (not behind a NAT) never sends any.
     n.advance(Duration::from_secs(20));
@@ -294,9 +316,12 @@ fn keepalives_from_the_side_behind_the_nat_on_the_engines_timer() {
     assert!(keepalives(&n.sent, false).is_empty());
     // A keepalive reaching the HA as a datagram changes nothing there.
     let before = only(&n.ha);
-    n.ha
-        .ep
-        .handle_datagram(n.now, sa4(HA_PUB, 4500), sa4(NAT_PUB, 44500), &NAT_KEEPALIVE);
+    n.ha.ep.handle_datagram(
+        n.now,
+        sa4(HA_PUB, 4500),
+        sa4(NAT_PUB, 44500),
+        &NAT_KEEPALIVE,
+    );
     assert_eq!(only(&n.ha).remote, before.remote);
 }
 
@@ -321,10 +346,17 @@ fn keepalives_can_be_turned_off() {
 fn nat_before_the_ha_is_detected_on_both_sides() {
     let mut n = Net::new(Nat::BeforeHa);
     n.establish();
-    assert_eq!((n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected), (1, 1));
+    assert_eq!(
+        (n.mn.ep.stats.nat_detected, n.ha.ep.stats.nat_detected),
+        (1, 1)
+    );
     assert_eq!(only(&n.mn).local.port(), 4500);
     assert_eq!(only(&n.ha).remote, sa4(MN_PRIV, 4500));
-    assert!(adds(&n.mn).iter().all(|s| s.encap == encap(4500, 4500) || s.encap.is_none()));
+    assert!(
+        adds(&n.mn)
+            .iter()
+            .all(|s| s.encap == encap(4500, 4500) || s.encap.is_none())
+    );
     assert!(adds(&n.mn).iter().all(|s| s.encap.is_some()));
     assert!(adds(&n.ha).iter().all(|s| s.encap == encap(4500, 4500)));
     n.advance(Duration::from_secs(20));
@@ -406,9 +438,21 @@ fn only_authenticated_messages_change_the_peers_port() {
             unreachable!()
         };
         if *dst == IpAddr::V4(NAT_PUB) || *dst == IpAddr::V6(HOA1) {
-            assert_eq!(*e, Encap { sport: 4500, dport: 45000 });
+            assert_eq!(
+                *e,
+                Encap {
+                    sport: 4500,
+                    dport: 45000
+                }
+            );
         } else {
-            assert_eq!(*e, Encap { sport: 45000, dport: 4500 });
+            assert_eq!(
+                *e,
+                Encap {
+                    sport: 45000,
+                    dport: 4500
+                }
+            );
         }
     }
     assert!(n.ha.kernel_errors.is_empty(), "{:?}", n.ha.kernel_errors);
@@ -419,7 +463,13 @@ fn only_authenticated_messages_change_the_peers_port() {
 }
 
 fn payload_selector() -> Selector {
-    Selector::new(IpAddr::V6(HOA1), 128, IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, 0)
+    Selector::new(
+        IpAddr::V6(HOA1),
+        128,
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        0,
+        0,
+    )
 }
 
 fn migrate(km_local: IpAddr, km_remote: IpAddr, old: (IpAddr, IpAddr)) -> KernelEvent {
@@ -450,25 +500,40 @@ fn ipv4_kmaddress_moves_and_cross_family_moves_are_ignored() {
     // to an IPv6 care-of address: the HA's IKE address would have to change family too
     let v6coa: IpAddr = "2001:db8:2::100".parse().unwrap();
     let ha6 = IpAddr::V6(HA_IP);
-    n.mn.ep.handle_kernel(n.now, migrate(v6coa, ha6, (coa1, ha4)));
-    n.mn.ep.handle_kernel(n.now, migrate(v6coa, ha4, (coa1, ha4)));
+    n.mn.ep
+        .handle_kernel(n.now, migrate(v6coa, ha6, (coa1, ha4)));
+    n.mn.ep
+        .handle_kernel(n.now, migrate(v6coa, ha4, (coa1, ha4)));
     n.collect();
     let after = only(&n.mn);
     assert_eq!((after.local, after.remote), (before.local, before.remote));
     assert_eq!(n.mn.ep.stats.migrations, 0);
     // to another IPv4 care-of address: followed (ports kept), tunnel SAs moved in the record
-    n.mn.ep.handle_kernel(n.now, migrate(coa2, ha4, (coa1, ha4)));
+    n.mn.ep
+        .handle_kernel(n.now, migrate(coa2, ha4, (coa1, ha4)));
     n.collect();
     let moved = only(&n.mn);
-    assert_eq!((moved.local, moved.remote), (SocketAddr::new(coa2, 500), before.remote));
+    assert_eq!(
+        (moved.local, moved.remote),
+        (SocketAddr::new(coa2, 500), before.remote)
+    );
     assert_eq!(n.mn.ep.stats.migrations, 1);
-    let tun = moved.children.iter().find(|c| c.mode == Mode::Tunnel).unwrap();
+    let tun = moved
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Tunnel)
+        .unwrap();
     assert_eq!((tun.local, tun.remote), (coa2, ha4));
-    let bu = moved.children.iter().find(|c| c.mode == Mode::Transport).unwrap();
+    let bu = moved
+        .children
+        .iter()
+        .find(|c| c.mode == Mode::Transport)
+        .unwrap();
     assert_eq!((bu.local, bu.remote), (IpAddr::V6(HOA1), ha6));
     // the HA: an IPv4 KMADDRESS naming the new care-of address follows as well
     let ha_before = only(&n.ha);
-    n.ha.ep.handle_kernel(n.now, migrate(ha4, coa2, (ha4, coa1)));
+    n.ha.ep
+        .handle_kernel(n.now, migrate(ha4, coa2, (ha4, coa1)));
     n.collect();
     let ha_after = only(&n.ha);
     assert_eq!(ha_after.remote, SocketAddr::new(coa2, 500));
