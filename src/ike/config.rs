@@ -174,6 +174,12 @@ pub struct MobilityConfig {
     /// Inclusive range of reqids for CHILD_SAs outside the MIPv6 classes, used in turn
     /// (`[kernel] auto_reqids`; inside the owned range, so start-up cleanup finds their SAs).
     pub auto_reqids: (u32, u32),
+    /// Our NAT-T port (`[listen] nat_port`): where an initiator behind a NAT moves its IKE SA
+    /// (RFC 7296 2.23), and where a peer behind one is followed to.
+    pub nat_port: u16,
+    /// How often the side behind a NAT sends a NAT keepalive (RFC 3948 2.3) to keep its
+    /// mapping alive (`[timers] nat_keepalive`); zero: never.
+    pub nat_keepalive: Duration,
 }
 
 /// How many reqids the automatic range has by default (one per CHILD_SA an IKE SA may hold).
@@ -189,6 +195,8 @@ impl Default for MobilityConfig {
             lease_grace: Duration::from_secs(3600),
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),
+            nat_port: super::float::NAT_T_PORT,
+            nat_keepalive: Duration::from_secs(20),
         }
     }
 }

@@ -527,6 +527,7 @@ impl Endpoint {
                 .as_ref()
                 .map(|r| r.started + REASSEMBLY_TIMEOUT),
         );
+        consider(Self::nat_keepalive_due(sa));
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
             if sa.drives_rekeys() {
@@ -571,6 +572,7 @@ impl Endpoint {
             debug!(ike = %id, "incomplete fragmented message given up");
             sa.reassembly = None;
         }
+        self.nat_keepalive(sa);
         if let Some(at) = sa.expires_at
             && at <= now
         {

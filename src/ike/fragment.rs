@@ -60,7 +60,11 @@ impl Endpoint {
     /// `fragment_size` minus the IP and UDP headers and the non-ESP marker on port 4500.
     pub(super) fn max_message_len(&self, sa: &IkeSa) -> usize {
         let ip = if sa.remote.is_ipv4() { 20 } else { 40 };
-        let marker = if sa.remote.port() == NAT_T_PORT { 4 } else { 0 };
+        // The marker goes on every message of our NAT-T socket; behind a NAT the peer's port is
+        // the NAT's mapping, so look at our end too.
+        let on_nat_t =
+            sa.local.port() == self.cfg.mobility.nat_port || sa.remote.port() == NAT_T_PORT;
+        let marker = if on_nat_t { 4 } else { 0 };
         self.cfg.fragmentation.size.saturating_sub(ip + 8 + marker)
     }
 

@@ -378,9 +378,8 @@ impl Endpoint {
         Fate::Close(reason.to_string())
     }
 
-    /// Logs what the NAT detection notifies say. UDP encapsulation of ESP is not supported, so
-    /// a NAT is reported rather than worked around (Mobile IPv6 over IPv6 does not meet NATs).
-    fn check_nat(&mut self, sa: &IkeSa, p: &[Payload], initiator: bool) {
+    /// What the NAT detection notifies say (RFC 7296 2.23); `nat` acts on it.
+    fn check_nat(&mut self, sa: &mut IkeSa, p: &[Payload], initiator: bool) {
         let (src_of_peer, dst_is_us) = (sa.remote, sa.local);
         let spi_r = if initiator { sa.spi_r } else { 0 };
         let f = Found::new(p);
@@ -394,11 +393,7 @@ impl Endpoint {
                 .iter()
                 .any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
         let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
-        if peer_nat || our_nat {
-            self.stats.nat_detected += 1;
-            warn!(ike = %sa.id(), peer_behind_nat = peer_nat, we_behind_nat = our_nat,
-                  "NAT detected; UDP encapsulation of ESP is not supported, CHILD_SAs may not pass");
-        }
+        self.nat_detected(sa, peer_nat, our_nat);
     }
 
     /// Responder: an IKE_SA_INIT request (no state is created before every check passed).
@@ -596,7 +591,7 @@ impl Endpoint {
                 self.now.at,
             )
         };
-        self.check_nat(&sa, p, false);
+        self.check_nat(&mut sa, p, false);
         debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
         self.send_response(&mut sa, 0, vec![resp]);
         self.half_open.insert((remote, header.spi_i), spi_r);

@@ -23,6 +23,8 @@ mod init;
 mod kernel_result;
 mod limits;
 mod migrate;
+mod nat;
+pub use nat::NAT_KEEPALIVE;
 pub mod proposal;
 mod protect;
 mod provider;

@@ -77,6 +77,8 @@ impl Endpoint {
             peer_auth_method: old.peer_auth_method,
             // RFC 7383 2.3: the rekeyed IKE SA keeps what IKE_SA_INIT negotiated.
             fragmentation: old.fragmentation,
+            // Still behind the same NAT: the successor's CHILD_SAs are UDP-encapsulated too.
+            nat: old.nat,
             ..IkeSa::new(
                 initiator,
                 State::Established,

@@ -241,6 +241,8 @@ pub(crate) struct IkeSa {
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
     pub stranded: bool,
+    /// What NAT detection found, and the keepalive timer (see `nat`).
+    pub nat: super::nat::NatState,
 }
 
 impl IkeSa {
@@ -285,6 +287,7 @@ impl IkeSa {
             provided: None,
             home_prefix: None,
             stranded: false,
+            nat: Default::default(),
         }
     }
 

@@ -67,6 +67,13 @@ impl Kernel for MemoryKernel {
                 spec.dst = *dst;
                 self.sas.insert((*dst, *spi), spec);
             }
+            KernelOp::UpdateSaEncap { dst, spi, encap } => {
+                let spec = self
+                    .sas
+                    .get_mut(&(*dst, *spi))
+                    .ok_or_else(|| format!("no SA {spi:08x}"))?;
+                spec.encap = Some(*encap);
+            }
         }
         Ok(())
     }

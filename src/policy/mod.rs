@@ -682,6 +682,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             .is_none_or(|v| *v.get_ref()),
         lease_grace,
         auto_reqids,
+        nat_port: listen.nat_port,
+        nat_keepalive: nat_keepalive(&doc, &file.timers.nat_keepalive)?,
     };
     let engine = Config {
         identity,
@@ -1099,6 +1101,24 @@ fn secs(
         ));
     }
     Ok(Duration::from_secs_f64(x))
+}
+
+/// `[timers] nat_keepalive`: seconds between NAT keepalives, 0 for none.
+fn nat_keepalive(doc: &Doc, v: &Option<Spanned<f64>>) -> Result<Duration, ConfigError> {
+    let default = crate::ike::MobilityConfig::default().nat_keepalive;
+    match v {
+        Some(x) if *x.get_ref() == 0.0 => Ok(Duration::ZERO),
+        Some(x) if !(x.get_ref().is_finite() && (1.0..=3600.0).contains(x.get_ref())) => {
+            Err(doc.at(
+                x.span(),
+                format!(
+                    "nat_keepalive = {} must be between 1 and 3600 seconds, or 0 for no keepalives (e.g. nat_keepalive = 20)",
+                    x.get_ref()
+                ),
+            ))
+        }
+        _ => secs(doc, v, "nat_keepalive", default),
+    }
 }
 
 fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {

@@ -124,6 +124,7 @@ pub struct TimersSection {
     pub child_lifetime: Option<S<f64>>,
     pub ike_rekey: Option<S<f64>>,
     pub move_grace: Option<S<f64>>,
+    pub nat_keepalive: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
