@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject;
 
 use super::TrustAnchors;
 use super::der;
@@ -304,7 +304,10 @@ pub fn read_crl(path: &Path, trust: &TrustAnchors) -> Result<Crl, String> {
     f.take(MAX_CRL_SIZE as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| format!("cannot read: {e}"))?;
-    Crl::parse(&data, trust, &path.display().to_string()).map_err(|e| e.to_string())
+    Crl::parse(&data, trust, &path.display().to_string()).map_err(|e| match e {
+        super::Error::Certificate(m) => m,
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! signals or the control socket through [`Control`] messages.
 
 pub mod control;
+mod crl_watch;
 pub mod demo;
 pub mod kernel;
 mod leases;
@@ -161,6 +162,8 @@ pub struct Daemon {
     /// SAs (a home agent with many mobile nodes checks only those that moved).
     resync_at: Option<Instant>,
     resync_moved: std::collections::BTreeSet<IkeId>,
+    /// Looks for changed CRL files (`[revocation] check_interval`).
+    crl_watch: crl_watch::CrlWatch,
 }
 
 impl Daemon {
@@ -182,6 +185,8 @@ impl Daemon {
         if let Some(a) = kernel.spi_allocator() {
             endpoint.set_spi_allocator(a);
         }
+        endpoint.set_crls(now(), cfg.revocation.crls.clone());
+        let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
@@ -215,6 +220,7 @@ impl Daemon {
             acquire: kernel::AcquireState::default(),
             resync_at: None,
             resync_moved: Default::default(),
+            crl_watch,
         })
     }
 
@@ -293,6 +299,7 @@ impl Daemon {
                 self.retry_at,
                 self.resync_at,
                 lease_retry,
+                self.crl_watch.deadline(),
             ]
             .into_iter()
             .flatten()
@@ -328,6 +335,9 @@ impl Daemon {
                             _ => None,
                         };
                         self.resync_sas(only, true, "after a move");
+                    }
+                    if let Some(crls) = self.crl_watch.poll(n.at, self.cfg.engine.trust.as_deref()) {
+                        self.endpoint.set_crls(n, crls);
                     }
                     if self.retry_at.is_some_and(|t| t <= n.at) {
                         self.retry_at = None;
@@ -511,6 +521,10 @@ impl Daemon {
             info!("reload: {c}");
         }
         self.endpoint.set_config(new.engine.clone());
+        // After the configuration: the re-check uses the new policy and the new CRLs.
+        self.endpoint.set_crls(now(), new.revocation.crls.clone());
+        self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
+        self.cfg.revocation = new.revocation;
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
         self.cfg.users_dir = new.users_dir;

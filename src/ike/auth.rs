@@ -11,6 +11,7 @@ use super::found::{Found, error_notify};
 use super::proposal::esp_to_wire;
 use super::sa::{ChildRequest, IkeSa, State};
 use super::{Event, HomeAddress};
+use crate::auth::revocation::CertRef;
 use crate::auth::{Identity, SignatureStyle};
 use crate::crypto::ct_eq;
 use crate::kernel::Mode;
@@ -81,7 +82,7 @@ impl Endpoint {
         want: Option<&Identity>,
         identity: &Identity,
         id: &Id,
-    ) -> Result<(), HomeAgentAuth> {
+    ) -> Result<Option<CertRef>, HomeAgentAuth> {
         let psk = match &self.cfg.auth {
             LocalAuth::Psk(k) => Some(k.clone()),
             LocalAuth::Certificate { .. } => None,
@@ -112,7 +113,9 @@ impl Endpoint {
         .map_err(|reason| HomeAgentAuth::Refused(format!("home agent AUTH: {reason}")))
     }
 
-    /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
+    /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any. With
+    /// a certificate, its revocation status is checked too (see `revoke`); what the IKE SA
+    /// keeps of the certificate comes back.
     pub(super) fn verify_peer_auth(
         &self,
         sa: &IkeSa,
@@ -120,14 +123,14 @@ impl Endpoint {
         id: &Identity,
         octets: &[u8],
         psk: Option<&[u8]>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<CertRef>, String> {
         let (method, data) = a.auth.ok_or("no AUTH payload")?;
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if method == AUTH_SHARED_KEY {
             let psk = psk.ok_or("peer used a pre-shared key, but none is configured for it")?;
             let expect = crate::auth::psk_auth(keys.prf, psk, octets);
             return if ct_eq(&expect, data) {
-                Ok(())
+                Ok(None)
             } else {
                 Err("pre-shared key AUTH does not verify".into())
             };
@@ -152,7 +155,10 @@ impl Endpoint {
                 cert.subject()
             ));
         }
-        crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())
+        crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())?;
+        // Revocation last: only a peer that proved it holds the key learns (by our
+        // AUTHENTICATION_FAILED) that we know its certificate is revoked.
+        self.revocation_check(&cert).map(Some)
     }
 
     /// Our AUTH payload (with CERT payloads for certificate authentication) over `octets`.
@@ -406,15 +412,16 @@ impl Endpoint {
         let Some(octets) = peer_signed_octets(sa, idi) else {
             return Fate::Close("no keys".into());
         };
-        if let Err(reason) = self.verify_peer_auth(
+        let cert = match self.verify_peer_auth(
             sa,
             &a,
             &identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
         ) {
-            return fail(self, sa, Some(identity), reason);
-        }
+            Ok(c) => c,
+            Err(reason) => return fail(self, sa, Some(identity), reason),
+        };
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
         if let Some(timeout) = self.address_provider
@@ -443,6 +450,7 @@ impl Endpoint {
         };
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
+        sa.peer_cert = cert.map(Box::new);
         sa.user = Some(user);
         let (ni, nr) = {
             let hs = sa.hs.as_ref().expect("checked above");
@@ -550,8 +558,8 @@ impl Endpoint {
             Err(e) => return failed(self, sa, None, format!("bad IDr: {e}")),
         };
         let want = sa.plan.as_ref().and_then(|p| p.remote_identity.clone());
-        match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
-            Ok(()) => {}
+        let cert = match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
+            Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
             Err(HomeAgentAuth::Refused(reason)) => {
                 // The responder believes the SA is up: tell it (fire and forget) before
@@ -560,10 +568,11 @@ impl Endpoint {
                 self.send_ike_delete_once(sa, local, remote);
                 return failed(self, sa, Some(N_AUTHENTICATION_FAILED), reason);
             }
-        }
+        };
         info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
+        sa.peer_cert = cert.map(Box::new);
         sa.state = State::Established;
         self.stats.ike_established += 1;
         self.push_event(Event::IkeUp {

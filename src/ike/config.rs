@@ -120,6 +120,9 @@ pub struct Config {
     pub replay_window: u32,
     /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
     pub mobility: MobilityConfig,
+    /// What an unknown or revoked peer certificate means (`[revocation] policy`); the CRLs
+    /// come separately ([`super::Endpoint::set_crls`]).
+    pub revocation: crate::auth::revocation::RevocationPolicy,
 }
 
 /// Defaults of [`Config::max_half_open_per_source`] and [`Config::init_rate_per_source`].

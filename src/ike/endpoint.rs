@@ -111,6 +111,8 @@ pub struct Endpoint {
     bad_inits: (Option<Instant>, usize),
     /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
     pub(super) sources: super::limits::SourceLimits,
+    /// The verified CRLs peer certificates are checked against (see `revoke`).
+    pub(super) crls: Arc<crate::auth::revocation::CrlSet>,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -147,6 +149,7 @@ impl Endpoint {
             mn: Default::default(),
             bad_inits: (None, 0),
             sources: Default::default(),
+            crls: Default::default(),
         }
     }
 

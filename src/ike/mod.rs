@@ -28,6 +28,7 @@ mod provider;
 mod reauth;
 mod rekey;
 mod reload;
+mod revoke;
 mod sa;
 mod tamper;
 
@@ -38,6 +39,7 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
+pub use revoke::PeerCertInfo;
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;

@@ -75,6 +75,7 @@ impl Endpoint {
             user: old.user.clone(),
             home_address: old.home_address,
             peer_auth_method: old.peer_auth_method,
+            peer_cert: old.peer_cert.clone(),
             ..IkeSa::new(
                 initiator,
                 State::Established,

@@ -213,6 +213,10 @@ pub(crate) struct IkeSa {
     pub home_address: Option<Ipv6Addr>,
     /// The AUTH method the peer proved itself with (0 before IKE_AUTH).
     pub peer_auth_method: u8,
+    /// The peer's end-entity certificate (issuer, serial, ...), kept so that a CRL update
+    /// can find SAs whose certificate it revokes (see `revoke`); boxed: most of the time
+    /// one pointer per SA.
+    pub peer_cert: Option<Box<crate::auth::revocation::CertRef>>,
     /// Our next request's message ID.
     pub next_msg_id: u32,
     /// The message ID we expect on the peer's next request.
@@ -264,6 +268,7 @@ impl IkeSa {
             user: None,
             home_address: None,
             peer_auth_method: 0,
+            peer_cert: None,
             next_msg_id: 0,
             peer_msg_id: 0,
             pending: None,

@@ -1,0 +1,135 @@
+//! Revocation in the engine: the peer's certificate is checked against the CRLs we hold when
+//! it authenticates (both roles, reauthentication included), and again for every established
+//! IKE SA whenever the daemon hands in a new set of CRLs: an IKE SA whose certificate is now
+//! revoked loses its CHILD_SAs in the kernel at once and is deleted (a Delete goes to the
+//! peer). The CRLs are an input like a datagram: the daemon reads and verifies the files, the
+//! engine never touches them.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::endpoint::{Endpoint, Fate};
+use super::sa::{Intent, State};
+use super::{IkeId, Now};
+use crate::auth::Identity;
+use crate::auth::revocation::{CertRef, CertStatus, Checked, CrlSet, RevocationPolicy};
+
+/// An established IKE SA's peer certificate, for `mip6-ikectl certs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertInfo {
+    pub ike: IkeId,
+    pub peer: Option<Identity>,
+    pub cert: CertRef,
+}
+
+/// Hex of a serial number, for logs and listings.
+pub fn serial_hex(serial: &[u8]) -> String {
+    serial.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Endpoint {
+    /// The revocation status of a validated peer certificate, under the configured policy:
+    /// what the IKE SA keeps of it, or why it is refused.
+    pub(super) fn revocation_check(&self, cert: &crate::auth::PeerCert) -> Result<CertRef, String> {
+        let unix = self.now.unix;
+        let policy = self.cfg.revocation;
+        let checked = if policy == RevocationPolicy::Off {
+            Checked {
+                status: CertStatus::Unknown,
+                source: None,
+                at: unix,
+            }
+        } else {
+            self.crls.status(cert.issuer(), cert.serial(), unix)
+        };
+        if !policy.accepts(checked.status) {
+            return Err(format!(
+                "certificate of {} (serial {}) is {}{} (revocation = \"{}\")",
+                cert.subject(),
+                serial_hex(cert.serial()),
+                checked.status.name(),
+                checked
+                    .source
+                    .as_deref()
+                    .map(|s| format!(" by {s}"))
+                    .unwrap_or_else(|| ": no CRL of its issuer".into()),
+                policy.name(),
+            ));
+        }
+        Ok(cert.to_ref(checked))
+    }
+
+    /// New CRLs (start, reload, a changed file). Every established IKE SA authenticated by a
+    /// certificate is checked again; one whose certificate is now revoked is deleted: its
+    /// CHILD_SAs leave the kernel now, the IKE SA goes with a Delete to the peer. Only a
+    /// revocation deletes: an unknown status (a CRL gone stale) under `strict` refuses new
+    /// authentications but does not cut established SAs, as strongSwan, which checks only
+    /// at authentication, would not either.
+    pub fn set_crls(&mut self, now: Now, crls: Arc<CrlSet>) {
+        self.now = now;
+        self.crls = crls;
+        if self.cfg.revocation == RevocationPolicy::Off {
+            return;
+        }
+        let ids: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa.peer_cert.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
+            let Some(cert) = sa.peer_cert.as_mut() else {
+                self.sas.insert(id, sa);
+                continue;
+            };
+            let checked = self.crls.status(&cert.issuer, &cert.serial, now.unix);
+            let revoked = checked.status == CertStatus::Revoked;
+            cert.checked = checked;
+            if !revoked || sa.state != State::Established {
+                // A Rekeyed or Deleting SA goes soon anyway; its successor (which carries the
+                // same certificate) is checked on its own.
+                self.sas.insert(id, sa);
+                continue;
+            }
+            let subject = Identity::Dn(cert.subject.to_vec());
+            let serial = serial_hex(&cert.serial);
+            let source = cert.checked.source.clone().unwrap_or_default();
+            warn!(ike = %IkeId(id), remote = %sa.remote, %subject, serial, source,
+                  "peer certificate revoked: deleting the IKE SA");
+            for c in std::mem::take(&mut sa.children) {
+                // The Delete of the IKE SA covers its CHILD_SAs (RFC 7296 1.4.1).
+                self.remove_child_kernel(&sa, &c, "peer certificate revoked");
+            }
+            sa.queue.clear();
+            sa.queue.push_back(Intent::DeleteIke);
+            self.finish(sa, Fate::Keep);
+        }
+        info!(crls = self.crls.crls().len(), "revocation lists updated");
+    }
+
+    /// The CRLs in force.
+    pub fn crls(&self) -> &Arc<CrlSet> {
+        &self.crls
+    }
+
+    /// The peer certificates of the IKE SAs, in id order.
+    pub fn peer_certs(&self) -> Vec<PeerCertInfo> {
+        let mut v: Vec<PeerCertInfo> = self
+            .sas
+            .iter()
+            .filter_map(|(&id, sa)| {
+                sa.peer_cert.as_ref().map(|c| PeerCertInfo {
+                    ike: IkeId(id),
+                    peer: sa.peer.clone(),
+                    cert: (**c).clone(),
+                })
+            })
+            .collect();
+        v.sort_by_key(|p| p.ike);
+        v
+    }
+}
