@@ -32,6 +32,7 @@ pub struct TrustAnchors {
 pub struct CaInfo {
     /// DER Name (with its SEQUENCE header).
     pub subject: Vec<u8>,
+    pub issuer: Vec<u8>,
     pub serial: Vec<u8>,
     /// notAfter, Unix seconds.
     pub not_after: i64,
@@ -69,6 +70,7 @@ impl TrustAnchors {
                 .ok_or_else(|| cert_err(format!("CA certificate #{}: bad public key", i + 1)))?;
             cas.push(CaInfo {
                 subject: parsed.subject().as_raw().to_vec(),
+                issuer: parsed.issuer().as_raw().to_vec(),
                 serial: parsed.raw_serial().to_vec(),
                 not_after: parsed.validity().not_after.timestamp(),
                 spki_alg,

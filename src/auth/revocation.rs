@@ -96,6 +96,25 @@ pub struct CertRef {
     pub checked: Checked,
 }
 
+/// The names, serial and expiry of a DER certificate (for listings; no validation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    pub subject: Vec<u8>,
+    pub issuer: Vec<u8>,
+    pub serial: Vec<u8>,
+    pub not_after: i64,
+}
+
+pub fn describe(der_cert: &[u8]) -> Option<CertSummary> {
+    let (_, c) = x509_parser::parse_x509_certificate(der_cert).ok()?;
+    Some(CertSummary {
+        subject: c.subject().as_raw().to_vec(),
+        issuer: c.issuer().as_raw().to_vec(),
+        serial: c.raw_serial().to_vec(),
+        not_after: c.validity().not_after.timestamp(),
+    })
+}
+
 fn err(msg: impl Into<String>) -> super::Error {
     super::Error::Certificate(msg.into())
 }

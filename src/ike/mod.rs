@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
-pub use revoke::PeerCertInfo;
+pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
