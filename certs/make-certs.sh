@@ -138,7 +138,8 @@ make_ee() {
 }
 
 # Revocation fixtures (`make-certs.sh revocation` makes only these, with the CAs already here):
-# mn3 (ECDSA CA) and ha-revoked (RSA CA) are revoked; each CA's CRL lists them. A CRL with the
+# mn3 (ECDSA CA) and ha-revoked (RSA CA) are revoked; each CA's CRL lists them, the -empty CRLs
+# are from before the revocation. A CRL with the
 # ECDSA CA's name signed by the rogue CA lists mn1 (it must be refused: wrong signer).
 make_revocation() {
     ca_conf ca-ecdsa
@@ -152,6 +153,8 @@ make_revocation() {
         -crl_reason keyCompromise 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -gencrl -crldays 10950 \
         -out "$OUT/crl-ecdsa.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-rsa/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-rsa-empty.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-rsa/ca.cnf" -revoke "$OUT/ha-revoked-rsa.pem" \
         2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-rsa/ca.cnf" -gencrl -crldays 10950 \
@@ -162,7 +165,7 @@ make_revocation() {
         "$serial" > "$WORK/rogue-ca/index.txt"
     openssl ca -config "$WORK/rogue-ca/ca.cnf" -gencrl -crldays 10950 \
         -out "$OUT/crl-rogue.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
-    for c in crl-ecdsa crl-ecdsa-empty crl-rsa crl-rogue; do
+    for c in crl-ecdsa crl-ecdsa-empty crl-rsa crl-rsa-empty crl-rogue; do
         openssl crl -in "$OUT/$c.pem" -outform DER -out "$OUT/$c.der"
     done
 }
