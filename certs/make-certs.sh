@@ -61,6 +61,16 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = email:mn3@example.net, DNS:mn3.example.net
 
+# mn4: like mn3, with a CRL distribution point on the loopback (tests serve the CA's CRL there).
+[mn4_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = email:mn4@example.net, DNS:mn4.example.net
+crlDistributionPoints = URI:http://127.0.0.1:8480/ca-ecdsa.crl
+
 # Extended key usage variants, to test the EKU policy.
 [eku_none_ext]
 basicConstraints = critical, CA:FALSE
@@ -138,7 +148,7 @@ make_ee() {
 }
 
 # Revocation fixtures (`make-certs.sh revocation` makes only these, with the CAs already here):
-# mn3 (ECDSA CA) and ha-revoked (RSA CA) are revoked; each CA's CRL lists them, the -empty CRLs
+# mn3 and mn4 (ECDSA CA; mn4 with a CRL distribution point) and ha-revoked (RSA CA) are revoked; each CA's CRL lists them, the -empty CRLs
 # are from before the revocation. A CRL with the
 # ECDSA CA's name signed by the rogue CA lists mn1 (it must be refused: wrong signer).
 make_revocation() {
@@ -146,11 +156,14 @@ make_revocation() {
     ca_conf ca-rsa
     ca_conf rogue-ca
     make_ee ca-ecdsa mn3-ecdsa ec mn3@example.net mn3_ext
+    make_ee ca-ecdsa mn4-ecdsa ec mn4@example.net mn4_ext
     make_ee ca-rsa ha-revoked-rsa rsa ha.example.net ha_ext
     openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -gencrl -crldays 10950 \
         -out "$OUT/crl-ecdsa-empty.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -revoke "$OUT/mn3-ecdsa.pem" \
         -crl_reason keyCompromise 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -revoke "$OUT/mn4-ecdsa.pem" \
+        2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -gencrl -crldays 10950 \
         -out "$OUT/crl-ecdsa.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
     openssl ca -config "$WORK/ca-rsa/ca.cnf" -gencrl -crldays 10950 \

@@ -75,6 +75,21 @@ fn defaults_relaxed_without_crls() {
         c.revocation.check_interval,
         Some(std::time::Duration::from_secs(10))
     );
+    assert!(c.revocation.fetch);
+    assert_eq!(
+        c.revocation.fetch_timeout,
+        std::time::Duration::from_secs(10)
+    );
+    let d = tree(HA, "[revocation]
+fetch = false
+fetch_timeout = 2.5
+");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert!(!c.revocation.fetch);
+    assert_eq!(
+        c.revocation.fetch_timeout,
+        std::time::Duration::from_millis(2500)
+    );
 }
 
 #[test]
@@ -86,7 +101,7 @@ fn crls_are_read_and_verified() {
     let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
     assert_eq!(c.engine.revocation, RevocationPolicy::Strict);
     assert_eq!(c.revocation.crls.crls().len(), 1);
-    assert_eq!(c.revocation.crls.crls()[0].revoked_count(), 1);
+    assert_eq!(c.revocation.crls.crls()[0].revoked_count(), 2);
     assert_eq!(
         c.revocation.crl_files,
         vec![d.path().join("conf/../certs/crl-ecdsa.pem")]
@@ -113,6 +128,11 @@ fn bad_policy_names_line_and_values() {
     );
     let d = tree(HA, "[revocation]\ncheck_interval = -1\n");
     assert!(err(&d).starts_with("$D/conf/ha.toml:8:18: check_interval: seconds between 0"));
+    let d = tree(HA, "[revocation]\nfetch_timeout = 0\n");
+    assert_eq!(
+        err(&d),
+        "$D/conf/ha.toml:8:17: fetch_timeout: seconds between 0.1 and 300 for one CRL download, e.g. fetch_timeout = 10"
+    );
     let d = tree(HA, "[revocation]\ncrl = []\n");
     assert!(err(&d).contains("unknown key `crl`"), "{}", err(&d));
 }

@@ -1536,7 +1536,7 @@ fn certs_lists_ours_cas_crls_and_peers_and_a_crl_file_update_deletes_a_revoked_s
     });
     let r: CertsResult = c.call(&Request::Certs).unwrap();
     assert!(r.certs.iter().all(|c| c.kind != "peer"));
-    assert_eq!(r.crls[0].revoked, 1);
+    assert_eq!(r.crls[0].revoked, 2);
     // And it cannot come back.
     let e = initiate(&mut mc, None).unwrap_err();
     assert!(format!("{e:?}").contains("AUTHENTICATION_FAILED"), "{e:?}");

@@ -325,3 +325,88 @@ fn a_revoked_peer_does_not_disturb_established_ones() {
     assert_eq!(l.ha.ep.list(), before, "mn1's SA untouched");
     assert_eq!(l.ha.kernel.installed().len(), 4);
 }
+
+const MN4_DN: &str = "dn:C=CH, O=mip6-ike test, CN=mn4@example.net";
+
+/// mn4: revoked in crl-ecdsa, with the CRL distribution point http://127.0.0.1:8480/ca-ecdsa.crl.
+fn mn4() -> Config {
+    let mut c = mn1();
+    c.identity = mip6_ike::auth::Identity::parse_config(MN4_DN).unwrap();
+    c.auth = cert_auth(
+        include_str!("../certs/mn4-ecdsa.pem"),
+        include_str!("../certs/mn4-ecdsa.key"),
+    );
+    c
+}
+
+fn ha_for_mn4(policy: RevocationPolicy) -> Config {
+    let all = [SaClass::BuBa, SaClass::Payload];
+    let mut c = ha_with_users(vec![user(
+        "mn4",
+        MN4_DN,
+        UserAuth::Certificate,
+        &[HOA1],
+        &all,
+    )]);
+    c.revocation = policy;
+    c
+}
+
+fn crl_wanted(side: &Side) -> Vec<Vec<String>> {
+    side.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CrlWanted { uris } => Some(uris.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn unknown_status_asks_for_the_distribution_points_crl_once() {
+    let uri = "http://127.0.0.1:8480/ca-ecdsa.crl".to_string();
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Strict));
+    l.ha.ep.set_crl_fetch(true);
+    // Strict: refused (no CRL yet), but the CRL is asked for.
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    assert_eq!(crl_wanted(&l.ha), vec![vec![uri.clone()]]);
+    // Again at once: not asked again (at most once a minute per URI).
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert_eq!(crl_wanted(&l.ha).len(), 1);
+    // The daemon's fetch brings the CRL: now the status is known (revoked) and nobody asks.
+    l.ha.ep.set_crls(l.now, crls(CA_ECDSA, &[CRL_EC]));
+    l.advance(std::time::Duration::from_secs(120));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert_eq!(crl_wanted(&l.ha).len(), 1);
+    let reason =
+        l.ha.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::AuthFailed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .unwrap();
+    assert!(reason.contains("revoked by crl"), "{reason}");
+
+    // Relaxed: accepted while unknown, asked for, and deleted when the CRL arrives.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Relaxed));
+    l.ha.ep.set_crl_fetch(true);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    assert_eq!(crl_wanted(&l.ha), vec![vec![uri]]);
+    l.ha.ep.set_crls(l.now, crls(CA_ECDSA, &[CRL_EC]));
+    l.collect();
+    l.run_now();
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+
+    // Fetching off: never asked.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Relaxed));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    assert!(crl_wanted(&l.ha).is_empty());
+}

@@ -229,7 +229,13 @@ pub struct PeerCert {
     issuer: Vec<u8>,
     serial: Vec<u8>,
     not_after: i64,
+    /// `http://` CRL distribution points (at most [`MAX_CRL_URIS`]), to fetch a CRL from.
+    crl_uris: Vec<String>,
 }
+
+/// CRL distribution point URIs kept per certificate (a certificate with more is odd; the first
+/// ones are tried).
+pub const MAX_CRL_URIS: usize = 4;
 
 impl PeerCert {
     /// Whether `id` is bound to this certificate: DN equal to the subject, or FQDN / email /
@@ -270,6 +276,11 @@ impl PeerCert {
     /// The serial number (the DER INTEGER's content, as CRLs list it).
     pub fn serial(&self) -> &[u8] {
         &self.serial
+    }
+
+    /// Its `http://` CRL distribution points.
+    pub fn crl_uris(&self) -> &[String] {
+        &self.crl_uris
     }
 
     /// What an IKE SA keeps of this certificate, with the revocation check's answer.
@@ -315,8 +326,37 @@ impl PeerCert {
             issuer: cert.issuer().as_raw().to_vec(),
             serial: cert.raw_serial().to_vec(),
             not_after: cert.validity().not_after.timestamp(),
+            crl_uris: crl_uris(&cert),
         })
     }
+}
+
+/// The `http://` full-name URIs of a certificate's CRL distribution points (RFC 5280
+/// 4.2.1.13), bounded in number and length.
+fn crl_uris(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
+            continue;
+        };
+        for p in points.iter() {
+            let Some(DistributionPointName::FullName(names)) = &p.distribution_point else {
+                continue;
+            };
+            for n in names {
+                if let GeneralName::URI(u) = n
+                    && u.len() <= 1024
+                    && u.get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                    && out.len() < MAX_CRL_URIS
+                {
+                    out.push((*u).to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// rsaEncryption 1.2.840.113549.1.1.1; secp384r1 1.3.132.0.34.

@@ -358,7 +358,7 @@ mod tests {
         let t = anchors();
         let crl = Crl::parse(CRL_EC, &t, "crl-ecdsa.der").unwrap();
         let now = crl.this_update() as u64 + 1;
-        assert_eq!(crl.revoked_count(), 1);
+        assert_eq!(crl.revoked_count(), 2);
         let mut set = CrlSet::new();
         set.insert(crl);
         let (iss, mn3) = id_of(include_str!("../../certs/mn3-ecdsa.pem"));

@@ -683,6 +683,7 @@ fn event_text(e: &EventMsg) -> String {
             notify.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
         ),
         EventMsg::Lagged { missed } => format!("lagged: {missed} events lost"),
+        EventMsg::CrlWanted { uris } => format!("fetching CRL {}", uris.join(" ")),
         EventMsg::AddressRequest {
             request_id,
             identity,

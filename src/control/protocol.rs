@@ -575,6 +575,11 @@ pub enum EventMsg {
         notify_type: Option<u16>,
         reason: String,
     },
+    /// The daemon fetches CRLs from these distribution points (a peer certificate's status
+    /// was unknown).
+    CrlWanted {
+        uris: Vec<String>,
+    },
     /// The subscriber fell behind and `missed` events were lost (the stream continues).
     Lagged {
         missed: u64,

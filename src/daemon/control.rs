@@ -231,6 +231,7 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
             requested: *requested,
             timeout_ms: 0,
         },
+        Event::CrlWanted { uris } => M::CrlWanted { uris: uris.clone() },
         Event::ExchangeFailed {
             ike,
             exchange,

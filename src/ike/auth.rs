@@ -76,7 +76,7 @@ impl Endpoint {
     /// any certificate of our CA would pass, another mobile node's too (the configuration
     /// refuses such a file; this keeps the engine safe on its own).
     pub(super) fn check_home_agent_auth(
-        &self,
+        &mut self,
         sa: &IkeSa,
         a: &Found,
         want: Option<&Identity>,
@@ -117,7 +117,7 @@ impl Endpoint {
     /// a certificate, its revocation status is checked too (see `revoke`); what the IKE SA
     /// keeps of the certificate comes back.
     pub(super) fn verify_peer_auth(
-        &self,
+        &mut self,
         sa: &IkeSa,
         a: &Found,
         id: &Identity,
@@ -143,7 +143,7 @@ impl Endpoint {
         let trust = self
             .cfg
             .trust
-            .as_ref()
+            .clone()
             .ok_or("no CA configured for certificate authentication")?;
         let (ee, rest) = a.certs.split_first().ok_or("no certificate sent")?;
         let cert = trust

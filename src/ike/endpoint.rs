@@ -113,6 +113,10 @@ pub struct Endpoint {
     pub(super) sources: super::limits::SourceLimits,
     /// The verified CRLs peer certificates are checked against (see `revoke`).
     pub(super) crls: Arc<crate::auth::revocation::CrlSet>,
+    /// Whether the daemon fetches CRLs from distribution points, and which URIs were asked
+    /// for when (see `revoke`).
+    pub(super) crl_fetch: bool,
+    pub(super) crl_asked: HashMap<String, Instant>,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -150,6 +154,8 @@ impl Endpoint {
             bad_inits: (None, 0),
             sources: Default::default(),
             crls: Default::default(),
+            crl_fetch: false,
+            crl_asked: HashMap::new(),
         }
     }
 

@@ -251,6 +251,13 @@ pub enum Event {
         /// The address the mobile node proposed in its CFG_REQUEST.
         requested: Option<Ipv6Addr>,
     },
+    /// A peer certificate's revocation status is unknown for want of a CRL of its issuer, and
+    /// it names these `http://` distribution points: the daemon fetches them and hands the
+    /// CRLs in with [`Endpoint::set_crls`] (only when fetching is on, see
+    /// [`Endpoint::set_crl_fetch`]; each URI at most once a minute).
+    CrlWanted {
+        uris: Vec<String>,
+    },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {
         ike: IkeId,

@@ -6,14 +6,20 @@
 //! engine never touches them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
 use super::endpoint::{Endpoint, Fate};
 use super::sa::{Intent, State};
-use super::{IkeId, Now};
+use super::{Event, IkeId, Now};
 use crate::auth::Identity;
 use crate::auth::revocation::{CertRef, CertStatus, Checked, CrlSet, RevocationPolicy};
+
+/// How often one CRL URI may be asked for.
+pub const CRL_ASK_INTERVAL: Duration = Duration::from_secs(60);
+/// CRL URIs remembered as asked for (beyond, the old ones are forgotten first).
+const MAX_CRL_ASKED: usize = 1024;
 
 /// An established IKE SA's peer certificate, for `mip6-ikectl certs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +37,10 @@ pub fn serial_hex(serial: &[u8]) -> String {
 impl Endpoint {
     /// The revocation status of a validated peer certificate, under the configured policy:
     /// what the IKE SA keeps of it, or why it is refused.
-    pub(super) fn revocation_check(&self, cert: &crate::auth::PeerCert) -> Result<CertRef, String> {
+    pub(super) fn revocation_check(
+        &mut self,
+        cert: &crate::auth::PeerCert,
+    ) -> Result<CertRef, String> {
         let unix = self.now.unix;
         let policy = self.cfg.revocation;
         let checked = if policy == RevocationPolicy::Off {
@@ -43,6 +52,9 @@ impl Endpoint {
         } else {
             self.crls.status(cert.issuer(), cert.serial(), unix)
         };
+        if checked.status == CertStatus::Unknown && policy != RevocationPolicy::Off {
+            self.want_crls(cert.crl_uris());
+        }
         if !policy.accepts(checked.status) {
             return Err(format!(
                 "certificate of {} (serial {}) is {}{} (revocation = \"{}\")",
@@ -109,6 +121,41 @@ impl Endpoint {
             self.finish(sa, Fate::Keep);
         }
         info!(crls = self.crls.crls().len(), "revocation lists updated");
+    }
+
+    /// Fetch CRLs from distribution points (the daemon does the HTTP), or not.
+    pub fn set_crl_fetch(&mut self, on: bool) {
+        self.crl_fetch = on;
+    }
+
+    /// Asks the daemon for the CRLs at `uris` (a certificate's distribution points), each at
+    /// most once per [`CRL_ASK_INTERVAL`]: a peer that authenticates over and over must not
+    /// make us ask for the same CRL each time.
+    fn want_crls(&mut self, uris: &[String]) {
+        if !self.crl_fetch || uris.is_empty() {
+            return;
+        }
+        let now = self.now.at;
+        if self.crl_asked.len() >= MAX_CRL_ASKED {
+            self.crl_asked
+                .retain(|_, t| now.saturating_duration_since(*t) < CRL_ASK_INTERVAL);
+        }
+        let fresh: Vec<String> = uris
+            .iter()
+            .filter(|u| {
+                self.crl_asked
+                    .get(*u)
+                    .is_none_or(|t| now.saturating_duration_since(*t) >= CRL_ASK_INTERVAL)
+            })
+            .cloned()
+            .collect();
+        if fresh.is_empty() || self.crl_asked.len() >= MAX_CRL_ASKED {
+            return;
+        }
+        for u in &fresh {
+            self.crl_asked.insert(u.clone(), now);
+        }
+        self.push_event(Event::CrlWanted { uris: fresh });
     }
 
     /// The CRLs in force.

@@ -163,14 +163,33 @@ pub struct LoadedConfig {
 
 /// `[revocation]`: the CRL files, read and verified at load time (the policy is in the engine
 /// configuration).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RevocationSettings {
     pub crl_files: Vec<PathBuf>,
     /// How often the daemon looks whether a CRL file changed (None: only on reload).
     pub check_interval: Option<Duration>,
     /// The CRLs of `crl_files`, verified against the configured CAs.
     pub crls: Arc<crate::auth::revocation::CrlSet>,
+    /// Fetch CRLs from the peer certificates' `http://` distribution points, each fetch
+    /// within `fetch_timeout`.
+    pub fetch: bool,
+    pub fetch_timeout: Duration,
 }
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        RevocationSettings {
+            crl_files: Vec::new(),
+            check_interval: Some(Duration::from_secs_f64(DEFAULT_CRL_CHECK_INTERVAL)),
+            crls: Default::default(),
+            fetch: true,
+            fetch_timeout: Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+        }
+    }
+}
+
+/// Default of `[revocation] fetch_timeout` (seconds).
+pub const DEFAULT_CRL_FETCH_TIMEOUT: f64 = 10.0;
 
 /// Default of `[revocation] check_interval` (seconds).
 pub const DEFAULT_CRL_CHECK_INTERVAL: f64 = 10.0;
@@ -778,6 +797,20 @@ fn revocation(
             (secs > 0.0).then(|| Duration::from_secs_f64(secs))
         }
     };
+    let fetch_timeout = match &sec.fetch_timeout {
+        None => Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+        Some(v) => {
+            let secs = *v.get_ref();
+            if !secs.is_finite() || !(0.1..=300.0).contains(&secs) {
+                return Err(doc.at(
+                    v.span(),
+                    "fetch_timeout: seconds between 0.1 and 300 for one CRL download, e.g. fetch_timeout = 10",
+                ));
+            }
+            Duration::from_secs_f64(secs)
+        }
+    };
+    let fetch = sec.fetch.as_ref().is_none_or(|v| *v.get_ref());
     let mut set = crate::auth::revocation::CrlSet::new();
     let mut crl_files = Vec::new();
     for c in &sec.crls {
@@ -803,6 +836,8 @@ fn revocation(
             crl_files,
             check_interval,
             crls: Arc::new(set),
+            fetch,
+            fetch_timeout,
         },
     ))
 }

@@ -74,6 +74,10 @@ pub struct RevocationSection {
     pub crls: Vec<S<String>>,
     /// Seconds between checks whether a CRL file changed (0: only on reload).
     pub check_interval: Option<S<f64>>,
+    /// Fetch CRLs from the certificates' `http://` distribution points.
+    pub fetch: Option<S<bool>>,
+    /// Seconds one CRL download may take.
+    pub fetch_timeout: Option<S<f64>>,
 }
 
 /// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with
