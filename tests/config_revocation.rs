@@ -80,10 +80,13 @@ fn defaults_relaxed_without_crls() {
         c.revocation.fetch_timeout,
         std::time::Duration::from_secs(10)
     );
-    let d = tree(HA, "[revocation]
+    let d = tree(
+        HA,
+        "[revocation]
 fetch = false
 fetch_timeout = 2.5
-");
+",
+    );
     let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
     assert!(!c.revocation.fetch);
     assert_eq!(

@@ -96,6 +96,14 @@ fn lab<F>(kind: Server, check: F)
 where
     F: AsyncFnOnce(&tempfile::TempDir, &mut daemon::Running, &Seen) + Send + 'static,
 {
+    lab_with(kind, "", true, check)
+}
+
+/// [`lab`] with `revocation` lines in the HA's [revocation]; `up`: whether mn4 gets its SAs.
+fn lab_with<F>(kind: Server, revocation: &'static str, up: bool, check: F)
+where
+    F: AsyncFnOnce(&tempfile::TempDir, &mut daemon::Running, &Seen) + Send + 'static,
+{
     common::netns::in_netns_with(
         "CRL fetch tests",
         || {},
@@ -112,7 +120,7 @@ where
                 fs::write(dir.path().join("users/mn1.toml"), MN1_STATIC_USER).unwrap();
                 fs::write(
                     dir.path().join("ha.toml"),
-                    ha_toml("::1", "[revocation]\nfetch_timeout = 1\n"),
+                    ha_toml("::1", &format!("[revocation]\nfetch_timeout = 1\n{revocation}")),
                 )
                 .unwrap();
                 let mut ha = daemon::start(&dir.path().join("ha.toml"));
@@ -134,7 +142,9 @@ where
                     matches!(e, Event::CrlWanted { uris } if uris == &["http://127.0.0.1:8480/ca-ecdsa.crl"])
                 })
                 .await;
-                daemon::wait_children(&mut ha.events, 2).await;
+                if up {
+                    daemon::wait_children(&mut ha.events, 2).await;
+                }
                 check(&dir, &mut ha, &seen).await;
                 daemon::stop(mn4).await;
                 daemon::stop(ha).await;
@@ -145,7 +155,12 @@ where
 
 #[test]
 fn fetched_crl_deletes_the_revoked_mobile_nodes_sa() {
-    lab(Server::Good, async |_, ha, seen| {
+    // Not waiting for both CHILD_SAs: the CRL may come before the second one.
+    lab_with(Server::Good, "", false, async |_, ha, seen| {
+        daemon::wait_event(&mut ha.events, "mn4's IKE SA up", |e| {
+            matches!(e, Event::IkeUp { .. })
+        })
+        .await;
         daemon::wait_ike_down(&mut ha.events, "mn4's SA deleted after the fetched CRL").await;
         assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
         assert!(daemon::list(&ha.tx).await.is_empty());
@@ -188,4 +203,29 @@ fn endless_crl_body_is_cut_off() {
         );
         assert_eq!(daemon::list(&ha.tx).await.len(), 1);
     });
+}
+
+#[test]
+fn strict_home_agent_decides_with_the_downloaded_crl() {
+    lab_with(
+        Server::Good,
+        "policy = \"strict\"\n",
+        false,
+        async |_, ha, seen| {
+            // The IKE_AUTH waited for the download, then the CRL refused mn4.
+            let e = daemon::wait_event(&mut ha.events, "AuthFailed", |e| {
+                matches!(e, Event::AuthFailed { .. } | Event::IkeUp { .. })
+            })
+            .await;
+            let Event::AuthFailed { reason, .. } = e else {
+                panic!("mn4 came up: {e:?}");
+            };
+            assert!(
+                reason.contains("revoked by crl http://127.0.0.1:8480/ca-ecdsa.crl"),
+                "{reason}"
+            );
+            assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+            assert!(daemon::list(&ha.tx).await.is_empty());
+        },
+    );
 }

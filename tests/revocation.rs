@@ -366,8 +366,9 @@ fn crl_wanted(side: &Side) -> Vec<Vec<String>> {
 fn unknown_status_asks_for_the_distribution_points_crl_once() {
     let uri = "http://127.0.0.1:8480/ca-ecdsa.crl".to_string();
     let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Strict));
-    l.ha.ep.set_crl_fetch(true);
-    // Strict: refused (no CRL yet), but the CRL is asked for.
+    l.ha.ep
+        .set_crl_fetch(Some(std::time::Duration::from_secs(10)));
+    // Strict: the CRL is asked for; none comes, so after the wait the peer is refused.
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
     assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
@@ -395,7 +396,8 @@ fn unknown_status_asks_for_the_distribution_points_crl_once() {
 
     // Relaxed: accepted while unknown, asked for, and deleted when the CRL arrives.
     let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Relaxed));
-    l.ha.ep.set_crl_fetch(true);
+    l.ha.ep
+        .set_crl_fetch(Some(std::time::Duration::from_secs(10)));
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
     assert_eq!(crl_wanted(&l.ha), vec![vec![uri]]);
@@ -409,4 +411,53 @@ fn unknown_status_asks_for_the_distribution_points_crl_once() {
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2));
     assert!(crl_wanted(&l.ha).is_empty());
+}
+
+#[test]
+fn strict_home_agent_waits_for_the_crl_being_fetched() {
+    let fetch = Some(std::time::Duration::from_secs(10));
+    // (1) The CRL arrives and revokes mn4: the parked IKE_AUTH goes on and is refused.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Strict));
+    l.ha.ep.set_crl_fetch(fetch);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    assert_eq!(crl_wanted(&l.ha).len(), 1);
+    assert!(auth_failed_reason(&l.ha).is_none(), "parked, not refused");
+    assert_eq!(l.ha.ep.ike_sa_count(), 1);
+    assert!(!l.mn.ep.list()[0].state.contains("established"));
+    l.ha.ep.set_crls(l.now, crls(CA_ECDSA, &[CRL_EC]));
+    l.collect();
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    let reason = auth_failed_reason(&l.ha).unwrap();
+    assert!(reason.contains("revoked by crl"), "{reason}");
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+
+    // (2) The CRL arrives and lists nobody: the parked IKE_AUTH completes.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Strict));
+    l.ha.ep.set_crl_fetch(fetch);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    l.ha.ep.set_crls(l.now, crls(CA_ECDSA, &[CRL_EC_EMPTY]));
+    l.collect();
+    assert!(l.establish(2));
+    assert_eq!(
+        l.ha.ep.peer_certs()[0].cert.checked.status,
+        CertStatus::Good
+    );
+
+    // (3) Nothing arrives: after the download timeout (+1 s) the request goes on without the
+    // CRL and strict refuses it; the MN's retransmissions meanwhile were not answered twice.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::Strict));
+    l.ha.ep.set_crl_fetch(fetch);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let start = l.now.at;
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    assert!(l.now.at >= start + std::time::Duration::from_secs(11));
+    let reason = auth_failed_reason(&l.ha).unwrap();
+    assert!(reason.contains("unknown"), "{reason}");
+    assert_eq!(l.ha.ep.stats.auth_failures, 1);
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty());
 }

@@ -191,7 +191,7 @@ impl Daemon {
             endpoint.set_spi_allocator(a);
         }
         endpoint.set_crls(now(), cfg.revocation.crls.clone());
-        endpoint.set_crl_fetch(cfg.revocation.fetch);
+        endpoint.set_crl_fetch(cfg.revocation.fetch.then_some(cfg.revocation.fetch_timeout));
         let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
         let file_crls = cfg.revocation.crls.clone();
         let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
@@ -544,7 +544,8 @@ impl Daemon {
         self.endpoint.set_config(new.engine.clone());
         // After the configuration: the re-check uses the new policy and the new CRLs.
         self.file_crls = new.revocation.crls.clone();
-        self.endpoint.set_crl_fetch(new.revocation.fetch);
+        self.endpoint
+            .set_crl_fetch(new.revocation.fetch.then_some(new.revocation.fetch_timeout));
         self.publish_crls();
         self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
         self.cfg.revocation = new.revocation;

@@ -61,6 +61,37 @@ pub(super) fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
     ))
 }
 
+/// Why a peer's AUTH was not accepted (`verify_peer_auth`).
+pub(super) enum PeerAuthError {
+    Refused(String),
+    /// Only the revocation status is missing (`strict`, no CRL of the issuer yet) and the
+    /// daemon is fetching it: the responder parks the IKE_AUTH until it arrives (`revoke`).
+    AwaitCrl,
+}
+
+impl PeerAuthError {
+    pub(super) fn reason(self) -> String {
+        match self {
+            PeerAuthError::Refused(r) => r,
+            PeerAuthError::AwaitCrl => {
+                "certificate status unknown (its CRL is being fetched)".into()
+            }
+        }
+    }
+}
+
+impl From<String> for PeerAuthError {
+    fn from(r: String) -> Self {
+        PeerAuthError::Refused(r)
+    }
+}
+
+impl From<&str> for PeerAuthError {
+    fn from(r: &str) -> Self {
+        PeerAuthError::Refused(r.into())
+    }
+}
+
 /// Why a home agent's IKE_AUTH was not accepted.
 pub(super) enum HomeAgentAuth {
     /// The handshake has no keys (an internal state error, not the peer's fault).
@@ -109,13 +140,15 @@ impl Endpoint {
             identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
+            false,
         )
-        .map_err(|reason| HomeAgentAuth::Refused(format!("home agent AUTH: {reason}")))
+        .map_err(|e| HomeAgentAuth::Refused(format!("home agent AUTH: {}", e.reason())))
     }
 
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any. With
-    /// a certificate, its revocation status is checked too (see `revoke`); what the IKE SA
-    /// keeps of the certificate comes back.
+    /// a certificate, its revocation status is checked too (see `revoke`; `may_wait`: the
+    /// caller can park the exchange until a CRL being fetched arrives); what the IKE SA keeps
+    /// of the certificate comes back.
     pub(super) fn verify_peer_auth(
         &mut self,
         sa: &IkeSa,
@@ -123,7 +156,8 @@ impl Endpoint {
         id: &Identity,
         octets: &[u8],
         psk: Option<&[u8]>,
-    ) -> Result<Option<CertRef>, String> {
+        may_wait: bool,
+    ) -> Result<Option<CertRef>, PeerAuthError> {
         let (method, data) = a.auth.ok_or("no AUTH payload")?;
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if method == AUTH_SHARED_KEY {
@@ -138,7 +172,8 @@ impl Endpoint {
         if psk.is_some() {
             return Err(format!(
                 "peer used signature method {method}, but a pre-shared key is configured for it"
-            ));
+            )
+            .into());
         }
         let trust = self
             .cfg
@@ -153,12 +188,13 @@ impl Endpoint {
             return Err(format!(
                 "identity {id} is not bound to the certificate of {}",
                 cert.subject()
-            ));
+            )
+            .into());
         }
         crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())?;
         // Revocation last: only a peer that proved it holds the key learns (by our
         // AUTHENTICATION_FAILED) that we know its certificate is revoked.
-        self.revocation_check(&cert).map(Some)
+        self.revocation_check(&cert, may_wait).map(Some)
     }
 
     /// Our AUTH payload (with CERT payloads for certificate authentication) over `octets`.
@@ -412,15 +448,20 @@ impl Endpoint {
         let Some(octets) = peer_signed_octets(sa, idi) else {
             return Fate::Close("no keys".into());
         };
+        let may_wait = !sa.crl_waited;
         let cert = match self.verify_peer_auth(
             sa,
             &a,
             &identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
+            may_wait,
         ) {
             Ok(c) => c,
-            Err(reason) => return fail(self, sa, Some(identity), reason),
+            Err(PeerAuthError::AwaitCrl) => {
+                return self.park_for_crl(sa, header, &payloads, &identity);
+            }
+            Err(e) => return fail(self, sa, Some(identity), e.reason()),
         };
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");

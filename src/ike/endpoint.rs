@@ -115,7 +115,7 @@ pub struct Endpoint {
     pub(super) crls: Arc<crate::auth::revocation::CrlSet>,
     /// Whether the daemon fetches CRLs from distribution points, and which URIs were asked
     /// for when (see `revoke`).
-    pub(super) crl_fetch: bool,
+    pub(super) crl_fetch: Option<Duration>,
     pub(super) crl_asked: HashMap<String, Instant>,
 }
 
@@ -154,7 +154,7 @@ impl Endpoint {
             bad_inits: (None, 0),
             sources: Default::default(),
             crls: Default::default(),
-            crl_fetch: false,
+            crl_fetch: None,
             crl_asked: HashMap::new(),
         }
     }
@@ -565,6 +565,10 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
+            if sa.crl_parked.is_some() {
+                // The CRL did not come in time: decide with what we have.
+                return self.resume_for_crl(sa);
+            }
             if sa.parked.is_some() {
                 // The provider did not answer in time: our own pools decide.
                 return self.resume_auth(sa, super::ProvidedAddress::default());

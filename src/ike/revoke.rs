@@ -10,11 +10,17 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::auth::PeerAuthError;
 use super::endpoint::{Endpoint, Fate};
-use super::sa::{Intent, State};
+use super::provider::Parked;
+use super::sa::{IkeSa, Intent, State};
 use super::{Event, IkeId, Now};
 use crate::auth::Identity;
 use crate::auth::revocation::{CertRef, CertStatus, Checked, CrlSet, RevocationPolicy};
+use crate::wire::{Header, Payload};
+
+/// How long after the download timeout a parked IKE_AUTH goes on without the CRL.
+const CRL_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// How often one CRL URI may be asked for.
 pub const CRL_ASK_INTERVAL: Duration = Duration::from_secs(60);
@@ -40,7 +46,8 @@ impl Endpoint {
     pub(super) fn revocation_check(
         &mut self,
         cert: &crate::auth::PeerCert,
-    ) -> Result<CertRef, String> {
+        may_wait: bool,
+    ) -> Result<CertRef, PeerAuthError> {
         let unix = self.now.unix;
         let policy = self.cfg.revocation;
         let checked = if policy == RevocationPolicy::Off {
@@ -54,9 +61,18 @@ impl Endpoint {
         };
         if checked.status == CertStatus::Unknown && policy != RevocationPolicy::Off {
             self.want_crls(cert.crl_uris());
+            // strongSwan's `strict` fetches before it decides: so do we, when the caller can
+            // wait and a download is under way.
+            if !policy.accepts(checked.status)
+                && may_wait
+                && self.crl_fetch.is_some()
+                && !cert.crl_uris().is_empty()
+            {
+                return Err(PeerAuthError::AwaitCrl);
+            }
         }
         if !policy.accepts(checked.status) {
-            return Err(format!(
+            return Err(PeerAuthError::Refused(format!(
                 "certificate of {} (serial {}) is {}{} (revocation = \"{}\")",
                 cert.subject(),
                 serial_hex(cert.serial()),
@@ -67,7 +83,7 @@ impl Endpoint {
                     .map(|s| format!(" by {s}"))
                     .unwrap_or_else(|| ": no CRL of its issuer".into()),
                 policy.name(),
-            ));
+            )));
         }
         Ok(cert.to_ref(checked))
     }
@@ -81,6 +97,20 @@ impl Endpoint {
     pub fn set_crls(&mut self, now: Now, crls: Arc<CrlSet>) {
         self.now = now;
         self.crls = crls;
+        // IKE_AUTHs waiting for a CRL go on with what is here now.
+        let mut waiting: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa.crl_parked.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        waiting.sort_unstable();
+        for id in waiting {
+            if let Some(mut sa) = self.sas.remove(&id) {
+                let fate = self.resume_for_crl(&mut sa);
+                self.finish(sa, fate);
+            }
+        }
         if self.cfg.revocation == RevocationPolicy::Off {
             return;
         }
@@ -123,16 +153,50 @@ impl Endpoint {
         info!(crls = self.crls.crls().len(), "revocation lists updated");
     }
 
-    /// Fetch CRLs from distribution points (the daemon does the HTTP), or not.
-    pub fn set_crl_fetch(&mut self, on: bool) {
-        self.crl_fetch = on;
+    /// Fetch CRLs from distribution points (the daemon does the HTTP, each download within
+    /// `timeout`), or not (None).
+    pub fn set_crl_fetch(&mut self, timeout: Option<Duration>) {
+        self.crl_fetch = timeout;
+    }
+
+    /// Responder: parks `sa`'s IKE_AUTH (its AUTH verified; only the certificate's revocation
+    /// status is missing) until new CRLs arrive ([`Endpoint::set_crls`]) or the download
+    /// timeout passes (the SA's timer, a second later); then the request is processed again
+    /// from the start, without waiting a second time. As with the address provider, the
+    /// message ID is consumed: retransmissions meanwhile are dropped.
+    pub(super) fn park_for_crl(
+        &mut self,
+        sa: &mut IkeSa,
+        header: &Header,
+        payloads: &[Payload],
+        identity: &Identity,
+    ) -> Fate {
+        let timeout = self.crl_fetch.unwrap_or_default();
+        info!(ike = %sa.id(), %identity, "waiting for the CRL of the peer's certificate");
+        sa.crl_parked = Some(Box::new(Parked {
+            header: *header,
+            payloads: payloads.to_vec(),
+            half_open_expiry: sa.expires_at,
+        }));
+        sa.expires_at = Some(self.now.at + timeout + CRL_BACKSTOP);
+        Fate::Keep
+    }
+
+    /// Processes a parked IKE_AUTH again (new CRLs, or the wait is over).
+    pub(super) fn resume_for_crl(&mut self, sa: &mut IkeSa) -> Fate {
+        let Some(p) = sa.crl_parked.take() else {
+            return Fate::Keep;
+        };
+        sa.crl_waited = true;
+        sa.expires_at = p.half_open_expiry;
+        self.auth_request(sa, &p.header, p.payloads)
     }
 
     /// Asks the daemon for the CRLs at `uris` (a certificate's distribution points), each at
     /// most once per [`CRL_ASK_INTERVAL`]: a peer that authenticates over and over must not
     /// make us ask for the same CRL each time.
     fn want_crls(&mut self, uris: &[String]) {
-        if !self.crl_fetch || uris.is_empty() {
+        if self.crl_fetch.is_none() || uris.is_empty() {
             return;
         }
         let now = self.now.at;

@@ -234,6 +234,10 @@ pub(crate) struct IkeSa {
     pub created: Instant,
     /// Home agent: IKE_AUTH waiting for the address provider (`provider`).
     pub parked: Option<Box<super::provider::Parked>>,
+    /// Home agent: IKE_AUTH waiting for a CRL being downloaded (`revoke`), and whether it
+    /// waited already (it never waits twice).
+    pub crl_parked: Option<Box<super::provider::Parked>>,
+    pub crl_waited: bool,
     /// The address provider's answer, once given.
     pub provided: Option<super::ProvidedAddress>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
@@ -280,6 +284,8 @@ impl IkeSa {
             deadline: None,
             created: now,
             parked: None,
+            crl_parked: None,
+            crl_waited: false,
             provided: None,
             home_prefix: None,
             stranded: false,
