@@ -229,8 +229,16 @@ impl CrlFetcher {
         info!(%uri, "fetching CRL");
         tokio::spawn(async move {
             let result = match http_get(&parsed, timeout, MAX_CRL_SIZE).await {
-                // Parsed and verified here, off the engine's task.
-                Ok(body) => Crl::parse(&body, &trust, &uri).map_err(|e| e.to_string()),
+                // Parsed and verified on a blocking thread: a large CRL (up to 16 MiB, from
+                // anyone on the path: HTTP) must not hold up the engine's task meanwhile.
+                Ok(body) => {
+                    let source = uri.clone();
+                    tokio::task::spawn_blocking(move || {
+                        Crl::parse(&body, &trust, &source).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("CRL parser failed: {e}")))
+                }
                 Err(e) => Err(e),
             };
             let _ = tx.send(Fetched { uri, result }).await;
