@@ -124,11 +124,14 @@ fn crls_are_read_and_verified() {
 
 #[test]
 fn bad_policy_names_line_and_values() {
-    let d = tree(HA, "[revocation]\npolicy = \"ifuri\"\n");
+    let d = tree(HA, "[revocation]\npolicy = \"lenient\"\n");
     assert_eq!(
         err(&d),
-        "$D/conf/ha.toml:8:10: revocation policy \"ifuri\": write \"strict\" (refuse unless a fresh CRL says good), \"relaxed\" (refuse only revoked certificates) or \"off\""
+        "$D/conf/ha.toml:8:10: revocation policy \"lenient\": write \"strict\" (refuse unless a fresh CRL says good), \"ifuri\" (strict for certificates with a CRL distribution point), \"relaxed\" (refuse only revoked certificates) or \"off\""
     );
+    let d = tree(HA, "[revocation]\npolicy = \"ifuri\"\n");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert_eq!(c.engine.revocation, RevocationPolicy::IfUri);
     let d = tree(HA, "[revocation]\ncheck_interval = -1\n");
     assert!(err(&d).starts_with("$D/conf/ha.toml:8:18: check_interval: seconds between 0"));
     let d = tree(HA, "[revocation]\nfetch_timeout = 0\n");

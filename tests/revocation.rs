@@ -461,3 +461,26 @@ fn strict_home_agent_waits_for_the_crl_being_fetched() {
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
     assert!(l.ha.kernel.is_empty());
 }
+
+#[test]
+fn ifuri_is_strict_only_for_certificates_with_a_distribution_point() {
+    // mn1 names no CRL distribution point: accepted with an unknown status.
+    let mut l = Lab::new(mn1(), ha(RevocationPolicy::IfUri));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+    assert_eq!(
+        l.ha.ep.peer_certs()[0].cert.checked.status,
+        CertStatus::Unknown
+    );
+    // mn4 names one: without its CRL (and no fetching) it is refused ...
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::IfUri));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    assert!(auth_failed_reason(&l.ha).unwrap().contains("unknown"));
+    // ... and with a CRL that does not list it, accepted.
+    let mut l = Lab::new(mn4(), ha_for_mn4(RevocationPolicy::IfUri));
+    l.ha.ep.set_crls(l.now, crls(CA_ECDSA, &[CRL_EC_EMPTY]));
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2));
+}

@@ -26,6 +26,9 @@ pub enum RevocationPolicy {
     /// The status must be known and good: no CRL for the issuer, or only a stale one, refuses
     /// the certificate (strongSwan `strict`).
     Strict,
+    /// Like `strict` for a certificate that names where its status can be had (an `http://`
+    /// CRL distribution point), like `relaxed` otherwise (strongSwan `ifuri`).
+    IfUri,
     /// Only a certificate known to be revoked is refused (strongSwan's default, `relaxed`).
     #[default]
     Relaxed,
@@ -37,17 +40,20 @@ impl RevocationPolicy {
     pub fn name(self) -> &'static str {
         match self {
             RevocationPolicy::Strict => "strict",
+            RevocationPolicy::IfUri => "ifuri",
             RevocationPolicy::Relaxed => "relaxed",
             RevocationPolicy::Off => "off",
         }
     }
 
-    /// Whether a certificate with `status` may authenticate (or keep its SA).
-    pub fn accepts(self, status: CertStatus) -> bool {
+    /// Whether a certificate with `status` may authenticate (or keep its SA); `has_uri`: it
+    /// names a CRL distribution point.
+    pub fn accepts(self, status: CertStatus, has_uri: bool) -> bool {
         match (self, status) {
             (RevocationPolicy::Off, _) => true,
             (_, CertStatus::Revoked) => false,
             (RevocationPolicy::Strict, CertStatus::Unknown) => false,
+            (RevocationPolicy::IfUri, CertStatus::Unknown) => !has_uri,
             _ => true,
         }
     }
@@ -455,18 +461,23 @@ mod tests {
     fn policy_matrix() {
         use CertStatus::*;
         use RevocationPolicy::*;
+        // (policy, status, accepted without a URI, accepted with one)
         let cases = [
-            (Strict, Good, true),
-            (Strict, Unknown, false),
-            (Strict, Revoked, false),
-            (Relaxed, Good, true),
-            (Relaxed, Unknown, true),
-            (Relaxed, Revoked, false),
-            (Off, Revoked, true),
-            (Off, Unknown, true),
+            (Strict, Good, true, true),
+            (Strict, Unknown, false, false),
+            (Strict, Revoked, false, false),
+            (IfUri, Good, true, true),
+            (IfUri, Unknown, true, false),
+            (IfUri, Revoked, false, false),
+            (Relaxed, Good, true, true),
+            (Relaxed, Unknown, true, true),
+            (Relaxed, Revoked, false, false),
+            (Off, Revoked, true, true),
+            (Off, Unknown, true, true),
         ];
-        for (p, s, ok) in cases {
-            assert_eq!(p.accepts(s), ok, "{p:?} {s:?}");
+        for (p, s, without, with) in cases {
+            assert_eq!(p.accepts(s, false), without, "{p:?} {s:?}");
+            assert_eq!(p.accepts(s, true), with, "{p:?} {s:?} with a URI");
         }
     }
 

@@ -59,19 +59,16 @@ impl Endpoint {
         } else {
             self.crls.status(cert.issuer(), cert.serial(), unix)
         };
+        let has_uri = !cert.crl_uris().is_empty();
         if checked.status == CertStatus::Unknown && policy != RevocationPolicy::Off {
             self.want_crls(cert.crl_uris());
             // strongSwan's `strict` fetches before it decides: so do we, when the caller can
             // wait and a download is under way.
-            if !policy.accepts(checked.status)
-                && may_wait
-                && self.crl_fetch.is_some()
-                && !cert.crl_uris().is_empty()
-            {
+            if !policy.accepts(checked.status, has_uri) && may_wait && self.crl_fetch.is_some() {
                 return Err(PeerAuthError::AwaitCrl);
             }
         }
-        if !policy.accepts(checked.status) {
+        if !policy.accepts(checked.status, has_uri) {
             return Err(PeerAuthError::Refused(format!(
                 "certificate of {} (serial {}) is {}{} (revocation = \"{}\")",
                 cert.subject(),

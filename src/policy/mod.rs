@@ -774,12 +774,13 @@ fn revocation(
         None => RevocationPolicy::default(),
         Some(p) => match p.get_ref().as_str() {
             "strict" => RevocationPolicy::Strict,
+            "ifuri" => RevocationPolicy::IfUri,
             "relaxed" => RevocationPolicy::Relaxed,
             "off" => RevocationPolicy::Off,
             other => {
                 return Err(doc.at(
                     p.span(),
-                    format!("revocation policy \"{other}\": write \"strict\" (refuse unless a fresh CRL says good), \"relaxed\" (refuse only revoked certificates) or \"off\""),
+                    format!("revocation policy \"{other}\": write \"strict\" (refuse unless a fresh CRL says good), \"ifuri\" (strict for certificates with a CRL distribution point), \"relaxed\" (refuse only revoked certificates) or \"off\""),
                 ));
             }
         },
