@@ -53,6 +53,24 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = email:mn2@example.net, DNS:mn2.example.net
 
+[mn3_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = email:mn3@example.net, DNS:mn3.example.net
+
+# mn4: like mn3, with a CRL distribution point on the loopback (tests serve the CA's CRL there).
+[mn4_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = email:mn4@example.net, DNS:mn4.example.net
+crlDistributionPoints = URI:http://127.0.0.1:8480/ca-ecdsa.crl
+
 # Extended key usage variants, to test the EKU policy.
 [eku_none_ext]
 basicConstraints = critical, CA:FALSE
@@ -129,6 +147,48 @@ make_ee() {
         -in "$WORK/$2.csr" -out "$OUT/$2.pem" 2> "$WORK/$2.log" || { cat "$WORK/$2.log"; exit 1; }
 }
 
+# Revocation fixtures (`make-certs.sh revocation` makes only these, with the CAs already here):
+# mn3 and mn4 (ECDSA CA; mn4 with a CRL distribution point) and ha-revoked (RSA CA) are revoked; each CA's CRL lists them, the -empty CRLs
+# are from before the revocation. A CRL with the
+# ECDSA CA's name signed by the rogue CA lists mn1 (it must be refused: wrong signer).
+make_revocation() {
+    ca_conf ca-ecdsa
+    ca_conf ca-rsa
+    ca_conf rogue-ca
+    make_ee ca-ecdsa mn3-ecdsa ec mn3@example.net mn3_ext
+    make_ee ca-ecdsa mn4-ecdsa ec mn4@example.net mn4_ext
+    make_ee ca-rsa ha-revoked-rsa rsa ha.example.net ha_ext
+    openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-ecdsa-empty.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -revoke "$OUT/mn3-ecdsa.pem" \
+        -crl_reason keyCompromise 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -revoke "$OUT/mn4-ecdsa.pem" \
+        2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-ecdsa/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-ecdsa.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-rsa/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-rsa-empty.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-rsa/ca.cnf" -revoke "$OUT/ha-revoked-rsa.pem" \
+        2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    openssl ca -config "$WORK/ca-rsa/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-rsa.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    # The rogue CA "revokes" mn1: its index learns mn1's serial, then it signs a CRL.
+    serial=$(openssl x509 -in "$OUT/mn1-ecdsa.pem" -noout -serial | cut -d= -f2)
+    printf 'R\t20550101000000Z\t250101000000Z\t%s\tunknown\t/CN=mn1@example.net\n' \
+        "$serial" > "$WORK/rogue-ca/index.txt"
+    openssl ca -config "$WORK/rogue-ca/ca.cnf" -gencrl -crldays 10950 \
+        -out "$OUT/crl-rogue.pem" 2> "$WORK/crl.log" || { cat "$WORK/crl.log"; exit 1; }
+    for c in crl-ecdsa crl-ecdsa-empty crl-rsa crl-rsa-empty crl-rogue; do
+        openssl crl -in "$OUT/$c.pem" -outform DER -out "$OUT/$c.der"
+    done
+}
+
+if [ "${1:-}" = revocation ]; then
+    make_revocation
+    echo "revocation fixtures written to $OUT"
+    exit 0
+fi
+
 make_ca ca-ecdsa ec "mip6-ike ECDSA CA"
 make_ee ca-ecdsa ha-ecdsa ec ha.example.net ha_ext
 make_ee ca-ecdsa mn1-ecdsa ec mn1@example.net mn1_ext
@@ -148,6 +208,8 @@ make_ee ca-rsa mn2-rsa rsa mn2@example.net mn2_ext
 # tells them apart) and an end entity with mn1's name and SANs.
 make_ca rogue-ca ec "mip6-ike ECDSA CA"
 make_ee rogue-ca rogue-mn1-ecdsa ec mn1@example.net mn1_ext
+
+make_revocation
 
 # The same keys in the legacy encodings, to test loading them: SEC1 ("EC PRIVATE KEY") and
 # PKCS#1 ("RSA PRIVATE KEY").

@@ -813,13 +813,115 @@ check_ipv4() {
   ctl_check_sas CURVE_25519 AES_CBC_128
 }
 
+# ---- 11: certificate revocation (CRL files) -------------------------------------------------
+
+# rev_swan_cert NODE NAME: after swan_conf, strongSwan's NODE presents certs/NAME.{pem,key} in
+# place of its usual certificate (same file names, so swanctl.conf stays as it is).
+rev_swan_cert() {
+  local d=$SWAN/$1 f
+  f=$(cd "$d/swanctl/x509" && ls)
+  cp "/job/certs/$2.pem" "$d/swanctl/x509/$f"
+  cp "/job/certs/$2.key" "$d/swanctl/private/${f%.pem}.key"
+}
+
+# 11: revocation by CRL. `.swan-mn`: a strongSwan MN with mn3's certificate registers with our
+# HA while its CRL lists nobody; the CA revokes mn3 (new CRL file, `mip6-ikectl reload`): our HA
+# deletes the IKE SA (both kernels empty) and refuses the MN's next attempt with
+# AUTHENTICATION_FAILED. `.our-mn`: our MN against a strongSwan HA whose certificate
+# (ha-revoked-rsa) the RSA CA then revokes; our MN notices the changed CRL file by itself
+# (check_interval), deletes the SA and refuses the HA on every retry.
+sc11() {
+  local name=$1 dir=$2 log=$1.log ike
+  reset
+  WHY=
+  if [[ $dir == swan-mn ]]; then
+    OURS=ha PEER=mn
+    mkdir -p /job/users-rev
+    user_file /job/users-rev/mn3.toml "dn:C=CH, O=mip6-ike test, CN=mn3@example.net" $HOA
+    cp /job/certs/crl-ecdsa-empty.pem /job/crl.pem
+    lab_mip6d_policies ha ha
+    OUR_USERS=users-rev lab_our_conf /job/ha.toml ha
+    printf '[revocation]\npolicy = "relaxed"\ncrls = ["crl.pem"]\ncheck_interval = 0\n' >>/job/ha.toml
+    ours_start ha ha "$log"
+    swan_conf mn mn
+    rev_swan_cert mn mn3-ecdsa
+    sed -i 's/CN=mn1@example.net/CN=mn3@example.net/' "$SWAN/mn/swanctl/swanctl.conf"
+    swan_start mn || WHY+="charon (mn) did not start; "
+    sleep 0.3
+    sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 &&
+      sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+      WHY+="strongSwan (mn3, not yet revoked) could not initiate; "
+  else
+    OURS=mn PEER=ha
+    lab_mip6d_policies mn mn
+    SW_KEYS=rsa swan_conf ha ha
+    rev_swan_cert ha ha-revoked-rsa
+    swan_start ha || WHY+="charon (ha) did not start; "
+    cp /job/certs/crl-rsa-empty.pem /job/crl.pem
+    OUR_KEYS=rsa lab_our_conf /job/mn.toml mn
+    printf '[revocation]\npolicy = "strict"\ncrls = ["crl.pem"]\ncheck_interval = 1\n' >>/job/mn.toml
+    ours_start mn mn "$log"
+  fi
+  if [[ -z $WHY ]] && wait_sas $OURS 40; then
+    ctl_py $OURS certs <<'PY'
+peers = [c for c in r.get("certs", []) if c.get("kind") == "peer"]
+want = "CN=mn3@example.net" if role == "ha" else "CN=ha.example.net"
+if len(peers) != 1 or want not in peers[0].get("subject", "") or peers[0].get("status") != "good" \
+        or not str(peers[0].get("source", "")).startswith("crl "):
+    why.append(f"certs lists peers {peers} (want {want}, good by a crl)")
+if len(r.get("crls", [])) != 1 or r["crls"][0].get("revoked") != 0:
+    why.append(f"certs lists CRLs {r.get('crls')} (want one, without entries)")
+PY
+    ike=$(ctl_ike_ids $OURS | head -1)
+    # the CA revokes the peer's certificate
+    if [[ $dir == swan-mn ]]; then
+      cp /job/certs/crl-ecdsa.pem /job/crl.pem
+      ctl ha reload >"$SWAN/reload.out" 2>&1 || WHY+="mip6-ikectl reload failed: $(cat "$SWAN/reload.out"); "
+    else
+      cp /job/certs/crl-rsa.pem /job/crl.pem
+    fi
+    wait_count $OURS 0 8 || WHY+="after the revocation our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
+    wait_count $PEER 0 8 || WHY+="after our Delete strongSwan ($PEER) still has $(lab_sa_count $PEER) SAs; "
+    ctl_gone $OURS "$ike" "the revoked peer's IKE SA"
+    grep -q 'peer certificate revoked: deleting the IKE SA' "$LOGS/$log" ||
+      WHY+="our log does not show the revoked peer's IKE SA deleted; "
+    # ... and it cannot come back
+    if [[ $dir == swan-mn ]]; then
+      sw mn --initiate --child mh --timeout 20 >>"$SWAN/mn/initiate.out" 2>&1 &&
+        WHY+="strongSwan (mn3, revoked) got a CHILD_SA again; "
+      charon_says mn 'AUTHENTICATION_FAILED' "our HA refused the revoked certificate"
+    else
+      # our MN tries again after 5 s and refuses the HA each time
+      sleep 8
+      charon_says ha 'received DELETE for IKE_SA' "our MN's Delete after refusing the HA"
+    fi
+    grep -q 'is revoked by crl /job/crl.pem' "$LOGS/$log" ||
+      WHY+="our log has no authentication refused for a certificate revoked by /job/crl.pem; "
+    [[ $(lab_sa_count $OURS) == 0 ]] || WHY+="our $OURS kernel holds $(lab_sa_count $OURS) SAs after the refusal; "
+    ctl_py $OURS certs <<'PY'
+if [c for c in r.get("certs", []) if c.get("kind") == "peer"]:
+    why.append(f"certs still lists a peer certificate: {r['certs']}")
+# the ECDSA CA's CRL lists mn3 and mn4, the RSA CA's ha-revoked-rsa
+want = [2] if role == "ha" else [1]
+if [c.get("revoked") for c in r.get("crls", [])] != want:
+    why.append(f"certs lists CRLs {r.get('crls')} (want entries {want})")
+PY
+  fi
+  keep_logs "$name"
+  if [[ -n $WHY ]]; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
     "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
-    "s10-ike-fragmentation.$d|sc10" "v4-ipv4-care-of.$d|sc_ipv4")
+    "s10-ike-fragmentation.$d|sc10" "s11-revocation-crl.$d|sc11" "v4-ipv4-care-of.$d|sc_ipv4")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use mip6_ike::control::client::{Client, ClientError};
 use mip6_ike::control::protocol::{
-    ErrorCode, EventMsg, HelloResult, Incoming, InitiateResult, LeasesResult, ListSasResult,
-    ListUsersResult, ReloadResult, Request, StatsResult,
+    CertsResult, ErrorCode, EventMsg, HelloResult, Incoming, InitiateResult, LeasesResult,
+    ListSasResult, ListUsersResult, ReloadResult, Request, StatsResult,
 };
 use mip6_ike::control::{ControlServer, ServerOptions};
 use mip6_ike::daemon::control::DaemonHandle;
@@ -1445,5 +1445,101 @@ fn thousands_of_mutated_requests_never_upset_the_daemon() {
         .call(&Request::Hello { protocol: None })
         .unwrap();
     assert_eq!(h.protocol, 1);
+    ha.stop();
+}
+
+// ---- certs and revocation ----
+
+#[test]
+fn certs_lists_ours_cas_crls_and_peers_and_a_crl_file_update_deletes_a_revoked_sa() {
+    let lab = Lab::new();
+    daemon::copy_certs(
+        lab.dir.path(),
+        &[
+            "mn3-ecdsa.pem",
+            "mn3-ecdsa.key",
+            "crl-ecdsa.der",
+            "crl-ecdsa-empty.der",
+        ],
+    );
+    // The HA's CRL file lists nobody yet; it is looked at every 0.1 s.
+    fs::copy(lab.path("crl-ecdsa-empty.der"), lab.path("crl.der")).unwrap();
+    lab.write(
+        "users/mn3.toml",
+        "identity = \"dn:C=CH, O=mip6-ike test, CN=mn3@example.net\"\nhome_addresses = [\"2001:db8:1::300\"]\nclasses = [\"bu-ba\", \"payload\"]\n",
+    );
+    lab.write(
+        "ha.toml",
+        &ha_toml(
+            "::1",
+            "[revocation]\ncrls = [\"crl.der\"]\ncheck_interval = 0.1\n",
+        ),
+    );
+    let ha = lab.start("ha.toml", ServerOptions::default(), 0o660, None);
+    let mn = lab.mn(
+        "mn.toml",
+        &daemon::mn_toml(
+            "id = \"dn:C=CH, O=mip6-ike test, CN=mn3@example.net\"\ncertificate = \"mn3-ecdsa.pem\"\nprivate_key = \"mn3-ecdsa.key\"\nca = [\"ca-ecdsa.pem\"]\n",
+            ha.ike_addr,
+            "2001:db8:1::300",
+            &format!("home_agent_id = \"{HA_ID}\"\nauto_initiate = false\n"),
+        ),
+    );
+    initiate(&mut mn.client(), None).unwrap();
+    let mut c = ha.client();
+    let r: CertsResult = c.call(&Request::Certs).unwrap();
+    assert_eq!(r.policy, "relaxed");
+    let kinds: Vec<&str> = r.certs.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["local", "ca", "peer"]);
+    assert_eq!(
+        r.certs[0].subject,
+        "C=CH, O=mip6-ike test, CN=ha.example.net"
+    );
+    assert_eq!(
+        r.certs[1].subject,
+        "C=CH, O=mip6-ike test, CN=mip6-ike ECDSA CA"
+    );
+    let peer = &r.certs[2];
+    assert_eq!(peer.subject, "C=CH, O=mip6-ike test, CN=mn3@example.net");
+    assert_eq!(peer.issuer, r.certs[1].subject);
+    assert_eq!(peer.status.as_deref(), Some("good"));
+    let crl_path = lab.path("crl.der").display().to_string();
+    assert_eq!(peer.source, Some(format!("crl {crl_path}")));
+    assert_eq!(peer.not_after, 2_682_374_400);
+    assert_eq!(peer.ike, Some(list(&mut c).ike_sas[0].ike.clone()));
+    assert_eq!(r.crls.len(), 1);
+    assert_eq!((r.crls[0].revoked, r.crls[0].stale), (0, false));
+    // The CLI shows the same.
+    let out = ikectl(&ha.sock, &["certs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("revocation policy: relaxed\n"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("peer")
+            && l.contains("CN=mn3@example.net")
+            && l.contains(" good ")),
+        "{text}"
+    );
+    assert!(text.contains("2055-01-01 00:00"), "{text}");
+
+    // A broken CRL file changes nothing (logged, the CRLs in force stay).
+    fs::write(lab.path("crl.der"), b"not a CRL").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(list(&mut c).ike_sas.len(), 1);
+    // The CA revokes mn3: the new file is picked up, the IKE SA goes on both sides.
+    fs::copy(lab.path("crl-ecdsa.der"), lab.path("crl.der")).unwrap();
+    wait_for("HA kept the revoked SA", || {
+        list(&mut c).ike_sas.is_empty().then_some(())
+    });
+    let mut mc = mn.client();
+    wait_for("MN kept its SA after the HA's Delete", || {
+        list(&mut mc).ike_sas.is_empty().then_some(())
+    });
+    let r: CertsResult = c.call(&Request::Certs).unwrap();
+    assert!(r.certs.iter().all(|c| c.kind != "peer"));
+    assert_eq!(r.crls[0].revoked, 2);
+    // And it cannot come back.
+    let e = initiate(&mut mc, None).unwrap_err();
+    assert!(format!("{e:?}").contains("AUTHENTICATION_FAILED"), "{e:?}");
+    mn.stop();
     ha.stop();
 }

@@ -22,6 +22,23 @@ pub struct TrustAnchors {
     anchors: Vec<TrustAnchor<'static>>,
     /// SHA-1 of each CA's SubjectPublicKeyInfo, in the same order.
     spki_sha1: Vec<[u8; 20]>,
+    /// What revocation needs of each CA (its name and key verify its CRLs) and what
+    /// `mip6-ikectl certs` lists, in the same order.
+    cas: Vec<CaInfo>,
+}
+
+/// One CA: the fields CRL verification and listings need.
+#[derive(Debug, Clone)]
+pub struct CaInfo {
+    /// DER Name (with its SEQUENCE header).
+    pub subject: Vec<u8>,
+    pub issuer: Vec<u8>,
+    pub serial: Vec<u8>,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// The content of the SubjectPublicKeyInfo's AlgorithmIdentifier and the key bits.
+    pub(crate) spki_alg: Vec<u8>,
+    pub(crate) public_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for TrustAnchors {
@@ -43,9 +60,22 @@ impl TrustAnchors {
         }
         let mut anchors = Vec::with_capacity(certs.len());
         let mut spki_sha1 = Vec::with_capacity(certs.len());
+        let mut cas = Vec::with_capacity(certs.len());
         for (i, der_cert) in certs.iter().enumerate() {
             let parsed = parse_cert(der_cert)
                 .map_err(|e| cert_err(format!("CA certificate #{}: {e}", i + 1)))?;
+            let spki_alg = der::single(parsed.public_key().raw, der::TAG_SEQUENCE)
+                .and_then(|b| der::Reader::new(b).expect(der::TAG_SEQUENCE))
+                .map(|t| t.content.to_vec())
+                .ok_or_else(|| cert_err(format!("CA certificate #{}: bad public key", i + 1)))?;
+            cas.push(CaInfo {
+                subject: parsed.subject().as_raw().to_vec(),
+                issuer: parsed.issuer().as_raw().to_vec(),
+                serial: parsed.raw_serial().to_vec(),
+                not_after: parsed.validity().not_after.timestamp(),
+                spki_alg,
+                public_key: parsed.public_key().subject_public_key.data.to_vec(),
+            });
             let digest = ring::digest::digest(
                 &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
                 parsed.public_key().raw,
@@ -62,7 +92,16 @@ impl TrustAnchors {
             })?;
             anchors.push(anchor.to_owned());
         }
-        Ok(TrustAnchors { anchors, spki_sha1 })
+        Ok(TrustAnchors {
+            anchors,
+            spki_sha1,
+            cas,
+        })
+    }
+
+    /// The CAs, in configuration order.
+    pub fn cas(&self) -> &[CaInfo] {
+        &self.cas
     }
 
     /// CERTREQ payload data: the concatenated 20-byte SHA-1 hashes of our CAs' public keys.
@@ -82,7 +121,8 @@ impl TrustAnchors {
     ///
     /// Signature algorithms: webpki's ring set (ECDSA P-256/P-384 with SHA-256/384, RSA
     /// PKCS#1 v1.5 and PSS with SHA-256/384/512, Ed25519); SHA-1 signed certificates fail.
-    /// Extended key usage: see [`IkeEku`]. No revocation checking.
+    /// Extended key usage: see [`IkeEku`]. Revocation is checked by the caller with
+    /// [`PeerCert::issuer`] and [`PeerCert::serial`] (`revocation`).
     pub fn verify(
         &self,
         end_entity: &[u8],
@@ -185,7 +225,17 @@ pub struct PeerCert {
     pub(crate) public_key: Vec<u8>,
     subject: Vec<u8>,
     sans: Vec<San>,
+    /// For revocation checks: the issuer's DER Name, the serial (INTEGER content), notAfter.
+    issuer: Vec<u8>,
+    serial: Vec<u8>,
+    not_after: i64,
+    /// `http://` CRL distribution points (at most [`MAX_CRL_URIS`]), to fetch a CRL from.
+    crl_uris: Vec<String>,
 }
+
+/// CRL distribution point URIs kept per certificate (a certificate with more is odd; the first
+/// ones are tried).
+pub const MAX_CRL_URIS: usize = 4;
 
 impl PeerCert {
     /// Whether `id` is bound to this certificate: DN equal to the subject, or FQDN / email /
@@ -218,6 +268,32 @@ impl PeerCert {
         Identity::Dn(self.subject.clone())
     }
 
+    /// The issuer's DER Name.
+    pub fn issuer(&self) -> &[u8] {
+        &self.issuer
+    }
+
+    /// The serial number (the DER INTEGER's content, as CRLs list it).
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    /// Its `http://` CRL distribution points.
+    pub fn crl_uris(&self) -> &[String] {
+        &self.crl_uris
+    }
+
+    /// What an IKE SA keeps of this certificate, with the revocation check's answer.
+    pub fn to_ref(&self, checked: super::revocation::Checked) -> super::revocation::CertRef {
+        super::revocation::CertRef {
+            subject: self.subject.clone().into_boxed_slice(),
+            issuer: self.issuer.clone().into_boxed_slice(),
+            serial: self.serial.clone().into_boxed_slice(),
+            not_after: self.not_after,
+            checked,
+        }
+    }
+
     /// Whether the certificate holds an RSA key (else ECDSA, as far as AUTH goes).
     pub fn is_rsa(&self) -> bool {
         self.key_type == KeyType::Rsa
@@ -247,8 +323,40 @@ impl PeerCert {
             public_key: spki.subject_public_key.data.to_vec(),
             subject: cert.subject().as_raw().to_vec(),
             sans,
+            issuer: cert.issuer().as_raw().to_vec(),
+            serial: cert.raw_serial().to_vec(),
+            not_after: cert.validity().not_after.timestamp(),
+            crl_uris: crl_uris(&cert),
         })
     }
+}
+
+/// The `http://` full-name URIs of a certificate's CRL distribution points (RFC 5280
+/// 4.2.1.13), bounded in number and length.
+fn crl_uris(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
+            continue;
+        };
+        for p in points.iter() {
+            let Some(DistributionPointName::FullName(names)) = &p.distribution_point else {
+                continue;
+            };
+            for n in names {
+                if let GeneralName::URI(u) = n
+                    && u.len() <= 1024
+                    && u.get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                    && out.len() < MAX_CRL_URIS
+                {
+                    out.push((*u).to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// rsaEncryption 1.2.840.113549.1.1.1; secp384r1 1.3.132.0.34.

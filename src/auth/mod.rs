@@ -5,6 +5,7 @@ pub mod cert;
 mod der;
 pub mod identity;
 pub mod key;
+pub mod revocation;
 pub mod sign;
 
 pub use cert::{PeerCert, TrustAnchors};

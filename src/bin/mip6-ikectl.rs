@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mip6_ike::control::client::{Client, ClientError};
 use mip6_ike::control::protocol::{
-    ChildSa, EventMsg, HelloResult, InitiateResult, InitiateStarted, LeasesResult, ListQuery,
-    ListSasResult, ListUsersResult, ReloadResult, Request, StatsResult,
+    CertsResult, ChildSa, EventMsg, HelloResult, InitiateResult, InitiateStarted, LeasesResult,
+    ListQuery, ListSasResult, ListUsersResult, ReloadResult, Request, StatsResult,
 };
 use mip6_ike::policy::DEFAULT_CONTROL_SOCKET;
 use serde_json::Value;
@@ -84,6 +84,8 @@ enum Cmd {
     Users(Filter),
     /// Home agent: assigned home addresses and prefixes.
     Leases,
+    /// Our certificates, the CAs, the CRLs and the peers' certificates with revocation status.
+    Certs,
     /// Read the configuration again (as SIGHUP); prints what changed.
     Reload,
     /// Counters: handshakes, failures by reason, retransmissions, cookies, migrations.
@@ -276,6 +278,7 @@ fn run(cli: &Cli) -> Result<String, ClientError> {
             users_table(&r)
         })?,
         Cmd::Leases => reply(&mut c, Request::Leases, json, |r| leases_table(&r))?,
+        Cmd::Certs => reply(&mut c, Request::Certs, json, |r| certs_text(&r))?,
         Cmd::Reload => reply(&mut c, Request::Reload, json, |r: ReloadResult| {
             if r.changes.is_empty() {
                 "reloaded: no changes\n".into()
@@ -493,6 +496,83 @@ fn leases_table(l: &LeasesResult) -> String {
     table(&rows, "")
 }
 
+/// A Unix time as `YYYY-MM-DD HH:MM` UTC (days to civil date: H. Hinnant's algorithm).
+fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+fn certs_text(r: &CertsResult) -> String {
+    let mut rows = vec![
+        [
+            "KIND", "SUBJECT", "ISSUER", "SERIAL", "EXPIRES", "STATUS", "SOURCE", "CHECKED",
+            "IKE SA",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let dash = || "-".to_string();
+    for c in &r.certs {
+        rows.push(vec![
+            c.kind.clone(),
+            c.subject.clone(),
+            c.issuer.clone(),
+            c.serial.clone(),
+            utc(c.not_after),
+            c.status.clone().unwrap_or_else(dash),
+            c.source.clone().unwrap_or_else(dash),
+            c.checked_at
+                .map_or_else(dash, |t| utc(i64::try_from(t).unwrap_or(i64::MAX))),
+            c.ike.clone().unwrap_or_else(dash),
+        ]);
+    }
+    let mut out = format!("revocation policy: {}\n", r.policy);
+    out.push_str(&table(&rows, ""));
+    if r.crls.is_empty() {
+        out.push_str("no CRLs\n");
+    } else {
+        let mut rows = vec![
+            [
+                "CRL ISSUER",
+                "FILE",
+                "THIS UPDATE",
+                "NEXT UPDATE",
+                "REVOKED",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for c in &r.crls {
+            rows.push(vec![
+                c.issuer.clone(),
+                c.source.clone(),
+                utc(c.this_update),
+                match (c.next_update, c.stale) {
+                    (Some(n), true) => format!("{} (stale)", utc(n)),
+                    (Some(n), false) => utc(n),
+                    (None, _) => dash(),
+                },
+                c.revoked.to_string(),
+            ]);
+        }
+        out.push_str(&table(&rows, ""));
+    }
+    out
+}
+
 fn stats_text(s: &StatsResult) -> String {
     let mut rows: Vec<Vec<String>> = [
         ("uptime", duration(s.uptime_s)),
@@ -605,10 +685,23 @@ fn event_text(e: &EventMsg) -> String {
             notify.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
         ),
         EventMsg::Lagged { missed } => format!("lagged: {missed} events lost"),
+        EventMsg::CrlWanted { uris } => format!("fetching CRL {}", uris.join(" ")),
         EventMsg::AddressRequest {
             request_id,
             identity,
             ..
         } => format!("address-request {request_id} for {identity}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(super::utc(2_682_374_400), "2055-01-01 00:00");
+        assert_eq!(super::utc(1_735_689_599), "2024-12-31 23:59");
+        assert_eq!(super::utc(-86_400), "1969-12-31 00:00");
     }
 }

@@ -29,6 +29,7 @@ pub const REQUESTS: &[&str] = &[
     "list-sas",
     "list-users",
     "leases",
+    "certs",
     "reload",
     "stats",
     "subscribe",
@@ -81,6 +82,9 @@ pub enum Request {
     /// Home agent: the users and how many IKE SAs each has; see [`ListQuery`].
     ListUsers(ListQuery),
     Leases,
+    /// Our certificates, the CAs, the CRLs and the peers' certificates with their revocation
+    /// status.
+    Certs,
     Reload,
     Stats,
     Subscribe,
@@ -404,6 +408,56 @@ pub struct LeasesResult {
     pub leases: Vec<Lease>,
 }
 
+/// One certificate in `certs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertEntry {
+    /// "local" (ours, end entity first), "ca" (a trust anchor) or "peer" (of an IKE SA).
+    pub kind: String,
+    /// Distinguished names as `sas` prints identities, without the `dn:` prefix.
+    pub subject: String,
+    pub issuer: String,
+    /// Hex of the serial number's DER INTEGER content.
+    pub serial: String,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// "good", "revoked" or "unknown" (absent for CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// What said so: "crl <file>"; absent when nothing knew the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// When the status was determined, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<u64>,
+    /// Peer certificates: the IKE SA and the peer's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+}
+
+/// One CRL in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrlEntry {
+    pub issuer: String,
+    pub source: String,
+    /// thisUpdate and nextUpdate, Unix seconds.
+    pub this_update: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<i64>,
+    pub revoked: usize,
+    /// Past nextUpdate: it still says who is revoked, but no longer who is good.
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertsResult {
+    /// The revocation policy: "strict", "relaxed" or "off".
+    pub policy: String,
+    pub certs: Vec<CertEntry>,
+    pub crls: Vec<CrlEntry>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReloadResult {
     /// What changed, one line each (the daemon's log has the same lines).
@@ -526,6 +580,11 @@ pub enum EventMsg {
         notify: Option<String>,
         notify_type: Option<u16>,
         reason: String,
+    },
+    /// The daemon fetches CRLs from these distribution points (a peer certificate's status
+    /// was unknown).
+    CrlWanted {
+        uris: Vec<String>,
     },
     /// The subscriber fell behind and `missed` events were lost (the stream continues).
     Lagged {

@@ -828,6 +828,7 @@ async fn simple(daemon: &DaemonHandle, req: Request) -> Result<Value, ErrorBody>
         Request::Hello { .. } => daemon.call(|d| to_value(d.hello())).await,
         Request::Stats => daemon.call(|d| to_value(d.stats())).await,
         Request::Leases => daemon.call(|d| d.leases().map(to_value)).await?,
+        Request::Certs => daemon.call(|d| to_value(d.certs())).await,
         Request::Reload => {
             daemon
                 .call(|d| {

@@ -231,6 +231,7 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
             requested: *requested,
             timeout_ms: 0,
         },
+        Event::CrlWanted { uris } => M::CrlWanted { uris: uris.clone() },
         Event::ExchangeFailed {
             ike,
             exchange,
@@ -774,6 +775,96 @@ impl Daemon {
             .handle_command(now(), Command::ProvideAddress { ike, answer })
         {
             tracing::debug!("address answer not used: {e}");
+        }
+    }
+
+    /// Certificates and revocation state (`certs`): ours, the CAs, the CRLs in force, and
+    /// the peers' certificates of the IKE SAs with the status found when they were last
+    /// checked (at authentication or the last CRL update).
+    pub fn certs(&self) -> proto::CertsResult {
+        use crate::auth::revocation::{self, CertStatus};
+        let cfg = &self.cfg.engine;
+        let crls = self.endpoint.crls();
+        let unix = now().unix;
+        let dn = |raw: &[u8]| {
+            let s = crate::auth::Identity::Dn(raw.to_vec()).to_string();
+            s.strip_prefix("dn:").map(str::to_string).unwrap_or(s)
+        };
+        let hex = crate::ike::revoke_serial_hex;
+        let mut certs = Vec::new();
+        if let crate::ike::LocalAuth::Certificate { chain, .. } = &cfg.auth {
+            for c in chain {
+                let Some(d) = revocation::describe(c) else {
+                    continue;
+                };
+                let checked = (cfg.revocation != revocation::RevocationPolicy::Off)
+                    .then(|| crls.status(&d.issuer, &d.serial, unix));
+                certs.push(proto::CertEntry {
+                    kind: "local".into(),
+                    subject: dn(&d.subject),
+                    issuer: dn(&d.issuer),
+                    serial: hex(&d.serial),
+                    not_after: d.not_after,
+                    status: Some(
+                        checked
+                            .as_ref()
+                            .map_or(CertStatus::Unknown, |c| c.status)
+                            .name()
+                            .into(),
+                    ),
+                    source: checked.as_ref().and_then(|c| c.source.clone()),
+                    checked_at: checked.map(|c| c.at),
+                    ike: None,
+                    peer: None,
+                });
+            }
+        }
+        if let Some(t) = &cfg.trust {
+            for ca in t.cas() {
+                certs.push(proto::CertEntry {
+                    kind: "ca".into(),
+                    subject: dn(&ca.subject),
+                    issuer: dn(&ca.issuer),
+                    serial: hex(&ca.serial),
+                    not_after: ca.not_after,
+                    status: None,
+                    source: None,
+                    checked_at: None,
+                    ike: None,
+                    peer: None,
+                });
+            }
+        }
+        for p in self.endpoint.peer_certs() {
+            certs.push(proto::CertEntry {
+                kind: "peer".into(),
+                subject: dn(&p.cert.subject),
+                issuer: dn(&p.cert.issuer),
+                serial: hex(&p.cert.serial),
+                not_after: p.cert.not_after,
+                status: Some(p.cert.checked.status.name().into()),
+                source: p.cert.checked.source.clone(),
+                checked_at: Some(p.cert.checked.at),
+                ike: Some(p.ike.to_string()),
+                peer: p.peer.map(|i| i.to_string()),
+            });
+        }
+        let crls = crls
+            .crls()
+            .iter()
+            .map(|c| proto::CrlEntry {
+                issuer: dn(c.issuer()),
+                source: c.source().to_string(),
+                this_update: c.this_update(),
+                next_update: c.next_update(),
+                revoked: c.revoked_count(),
+                stale: c.is_stale(unix),
+            })
+            .collect();
+        proto::CertsResult {
+            policy: cfg.revocation.name().into(),
+            certs,
+            crls,
         }
     }
 

@@ -79,6 +79,7 @@ fn engine_config(
         replay_window: 32,
         mobility: Default::default(),
         fragmentation: Default::default(),
+        revocation: Default::default(),
     })
 }
 
@@ -135,6 +136,7 @@ fn loaded(
         users_dir: None,
         control: Default::default(),
         lease_file: None,
+        revocation: Default::default(),
     }
 }
 

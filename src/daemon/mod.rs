@@ -4,6 +4,8 @@
 //! signals or the control socket through [`Control`] messages.
 
 pub mod control;
+pub mod crl_fetch;
+mod crl_watch;
 pub mod demo;
 pub mod kernel;
 mod leases;
@@ -161,6 +163,12 @@ pub struct Daemon {
     /// SAs (a home agent with many mobile nodes checks only those that moved).
     resync_at: Option<Instant>,
     resync_moved: std::collections::BTreeSet<IkeId>,
+    /// Looks for changed CRL files (`[revocation] check_interval`).
+    crl_watch: crl_watch::CrlWatch,
+    /// The CRLs of the files, and the fetcher of CRLs from distribution points: the engine
+    /// gets both together (see `publish_crls`).
+    file_crls: Arc<crate::auth::revocation::CrlSet>,
+    crl_fetcher: crl_fetch::CrlFetcher,
 }
 
 impl Daemon {
@@ -182,6 +190,11 @@ impl Daemon {
         if let Some(a) = kernel.spi_allocator() {
             endpoint.set_spi_allocator(a);
         }
+        endpoint.set_crls(now(), cfg.revocation.crls.clone());
+        endpoint.set_crl_fetch(cfg.revocation.fetch.then_some(cfg.revocation.fetch_timeout));
+        let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
+        let file_crls = cfg.revocation.crls.clone();
+        let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
@@ -215,6 +228,9 @@ impl Daemon {
             acquire: kernel::AcquireState::default(),
             resync_at: None,
             resync_moved: Default::default(),
+            crl_watch,
+            file_crls,
+            crl_fetcher,
         })
     }
 
@@ -293,6 +309,8 @@ impl Daemon {
                 self.retry_at,
                 self.resync_at,
                 lease_retry,
+                self.crl_watch.deadline(),
+                self.crl_fetcher.deadline(),
             ]
             .into_iter()
             .flatten()
@@ -308,6 +326,12 @@ impl Daemon {
                 }
                 () = lease_written(&mut self.lease_writer), if writing => {
                     self.send_released().await;
+                }
+                Some(f) = self.crl_fetcher.next() => {
+                    let n = now();
+                    if self.crl_fetcher.finished(f, n.at, n.unix) {
+                        self.publish_crls();
+                    }
                 }
                 Some(msg) = recv_kernel(&mut kevents), if kevents.is_some() => match msg {
                     kernel::KernelMsg::Event(ev) => self.on_kernel_event(ev),
@@ -328,6 +352,13 @@ impl Daemon {
                             _ => None,
                         };
                         self.resync_sas(only, true, "after a move");
+                    }
+                    if let Some(crls) = self.crl_watch.poll(n.at, self.cfg.engine.trust.as_deref()) {
+                        self.file_crls = crls;
+                        self.publish_crls();
+                    }
+                    if self.crl_fetcher.deadline().is_some_and(|t| t <= n.at) {
+                        self.crl_fetcher.refresh(n.at, self.cfg.engine.trust.clone());
                     }
                     if self.retry_at.is_some_and(|t| t <= n.at) {
                         self.retry_at = None;
@@ -511,10 +542,27 @@ impl Daemon {
             info!("reload: {c}");
         }
         self.endpoint.set_config(new.engine.clone());
+        // After the configuration: the re-check uses the new policy and the new CRLs.
+        self.file_crls = new.revocation.crls.clone();
+        self.endpoint
+            .set_crl_fetch(new.revocation.fetch.then_some(new.revocation.fetch_timeout));
+        self.publish_crls();
+        self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
+        self.cfg.revocation = new.revocation;
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
         self.cfg.users_dir = new.users_dir;
         Ok(changes)
+    }
+
+    /// Hands the engine the CRLs of the files and those fetched (the newest per CA wins); it
+    /// re-checks the established IKE SAs.
+    fn publish_crls(&mut self) {
+        let mut set = (*self.file_crls).clone();
+        for c in self.crl_fetcher.crls() {
+            set.insert(c.clone());
+        }
+        self.endpoint.set_crls(now(), Arc::new(set));
     }
 
     /// Carries out everything the engine has queued. Datagrams produced with a lease change
@@ -611,6 +659,10 @@ impl Daemon {
     fn on_event(&mut self, ev: &Event) {
         debug!(?ev, "event");
         self.acquire.on_event(ev);
+        if let Event::CrlWanted { uris } = ev {
+            let trust = self.cfg.engine.trust.clone();
+            self.crl_fetcher.want(uris, trust, Instant::now());
+        }
         if let Event::Migrated { ike, .. } = ev
             && self.cfg.kernel.backend == KernelBackend::Xfrm
         {

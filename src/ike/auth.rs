@@ -11,6 +11,7 @@ use super::found::{Found, error_notify};
 use super::proposal::esp_to_wire;
 use super::sa::{ChildRequest, IkeSa, State};
 use super::{Event, HomeAddress};
+use crate::auth::revocation::CertRef;
 use crate::auth::{Identity, SignatureStyle};
 use crate::crypto::ct_eq;
 use crate::kernel::Mode;
@@ -60,6 +61,37 @@ pub(super) fn peer_signed_octets(sa: &IkeSa, id: &Id) -> Option<Vec<u8>> {
     ))
 }
 
+/// Why a peer's AUTH was not accepted (`verify_peer_auth`).
+pub(super) enum PeerAuthError {
+    Refused(String),
+    /// Only the revocation status is missing (`strict`, no CRL of the issuer yet) and the
+    /// daemon is fetching it: the responder parks the IKE_AUTH until it arrives (`revoke`).
+    AwaitCrl,
+}
+
+impl PeerAuthError {
+    pub(super) fn reason(self) -> String {
+        match self {
+            PeerAuthError::Refused(r) => r,
+            PeerAuthError::AwaitCrl => {
+                "certificate status unknown (its CRL is being fetched)".into()
+            }
+        }
+    }
+}
+
+impl From<String> for PeerAuthError {
+    fn from(r: String) -> Self {
+        PeerAuthError::Refused(r)
+    }
+}
+
+impl From<&str> for PeerAuthError {
+    fn from(r: &str) -> Self {
+        PeerAuthError::Refused(r.into())
+    }
+}
+
 /// Why a home agent's IKE_AUTH was not accepted.
 pub(super) enum HomeAgentAuth {
     /// The handshake has no keys (an internal state error, not the peer's fault).
@@ -75,13 +107,13 @@ impl Endpoint {
     /// any certificate of our CA would pass, another mobile node's too (the configuration
     /// refuses such a file; this keeps the engine safe on its own).
     pub(super) fn check_home_agent_auth(
-        &self,
+        &mut self,
         sa: &IkeSa,
         a: &Found,
         want: Option<&Identity>,
         identity: &Identity,
         id: &Id,
-    ) -> Result<(), HomeAgentAuth> {
+    ) -> Result<Option<CertRef>, HomeAgentAuth> {
         let psk = match &self.cfg.auth {
             LocalAuth::Psk(k) => Some(k.clone()),
             LocalAuth::Certificate { .. } => None,
@@ -108,26 +140,31 @@ impl Endpoint {
             identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
+            false,
         )
-        .map_err(|reason| HomeAgentAuth::Refused(format!("home agent AUTH: {reason}")))
+        .map_err(|e| HomeAgentAuth::Refused(format!("home agent AUTH: {}", e.reason())))
     }
 
-    /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any.
+    /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any. With
+    /// a certificate, its revocation status is checked too (see `revoke`; `may_wait`: the
+    /// caller can park the exchange until a CRL being fetched arrives); what the IKE SA keeps
+    /// of the certificate comes back.
     pub(super) fn verify_peer_auth(
-        &self,
+        &mut self,
         sa: &IkeSa,
         a: &Found,
         id: &Identity,
         octets: &[u8],
         psk: Option<&[u8]>,
-    ) -> Result<(), String> {
+        may_wait: bool,
+    ) -> Result<Option<CertRef>, PeerAuthError> {
         let (method, data) = a.auth.ok_or("no AUTH payload")?;
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if method == AUTH_SHARED_KEY {
             let psk = psk.ok_or("peer used a pre-shared key, but none is configured for it")?;
             let expect = crate::auth::psk_auth(keys.prf, psk, octets);
             return if ct_eq(&expect, data) {
-                Ok(())
+                Ok(None)
             } else {
                 Err("pre-shared key AUTH does not verify".into())
             };
@@ -135,12 +172,13 @@ impl Endpoint {
         if psk.is_some() {
             return Err(format!(
                 "peer used signature method {method}, but a pre-shared key is configured for it"
-            ));
+            )
+            .into());
         }
         let trust = self
             .cfg
             .trust
-            .as_ref()
+            .clone()
             .ok_or("no CA configured for certificate authentication")?;
         let (ee, rest) = a.certs.split_first().ok_or("no certificate sent")?;
         let cert = trust
@@ -150,9 +188,13 @@ impl Endpoint {
             return Err(format!(
                 "identity {id} is not bound to the certificate of {}",
                 cert.subject()
-            ));
+            )
+            .into());
         }
-        crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())
+        crate::auth::verify(&cert, method, data, octets).map_err(|e| e.to_string())?;
+        // Revocation last: only a peer that proved it holds the key learns (by our
+        // AUTHENTICATION_FAILED) that we know its certificate is revoked.
+        self.revocation_check(&cert, may_wait).map(Some)
     }
 
     /// Our AUTH payload (with CERT payloads for certificate authentication) over `octets`.
@@ -406,15 +448,21 @@ impl Endpoint {
         let Some(octets) = peer_signed_octets(sa, idi) else {
             return Fate::Close("no keys".into());
         };
-        if let Err(reason) = self.verify_peer_auth(
+        let may_wait = !sa.crl_waited;
+        let cert = match self.verify_peer_auth(
             sa,
             &a,
             &identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
+            may_wait,
         ) {
-            return fail(self, sa, Some(identity), reason);
-        }
+            Ok(c) => c,
+            Err(PeerAuthError::AwaitCrl) => {
+                return self.park_for_crl(sa, header, &payloads, &identity);
+            }
+            Err(e) => return fail(self, sa, Some(identity), e.reason()),
+        };
         // Authenticated: from here on the peer is `identity`, and only its user entry decides.
         info!(ike = %sa.id(), remote = %sa.remote, %identity, user = %user.name, "peer authenticated");
         if let Some(timeout) = self.address_provider
@@ -443,6 +491,7 @@ impl Endpoint {
         };
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
+        sa.peer_cert = cert.map(Box::new);
         sa.user = Some(user);
         let (ni, nr) = {
             let hs = sa.hs.as_ref().expect("checked above");
@@ -550,8 +599,8 @@ impl Endpoint {
             Err(e) => return failed(self, sa, None, format!("bad IDr: {e}")),
         };
         let want = sa.plan.as_ref().and_then(|p| p.remote_identity.clone());
-        match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
-            Ok(()) => {}
+        let cert = match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
+            Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
             Err(HomeAgentAuth::Refused(reason)) => {
                 // The responder believes the SA is up: tell it (fire and forget) before
@@ -560,10 +609,11 @@ impl Endpoint {
                 self.send_ike_delete_once(sa, local, remote);
                 return failed(self, sa, Some(N_AUTHENTICATION_FAILED), reason);
             }
-        }
+        };
         info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
+        sa.peer_cert = cert.map(Box::new);
         sa.state = State::Established;
         self.stats.ike_established += 1;
         self.push_event(Event::IkeUp {

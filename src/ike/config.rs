@@ -122,6 +122,9 @@ pub struct Config {
     pub mobility: MobilityConfig,
     /// IKE fragmentation (RFC 7383).
     pub fragmentation: Fragmentation,
+    /// What an unknown or revoked peer certificate means (`[revocation] policy`); the CRLs
+    /// come separately ([`super::Endpoint::set_crls`]).
+    pub revocation: crate::auth::revocation::RevocationPolicy,
 }
 
 /// IKE fragmentation (RFC 7383): large IKE_AUTH messages (certificate chains) must not depend

@@ -116,6 +116,12 @@ pub struct Endpoint {
     bad_inits: (Option<Instant>, usize),
     /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
     pub(super) sources: super::limits::SourceLimits,
+    /// The verified CRLs peer certificates are checked against (see `revoke`).
+    pub(super) crls: Arc<crate::auth::revocation::CrlSet>,
+    /// Whether the daemon fetches CRLs from distribution points, and which URIs were asked
+    /// for when (see `revoke`).
+    pub(super) crl_fetch: Option<Duration>,
+    pub(super) crl_asked: HashMap<String, Instant>,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -152,6 +158,9 @@ impl Endpoint {
             mn: Default::default(),
             bad_inits: (None, 0),
             sources: Default::default(),
+            crls: Default::default(),
+            crl_fetch: None,
+            crl_asked: HashMap::new(),
         }
     }
 
@@ -576,6 +585,10 @@ impl Endpoint {
         if let Some(at) = sa.expires_at
             && at <= now
         {
+            if sa.crl_parked.is_some() {
+                // The CRL did not come in time: decide with what we have.
+                return self.resume_for_crl(sa);
+            }
             if sa.parked.is_some() {
                 // The provider did not answer in time: our own pools decide.
                 return self.resume_auth(sa, super::ProvidedAddress::default());

@@ -174,6 +174,7 @@ mod tests {
             replay_window: 32,
             mobility: Default::default(),
             fragmentation: Default::default(),
+            revocation: Default::default(),
         };
         Endpoint::new(
             Arc::new(cfg),

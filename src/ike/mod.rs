@@ -31,6 +31,7 @@ mod provider;
 mod reauth;
 mod rekey;
 mod reload;
+mod revoke;
 mod sa;
 mod tamper;
 
@@ -42,6 +43,7 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, Stats};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
+pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -252,6 +254,13 @@ pub enum Event {
         wants_prefix: bool,
         /// The address the mobile node proposed in its CFG_REQUEST.
         requested: Option<Ipv6Addr>,
+    },
+    /// A peer certificate's revocation status is unknown for want of a CRL of its issuer, and
+    /// it names these `http://` distribution points: the daemon fetches them and hands the
+    /// CRLs in with [`Endpoint::set_crls`] (only when fetching is on, see
+    /// [`Endpoint::set_crl_fetch`]; each URI at most once a minute).
+    CrlWanted {
+        uris: Vec<String>,
     },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {

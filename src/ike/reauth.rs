@@ -48,17 +48,17 @@ impl Endpoint {
         let Some(record) = self.mn.home_agent(sa.remote.ip()).cloned() else {
             return fail(self, sa, "not from a home agent we know".into());
         };
-        match self.check_home_agent_auth(
+        let cert = match self.check_home_agent_auth(
             sa,
             &a,
             record.plan.remote_identity.as_ref(),
             &identity,
             idi,
         ) {
-            Ok(()) => {}
+            Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
             Err(HomeAgentAuth::Refused(reason)) => return fail(self, sa, reason),
-        }
+        };
         // Authenticated: from here on the peer is our home agent.
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
@@ -85,6 +85,7 @@ impl Endpoint {
               "home agent reauthenticated: new IKE SA");
         sa.peer = Some(identity.clone());
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
+        sa.peer_cert = cert.map(Box::new);
         sa.home_address = hoa;
         sa.plan = Some(Box::new(record.plan));
         let mut out = vec![Payload::IdR(idr)];

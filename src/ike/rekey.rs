@@ -79,6 +79,7 @@ impl Endpoint {
             fragmentation: old.fragmentation,
             // Still behind the same NAT: the successor's CHILD_SAs are UDP-encapsulated too.
             nat: old.nat,
+            peer_cert: old.peer_cert.clone(),
             ..IkeSa::new(
                 initiator,
                 State::Established,

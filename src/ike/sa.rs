@@ -214,6 +214,10 @@ pub(crate) struct IkeSa {
     pub home_address: Option<Ipv6Addr>,
     /// The AUTH method the peer proved itself with (0 before IKE_AUTH).
     pub peer_auth_method: u8,
+    /// The peer's end-entity certificate (issuer, serial, ...), kept so that a CRL update
+    /// can find SAs whose certificate it revokes (see `revoke`); boxed: most of the time
+    /// one pointer per SA.
+    pub peer_cert: Option<Box<crate::auth::revocation::CertRef>>,
     /// Our next request's message ID.
     pub next_msg_id: u32,
     /// The message ID we expect on the peer's next request.
@@ -235,6 +239,10 @@ pub(crate) struct IkeSa {
     pub created: Instant,
     /// Home agent: IKE_AUTH waiting for the address provider (`provider`).
     pub parked: Option<Box<super::provider::Parked>>,
+    /// Home agent: IKE_AUTH waiting for a CRL being downloaded (`revoke`), and whether it
+    /// waited already (it never waits twice).
+    pub crl_parked: Option<Box<super::provider::Parked>>,
+    pub crl_waited: bool,
     /// The address provider's answer, once given.
     pub provided: Option<super::ProvidedAddress>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
@@ -271,6 +279,7 @@ impl IkeSa {
             user: None,
             home_address: None,
             peer_auth_method: 0,
+            peer_cert: None,
             next_msg_id: 0,
             peer_msg_id: 0,
             pending: None,
@@ -284,6 +293,8 @@ impl IkeSa {
             deadline: None,
             created: now,
             parked: None,
+            crl_parked: None,
+            crl_waited: false,
             provided: None,
             home_prefix: None,
             stranded: false,

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::auth::revocation::RevocationPolicy;
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::crypto::Secret;
 use crate::ike::{
@@ -157,7 +158,42 @@ pub struct LoadedConfig {
     pub control: ControlSettings,
     /// Home agent: where dynamic leases are kept across restarts (None: in memory only).
     pub lease_file: Option<PathBuf>,
+    /// CRL files and the CRLs read from them (`[revocation]`).
+    pub revocation: RevocationSettings,
 }
+
+/// `[revocation]`: the CRL files, read and verified at load time (the policy is in the engine
+/// configuration).
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    pub crl_files: Vec<PathBuf>,
+    /// How often the daemon looks whether a CRL file changed (None: only on reload).
+    pub check_interval: Option<Duration>,
+    /// The CRLs of `crl_files`, verified against the configured CAs.
+    pub crls: Arc<crate::auth::revocation::CrlSet>,
+    /// Fetch CRLs from the peer certificates' `http://` distribution points, each fetch
+    /// within `fetch_timeout`.
+    pub fetch: bool,
+    pub fetch_timeout: Duration,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        RevocationSettings {
+            crl_files: Vec::new(),
+            check_interval: Some(Duration::from_secs_f64(DEFAULT_CRL_CHECK_INTERVAL)),
+            crls: Default::default(),
+            fetch: true,
+            fetch_timeout: Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+        }
+    }
+}
+
+/// Default of `[revocation] fetch_timeout` (seconds).
+pub const DEFAULT_CRL_FETCH_TIMEOUT: f64 = 10.0;
+
+/// Default of `[revocation] check_interval` (seconds).
+pub const DEFAULT_CRL_CHECK_INTERVAL: f64 = 10.0;
 
 /// Default path of the control socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mip6-iked/control.sock";
@@ -428,6 +464,16 @@ impl LoadedConfig {
         if a.reqids != b.reqids {
             out.push("reqids changed (new CHILD_SAs only)".to_string());
         }
+        if a.revocation != b.revocation {
+            out.push(format!(
+                "revocation policy {} -> {} (new authentications only)",
+                a.revocation.name(),
+                b.revocation.name()
+            ));
+        }
+        if self.revocation.crl_files != new.revocation.crl_files {
+            out.push("revocation crls changed (established SAs are checked again)".to_string());
+        }
         if let (Some(x), Some(y)) = (&a.home_agent, &b.home_agent) {
             out.extend(users::diff(&x.users, &y.users));
         }
@@ -685,7 +731,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         nat_port: listen.nat_port,
         nat_keepalive: nat_keepalive(&doc, &file.timers.nat_keepalive)?,
     };
+    let (revocation_policy, revocation) =
+        revocation(&doc, base, &file.revocation, trust.as_deref())?;
     let engine = Config {
+        revocation: revocation_policy,
         identity,
         auth,
         trust,
@@ -713,7 +762,89 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         users_dir,
         control,
         lease_file,
+        revocation,
     })
+}
+
+/// `[revocation]`: the policy and the CRL files, each read and verified against the CAs now,
+/// so that `--check`, the start and a reload refuse a CRL that would not be used.
+fn revocation(
+    doc: &Doc,
+    base: &Path,
+    sec: &schema::RevocationSection,
+    trust: Option<&TrustAnchors>,
+) -> Result<(RevocationPolicy, RevocationSettings), ConfigError> {
+    let policy = match &sec.policy {
+        None => RevocationPolicy::default(),
+        Some(p) => match p.get_ref().as_str() {
+            "strict" => RevocationPolicy::Strict,
+            "ifuri" => RevocationPolicy::IfUri,
+            "relaxed" => RevocationPolicy::Relaxed,
+            "off" => RevocationPolicy::Off,
+            other => {
+                return Err(doc.at(
+                    p.span(),
+                    format!("revocation policy \"{other}\": write \"strict\" (refuse unless a fresh CRL says good), \"ifuri\" (strict for certificates with a CRL distribution point), \"relaxed\" (refuse only revoked certificates) or \"off\""),
+                ));
+            }
+        },
+    };
+    let check_interval = match &sec.check_interval {
+        None => Some(Duration::from_secs_f64(DEFAULT_CRL_CHECK_INTERVAL)),
+        Some(v) => {
+            let secs = *v.get_ref();
+            if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+                return Err(doc.at(
+                    v.span(),
+                    "check_interval: seconds between 0 (only on reload) and 86400, e.g. check_interval = 10",
+                ));
+            }
+            (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+        }
+    };
+    let fetch_timeout = match &sec.fetch_timeout {
+        None => Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+        Some(v) => {
+            let secs = *v.get_ref();
+            if !secs.is_finite() || !(0.1..=300.0).contains(&secs) {
+                return Err(doc.at(
+                    v.span(),
+                    "fetch_timeout: seconds between 0.1 and 300 for one CRL download, e.g. fetch_timeout = 10",
+                ));
+            }
+            Duration::from_secs_f64(secs)
+        }
+    };
+    let fetch = sec.fetch.as_ref().is_none_or(|v| *v.get_ref());
+    let mut set = crate::auth::revocation::CrlSet::new();
+    let mut crl_files = Vec::new();
+    for c in &sec.crls {
+        let Some(trust) = trust else {
+            return Err(doc.at(
+                c.span(),
+                "crls are verified with the CAs that signed them: add ca = [\"<CA certificate>.pem\"] to [identity]",
+            ));
+        };
+        let p = base.join(c.get_ref());
+        let crl = crate::auth::revocation::read_crl(&p, trust).map_err(|e| {
+            doc.at(
+                c.span(),
+                format!("crls: {}: {e}; give a CRL (DER or PEM) signed by one of the [identity] ca certificates, or remove it", p.display()),
+            )
+        })?;
+        set.insert(crl);
+        crl_files.push(p);
+    }
+    Ok((
+        policy,
+        RevocationSettings {
+            crl_files,
+            check_interval,
+            crls: Arc::new(set),
+            fetch,
+            fetch_timeout,
+        },
+    ))
 }
 
 // ---- pieces ----

@@ -36,6 +36,8 @@ pub struct GlobalFile {
     pub kernel: KernelSection,
     #[serde(default)]
     pub control: ControlSection,
+    #[serde(default)]
+    pub revocation: RevocationSection,
     /// Named pools of home addresses or prefixes (home agent).
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, S<PoolSection>>,
@@ -59,6 +61,23 @@ pub struct ControlSection {
     pub idle_timeout: Option<S<f64>>,
     /// Connections one uid may hold at once.
     pub max_clients_per_uid: Option<S<u32>>,
+}
+
+/// Certificate revocation: CRL files and what an unknown status means.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    /// "strict", "relaxed" or "off" (strongSwan's `revocation`).
+    pub policy: Option<S<String>>,
+    /// CRL files (DER or PEM), each signed by one of the `[identity] ca` CAs.
+    #[serde(default)]
+    pub crls: Vec<S<String>>,
+    /// Seconds between checks whether a CRL file changed (0: only on reload).
+    pub check_interval: Option<S<f64>>,
+    /// Fetch CRLs from the certificates' `http://` distribution points.
+    pub fetch: Option<S<bool>>,
+    /// Seconds one CRL download may take.
+    pub fetch_timeout: Option<S<f64>>,
 }
 
 /// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with

@@ -129,6 +129,7 @@ pub fn base_config(
         replay_window: 32,
         mobility: Default::default(),
         fragmentation: Default::default(),
+        revocation: Default::default(),
     }
 }
 
