@@ -415,3 +415,46 @@ fn an_allocated_spi_that_is_our_sa_at_that_destination_is_not_deleted() {
     assert_eq!(spis, vec![0x7000_0001, 0x7000_0002]);
     assert!(l.mn.kernel_errors.is_empty(), "{:?}", l.mn.kernel_errors);
 }
+
+/// Like the XFRM backend's stock when nothing is reserved for an address yet: it never has an
+/// SPI at hand (and would never block).
+struct EmptyStock(Arc<Mutex<usize>>);
+
+impl SpiAllocator for EmptyStock {
+    fn allocate(&mut self, _req: &SpiRequest) -> Result<u32, String> {
+        panic!("the engine must not ask for a blocking reservation");
+    }
+    fn try_allocate(&mut self, _req: &SpiRequest) -> Result<Option<u32>, String> {
+        *self.0.lock().unwrap() += 1;
+        Ok(None)
+    }
+}
+
+#[test]
+fn with_nothing_reserved_the_engine_picks_its_own_spis_and_does_not_wait() {
+    let mut l = lab();
+    let asked = Arc::new(Mutex::new(0));
+    l.mn.ep
+        .set_spi_allocator(Box::new(EmptyStock(asked.clone())));
+    l.ha.ep
+        .set_spi_allocator(Box::new(EmptyStock(asked.clone())));
+    l.initiate(
+        HomeAddress::Static(HOA1),
+        &[SaClass::BuBa, SaClass::Payload],
+    );
+    assert!(l.establish(2));
+    // Every inbound SPI (one per CHILD_SA and side) was asked for and picked by the engine.
+    assert_eq!(*asked.lock().unwrap(), 4);
+    for side in [&l.mn, &l.ha] {
+        let spis: Vec<u32> = side
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                KernelOp::AddSa(s) if s.direction == Direction::In => Some(s.spi),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spis.len(), 2);
+        assert!(spis.iter().all(|&s| s >= 256));
+    }
+}

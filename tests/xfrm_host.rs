@@ -340,6 +340,58 @@ fn newsa_of_esp_fails_with_eprotonosupport_here() {
 }
 
 #[test]
+fn the_engine_takes_spis_from_a_stock_reserved_ahead_and_never_waits() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        let mut alloc = k.spi_allocator().unwrap();
+        let req = SpiRequest {
+            src: a(HA),
+            dst: a(HOA),
+            reqid: 2,
+            acquire_seq: None,
+        };
+        // Nothing reserved yet for this address: the engine is told to pick its own SPI at
+        // once (no netlink round trip in its call) ...
+        assert_eq!(alloc.try_allocate(&req).unwrap(), None);
+        // ... while the stock's thread reserves some (larval states, reqid 0).
+        let mut first = None;
+        for _ in 0..250 {
+            if let Some(spi) = alloc.try_allocate(&req).unwrap() {
+                first = Some(spi);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let spi = first.expect("the stock was never filled");
+        let st = states();
+        assert!(st.contains(&(a(HOA), spi, 0)), "{st:?}");
+        let larval = st
+            .iter()
+            .filter(|(d, _, r)| *d == a(HOA) && *r == 0)
+            .count();
+        assert!((4..=16).contains(&larval), "{larval} reservations: {st:?}");
+        // Every SPI is handed out once.
+        let mut seen = std::collections::HashSet::from([spi]);
+        for _ in 0..3 {
+            if let Some(s) = alloc.try_allocate(&req).unwrap() {
+                assert!(seen.insert(s), "{s:08x} handed out twice");
+                assert!(s >= 256);
+            }
+        }
+        // The SA installed with a stocked SPI updates its larval state (UPDSA); ESP is
+        // missing on this host, so the kernel refuses it for that reason alone.
+        let mut s = mn_specs()[1].clone();
+        s.spi = spi;
+        let e = k.apply(&KernelOp::AddSa(s)).unwrap_err();
+        assert!(e.contains("os error 93"), "{e}");
+        // Shutdown removes every reservation, handed out or not.
+        drop(alloc);
+        drop(k);
+        assert_eq!(states(), vec![]);
+    });
+}
+
+#[test]
 fn allocspi_reserves_a_larval_sa_and_addsa_updates_it() {
     in_netns(|| {
         let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();

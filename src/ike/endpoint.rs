@@ -1025,13 +1025,17 @@ impl Endpoint {
         };
         // The kernel's SPIs are unique per destination; ours must be unique overall.
         for _ in 0..4 {
-            match a.allocate(req) {
-                Ok(spi) if spi >= 256 && !self.child_spis.contains_key(&spi) => {
+            match a.try_allocate(req) {
+                // None reserved at hand (a new local address, a burst): our own random one,
+                // which the backend creates with NEWSA. Waiting for the kernel here would stall
+                // every peer.
+                Ok(None) => return Some(self.new_child_spi(owner)),
+                Ok(Some(spi)) if spi >= 256 && !self.child_spis.contains_key(&spi) => {
                     self.child_spis.insert(spi, owner);
                     self.larval.insert(spi, req.dst);
                     return Some(spi);
                 }
-                Ok(spi) => {
+                Ok(Some(spi)) => {
                     debug!(
                         spi = format_args!("{spi:08x}"),
                         "allocated SPI in use; again"

@@ -274,5 +274,11 @@ pub struct SpiRequest {
 /// Chooses inbound ESP SPIs for the engine. Without one the engine picks random SPIs itself
 /// (deterministic under a test RNG); the XFRM backend reserves them in the kernel (ALLOCSPI).
 pub trait SpiAllocator: Send {
+    /// Reserves an SPI now (may wait for the kernel).
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String>;
+    /// What the engine calls: an SPI reserved ahead if one is at hand, `Ok(None)` when the
+    /// engine should pick one itself (never waits for the kernel; see the XFRM backend's stock).
+    fn try_allocate(&mut self, req: &SpiRequest) -> Result<Option<u32>, String> {
+        self.allocate(req).map(Some)
+    }
 }

@@ -12,6 +12,7 @@
 
 pub mod listen;
 pub mod msg;
+mod spi_stock;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -896,17 +897,35 @@ impl Kernel for XfrmKernel {
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         Some(Box::new(XfrmSpiAllocator {
             shared: self.shared.clone(),
+            stock: None,
         }))
     }
 }
 
 /// Inbound SPIs from the kernel (XFRM_MSG_ALLOCSPI), so that they never collide with SAs of
-/// other key managers on the host.
+/// other key managers on the host. The engine takes them from a stock reserved ahead
+/// ([`spi_stock`]), started on first use.
 pub struct XfrmSpiAllocator {
     shared: Arc<Mutex<Shared>>,
+    stock: Option<spi_stock::SpiStock>,
+}
+
+impl XfrmSpiAllocator {
+    /// The stock's fresh reservations for `dst` (tests).
+    pub fn stocked(&self, dst: IpAddr) -> usize {
+        self.stock.as_ref().map_or(0, |s| s.available(dst))
+    }
 }
 
 impl SpiAllocator for XfrmSpiAllocator {
+    fn try_allocate(&mut self, req: &SpiRequest) -> Result<Option<u32>, String> {
+        let shared = &self.shared;
+        let stock = self
+            .stock
+            .get_or_insert_with(|| spi_stock::SpiStock::start(shared.clone()));
+        Ok(stock.take(req.dst))
+    }
+
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
         let mut sh = lock(&self.shared);
         let spi = sh
