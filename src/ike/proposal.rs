@@ -49,6 +49,7 @@ fn tokens(s: &str) -> Result<Tokens, String> {
             "aes256" | "aes256cbc" => t.encr.push(EncrAlg::AesCbc256),
             "aes128gcm16" | "aes128gcm128" => t.encr.push(EncrAlg::AesGcm16_128),
             "aes256gcm16" | "aes256gcm128" => t.encr.push(EncrAlg::AesGcm16_256),
+            "chacha20poly1305" => t.encr.push(EncrAlg::ChaCha20Poly1305),
             "sha256" | "sha2_256" => t.integ.push(IntegAlg::HmacSha256_128),
             "sha384" | "sha2_384" => t.integ.push(IntegAlg::HmacSha384_192),
             "sha512" | "sha2_512" => t.integ.push(IntegAlg::HmacSha512_256),
@@ -56,15 +57,20 @@ fn tokens(s: &str) -> Result<Tokens, String> {
             "prfsha384" => t.prf.push(PrfAlg::HmacSha384),
             "prfsha512" => t.prf.push(PrfAlg::HmacSha512),
             "modp2048" => t.dh.push(DhGroup::Modp2048),
+            "modp3072" => t.dh.push(DhGroup::Modp3072),
+            "modp4096" => t.dh.push(DhGroup::Modp4096),
             "ecp256" => t.dh.push(DhGroup::Ecp256),
+            "ecp384" => t.dh.push(DhGroup::Ecp384),
+            "ecp521" => t.dh.push(DhGroup::Ecp521),
             "x25519" | "curve25519" => t.dh.push(DhGroup::Curve25519),
             "esn" => t.esn = Some(true),
             "noesn" => t.esn = Some(false),
             other => {
                 return Err(format!(
                     "unknown algorithm '{other}' in proposal '{s}' (known: aes128, aes256, aes128gcm16, \
-                     aes256gcm16, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, modp2048, \
-                     ecp256, x25519, esn, noesn)"
+                     aes256gcm16, chacha20poly1305, sha256, sha384, sha512, prfsha256, prfsha384, \
+                     prfsha512, modp2048, modp3072, modp4096, ecp256, ecp384, ecp521, x25519, esn, \
+                     noesn)"
                 ));
             }
         }
@@ -122,7 +128,8 @@ pub fn parse_ike_proposal(s: &str) -> Result<IkeProposal, String> {
     }
     if dh.is_empty() {
         return Err(format!(
-            "IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"
+            "IKE proposal '{s}' needs a DH group (x25519, ecp256, ecp384, ecp521, modp2048, \
+             modp3072 or modp4096)"
         ));
     }
     Ok(IkeProposal {
@@ -154,9 +161,15 @@ pub fn parse_esp_proposal(s: &str) -> Result<EspProposal, String> {
     })
 }
 
+/// An encryption transform: with the Key Length attribute for AES, without it for
+/// ChaCha20-Poly1305, whose key length is fixed (RFC 7634 section 2: it MUST NOT be sent).
 fn encr_transform(e: EncrAlg) -> Transform {
     let (id, bits) = e.id();
-    Transform::with_key_length(TRANS_ENCR, id, bits)
+    if e.has_key_length_attr() {
+        Transform::with_key_length(TRANS_ENCR, id, bits)
+    } else {
+        Transform::new(TRANS_ENCR, id)
+    }
 }
 
 /// SA payload content for our IKE proposals. `first_dh` (the group of our KE) is moved to the
@@ -504,6 +517,7 @@ pub fn encr_name(e: EncrAlg) -> &'static str {
         EncrAlg::AesCbc256 => "AES_CBC_256",
         EncrAlg::AesGcm16_128 => "AES_GCM_16_128",
         EncrAlg::AesGcm16_256 => "AES_GCM_16_256",
+        EncrAlg::ChaCha20Poly1305 => "CHACHA20_POLY1305",
     }
 }
 pub fn integ_name(i: IntegAlg) -> &'static str {
@@ -523,7 +537,11 @@ pub fn prf_name(p: PrfAlg) -> &'static str {
 pub fn dh_name(g: DhGroup) -> &'static str {
     match g {
         DhGroup::Modp2048 => "MODP_2048",
+        DhGroup::Modp3072 => "MODP_3072",
+        DhGroup::Modp4096 => "MODP_4096",
         DhGroup::Ecp256 => "ECP_256",
+        DhGroup::Ecp384 => "ECP_384",
+        DhGroup::Ecp521 => "ECP_521",
         DhGroup::Curve25519 => "CURVE_25519",
     }
 }
