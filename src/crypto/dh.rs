@@ -79,6 +79,27 @@ impl DhGroup {
         }
     }
 
+    /// The prime of a MODP group, big-endian and as long as a public value (None for the
+    /// elliptic curves): for tests and diagnostics that need p - 1 or p.
+    pub fn modp_prime(self) -> Option<Vec<u8>> {
+        let p = match self {
+            DhGroup::Modp2048 => modulus::<Modp2048Prime, { U2048::LIMBS }>()
+                .to_be_bytes()
+                .as_ref()
+                .to_vec(),
+            DhGroup::Modp3072 => modulus::<Modp3072Prime, { U3072::LIMBS }>()
+                .to_be_bytes()
+                .as_ref()
+                .to_vec(),
+            DhGroup::Modp4096 => modulus::<Modp4096Prime, { U4096::LIMBS }>()
+                .to_be_bytes()
+                .as_ref()
+                .to_vec(),
+            _ => return None,
+        };
+        Some(p)
+    }
+
     /// Length of a public value on the wire.
     pub fn public_len(self) -> usize {
         match self {
@@ -816,18 +837,7 @@ mod tests {
 
     /// p + k of a MODP group as big-endian bytes (k may be negative).
     fn group_p_plus(g: DhGroup, k: i16) -> Vec<u8> {
-        let mut v = match g {
-            DhGroup::Modp2048 => p_bytes(),
-            DhGroup::Modp3072 => modulus::<Modp3072Prime, { U3072::LIMBS }>()
-                .to_be_bytes()
-                .as_ref()
-                .to_vec(),
-            DhGroup::Modp4096 => modulus::<Modp4096Prime, { U4096::LIMBS }>()
-                .to_be_bytes()
-                .as_ref()
-                .to_vec(),
-            _ => unreachable!(),
-        };
+        let mut v = g.modp_prime().unwrap();
         let mut carry = k as i32;
         for b in v.iter_mut().rev() {
             let x = *b as i32 + carry;
