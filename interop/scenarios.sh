@@ -714,12 +714,65 @@ sc9() {
   pass "$name"
 }
 
+# ---- the algorithms of strongSwan's default proposals (issue 12) ----------------------------
+
+# alg_warm NAME KEYBYTES: load the kernel's AEAD NAME (ICV 128) before the daemons start, as
+# lab_warm_kernel does for AES (a module loaded on first use stalls the first SA under UML).
+alg_warm() {
+  local k
+  k=0x$(printf '%0*d' $((2 * $2)) 0)
+  ip xfrm state add src ::1 dst ::1 proto esp spi 0x3 mode transport aead "$1" "$k" 128 &&
+    ip xfrm state delete src ::1 dst ::1 proto esp spi 0x3
+}
+
+# alg_in_kernels NAME KEYBITS: all 4 ESP SAs in both namespaces use the kernel AEAD NAME with a
+# key of KEYBITS (key and salt), ICV 128 bits.
+alg_in_kernels() {
+  local ns n
+  for ns in mn ha; do
+    n=$(ip -n $ns xfrm state | grep -cE "^[[:space:]]*aead $(sed 's/[()]/\\&/g' <<<"$1") 0x[0-9a-f]{$(($2 / 4))} 128$")
+    [[ $n == 4 ]] || WHY+="$ns kernel: $n SAs with aead $1, $2-bit key, ICV 128 (want 4); "
+  done
+}
+
+# 10: ChaCha20-Poly1305 (RFC 7634) for IKE with PRF-HMAC-SHA2-256 and ECP-384, and for ESP
+# (the kernel's rfc7539esp, 256-bit key and 32-bit salt).
+sc10() {
+  alg_warm 'rfc7539esp(chacha20,poly1305)' 36 || {
+    fail "$1" "the kernel has no rfc7539esp(chacha20,poly1305)"
+    return 1
+  }
+  OUR_IKE='["chacha20poly1305-prfsha256-ecp384"]' SW_IKE=chacha20poly1305-prfsha256-ecp384 \
+    OUR_ESP='["chacha20poly1305"]' SW_ESP=chacha20poly1305 CHECK=check_sc10 basic "$1" "$2"
+}
+check_sc10() {
+  charon_says $PEER 'CHACHA20_POLY1305(_256)?/PRF_HMAC_SHA2_256/ECP_384' "the IKE SA's suite"
+  alg_in_kernels 'rfc7539esp(chacha20,poly1305)' 288
+  ctl_check_sas CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384 CHACHA20_POLY1305
+}
+
+# 11: ECDSA P-384 certificates (a P-384 CA signing with SHA-384), RFC 7427 signatures with
+# SHA-384 both ways, AES-256-GCM with PRF-HMAC-SHA2-384 and ECP-384, AES-256-GCM for ESP.
+sc11() {
+  OUR_KEYS=ecdsa384 SW_KEYS=ecdsa384 OUR_IKE='["aes256gcm16-prfsha384-ecp384"]' \
+    SW_IKE=aes256gcm16-prfsha384-ecp384 OUR_ESP='["aes256gcm16"]' SW_ESP=aes256gcm16 \
+    CHECK=check_sc11 basic "$1" "$2"
+}
+check_sc11() {
+  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with ECDSA_WITH_SHA384_DER successful' \
+    "our P-384 key's RFC 7427 signature (ecdsa-with-SHA384)"
+  charon_says $PEER 'AES_GCM_16(_256)?/PRF_HMAC_SHA2_384/ECP_384' "the IKE SA's suite"
+  alg_in_kernels 'rfc4106(gcm(aes))' 288
+  ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384 AES_GCM_16_256
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
-    "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9")
+    "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
+    "s10-chacha20poly1305-ecp384.$d|sc10" "s11-ecdsa384-aes256gcm-prfsha384.$d|sc11")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do
