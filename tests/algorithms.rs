@@ -440,3 +440,82 @@ fn chacha20_poly1305_sk_payload_with_a_flipped_tag_bit_is_dropped() {
     assert_eq!(l.ha.drain().len(), 1);
     assert_eq!(l.ha.ep.list()[0].children.len(), 1);
 }
+
+/// IKE SA rekeys (RFC 7296 2.18: a new DH in the suite's group, SKEYSEED from the old SK_d
+/// with the suite's PRF) keep the CHILD_SAs, and the new IKE SA carries a CHILD_SA rekey.
+#[test]
+fn ike_sa_rekey_with_the_new_suites() {
+    use mip6_ike::ike::Event;
+    let rekeyed = |s: &Side| {
+        s.events
+            .iter()
+            .filter(|e| matches!(e, Event::IkeRekeyed { .. }))
+            .count()
+    };
+    for (ike_p, esp_p, suite) in [
+        (
+            "chacha20poly1305-prfsha512-ecp521",
+            "chacha20poly1305",
+            "CHACHA20_POLY1305/PRF_HMAC_SHA2_512/ECP_521",
+        ),
+        (
+            "aes256gcm16-prfsha384-ecp384",
+            "aes256gcm16",
+            "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384",
+        ),
+        (
+            "aes256-sha512-modp3072",
+            "aes256-sha384",
+            "AES_CBC_256/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/MODP_3072",
+        ),
+    ] {
+        let mut mn = mn_config(AuthKind::Ecdsa, "mn1", ike_p, esp_p);
+        mn.timers.ike_rekey = Duration::from_secs(100);
+        let mut l = Lab::new(mn, ha_config(AuthKind::Ecdsa, ike_p, esp_p));
+        let first = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        assert!(l.establish(2), "{ike_p}");
+        let spis = |s: &Side| {
+            let mut v: Vec<(u32, u32)> = s.ep.list()[0]
+                .children
+                .iter()
+                .map(|c| (c.spi_in, c.spi_out))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = spis(&l.mn);
+        assert!(
+            l.run(
+                |l| rekeyed(&l.mn) >= 1 && rekeyed(&l.ha) >= 1,
+                |_, _, _| true
+            ),
+            "{ike_p}: IKE SA rekey"
+        );
+        l.run_now();
+        for s in [&l.mn, &l.ha] {
+            assert!(
+                !s.events
+                    .iter()
+                    .any(|e| matches!(e, Event::ChildDown { .. } | Event::IkeDown { .. })),
+                "{ike_p}: {:?}",
+                s.events
+            );
+            assert_eq!(s.ep.ike_sa_count(), 1);
+            assert_eq!(s.ep.list()[0].transforms, suite);
+        }
+        let new = l.mn.ep.list()[0].id;
+        assert_ne!(new, first, "{ike_p}: a new IKE SA");
+        assert_eq!(spis(&l.mn), before, "{ike_p}: same CHILD_SAs");
+        // A CHILD_SA rekey over the new IKE SA's keys.
+        l.mn_command(Command::RekeyChild {
+            ike: new,
+            spi_in: before[0].0,
+        });
+        l.run_now();
+        let after = spis(&l.mn);
+        assert_eq!(after.len(), 2, "{ike_p}");
+        assert!(!after.iter().any(|c| c.0 == before[0].0), "{ike_p}");
+        assert_eq!(l.mn.kernel.len(), 4);
+        assert_eq!(l.ha.kernel.len(), 4);
+    }
+}
