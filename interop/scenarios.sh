@@ -766,13 +766,39 @@ check_sc11() {
   ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384 AES_GCM_16_256
 }
 
+# kernel_lines REGEX WHAT: each namespace's `ip xfrm state` has REGEX on exactly 4 lines (one
+# per ESP SA).
+kernel_lines() {
+  local ns n
+  for ns in mn ha; do
+    n=$(ip -n $ns xfrm state | grep -cE "$1")
+    [[ $n == 4 ]] || WHY+="$ns kernel: $n SAs with $2 (want 4); "
+  done
+}
+
+# 12: AES-256-CBC with HMAC-SHA2-384 (IKE: PRF-HMAC-SHA2-384, MODP-3072) and, for ESP, AES-256-CBC
+# with HMAC-SHA2-512 (256-bit ICV) and PFS on MODP-4096 for the CHILD_SA of CREATE_CHILD_SA.
+sc12() {
+  OUR_IKE='["aes256-sha384-modp3072"]' SW_IKE=aes256-sha384-modp3072 \
+    OUR_ESP='["aes256-sha512-modp4096"]' SW_ESP=aes256-sha512-modp4096 CHECK=check_sc12 \
+    basic "$1" "$2"
+}
+check_sc12() {
+  charon_says $PEER 'AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072' "the IKE SA's suite"
+  charon_says $PEER 'AES_CBC_256/HMAC_SHA2_512_256/MODP_4096' "the tunnel CHILD_SA's PFS group"
+  kernel_lines '^[[:space:]]*auth-trunc hmac\(sha512\) 0x[0-9a-f]{128} 256$' 'auth-trunc hmac(sha512), 512-bit key, 256-bit ICV'
+  kernel_lines '^[[:space:]]*enc cbc\(aes\) 0x[0-9a-f]{64}$' 'enc cbc(aes), 256-bit key'
+  ctl_check_sas AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072 AES_CBC_256/HMAC_SHA2_512_256
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
     "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
-    "s10-chacha20poly1305-ecp384.$d|sc10" "s11-ecdsa384-aes256gcm-prfsha384.$d|sc11")
+    "s10-chacha20poly1305-ecp384.$d|sc10" "s11-ecdsa384-aes256gcm-prfsha384.$d|sc11"
+    "s12-aes256-sha384-modp3072-sha512-modp4096.$d|sc12")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do

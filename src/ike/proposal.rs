@@ -639,4 +639,62 @@ mod tests {
             Some(None)
         );
     }
+
+    #[test]
+    fn strongswan_tokens_of_the_default_proposals() {
+        let p = parse_ike_proposal("chacha20poly1305-prfsha256-ecp384").unwrap();
+        assert_eq!(p.encr, vec![EncrAlg::ChaCha20Poly1305]);
+        assert!(p.integ.is_empty());
+        assert_eq!(p.dh, vec![DhGroup::Ecp384]);
+        let p =
+            parse_ike_proposal("aes256gcm16-prfsha384-ecp384-ecp521-modp3072-modp4096").unwrap();
+        assert_eq!(p.prf, vec![PrfAlg::HmacSha384]);
+        assert_eq!(
+            p.dh,
+            vec![
+                DhGroup::Ecp384,
+                DhGroup::Ecp521,
+                DhGroup::Modp3072,
+                DhGroup::Modp4096
+            ]
+        );
+        let e = parse_esp_proposal("chacha20poly1305-ecp521").unwrap();
+        assert_eq!(
+            (e.encr[0], e.dh[0]),
+            (EncrAlg::ChaCha20Poly1305, DhGroup::Ecp521)
+        );
+        // AEAD rules hold for ChaCha20-Poly1305 too.
+        assert!(
+            parse_ike_proposal("chacha20poly1305-ecp384").is_err(),
+            "needs a PRF"
+        );
+        assert!(parse_esp_proposal("chacha20poly1305-sha256").is_err());
+        assert!(parse_esp_proposal("chacha20poly1305-aes128").is_err());
+    }
+
+    #[test]
+    fn chacha20_poly1305_goes_without_key_length_and_refuses_one() {
+        let ours = esp(&["chacha20poly1305"]);
+        let wire = esp_to_wire(&ours, 0x1234, false);
+        let encr: Vec<&Transform> = of_type(&wire[0], TRANS_ENCR).collect();
+        assert_eq!(encr.len(), 1);
+        assert_eq!(encr[0].transform_id, 28);
+        assert!(encr[0].attributes.is_empty(), "RFC 7634 2: no Key Length");
+        let (answer, s, _) = select_esp(&ours, &wire, 0x5678, None).unwrap();
+        assert_eq!(s.encr, EncrAlg::ChaCha20Poly1305);
+        assert!(of_type(&answer, TRANS_ENCR).all(|t| t.attributes.is_empty()));
+        // A peer that adds a Key Length of 256 offers something we do not know.
+        let mut odd = wire.clone();
+        odd[0].transforms[0] = Transform::with_key_length(TRANS_ENCR, 28, 256);
+        assert!(select_esp(&ours, &odd, 0x5678, None).is_none());
+        // The IKE side likewise, and the answer names the suite.
+        let ike_ours = ike(&["chacha20poly1305-prfsha256-ecp384"]);
+        let theirs = ike_to_wire(&ike_ours, &[1; 8], None);
+        let (answer, suite) = select_ike(&ike_ours, &theirs, Prefer::Ours).unwrap();
+        assert_eq!(accept_ike(&ike_ours, &[answer]), Some(suite));
+        assert_eq!(
+            suite.to_string(),
+            "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384"
+        );
+    }
 }
