@@ -746,7 +746,8 @@ sc10() {
     OUR_ESP='["chacha20poly1305"]' SW_ESP=chacha20poly1305 CHECK=check_sc10 basic "$1" "$2"
 }
 check_sc10() {
-  charon_says $PEER 'CHACHA20_POLY1305(_256)?/PRF_HMAC_SHA2_256/ECP_384' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: IKE:CHACHA20_POLY1305(_256)?/PRF_HMAC_SHA2_256/ECP_384' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: ESP:CHACHA20_POLY1305(_256)?/NO_EXT_SEQ' "the CHILD_SAs' suite"
   alg_in_kernels 'rfc7539esp(chacha20,poly1305)' 288
   ctl_check_sas CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384 CHACHA20_POLY1305
 }
@@ -761,7 +762,7 @@ sc11() {
 check_sc11() {
   charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with ECDSA_WITH_SHA384_DER successful' \
     "our P-384 key's RFC 7427 signature (ecdsa-with-SHA384)"
-  charon_says $PEER 'AES_GCM_16(_256)?/PRF_HMAC_SHA2_384/ECP_384' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384' "the IKE SA's suite"
   alg_in_kernels 'rfc4106(gcm(aes))' 288
   ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384 AES_GCM_16_256
 }
@@ -784,8 +785,8 @@ sc12() {
     basic "$1" "$2"
 }
 check_sc12() {
-  charon_says $PEER 'AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072' "the IKE SA's suite"
-  charon_says $PEER 'AES_CBC_256/HMAC_SHA2_512_256/MODP_4096' "the tunnel CHILD_SA's PFS group"
+  charon_says $PEER 'selected proposal: IKE:AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: ESP:AES_CBC_256/HMAC_SHA2_512_256/MODP_4096' "the tunnel CHILD_SA's PFS group"
   kernel_lines '^[[:space:]]*auth-trunc hmac\(sha512\) 0x[0-9a-f]{128} 256$' 'auth-trunc hmac(sha512), 512-bit key, 256-bit ICV'
   kernel_lines '^[[:space:]]*enc cbc\(aes\) 0x[0-9a-f]{64}$' 'enc cbc(aes), 256-bit key'
   ctl_check_sas AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072 AES_CBC_256/HMAC_SHA2_512_256
