@@ -519,3 +519,128 @@ fn ike_sa_rekey_with_the_new_suites() {
         assert_eq!(l.ha.kernel.len(), 4);
     }
 }
+
+/// An authenticated mobile node (valid keys, its own request edited before the HA sees it) that
+/// sends bad KE values in CREATE_CHILD_SA, for a new CHILD_SA and for a rekey: INVALID_SYNTAX,
+/// nothing installed, nothing established lost, and the next genuine request works.
+#[test]
+fn bad_ke_values_in_create_child_sa_from_an_authenticated_peer() {
+    use mip6_ike::ike::Event;
+    for (ike_p, esp_p, g) in [
+        (
+            "aes256gcm16-prfsha384-ecp384",
+            "aes256gcm16-ecp384",
+            DhGroup::Ecp384,
+        ),
+        (
+            "chacha20poly1305-prfsha512-ecp521",
+            "chacha20poly1305-ecp521",
+            DhGroup::Ecp521,
+        ),
+        (
+            "aes256-sha384-modp3072",
+            "aes256-sha384-modp3072",
+            DhGroup::Modp3072,
+        ),
+        (
+            "aes256-sha512-modp4096",
+            "aes256-sha512-modp4096",
+            DhGroup::Modp4096,
+        ),
+    ] {
+        let n = g.public_len();
+        let mut bad: Vec<Vec<u8>> = vec![vec![0; n], vec![0xff; n], vec![1; n - 1], vec![]];
+        if let Some(p) = g.modp_prime() {
+            let mut one = vec![0; n];
+            one[n - 1] = 1;
+            bad.push(one);
+            bad.push(plus(p.clone(), -1));
+            bad.push(p);
+        } else {
+            let mut off = vec![0; n];
+            off[n / 2 - 1] = 1;
+            bad.push(off);
+        }
+        let mut l = Lab::new(
+            mn_config(AuthKind::Ecdsa, "mn1", ike_p, esp_p),
+            ha_config(AuthKind::Ecdsa, ike_p, esp_p),
+        );
+        let id = l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        assert!(l.establish(2), "{g:?}");
+        let id = l.mn.ep.list().first().map_or(id, |s| s.id);
+        let ha_kernel = l.ha.kernel.len();
+        let ha_children = l.ha.ep.list()[0].children.clone();
+        let failed = |s: &Side| {
+            s.events
+                .iter()
+                .filter(|e| {
+                    matches!(e, Event::ExchangeFailed { notify: Some(x), .. } if *x == N_INVALID_SYNTAX)
+                })
+                .count()
+        };
+        let mut sent = 0;
+        for (i, v) in bad.iter().enumerate() {
+            // Even cases: a new CHILD_SA; odd: a rekey of the payload CHILD_SA.
+            let cmd = if i % 2 == 0 {
+                Command::CreateChild {
+                    ike: id,
+                    class: SaClass::MpsMpa,
+                }
+            } else {
+                Command::RekeyChild {
+                    ike: id,
+                    spi_in: l.mn.ep.list()[0].children[1].spi_in,
+                }
+            };
+            l.mn_command(cmd);
+            let (to_ha, req) = l.wire.remove(0);
+            assert!(to_ha);
+            let forged =
+                l.mn.ep
+                    .tamper_own_message(id, &req.data, |_, p| {
+                        for pl in p.iter_mut() {
+                            if let Payload::Ke { group, data } = pl {
+                                assert_eq!(*group, g.id());
+                                *data = v.clone();
+                            }
+                        }
+                    })
+                    .expect("the MN's own request opens");
+            l.ha.ep
+                .handle_datagram(l.now, l.ha.addr, l.mn.addr, &forged);
+            l.collect();
+            l.run_now();
+            sent += 1;
+            assert_eq!(failed(&l.mn), sent, "{g:?} case {i}: {:?}", l.mn.events);
+            assert_eq!(
+                l.ha.kernel.len(),
+                ha_kernel,
+                "{g:?} case {i}: nothing installed"
+            );
+            assert_eq!(
+                l.ha.ep.list()[0].children,
+                ha_children,
+                "{g:?} case {i}: the HA's CHILD_SAs unchanged"
+            );
+        }
+        for s in [&l.mn, &l.ha] {
+            assert!(
+                !s.events
+                    .iter()
+                    .any(|e| matches!(e, Event::ChildDown { .. } | Event::IkeDown { .. })),
+                "{g:?}: {:?}",
+                s.events
+            );
+        }
+        assert!(l.ha.kernel_errors.is_empty());
+        // A genuine CREATE_CHILD_SA with PFS in the same group still works.
+        let ups = l.ha.child_ups();
+        l.mn_command(Command::CreateChild {
+            ike: id,
+            class: SaClass::MpsMpa,
+        });
+        l.run_now();
+        assert_eq!(l.ha.child_ups(), ups + 1, "{g:?}");
+        assert_eq!(l.ha.kernel.len(), ha_kernel + 2);
+    }
+}
