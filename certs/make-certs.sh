@@ -160,11 +160,15 @@ make_ca ca-ecdsa384 ec384 "mip6-ike ECDSA P-384 CA"
 make_ee ca-ecdsa384 ha-ecdsa384 ec384 ha.example.net ha_ext
 make_ee ca-ecdsa384 mn1-ecdsa384 ec384 mn1@example.net mn1_ext
 make_ee ca-ecdsa384 mn1-ecdsa521 ec521 mn1@example.net mn1_ext
+make_ee ca-ecdsa384 ha-ecdsa521 ec521 ha.example.net ha_ext
+# The "ecdsa521" set (the interop lab's *-$keys names) is these P-521 end entities; its CA is
+# the P-384 CA under a second name, because a CA with a P-521 key makes P-521 signatures.
+cp "$OUT/ca-ecdsa384.pem" "$OUT/ca-ecdsa521.pem"
 # A P-521 CA: its certificates carry P-521 signatures, which webpki on ring cannot verify (the
 # tests show that such a chain is refused, as the README says).
 CA_MD=sha512
-make_ca ca-ecdsa521 ec521 "mip6-ike ECDSA P-521 CA"
-make_ee ca-ecdsa521 mn1-by-ca521-ecdsa ec mn1@example.net mn1_ext
+make_ca p521-ca ec521 "mip6-ike ECDSA P-521 CA"
+make_ee p521-ca mn1-by-p521-ca ec mn1@example.net mn1_ext
 unset CA_MD
 
 # The same keys in the legacy encodings, to test loading them: SEC1 ("EC PRIVATE KEY") and

@@ -792,6 +792,20 @@ check_sc12() {
   ctl_check_sas AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072 AES_CBC_256/HMAC_SHA2_512_256
 }
 
+# 13: ECDSA P-521 certificates (P-521 keys under the P-384 CA: webpki on ring checks no P-521
+# signatures in chains), AUTH method 11 (ECDSA P-521 with SHA-512, r | s) both ways, ECP-521.
+sc13() {
+  OUR_KEYS=ecdsa521 SW_KEYS=ecdsa521 OUR_SIG=legacy SW_SIGAUTH=no \
+    OUR_IKE='["aes256gcm16-prfsha512-ecp521"]' SW_IKE=aes256gcm16-prfsha512-ecp521 \
+    CHECK=check_sc13 basic "$1" "$2"
+}
+check_sc13() {
+  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with ECDSA-521 signature successful' \
+    "our P-521 key's method 11 signature"
+  charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521' "the IKE SA's suite"
+  ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521 AES_CBC_128
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
@@ -799,7 +813,7 @@ for d in our-mn swan-mn; do
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
     "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
     "s10-chacha20poly1305-ecp384.$d|sc10" "s11-ecdsa384-aes256gcm-prfsha384.$d|sc11"
-    "s12-aes256-sha384-modp3072-sha512-modp4096.$d|sc12")
+    "s12-aes256-sha384-modp3072-sha512-modp4096.$d|sc12" "s13-ecdsa521-method11-ecp521.$d|sc13")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do

@@ -234,14 +234,16 @@ fn auth(cert: &str, key: &str, style: SignatureStyle) -> (LocalAuth, Option<Arc<
     )
 }
 
-fn p384_lab(mn_key: (&str, &str), style: SignatureStyle, ike_p: &str, esp_p: &str) -> Lab {
+fn p384_lab(
+    mn_key: (&str, &str),
+    ha_key: (&str, &str),
+    style: SignatureStyle,
+    ike_p: &str,
+    esp_p: &str,
+) -> Lab {
     let mn = base_config(MN1_DN, auth(mn_key.0, mn_key.1, style), ike_p, esp_p);
     let mut ha = ha_config(AuthKind::Ecdsa, ike_p, esp_p);
-    (ha.auth, ha.trust) = auth(
-        include_str!("../certs/ha-ecdsa384.pem"),
-        include_str!("../certs/ha-ecdsa384.key"),
-        style,
-    );
+    (ha.auth, ha.trust) = auth(ha_key.0, ha_key.1, style);
     Lab::new(with_rekey(mn), ha)
 }
 
@@ -249,13 +251,33 @@ const MN1_384: (&str, &str) = (
     include_str!("../certs/mn1-ecdsa384.pem"),
     include_str!("../certs/mn1-ecdsa384.key"),
 );
+const HA_384: (&str, &str) = (
+    include_str!("../certs/ha-ecdsa384.pem"),
+    include_str!("../certs/ha-ecdsa384.key"),
+);
+const HA_521: (&str, &str) = (
+    include_str!("../certs/ha-ecdsa521.pem"),
+    include_str!("../certs/ha-ecdsa521.key"),
+);
 const MN1_521: (&str, &str) = (
     include_str!("../certs/mn1-ecdsa521.pem"),
     include_str!("../certs/mn1-ecdsa521.key"),
 );
 
-fn cert_handshake(mn_key: (&str, &str), style: SignatureStyle, mn_method: u8, ha_method: u8) {
-    let mut l = p384_lab(mn_key, style, "aes256gcm16-prfsha384-ecp384", "aes256gcm16");
+fn cert_handshake(
+    mn_key: (&str, &str),
+    ha_key: (&str, &str),
+    style: SignatureStyle,
+    mn_method: u8,
+    ha_method: u8,
+) {
+    let mut l = p384_lab(
+        mn_key,
+        ha_key,
+        style,
+        "aes256gcm16-prfsha384-ecp384",
+        "aes256gcm16",
+    );
     l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
     assert!(l.establish(2), "MN {:?} HA {:?}", l.mn.events, l.ha.events);
     assert_eq!(
@@ -277,18 +299,19 @@ fn cert_handshake(mn_key: (&str, &str), style: SignatureStyle, mn_method: u8, ha
 
 #[test]
 fn ecdsa_p384_certificates_legacy_method_10() {
-    cert_handshake(MN1_384, SignatureStyle::Legacy, 10, 10);
+    cert_handshake(MN1_384, HA_384, SignatureStyle::Legacy, 10, 10);
 }
 
 #[test]
 fn ecdsa_p384_certificates_rfc7427() {
-    cert_handshake(MN1_384, SignatureStyle::DigitalSignature, 14, 14);
+    cert_handshake(MN1_384, HA_384, SignatureStyle::DigitalSignature, 14, 14);
 }
 
 #[test]
 fn ecdsa_p521_mobile_node_methods_11_and_14() {
-    cert_handshake(MN1_521, SignatureStyle::Legacy, 11, 10);
-    cert_handshake(MN1_521, SignatureStyle::DigitalSignature, 14, 14);
+    cert_handshake(MN1_521, HA_384, SignatureStyle::Legacy, 11, 10);
+    cert_handshake(MN1_521, HA_384, SignatureStyle::DigitalSignature, 14, 14);
+    cert_handshake(MN1_521, HA_521, SignatureStyle::Legacy, 11, 11);
 }
 
 // ---- the attacker's tests ----

@@ -398,6 +398,7 @@ mod tests {
         let anchors = TrustAnchors::from_pem(include_str!("../../certs/ca-ecdsa384.pem")).unwrap();
         for (ee, key_type) in [
             (include_str!("../../certs/ha-ecdsa384.pem"), KeyType::EcP384),
+            (include_str!("../../certs/ha-ecdsa521.pem"), KeyType::EcP521),
             (
                 include_str!("../../certs/mn1-ecdsa384.pem"),
                 KeyType::EcP384,
@@ -419,10 +420,10 @@ mod tests {
         // A certificate signed by a P-521 CA: ring (under webpki) has no P-521 verification,
         // so the chain is refused even with that CA as trust anchor (README: P-521 CAs are not
         // supported; P-521 end-entity keys under a P-256/P-384/RSA CA are).
-        let ca521 = TrustAnchors::from_pem(include_str!("../../certs/ca-ecdsa521.pem")).unwrap();
+        let ca521 = TrustAnchors::from_pem(include_str!("../../certs/p521-ca.pem")).unwrap();
         let err = ca521
             .verify(
-                &der(include_str!("../../certs/mn1-by-ca521-ecdsa.pem")),
+                &der(include_str!("../../certs/mn1-by-p521-ca.pem")),
                 &[],
                 NOW,
             )
