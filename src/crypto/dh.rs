@@ -440,7 +440,8 @@ impl DhPrivate {
             }
             Inner::Ecp521(key) => {
                 let peer = p521_public(peer_public)?;
-                let shared = p521::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
+                // The shared secret wipes itself on drop; we keep a wiped copy of its x.
+                let shared = key.diffie_hellman(&peer);
                 Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
             }
             Inner::Curve25519(key) => {
