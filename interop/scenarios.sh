@@ -760,7 +760,8 @@ sc11() {
     CHECK=check_sc11 basic "$1" "$2"
 }
 check_sc11() {
-  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with ECDSA_WITH_SHA384_DER successful' \
+  # (The peer's identity directly followed by ` with`: not strongSwan's own "(myself)" line.)
+  charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA_WITH_SHA384_DER successful" \
     "our P-384 key's RFC 7427 signature (ecdsa-with-SHA384)"
   charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384' "the IKE SA's suite"
   alg_in_kernels 'rfc4106(gcm(aes))' 288
@@ -800,7 +801,7 @@ sc13() {
     CHECK=check_sc13 basic "$1" "$2"
 }
 check_sc13() {
-  charon_says $PEER 'authentication of .*CN=(mn1@|ha\.)example\.net.* with ECDSA-521 signature successful' \
+  charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA-521 signature successful" \
     "our P-521 key's method 11 signature"
   charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521' "the IKE SA's suite"
   ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521 AES_CBC_128
