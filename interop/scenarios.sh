@@ -735,31 +735,31 @@ alg_in_kernels() {
   done
 }
 
-# 10: ChaCha20-Poly1305 (RFC 7634) for IKE with PRF-HMAC-SHA2-256 and ECP-384, and for ESP
+# a1: ChaCha20-Poly1305 (RFC 7634) for IKE with PRF-HMAC-SHA2-256 and ECP-384, and for ESP
 # (the kernel's rfc7539esp, 256-bit key and 32-bit salt).
-sc10() {
+sc_alg_chacha() {
   alg_warm 'rfc7539esp(chacha20,poly1305)' 36 || {
     fail "$1" "the kernel has no rfc7539esp(chacha20,poly1305)"
     return 1
   }
   OUR_IKE='["chacha20poly1305-prfsha256-ecp384"]' SW_IKE=chacha20poly1305-prfsha256-ecp384 \
-    OUR_ESP='["chacha20poly1305"]' SW_ESP=chacha20poly1305 CHECK=check_sc10 basic "$1" "$2"
+    OUR_ESP='["chacha20poly1305"]' SW_ESP=chacha20poly1305 CHECK=check_sc_alg_chacha basic "$1" "$2"
 }
-check_sc10() {
+check_sc_alg_chacha() {
   charon_says $PEER 'selected proposal: IKE:CHACHA20_POLY1305(_256)?/PRF_HMAC_SHA2_256/ECP_384' "the IKE SA's suite"
   charon_says $PEER 'selected proposal: ESP:CHACHA20_POLY1305(_256)?/NO_EXT_SEQ' "the CHILD_SAs' suite"
   alg_in_kernels 'rfc7539esp(chacha20,poly1305)' 288
   ctl_check_sas CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384 CHACHA20_POLY1305
 }
 
-# 11: ECDSA P-384 certificates (a P-384 CA signing with SHA-384), RFC 7427 signatures with
+# a2: ECDSA P-384 certificates (a P-384 CA signing with SHA-384), RFC 7427 signatures with
 # SHA-384 both ways, AES-256-GCM with PRF-HMAC-SHA2-384 and ECP-384, AES-256-GCM for ESP.
-sc11() {
+sc_alg_p384() {
   OUR_KEYS=ecdsa384 SW_KEYS=ecdsa384 OUR_IKE='["aes256gcm16-prfsha384-ecp384"]' \
     SW_IKE=aes256gcm16-prfsha384-ecp384 OUR_ESP='["aes256gcm16"]' SW_ESP=aes256gcm16 \
-    CHECK=check_sc11 basic "$1" "$2"
+    CHECK=check_sc_alg_p384 basic "$1" "$2"
 }
-check_sc11() {
+check_sc_alg_p384() {
   # (The peer's identity directly followed by ` with`: not strongSwan's own "(myself)" line.)
   charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA_WITH_SHA384_DER successful" \
     "our P-384 key's RFC 7427 signature (ecdsa-with-SHA384)"
@@ -778,14 +778,14 @@ kernel_lines() {
   done
 }
 
-# 12: AES-256-CBC with HMAC-SHA2-384 (IKE: PRF-HMAC-SHA2-384, MODP-3072) and, for ESP, AES-256-CBC
+# a3: AES-256-CBC with HMAC-SHA2-384 (IKE: PRF-HMAC-SHA2-384, MODP-3072) and, for ESP, AES-256-CBC
 # with HMAC-SHA2-512 (256-bit ICV) and PFS on MODP-4096 for the CHILD_SA of CREATE_CHILD_SA.
-sc12() {
+sc_alg_sha2() {
   OUR_IKE='["aes256-sha384-modp3072"]' SW_IKE=aes256-sha384-modp3072 \
-    OUR_ESP='["aes256-sha512-modp4096"]' SW_ESP=aes256-sha512-modp4096 CHECK=check_sc12 \
+    OUR_ESP='["aes256-sha512-modp4096"]' SW_ESP=aes256-sha512-modp4096 CHECK=check_sc_alg_sha2 \
     basic "$1" "$2"
 }
-check_sc12() {
+check_sc_alg_sha2() {
   charon_says $PEER 'selected proposal: IKE:AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072' "the IKE SA's suite"
   charon_says $PEER 'selected proposal: ESP:AES_CBC_256/HMAC_SHA2_512_256/MODP_4096' "the tunnel CHILD_SA's PFS group"
   kernel_lines '^[[:space:]]*auth-trunc hmac\(sha512\) 0x[0-9a-f]{128} 256$' 'auth-trunc hmac(sha512), 512-bit key, 256-bit ICV'
@@ -793,14 +793,14 @@ check_sc12() {
   ctl_check_sas AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072 AES_CBC_256/HMAC_SHA2_512_256
 }
 
-# 13: ECDSA P-521 certificates (P-521 keys under the P-384 CA: webpki on ring checks no P-521
+# a4: ECDSA P-521 certificates (P-521 keys under the P-384 CA: webpki on ring checks no P-521
 # signatures in chains), AUTH method 11 (ECDSA P-521 with SHA-512, r | s) both ways, ECP-521.
-sc13() {
+sc_alg_p521() {
   OUR_KEYS=ecdsa521 SW_KEYS=ecdsa521 OUR_SIG=legacy SW_SIGAUTH=no \
     OUR_IKE='["aes256gcm16-prfsha512-ecp521"]' SW_IKE=aes256gcm16-prfsha512-ecp521 \
-    CHECK=check_sc13 basic "$1" "$2"
+    CHECK=check_sc_alg_p521 basic "$1" "$2"
 }
-check_sc13() {
+check_sc_alg_p521() {
   charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA-521 signature successful" \
     "our P-521 key's method 11 signature"
   charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521' "the IKE SA's suite"
@@ -812,9 +812,10 @@ SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
-    "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
-    "s10-chacha20poly1305-ecp384.$d|sc10" "s11-ecdsa384-aes256gcm-prfsha384.$d|sc11"
-    "s12-aes256-sha384-modp3072-sha512-modp4096.$d|sc12" "s13-ecdsa521-method11-ecp521.$d|sc13")
+    "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9")
+  # The algorithms of strongSwan's default proposals.
+  SCENARIOS+=("a1-chacha20poly1305-ecp384.$d|sc_alg_chacha" "a2-ecdsa384-aes256gcm-prfsha384.$d|sc_alg_p384"
+    "a3-aes256-sha384-modp3072-sha512-modp4096.$d|sc_alg_sha2" "a4-ecdsa521-method11-ecp521.$d|sc_alg_p521")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do
