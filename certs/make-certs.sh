@@ -90,17 +90,20 @@ extendedKeyUsage = emailProtection
 subjectAltName = email:mn1@example.net, DNS:mn1.example.net
 CNF
 
-# genkey <name> <ec|rsa>: PKCS#8 PEM ("BEGIN PRIVATE KEY").
+# genkey <name> <ec|ec384|ec521|rsa>: PKCS#8 PEM ("BEGIN PRIVATE KEY"); ec is P-256.
 genkey() {
     case "$2" in
-        ec) openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        ec|ec384|ec521)
+            case "$2" in ec) curve=P-256 ;; ec384) curve=P-384 ;; ec521) curve=P-521 ;; esac
+            openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:$curve \
                 -pkeyopt ec_param_enc:named_curve -out "$OUT/$1.key" ;;
         rsa) openssl genpkey -quiet -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$OUT/$1.key" ;;
     esac
     chmod 600 "$OUT/$1.key"
 }
 
-# A minimal `openssl ca` setup per CA, in the scratch directory.
+# A minimal `openssl ca` setup per CA, in the scratch directory; the CA signs with SHA-256,
+# or with the hash in $CA_MD (the P-384 and P-521 CAs: ecdsa-with-SHA384 / SHA512).
 ca_conf() {
     d="$WORK/$1"
     mkdir -p "$d/new"
@@ -116,7 +119,7 @@ new_certs_dir = $d/new
 serial = $d/serial
 certificate = $OUT/$1.pem
 private_key = $OUT/$1.key
-default_md = sha256
+default_md = ${CA_MD:-sha256}
 policy = any_policy
 unique_subject = no
 email_in_dn = yes
@@ -210,21 +213,44 @@ make_ca rogue-ca ec "mip6-ike ECDSA CA"
 make_ee rogue-ca rogue-mn1-ecdsa ec mn1@example.net mn1_ext
 
 make_revocation
+# ECDSA P-384 (AUTH method 10, RFC 7427 with SHA-384): a P-384 CA signing with SHA-384, the HA
+# and mn1 with P-384 keys, and mn1 with a P-521 key (method 11) certified by that CA, whose
+# chain webpki on ring can check (ring verifies P-384 signatures, not P-521 ones).
+CA_MD=sha384
+make_ca ca-ecdsa384 ec384 "mip6-ike ECDSA P-384 CA"
+make_ee ca-ecdsa384 ha-ecdsa384 ec384 ha.example.net ha_ext
+make_ee ca-ecdsa384 mn1-ecdsa384 ec384 mn1@example.net mn1_ext
+make_ee ca-ecdsa384 mn1-ecdsa521 ec521 mn1@example.net mn1_ext
+make_ee ca-ecdsa384 ha-ecdsa521 ec521 ha.example.net ha_ext
+# The "ecdsa521" set (the interop lab's *-$keys names) is these P-521 end entities; its CA is
+# the P-384 CA under a second name, because a CA with a P-521 key makes P-521 signatures.
+cp "$OUT/ca-ecdsa384.pem" "$OUT/ca-ecdsa521.pem"
+# A P-521 CA: its certificates carry P-521 signatures, which webpki on ring cannot verify (the
+# tests show that such a chain is refused, as the README says).
+CA_MD=sha512
+make_ca p521-ca ec521 "mip6-ike ECDSA P-521 CA"
+make_ee p521-ca mn1-by-p521-ca ec mn1@example.net mn1_ext
+unset CA_MD
 
 # The same keys in the legacy encodings, to test loading them: SEC1 ("EC PRIVATE KEY") and
 # PKCS#1 ("RSA PRIVATE KEY").
 openssl ec -in "$OUT/mn1-ecdsa.key" -out "$OUT/mn1-ecdsa-sec1.key" 2> /dev/null
 openssl rsa -traditional -in "$OUT/mn1-rsa.key" -out "$OUT/mn1-rsa-pkcs1.key" 2> /dev/null
-chmod 600 "$OUT/mn1-ecdsa-sec1.key" "$OUT/mn1-rsa-pkcs1.key"
+openssl ec -in "$OUT/mn1-ecdsa384.key" -out "$OUT/mn1-ecdsa384-sec1.key" 2> /dev/null
+openssl ec -in "$OUT/mn1-ecdsa521.key" -out "$OUT/mn1-ecdsa521-sec1.key" 2> /dev/null
+chmod 600 "$OUT/mn1-ecdsa-sec1.key" "$OUT/mn1-rsa-pkcs1.key" "$OUT/mn1-ecdsa384-sec1.key" \
+    "$OUT/mn1-ecdsa521-sec1.key"
 
 # Signatures made by OpenSSL over a fixed text, to check our verification against another
 # implementation: RSA PKCS#1 v1.5 SHA-1 (AUTH method 1), RSASSA-PSS SHA-256 salt 32, and ECDSA
-# with SHA-256 (DER ECDSA-Sig-Value).
+# with SHA-256, P-384 with SHA-384 and P-521 with SHA-512 (DER ECDSA-Sig-Value).
 printf 'mip6-ike signed octets' > "$WORK/octets"
 openssl dgst -sha1 -sign "$OUT/mn1-rsa.key" -out "$OUT/mn1-rsa-sha1.sig" "$WORK/octets"
 openssl dgst -sha256 -sign "$OUT/mn1-rsa.key" -sigopt rsa_padding_mode:pss \
     -sigopt rsa_pss_saltlen:32 -out "$OUT/mn1-rsa-pss-sha256.sig" "$WORK/octets"
 openssl dgst -sha256 -sign "$OUT/mn1-ecdsa.key" -out "$OUT/mn1-ecdsa-sha256.sig" "$WORK/octets"
+openssl dgst -sha384 -sign "$OUT/mn1-ecdsa384.key" -out "$OUT/mn1-ecdsa384-sha384.sig" "$WORK/octets"
+openssl dgst -sha512 -sign "$OUT/mn1-ecdsa521.key" -out "$OUT/mn1-ecdsa521-sha512.sig" "$WORK/octets"
 
 # SHA-1 of each CA's SubjectPublicKeyInfo (RFC 7296 3.7 CERTREQ), for the unit tests.
 for ca in ca-ecdsa ca-rsa rogue-ca; do

@@ -915,6 +915,99 @@ PY
   pass "$name"
 }
 
+# ---- the algorithms of strongSwan's default proposals (issue 12) ----------------------------
+
+# alg_warm NAME KEYBYTES: load the kernel's AEAD NAME (ICV 128) before the daemons start, as
+# lab_warm_kernel does for AES (a module loaded on first use stalls the first SA under UML).
+alg_warm() {
+  local k
+  k=0x$(printf '%0*d' $((2 * $2)) 0)
+  ip xfrm state add src ::1 dst ::1 proto esp spi 0x3 mode transport aead "$1" "$k" 128 &&
+    ip xfrm state delete src ::1 dst ::1 proto esp spi 0x3
+}
+
+# alg_in_kernels NAME KEYBITS: all 4 ESP SAs in both namespaces use the kernel AEAD NAME with a
+# key of KEYBITS (key and salt), ICV 128 bits.
+alg_in_kernels() {
+  local ns n
+  for ns in mn ha; do
+    n=$(ip -n $ns xfrm state | grep -cE "^[[:space:]]*aead $(sed 's/[()]/\\&/g' <<<"$1") 0x[0-9a-f]{$(($2 / 4))} 128$")
+    [[ $n == 4 ]] || WHY+="$ns kernel: $n SAs with aead $1, $2-bit key, ICV 128 (want 4); "
+  done
+}
+
+# a1: ChaCha20-Poly1305 (RFC 7634) for IKE with PRF-HMAC-SHA2-256 and ECP-384, and for ESP
+# (the kernel's rfc7539esp, 256-bit key and 32-bit salt).
+sc_alg_chacha() {
+  alg_warm 'rfc7539esp(chacha20,poly1305)' 36 || {
+    fail "$1" "the kernel has no rfc7539esp(chacha20,poly1305)"
+    return 1
+  }
+  OUR_IKE='["chacha20poly1305-prfsha256-ecp384"]' SW_IKE=chacha20poly1305-prfsha256-ecp384 \
+    OUR_ESP='["chacha20poly1305"]' SW_ESP=chacha20poly1305 CHECK=check_sc_alg_chacha basic "$1" "$2"
+}
+check_sc_alg_chacha() {
+  charon_says $PEER 'selected proposal: IKE:CHACHA20_POLY1305(_256)?/PRF_HMAC_SHA2_256/ECP_384' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: ESP:CHACHA20_POLY1305(_256)?/NO_EXT_SEQ' "the CHILD_SAs' suite"
+  alg_in_kernels 'rfc7539esp(chacha20,poly1305)' 288
+  ctl_check_sas CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384 CHACHA20_POLY1305
+}
+
+# a2: ECDSA P-384 certificates (a P-384 CA signing with SHA-384), RFC 7427 signatures with
+# SHA-384 both ways, AES-256-GCM with PRF-HMAC-SHA2-384 and ECP-384, AES-256-GCM for ESP.
+sc_alg_p384() {
+  OUR_KEYS=ecdsa384 SW_KEYS=ecdsa384 OUR_IKE='["aes256gcm16-prfsha384-ecp384"]' \
+    SW_IKE=aes256gcm16-prfsha384-ecp384 OUR_ESP='["aes256gcm16"]' SW_ESP=aes256gcm16 \
+    CHECK=check_sc_alg_p384 basic "$1" "$2"
+}
+check_sc_alg_p384() {
+  # (The peer's identity directly followed by ` with`: not strongSwan's own "(myself)" line.)
+  charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA_WITH_SHA384_DER successful" \
+    "our P-384 key's RFC 7427 signature (ecdsa-with-SHA384)"
+  charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384' "the IKE SA's suite"
+  alg_in_kernels 'rfc4106(gcm(aes))' 288
+  ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384 AES_GCM_16_256
+}
+
+# kernel_lines REGEX WHAT: each namespace's `ip xfrm state` has REGEX on exactly 4 lines (one
+# per ESP SA).
+kernel_lines() {
+  local ns n
+  for ns in mn ha; do
+    n=$(ip -n $ns xfrm state | grep -cE "$1")
+    [[ $n == 4 ]] || WHY+="$ns kernel: $n SAs with $2 (want 4); "
+  done
+}
+
+# a3: AES-256-CBC with HMAC-SHA2-384 (IKE: PRF-HMAC-SHA2-384, MODP-3072) and, for ESP, AES-256-CBC
+# with HMAC-SHA2-512 (256-bit ICV) and PFS on MODP-4096 for the CHILD_SA of CREATE_CHILD_SA.
+sc_alg_sha2() {
+  OUR_IKE='["aes256-sha384-modp3072"]' SW_IKE=aes256-sha384-modp3072 \
+    OUR_ESP='["aes256-sha512-modp4096"]' SW_ESP=aes256-sha512-modp4096 CHECK=check_sc_alg_sha2 \
+    basic "$1" "$2"
+}
+check_sc_alg_sha2() {
+  charon_says $PEER 'selected proposal: IKE:AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072' "the IKE SA's suite"
+  charon_says $PEER 'selected proposal: ESP:AES_CBC_256/HMAC_SHA2_512_256/MODP_4096' "the tunnel CHILD_SA's PFS group"
+  kernel_lines '^[[:space:]]*auth-trunc hmac\(sha512\) 0x[0-9a-f]{128} 256$' 'auth-trunc hmac(sha512), 512-bit key, 256-bit ICV'
+  kernel_lines '^[[:space:]]*enc cbc\(aes\) 0x[0-9a-f]{64}$' 'enc cbc(aes), 256-bit key'
+  ctl_check_sas AES_CBC_256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/MODP_3072 AES_CBC_256/HMAC_SHA2_512_256
+}
+
+# a4: ECDSA P-521 certificates (P-521 keys under the P-384 CA: webpki on ring checks no P-521
+# signatures in chains), AUTH method 11 (ECDSA P-521 with SHA-512, r | s) both ways, ECP-521.
+sc_alg_p521() {
+  OUR_KEYS=ecdsa521 SW_KEYS=ecdsa521 OUR_SIG=legacy SW_SIGAUTH=no \
+    OUR_IKE='["aes256gcm16-prfsha512-ecp521"]' SW_IKE=aes256gcm16-prfsha512-ecp521 \
+    CHECK=check_sc_alg_p521 basic "$1" "$2"
+}
+check_sc_alg_p521() {
+  charon_says $PEER "authentication of .*CN=(mn1@|ha\\.)example\\.net' with ECDSA-521 signature successful" \
+    "our P-521 key's method 11 signature"
+  charon_says $PEER 'selected proposal: IKE:AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521' "the IKE SA's suite"
+  ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521 AES_CBC_128
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
@@ -922,6 +1015,9 @@ for d in our-mn swan-mn; do
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
     "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
     "s10-ike-fragmentation.$d|sc10" "s11-revocation-crl.$d|sc11" "v4-ipv4-care-of.$d|sc_ipv4")
+  # The algorithms of strongSwan's default proposals.
+  SCENARIOS+=("a1-chacha20poly1305-ecp384.$d|sc_alg_chacha" "a2-ecdsa384-aes256gcm-prfsha384.$d|sc_alg_p384"
+    "a3-aes256-sha384-modp3072-sha512-modp4096.$d|sc_alg_sha2" "a4-ecdsa521-method11-ecp521.$d|sc_alg_p521")
 done
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do

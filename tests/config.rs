@@ -407,8 +407,8 @@ fn unparsable_proposal() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/ha.toml:8:32: unknown algorithm 'md5' in proposal 'aes128-md5-modp1024' (known: aes128, aes256, \
-         aes128gcm16, aes256gcm16, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, modp2048, ecp256, \
-         x25519, esn, noesn)"
+         aes128gcm16, aes256gcm16, chacha20poly1305, sha256, sha384, sha512, prfsha256, prfsha384, \
+         prfsha512, modp2048, modp3072, modp4096, ecp256, ecp384, ecp521, x25519, esn, noesn)"
     );
 }
 

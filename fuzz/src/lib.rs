@@ -62,6 +62,12 @@ fn base_config(identity: &str, auth: LocalAuth, trust: Option<Arc<TrustAnchors>>
         home_agent: None,
         replay_window: 32,
         mobility: Default::default(),
+        // Small fragments, so that fuzzed IKE_AUTH messages reach the reassembly paths.
+        fragmentation: mip6_ike::ike::Fragmentation {
+            enabled: true,
+            size: 576,
+        },
+        revocation: Default::default(),
     }
 }
 

@@ -206,6 +206,7 @@ pub(crate) enum KeyType {
     Rsa,
     EcP256,
     EcP384,
+    EcP521,
     Other,
 }
 
@@ -379,6 +380,7 @@ fn key_type_of(spki: &[u8]) -> KeyType {
         match r.expect(der::TAG_OID)?.content {
             c if c == super::key::OID_P256 => Some(KeyType::EcP256),
             c if c == OID_P384 => Some(KeyType::EcP384),
+            c if c == super::key::OID_P521 => Some(KeyType::EcP521),
             _ => None,
         }
     };
@@ -494,6 +496,47 @@ mod tests {
         assert!(anchors.verify(b"not a cert", &[], NOW).is_err());
         let many: Vec<&[u8]> = vec![&mn1; 9];
         assert!(anchors.verify(&mn1, &many, NOW).is_err());
+    }
+
+    #[test]
+    fn p384_and_p521_chains() {
+        // A P-384 CA signing with ecdsa-with-SHA384: its P-384 and P-521 end entities validate
+        // (the chain's signatures are P-384; the end entity's own key type does not matter to
+        // webpki).
+        let anchors = TrustAnchors::from_pem(include_str!("../../certs/ca-ecdsa384.pem")).unwrap();
+        for (ee, key_type) in [
+            (include_str!("../../certs/ha-ecdsa384.pem"), KeyType::EcP384),
+            (include_str!("../../certs/ha-ecdsa521.pem"), KeyType::EcP521),
+            (
+                include_str!("../../certs/mn1-ecdsa384.pem"),
+                KeyType::EcP384,
+            ),
+            (
+                include_str!("../../certs/mn1-ecdsa521.pem"),
+                KeyType::EcP521,
+            ),
+        ] {
+            let peer = anchors.verify(&der(ee), &[], NOW).unwrap();
+            assert_eq!(peer.key_type, key_type);
+        }
+        // Not under the P-256 CA.
+        let p256 = TrustAnchors::from_pem(CA_EC).unwrap();
+        assert!(
+            p256.verify(&der(include_str!("../../certs/mn1-ecdsa384.pem")), &[], NOW)
+                .is_err()
+        );
+        // A certificate signed by a P-521 CA: ring (under webpki) has no P-521 verification,
+        // so the chain is refused even with that CA as trust anchor (README: P-521 CAs are not
+        // supported; P-521 end-entity keys under a P-256/P-384/RSA CA are).
+        let ca521 = TrustAnchors::from_pem(include_str!("../../certs/p521-ca.pem")).unwrap();
+        let err = ca521
+            .verify(
+                &der(include_str!("../../certs/mn1-by-p521-ca.pem")),
+                &[],
+                NOW,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("not trusted"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Our private key: ECDSA P-256 or RSA, from a PEM file that only its owner can read.
+//! Our private key: ECDSA P-256, P-384 or P-521, or RSA, from a PEM file that only its owner
+//! can read. ring holds P-256, P-384 and RSA keys; P-521, which ring lacks, is RustCrypto's
+//! p521.
 
 use ring::rand::SystemRandom;
 use ring::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    RsaKeyPair,
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+    ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+    EcdsaSigningAlgorithm, KeyPair, RsaKeyPair,
 };
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -17,14 +20,55 @@ const MAX_KEY_FILE: u64 = 1 << 20;
 /// id-ecPublicKey (1.2.840.10045.2.1) and prime256v1 (1.2.840.10045.3.1.7), content bytes.
 pub(crate) const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 pub(crate) const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// secp384r1 (1.3.132.0.34) and secp521r1 (1.3.132.0.35), content bytes.
+pub(crate) const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+pub(crate) const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+
+/// The NIST curves ring signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RingCurve {
+    P256,
+    P384,
+}
+
+impl RingCurve {
+    fn oid(self) -> &'static [u8] {
+        match self {
+            RingCurve::P256 => OID_P256,
+            RingCurve::P384 => OID_P384,
+        }
+    }
+    /// ring's (r|s, ECDSA-Sig-Value) signing algorithms: SHA-256 for P-256, SHA-384 for P-384
+    /// (RFC 4754's pairing, also what methods 9 and 10 require).
+    fn algs(
+        self,
+    ) -> (
+        &'static EcdsaSigningAlgorithm,
+        &'static EcdsaSigningAlgorithm,
+    ) {
+        match self {
+            RingCurve::P256 => (
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                &ECDSA_P256_SHA256_ASN1_SIGNING,
+            ),
+            RingCurve::P384 => (
+                &ECDSA_P384_SHA384_FIXED_SIGNING,
+                &ECDSA_P384_SHA384_ASN1_SIGNING,
+            ),
+        }
+    }
+}
 
 pub(crate) enum KeyInner {
     /// Two ring key pairs over the same key: ring fixes the signature encoding per key pair,
-    /// and method 9 wants r|s (RFC 4754) while method 14 wants an ECDSA-Sig-Value.
-    EcdsaP256 {
+    /// and methods 9/10 want r|s (RFC 4754) while method 14 wants an ECDSA-Sig-Value.
+    Ecdsa {
+        curve: RingCurve,
         fixed: EcdsaKeyPair,
         asn1: Box<EcdsaKeyPair>,
     },
+    /// P-521 (zeroized on drop by p521); signs with SHA-512, RFC 6979 nonces.
+    EcdsaP521(Box<p521::ecdsa::SigningKey>),
     Rsa(RsaKeyPair),
 }
 
@@ -38,7 +82,15 @@ pub struct PrivateKey {
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
-            KeyInner::EcdsaP256 { .. } => f.write_str("PrivateKey(ECDSA P-256)"),
+            KeyInner::Ecdsa {
+                curve: RingCurve::P256,
+                ..
+            } => f.write_str("PrivateKey(ECDSA P-256)"),
+            KeyInner::Ecdsa {
+                curve: RingCurve::P384,
+                ..
+            } => f.write_str("PrivateKey(ECDSA P-384)"),
+            KeyInner::EcdsaP521(_) => f.write_str("PrivateKey(ECDSA P-521)"),
             KeyInner::Rsa(k) => write!(f, "PrivateKey(RSA-{})", k.public().modulus_len() * 8),
         }
     }
@@ -118,11 +170,18 @@ impl PrivateKey {
             return false;
         };
         let spki_key: &[u8] = &cert.public_key().subject_public_key.data;
-        let ours: &[u8] = match &self.inner {
-            KeyInner::EcdsaP256 { fixed, .. } => fixed.public_key().as_ref(),
-            KeyInner::Rsa(k) => k.public().as_ref(),
-        };
-        spki_key == ours
+        match &self.inner {
+            KeyInner::Ecdsa { fixed, .. } => spki_key == fixed.public_key().as_ref(),
+            KeyInner::EcdsaP521(k) => {
+                use p521::elliptic_curve::sec1::ToSec1Point;
+                spki_key
+                    == k.verifying_key()
+                        .as_affine()
+                        .to_sec1_point(false)
+                        .as_bytes()
+            }
+            KeyInner::Rsa(k) => spki_key == k.public().as_ref(),
+        }
     }
 
     /// Errors are plain reasons (never key bytes); the callers add the file name.
@@ -141,19 +200,33 @@ impl PrivateKey {
         let inner = match &key {
             PrivateKeyDer::Pkcs8(k) => {
                 let der = k.secret_pkcs8_der();
-                if let Ok(inner) = ecdsa_from_pkcs8(der, &rng) {
+                if let Ok(inner) = ecdsa_from_pkcs8(RingCurve::P256, der, &rng) {
                     inner
+                } else if let Ok(inner) = ecdsa_from_pkcs8(RingCurve::P384, der, &rng) {
+                    inner
+                } else if let Ok(key) = {
+                    use p521::pkcs8::DecodePrivateKey;
+                    p521::SecretKey::from_pkcs8_der(der)
+                } {
+                    KeyInner::EcdsaP521(Box::new(key.into()))
                 } else {
                     KeyInner::Rsa(RsaKeyPair::from_pkcs8(der).map_err(|e| {
-                        format!("unsupported or invalid PKCS#8 key (need ECDSA P-256 or RSA 2048-8192): {e}")
+                        format!("unsupported or invalid PKCS#8 key (need ECDSA P-256, P-384, P-521 or RSA 2048-8192): {e}")
                     })?)
                 }
             }
-            PrivateKeyDer::Sec1(k) => {
-                let pkcs8 = sec1_to_pkcs8(k.secret_sec1_der())?;
-                ecdsa_from_pkcs8(&pkcs8, &rng)
-                    .map_err(|e| format!("invalid EC private key: {e}"))?
-            }
+            PrivateKeyDer::Sec1(k) => match sec1_curve(k.secret_sec1_der())? {
+                Sec1Curve::Ring(curve) => {
+                    let pkcs8 = sec1_to_pkcs8(k.secret_sec1_der(), curve)?;
+                    ecdsa_from_pkcs8(curve, &pkcs8, &rng)
+                        .map_err(|e| format!("invalid EC private key: {e}"))?
+                }
+                Sec1Curve::P521 => {
+                    let key = p521::SecretKey::from_sec1_der(k.secret_sec1_der())
+                        .map_err(|_| "invalid EC private key (P-521)".to_string())?;
+                    KeyInner::EcdsaP521(Box::new(key.into()))
+                }
+            },
             PrivateKeyDer::Pkcs1(k) => KeyInner::Rsa(
                 RsaKeyPair::from_der(k.secret_pkcs1_der())
                     .map_err(|e| format!("invalid RSA private key: {e}"))?,
@@ -168,20 +241,53 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-fn ecdsa_from_pkcs8(der: &[u8], rng: &SystemRandom) -> Result<KeyInner, ring::error::KeyRejected> {
-    Ok(KeyInner::EcdsaP256 {
-        fixed: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, rng)?,
-        asn1: Box::new(EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_ASN1_SIGNING,
-            der,
-            rng,
-        )?),
+fn ecdsa_from_pkcs8(
+    curve: RingCurve,
+    der: &[u8],
+    rng: &SystemRandom,
+) -> Result<KeyInner, ring::error::KeyRejected> {
+    let (fixed, asn1) = curve.algs();
+    Ok(KeyInner::Ecdsa {
+        curve,
+        fixed: EcdsaKeyPair::from_pkcs8(fixed, der, rng)?,
+        asn1: Box::new(EcdsaKeyPair::from_pkcs8(asn1, der, rng)?),
     })
 }
 
-/// Wraps a SEC1 ECPrivateKey (RFC 5915) into PKCS#8 (RFC 5208), the only form ring loads.
-/// ring also needs the optional publicKey field, which OpenSSL always writes.
-fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+/// Who loads a SEC1 key of a given curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sec1Curve {
+    Ring(RingCurve),
+    P521,
+}
+
+/// The named curve of a SEC1 ECPrivateKey (RFC 5915: the optional parameters [0]). A key
+/// without them is taken as P-256, as before (OpenSSL always writes them).
+fn sec1_curve(sec1: &[u8]) -> Result<Sec1Curve, String> {
+    let bad = || "invalid EC PRIVATE KEY (SEC1) structure".to_string();
+    let body = der::single(sec1, der::TAG_SEQUENCE).ok_or_else(bad)?;
+    let mut r = der::Reader::new(body);
+    r.expect(der::TAG_INTEGER).ok_or_else(bad)?;
+    r.expect(der::TAG_OCTET_STRING).ok_or_else(bad)?;
+    if r.peek_tag() != Some(0xa0) {
+        return Ok(Sec1Curve::Ring(RingCurve::P256));
+    }
+    let params = r.read().ok_or_else(bad)?;
+    match der::single(params.content, der::TAG_OID) {
+        Some(OID_P256) => Ok(Sec1Curve::Ring(RingCurve::P256)),
+        Some(OID_P384) => Ok(Sec1Curve::Ring(RingCurve::P384)),
+        Some(OID_P521) => Ok(Sec1Curve::P521),
+        _ => Err(
+            "unsupported EC curve: P-256 (prime256v1), P-384 (secp384r1) and P-521 (secp521r1) \
+             keys are supported"
+                .into(),
+        ),
+    }
+}
+
+/// Wraps a SEC1 ECPrivateKey (RFC 5915) of `curve` into PKCS#8 (RFC 5208), the only form ring
+/// loads. ring also needs the optional publicKey field, which OpenSSL always writes.
+fn sec1_to_pkcs8(sec1: &[u8], curve: RingCurve) -> Result<Zeroizing<Vec<u8>>, String> {
     let bad = || "invalid EC PRIVATE KEY (SEC1) structure".to_string();
     let body = der::single(sec1, der::TAG_SEQUENCE).ok_or_else(bad)?;
     let mut r = der::Reader::new(body);
@@ -192,8 +298,8 @@ fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     r.expect(der::TAG_OCTET_STRING).ok_or_else(bad)?;
     if r.peek_tag() == Some(0xa0) {
         let params = r.read().ok_or_else(bad)?;
-        if der::single(params.content, der::TAG_OID) != Some(OID_P256) {
-            return Err("unsupported EC curve: only P-256 (prime256v1) keys are supported".into());
+        if der::single(params.content, der::TAG_OID) != Some(curve.oid()) {
+            return Err("the EC key's curve parameters do not match".into());
         }
     }
     if r.peek_tag() != Some(0xa1) {
@@ -203,7 +309,7 @@ fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
         );
     }
     let mut alg = der::tlv(der::TAG_OID, OID_EC_PUBLIC_KEY);
-    alg.extend(der::tlv(der::TAG_OID, OID_P256));
+    alg.extend(der::tlv(der::TAG_OID, curve.oid()));
     let mut body = Zeroizing::new(der::tlv(der::TAG_INTEGER, &[0]));
     body.extend(der::tlv(der::TAG_SEQUENCE, &alg));
     let wrapped = Zeroizing::new(der::tlv(der::TAG_OCTET_STRING, sec1));
@@ -328,7 +434,7 @@ mod tests {
             rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(MN1_EC.as_bytes()).unwrap();
         let sec1 =
             rustls_pki_types::PrivateSec1KeyDer::from_pem_slice(MN1_EC_SEC1.as_bytes()).unwrap();
-        let wrapped = sec1_to_pkcs8(sec1.secret_sec1_der()).unwrap();
+        let wrapped = sec1_to_pkcs8(sec1.secret_sec1_der(), RingCurve::P256).unwrap();
         let rng = SystemRandom::new();
         let a = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &wrapped, &rng).unwrap();
         let b = EcdsaKeyPair::from_pkcs8(
@@ -338,5 +444,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.public_key().as_ref(), b.public_key().as_ref());
+    }
+
+    #[test]
+    fn loads_p384_and_p521_keys_in_pkcs8_and_sec1() {
+        let cases = [
+            (
+                include_str!("../../certs/mn1-ecdsa384.key"),
+                include_str!("../../certs/mn1-ecdsa384-sec1.key"),
+                include_str!("../../certs/mn1-ecdsa384.pem"),
+                "PrivateKey(ECDSA P-384)",
+            ),
+            (
+                include_str!("../../certs/mn1-ecdsa521.key"),
+                include_str!("../../certs/mn1-ecdsa521-sec1.key"),
+                include_str!("../../certs/mn1-ecdsa521.pem"),
+                "PrivateKey(ECDSA P-521)",
+            ),
+        ];
+        let p256_cert =
+            super::super::cert::certs_from_pem(include_str!("../../certs/mn1-ecdsa.pem"))
+                .unwrap()
+                .remove(0);
+        for (pkcs8, sec1, cert, shown) in cases {
+            let cert = super::super::cert::certs_from_pem(cert).unwrap().remove(0);
+            for pem in [pkcs8, sec1] {
+                assert!(pem.contains(if pem == sec1 {
+                    "EC PRIVATE KEY"
+                } else {
+                    "BEGIN PRIVATE KEY"
+                }));
+                let key = PrivateKey::from_pem(pem).unwrap();
+                assert_eq!(format!("{key:?}"), shown);
+                assert!(!key.is_rsa());
+                assert!(key.matches_cert(&cert), "{shown}");
+                assert!(!key.matches_cert(&p256_cert), "{shown}");
+            }
+        }
+        // A SEC1 key of a curve we do not have says which ones we do (secp256k1, made by
+        // OpenSSL: `openssl ecparam -name secp256k1 -genkey -noout`).
+        let k1 = "-----BEGIN EC PRIVATE KEY-----
+MHQCAQEEIBfBJdEe7o0SJSiO6O0ZFLv9W5UMrX6ww5iHmTJxBnRnoAcGBSuBBAAK
+oUQDQgAE9xlQVvL3R7w1P8V8Kfs8QvmMOl0m6Pp9oPdxXV1xq7RVoFt7SP4cPpmr
+mGkVVTfK0B3HmnqmEOZ1J2vYbRJk+g==
+-----END EC PRIVATE KEY-----
+";
+        let err = PrivateKey::from_pem(k1).unwrap_err().to_string();
+        assert!(err.contains("P-384 (secp384r1) and P-521"), "{err}");
     }
 }

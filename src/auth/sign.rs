@@ -1,27 +1,35 @@
 //! AUTH payload content: signatures over the signed octets (RFC 7296 2.15) and PSK.
 //!
-//! Signing: ECDSA P-256 keys give method 9 (Legacy) or method 14 with ecdsa-with-SHA256; RSA
+//! Signing: ECDSA P-256 keys give method 9 (Legacy) or method 14 with ecdsa-with-SHA256; P-384
+//! keys method 10 or 14 with ecdsa-with-SHA384; P-521 keys method 11 or 14 with
+//! ecdsa-with-SHA512 (the hash RFC 4754 pairs with each curve); RSA
 //! keys always give method 14 with sha256WithRSAEncryption, because ring cannot make the
 //! SHA-1 PKCS#1 v1.5 signatures that method 1 implies (strongSwan also verifies method 1 with
 //! SHA-1). Peers that send SIGNATURE_HASH_ALGORITHMS (strongSwan, libreswan, Windows) take
 //! method 14; an RSA peer without RFC 7427 cannot authenticate an RSA key of ours.
 //!
-//! Verification: methods 1 (RSA, SHA-1), 9 (ECDSA P-256, SHA-256, r|s), and 14 with
-//! sha256/384/512WithRSAEncryption, RSASSA-PSS with SHA-256/384/512 (MGF1 with the same hash,
-//! salt as long as the hash), ecdsa-with-SHA256/384 (P-256 or P-384 keys; ring has no
-//! ecdsa-with-SHA512).
+//! Verification: methods 1 (RSA, SHA-1), 9 (ECDSA P-256, SHA-256, r|s), 10 (P-384, SHA-384),
+//! 11 (P-521, SHA-512), and 14 with sha256/384/512WithRSAEncryption, RSASSA-PSS with
+//! SHA-256/384/512 (MGF1 with the same hash, salt as long as the hash), ecdsa-with-SHA256/384
+//! for P-256 or P-384 keys (ring has no ecdsa-with-SHA512 for them) and ecdsa-with-SHA512 for
+//! P-521 keys (p521).
 
 use ring::signature::{self as rs, UnparsedPublicKey, VerificationAlgorithm};
 
 use super::cert::KeyType;
 use super::der;
-use super::key::KeyInner;
+use super::key::{KeyInner, RingCurve};
 use super::{PeerCert, PrivateKey};
 use crate::crypto::PrfAlg;
 use crate::wire::consts::{
     AUTH_DIGITAL_SIGNATURE, AUTH_ECDSA_SHA256_P256, AUTH_RSA_SIG, HASH_SHA2_256, HASH_SHA2_384,
     HASH_SHA2_512,
 };
+
+/// AUTH method 10: ECDSA with SHA-384 on P-384 (RFC 4754).
+pub const AUTH_ECDSA_SHA384_P384: u8 = 10;
+/// AUTH method 11: ECDSA with SHA-512 on P-521 (RFC 4754).
+pub const AUTH_ECDSA_SHA512_P521: u8 = 11;
 
 /// Which encoding of a signature to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +51,15 @@ pub const ALG_SHA256_WITH_RSA: &[u8] = &[
 /// RFC 7427 Appendix A.3.2.
 pub const ALG_ECDSA_WITH_SHA256: &[u8] = &[
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+
+/// AlgorithmIdentifier DER of ecdsa-with-SHA384 (1.2.840.10045.4.3.3), RFC 7427 A.3.3.
+pub const ALG_ECDSA_WITH_SHA384: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+];
+/// AlgorithmIdentifier DER of ecdsa-with-SHA512 (1.2.840.10045.4.3.4), RFC 7427 A.3.4.
+pub const ALG_ECDSA_WITH_SHA512: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04,
 ];
 
 /// pkcs-1 arc 1.2.840.113549.1.1: .5 sha1WithRSA, .8 MGF1, .10 RSASSA-PSS, .11/.12/.13 SHA-2.
@@ -192,20 +209,41 @@ pub fn sign(
     octets: &[u8],
 ) -> Result<(u8, Vec<u8>), super::Error> {
     match (&key.inner, style) {
-        (KeyInner::EcdsaP256 { fixed, .. }, SignatureStyle::Legacy) => {
+        (KeyInner::Ecdsa { curve, fixed, .. }, SignatureStyle::Legacy) => {
             let sig = fixed
                 .sign(&key.rng, octets)
                 .map_err(|_| super::Error::SignFailed)?;
-            Ok((AUTH_ECDSA_SHA256_P256, sig.as_ref().to_vec()))
+            let method = match curve {
+                RingCurve::P256 => AUTH_ECDSA_SHA256_P256,
+                RingCurve::P384 => AUTH_ECDSA_SHA384_P384,
+            };
+            Ok((method, sig.as_ref().to_vec()))
         }
-        (KeyInner::EcdsaP256 { asn1, .. }, SignatureStyle::DigitalSignature) => {
+        (KeyInner::Ecdsa { curve, asn1, .. }, SignatureStyle::DigitalSignature) => {
             let sig = asn1
                 .sign(&key.rng, octets)
                 .map_err(|_| super::Error::SignFailed)?;
+            let alg = match curve {
+                RingCurve::P256 => ALG_ECDSA_WITH_SHA256,
+                RingCurve::P384 => ALG_ECDSA_WITH_SHA384,
+            };
             Ok((
                 AUTH_DIGITAL_SIGNATURE,
-                digital_signature_data(ALG_ECDSA_WITH_SHA256, sig.as_ref()),
+                digital_signature_data(alg, sig.as_ref()),
             ))
+        }
+        (KeyInner::EcdsaP521(k), style) => {
+            use p521::ecdsa::signature::Signer;
+            let sig: p521::ecdsa::Signature =
+                k.try_sign(octets).map_err(|_| super::Error::SignFailed)?;
+            Ok(match style {
+                // r | s, 66 bytes each (RFC 4754 section 7).
+                SignatureStyle::Legacy => (AUTH_ECDSA_SHA512_P521, sig.to_bytes().to_vec()),
+                SignatureStyle::DigitalSignature => (
+                    AUTH_DIGITAL_SIGNATURE,
+                    digital_signature_data(ALG_ECDSA_WITH_SHA512, sig.to_der().as_bytes()),
+                ),
+            })
         }
         // Legacy too: method 1 needs SHA-1 signing, which ring does not offer.
         (KeyInner::Rsa(rsa), _) => {
@@ -239,7 +277,17 @@ pub fn verify(peer: &PeerCert, method: u8, data: &[u8], octets: &[u8]) -> Result
         AUTH_ECDSA_SHA256_P256 if peer.key_type == KeyType::EcP256 => {
             (&rs::ECDSA_P256_SHA256_FIXED, data)
         }
-        AUTH_RSA_SIG | AUTH_ECDSA_SHA256_P256 => return Err(super::Error::BadSignature),
+        AUTH_ECDSA_SHA384_P384 if peer.key_type == KeyType::EcP384 => {
+            (&rs::ECDSA_P384_SHA384_FIXED, data)
+        }
+        AUTH_ECDSA_SHA512_P521 if peer.key_type == KeyType::EcP521 => {
+            let sig =
+                p521::ecdsa::Signature::from_slice(data).map_err(|_| super::Error::BadSignature)?;
+            return p521_verify(peer, octets, &sig);
+        }
+        AUTH_RSA_SIG | AUTH_ECDSA_SHA256_P256 | AUTH_ECDSA_SHA384_P384 | AUTH_ECDSA_SHA512_P521 => {
+            return Err(super::Error::BadSignature);
+        }
         AUTH_DIGITAL_SIGNATURE => {
             let (&len, rest) = data.split_first().ok_or(super::Error::BadSignature)?;
             let len = usize::from(len);
@@ -248,6 +296,11 @@ pub fn verify(peer: &PeerCert, method: u8, data: &[u8], octets: &[u8]) -> Result
             }
             let (alg_der, sig) = rest.split_at(len);
             let scheme = parse_algorithm(alg_der).ok_or(super::Error::BadSignature)?;
+            if scheme == Scheme::Ecdsa(Hash::Sha512) && peer.key_type == KeyType::EcP521 {
+                let sig = p521::ecdsa::Signature::from_der(sig)
+                    .map_err(|_| super::Error::BadSignature)?;
+                return p521_verify(peer, octets, &sig);
+            }
             let alg = verification_alg(scheme, peer.key_type).ok_or(super::Error::BadSignature)?;
             (alg, sig)
         }
@@ -255,6 +308,20 @@ pub fn verify(peer: &PeerCert, method: u8, data: &[u8], octets: &[u8]) -> Result
     };
     UnparsedPublicKey::new(alg, &peer.public_key)
         .verify(octets, sig)
+        .map_err(|_| super::Error::BadSignature)
+}
+
+/// ECDSA P-521 with SHA-512 over `octets` with the certificate's key (an uncompressed point,
+/// which p521 checks to be on the curve).
+fn p521_verify(
+    peer: &PeerCert,
+    octets: &[u8],
+    sig: &p521::ecdsa::Signature,
+) -> Result<(), super::Error> {
+    use p521::ecdsa::signature::Verifier;
+    let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&peer.public_key)
+        .map_err(|_| super::Error::BadSignature)?;
+    key.verify(octets, sig)
         .map_err(|_| super::Error::BadSignature)
 }
 
@@ -298,9 +365,10 @@ mod tests {
 
     fn peer(pem: &str) -> PeerCert {
         let anchors = TrustAnchors::from_pem(&format!(
-            "{}{}",
+            "{}{}{}",
             include_str!("../../certs/ca-ecdsa.pem"),
-            include_str!("../../certs/ca-rsa.pem")
+            include_str!("../../certs/ca-rsa.pem"),
+            include_str!("../../certs/ca-ecdsa384.pem")
         ))
         .unwrap();
         let der = crate::auth::cert::certs_from_pem(pem).unwrap().remove(0);
@@ -523,9 +591,12 @@ mod tests {
             verify(&ec_cert, 2, &ec9, OCTETS),
             Err(super::super::Error::UnsupportedMethod(2))
         );
+        // Methods 10 and 11 exist now, but not for a P-256 certificate; 12 is unassigned.
+        assert_eq!(verify(&ec_cert, 10, &ec9, OCTETS), Err(BadSignature));
+        assert_eq!(verify(&ec_cert, 11, &ec9, OCTETS), Err(BadSignature));
         assert_eq!(
-            verify(&ec_cert, 10, &ec9, OCTETS),
-            Err(super::super::Error::UnsupportedMethod(10))
+            verify(&ec_cert, 12, &ec9, OCTETS),
+            Err(super::super::Error::UnsupportedMethod(12))
         );
     }
 
@@ -552,4 +623,90 @@ mod tests {
 
     const PSK_AUTH_SHA256: &str =
         "51b979957f2e62ac4129565c4d786d222c0f68d11f718375de6dc9541298469e";
+
+    fn mn1_p384() -> (PrivateKey, PeerCert) {
+        (
+            key(include_str!("../../certs/mn1-ecdsa384.key")),
+            peer(include_str!("../../certs/mn1-ecdsa384.pem")),
+        )
+    }
+
+    /// A P-521 key, certified by the P-384 CA (a chain webpki on ring can check).
+    fn mn1_p521() -> (PrivateKey, PeerCert) {
+        (
+            key(include_str!("../../certs/mn1-ecdsa521.key")),
+            peer(include_str!("../../certs/mn1-ecdsa521.pem")),
+        )
+    }
+
+    #[test]
+    fn ecdsa_p384_methods_10_and_14() {
+        let (k, cert) = mn1_p384();
+        assert_eq!(cert.key_type, KeyType::EcP384);
+        let (method, data) = sign(&k, SignatureStyle::Legacy, OCTETS).unwrap();
+        assert_eq!((method, data.len()), (AUTH_ECDSA_SHA384_P384, 96)); // r | s, 48 each
+        verify(&cert, 10, &data, OCTETS).unwrap();
+        assert_tamper_fails(&cert, 10, &data);
+        // The method number binds curve and hash: 9 or 11 with a P-384 signature fail.
+        assert!(verify(&cert, 9, &data, OCTETS).is_err());
+        assert!(verify(&cert, 11, &data, OCTETS).is_err());
+
+        let (method, data) = sign(&k, SignatureStyle::DigitalSignature, OCTETS).unwrap();
+        assert_eq!(method, 14);
+        assert_eq!(data[0], 12);
+        assert_eq!(&data[1..13], ALG_ECDSA_WITH_SHA384);
+        verify(&cert, 14, &data, OCTETS).unwrap();
+        assert_tamper_fails(&cert, 14, &data);
+        // Under another key, or labelled with another hash, it fails.
+        let (_, p256) = mn1_ec();
+        assert!(verify(&p256, 14, &data, OCTETS).is_err());
+        let relabelled = digital_signature_data(ALG_ECDSA_WITH_SHA256, &data[13..]);
+        assert!(verify(&cert, 14, &relabelled, OCTETS).is_err());
+    }
+
+    #[test]
+    fn ecdsa_p521_methods_11_and_14() {
+        let (k, cert) = mn1_p521();
+        assert_eq!(cert.key_type, KeyType::EcP521);
+        assert_eq!(format!("{k:?}"), "PrivateKey(ECDSA P-521)");
+        let (method, data) = sign(&k, SignatureStyle::Legacy, OCTETS).unwrap();
+        assert_eq!((method, data.len()), (AUTH_ECDSA_SHA512_P521, 132)); // r | s, 66 each
+        verify(&cert, 11, &data, OCTETS).unwrap();
+        assert_tamper_fails(&cert, 11, &data);
+        assert!(verify(&cert, 10, &data, OCTETS).is_err());
+        assert!(verify(&cert, 11, &data[..131], OCTETS).is_err());
+
+        let (method, data) = sign(&k, SignatureStyle::DigitalSignature, OCTETS).unwrap();
+        assert_eq!(method, 14);
+        assert_eq!(&data[1..13], ALG_ECDSA_WITH_SHA512);
+        verify(&cert, 14, &data, OCTETS).unwrap();
+        assert_tamper_fails(&cert, 14, &data);
+        let (_, p384) = mn1_p384();
+        assert!(verify(&p384, 14, &data, OCTETS).is_err());
+        assert!(
+            verify(
+                &p384,
+                11,
+                &sign(&k, SignatureStyle::Legacy, OCTETS).unwrap().1,
+                OCTETS
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn openssl_p384_and_p521_signatures_verify() {
+        // Made by OpenSSL (certs/make-certs.sh): ECDSA-Sig-Value DER.
+        let (_, p384) = mn1_p384();
+        let (_, p521) = mn1_p521();
+        let sig384 = include_bytes!("../../certs/mn1-ecdsa384-sha384.sig");
+        let data = digital_signature_data(ALG_ECDSA_WITH_SHA384, sig384);
+        verify(&p384, 14, &data, OPENSSL_OCTETS).unwrap();
+        assert!(verify(&p384, 14, &data, b"mip6-ike signed octetS").is_err());
+        let sig521 = include_bytes!("../../certs/mn1-ecdsa521-sha512.sig");
+        let data = digital_signature_data(ALG_ECDSA_WITH_SHA512, sig521);
+        verify(&p521, 14, &data, OPENSSL_OCTETS).unwrap();
+        assert!(verify(&p521, 14, &data, b"mip6-ike signed octetS").is_err());
+        assert!(verify(&p384, 14, &data, OPENSSL_OCTETS).is_err());
+    }
 }

@@ -1,5 +1,6 @@
-//! The Encrypted payload (RFC 7296 3.14): AES-CBC with HMAC-SHA2 truncated ICV, or
-//! AES-GCM with a 16-byte ICV (RFC 5282).
+//! The Encrypted payload (RFC 7296 3.14): AES-CBC with HMAC-SHA2 truncated ICV, AES-GCM with
+//! a 16-byte ICV (RFC 5282), or ChaCha20-Poly1305 (RFC 7634, which takes GCM's layout: 8-byte
+//! IV, nonce = 4-byte salt from the keying material | IV, the same AAD, a 16-byte tag).
 //!
 //! The body of an SK payload is IV | ciphertext | ICV, and the plaintext inside is
 //! inner payloads | padding | pad length (one byte). We pad CBC to the 16-byte block with zeros
@@ -24,6 +25,7 @@ pub enum EncrAlg {
     AesCbc256,
     AesGcm16_128,
     AesGcm16_256,
+    ChaCha20Poly1305,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum IntegAlg {
 const ENCR_AES_CBC: u16 = 12;
 /// ENCR_AES_GCM_16: GCM with a 16-byte ICV (RFC 5282).
 const ENCR_AES_GCM_16: u16 = 20;
+/// ENCR_CHACHA20_POLY1305 (RFC 7634).
+const ENCR_CHACHA20_POLY1305: u16 = 28;
 /// AES block size, and the CBC IV length.
 const AES_BLOCK: usize = 16;
 /// GCM explicit IV length in the SK payload (RFC 5282 section 3.1).
@@ -50,37 +54,48 @@ impl EncrAlg {
     /// From transform ID and Key Length attribute (bits).
     pub fn from_id(id: u16, key_bits: Option<u16>) -> Option<EncrAlg> {
         // AES transforms always carry the Key Length attribute (RFC 7296 3.3.5): absent means
-        // the proposal is malformed for us, so it is not chosen.
-        match (id, key_bits?) {
-            (ENCR_AES_CBC, 128) => Some(EncrAlg::AesCbc128),
-            (ENCR_AES_CBC, 256) => Some(EncrAlg::AesCbc256),
-            (ENCR_AES_GCM_16, 128) => Some(EncrAlg::AesGcm16_128),
-            (ENCR_AES_GCM_16, 256) => Some(EncrAlg::AesGcm16_256),
+        // the proposal is malformed for us, so it is not chosen. ChaCha20-Poly1305 has a fixed
+        // key, and RFC 7634 section 2 forbids the attribute: one present is not ours either.
+        match (id, key_bits) {
+            (ENCR_AES_CBC, Some(128)) => Some(EncrAlg::AesCbc128),
+            (ENCR_AES_CBC, Some(256)) => Some(EncrAlg::AesCbc256),
+            (ENCR_AES_GCM_16, Some(128)) => Some(EncrAlg::AesGcm16_128),
+            (ENCR_AES_GCM_16, Some(256)) => Some(EncrAlg::AesGcm16_256),
+            (ENCR_CHACHA20_POLY1305, None) => Some(EncrAlg::ChaCha20Poly1305),
             _ => None,
         }
     }
-    /// (transform ID, key length in bits).
+    /// Whether the transform carries a Key Length attribute on the wire.
+    pub fn has_key_length_attr(self) -> bool {
+        self != EncrAlg::ChaCha20Poly1305
+    }
+    /// (transform ID, key length in bits, salt excluded).
     pub fn id(self) -> (u16, u16) {
         match self {
             EncrAlg::AesCbc128 => (ENCR_AES_CBC, 128),
             EncrAlg::AesCbc256 => (ENCR_AES_CBC, 256),
             EncrAlg::AesGcm16_128 => (ENCR_AES_GCM_16, 128),
             EncrAlg::AesGcm16_256 => (ENCR_AES_GCM_16, 256),
+            EncrAlg::ChaCha20Poly1305 => (ENCR_CHACHA20_POLY1305, 256),
         }
     }
     pub fn is_aead(self) -> bool {
-        matches!(self, EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256)
+        matches!(
+            self,
+            EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256 | EncrAlg::ChaCha20Poly1305
+        )
     }
-    /// Key bytes to take from prf+, salt included for GCM (16/32 + 4).
+    /// Key bytes to take from prf+, salt included for the AEAD ciphers (16/32 + 4; ChaCha20:
+    /// 32 + 4, RFC 7634 section 2).
     pub fn key_len(self) -> usize {
         match self {
             EncrAlg::AesCbc128 => 16,
             EncrAlg::AesCbc256 => 32,
             EncrAlg::AesGcm16_128 => 16 + GCM_SALT_LEN,
-            EncrAlg::AesGcm16_256 => 32 + GCM_SALT_LEN,
+            EncrAlg::AesGcm16_256 | EncrAlg::ChaCha20Poly1305 => 32 + GCM_SALT_LEN,
         }
     }
-    /// IV length in the SK payload: 16 for CBC, 8 for GCM.
+    /// IV length in the SK payload: 16 for CBC, 8 for GCM and ChaCha20-Poly1305.
     pub fn iv_len(self) -> usize {
         if self.is_aead() {
             GCM_IV_LEN
@@ -225,9 +240,9 @@ impl SkKeys {
 
         let start = out.len();
         match (self.encr, self.integ) {
-            (EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256, _) => {
+            (EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256 | EncrAlg::ChaCha20Poly1305, _) => {
                 let (key, nonce) = self
-                    .gcm_key_nonce(iv)
+                    .aead_key_nonce(iv)
                     .expect("SK keys do not match their transforms");
                 let tag = key
                     .seal_in_place_separate_tag(nonce, aead::Aad::from(aad), &mut buf)
@@ -259,13 +274,13 @@ impl SkKeys {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();
         let mut plain = match (self.encr, self.integ) {
-            (EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256, _) => {
+            (EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256 | EncrAlg::ChaCha20Poly1305, _) => {
                 // IV | at least the pad length byte | ICV
                 if body.len() < iv_len + 1 + icv_len {
                     return Err(Error::BadLength);
                 }
                 let (iv, sealed) = body.split_at(iv_len);
-                let (key, nonce) = self.gcm_key_nonce(iv)?;
+                let (key, nonce) = self.aead_key_nonce(iv)?;
                 let mut buf = Zeroizing::new(sealed.to_vec());
                 let n = key
                     .open_in_place(nonce, aead::Aad::from(aad), &mut buf)
@@ -312,11 +327,13 @@ impl SkKeys {
         Ok(plain)
     }
 
-    /// ring key and nonce = salt (last 4 key bytes) | explicit IV (RFC 5282 section 4).
-    fn gcm_key_nonce(&self, iv: &[u8]) -> Result<(aead::LessSafeKey, aead::Nonce), Error> {
+    /// ring key and nonce = salt (last 4 key bytes) | explicit IV (RFC 5282 section 4, RFC 7634
+    /// section 2: the same 12-byte nonce for both).
+    fn aead_key_nonce(&self, iv: &[u8]) -> Result<(aead::LessSafeKey, aead::Nonce), Error> {
         let alg = match self.encr {
             EncrAlg::AesGcm16_128 => &aead::AES_128_GCM,
             EncrAlg::AesGcm16_256 => &aead::AES_256_GCM,
+            EncrAlg::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
             _ => return Err(Error::Unsupported),
         };
         let Some(split) = self.encr_key.len().checked_sub(GCM_SALT_LEN) else {
@@ -391,7 +408,11 @@ mod tests {
                 v.push(SkKeys::new(encr, Some(integ), ek, ik).unwrap());
             }
         }
-        for encr in [EncrAlg::AesGcm16_128, EncrAlg::AesGcm16_256] {
+        for encr in [
+            EncrAlg::AesGcm16_128,
+            EncrAlg::AesGcm16_256,
+            EncrAlg::ChaCha20Poly1305,
+        ] {
             let ek = secret(&vec![0x42; encr.key_len()]);
             v.push(SkKeys::new(encr, None, ek, secret(&[])).unwrap());
         }
@@ -427,7 +448,17 @@ mod tests {
         ] {
             let (id, bits) = e.id();
             assert_eq!(EncrAlg::from_id(id, Some(bits)), Some(e));
+            assert!(e.has_key_length_attr());
         }
+        // ChaCha20-Poly1305: ID 28, no Key Length attribute (RFC 7634 2); one that carries it
+        // is not the transform we know.
+        let c = EncrAlg::ChaCha20Poly1305;
+        assert_eq!(c.id(), (28, 256));
+        assert!(!c.has_key_length_attr());
+        assert_eq!(EncrAlg::from_id(28, None), Some(c));
+        assert_eq!(EncrAlg::from_id(28, Some(256)), None);
+        assert_eq!((c.key_len(), c.iv_len(), c.block_len()), (36, 8, 1));
+        assert!(c.is_aead());
         assert_eq!(EncrAlg::AesCbc128.id(), (12, 128));
         assert_eq!(EncrAlg::AesGcm16_256.id(), (20, 256));
         assert_eq!(EncrAlg::from_id(12, None), None);
@@ -751,5 +782,87 @@ mod tests {
             assert_eq!(out[8..8 + 59], unhex(ct)[..59], "{encr:?} keystream");
             assert_eq!(out[8 + 59], unhex(ct)[59] ^ 0x39, "{encr:?} last byte");
         }
+    }
+
+    // RFC 7634 appendix B, the IKEv2 example: an INFORMATIONAL request holding one Notify
+    // (type 0x4001... in the appendix: 00 00 00 0c 00 00 40 01 00 00 00 0a) and a 0-byte pad
+    // length, sealed with SK_e = 80..9f | a0a1a2a3 (key | salt) and IV 10..17.
+    const RFC7634_KEY: &str =
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9fa0a1a2a3";
+    const RFC7634_IV: &str = "1011121314151617";
+
+    #[test]
+    fn chacha20_poly1305_rfc7634_ikev2_example() {
+        let k = SkKeys::new(
+            EncrAlg::ChaCha20Poly1305,
+            None,
+            secret(&unhex(RFC7634_KEY)),
+            secret(&[]),
+        )
+        .unwrap();
+        // IKE header (SPIs c0..c7, d0..d7, next payload SK, version 2.0, INFORMATIONAL,
+        // flags 0, message ID 9, length 0x45) | SK generic header (next 0x29 Notify, length
+        // 0x29 = 4 + 8 + 13 + 16).
+        let aad = unhex("c0c1c2c3c4c5c6c7d0d1d2d3d4d5d6d72e202500000000090000004529000029");
+        let inner = unhex("0000000c000040010000000a");
+        let want = [
+            unhex(RFC7634_IV),
+            unhex("610394701f8d017f7c129248896b71bf e25236efd7cdc670669063 15b2"),
+        ]
+        .concat();
+        let mut out = Vec::new();
+        k.seal(&aad, &unhex(RFC7634_IV), &inner, &mut out);
+        assert_eq!(out, want, "byte-exact SK body");
+        assert_eq!(out.len(), k.sealed_len(inner.len()));
+        assert_eq!(*k.open(&aad, &want).unwrap(), inner);
+        // Every single flipped bit of the tag, the ciphertext, the IV or the AAD is refused.
+        for pos in 0..want.len() {
+            let mut bad = want.clone();
+            bad[pos] ^= 0x80;
+            assert_eq!(
+                k.open(&aad, &bad).err(),
+                Some(Error::IntegrityCheckFailed),
+                "body byte {pos}"
+            );
+        }
+        let mut bad_aad = aad.clone();
+        bad_aad[19] ^= 1; // the message ID
+        assert_eq!(
+            k.open(&bad_aad, &want).err(),
+            Some(Error::IntegrityCheckFailed)
+        );
+    }
+
+    #[test]
+    fn chacha20_poly1305_rfc7634_esp_example_key_and_nonce_layout() {
+        // RFC 7634 appendix A: the ESP example, sealed with the same split of the keying
+        // material into key | salt and the same nonce = salt | IV that the SK payload uses and
+        // that the kernel's rfc7539esp(chacha20,poly1305) expects (KEYMAT 36 bytes). AAD is
+        // SPI 01020304 | sequence number 5.
+        let k = SkKeys::new(
+            EncrAlg::ChaCha20Poly1305,
+            None,
+            secret(&unhex(RFC7634_KEY)),
+            secret(&[]),
+        )
+        .unwrap();
+        let plain = unhex(
+            "45000054a6f200004001e778c6336405 c000020508005b7a3a080000553bec10
+             000736270809 0a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+             202122232425262728292a2b2c2d2e2f3031323334353637 01020204",
+        );
+        let want = unhex(
+            "24039428b97f417e3c13753a4f05087b67c352e6a7fab1b982d466ef407ae5c6
+             14ee8099d52844eb61aa95dfab4c02f72aa71e7c4c4f64c9befe2facc638e8f3
+             cbec163fac469b502773f6fb94e664da9165b82829f641e076aaa8266b7fb0f7
+             b11b369907e1ad43",
+        );
+        let (key, nonce) = k.aead_key_nonce(&unhex(RFC7634_IV)).unwrap();
+        let mut buf = plain.clone();
+        let tag = key
+            .seal_in_place_separate_tag(nonce, aead::Aad::from(unhex("0102030400000005")), &mut buf)
+            .unwrap();
+        buf.extend_from_slice(tag.as_ref());
+        assert_eq!(buf, want);
     }
 }

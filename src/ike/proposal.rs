@@ -49,6 +49,7 @@ fn tokens(s: &str) -> Result<Tokens, String> {
             "aes256" | "aes256cbc" => t.encr.push(EncrAlg::AesCbc256),
             "aes128gcm16" | "aes128gcm128" => t.encr.push(EncrAlg::AesGcm16_128),
             "aes256gcm16" | "aes256gcm128" => t.encr.push(EncrAlg::AesGcm16_256),
+            "chacha20poly1305" => t.encr.push(EncrAlg::ChaCha20Poly1305),
             "sha256" | "sha2_256" => t.integ.push(IntegAlg::HmacSha256_128),
             "sha384" | "sha2_384" => t.integ.push(IntegAlg::HmacSha384_192),
             "sha512" | "sha2_512" => t.integ.push(IntegAlg::HmacSha512_256),
@@ -56,15 +57,20 @@ fn tokens(s: &str) -> Result<Tokens, String> {
             "prfsha384" => t.prf.push(PrfAlg::HmacSha384),
             "prfsha512" => t.prf.push(PrfAlg::HmacSha512),
             "modp2048" => t.dh.push(DhGroup::Modp2048),
+            "modp3072" => t.dh.push(DhGroup::Modp3072),
+            "modp4096" => t.dh.push(DhGroup::Modp4096),
             "ecp256" => t.dh.push(DhGroup::Ecp256),
+            "ecp384" => t.dh.push(DhGroup::Ecp384),
+            "ecp521" => t.dh.push(DhGroup::Ecp521),
             "x25519" | "curve25519" => t.dh.push(DhGroup::Curve25519),
             "esn" => t.esn = Some(true),
             "noesn" => t.esn = Some(false),
             other => {
                 return Err(format!(
                     "unknown algorithm '{other}' in proposal '{s}' (known: aes128, aes256, aes128gcm16, \
-                     aes256gcm16, sha256, sha384, sha512, prfsha256, prfsha384, prfsha512, modp2048, \
-                     ecp256, x25519, esn, noesn)"
+                     aes256gcm16, chacha20poly1305, sha256, sha384, sha512, prfsha256, prfsha384, \
+                     prfsha512, modp2048, modp3072, modp4096, ecp256, ecp384, ecp521, x25519, esn, \
+                     noesn)"
                 ));
             }
         }
@@ -122,7 +128,8 @@ pub fn parse_ike_proposal(s: &str) -> Result<IkeProposal, String> {
     }
     if dh.is_empty() {
         return Err(format!(
-            "IKE proposal '{s}' needs a DH group (x25519, ecp256 or modp2048)"
+            "IKE proposal '{s}' needs a DH group (x25519, ecp256, ecp384, ecp521, modp2048, \
+             modp3072 or modp4096)"
         ));
     }
     Ok(IkeProposal {
@@ -154,9 +161,15 @@ pub fn parse_esp_proposal(s: &str) -> Result<EspProposal, String> {
     })
 }
 
+/// An encryption transform: with the Key Length attribute for AES, without it for
+/// ChaCha20-Poly1305, whose key length is fixed (RFC 7634 section 2: it MUST NOT be sent).
 fn encr_transform(e: EncrAlg) -> Transform {
     let (id, bits) = e.id();
-    Transform::with_key_length(TRANS_ENCR, id, bits)
+    if e.has_key_length_attr() {
+        Transform::with_key_length(TRANS_ENCR, id, bits)
+    } else {
+        Transform::new(TRANS_ENCR, id)
+    }
 }
 
 /// SA payload content for our IKE proposals. `first_dh` (the group of our KE) is moved to the
@@ -504,6 +517,7 @@ pub fn encr_name(e: EncrAlg) -> &'static str {
         EncrAlg::AesCbc256 => "AES_CBC_256",
         EncrAlg::AesGcm16_128 => "AES_GCM_16_128",
         EncrAlg::AesGcm16_256 => "AES_GCM_16_256",
+        EncrAlg::ChaCha20Poly1305 => "CHACHA20_POLY1305",
     }
 }
 pub fn integ_name(i: IntegAlg) -> &'static str {
@@ -523,7 +537,11 @@ pub fn prf_name(p: PrfAlg) -> &'static str {
 pub fn dh_name(g: DhGroup) -> &'static str {
     match g {
         DhGroup::Modp2048 => "MODP_2048",
+        DhGroup::Modp3072 => "MODP_3072",
+        DhGroup::Modp4096 => "MODP_4096",
         DhGroup::Ecp256 => "ECP_256",
+        DhGroup::Ecp384 => "ECP_384",
+        DhGroup::Ecp521 => "ECP_521",
         DhGroup::Curve25519 => "CURVE_25519",
     }
 }
@@ -619,6 +637,64 @@ mod tests {
         assert_eq!(
             select_ike_for_ke(&none, &theirs_cbc, DhGroup::Curve25519.id(), Prefer::Ours).err(),
             Some(None)
+        );
+    }
+
+    #[test]
+    fn strongswan_tokens_of_the_default_proposals() {
+        let p = parse_ike_proposal("chacha20poly1305-prfsha256-ecp384").unwrap();
+        assert_eq!(p.encr, vec![EncrAlg::ChaCha20Poly1305]);
+        assert!(p.integ.is_empty());
+        assert_eq!(p.dh, vec![DhGroup::Ecp384]);
+        let p =
+            parse_ike_proposal("aes256gcm16-prfsha384-ecp384-ecp521-modp3072-modp4096").unwrap();
+        assert_eq!(p.prf, vec![PrfAlg::HmacSha384]);
+        assert_eq!(
+            p.dh,
+            vec![
+                DhGroup::Ecp384,
+                DhGroup::Ecp521,
+                DhGroup::Modp3072,
+                DhGroup::Modp4096
+            ]
+        );
+        let e = parse_esp_proposal("chacha20poly1305-ecp521").unwrap();
+        assert_eq!(
+            (e.encr[0], e.dh[0]),
+            (EncrAlg::ChaCha20Poly1305, DhGroup::Ecp521)
+        );
+        // AEAD rules hold for ChaCha20-Poly1305 too.
+        assert!(
+            parse_ike_proposal("chacha20poly1305-ecp384").is_err(),
+            "needs a PRF"
+        );
+        assert!(parse_esp_proposal("chacha20poly1305-sha256").is_err());
+        assert!(parse_esp_proposal("chacha20poly1305-aes128").is_err());
+    }
+
+    #[test]
+    fn chacha20_poly1305_goes_without_key_length_and_refuses_one() {
+        let ours = esp(&["chacha20poly1305"]);
+        let wire = esp_to_wire(&ours, 0x1234, false);
+        let encr: Vec<&Transform> = of_type(&wire[0], TRANS_ENCR).collect();
+        assert_eq!(encr.len(), 1);
+        assert_eq!(encr[0].transform_id, 28);
+        assert!(encr[0].attributes.is_empty(), "RFC 7634 2: no Key Length");
+        let (answer, s, _) = select_esp(&ours, &wire, 0x5678, None).unwrap();
+        assert_eq!(s.encr, EncrAlg::ChaCha20Poly1305);
+        assert!(of_type(&answer, TRANS_ENCR).all(|t| t.attributes.is_empty()));
+        // A peer that adds a Key Length of 256 offers something we do not know.
+        let mut odd = wire.clone();
+        odd[0].transforms[0] = Transform::with_key_length(TRANS_ENCR, 28, 256);
+        assert!(select_esp(&ours, &odd, 0x5678, None).is_none());
+        // The IKE side likewise, and the answer names the suite.
+        let ike_ours = ike(&["chacha20poly1305-prfsha256-ecp384"]);
+        let theirs = ike_to_wire(&ike_ours, &[1; 8], None);
+        let (answer, suite) = select_ike(&ike_ours, &theirs, Prefer::Ours).unwrap();
+        assert_eq!(accept_ike(&ike_ours, &[answer]), Some(suite));
+        assert_eq!(
+            suite.to_string(),
+            "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_384"
         );
     }
 }

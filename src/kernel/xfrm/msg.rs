@@ -1148,6 +1148,32 @@ mod tests {
     }
 
     #[test]
+    fn newsa_tunnel_chacha20_poly1305_matches_iproute2() {
+        // ENCR_CHACHA20_POLY1305 (28): rfc7539esp(chacha20,poly1305), key 32 bytes + 4-byte
+        // salt (288 bits), ICV 128 bits (RFC 7634 section 2).
+        let mut s = spec(
+            Mode::Tunnel,
+            "2001:db8::a",
+            "2001:db8::1",
+            0xabcd_ef02,
+            4,
+            (28, vec![4; 36]),
+            (0, vec![]),
+        );
+        s.replay_window = 32;
+        let b = sa_request(&s, false).unwrap().finish(7);
+        let want = include_bytes!("../../../tests/fixtures/xfrm/newsa-tunnel-chacha20poly1305.bin");
+        let ours = &b[NLMSG_HDRLEN..];
+        assert_eq!(hex(&ours[..USERSA_INFO_LEN]), hex(&want[..USERSA_INFO_LEN]));
+        let (a, w) = (
+            attrs(ours, USERSA_INFO_LEN).unwrap(),
+            attrs(want, USERSA_INFO_LEN).unwrap(),
+        );
+        assert_eq!(a, w);
+        assert_eq!(w[0].0, XFRMA_ALG_AEAD);
+    }
+
+    #[test]
     fn newsa_tunnel_gcm_esn_matches_iproute2() {
         let mut s = spec(
             Mode::Tunnel,
@@ -1192,6 +1218,20 @@ mod tests {
             encr_alg(20),
             Some(KernelAlg::Aead("rfc4106(gcm(aes))", 128))
         );
+        assert_eq!(
+            encr_alg(28),
+            Some(KernelAlg::Aead("rfc7539esp(chacha20,poly1305)", 128))
+        );
+        // Every ESP cipher the proposals accept has a kernel algorithm.
+        for e in [
+            crate::crypto::EncrAlg::AesCbc128,
+            crate::crypto::EncrAlg::AesCbc256,
+            crate::crypto::EncrAlg::AesGcm16_128,
+            crate::crypto::EncrAlg::AesGcm16_256,
+            crate::crypto::EncrAlg::ChaCha20Poly1305,
+        ] {
+            assert!(encr_alg(e.id().0).is_some(), "{e:?}");
+        }
         assert_eq!(
             integ_alg(12),
             Ok(Some(KernelAlg::AuthTrunc("hmac(sha256)", 128)))
