@@ -9,7 +9,7 @@ use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp_pfs};
-use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
+use super::sa::{Child, ChildCollision, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
@@ -24,6 +24,12 @@ use crate::wire::{ConfigPayload, Header, Notify, Payload, Proposal, TrafficSelec
 fn span(prefix: Ipv6Addr, len: u8) -> (Ipv6Addr, Ipv6Addr) {
     let (a, b) = crate::mobility::pool::prefix_span(prefix, len);
     (Ipv6Addr::from(a), Ipv6Addr::from(b))
+}
+
+/// The lower of an exchange's two nonces (RFC 7296 2.8.1 compares the four nonces
+/// octet by octet).
+fn nonce_min(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.min(b).to_vec()
 }
 
 /// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
@@ -733,10 +739,11 @@ impl Endpoint {
             cp_reply: None,
         };
         self.install_child(sa, &acc, ni, nr, shared, true);
-        if let Some(old) = req.rekey_of {
-            if let Some(i) = sa.child_by_in(old) {
-                sa.children[i].superseded = true;
-            }
+        if let Some(old) = req.rekey_of
+            && let Some(i) = sa.child_by_in(old)
+        {
+            // (Gone already when the peer deleted it meanwhile: nothing left to delete.)
+            sa.children[i].superseded = true;
             sa.queue.push_back(Intent::DeleteChild(old));
         }
     }
@@ -753,6 +760,11 @@ impl Endpoint {
                 return;
             };
             let old = &sa.children[i];
+            if old.superseded {
+                // The peer rekeyed it first (its request came before ours went out).
+                debug!(ike = %sa.id(), spi_in = format_args!("{old_spi:08x}"), "CHILD_SA already rekeyed by the peer; no rekey of ours");
+                return;
+            }
             let (mode, ts_i, ts_r, class) = (
                 old.mode,
                 old.ts_local.clone(),
@@ -839,7 +851,16 @@ impl Endpoint {
         payloads.push(Payload::TsI(req.ts_i.clone()));
         payloads.push(Payload::TsR(req.ts_r.clone()));
         let data = self.seal(sa, CREATE_CHILD_SA, false, sa.next_msg_id, &payloads);
-        self.send_request(sa, data, Exchange::CreateChild { req, ni, dh });
+        self.send_request(
+            sa,
+            data,
+            Exchange::CreateChild {
+                req,
+                ni,
+                dh,
+                collision: None,
+            },
+        );
     }
 
     /// Initiator: the CREATE_CHILD_SA response.
@@ -850,6 +871,7 @@ impl Endpoint {
         req: ChildRequest,
         ni: Vec<u8>,
         dh: Option<DhPrivate>,
+        collision: Option<ChildCollision>,
     ) -> Fate {
         let f = Found::new(&payloads);
         let (answer, tsi, tsr, nr) = (f.sa, f.tsi, f.tsr, f.nonce);
@@ -870,7 +892,16 @@ impl Endpoint {
                 ke_retried: true,
                 ..req
             };
+            // A new exchange with new nonces: a collision is decided by the exchange that
+            // completes, and the peer's CHILD_SA stays known.
             self.send_create_child(sa, req, Some(want));
+            if let (Some(c), Some(p)) = (collision, sa.pending.as_mut())
+                && let Exchange::CreateChild {
+                    collision: slot, ..
+                } = &mut p.exchange
+            {
+                *slot = Some(c);
+            }
             return Fate::Keep;
         }
         let shared = match (dh, ke) {
@@ -885,6 +916,7 @@ impl Endpoint {
         } else {
             (None, None, None)
         };
+        let (new_spi, old_spi) = (req.spi_in, req.rekey_of);
         self.finish_child_initiator(
             sa,
             &payloads,
@@ -898,7 +930,49 @@ impl Endpoint {
             group,
             "CREATE_CHILD_SA",
         );
+        if let (Some(c), Some(old)) = (collision, old_spi) {
+            self.resolve_child_collision(sa, c, new_spi, old, nonce_min(&ni, nr));
+        }
         Fate::Keep
+    }
+
+    /// RFC 7296 2.8.1: our rekey of CHILD_SA `old` (new inbound SPI `ours`, lower nonce
+    /// `ours_min`) crossed the peer's rekey of it, which made CHILD_SA `theirs`. Both sides
+    /// compare the same four nonces: the CHILD_SA made by the exchange with the lowest nonce is
+    /// redundant and deleted by the side that started that exchange; the other side deletes
+    /// `old`. The winner keeps the class's reqids (every CHILD_SA of a class has them).
+    fn resolve_child_collision(
+        &mut self,
+        sa: &mut IkeSa,
+        theirs: ChildCollision,
+        ours: u32,
+        old: u32,
+        ours_min: Vec<u8>,
+    ) {
+        let Some(i) = sa.child_by_in(ours) else {
+            // Ours failed: theirs is the only new one; the peer deletes `old`.
+            debug!(ike = %sa.id(), "CHILD_SA rekey collision: ours failed, the peer's stays");
+            return;
+        };
+        if ours_min < theirs.nonce_min {
+            info!(ike = %sa.id(), spi_in = format_args!("{ours:08x}"),
+                  "simultaneous CHILD_SA rekey: ours has the lowest nonce and is redundant; deleting it");
+            sa.children[i].rekeying = true;
+            sa.children[i].superseded = true;
+            // The winner's starter (the peer) deletes the old CHILD_SA, not us.
+            sa.queue
+                .retain(|x| !matches!(x, Intent::DeleteChild(s) if *s == old));
+            sa.queue.push_back(Intent::DeleteChild(ours));
+        } else {
+            info!(ike = %sa.id(), spi_in = format_args!("{ours:08x}"),
+                  "simultaneous CHILD_SA rekey: ours won; the peer deletes its redundant one");
+            // Never rekeyed, and the peer may not rekey it either: it only waits for the
+            // peer's Delete (or its hard lifetime).
+            if let Some(j) = sa.child_by_in(theirs.spi_in) {
+                sa.children[j].rekeying = true;
+                sa.children[j].superseded = true;
+            }
+        }
     }
 
     /// Responder: a CREATE_CHILD_SA request.
@@ -914,6 +988,12 @@ impl Endpoint {
             let resp = me.seal(sa, CREATE_CHILD_SA, true, msg_id, &[p]);
             me.send_response(sa, msg_id, resp);
             Fate::Keep
+        };
+        // Our Delete of the CHILD_SA the peer names (by our outbound SPI) is in flight.
+        let closing = |sa: &IkeSa, spi_out: u32| {
+            sa.pending.as_ref().is_some_and(|p| {
+                matches!(p.exchange, Exchange::DeleteChild { spi_out: Some(s), .. } if s == spi_out)
+            })
         };
         let f = Found::new(&payloads);
         let (props, ni, tsi, tsr, ke) = (f.sa, f.nonce, f.tsi, f.tsr, f.ke);
@@ -944,6 +1024,7 @@ impl Endpoint {
         let rekey_idx = match rekey_spi {
             Some(spi) => match sa.children.iter().position(|c| c.spi_out == spi) {
                 Some(i) => Some(i),
+                None if closing(sa, spi) => None,
                 None => {
                     let mut n = Notify::new(N_CHILD_SA_NOT_FOUND, vec![]);
                     n.protocol_id = PROTO_ESP;
@@ -954,6 +1035,22 @@ impl Endpoint {
                 }
             },
             None => None,
+        };
+        let rekey_idx = match (rekey_idx, rekey_spi) {
+            (None, Some(spi)) => {
+                // RFC 7296 2.25: a rekey of a CHILD_SA we are closing.
+                info!(ike = %sa.id(), spi = format_args!("{spi:08x}"), "rekey of a CHILD_SA we are deleting: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+            (Some(i), _)
+                if sa.queue.iter().any(
+                    |x| matches!(x, Intent::DeleteChild(s) if *s == sa.children[i].spi_in),
+                ) =>
+            {
+                info!(ike = %sa.id(), spi = format_args!("{:08x}", sa.children[i].spi_in), "rekey of a CHILD_SA we are about to delete: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+            (idx, _) => idx,
         };
         if let Some(i) = rekey_idx {
             // A rekeyed CHILD_SA is to be deleted, not rekeyed again (RFC 7296 2.8). A peer
@@ -1060,6 +1157,22 @@ impl Endpoint {
             // The initiator deletes the old CHILD_SA once the new one is up.
             sa.children[i].rekeying = true;
             sa.children[i].superseded = true;
+            let old_in = sa.children[i].spi_in;
+            // Our own rekey of the same CHILD_SA is queued: the peer's replaces it.
+            sa.queue
+                .retain(|x| !matches!(x, Intent::RekeyChild(s) if *s == old_in));
+            let id = sa.id();
+            if let Some(p) = sa.pending.as_mut()
+                && let Exchange::CreateChild { req, collision, .. } = &mut p.exchange
+                && req.rekey_of == Some(old_in)
+            {
+                // Ours is in flight (RFC 7296 2.8.1): its answer decides which one stays.
+                info!(ike = %id, spi_in = format_args!("{old_in:08x}"), "simultaneous CHILD_SA rekey");
+                *collision = Some(ChildCollision {
+                    spi_in: acc.spi_in,
+                    nonce_min: nonce_min(ni, &nr),
+                });
+            }
         }
         self.install_child(
             sa,

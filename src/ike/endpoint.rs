@@ -788,7 +788,9 @@ impl Endpoint {
             Exchange::Init => IKE_SA_INIT,
             Exchange::Auth => IKE_AUTH,
             Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => CREATE_CHILD_SA,
-            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => INFORMATIONAL,
+            Exchange::DeleteChild { .. } | Exchange::DeleteIke | Exchange::Liveness => {
+                INFORMATIONAL
+            }
         };
         if header.exchange != expected {
             self.drop_msg(remote, "response of another exchange type than our request");
@@ -813,9 +815,14 @@ impl Endpoint {
         sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
         match p.exchange {
             Exchange::Auth => self.auth_response(sa, payloads),
-            Exchange::CreateChild { req, ni, dh } => self.child_response(sa, payloads, req, ni, dh),
-            Exchange::DeleteChild(spis) => {
-                self.delete_child_response(sa, &spis, &payloads);
+            Exchange::CreateChild {
+                req,
+                ni,
+                dh,
+                collision,
+            } => self.child_response(sa, payloads, req, ni, dh, collision),
+            Exchange::DeleteChild { spi_in, .. } => {
+                self.delete_child_response(sa, spi_in, &payloads);
                 Fate::Keep
             }
             Exchange::DeleteIke => Fate::Close("deleted".into()),

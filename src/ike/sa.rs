@@ -156,6 +156,15 @@ pub(crate) struct Collision {
     pub nonce_min: Vec<u8>,
 }
 
+/// Our CHILD_SA rekey crossed the peer's rekey of the same CHILD_SA (RFC 7296 2.8.1): what we
+/// know of the CHILD_SA the peer's exchange made (we answered it).
+pub(crate) struct ChildCollision {
+    /// Our inbound SPI of that CHILD_SA.
+    pub spi_in: u32,
+    /// The lower nonce of the peer's exchange.
+    pub nonce_min: Vec<u8>,
+}
+
 /// What our outstanding request is about.
 pub(crate) enum Exchange {
     Init,
@@ -164,8 +173,15 @@ pub(crate) enum Exchange {
         req: ChildRequest,
         ni: Vec<u8>,
         dh: Option<DhPrivate>,
+        /// The peer rekeyed the same CHILD_SA meanwhile (RFC 7296 2.8.1).
+        collision: Option<ChildCollision>,
     },
-    DeleteChild(Vec<u32>),
+    /// Delete of one CHILD_SA: our inbound SPI and, when we held it, our outbound SPI (the
+    /// peer names the CHILD_SA by that one when it asks to rekey it meanwhile).
+    DeleteChild {
+        spi_in: u32,
+        spi_out: Option<u32>,
+    },
     DeleteIke,
     Liveness,
     RekeyIke {
@@ -183,7 +199,9 @@ impl Exchange {
             Exchange::Init => "IKE_SA_INIT",
             Exchange::Auth => "IKE_AUTH",
             Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => "CREATE_CHILD_SA",
-            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => "INFORMATIONAL",
+            Exchange::DeleteChild { .. } | Exchange::DeleteIke | Exchange::Liveness => {
+                "INFORMATIONAL"
+            }
         }
     }
 }
