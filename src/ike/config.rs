@@ -148,6 +148,9 @@ pub struct MobilityConfig {
     /// Inclusive range of reqids for CHILD_SAs outside the MIPv6 classes, used in turn
     /// (`[kernel] auto_reqids`; inside the owned range, so start-up cleanup finds their SAs).
     pub auto_reqids: (u32, u32),
+    /// Home agent: the uniqueness policy of users whose file sets none
+    /// (`[home_agent] uniqueness`).
+    pub uniqueness: crate::mobility::Uniqueness,
 }
 
 /// How many reqids the automatic range has by default (one per CHILD_SA an IKE SA may hold).
@@ -163,6 +166,7 @@ impl Default for MobilityConfig {
             lease_grace: Duration::from_secs(3600),
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),
+            uniqueness: crate::mobility::Uniqueness::No,
         }
     }
 }

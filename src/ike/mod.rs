@@ -30,6 +30,7 @@ mod rekey;
 mod reload;
 mod sa;
 mod tamper;
+mod unique;
 
 pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{
