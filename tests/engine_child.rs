@@ -346,3 +346,213 @@ fn a_redundant_child_sa_is_never_renewed() {
     }
     panic!("no run where the MN won");
 }
+
+// ---- CHILD_SAs outside the classes ----
+
+use mip6_ike::kernel::KernelOp;
+use mip6_ike::wire::{Payload, TrafficSelector};
+use std::net::IpAddr;
+
+fn ts(proto: u8, ports: (u16, u16), from: &str, to: &str) -> TrafficSelector {
+    TrafficSelector {
+        ts_type: TS_IPV6_ADDR_RANGE,
+        ip_protocol: proto,
+        start_port: ports.0,
+        end_port: ports.1,
+        start_addr: from.parse().unwrap(),
+        end_addr: to.parse().unwrap(),
+    }
+}
+
+const HOA: &str = "2001:db8:1::100";
+const ANY_LO: &str = "::";
+const ANY_HI: &str = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+const UDP: u8 = 17;
+
+/// The MN asks for a CHILD_SA of `class` with its selectors replaced by `tsi`/`tsr` (a peer
+/// that asks for what it likes, with valid keys). Only the HA sees the request; returns the
+/// HA's kernel operations it caused.
+fn ask(
+    l: &mut Lab,
+    class: SaClass,
+    tsi: Vec<TrafficSelector>,
+    tsr: Vec<TrafficSelector>,
+) -> Vec<KernelOp> {
+    let id = l.mn.ep.list()[0].id;
+    l.mn_command(Command::CreateChild { ike: id, class });
+    let (to_ha, req) = l.wire.remove(0);
+    assert!(to_ha && l.wire.is_empty());
+    let forged =
+        l.mn.ep
+            .tamper_own_message(id, &req.data, |_, p| {
+                for pl in p.iter_mut() {
+                    match pl {
+                        Payload::TsI(t) => *t = tsi.clone(),
+                        Payload::TsR(t) => *t = tsr.clone(),
+                        _ => {}
+                    }
+                }
+            })
+            .unwrap();
+    let ops = l.ha.ops.len();
+    l.ha.ep
+        .handle_datagram(l.now, l.ha.addr, l.mn.addr, &forged);
+    l.collect();
+    l.ha.ops[ops..].to_vec()
+}
+
+fn added(ops: &[KernelOp]) -> Vec<&mip6_ike::kernel::SaSpec> {
+    ops.iter()
+        .filter_map(|o| match o {
+            KernelOp::AddSa(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// HoA udp <-> ::/0 udp/53 inside the payload class: a CHILD_SA of its own on the HA, with an
+/// automatic reqid (not the class's 3/4), its SAs carrying exactly its selectors (so ICMP
+/// replies keep leaving through the payload SA), and the payload CHILD_SA untouched.
+#[test]
+fn a_narrower_child_sa_gets_its_own_reqids_and_selectors() {
+    let (mut l, _, _) = established();
+    let payload_before = payload_children(&l.ha);
+    let ops = ask(
+        &mut l,
+        SaClass::Payload,
+        vec![ts(UDP, (0, 0xffff), HOA, HOA)],
+        vec![ts(UDP, (53, 53), ANY_LO, ANY_HI)],
+    );
+    let sas = added(&ops);
+    assert_eq!(sas.len(), 2, "{ops:?}");
+    let ha = &l.ha.ep.list()[0];
+    let extra = ha
+        .children
+        .iter()
+        .find(|c| c.class.is_none())
+        .expect("the new CHILD_SA");
+    assert_eq!(ha.children.len(), 3);
+    let (lo, hi) = l.ha.ep.config().mobility.auto_reqids;
+    assert!((lo..=hi).contains(&extra.reqid_in) && extra.reqid_in == extra.reqid_out);
+    for r in SaClass::ALL.iter().map(|c| c.default_reqids()) {
+        assert!(extra.reqid_in != r.to_ha && extra.reqid_in != r.to_mn);
+    }
+    let hoa: IpAddr = HOA.parse().unwrap();
+    let any: IpAddr = ANY_LO.parse().unwrap();
+    for s in &sas {
+        assert!(s.outside_classes);
+        assert_eq!(s.reqid, extra.reqid_in);
+        assert_eq!(s.selectors.len(), 1);
+        let k = &s.selectors[0];
+        assert_eq!(k.proto, UDP);
+        match s.direction {
+            Direction::In => {
+                assert_eq!(
+                    (k.src, k.src_prefix, k.dst, k.dst_prefix),
+                    (hoa, 128, any, 0)
+                );
+                assert_eq!((k.sport, k.dport), ((0, 0), (53, 0xffff)));
+            }
+            Direction::Out => {
+                assert_eq!(
+                    (k.src, k.src_prefix, k.dst, k.dst_prefix),
+                    (any, 0, hoa, 128)
+                );
+                assert_eq!((k.sport, k.dport), ((53, 0xffff), (0, 0)));
+            }
+        }
+    }
+    // The class's CHILD_SA and its reqids are as they were.
+    assert_eq!(payload_children(&l.ha), payload_before);
+    // A second such CHILD_SA gets another reqid of its own.
+    l.run_now();
+    let ops = ask(
+        &mut l,
+        SaClass::Payload,
+        vec![ts(UDP, (0, 0xffff), HOA, HOA)],
+        vec![ts(UDP, (123, 123), ANY_LO, ANY_HI)],
+    );
+    let second = added(&ops);
+    assert_eq!(second.len(), 2);
+    assert_ne!(second[0].reqid, extra.reqid_in);
+    // The MN, which asked for the payload class, refuses an answer narrower than the class
+    // (mip6d's payload policy would send everything through it) and deletes it again.
+    l.run_now();
+    assert!(l.mn.exchange_failed(Some(N_TS_UNACCEPTABLE)));
+    assert_eq!(l.mn.ep.list()[0].children.len(), 2);
+    assert_eq!(l.ha.ep.list()[0].children.len(), 2);
+    assert_eq!(l.ha.kernel.len(), 4);
+}
+
+/// Attacker's view: an authenticated peer asks for an extra CHILD_SA for another user's home
+/// address, for ::/0 <-> ::/0 udp in transport mode, or for selectors that make two kernel
+/// selectors: TS_UNACCEPTABLE, and nothing reaches the kernel. A tunnel ::/0 <-> ::/0 request
+/// is only ever narrowed to the user's own home address, never installed as ::/0 <-> ::/0.
+#[test]
+fn extra_child_sas_stay_inside_what_the_user_owns() {
+    let (mut l, _, _) = established();
+    let refused = |l: &mut Lab, class, tsi, tsr| {
+        let ops = ask(l, class, tsi, tsr);
+        assert!(added(&ops).is_empty(), "{ops:?}");
+        l.run_now();
+        assert_eq!(l.ha.ep.list()[0].children.len(), 2);
+        assert_eq!(l.ha.kernel.len(), 4);
+    };
+    let before = l.ha.ep.stats.ts_refused;
+    // mn2's home address.
+    refused(
+        &mut l,
+        SaClass::Payload,
+        vec![ts(UDP, (0, 0xffff), "2001:db8:1::200", "2001:db8:1::200")],
+        vec![ts(UDP, (53, 53), ANY_LO, ANY_HI)],
+    );
+    // ::/0 <-> ::/0 udp, transport (no transport class carries UDP).
+    refused(
+        &mut l,
+        SaClass::BuBa,
+        vec![ts(UDP, (0, 0xffff), ANY_LO, ANY_HI)],
+        vec![ts(UDP, (0, 0xffff), ANY_LO, ANY_HI)],
+    );
+    // Two selectors (udp/53 and tcp/80): an XFRM SA carries one.
+    refused(
+        &mut l,
+        SaClass::Payload,
+        vec![ts(0, (0, 0xffff), HOA, HOA)],
+        vec![
+            ts(UDP, (53, 53), ANY_LO, ANY_HI),
+            ts(6, (80, 80), ANY_LO, ANY_HI),
+        ],
+    );
+    assert_eq!(l.ha.ep.stats.ts_refused, before + 3);
+    assert_eq!(
+        l.mn.events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                Event::ExchangeFailed {
+                    notify: Some(N_TS_UNACCEPTABLE),
+                    ..
+                }
+            ))
+            .count(),
+        3
+    );
+    // Tunnel ::/0 <-> ::/0: the payload class for the user's HoA, nothing wider.
+    let ops = ask(
+        &mut l,
+        SaClass::Payload,
+        vec![ts(0, (0, 0xffff), ANY_LO, ANY_HI)],
+        vec![ts(0, (0, 0xffff), ANY_LO, ANY_HI)],
+    );
+    let hoa: IpAddr = HOA.parse().unwrap();
+    for s in added(&ops) {
+        assert!(!s.outside_classes, "exactly the payload class");
+        let k = &s.selectors[0];
+        assert!(
+            k.src == hoa && k.src_prefix == 128 || k.dst == hoa && k.dst_prefix == 128,
+            "{k:?}"
+        );
+    }
+    l.run_now();
+    assert_eq!(l.ha.ep.list()[0].state, "established");
+}

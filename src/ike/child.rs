@@ -32,6 +32,32 @@ fn nonce_min(a: &[u8], b: &[u8]) -> Vec<u8> {
     a.min(b).to_vec()
 }
 
+/// Mobile node: whether an SA for `class` has the class's selectors on our side and the class's
+/// traffic (protocols, ports, MH / ICMPv6 types) on the home agent's. The mobile node cannot
+/// make a CHILD_SA of its own (mip6d's policies only know the classes), so an answer or a
+/// request that narrows the traffic is refused; a narrower address on the home agent's side
+/// (a reauthenticating home agent that names itself) still counts as the class.
+fn fits_class_on_mn(
+    class: SaClass,
+    ts_mn: &[TrafficSelector],
+    ts_ha: &[TrafficSelector],
+    ha: Ipv6Addr,
+) -> bool {
+    let Some(IpAddr::V6(hoa)) = ts_mn.first().and_then(single_address) else {
+        return false;
+    };
+    let (ci, cr) = class.selectors(hoa, ha);
+    let traffic = |t: &TrafficSelector| (t.ip_protocol, t.start_port, t.end_port);
+    let ha_side: Vec<_> = ts_ha.iter().map(traffic).collect();
+    let class_side: Vec<_> = cr.iter().map(traffic).collect();
+    same_set(ts_mn, &ci)
+        && ha_side.len() == class_side.len()
+        && ha_side.iter().all(|t| class_side.contains(t))
+}
+
+/// How many automatic reqids are tried for a free one (each try scans the CHILD_SAs).
+const MAX_AUTO_REQID_PROBES: u32 = 64;
+
 /// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
 /// one per SA class; the margin allows several home addresses.
 pub const MAX_CHILDREN_PER_IKE_SA: usize = 32;
@@ -47,6 +73,9 @@ pub(super) struct ChildAccept {
     pub ts_i: Vec<TrafficSelector>,
     pub ts_r: Vec<TrafficSelector>,
     pub cp_reply: Option<CpAnswer>,
+    /// (inbound, outbound) reqids a rekey keeps (the replaced CHILD_SA's); None: the class's,
+    /// or new automatic ones for a CHILD_SA outside the classes.
+    pub reqids: Option<(u32, u32)>,
 }
 
 impl ChildAccept {
@@ -99,6 +128,33 @@ fn kernel_selectors_ok(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bo
     [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
         .iter()
         .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty()))
+}
+
+/// The same selectors, in any order.
+fn same_set(a: &[TrafficSelector], b: &[TrafficSelector]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// Whether `(ts_mn, ts_ha)` are exactly `class`'s selectors for one home address and the home
+/// agent `ha`: only then is a CHILD_SA the class's (its reqids and mip6d's policies).
+fn is_class(
+    class: SaClass,
+    ts_mn: &[TrafficSelector],
+    ts_ha: &[TrafficSelector],
+    ha: Ipv6Addr,
+) -> bool {
+    let Some(IpAddr::V6(hoa)) = ts_mn.first().and_then(single_address) else {
+        return false;
+    };
+    let (ci, cr) = class.selectors(hoa, ha);
+    same_set(ts_mn, &ci) && same_set(ts_ha, &cr)
+}
+
+/// Whether a CHILD_SA's selectors make exactly one kernel selector each way.
+fn single_kernel_selector(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bool {
+    [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|v| v.len() == 1))
 }
 
 /// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
@@ -184,6 +240,34 @@ impl Endpoint {
             })
     }
 
+    /// A reqid of `auto_reqids` for a new CHILD_SA outside the classes: the next in turn that
+    /// no CHILD_SA holds (`sa` is out of the map while worked on), so each such CHILD_SA has its
+    /// policies' templates to itself. When all are taken the next in turn is shared: its SAs
+    /// carry their own selectors, so the kernel still tells them apart.
+    fn free_auto_reqid(&mut self, sa: &IkeSa) -> u32 {
+        let (first, last) = self.cfg.mobility.auto_reqids;
+        let size = u64::from(last.saturating_sub(first)) + 1;
+        let in_use = |me: &Self, r: u32| {
+            sa.children.iter().any(|c| c.reqid_in == r)
+                || me
+                    .sas
+                    .values()
+                    .any(|s| s.children.iter().any(|c| c.reqid_in == r))
+        };
+        let start = self.next_reqid;
+        for k in 0..size.min(u64::from(MAX_AUTO_REQID_PROBES)) {
+            let r = self.cfg.mobility.auto_reqid(start.wrapping_add(k as u32));
+            if !in_use(self, r) {
+                self.next_reqid = start.wrapping_add(k as u32 + 1);
+                return r;
+            }
+        }
+        let r = self.cfg.mobility.auto_reqid(start);
+        self.next_reqid = start.wrapping_add(1);
+        warn!(reqid = r, "every automatic reqid is in use; sharing one");
+        r
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);
@@ -234,8 +318,10 @@ impl Endpoint {
         } else {
             Mode::Tunnel
         };
+        let mut reqids = None;
         let (class, ts_i, ts_r, cp_reply) = if let Some(i) = rekey_of {
             let old = &sa.children[i];
+            reqids = Some((old.reqid_in, old.reqid_out));
             if old.mode != mode {
                 return Err(N_NO_PROPOSAL_CHOSEN);
             }
@@ -259,6 +345,14 @@ impl Endpoint {
         let (ts_i, ts_r) = (narrow_to_kernel(&ts_i), narrow_to_kernel(&ts_r));
         if !kernel_selectors_ok(&ts_i, &ts_r) {
             info!(ike = %sa.id(), "CHILD_SA refused: selectors the kernel cannot express: TS_UNACCEPTABLE");
+            self.stats.ts_refused += 1;
+            return Err(N_TS_UNACCEPTABLE);
+        }
+        if class.is_none() && !single_kernel_selector(&ts_i, &ts_r) {
+            // Its SAs carry their selector, and an XFRM SA has one: several selectors (two
+            // ranges that no prefix joins, say) cannot be bound to it, and merging them into
+            // a class would be the hijack this avoids.
+            info!(ike = %sa.id(), "CHILD_SA outside the classes with several kernel selectors: TS_UNACCEPTABLE");
             self.stats.ts_refused += 1;
             return Err(N_TS_UNACCEPTABLE);
         }
@@ -300,6 +394,7 @@ impl Endpoint {
             ts_i,
             ts_r,
             cp_reply,
+            reqids,
         })
     }
 
@@ -389,20 +484,34 @@ impl Endpoint {
                                 == (b.ip_protocol, b.start_port, b.end_port)
                         })
                 };
-                let score = if ni == tsi && nr == tsr {
-                    if class == SaClass::Payload { 1 } else { 0 }
+                // A class's CHILD_SA is exactly the class's selectors for one home address
+                // (a wider request narrowed to them included); anything narrower is a CHILD_SA
+                // of its own (see below).
+                let score = if is_class(class, &ni, &nr, ha_addr) {
+                    0
+                } else if ni == tsi && nr == tsr {
+                    if class == SaClass::Payload { 2 } else { 1 }
                 } else if same_traffic(&ni, tsi) && same_traffic(&nr, tsr) {
-                    2
-                } else {
                     3
+                } else {
+                    4
                 };
                 if best.as_ref().is_none_or(|b| score < b.0) {
                     best = Some((score, class, ni, nr));
                 }
             }
         }
-        if let Some((_, class, ni, nr)) = best {
-            return Ok((Some(class), ni, nr, cp_reply));
+        if let Some((score, class, ni, nr)) = best {
+            if score == 0 {
+                return Ok((Some(class), ni, nr, cp_reply));
+            }
+            // Narrower than the class it falls in (HoA udp <-> ::/0 udp/53 inside payload):
+            // filed under the class it would take the class's reqids and selector-less tunnel
+            // SAs, and the kernel would send the class's traffic through it. It gets reqids
+            // and kernel selectors of its own instead (`install_child`), still only inside
+            // what the user owns.
+            info!(ike = %sa.id(), identity = %peer, within = class.name(), "CHILD_SA narrower than its class: a CHILD_SA of its own");
+            return Ok((None, ni, nr, cp_reply));
         }
         let reason = format!(
             "selectors outside what user '{}' owns (home addresses {}, classes {:?}, mode {:?})",
@@ -464,7 +573,10 @@ impl Endpoint {
             }
             let (ours, theirs) = class.selectors(hoa, plan.home_agent);
             let (ni, nr) = (narrow(tsi, &theirs), narrow(tsr, &ours));
-            if ni.is_empty() || nr.is_empty() {
+            if ni.is_empty() || nr.is_empty() || !fits_class_on_mn(class, &nr, &ni, plan.home_agent)
+            {
+                // Only the class whole: a narrower SA under the class's reqids would take
+                // the class's traffic.
                 continue;
             }
             let narrowed = ni != tsi || nr != tsr;
@@ -510,11 +622,10 @@ impl Endpoint {
             (acc.ts_r.clone(), acc.ts_i.clone())
         };
         let (outer_local, outer_remote) = child_outer(sa, acc.mode, &ts_local, &ts_remote);
-        let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
+        let (reqid_in, reqid_out) = match acc.reqids.or_else(|| self.class_reqids(acc.class)) {
             Some(r) => r,
             None => {
-                let r = self.cfg.mobility.auto_reqid(self.next_reqid);
-                self.next_reqid = self.next_reqid.wrapping_add(1);
+                let r = self.free_auto_reqid(sa);
                 (r, r)
             }
         };
@@ -544,6 +655,7 @@ impl Endpoint {
             reqid,
             mode: acc.mode,
             selectors,
+            outside_classes: acc.class.is_none(),
             encr_id,
             encr_key_bits: encr_bits,
             encr_key: zeroize::Zeroizing::new(k[..ek].to_vec()),
@@ -708,6 +820,21 @@ impl Endpoint {
                 true,
             );
         }
+        if let (Some(class), Some(plan)) = (req.class, sa.plan.as_ref())
+            && !fits_class_on_mn(class, tsi, tsr, plan.home_agent)
+        {
+            // Narrower than the class: under the class's reqids it would take traffic of
+            // mip6d's class policy that the peer never agreed to carry.
+            let ha = plan.home_agent;
+            debug!(ike = %sa.id(), class = class.name(), %ha, "answer narrower than the class");
+            return fail(
+                self,
+                sa,
+                Some(N_TS_UNACCEPTABLE),
+                "responder narrowed the class's selectors",
+                true,
+            );
+        }
         let transport = notify(payloads, N_USE_TRANSPORT_MODE).is_some();
         if req.mode == Mode::Transport && !transport {
             return fail(
@@ -737,6 +864,10 @@ impl Endpoint {
             ts_i: tsi.to_vec(),
             ts_r: tsr.to_vec(),
             cp_reply: None,
+            reqids: req
+                .rekey_of
+                .and_then(|o| sa.child_by_in(o))
+                .map(|i| (sa.children[i].reqid_in, sa.children[i].reqid_out)),
         };
         self.install_child(sa, &acc, ni, nr, shared, true);
         if let Some(old) = req.rekey_of

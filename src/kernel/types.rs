@@ -69,6 +69,11 @@ pub struct SaSpec {
     /// express (hoti-hot: HoTI and HoT); never empty. A transport SA with exactly one carries
     /// it itself; with `policies = "daemon"` each gets its own policy.
     pub selectors: Vec<Selector>,
+    /// A CHILD_SA outside mip6d's SA classes (its reqid is one of `auto_reqids`): its SAs carry
+    /// their one selector in tunnel mode too, and the daemon installs its policies whatever
+    /// `policies` says (mip6d has none for it), ahead of the class policies whose traffic it
+    /// narrows.
+    pub outside_classes: bool,
     /// IKEv2 transform IDs and key lengths (bits) so the backend can map them to kernel names.
     pub encr_id: u16,
     pub encr_key_bits: u16,
@@ -92,6 +97,7 @@ impl std::fmt::Debug for SaSpec {
             .field("reqid", &self.reqid)
             .field("mode", &self.mode)
             .field("selectors", &self.selectors)
+            .field("outside_classes", &self.outside_classes)
             .field("encr", &(self.encr_id, self.encr_key_bits))
             .field("integ", &self.integ_id)
             .field("esn", &self.esn)

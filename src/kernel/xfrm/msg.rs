@@ -340,7 +340,9 @@ pub fn sa_request_carrying(
     // strongSwan's proxy mode use); tunnel SAs are found through the policy template only.
     // (The kernel fills in the family of an empty selector.)
     // A transport SA for several selectors stays unpinned (its policies still bound it).
-    if spec.mode == Mode::Transport
+    // A CHILD_SA outside the classes is pinned in tunnel mode too: its reqid's policies are
+    // its own, and the pin keeps it from ever carrying a class's traffic.
+    if (spec.mode == Mode::Transport || spec.outside_classes)
         && let [only] = spec.selectors.as_slice()
     {
         info.selector = to_xselector(only);
@@ -851,6 +853,7 @@ mod tests {
             reqid,
             mode,
             selectors: vec![Selector::new(src, 128, dst, 128, 135)],
+            outside_classes: false,
             encr_id: encr.0,
             encr_key_bits: (encr.1.len() * 8) as u16,
             encr_key: Zeroizing::new(encr.1),
