@@ -1147,6 +1147,31 @@ fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
     });
 }
 
+/// The liveness question (`Kernel::sa_use`) reads one SA at a time (GETSA, no dump) and parses
+/// the kernel's answer: the larval SA of an ALLOCSPI (the host has no ESP for keyed SAs) with
+/// its zero counters, and None for an SA the kernel does not hold.
+#[test]
+fn sa_use_reads_each_sa_from_the_kernel() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        let spi = k
+            .spi_allocator()
+            .unwrap()
+            .allocate(&SpiRequest {
+                src: a(HA),
+                dst: a(HOA),
+                reqid: 2,
+                acquire_seq: None,
+            })
+            .unwrap();
+        let got = k.sa_use(&[(a(HOA), spi), (a(HOA), spi ^ 1), (a(COA1), spi)]);
+        assert_eq!(got.len(), 3);
+        let c = got[0].expect("the larval SA is read back");
+        assert_eq!((c.packets, c.bytes), (0, 0));
+        assert_eq!(&got[1..], &[None, None], "no such SA: None");
+    });
+}
+
 #[test]
 fn counters_come_from_one_getsa_dump_of_our_sas() {
     in_netns(|| {

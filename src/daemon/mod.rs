@@ -123,6 +123,9 @@ impl Kernel for SharedKernel {
     fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
         self.with(|k| k.counters())
     }
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<crate::kernel::SaCounters>> {
+        self.with(|k| k.sa_use(sas))
+    }
 }
 
 /// A datagram for the engine.
@@ -182,6 +185,8 @@ impl Daemon {
         if let Some(a) = kernel.spi_allocator() {
             endpoint.set_spi_allocator(a);
         }
+        // Liveness asks the kernel about inbound ESP first; `flush` answers.
+        endpoint.set_esp_liveness(true);
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
@@ -550,6 +555,12 @@ impl Daemon {
                         self.endpoint.handle_kernel_result(now(), &op, Err(e));
                     }
                 }
+            }
+            while let Some(q) = self.endpoint.poll_sa_use_query() {
+                progress = true;
+                // A few SAs of one IKE SA, read from the kernel (GETSA each with XFRM).
+                let counters = self.kernel.sa_use(&q.sas);
+                self.endpoint.handle_sa_use(now(), &q, &counters);
             }
             while let Some(ev) = self.endpoint.poll_event() {
                 progress = true;

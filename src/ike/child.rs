@@ -709,6 +709,7 @@ impl Endpoint {
             installed: self.now.at,
             rekeying: false,
             superseded: false,
+            in_packets: 0,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
         // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this

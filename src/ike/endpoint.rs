@@ -111,6 +111,10 @@ pub struct Endpoint {
     bad_inits: (Option<Instant>, usize),
     /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
     pub(super) sources: super::limits::SourceLimits,
+    /// Liveness asks the kernel about inbound ESP first (see `liveness`).
+    pub(super) esp_liveness: bool,
+    /// Questions for the kernel about inbound SA use, for the daemon.
+    pub(super) use_queries: VecDeque<super::SaUseQuery>,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -147,6 +151,8 @@ impl Endpoint {
             mn: Default::default(),
             bad_inits: (None, 0),
             sources: Default::default(),
+            esp_liveness: false,
+            use_queries: VecDeque::new(),
         }
     }
 
@@ -518,7 +524,11 @@ impl Endpoint {
         consider(sa.pending.as_ref().map(|p| p.next_at));
         consider(sa.expires_at);
         if sa.state == State::Established && sa.pending.is_none() {
-            consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
+            consider(Some(match sa.use_asked {
+                // The kernel's answer is awaited; without one, check over IKE after a while.
+                Some(at) => at + super::USE_ANSWER_WAIT,
+                None => sa.alive_at() + self.cfg.timers.liveness_interval,
+            }));
             if sa.drives_rekeys() {
                 for c in &sa.children {
                     if !c.rekeying {
@@ -607,10 +617,11 @@ impl Endpoint {
             return Fate::Keep;
         }
         if sa.state == State::Established && sa.pending.is_none() {
-            if sa.last_heard + self.cfg.timers.liveness_interval <= now
-                && !sa.queue.iter().any(|i| matches!(i, Intent::Liveness))
-            {
-                sa.queue.push_back(Intent::Liveness);
+            if sa.alive_at() + self.cfg.timers.liveness_interval <= now {
+                self.liveness_due(sa);
+            } else {
+                // The peer spoke (IKE) while the kernel's answer was awaited: no question.
+                sa.use_asked = None;
             }
             if let Some(plan) = sa.plan.as_mut()
                 && plan.ike_rekey_at.is_some_and(|t| t <= now)

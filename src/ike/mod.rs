@@ -21,6 +21,7 @@ mod info;
 mod init;
 mod kernel_result;
 mod limits;
+mod liveness;
 mod migrate;
 pub mod proposal;
 mod protect;
@@ -38,6 +39,7 @@ pub use config::{
     HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
 };
 pub use endpoint::{Endpoint, Stats};
+pub use liveness::{SaUseQuery, USE_ANSWER_WAIT};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

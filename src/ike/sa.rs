@@ -134,6 +134,8 @@ pub(crate) struct Child {
     /// A rekey of this CHILD_SA completed: it only waits for its Delete (RFC 7296 2.8). A peer
     /// that rekeys it again, or never deletes it, must not grow our SAs without bound.
     pub superseded: bool,
+    /// Packets the kernel had counted on the inbound SA at the last look (liveness).
+    pub in_packets: u64,
 }
 
 /// Work waiting for the message-ID window (size 1).
@@ -254,6 +256,12 @@ pub(crate) struct IkeSa {
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
     pub stranded: bool,
+    /// When inbound ESP last showed the peer alive (its counters grew); with `last_heard`
+    /// (authenticated IKE) it puts off the liveness check.
+    pub esp_heard: Option<Instant>,
+    /// When we asked the kernel how much our inbound SAs received (a liveness check is due);
+    /// None when no question is open.
+    pub use_asked: Option<Instant>,
 }
 
 impl IkeSa {
@@ -296,7 +304,15 @@ impl IkeSa {
             provided: None,
             home_prefix: None,
             stranded: false,
+            esp_heard: None,
+            use_asked: None,
         }
+    }
+
+    /// The last sign of life from the peer: an authenticated IKE message or inbound ESP.
+    pub fn alive_at(&self) -> Instant {
+        self.esp_heard
+            .map_or(self.last_heard, |e| e.max(self.last_heard))
     }
 
     /// Our name for this SA: our own SPI.

@@ -205,6 +205,21 @@ pub trait Kernel: Send {
     fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
         Vec::new()
     }
+    /// What the kernel counted on each of `sas` (destination, SPI), in order; None for an SA
+    /// it does not hold (or a backend that counts nothing). The engine asks this for its
+    /// inbound SAs before a liveness check (`Endpoint::poll_sa_use_query`): ESP that arrived
+    /// shows the peer alive. The kernel counts a packet only once its ICV verified, so nobody
+    /// without the keys can move these counters. This default serves it from `counters()`.
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<SaCounters>> {
+        let all = self.counters();
+        sas.iter()
+            .map(|&(dst, spi)| {
+                all.iter()
+                    .find(|(d, s, _)| *d == dst && *s == spi)
+                    .map(|(_, _, c)| *c)
+            })
+            .collect()
+    }
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         None

@@ -203,6 +203,19 @@ impl Netlink {
     }
 
     /// A dump: the payloads of every answer of type `answer_type`.
+    /// One SA by (dst, spi): its NEWSA payload, or ESRCH when the kernel holds none.
+    pub fn getsa(&mut self, dst: IpAddr, spi: u32) -> Result<Vec<u8>, NlError> {
+        let mut out = None;
+        self.exchange(msg::getsa_request(dst, spi), |m| {
+            if m.msg_type == msg::XFRM_MSG_NEWSA {
+                out = Some(m.payload.to_vec());
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        out.ok_or(NlError::Errno(ESRCH))
+    }
+
     pub fn dump(&mut self, req_type: u16, answer_type: u16) -> Result<Vec<Vec<u8>>, NlError> {
         let mut out = Vec::new();
         self.exchange(msg::dump_request(req_type), |m| {
@@ -878,6 +891,27 @@ impl Kernel for XfrmKernel {
                     packets: sa.lifetime_cur.packets,
                 };
                 Some((dst, sa.id.spi, c))
+            })
+            .collect()
+    }
+
+    /// One GETSA per SA (not a dump: a home agent asks for a few SAs at a time among many).
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<crate::kernel::SaCounters>> {
+        let mut sh = lock(&self.shared);
+        sas.iter()
+            .map(|&(dst, spi)| match sh.nl.getsa(dst, spi) {
+                Ok(p) => {
+                    let sa = msg::parse_sa(&p).ok()?;
+                    (sa.id.spi == spi).then_some(crate::kernel::SaCounters {
+                        bytes: sa.lifetime_cur.bytes,
+                        packets: sa.lifetime_cur.packets,
+                    })
+                }
+                Err(NlError::Errno(ESRCH)) => None,
+                Err(e) => {
+                    debug!(%dst, spi = format_args!("{spi:08x}"), "cannot read an SA's counters: {e}");
+                    None
+                }
             })
             .collect()
     }

@@ -401,6 +401,17 @@ pub fn sa_request_carrying(
     Ok(r)
 }
 
+/// XFRM_MSG_GETSA for one SA, (dst, spi) of ESP (no dump: the kernel answers with one NEWSA).
+pub fn getsa_request(dst: IpAddr, spi: u32) -> Request {
+    let id = UserSaId {
+        daddr: Address::from_ip(&dst),
+        spi,
+        family: family(dst),
+        proto: IPPROTO_ESP,
+    };
+    Request::new(XFRM_MSG_GETSA, NLM_F_REQUEST).fixed(&id)
+}
+
 /// XFRM_MSG_DELSA for (dst, spi) of ESP.
 pub fn delsa_request(dst: IpAddr, spi: u32) -> Request {
     let id = UserSaId {
