@@ -41,6 +41,8 @@ swan_conf() {
   rm -rf "$d"
   mkdir -p "$d/run" "$d/swanctl/x509" "$d/swanctl/x509ca" "$d/swanctl/private"
   cp "/job/certs/ca-$keys.pem" "$d/swanctl/x509ca/"
+  # intermediate CAs of a longer chain (certs/make-big-chain.sh), which charon sends along
+  if [[ -f /job/certs/ca-$keys-im1.pem ]]; then cp /job/certs/ca-"$keys"-im*.pem "$d/swanctl/x509ca/"; fi
   if [[ $role == ha ]]; then
     cp "/job/certs/ha-$keys.pem" "$d/swanctl/x509/"
     cp "/job/certs/ha-$keys.key" "$d/swanctl/private/"
@@ -56,7 +58,7 @@ charon {
   # the lab is fast; under emulation a little more patience than strongSwan's 4 s x 5
   retransmit_tries = ${SW_RETRANSMIT_TRIES:-4}
   retransmit_timeout = ${SW_RETRANSMIT_TIMEOUT:-2.0}
-  install_routes = yes
+  install_routes = ${SW_INSTALL_ROUTES:-yes}
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -88,12 +90,12 @@ swanctl {
 EOF
   local me peer lts_mh rts_mh lts_tun rts_tun laddr raddr lid rid lauth rauth lcert=
   if [[ $role == ha ]]; then
-    laddr=$HA raddr=%any lid=$haid rid=$mnid
+    laddr=${TUN_HA:-$HA} raddr=%any lid=$haid rid=$mnid
     lts_mh="$HA/128[135]" rts_mh="$mnhoa/128[135]" lts_tun=::/0 rts_tun=$mnhoa/128
     [[ -n ${SW_POOL:-} ]] && rts_mh="dynamic[135]" rts_tun=dynamic
     lcert="ha-$keys.pem"
   else
-    laddr=$COA raddr=$HA lid=$mnid rid=$haid
+    laddr=${TUN_COA:-$COA} raddr=${TUN_HA:-$HA} lid=$mnid rid=$haid
     lts_mh="$mnhoa/128[135]" rts_mh="$HA/128[135]" lts_tun=$mnhoa/128 rts_tun=::/0
     [[ -n ${SW_VIPS:-} ]] && lts_mh="dynamic[135]" lts_tun=dynamic
     lcert="mn1-$keys.pem"

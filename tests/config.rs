@@ -284,7 +284,7 @@ fn unknown_key_in_global_file() {
     ha(&t, "[listen]\nadresses = [\"::\"]\n");
     assert_eq!(
         t.err("ha.toml"),
-        "$D/conf/ha.toml:8:1: unknown key `adresses`, expected one of `addresses`, `port`, `nat_port`, `receive_buffer`; did you mean `addresses`?"
+        "$D/conf/ha.toml:8:1: unknown key `adresses`, expected one of `addresses`, `port`, `nat_port`, `receive_buffer`, `fragmentation`, `fragment_size`; did you mean `addresses`?"
     );
 }
 
@@ -1065,5 +1065,33 @@ fn receive_buffer() {
     assert_eq!(
         ha_err("[listen]\nreceive_buffer = \"4M\"\n"),
         "$D/conf/ha.toml:8:18: invalid type: string \"4M\", expected u64"
+    );
+}
+
+#[test]
+fn fragmentation_defaults_and_bounds() {
+    let t = Tree::new();
+    ha(&t, "");
+    let e = policy::load(t.path("conf/ha.toml")).unwrap().engine;
+    assert_eq!(
+        (e.fragmentation.enabled, e.fragmentation.size),
+        (true, 1280)
+    );
+    ha(
+        &t,
+        "[listen]\nfragmentation = false\nfragment_size = 1500\n",
+    );
+    let e = policy::load(t.path("conf/ha.toml")).unwrap().engine;
+    assert_eq!(
+        (e.fragmentation.enabled, e.fragmentation.size),
+        (false, 1500)
+    );
+    assert_eq!(
+        ha_err("[listen]\nfragment_size = 500\n"),
+        "$D/conf/ha.toml:8:17: fragment_size = 500 is out of range: give the largest IP datagram an IKE message may make, from 576 to 65535 bytes (default 1280, IPv6's minimum MTU)"
+    );
+    assert_eq!(
+        ha_err("[listen]\nfragmentation = \"yes\"\n"),
+        "$D/conf/ha.toml:8:17: invalid type: string \"yes\", expected a boolean"
     );
 }

@@ -119,6 +119,7 @@ fn spec(
             soft_secs: 3000,
             hard_secs: 3600,
         },
+        encap: None,
     }
 }
 

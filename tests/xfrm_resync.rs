@@ -324,6 +324,7 @@ fn a_migrate_never_delivered_is_read_back_from_mip6ds_tunnel_template() {
             esn: false,
             replay_window: 32,
             lifetime: Lifetime::default(),
+            encap: None,
         };
         d.add_policies(&ours).unwrap();
         assert!(ip("xfrm policy").contains(&format!("tmpl src {COA1} dst {HA}")));

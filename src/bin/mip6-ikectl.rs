@@ -510,6 +510,8 @@ fn stats_text(s: &StatsResult) -> String {
         ("NAT detected", s.nat_detected.to_string()),
         ("migrations", s.migrations.to_string()),
         ("dropped by the kernel", s.socket_drops.to_string()),
+        ("sent in IKE fragments", s.fragmented_sent.to_string()),
+        ("reassembled from fragments", s.reassembled.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| vec![format!("{k}:"), v])

@@ -440,6 +440,12 @@ pub struct StatsResult {
     /// buffer: `[listen] receive_buffer`). Absent from older daemons.
     #[serde(default)]
     pub socket_drops: u64,
+    /// Messages sent as IKE fragments (RFC 7383), and messages reassembled from fragments.
+    /// Absent from older daemons.
+    #[serde(default)]
+    pub fragmented_sent: u64,
+    #[serde(default)]
+    pub reassembled: u64,
     /// Exchanges we started that failed, by exchange and notify.
     pub failures: Vec<Failure>,
 }

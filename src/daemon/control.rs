@@ -548,6 +548,8 @@ impl Daemon {
             nat_detected: s.nat_detected,
             migrations: s.migrations,
             socket_drops: self.kernel_drops(),
+            fragmented_sent: s.fragmented_sent,
+            reassembled: s.reassembled,
             failures: proto::failures(&s.failures),
         }
     }

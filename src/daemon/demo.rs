@@ -78,6 +78,7 @@ fn engine_config(
         init_rate_per_source: crate::ike::DEFAULT_INIT_RATE_PER_SOURCE,
         replay_window: 32,
         mobility: Default::default(),
+        fragmentation: Default::default(),
     })
 }
 

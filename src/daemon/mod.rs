@@ -826,7 +826,7 @@ async fn send(sockets: &[Arc<IkeSocket>], bound: &[SocketAddr], t: Transmit) {
     let Some(sock) = sockets.get(i) else { return };
     let framed;
     let data: &[u8] = if sock.is_nat() {
-        framed = [&udp::NON_ESP_MARKER[..], &t.data].concat();
+        framed = udp::frame_for_nat_port(&t.data);
         &framed
     } else {
         &t.data

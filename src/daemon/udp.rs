@@ -48,6 +48,16 @@ pub enum NatPortPayload<'a> {
     Runt,
 }
 
+/// What goes out on the NAT-T port for `data` from the engine: IKE messages behind the non-ESP
+/// marker, a NAT keepalive (one 0xFF byte, never an IKE message) as it is.
+pub fn frame_for_nat_port(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if data == crate::ike::NAT_KEEPALIVE {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        std::borrow::Cow::Owned([&NON_ESP_MARKER[..], data].concat())
+    }
+}
+
 /// Classifies a datagram received on the NAT-T port.
 pub fn classify_nat_port(data: &[u8]) -> NatPortPayload<'_> {
     match data {
@@ -242,6 +252,13 @@ impl IkeSocket {
             SocketAddr::V4(a) => {
                 setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).map_err(io_err)?;
                 bind(fd.as_raw_fd(), &SockaddrIn::from(a)).map_err(io_err)?;
+            }
+        }
+        if nat {
+            // ESP in UDP to this port is the kernel's (NAT traversal). Without it the SAs of
+            // a peer behind a NAT receive nothing, but IKE still works: say so, go on.
+            if let Err(e) = sys::set_udp_encap(fd.as_fd()) {
+                warn!(%addr, "cannot hand ESP in UDP to the kernel (UDP_ENCAP): {e}; CHILD_SAs across a NAT will not receive");
             }
         }
         // Drops are counted from here on; without the option (never on Linux) they are not.
@@ -447,6 +464,17 @@ mod tests {
             NatPortPayload::Esp
         );
         assert_eq!(classify_nat_port(&[0, 0, 0, 1, 0]), NatPortPayload::Esp);
+        // What we send is what the peer's classification expects.
+        assert_eq!(&*frame_for_nat_port(&[0xff]), &[0xff]);
+        assert_eq!(
+            classify_nat_port(&frame_for_nat_port(&[0xff])),
+            NatPortPayload::Keepalive
+        );
+        assert_eq!(&*frame_for_nat_port(&[1, 2, 3]), &[0, 0, 0, 0, 1, 2, 3]);
+        assert_eq!(
+            classify_nat_port(&frame_for_nat_port(&[1, 2, 3, 4, 5])),
+            NatPortPayload::Ike(&[1, 2, 3, 4, 5])
+        );
     }
 
     fn eperm(local: &str, inbound: bool) -> BypassError {

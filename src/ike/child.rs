@@ -664,6 +664,7 @@ impl Endpoint {
             esn: s.esn,
             replay_window: self.cfg.replay_window,
             lifetime,
+            encap: super::nat::encap(sa, direction),
         };
         // Negotiation only agrees to selectors the kernel can express (`kernel_selectors_ok`),
         // so these convert. Should one not, the SA goes in without selectors (and so without

@@ -120,6 +120,32 @@ pub struct Config {
     pub replay_window: u32,
     /// Mobile IPv6 behaviour: K bit, home prefix request, lease grace.
     pub mobility: MobilityConfig,
+    /// IKE fragmentation (RFC 7383).
+    pub fragmentation: Fragmentation,
+}
+
+/// IKE fragmentation (RFC 7383): large IKE_AUTH messages (certificate chains) must not depend
+/// on IP fragments, which many paths drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragmentation {
+    /// Announce IKEV2_FRAGMENTATION_SUPPORTED; fragment when the peer announced it too.
+    pub enabled: bool,
+    /// The largest IP datagram (IP and UDP headers included) one of our IKE messages or
+    /// fragments may make: strongSwan's `fragment_size`, 1280 (IPv6's minimum MTU) by default.
+    pub size: usize,
+}
+
+/// Bounds of [`Fragmentation::size`]: IPv4's minimum reassembly size, and the UDP maximum.
+pub const MIN_FRAGMENT_SIZE: usize = 576;
+pub const MAX_FRAGMENT_SIZE: usize = 65535;
+
+impl Default for Fragmentation {
+    fn default() -> Self {
+        Fragmentation {
+            enabled: true,
+            size: 1280,
+        }
+    }
 }
 
 /// Defaults of [`Config::max_half_open_per_source`] and [`Config::init_rate_per_source`].
@@ -151,6 +177,12 @@ pub struct MobilityConfig {
     /// Home agent: the uniqueness policy of users whose file sets none
     /// (`[home_agent] uniqueness`).
     pub uniqueness: crate::mobility::Uniqueness,
+    /// Our NAT-T port (`[listen] nat_port`): where an initiator behind a NAT moves its IKE SA
+    /// (RFC 7296 2.23), and where a peer behind one is followed to.
+    pub nat_port: u16,
+    /// How often the side behind a NAT sends a NAT keepalive (RFC 3948 2.3) to keep its
+    /// mapping alive (`[timers] nat_keepalive`); zero: never.
+    pub nat_keepalive: Duration,
 }
 
 /// How many reqids the automatic range has by default (one per CHILD_SA an IKE SA may hold).
@@ -167,6 +199,8 @@ impl Default for MobilityConfig {
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),
             uniqueness: crate::mobility::Uniqueness::No,
+            nat_port: super::float::NAT_T_PORT,
+            nat_keepalive: Duration::from_secs(20),
         }
     }
 }

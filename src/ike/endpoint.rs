@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::config::Config;
+use super::fragment::{Datagrams, REASSEMBLY_TIMEOUT, Reassembled};
+use super::protect::Opened;
 use super::sa::{Exchange, IkeSa, Intent, Pending, State};
 use super::{ChildInfo, Command, Event, IkeId, IkeSaInfo, Now, Transmit};
 use crate::crypto::Rng;
@@ -40,6 +42,9 @@ pub struct Stats {
     pub use_assigned_hoa: u64,
     /// IKE SAs moved by a MIGRATE (K bit).
     pub migrations: u64,
+    /// Messages we sent as RFC 7383 fragments, and messages reassembled from the peer's.
+    pub fragmented_sent: u64,
+    pub reassembled: u64,
     /// Exchanges we started that failed, by (exchange, error notify; 0 = none, e.g. no
     /// answer). At most [`MAX_FAILURE_KINDS`] keys; further kinds count under ("other", 0).
     pub failures: BTreeMap<(&'static str, u16), u64>,
@@ -523,6 +528,12 @@ impl Endpoint {
         };
         consider(sa.pending.as_ref().map(|p| p.next_at));
         consider(sa.expires_at);
+        consider(
+            sa.reassembly
+                .as_ref()
+                .map(|r| r.started + REASSEMBLY_TIMEOUT),
+        );
+        consider(Self::nat_keepalive_due(sa));
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(match sa.use_asked {
                 // The kernel's answer is awaited; without one, check over IKE after a while.
@@ -563,6 +574,15 @@ impl Endpoint {
     fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
         let id = sa.id();
         let now = self.now.at;
+        if sa
+            .reassembly
+            .as_ref()
+            .is_some_and(|r| r.started + REASSEMBLY_TIMEOUT <= now)
+        {
+            debug!(ike = %id, "incomplete fragmented message given up");
+            sa.reassembly = None;
+        }
+        self.nat_keepalive(sa);
         if let Some(at) = sa.expires_at
             && at <= now
         {
@@ -609,11 +629,13 @@ impl Endpoint {
             p.next_at = now + retransmit_wait(&self.cfg.timers, p.tries);
             self.stats.retransmissions += 1;
             debug!(ike = %id, msg_id = p.msg_id, tries = p.tries, "retransmitting");
-            self.transmits.push_back(Transmit {
-                local: sa.local,
-                remote: sa.remote,
-                data: p.data.clone(),
-            });
+            for d in &p.data {
+                self.transmits.push_back(Transmit {
+                    local: sa.local,
+                    remote: sa.remote,
+                    data: d.clone(),
+                });
+            }
             return Fate::Keep;
         }
         if sa.state == State::Established && sa.pending.is_none() {
@@ -650,14 +672,16 @@ impl Endpoint {
     }
 
     /// Sends a request and arms retransmission.
-    pub(super) fn send_request(&mut self, sa: &mut IkeSa, data: Vec<u8>, exchange: Exchange) {
+    pub(super) fn send_request(&mut self, sa: &mut IkeSa, data: Datagrams, exchange: Exchange) {
         let msg_id = sa.next_msg_id;
         let next_at = self.now.at + self.cfg.timers.retransmit_timeout;
-        self.transmits.push_back(Transmit {
-            local: sa.local,
-            remote: sa.remote,
-            data: data.clone(),
-        });
+        for d in &data {
+            self.transmits.push_back(Transmit {
+                local: sa.local,
+                remote: sa.remote,
+                data: d.clone(),
+            });
+        }
         sa.pending = Some(Pending {
             msg_id,
             data,
@@ -668,14 +692,16 @@ impl Endpoint {
     }
 
     /// Sends a response and caches it for retransmitted requests.
-    pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Vec<u8>) {
+    pub(super) fn send_response(&mut self, sa: &mut IkeSa, msg_id: u32, data: Datagrams) {
         let (local, remote) = self.reply_to.unwrap_or((sa.local, sa.remote));
-        self.transmits.push_back(Transmit {
-            local,
-            remote,
-            data: data.clone(),
-        });
-        sa.last_response = Some((msg_id, data.into_boxed_slice()));
+        for d in &data {
+            self.transmits.push_back(Transmit {
+                local,
+                remote,
+                data: d.clone(),
+            });
+        }
+        sa.last_response = Some((msg_id, data));
     }
 
     /// A header for a message of this SA.
@@ -699,7 +725,8 @@ impl Endpoint {
         }
     }
 
-    /// Builds an SK-protected message for this SA.
+    /// Builds an SK-protected message for this SA: one datagram, or RFC 7383 fragments when
+    /// fragmentation was negotiated and the message does not fit `fragment_size`.
     pub(super) fn seal(
         &mut self,
         sa: &IkeSa,
@@ -707,10 +734,25 @@ impl Endpoint {
         response: bool,
         msg_id: u32,
         payloads: &[Payload],
-    ) -> Vec<u8> {
+    ) -> Datagrams {
         let hdr = self.header(sa, exchange, response, msg_id);
         let keys = sa.keys.as_ref().expect("seal called before keys exist");
-        super::protect::seal(&keys.out, self.rng.as_mut(), hdr, payloads)
+        if sa.fragmentation {
+            let max = self.max_message_len(sa);
+            let out =
+                super::protect::seal_fragmented(&keys.out, self.rng.as_mut(), hdr, payloads, max);
+            if out.len() > 1 {
+                self.stats.fragmented_sent += 1;
+            }
+            out
+        } else {
+            vec![super::protect::seal(
+                &keys.out,
+                self.rng.as_mut(),
+                hdr,
+                payloads,
+            )]
+        }
     }
 
     /// Protected requests (everything after IKE_SA_INIT) from the peer.
@@ -723,20 +765,28 @@ impl Endpoint {
         data: &[u8],
     ) -> Fate {
         let id = header.message_id;
-        if let Some((cached_id, bytes)) = &sa.last_response
+        if let Some((cached_id, _)) = &sa.last_response
             && *cached_id == id
             && id.wrapping_add(1) == sa.peer_msg_id
         {
             // A retransmitted request: answer from the cache, do not process again. Only when
-            // the bytes decrypt do we know it is the peer's, so check the ICV first.
-            if self.open(sa, header, data).is_some() {
+            // the bytes decrypt do we know it is the peer's, so check the ICV first. Of a
+            // fragmented request only fragment 1 triggers the answer (RFC 7383 2.6.1), so a
+            // retransmission of N fragments costs one answer, not N.
+            let resend = match self.open_any(sa, data) {
+                Some(Opened::Whole(_)) => true,
+                Some(Opened::Fragment(f)) => f.number == 1,
+                None => false,
+            };
+            if resend && let Some((_, bytes)) = &sa.last_response {
                 debug!(ike = %sa.id(), msg_id = id, "retransmitted request answered from cache");
-                let bytes = bytes.to_vec();
-                self.transmits.push_back(Transmit {
-                    local,
-                    remote,
-                    data: bytes,
-                });
+                for d in bytes.clone() {
+                    self.transmits.push_back(Transmit {
+                        local,
+                        remote,
+                        data: d,
+                    });
+                }
             }
             return Fate::Keep;
         }
@@ -744,7 +794,7 @@ impl Endpoint {
             self.drop_msg(remote, "request with unexpected message ID");
             return Fate::Keep;
         }
-        let Some(payloads) = self.open(sa, header, data) else {
+        let Some(payloads) = self.open_whole(sa, remote, id, false, data) else {
             return Fate::Keep;
         };
         self.follow_peer_port(sa, local, remote);
@@ -815,7 +865,7 @@ impl Endpoint {
             }
             return self.init_response(sa, header, data);
         }
-        let Some(payloads) = self.open(sa, header, data) else {
+        let Some(payloads) = self.open_whole(sa, remote, header.message_id, true, data) else {
             return Fate::Keep;
         };
         self.follow_peer_port(sa, local, remote);
@@ -847,9 +897,9 @@ impl Endpoint {
         }
     }
 
-    /// Decrypts a protected message; None (after logging) when it does not verify or parse.
-    /// Nothing in the SA changes before this succeeds.
-    fn open(&mut self, sa: &IkeSa, header: &Header, data: &[u8]) -> Option<Vec<Payload>> {
+    /// Decrypts a protected message, whole or one fragment; None (after logging) when it does
+    /// not verify or parse. Nothing in the SA changes here.
+    fn open_any(&mut self, sa: &IkeSa, data: &[u8]) -> Option<Opened> {
         let keys = sa.keys.as_ref()?;
         let msg = match Message::parse(data) {
             Ok(m) => m,
@@ -858,8 +908,7 @@ impl Endpoint {
                 return None;
             }
         };
-        let _ = header;
-        match super::protect::open(&keys.inb, data, &msg) {
+        match super::protect::open_any(&keys.inb, data, &msg) {
             Ok(p) => Some(p),
             Err(super::protect::OpenError::Integrity) => {
                 self.drop_msg(sa.remote, "integrity check failed");
@@ -873,6 +922,30 @@ impl Endpoint {
                 self.drop_msg(sa.remote, "unprotected message after IKE_SA_INIT");
                 None
             }
+        }
+    }
+
+    /// The payloads of message `msg_id` once it is whole: at once for an SK message; for an
+    /// Encrypted Fragment, when this verified fragment completes the message (until then, and
+    /// for anything that does not verify, None). Only verified fragments change the SA.
+    fn open_whole(
+        &mut self,
+        sa: &mut IkeSa,
+        remote: SocketAddr,
+        msg_id: u32,
+        response: bool,
+        data: &[u8],
+    ) -> Option<Vec<Payload>> {
+        match self.open_any(sa, data)? {
+            Opened::Whole(p) => Some(p),
+            Opened::Fragment(f) => match self.reassemble(sa, msg_id, response, f) {
+                Reassembled::Done(p) => Some(p),
+                Reassembled::Waiting => None,
+                Reassembled::Refused(why) => {
+                    self.drop_msg(remote, why);
+                    None
+                }
+            },
         }
     }
 

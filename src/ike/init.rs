@@ -64,6 +64,11 @@ fn init_payloads(
     ]
 }
 
+/// IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 2.3): empty, in both IKE_SA_INIT messages.
+fn fragmentation_notify() -> Payload {
+    Payload::Notify(Notify::new(N_IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()))
+}
+
 /// SIGNATURE_HASH_ALGORITHMS (RFC 7427 4), the last notify of both IKE_SA_INIT messages.
 fn signature_hash_notify() -> Payload {
     Payload::Notify(Notify::new(
@@ -195,11 +200,14 @@ impl Endpoint {
             sa.local,
             sa.remote,
         ));
+        if self.cfg.fragmentation.enabled {
+            payloads.push(fragmentation_notify());
+        }
         payloads.push(signature_hash_notify());
         let data = init_message(sa.spi_i, 0, FLAG_INITIATOR, payloads).emit();
         hs.init_request = data.clone();
         sa.next_msg_id = 0;
-        self.send_request(sa, data, Exchange::Init);
+        self.send_request(sa, vec![data], Exchange::Init);
         Fate::Keep
     }
 
@@ -327,6 +335,8 @@ impl Endpoint {
         hs.init_response = data.to_vec();
         hs.peer_certreq = f.certreq;
         hs.peer_sig_hash = f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some();
+        sa.fragmentation =
+            self.cfg.fragmentation.enabled && f.notify(N_IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         sa.spi_r = header.spi_r;
         self.check_nat(sa, p, true);
         let Some(hs) = sa.hs.as_ref() else {
@@ -368,9 +378,8 @@ impl Endpoint {
         Fate::Close(reason.to_string())
     }
 
-    /// Logs what the NAT detection notifies say. UDP encapsulation of ESP is not supported, so
-    /// a NAT is reported rather than worked around (Mobile IPv6 over IPv6 does not meet NATs).
-    fn check_nat(&mut self, sa: &IkeSa, p: &[Payload], initiator: bool) {
+    /// What the NAT detection notifies say (RFC 7296 2.23); `nat` acts on it.
+    fn check_nat(&mut self, sa: &mut IkeSa, p: &[Payload], initiator: bool) {
         let (src_of_peer, dst_is_us) = (sa.remote, sa.local);
         let spi_r = if initiator { sa.spi_r } else { 0 };
         let f = Found::new(p);
@@ -384,11 +393,7 @@ impl Endpoint {
                 .iter()
                 .any(|n| n.data == nat_hash(sa.spi_i, spi_r, src_of_peer));
         let our_nat = got_dst.is_some_and(|n| n.data != nat_hash(sa.spi_i, spi_r, dst_is_us));
-        if peer_nat || our_nat {
-            self.stats.nat_detected += 1;
-            warn!(ike = %sa.id(), peer_behind_nat = peer_nat, we_behind_nat = our_nat,
-                  "NAT detected; UDP encapsulation of ESP is not supported, CHILD_SAs may not pass");
-        }
+        self.nat_detected(sa, peer_nat, our_nat);
     }
 
     /// Responder: an IKE_SA_INIT request (no state is created before every check passed).
@@ -432,12 +437,13 @@ impl Endpoint {
                 && let Some((0, resp)) = &sa.last_response
             {
                 debug!(%remote, "retransmitted IKE_SA_INIT answered from cache");
-                let resp = resp.to_vec();
-                self.transmits.push_back(super::Transmit {
-                    local,
-                    remote,
-                    data: resp,
-                });
+                for d in resp.clone() {
+                    self.transmits.push_back(super::Transmit {
+                        local,
+                        remote,
+                        data: d,
+                    });
+                }
             } else {
                 self.drop_msg(
                     remote,
@@ -545,6 +551,12 @@ impl Endpoint {
                 data: t.certreq_data(),
             });
         }
+        // RFC 7383 2.3: announced only in answer to the initiator's announcement.
+        let fragmentation =
+            self.cfg.fragmentation.enabled && f.notify(N_IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        if fragmentation {
+            out.push(fragmentation_notify());
+        }
         out.push(signature_hash_notify());
         let resp = init_message(header.spi_i, spi_r, FLAG_RESPONSE, out).emit();
         let keys = make_keys(&suite, ni, &nr, &shared, header.spi_i, spi_r, false);
@@ -567,6 +579,7 @@ impl Endpoint {
                 init_error: None,
             })),
             peer_msg_id: 1,
+            fragmentation,
             expires_at: Some(self.now.at + self.cfg.timers.half_open_timeout),
             ..IkeSa::new(
                 false,
@@ -578,9 +591,9 @@ impl Endpoint {
                 self.now.at,
             )
         };
-        self.check_nat(&sa, p, false);
+        self.check_nat(&mut sa, p, false);
         debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
-        self.send_response(&mut sa, 0, resp);
+        self.send_response(&mut sa, 0, vec![resp]);
         self.half_open.insert((remote, header.spi_i), spi_r);
         self.sources.half_open_added(remote.ip());
         self.finish(sa, Fate::Keep);

@@ -21,7 +21,9 @@ impl Endpoint {
         let Err(error) = result else { return };
         let (spi, dst) = match op {
             KernelOp::AddSa(spec) => (spec.spi, spec.dst),
-            KernelOp::UpdateSaAddrs { spi, dst, .. } => (*spi, *dst),
+            KernelOp::UpdateSaAddrs { spi, dst, .. } | KernelOp::UpdateSaEncap { spi, dst, .. } => {
+                (*spi, *dst)
+            }
             KernelOp::DelSa { dst, spi } => {
                 return debug!(%dst, spi = format_args!("{spi:08x}"), "kernel refused a delete: {error}");
             }

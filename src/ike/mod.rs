@@ -13,6 +13,7 @@ pub mod config;
 mod endpoint;
 mod float;
 mod found;
+mod fragment;
 // Fuzzing only: lets a fuzz target seal messages with an established SA's keys.
 #[cfg(fuzzing)]
 pub mod fuzz_hooks;
@@ -23,6 +24,8 @@ mod kernel_result;
 mod limits;
 mod liveness;
 mod migrate;
+mod nat;
+pub use nat::NAT_KEEPALIVE;
 pub mod proposal;
 mod protect;
 mod provider;
@@ -35,8 +38,9 @@ mod unique;
 
 pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{
-    Config, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_INIT_RATE_PER_SOURCE, EspProposal,
-    HomeAgentConfig, IkeProposal, LocalAuth, MobilityConfig, Timers,
+    Config, DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_INIT_RATE_PER_SOURCE, EspProposal, Fragmentation,
+    HomeAgentConfig, IkeProposal, LocalAuth, MAX_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, MobilityConfig,
+    Timers,
 };
 pub use endpoint::{Endpoint, Stats};
 pub use liveness::{SaUseQuery, USE_ANSWER_WAIT};

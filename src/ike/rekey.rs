@@ -75,6 +75,10 @@ impl Endpoint {
             user: old.user.clone(),
             home_address: old.home_address,
             peer_auth_method: old.peer_auth_method,
+            // RFC 7383 2.3: the rekeyed IKE SA keeps what IKE_SA_INIT negotiated.
+            fragmentation: old.fragmentation,
+            // Still behind the same NAT: the successor's CHILD_SAs are UDP-encapsulated too.
+            nat: old.nat,
             ..IkeSa::new(
                 initiator,
                 State::Established,

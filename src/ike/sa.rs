@@ -211,7 +211,8 @@ impl Exchange {
 /// Our outstanding request and its retransmission state.
 pub(crate) struct Pending {
     pub msg_id: u32,
-    pub data: Vec<u8>,
+    /// The request as sent: one datagram or its fragments, all re-sent on retransmission.
+    pub data: super::fragment::Datagrams,
     pub tries: u32,
     pub next_at: Instant,
     pub exchange: Exchange,
@@ -240,7 +241,11 @@ pub(crate) struct IkeSa {
     pub pending: Option<Pending>,
     pub queue: VecDeque<Intent>,
     /// Our last response, re-sent when its request is retransmitted.
-    pub last_response: Option<(u32, Box<[u8]>)>,
+    pub last_response: Option<(u32, super::fragment::Datagrams)>,
+    /// Both sides announced IKE fragmentation (RFC 7383) in IKE_SA_INIT (inherited on rekey).
+    pub fragmentation: bool,
+    /// Verified fragments of a message not yet complete.
+    pub reassembly: Option<Box<super::fragment::Reassembly>>,
     pub children: Vec<Child>,
     pub last_heard: Instant,
     /// Half-open responder SAs die at this time.
@@ -262,6 +267,8 @@ pub(crate) struct IkeSa {
     /// When we asked the kernel how much our inbound SAs received (a liveness check is due);
     /// None when no question is open.
     pub use_asked: Option<Instant>,
+    /// What NAT detection found, and the keepalive timer (see `nat`).
+    pub nat: super::nat::NatState,
 }
 
 impl IkeSa {
@@ -295,6 +302,8 @@ impl IkeSa {
             pending: None,
             queue: VecDeque::new(),
             last_response: None,
+            fragmentation: false,
+            reassembly: None,
             children: Vec::new(),
             last_heard: now,
             expires_at: None,
@@ -306,6 +315,7 @@ impl IkeSa {
             stranded: false,
             esp_heard: None,
             use_asked: None,
+            nat: Default::default(),
         }
     }
 

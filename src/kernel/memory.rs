@@ -84,6 +84,13 @@ impl Kernel for MemoryKernel {
                     self.counted.insert((*dst, *spi), c);
                 }
             }
+            KernelOp::UpdateSaEncap { dst, spi, encap } => {
+                let spec = self
+                    .sas
+                    .get_mut(&(*dst, *spi))
+                    .ok_or_else(|| format!("no SA {spi:08x}"))?;
+                spec.encap = Some(*encap);
+            }
         }
         Ok(())
     }

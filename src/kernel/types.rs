@@ -55,6 +55,17 @@ pub struct Lifetime {
     pub hard_secs: u64,
 }
 
+/// UDP encapsulation of an SA's ESP packets (RFC 3948) when a NAT lies between the IKE peers:
+/// the UDP ports its packets carry (`sport` the sender's, `dport` the receiver's; for an
+/// inbound SA the peer's port first). No original address (NAT-OA): Linux does not use it
+/// (transport-mode checksums of decapsulated packets are not checked) and strongSwan sends
+/// none either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Encap {
+    pub sport: u16,
+    pub dport: u16,
+}
+
 /// Everything needed to install one ESP SA (one direction).
 #[derive(Clone)]
 pub struct SaSpec {
@@ -84,6 +95,8 @@ pub struct SaSpec {
     pub esn: bool,
     pub replay_window: u32,
     pub lifetime: Lifetime,
+    /// ESP in UDP (NAT traversal); None: plain ESP.
+    pub encap: Option<Encap>,
 }
 
 impl std::fmt::Debug for SaSpec {
@@ -101,6 +114,7 @@ impl std::fmt::Debug for SaSpec {
             .field("encr", &(self.encr_id, self.encr_key_bits))
             .field("integ", &self.integ_id)
             .field("esn", &self.esn)
+            .field("encap", &self.encap)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +128,13 @@ pub enum KernelOp {
     DelSa {
         dst: IpAddr,
         spi: u32,
+    },
+    /// New UDP encapsulation ports for an installed SA (the NAT mapping of the peer changed),
+    /// same SPI, keys and counters.
+    UpdateSaEncap {
+        dst: IpAddr,
+        spi: u32,
+        encap: Encap,
     },
     /// Move an SA's outer endpoints (K-bit moves of tunnel SAs).
     UpdateSaAddrs {

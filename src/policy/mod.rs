@@ -26,8 +26,9 @@ use toml::Spanned;
 use crate::auth::{Identity, PrivateKey, SignatureStyle, TrustAnchors};
 use crate::crypto::Secret;
 use crate::ike::{
-    Command, Config, EspProposal, HomeAddress, HomeAgentConfig, IkeProposal, LocalAuth, Timers,
-    parse_esp_proposal, parse_ike_proposal,
+    Command, Config, EspProposal, Fragmentation, HomeAddress, HomeAgentConfig, IkeProposal,
+    LocalAuth, MAX_FRAGMENT_SIZE, MIN_FRAGMENT_SIZE, Timers, parse_esp_proposal,
+    parse_ike_proposal,
 };
 use crate::mobility::{ClassReqids, SaClass, UserAuth};
 use error::Doc;
@@ -686,6 +687,8 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         lease_grace,
         auto_reqids,
         uniqueness,
+        nat_port: listen.nat_port,
+        nat_keepalive: nat_keepalive(&doc, &file.timers.nat_keepalive)?,
     };
     let engine = Config {
         identity,
@@ -703,6 +706,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         home_agent,
         replay_window,
         mobility,
+        fragmentation: fragmentation(&doc, &file.listen)?,
     };
     Ok(LoadedConfig {
         path: path.to_path_buf(),
@@ -827,6 +831,28 @@ fn listen(doc: &Doc, l: &ListenSection) -> Result<Listen, ConfigError> {
         nat_port,
         receive_buffer,
     })
+}
+
+/// `[listen] fragmentation` and `fragment_size` (RFC 7383).
+fn fragmentation(doc: &Doc, l: &ListenSection) -> Result<Fragmentation, ConfigError> {
+    let mut out = Fragmentation::default();
+    if let Some(v) = &l.fragmentation {
+        out.enabled = *v.get_ref();
+    }
+    if let Some(v) = &l.fragment_size {
+        let size = *v.get_ref();
+        let range = MIN_FRAGMENT_SIZE as u64..=MAX_FRAGMENT_SIZE as u64;
+        if !range.contains(&size) {
+            return Err(doc.at(
+                v.span(),
+                format!(
+                    "fragment_size = {size} is out of range: give the largest IP datagram an IKE message may make, from {MIN_FRAGMENT_SIZE} to {MAX_FRAGMENT_SIZE} bytes (default 1280, IPv6's minimum MTU)"
+                ),
+            ));
+        }
+        out.size = size as usize;
+    }
+    Ok(out)
 }
 
 fn control(doc: &Doc, base: &Path, c: &ControlSection) -> Result<ControlSettings, ConfigError> {
@@ -1080,6 +1106,24 @@ fn secs(
         ));
     }
     Ok(Duration::from_secs_f64(x))
+}
+
+/// `[timers] nat_keepalive`: seconds between NAT keepalives, 0 for none.
+fn nat_keepalive(doc: &Doc, v: &Option<Spanned<f64>>) -> Result<Duration, ConfigError> {
+    let default = crate::ike::MobilityConfig::default().nat_keepalive;
+    match v {
+        Some(x) if *x.get_ref() == 0.0 => Ok(Duration::ZERO),
+        Some(x) if !(x.get_ref().is_finite() && (1.0..=3600.0).contains(x.get_ref())) => {
+            Err(doc.at(
+                x.span(),
+                format!(
+                    "nat_keepalive = {} must be between 1 and 3600 seconds, or 0 for no keepalives (e.g. nat_keepalive = 20)",
+                    x.get_ref()
+                ),
+            ))
+        }
+        _ => secs(doc, v, "nat_keepalive", default),
+    }
 }
 
 fn timers(doc: &Doc, t: &TimersSection) -> Result<Timers, ConfigError> {

@@ -79,6 +79,8 @@ pub struct ListenSection {
     pub port: Option<S<u16>>,
     pub nat_port: Option<S<u16>>,
     pub receive_buffer: Option<S<u64>>,
+    pub fragmentation: Option<S<bool>>,
+    pub fragment_size: Option<S<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -122,6 +124,7 @@ pub struct TimersSection {
     pub child_lifetime: Option<S<f64>>,
     pub ike_rekey: Option<S<f64>>,
     pub move_grace: Option<S<f64>>,
+    pub nat_keepalive: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! The IKE header and whole messages.
 
-use super::consts::{PL_NONE, PL_SK};
+use super::consts::{PL_NONE, PL_SK, PL_SKF};
 use super::payload::{emit_body, parse_body};
 use super::reader::{Reader, patch_len16};
 use super::{Error, Payload, limits};
@@ -163,6 +163,29 @@ fn parse_chain(first: u8, buf: &[u8], allow_sk: bool) -> Result<Vec<Payload>, Er
             });
             return Ok(payloads);
         }
+        if this == PL_SKF {
+            // Like SK: last, never inside SK, its next-payload field the first inner type.
+            if !allow_sk {
+                return Err(Error::Invalid("SKF payload inside SK"));
+            }
+            if !rest.is_empty() {
+                return Err(Error::Invalid("bytes after the SKF payload"));
+            }
+            let mut f = Reader::new(body);
+            let number = f.u16("SKF fragment number")?;
+            let total = f.u16("SKF total fragments")?;
+            // RFC 7383 2.5: numbers start at 1 and never exceed the total.
+            if number == 0 || total == 0 || number > total {
+                return Err(Error::Invalid("SKF fragment number outside 1..=total"));
+            }
+            payloads.push(Payload::Skf {
+                first_inner: next,
+                number,
+                total,
+                body: f.rest().to_vec(),
+            });
+            return Ok(payloads);
+        }
         payloads.push(parse_body(this, critical, body)?);
     }
     if !rest.is_empty() {
@@ -174,11 +197,11 @@ fn parse_chain(first: u8, buf: &[u8], allow_sk: bool) -> Result<Vec<Payload>, Er
 /// Emits a payload chain; returns the type of the first payload (PL_NONE for an empty chain)
 /// and appends the bytes to `out`.
 /// Only critical bits of `Payload::Unknown` are set; reserved bits are zero. An SK payload's
-/// next-payload field is its `first_inner`, so SK belongs last in the slice.
+/// next-payload field is its `first_inner`, so SK (and SKF) belongs last in the slice.
 pub fn emit_payloads(payloads: &[Payload], out: &mut Vec<u8>) -> u8 {
     for (i, p) in payloads.iter().enumerate() {
         let next = match p {
-            Payload::Sk { first_inner, .. } => *first_inner,
+            Payload::Sk { first_inner, .. } | Payload::Skf { first_inner, .. } => *first_inner,
             _ => payloads.get(i + 1).map_or(PL_NONE, Payload::payload_type),
         };
         let flags = match p {
@@ -288,6 +311,68 @@ mod tests {
         let mut after = bytes.clone();
         after.push(0);
         after[24..28].copy_from_slice(&81u32.to_be_bytes());
+        assert!(matches!(Message::parse(&after), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn skf_layout_is_rfc_7383_2_5() {
+        // Fragment 2 of 3 (next payload 0 outside fragment 1): generic header, Fragment Number,
+        // Total Fragments, then IV | ciphertext | ICV as sent.
+        let m = Message {
+            header: header(0, 0),
+            payloads: vec![Payload::Skf {
+                first_inner: 0,
+                number: 2,
+                total: 3,
+                body: vec![0xa5; 40],
+            }],
+        };
+        let bytes = m.emit();
+        assert_eq!(bytes[16], PL_SKF, "header's next payload is SKF (53)");
+        assert_eq!(bytes.len(), 28 + 4 + 4 + 40);
+        assert_eq!(&bytes[28..36], &hex("00 00 0030 0002 0003"));
+        let parsed = Message::parse(&bytes).unwrap();
+        assert_eq!(parsed.payloads, m.payloads);
+
+        // Fragment 1 carries the first inner payload's type (IDi here).
+        let first = Message {
+            header: header(0, 0),
+            payloads: vec![Payload::Skf {
+                first_inner: PL_IDI,
+                number: 1,
+                total: 3,
+                body: vec![1; 20],
+            }],
+        };
+        let bytes = first.emit();
+        assert_eq!(&bytes[28..36], &hex("23 00 001c 0001 0003"));
+        assert_eq!(Message::parse(&bytes).unwrap().payloads, first.payloads);
+    }
+
+    #[test]
+    fn skf_numbers_outside_one_to_total_are_refused() {
+        for (number, total) in [(0u16, 3u16), (4, 3), (1, 0), (0, 0), (65535, 1)] {
+            let mut out = Vec::new();
+            header(PL_SKF, 28 + 8 + 16).emit(&mut out);
+            out.extend_from_slice(&[0, 0, 0, 24]);
+            out.extend_from_slice(&number.to_be_bytes());
+            out.extend_from_slice(&total.to_be_bytes());
+            out.extend_from_slice(&[0; 16]);
+            assert!(
+                matches!(Message::parse(&out), Err(Error::Invalid(_))),
+                "{number}/{total}"
+            );
+        }
+        // Too short to hold the two counters.
+        let mut out = Vec::new();
+        header(PL_SKF, 28 + 6).emit(&mut out);
+        out.extend_from_slice(&hex("00 00 0006 0001"));
+        assert!(Message::parse(&out).is_err());
+        // Not inside an SK payload's content, and nothing after it.
+        assert!(parse_payloads(PL_SKF, &hex("00 00 0008 0001 0001")).is_err());
+        let mut after = Vec::new();
+        header(PL_SKF, 28 + 8 + 4).emit(&mut after);
+        after.extend_from_slice(&hex("00 00 0008 0001 0001  00 00 0004"));
         assert!(matches!(Message::parse(&after), Err(Error::Invalid(_))));
     }
 

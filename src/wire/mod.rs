@@ -83,6 +83,16 @@ pub enum Payload {
     /// Encrypted and Authenticated (46): `first_inner` is the type of the first payload inside,
     /// `body` is IV | ciphertext | ICV exactly as on the wire. Must be the last payload.
     Sk { first_inner: u8, body: Vec<u8> },
+    /// Encrypted Fragment (53, RFC 7383 2.5): one piece of an SK payload's content. `first_inner`
+    /// is the first inner payload's type in fragment 1 and 0 in the others; `number` is 1-based
+    /// and at most `total`; `body` is IV | ciphertext | ICV of this fragment alone. Must be the
+    /// last (and in practice the only) payload.
+    Skf {
+        first_inner: u8,
+        number: u16,
+        total: u16,
+        body: Vec<u8>,
+    },
     /// Configuration (47).
     Cp(ConfigPayload),
     /// Any payload type we do not implement. Kept so that the engine can answer
@@ -201,6 +211,7 @@ impl Payload {
             Payload::TsI(_) => PL_TSI,
             Payload::TsR(_) => PL_TSR,
             Payload::Sk { .. } => PL_SK,
+            Payload::Skf { .. } => PL_SKF,
             Payload::Cp(_) => PL_CP,
             Payload::Unknown { payload_type, .. } => *payload_type,
         }

@@ -96,6 +96,16 @@ pub(super) fn emit_body(p: &Payload, out: &mut Vec<u8>) {
         }
         Payload::TsI(selectors) | Payload::TsR(selectors) => ts::emit(selectors, out),
         Payload::Sk { body, .. } => out.extend_from_slice(body),
+        Payload::Skf {
+            number,
+            total,
+            body,
+            ..
+        } => {
+            out.extend_from_slice(&number.to_be_bytes());
+            out.extend_from_slice(&total.to_be_bytes());
+            out.extend_from_slice(body);
+        }
         Payload::Cp(cp) => {
             out.extend_from_slice(&[cp.cfg_type, 0, 0, 0]);
             for a in &cp.attributes {

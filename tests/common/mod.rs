@@ -128,6 +128,7 @@ pub fn base_config(
         init_rate_per_source: mip6_ike::ike::DEFAULT_INIT_RATE_PER_SOURCE,
         replay_window: 32,
         mobility: Default::default(),
+        fragmentation: Default::default(),
     }
 }
 

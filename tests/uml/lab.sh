@@ -12,6 +12,11 @@ HA=2001:db8:1::1
 COA=2001:db8:2::100
 HOA=2001:db8:1::100
 CN=2001:db8:3::3
+# IPv4 outer addresses (lab_ipv4_up; interop's IPv4 and NAT scenarios): HA and care-of address
+# on the same veth. TUN_HA / TUN_COA name the tunnel's outer endpoints (IKE, tunnel SAs and
+# their templates); they default to the IPv6 ones, which every other scenario uses.
+HA4=192.0.2.1
+COA4=192.0.2.100
 RESULTS=${RESULTS:-/job/results}
 LOGS=${LOGS:-/job/logs}
 mkdir -p "$LOGS"
@@ -31,7 +36,7 @@ lab_our_conf() {
       echo 'role = "mobile-node"'
     fi
     echo '[listen]'
-    echo 'addresses = ["::"]'
+    echo "addresses = ${OUR_LISTEN:-[\"::\"]}"
     echo '[identity]'
     if [[ $role == mn && -n ${OUR_PSK:-} ]]; then
       echo "id = \"$OUR_ID\""
@@ -39,11 +44,20 @@ lab_our_conf() {
     else
       if [[ $role == ha ]]; then
         echo 'id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"'
-        echo "certificate = \"certs/ha-$keys.pem\""
+        # a chain file (leaf, then intermediates) where there is one (certs/make-big-chain.sh)
+        if [[ -f /job/certs/ha-$keys-chain.pem ]]; then
+          echo "certificate = \"certs/ha-$keys-chain.pem\""
+        else
+          echo "certificate = \"certs/ha-$keys.pem\""
+        fi
         echo "private_key = \"certs/ha-$keys.key\""
       else
         echo 'id = "dn:C=CH, O=mip6-ike test, CN=mn1@example.net"'
-        echo "certificate = \"certs/mn1-$keys.pem\""
+        if [[ -f /job/certs/mn1-$keys-chain.pem ]]; then
+          echo "certificate = \"certs/mn1-$keys-chain.pem\""
+        else
+          echo "certificate = \"certs/mn1-$keys.pem\""
+        fi
         echo "private_key = \"certs/mn1-$keys.key\""
       fi
       echo "signature = \"${OUR_SIG:-rfc7427}\""
@@ -56,14 +70,20 @@ lab_our_conf() {
     echo "${OUR_TIMERS:-retransmit_timeout = 1.0
 retransmit_tries = 3
 liveness_interval = 3}"
+    [[ -n ${OUR_TIMERS_EXTRA:-} ]] && echo "$OUR_TIMERS_EXTRA"
     if [[ $role == ha ]]; then
       echo '[home_agent]'
       echo "address = \"$HA\""
       echo "users_dir = \"${OUR_USERS:-users}\""
     else
       echo '[mobile_node]'
-      echo "home_agent = \"[$HA]:500\""
-      echo "care_of_address = \"$COA\""
+      if [[ ${TUN_HA:-$HA} == *:* ]]; then
+        echo "home_agent = \"[$HA]:500\""
+      else
+        echo "home_agent = \"$TUN_HA:500\""
+        echo "home_agent_address = \"$HA\""
+      fi
+      echo "care_of_address = \"${TUN_COA:-$COA}\""
       echo "home_address = \"${OUR_HOA:-$HOA}\""
       echo "classes = ${OUR_CLASSES:-[\"bu-ba\", \"payload\"]}"
       echo 'home_agent_id = "dn:C=CH, O=mip6-ike test, CN=ha.example.net"'
@@ -116,6 +136,19 @@ lab_netns_up() {
   ip -n ha -6 route add $HOA/128 via $COA dev ha-eth0
 }
 
+# lab_ipv4_up / lab_ipv4_down: IPv4 on the lab's veth (HA4, COA4) for the IPv4 scenarios only,
+# and esp4 for IPv4 outer addresses. Removed again, so later scenarios see the IPv6-only lab.
+lab_ipv4_up() {
+  modprobe -a esp4 || return 1
+  ip -n ha addr add $HA4/24 dev ha-eth0 &&
+    ip -n mn addr add $COA4/24 dev mn-eth0
+}
+lab_ipv4_down() {
+  ip -n ha addr del $HA4/24 dev ha-eth0 2>/dev/null
+  ip -n mn addr del $COA4/24 dev mn-eth0 2>/dev/null
+  true
+}
+
 lab_netns_down() {
   ip netns del mn 2>/dev/null
   ip netns del ha 2>/dev/null
@@ -136,18 +169,18 @@ lab_mip6d_policies() {
       ip -n $ns xfrm policy add src $HA/128 dst $HOA/128 proto 135 dir in priority 2 \
         tmpl proto esp mode transport reqid 2 &&
       ip -n $ns xfrm policy add src $HOA/128 dst ::/0 dir out priority 13 \
-        tmpl src $COA dst $HA proto esp mode tunnel reqid 3 &&
+        tmpl src ${TUN_COA:-$COA} dst ${TUN_HA:-$HA} proto esp mode tunnel reqid 3 &&
       ip -n $ns xfrm policy add src ::/0 dst $HOA/128 dir in priority 13 \
-        tmpl src $HA dst $COA proto esp mode tunnel reqid 4
+        tmpl src ${TUN_HA:-$HA} dst ${TUN_COA:-$COA} proto esp mode tunnel reqid 4
   else
     ip -n $ns xfrm policy add src $HOA/128 dst $HA/128 proto 135 dir in priority 2 \
       tmpl proto esp mode transport reqid 1 &&
       ip -n $ns xfrm policy add src $HA/128 dst $HOA/128 proto 135 dir out priority 2 \
         tmpl proto esp mode transport reqid 2 &&
       ip -n $ns xfrm policy add src $HOA/128 dst ::/0 dir in priority 13 \
-        tmpl src $COA dst $HA proto esp mode tunnel reqid 3 &&
+        tmpl src ${TUN_COA:-$COA} dst ${TUN_HA:-$HA} proto esp mode tunnel reqid 3 &&
       ip -n $ns xfrm policy add src ::/0 dst $HOA/128 dir out priority 13 \
-        tmpl src $HA dst $COA proto esp mode tunnel reqid 4
+        tmpl src ${TUN_HA:-$HA} dst ${TUN_COA:-$COA} proto esp mode tunnel reqid 4
   fi
 }
 
@@ -203,8 +236,8 @@ lab_check_ours() {
     case $r in
       1) want="$HOA $HA transport" ;;
       2) want="$HA $HOA transport" ;;
-      3) want="$COA $HA tunnel" ;;
-      4) want="$HA $COA tunnel" ;;
+      3) want="${TUN_COA:-$COA} ${TUN_HA:-$HA} tunnel" ;;
+      4) want="${TUN_HA:-$HA} ${TUN_COA:-$COA} tunnel" ;;
     esac
     got=$(lab_sas "$ns" | awk -v r=$r '$4 == r { print $1, $2, $5 }')
     [[ $got == "$want" ]] || WHY+="$ns reqid $r: want '$want', kernel has '${got:-nothing}'; "

@@ -68,6 +68,21 @@ pub fn set_socket_policy(fd: BorrowedFd<'_>, v6: bool, policy: &[u8]) -> io::Res
     setsockopt_bytes(fd, level, name, policy)
 }
 
+/// UDP_ENCAP_ESPINUDP (linux/udp.h): RFC 3948 ESP in UDP, IKE behind the non-ESP marker.
+const UDP_ENCAP_ESPINUDP: libc::c_int = 2;
+
+/// Makes the kernel take ESP in UDP arriving on this (NAT-T) socket and hand it to XFRM
+/// (UDP_ENCAP, as strongSwan sets it); IKE with the non-ESP marker and keepalives still reach
+/// the socket. nix has no such sockopt, hence the raw call.
+pub fn set_udp_encap(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_bytes(
+        fd,
+        libc::SOL_UDP,
+        libc::UDP_ENCAP,
+        &UDP_ENCAP_ESPINUDP.to_ne_bytes(),
+    )
+}
+
 /// setsockopt(2) with an arbitrary byte buffer as the value.
 #[allow(unsafe_code)]
 fn setsockopt_bytes(

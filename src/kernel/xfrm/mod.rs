@@ -23,8 +23,8 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 use tracing::{debug, info, warn};
 
 use super::{
-    Direction, Found, Kernel, KernelOp, Migrate, Mode, Placement, SaSpec, SpiAllocator, SpiRequest,
-    TunnelTemplate,
+    Direction, Encap, Found, Kernel, KernelOp, Migrate, Mode, Placement, SaSpec, SpiAllocator,
+    SpiRequest, TunnelTemplate,
 };
 use crate::wire::consts::IPPROTO_MH;
 use msg::{MsgError, NlMsg, PolicyKey, PolicySpec, Request};
@@ -704,6 +704,28 @@ impl XfrmKernel {
         self.install_policies(&new, false)
     }
 
+    /// New ESP-in-UDP ports for an installed SA (the peer's NAT mapping changed): XFRM_MSG_UPDSA
+    /// with the same SPI and keys, which the kernel applies to the live SA in place (its
+    /// counters and replay state stay). It changes the ports of an existing encapsulation
+    /// only, which is all the engine asks (an SA installed without one stays without).
+    fn update_encap(&mut self, dst: IpAddr, spi: u32, encap: Encap) -> Result<(), String> {
+        let spec = self
+            .sas
+            .get(&(dst, spi))
+            .ok_or_else(|| format!("no SA {spi:08x} to {dst}"))?;
+        if spec.encap.is_none() {
+            return Err(format!("SA {spi:08x} to {dst} has no UDP encapsulation"));
+        }
+        let mut new = spec.clone();
+        new.encap = Some(encap);
+        lock(&self.shared)
+            .nl
+            .ack(msg::sa_request(&new, true)?)
+            .map_err(|e| format!("updating the encapsulation of SA {spi:08x} to {dst}: {e}"))?;
+        self.sas.insert((dst, spi), new);
+        Ok(())
+    }
+
     /// Removes every SA, reserved SPI and policy this backend installed (shutdown).
     pub fn remove_all(&mut self) {
         let keys: Vec<(IpAddr, u32)> = self.sas.keys().copied().collect();
@@ -787,6 +809,7 @@ impl Kernel for XfrmKernel {
                 src,
                 dst,
             } => self.move_sa(*old_dst, *spi, *src, *dst),
+            KernelOp::UpdateSaEncap { dst, spi, encap } => self.update_encap(*dst, *spi, *encap),
         }
     }
 
@@ -984,6 +1007,7 @@ mod tests {
                 soft_secs: 3000,
                 hard_secs: 3600,
             },
+            encap: None,
         }
     }
 

@@ -16,7 +16,7 @@ use netlink_packet_xfrm::{
 };
 use zeroize::Zeroizing;
 
-use crate::kernel::{Direction, KernelEvent, Lifetime, Migrate, Mode, SaSpec, Selector};
+use crate::kernel::{Direction, Encap, KernelEvent, Lifetime, Migrate, Mode, SaSpec, Selector};
 
 // Message types (linux/xfrm.h).
 pub const XFRM_MSG_NEWSA: u16 = 0x10;
@@ -34,6 +34,7 @@ pub const XFRM_MSG_MIGRATE: u16 = 0x21;
 
 // Attributes.
 pub const XFRMA_ALG_CRYPT: u16 = 2;
+pub const XFRMA_ENCAP: u16 = 4;
 pub const XFRMA_TMPL: u16 = 5;
 pub const XFRMA_LTIME_VAL: u16 = 9;
 pub const XFRMA_REPLAY_VAL: u16 = 10;
@@ -67,6 +68,9 @@ pub const XFRM_POLICY_FWD: u8 = 2;
 const XFRM_MODE_TRANSPORT: u8 = 0;
 pub const XFRM_MODE_TUNNEL: u8 = 1;
 const XFRM_STATE_ESN: u8 = 128;
+/// The kernel leaves the selector family of such an SA unset (any inner family) instead of
+/// copying the outer one into an empty selector (linux/xfrm.h).
+pub const XFRM_STATE_AF_UNSPEC: u8 = 32;
 /// "No limit" for byte and packet counts (time limits use 0 for none).
 const XFRM_INF: u64 = u64::MAX;
 
@@ -82,6 +86,11 @@ pub const USER_EXPIRE_LEN: usize = 232;
 pub const USER_MIGRATE_LEN: usize = 76;
 pub const USER_KMADDRESS_LEN: usize = 40;
 const ALG_NAME_LEN: usize = 64;
+/// `struct xfrm_encap_tmpl`: type (u16), sport, dport (network order), 2 bytes of padding,
+/// the original address (xfrm_address_t, 16 bytes).
+pub const ENCAP_TMPL_LEN: usize = 24;
+/// UDP_ENCAP_ESPINUDP (linux/udp.h): RFC 3948 ESP in UDP with the non-ESP marker for IKE.
+pub const UDP_ENCAP_ESPINUDP: u16 = 2;
 
 /// Why bytes from the kernel were rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -311,6 +320,18 @@ pub fn carry_of(payload: &[u8]) -> Result<Carry, MsgError> {
     Ok(c)
 }
 
+/// A tunnel SA whose inner traffic is of another family than its outer endpoints (IPv6 home
+/// address selectors over an IPv4 care-of address), or whose inner family is not known.
+/// Transport SAs cannot change the family: their endpoints are the selector's addresses.
+pub fn cross_family(spec: &SaSpec) -> bool {
+    spec.mode == Mode::Tunnel
+        && (spec.selectors.is_empty()
+            || spec
+                .selectors
+                .iter()
+                .any(|s| s.dst.is_ipv4() != spec.dst.is_ipv4()))
+}
+
 /// XFRM_MSG_NEWSA (or UPDSA for an SPI reserved with ALLOCSPI) for one ESP SA.
 pub fn sa_request(spec: &SaSpec, update: bool) -> Result<Request, String> {
     sa_request_carrying(spec, update, None)
@@ -357,6 +378,14 @@ pub fn sa_request_carrying(
     info.lifetime_cfg = lifetime_cfg(&spec.lifetime);
     info.reqid = spec.reqid;
     info.mode = xfrm_mode(spec.mode);
+    if cross_family(spec) {
+        // An empty selector would get the outer family (IPv4 for an IPv4 care-of address):
+        // the kernel then takes the SA's inner mode for IPv4, the MN's IPv6 packets find no
+        // outbound SA (a larval ACQUIRE state instead) and the HA drops what arrives
+        // (XfrmInStateMismatch). strongSwan sets this flag on its tunnel SAs for the same
+        // reason.
+        info.flags |= XFRM_STATE_AF_UNSPEC;
+    }
     // ESN and windows beyond 32 packets need the ESN replay attribute; the kernel then wants
     // 0 in the fixed struct.
     let esn_attr = spec.esn || spec.replay_window > 32;
@@ -376,6 +405,9 @@ pub fn sa_request_carrying(
     r = alg_attr(r, encr, &spec.encr_key);
     if let Some(i) = integ {
         r = alg_attr(r, i, &spec.integ_key);
+    }
+    if let Some(e) = spec.encap {
+        r = encap_attr(r, e);
     }
     if let Some(c) = carry {
         r = r.attr(XFRMA_LTIME_VAL, &c.lifetime);
@@ -410,6 +442,35 @@ pub fn getsa_request(dst: IpAddr, spi: u32) -> Request {
         proto: IPPROTO_ESP,
     };
     Request::new(XFRM_MSG_GETSA, NLM_F_REQUEST).fixed(&id)
+}
+
+/// XFRMA_ENCAP: ESP in UDP with the ports of `e` and no original address (see [`Encap`]).
+fn encap_attr(r: Request, e: Encap) -> Request {
+    r.attr_with(XFRMA_ENCAP, ENCAP_TMPL_LEN, |b| {
+        b[0..2].copy_from_slice(&UDP_ENCAP_ESPINUDP.to_ne_bytes());
+        b[2..4].copy_from_slice(&e.sport.to_be_bytes());
+        b[4..6].copy_from_slice(&e.dport.to_be_bytes());
+    })
+}
+
+/// The ports of a dumped SA's XFRMA_ENCAP (ESP in UDP only), None without one.
+pub fn encap_of(payload: &[u8]) -> Result<Option<Encap>, MsgError> {
+    for (kind, v) in attrs(payload, USERSA_INFO_LEN)? {
+        if kind == XFRMA_ENCAP {
+            if v.len() < ENCAP_TMPL_LEN {
+                return Err(MsgError("short XFRMA_ENCAP"));
+            }
+            if ne_u16(v, 0) != Some(UDP_ENCAP_ESPINUDP) {
+                return Ok(None);
+            }
+            let port = |at: usize| v.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+            let (Some(sport), Some(dport)) = (port(2), port(4)) else {
+                return Err(MsgError("short XFRMA_ENCAP"));
+            };
+            return Ok(Some(Encap { sport, dport }));
+        }
+    }
+    Ok(None)
 }
 
 /// XFRM_MSG_DELSA for (dst, spi) of ESP.
@@ -873,6 +934,7 @@ mod tests {
             esn: false,
             replay_window: 32,
             lifetime: Lifetime::default(),
+            encap: None,
         }
     }
 
@@ -985,6 +1047,118 @@ mod tests {
         let u = sa_request(&s, true).unwrap().finish(7);
         assert_eq!(header(&u).1, XFRM_MSG_UPDSA);
         assert_eq!(u[NLMSG_HDRLEN..], b[NLMSG_HDRLEN..]);
+    }
+
+    /// The payload tunnel over an IPv4 care-of address (HoA/::0 IPv6 inside): the fixed part
+    /// carries XFRM_STATE_AF_UNSPEC and no selector, byte for byte what `ip xfrm state add ...
+    /// flag af-unspec` sends; a same-family tunnel and transport SAs never carry the flag.
+    #[test]
+    fn newsa_cross_family_tunnel_matches_iproute2_af_unspec() {
+        let mut s = spec(
+            Mode::Tunnel,
+            "192.0.2.100",
+            "192.0.2.1",
+            0x1003,
+            3,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        let hoa: IpAddr = "2001:db8:1::100".parse().unwrap();
+        s.selectors = vec![Selector::new(hoa, 128, "::".parse().unwrap(), 0, 0)];
+        assert!(cross_family(&s));
+        let b = sa_request(&s, false).unwrap().finish(7);
+        let want =
+            include_bytes!("../../../tests/fixtures/xfrm/newsa-tunnel-ipv4-outer-af-unspec.bin");
+        assert_eq!(hex(&b[NLMSG_HDRLEN..]), hex(want));
+        let info = parse_sa(&b[NLMSG_HDRLEN..]).unwrap();
+        assert_eq!(info.flags & XFRM_STATE_AF_UNSPEC, XFRM_STATE_AF_UNSPEC);
+        assert_eq!((info.family, info.selector.family), (AF_INET, 0));
+        // the same tunnel over IPv6: no flag (the kernel's own selector family is right)
+        let mut v6 = s.clone();
+        (v6.src, v6.dst) = (
+            "2001:db8:2::100".parse().unwrap(),
+            "2001:db8:1::1".parse().unwrap(),
+        );
+        assert!(!cross_family(&v6));
+        let b = sa_request(&v6, false).unwrap().finish(7);
+        assert_eq!(
+            parse_sa(&b[NLMSG_HDRLEN..]).unwrap().flags & XFRM_STATE_AF_UNSPEC,
+            0
+        );
+        // a tunnel whose inner family is unknown (no selectors): either may pass
+        let mut none = v6.clone();
+        none.selectors.clear();
+        assert!(cross_family(&none));
+        // transport SAs: never (their endpoints are the selector's addresses)
+        let t = spec(
+            Mode::Transport,
+            "2001:db8:1::100",
+            "2001:db8:1::1",
+            0x1001,
+            1,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        assert!(!cross_family(&t));
+        // mixed-family endpoints are refused before the kernel sees them
+        let mut mixed = s.clone();
+        mixed.dst = "2001:db8:1::1".parse().unwrap();
+        assert!(sa_request(&mixed, false).is_err());
+    }
+
+    /// ESP in UDP (NAT traversal): XFRMA_ENCAP after the algorithms with UDP_ENCAP_ESPINUDP and
+    /// the ports in network order, byte for byte what `ip xfrm state add ... encap espinudp
+    /// 4500 61000 0.0.0.0` sends; `encap_of` reads it back from a dump, and refuses a short one.
+    #[test]
+    fn newsa_with_espinudp_matches_iproute2_and_parses_back() {
+        let mut s = spec(
+            Mode::Tunnel,
+            "192.0.2.100",
+            "192.0.2.1",
+            0x1003,
+            3,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        s.selectors = vec![Selector::new(
+            "2001:db8:1::100".parse().unwrap(),
+            128,
+            "::".parse().unwrap(),
+            0,
+            0,
+        )];
+        s.encap = Some(Encap {
+            sport: 4500,
+            dport: 61000,
+        });
+        let b = sa_request(&s, false).unwrap().finish(7);
+        let want = include_bytes!("../../../tests/fixtures/xfrm/newsa-tunnel-espinudp.bin");
+        assert_eq!(hex(&b[NLMSG_HDRLEN..]), hex(want));
+        let p = &b[NLMSG_HDRLEN..];
+        let a = attrs(p, USERSA_INFO_LEN).unwrap();
+        assert_eq!(a[2].0, XFRMA_ENCAP);
+        assert_eq!(&a[2].1[..6], &[2, 0, 0x11, 0x94, 0xee, 0x48]);
+        assert_eq!(encap_of(p), Ok(s.encap));
+        // UPDSA (new ports of a NAT mapping) differs in the type only
+        let u = sa_request(&s, true).unwrap().finish(7);
+        assert_eq!(ne_u16(&u, 4), Some(XFRM_MSG_UPDSA));
+        assert_eq!(u[NLMSG_HDRLEN..], b[NLMSG_HDRLEN..]);
+        // without encap: no attribute, and nothing read back
+        s.encap = None;
+        let b = sa_request(&s, false).unwrap().finish(7);
+        assert_eq!(encap_of(&b[NLMSG_HDRLEN..]), Ok(None));
+        // a short XFRMA_ENCAP from the kernel is refused, never read past its end
+        let bad = Request::new(XFRM_MSG_NEWSA, 0)
+            .fixed(&UserSaInfo::default())
+            .attr_with(XFRMA_ENCAP, 5, |b| b[0] = 2)
+            .finish(1);
+        assert!(encap_of(&bad[NLMSG_HDRLEN..]).is_err());
+        // another encapsulation type is not ESP in UDP
+        let other = Request::new(XFRM_MSG_NEWSA, 0)
+            .fixed(&UserSaInfo::default())
+            .attr_with(XFRMA_ENCAP, ENCAP_TMPL_LEN, |b| b[0] = 7)
+            .finish(1);
+        assert_eq!(encap_of(&other[NLMSG_HDRLEN..]), Ok(None));
     }
 
     #[test]
