@@ -658,6 +658,8 @@ fn a_selector_range_without_kernel_form_is_narrowed_never_widened_to_any() {
     let ha = only_sa(&l.ha);
     let new = ha.children.last().unwrap();
     assert_eq!(new.ts_local[0].start_addr, new.ts_local[0].end_addr);
+    // Narrower than the payload class: a CHILD_SA of its own on the HA, not the class's.
+    assert_eq!(new.class, None);
     // The MN agreed to the narrowed selectors (they lie within what it asked).
     assert_eq!(only_sa(&l.mn).children.len(), 3);
 

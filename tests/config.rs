@@ -310,7 +310,7 @@ fn unknown_key_in_user_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/users/mn1.toml:4:1: unknown key `home_address`, expected one of `identity`, `identity_pattern`, \
-         `auth`, `psk`, `home_addresses`, `classes`, `pool`, `home_prefix`, `prefix_pool`; did you mean `home_addresses`?"
+         `auth`, `psk`, `home_addresses`, `classes`, `pool`, `home_prefix`, `prefix_pool`, `uniqueness`; did you mean `home_addresses`?"
     );
 }
 

@@ -74,7 +74,8 @@ fn coa1_to_coa2() -> MigrateEntry {
 fn config(policies: Policies) -> XfrmConfig {
     XfrmConfig {
         policies,
-        owned_reqids: (1, 8),
+        owned_reqids: (1, 12),
+        auto_reqids: (9, 12),
         forward_tunnels: true,
     }
 }
@@ -104,6 +105,7 @@ fn spec(
         reqid,
         mode,
         selectors: vec![selector],
+        outside_classes: false,
         encr_id: 12,
         encr_key_bits: 128,
         encr_key: zeroize::Zeroizing::new(vec![7; 16]),
@@ -220,6 +222,77 @@ fn policies_daemon_mode_installs_and_removes() {
         // Shutdown (drop) removes the rest.
         drop(k);
         assert_eq!(policies(), vec![]);
+    });
+}
+
+/// A CHILD_SA outside the classes (HoA udp <-> ::/0 udp/53, reqid 9 from `auto_reqids`): with
+/// mip6d's policies its own go in all the same, one step ahead of the payload policy (12), and
+/// its SA carries its selector in tunnel mode (checked on the NEWSA bytes, the host has no ESP).
+/// Start-up cleanup in mip6d mode removes such policies left by a crash, never mip6d's.
+#[test]
+fn child_sa_outside_the_classes_gets_its_own_policies_in_mip6d_mode() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        let dns = Selector {
+            dport: (53, 0xffff),
+            ..sel(HOA, 128, "::", 0, 17, (0, 0))
+        };
+        let mut out = spec(
+            Direction::Out,
+            Mode::Tunnel,
+            COA1,
+            HA,
+            0x2001,
+            9,
+            dns.clone(),
+        );
+        out.outside_classes = true;
+        let mut inb = spec(
+            Direction::In,
+            Mode::Tunnel,
+            HA,
+            COA1,
+            0x2002,
+            9,
+            Selector {
+                sport: (53, 0xffff),
+                dport: (0, 0),
+                ..sel("::", 0, HOA, 128, 17, (0, 0))
+            },
+        );
+        inb.outside_classes = true;
+        // A class SA in mip6d mode: no policy of ours.
+        let [_, _, tun] = mn_specs();
+        k.add_policies(&tun).unwrap();
+        assert_eq!(policies(), vec![]);
+        k.add_policies(&out).unwrap();
+        k.add_policies(&inb).unwrap();
+        assert_eq!(
+            policies(),
+            vec![
+                (msg::XFRM_POLICY_IN, 12, vec![9]),
+                (msg::XFRM_POLICY_OUT, 12, vec![9]),
+                (msg::XFRM_POLICY_FWD, 12, vec![9]),
+            ]
+        );
+        let text = ip("xfrm policy");
+        assert!(text.contains("proto udp dport 53"), "{text}");
+        // The tunnel SA is pinned to its selector (a class tunnel SA is not).
+        let sa_selector = |s: &SaSpec| {
+            let bytes = msg::sa_request(s, false).unwrap().finish(1);
+            let info = msg::parse_sa(&bytes[16..]).unwrap();
+            (info.selector.family != 0).then(|| msg::from_xselector(&info.selector).unwrap())
+        };
+        assert_eq!(sa_selector(&out), Some(dns));
+        assert_eq!(sa_selector(&tun), None);
+        // A crash leaves them behind; the next start (mip6d mode) removes ours only.
+        std::mem::forget(k);
+        ip(&format!(
+            "xfrm policy add src {HOA}/128 dst ::/0 dir out priority 13 tmpl src {COA1} dst {HA} proto esp mode tunnel reqid 3"
+        ));
+        let k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        assert_eq!(policies(), vec![(msg::XFRM_POLICY_OUT, 13, vec![3])]);
+        drop(k);
     });
 }
 
@@ -1124,6 +1197,31 @@ fn fwd_migrate_is_not_delivered_the_in_migrate_carries_the_move() {
             2,
             "{text}"
         );
+    });
+}
+
+/// The liveness question (`Kernel::sa_use`) reads one SA at a time (GETSA, no dump) and parses
+/// the kernel's answer: the larval SA of an ALLOCSPI (the host has no ESP for keyed SAs) with
+/// its zero counters, and None for an SA the kernel does not hold.
+#[test]
+fn sa_use_reads_each_sa_from_the_kernel() {
+    in_netns(|| {
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        let spi = k
+            .spi_allocator()
+            .unwrap()
+            .allocate(&SpiRequest {
+                src: a(HA),
+                dst: a(HOA),
+                reqid: 2,
+                acquire_seq: None,
+            })
+            .unwrap();
+        let got = k.sa_use(&[(a(HOA), spi), (a(HOA), spi ^ 1), (a(COA1), spi)]);
+        assert_eq!(got.len(), 3);
+        let c = got[0].expect("the larval SA is read back");
+        assert_eq!((c.packets, c.bytes), (0, 0));
+        assert_eq!(&got[1..], &[None, None], "no such SA: None");
     });
 }
 

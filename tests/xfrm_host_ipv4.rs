@@ -51,6 +51,7 @@ fn ha_inbound_tunnel(encap: Option<Encap>) -> SaSpec {
         reqid: 3,
         mode: Mode::Tunnel,
         selectors: vec![Selector::new(a(HOA), 128, a("::"), 0, 0)],
+        outside_classes: false,
         encr_id: 12,
         encr_key_bits: 128,
         encr_key: zeroize::Zeroizing::new(vec![7; 16]),
@@ -69,6 +70,7 @@ fn ipv6_selectors_with_ipv4_tunnel_templates_are_accepted_and_read_back() {
         let mut k = XfrmKernel::new(XfrmConfig {
             policies: Policies::Daemon,
             owned_reqids: (1, 8),
+            auto_reqids: (9, 8),
             forward_tunnels: true,
         })
         .unwrap();
@@ -116,6 +118,7 @@ fn cross_family_and_espinudp_sas_pass_the_kernels_checks() {
         let mut k = XfrmKernel::new(XfrmConfig {
             policies: Policies::Mip6d,
             owned_reqids: (1, 8),
+            auto_reqids: (9, 8),
             forward_tunnels: false,
         })
         .unwrap();

@@ -34,6 +34,7 @@ fn mip6d() -> XfrmConfig {
     XfrmConfig {
         policies: Policies::Mip6d,
         owned_reqids: (1, 8),
+        auto_reqids: (9, 8),
         forward_tunnels: false,
     }
 }
@@ -314,6 +315,7 @@ fn a_migrate_never_delivered_is_read_back_from_mip6ds_tunnel_template() {
             reqid: 3,
             mode: Mode::Tunnel,
             selectors: vec![payload_sel()],
+            outside_classes: false,
             encr_id: 12,
             encr_key_bits: 128,
             encr_key: zeroize::Zeroizing::new(vec![7; 16]),

@@ -85,6 +85,7 @@ fn user(name: &str, id: &str, auth: UserAuth, hoa: Ipv6Addr) -> User {
         ],
         pool: None,
         home_prefix: None,
+        uniqueness: None,
     }
 }
 

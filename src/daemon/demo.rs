@@ -93,6 +93,7 @@ pub fn home_agent_config() -> Result<Config, String> {
         classes: CLASSES.to_vec(),
         pool: None,
         home_prefix: None,
+        uniqueness: None,
     };
     let users = UserDb::new(vec![mn1])?;
     engine_config(

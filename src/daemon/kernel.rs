@@ -38,6 +38,7 @@ pub fn make_kernel(cfg: &LoadedConfig) -> Result<Box<dyn Kernel>, DaemonError> {
                     PolicyMode::Daemon => Policies::Daemon,
                 },
                 owned_reqids: cfg.kernel.owned_reqids,
+                auto_reqids: cfg.engine.mobility.auto_reqids,
                 forward_tunnels: cfg.role == Role::HomeAgent,
             };
             let k = XfrmKernel::new(x).map_err(|e| {

@@ -125,6 +125,9 @@ impl Kernel for SharedKernel {
     fn counters(&self) -> Vec<(IpAddr, u32, crate::kernel::SaCounters)> {
         self.with(|k| k.counters())
     }
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<crate::kernel::SaCounters>> {
+        self.with(|k| k.sa_use(sas))
+    }
 }
 
 /// A datagram for the engine.
@@ -195,6 +198,8 @@ impl Daemon {
         let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
         let file_crls = cfg.revocation.crls.clone();
         let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
+        // Liveness asks the kernel about inbound ESP first; `flush` answers.
+        endpoint.set_esp_liveness(true);
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
@@ -598,6 +603,12 @@ impl Daemon {
                         self.endpoint.handle_kernel_result(now(), &op, Err(e));
                     }
                 }
+            }
+            while let Some(q) = self.endpoint.poll_sa_use_query() {
+                progress = true;
+                // A few SAs of one IKE SA, read from the kernel (GETSA each with XFRM).
+                let counters = self.kernel.sa_use(&q.sas);
+                self.endpoint.handle_sa_use(now(), &q, &counters);
             }
             while let Some(ev) = self.endpoint.poll_event() {
                 progress = true;

@@ -471,8 +471,9 @@ impl Endpoint {
         {
             return self.park_auth(sa, header, &payloads, &identity, &user.name, req, timeout);
         }
-        if a.notify(N_INITIAL_CONTACT).is_some() {
-            self.initial_contact(sa, &identity);
+        let ic = a.notify(N_INITIAL_CONTACT).is_some();
+        if let Err(reason) = self.apply_uniqueness(sa, &identity, &user, ic) {
+            return fail(self, sa, Some(identity), reason);
         }
         let idr = self.our_id();
         let (Some(hs), Some(keys)) = (sa.hs.as_ref(), sa.keys.as_ref()) else {
@@ -510,7 +511,7 @@ impl Endpoint {
     /// passes from the old SAs to this one. A mobile node re-establishing after a move without
     /// the K bit, or rekeying, sends no INITIAL_CONTACT (it still holds the old SA), so make
     /// before break holds there.
-    fn initial_contact(&mut self, sa: &IkeSa, identity: &Identity) {
+    pub(super) fn initial_contact(&mut self, sa: &IkeSa, identity: &Identity) {
         let ours = sa.our_spi();
         let mut stale: Vec<u64> = self
             .sas

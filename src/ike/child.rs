@@ -9,7 +9,7 @@ use super::assign::{CpAnswer, CpRequest};
 use super::endpoint::{Endpoint, Fate};
 use super::found::{Found, error_notify, nonce_ok, notify};
 use super::proposal::{EspSuite, accept_esp, esp_to_wire, select_esp_pfs};
-use super::sa::{Child, ChildRequest, Exchange, IkeSa, Intent};
+use super::sa::{Child, ChildCollision, ChildRequest, Exchange, IkeSa, Intent};
 use super::{Event, HomeAddress};
 use crate::crypto::{DhGroup, DhPrivate, child_keymat};
 use crate::kernel::{Direction, KernelOp, Lifetime, Mode, SaSpec, SpiRequest};
@@ -26,6 +26,38 @@ fn span(prefix: Ipv6Addr, len: u8) -> (Ipv6Addr, Ipv6Addr) {
     (Ipv6Addr::from(a), Ipv6Addr::from(b))
 }
 
+/// The lower of an exchange's two nonces (RFC 7296 2.8.1 compares the four nonces
+/// octet by octet).
+fn nonce_min(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.min(b).to_vec()
+}
+
+/// Mobile node: whether an SA for `class` has the class's selectors on our side and the class's
+/// traffic (protocols, ports, MH / ICMPv6 types) on the home agent's. The mobile node cannot
+/// make a CHILD_SA of its own (mip6d's policies only know the classes), so an answer or a
+/// request that narrows the traffic is refused; a narrower address on the home agent's side
+/// (a reauthenticating home agent that names itself) still counts as the class.
+fn fits_class_on_mn(
+    class: SaClass,
+    ts_mn: &[TrafficSelector],
+    ts_ha: &[TrafficSelector],
+    ha: Ipv6Addr,
+) -> bool {
+    let Some(IpAddr::V6(hoa)) = ts_mn.first().and_then(single_address) else {
+        return false;
+    };
+    let (ci, cr) = class.selectors(hoa, ha);
+    let traffic = |t: &TrafficSelector| (t.ip_protocol, t.start_port, t.end_port);
+    let ha_side: Vec<_> = ts_ha.iter().map(traffic).collect();
+    let class_side: Vec<_> = cr.iter().map(traffic).collect();
+    same_set(ts_mn, &ci)
+        && ha_side.len() == class_side.len()
+        && ha_side.iter().all(|t| class_side.contains(t))
+}
+
+/// How many automatic reqids are tried for a free one (each try scans the CHILD_SAs).
+const MAX_AUTO_REQID_PROBES: u32 = 64;
+
 /// CHILD_SAs one IKE SA may hold (rekeys replace, they do not add). A mobile node needs at most
 /// one per SA class; the margin allows several home addresses.
 pub const MAX_CHILDREN_PER_IKE_SA: usize = 32;
@@ -41,6 +73,9 @@ pub(super) struct ChildAccept {
     pub ts_i: Vec<TrafficSelector>,
     pub ts_r: Vec<TrafficSelector>,
     pub cp_reply: Option<CpAnswer>,
+    /// (inbound, outbound) reqids a rekey keeps (the replaced CHILD_SA's); None: the class's,
+    /// or new automatic ones for a CHILD_SA outside the classes.
+    pub reqids: Option<(u32, u32)>,
 }
 
 impl ChildAccept {
@@ -93,6 +128,33 @@ fn kernel_selectors_ok(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bo
     [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
         .iter()
         .all(|r| r.as_ref().is_ok_and(|v| !v.is_empty()))
+}
+
+/// The same selectors, in any order.
+fn same_set(a: &[TrafficSelector], b: &[TrafficSelector]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// Whether `(ts_mn, ts_ha)` are exactly `class`'s selectors for one home address and the home
+/// agent `ha`: only then is a CHILD_SA the class's (its reqids and mip6d's policies).
+fn is_class(
+    class: SaClass,
+    ts_mn: &[TrafficSelector],
+    ts_ha: &[TrafficSelector],
+    ha: Ipv6Addr,
+) -> bool {
+    let Some(IpAddr::V6(hoa)) = ts_mn.first().and_then(single_address) else {
+        return false;
+    };
+    let (ci, cr) = class.selectors(hoa, ha);
+    same_set(ts_mn, &ci) && same_set(ts_ha, &cr)
+}
+
+/// Whether a CHILD_SA's selectors make exactly one kernel selector each way.
+fn single_kernel_selector(ts_i: &[TrafficSelector], ts_r: &[TrafficSelector]) -> bool {
+    [to_kernel_all(ts_i, ts_r), to_kernel_all(ts_r, ts_i)]
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|v| v.len() == 1))
 }
 
 /// How long an ACQUIRE's seq stays attached to its class: the kernel's larval state lives
@@ -178,6 +240,34 @@ impl Endpoint {
             })
     }
 
+    /// A reqid of `auto_reqids` for a new CHILD_SA outside the classes: the next in turn that
+    /// no CHILD_SA holds (`sa` is out of the map while worked on), so each such CHILD_SA has its
+    /// policies' templates to itself. When all are taken the next in turn is shared: its SAs
+    /// carry their own selectors, so the kernel still tells them apart.
+    fn free_auto_reqid(&mut self, sa: &IkeSa) -> u32 {
+        let (first, last) = self.cfg.mobility.auto_reqids;
+        let size = u64::from(last.saturating_sub(first)) + 1;
+        let in_use = |me: &Self, r: u32| {
+            sa.children.iter().any(|c| c.reqid_in == r)
+                || me
+                    .sas
+                    .values()
+                    .any(|s| s.children.iter().any(|c| c.reqid_in == r))
+        };
+        let start = self.next_reqid;
+        for k in 0..size.min(u64::from(MAX_AUTO_REQID_PROBES)) {
+            let r = self.cfg.mobility.auto_reqid(start.wrapping_add(k as u32));
+            if !in_use(self, r) {
+                self.next_reqid = start.wrapping_add(k as u32 + 1);
+                return r;
+            }
+        }
+        let r = self.cfg.mobility.auto_reqid(start);
+        self.next_reqid = start.wrapping_add(1);
+        warn!(reqid = r, "every automatic reqid is in use; sharing one");
+        r
+    }
+
     /// (inbound, outbound) reqids of a class as mip6d's policies expect them.
     fn class_reqids(&self, class: Option<SaClass>) -> Option<(u32, u32)> {
         let r = self.cfg.reqids(class?);
@@ -228,8 +318,10 @@ impl Endpoint {
         } else {
             Mode::Tunnel
         };
+        let mut reqids = None;
         let (class, ts_i, ts_r, cp_reply) = if let Some(i) = rekey_of {
             let old = &sa.children[i];
+            reqids = Some((old.reqid_in, old.reqid_out));
             if old.mode != mode {
                 return Err(N_NO_PROPOSAL_CHOSEN);
             }
@@ -253,6 +345,14 @@ impl Endpoint {
         let (ts_i, ts_r) = (narrow_to_kernel(&ts_i), narrow_to_kernel(&ts_r));
         if !kernel_selectors_ok(&ts_i, &ts_r) {
             info!(ike = %sa.id(), "CHILD_SA refused: selectors the kernel cannot express: TS_UNACCEPTABLE");
+            self.stats.ts_refused += 1;
+            return Err(N_TS_UNACCEPTABLE);
+        }
+        if class.is_none() && !single_kernel_selector(&ts_i, &ts_r) {
+            // Its SAs carry their selector, and an XFRM SA has one: several selectors (two
+            // ranges that no prefix joins, say) cannot be bound to it, and merging them into
+            // a class would be the hijack this avoids.
+            info!(ike = %sa.id(), "CHILD_SA outside the classes with several kernel selectors: TS_UNACCEPTABLE");
             self.stats.ts_refused += 1;
             return Err(N_TS_UNACCEPTABLE);
         }
@@ -294,6 +394,7 @@ impl Endpoint {
             ts_i,
             ts_r,
             cp_reply,
+            reqids,
         })
     }
 
@@ -383,20 +484,34 @@ impl Endpoint {
                                 == (b.ip_protocol, b.start_port, b.end_port)
                         })
                 };
-                let score = if ni == tsi && nr == tsr {
-                    if class == SaClass::Payload { 1 } else { 0 }
+                // A class's CHILD_SA is exactly the class's selectors for one home address
+                // (a wider request narrowed to them included); anything narrower is a CHILD_SA
+                // of its own (see below).
+                let score = if is_class(class, &ni, &nr, ha_addr) {
+                    0
+                } else if ni == tsi && nr == tsr {
+                    if class == SaClass::Payload { 2 } else { 1 }
                 } else if same_traffic(&ni, tsi) && same_traffic(&nr, tsr) {
-                    2
-                } else {
                     3
+                } else {
+                    4
                 };
                 if best.as_ref().is_none_or(|b| score < b.0) {
                     best = Some((score, class, ni, nr));
                 }
             }
         }
-        if let Some((_, class, ni, nr)) = best {
-            return Ok((Some(class), ni, nr, cp_reply));
+        if let Some((score, class, ni, nr)) = best {
+            if score == 0 {
+                return Ok((Some(class), ni, nr, cp_reply));
+            }
+            // Narrower than the class it falls in (HoA udp <-> ::/0 udp/53 inside payload):
+            // filed under the class it would take the class's reqids and selector-less tunnel
+            // SAs, and the kernel would send the class's traffic through it. It gets reqids
+            // and kernel selectors of its own instead (`install_child`), still only inside
+            // what the user owns.
+            info!(ike = %sa.id(), identity = %peer, within = class.name(), "CHILD_SA narrower than its class: a CHILD_SA of its own");
+            return Ok((None, ni, nr, cp_reply));
         }
         let reason = format!(
             "selectors outside what user '{}' owns (home addresses {}, classes {:?}, mode {:?})",
@@ -458,7 +573,10 @@ impl Endpoint {
             }
             let (ours, theirs) = class.selectors(hoa, plan.home_agent);
             let (ni, nr) = (narrow(tsi, &theirs), narrow(tsr, &ours));
-            if ni.is_empty() || nr.is_empty() {
+            if ni.is_empty() || nr.is_empty() || !fits_class_on_mn(class, &nr, &ni, plan.home_agent)
+            {
+                // Only the class whole: a narrower SA under the class's reqids would take
+                // the class's traffic.
                 continue;
             }
             let narrowed = ni != tsi || nr != tsr;
@@ -504,11 +622,10 @@ impl Endpoint {
             (acc.ts_r.clone(), acc.ts_i.clone())
         };
         let (outer_local, outer_remote) = child_outer(sa, acc.mode, &ts_local, &ts_remote);
-        let (reqid_in, reqid_out) = match self.class_reqids(acc.class) {
+        let (reqid_in, reqid_out) = match acc.reqids.or_else(|| self.class_reqids(acc.class)) {
             Some(r) => r,
             None => {
-                let r = self.cfg.mobility.auto_reqid(self.next_reqid);
-                self.next_reqid = self.next_reqid.wrapping_add(1);
+                let r = self.free_auto_reqid(sa);
                 (r, r)
             }
         };
@@ -538,6 +655,7 @@ impl Endpoint {
             reqid,
             mode: acc.mode,
             selectors,
+            outside_classes: acc.class.is_none(),
             encr_id,
             encr_key_bits: encr_bits,
             encr_key: zeroize::Zeroizing::new(k[..ek].to_vec()),
@@ -592,6 +710,7 @@ impl Endpoint {
             installed: self.now.at,
             rekeying: false,
             superseded: false,
+            in_packets: 0,
         };
         self.child_spis.insert(acc.spi_in, sa.our_spi());
         // The AddSa above completes the larval SA, unless the IKE SA moved (K bit) while this
@@ -703,6 +822,21 @@ impl Endpoint {
                 true,
             );
         }
+        if let (Some(class), Some(plan)) = (req.class, sa.plan.as_ref())
+            && !fits_class_on_mn(class, tsi, tsr, plan.home_agent)
+        {
+            // Narrower than the class: under the class's reqids it would take traffic of
+            // mip6d's class policy that the peer never agreed to carry.
+            let ha = plan.home_agent;
+            debug!(ike = %sa.id(), class = class.name(), %ha, "answer narrower than the class");
+            return fail(
+                self,
+                sa,
+                Some(N_TS_UNACCEPTABLE),
+                "responder narrowed the class's selectors",
+                true,
+            );
+        }
         let transport = notify(payloads, N_USE_TRANSPORT_MODE).is_some();
         if req.mode == Mode::Transport && !transport {
             return fail(
@@ -732,12 +866,17 @@ impl Endpoint {
             ts_i: tsi.to_vec(),
             ts_r: tsr.to_vec(),
             cp_reply: None,
+            reqids: req
+                .rekey_of
+                .and_then(|o| sa.child_by_in(o))
+                .map(|i| (sa.children[i].reqid_in, sa.children[i].reqid_out)),
         };
         self.install_child(sa, &acc, ni, nr, shared, true);
-        if let Some(old) = req.rekey_of {
-            if let Some(i) = sa.child_by_in(old) {
-                sa.children[i].superseded = true;
-            }
+        if let Some(old) = req.rekey_of
+            && let Some(i) = sa.child_by_in(old)
+        {
+            // (Gone already when the peer deleted it meanwhile: nothing left to delete.)
+            sa.children[i].superseded = true;
             sa.queue.push_back(Intent::DeleteChild(old));
         }
     }
@@ -754,6 +893,11 @@ impl Endpoint {
                 return;
             };
             let old = &sa.children[i];
+            if old.superseded {
+                // The peer rekeyed it first (its request came before ours went out).
+                debug!(ike = %sa.id(), spi_in = format_args!("{old_spi:08x}"), "CHILD_SA already rekeyed by the peer; no rekey of ours");
+                return;
+            }
             let (mode, ts_i, ts_r, class) = (
                 old.mode,
                 old.ts_local.clone(),
@@ -840,7 +984,16 @@ impl Endpoint {
         payloads.push(Payload::TsI(req.ts_i.clone()));
         payloads.push(Payload::TsR(req.ts_r.clone()));
         let data = self.seal(sa, CREATE_CHILD_SA, false, sa.next_msg_id, &payloads);
-        self.send_request(sa, data, Exchange::CreateChild { req, ni, dh });
+        self.send_request(
+            sa,
+            data,
+            Exchange::CreateChild {
+                req,
+                ni,
+                dh,
+                collision: None,
+            },
+        );
     }
 
     /// Initiator: the CREATE_CHILD_SA response.
@@ -851,6 +1004,7 @@ impl Endpoint {
         req: ChildRequest,
         ni: Vec<u8>,
         dh: Option<DhPrivate>,
+        collision: Option<ChildCollision>,
     ) -> Fate {
         let f = Found::new(&payloads);
         let (answer, tsi, tsr, nr) = (f.sa, f.tsi, f.tsr, f.nonce);
@@ -871,7 +1025,16 @@ impl Endpoint {
                 ke_retried: true,
                 ..req
             };
+            // A new exchange with new nonces: a collision is decided by the exchange that
+            // completes, and the peer's CHILD_SA stays known.
             self.send_create_child(sa, req, Some(want));
+            if let (Some(c), Some(p)) = (collision, sa.pending.as_mut())
+                && let Exchange::CreateChild {
+                    collision: slot, ..
+                } = &mut p.exchange
+            {
+                *slot = Some(c);
+            }
             return Fate::Keep;
         }
         let shared = match (dh, ke) {
@@ -886,6 +1049,7 @@ impl Endpoint {
         } else {
             (None, None, None)
         };
+        let (new_spi, old_spi) = (req.spi_in, req.rekey_of);
         self.finish_child_initiator(
             sa,
             &payloads,
@@ -899,7 +1063,49 @@ impl Endpoint {
             group,
             "CREATE_CHILD_SA",
         );
+        if let (Some(c), Some(old)) = (collision, old_spi) {
+            self.resolve_child_collision(sa, c, new_spi, old, nonce_min(&ni, nr));
+        }
         Fate::Keep
+    }
+
+    /// RFC 7296 2.8.1: our rekey of CHILD_SA `old` (new inbound SPI `ours`, lower nonce
+    /// `ours_min`) crossed the peer's rekey of it, which made CHILD_SA `theirs`. Both sides
+    /// compare the same four nonces: the CHILD_SA made by the exchange with the lowest nonce is
+    /// redundant and deleted by the side that started that exchange; the other side deletes
+    /// `old`. The winner keeps the class's reqids (every CHILD_SA of a class has them).
+    fn resolve_child_collision(
+        &mut self,
+        sa: &mut IkeSa,
+        theirs: ChildCollision,
+        ours: u32,
+        old: u32,
+        ours_min: Vec<u8>,
+    ) {
+        let Some(i) = sa.child_by_in(ours) else {
+            // Ours failed: theirs is the only new one; the peer deletes `old`.
+            debug!(ike = %sa.id(), "CHILD_SA rekey collision: ours failed, the peer's stays");
+            return;
+        };
+        if ours_min < theirs.nonce_min {
+            info!(ike = %sa.id(), spi_in = format_args!("{ours:08x}"),
+                  "simultaneous CHILD_SA rekey: ours has the lowest nonce and is redundant; deleting it");
+            sa.children[i].rekeying = true;
+            sa.children[i].superseded = true;
+            // The winner's starter (the peer) deletes the old CHILD_SA, not us.
+            sa.queue
+                .retain(|x| !matches!(x, Intent::DeleteChild(s) if *s == old));
+            sa.queue.push_back(Intent::DeleteChild(ours));
+        } else {
+            info!(ike = %sa.id(), spi_in = format_args!("{ours:08x}"),
+                  "simultaneous CHILD_SA rekey: ours won; the peer deletes its redundant one");
+            // Never rekeyed, and the peer may not rekey it either: it only waits for the
+            // peer's Delete (or its hard lifetime).
+            if let Some(j) = sa.child_by_in(theirs.spi_in) {
+                sa.children[j].rekeying = true;
+                sa.children[j].superseded = true;
+            }
+        }
     }
 
     /// Responder: a CREATE_CHILD_SA request.
@@ -915,6 +1121,12 @@ impl Endpoint {
             let resp = me.seal(sa, CREATE_CHILD_SA, true, msg_id, &[p]);
             me.send_response(sa, msg_id, resp);
             Fate::Keep
+        };
+        // Our Delete of the CHILD_SA the peer names (by our outbound SPI) is in flight.
+        let closing = |sa: &IkeSa, spi_out: u32| {
+            sa.pending.as_ref().is_some_and(|p| {
+                matches!(p.exchange, Exchange::DeleteChild { spi_out: Some(s), .. } if s == spi_out)
+            })
         };
         let f = Found::new(&payloads);
         let (props, ni, tsi, tsr, ke) = (f.sa, f.nonce, f.tsi, f.tsr, f.ke);
@@ -945,6 +1157,7 @@ impl Endpoint {
         let rekey_idx = match rekey_spi {
             Some(spi) => match sa.children.iter().position(|c| c.spi_out == spi) {
                 Some(i) => Some(i),
+                None if closing(sa, spi) => None,
                 None => {
                     let mut n = Notify::new(N_CHILD_SA_NOT_FOUND, vec![]);
                     n.protocol_id = PROTO_ESP;
@@ -955,6 +1168,22 @@ impl Endpoint {
                 }
             },
             None => None,
+        };
+        let rekey_idx = match (rekey_idx, rekey_spi) {
+            (None, Some(spi)) => {
+                // RFC 7296 2.25: a rekey of a CHILD_SA we are closing.
+                info!(ike = %sa.id(), spi = format_args!("{spi:08x}"), "rekey of a CHILD_SA we are deleting: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+            (Some(i), _)
+                if sa.queue.iter().any(
+                    |x| matches!(x, Intent::DeleteChild(s) if *s == sa.children[i].spi_in),
+                ) =>
+            {
+                info!(ike = %sa.id(), spi = format_args!("{:08x}", sa.children[i].spi_in), "rekey of a CHILD_SA we are about to delete: TEMPORARY_FAILURE");
+                return respond_err(self, sa, N_TEMPORARY_FAILURE, vec![]);
+            }
+            (idx, _) => idx,
         };
         if let Some(i) = rekey_idx {
             // A rekeyed CHILD_SA is to be deleted, not rekeyed again (RFC 7296 2.8). A peer
@@ -1061,6 +1290,22 @@ impl Endpoint {
             // The initiator deletes the old CHILD_SA once the new one is up.
             sa.children[i].rekeying = true;
             sa.children[i].superseded = true;
+            let old_in = sa.children[i].spi_in;
+            // Our own rekey of the same CHILD_SA is queued: the peer's replaces it.
+            sa.queue
+                .retain(|x| !matches!(x, Intent::RekeyChild(s) if *s == old_in));
+            let id = sa.id();
+            if let Some(p) = sa.pending.as_mut()
+                && let Exchange::CreateChild { req, collision, .. } = &mut p.exchange
+                && req.rekey_of == Some(old_in)
+            {
+                // Ours is in flight (RFC 7296 2.8.1): its answer decides which one stays.
+                info!(ike = %id, spi_in = format_args!("{old_in:08x}"), "simultaneous CHILD_SA rekey");
+                *collision = Some(ChildCollision {
+                    spi_in: acc.spi_in,
+                    nonce_min: nonce_min(ni, &nr),
+                });
+            }
         }
         self.install_child(
             sa,

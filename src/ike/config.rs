@@ -177,6 +177,9 @@ pub struct MobilityConfig {
     /// Inclusive range of reqids for CHILD_SAs outside the MIPv6 classes, used in turn
     /// (`[kernel] auto_reqids`; inside the owned range, so start-up cleanup finds their SAs).
     pub auto_reqids: (u32, u32),
+    /// Home agent: the uniqueness policy of users whose file sets none
+    /// (`[home_agent] uniqueness`).
+    pub uniqueness: crate::mobility::Uniqueness,
     /// Our NAT-T port (`[listen] nat_port`): where an initiator behind a NAT moves its IKE SA
     /// (RFC 7296 2.23), and where a peer behind one is followed to.
     pub nat_port: u16,
@@ -198,6 +201,7 @@ impl Default for MobilityConfig {
             lease_grace: Duration::from_secs(3600),
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),
+            uniqueness: crate::mobility::Uniqueness::No,
             nat_port: super::float::NAT_T_PORT,
             nat_keepalive: Duration::from_secs(20),
         }

@@ -122,6 +122,10 @@ pub struct Endpoint {
     /// for when (see `revoke`).
     pub(super) crl_fetch: Option<Duration>,
     pub(super) crl_asked: HashMap<String, Instant>,
+    /// Liveness asks the kernel about inbound ESP first (see `liveness`).
+    pub(super) esp_liveness: bool,
+    /// Questions for the kernel about inbound SA use, for the daemon.
+    pub(super) use_queries: VecDeque<super::SaUseQuery>,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -161,6 +165,8 @@ impl Endpoint {
             crls: Default::default(),
             crl_fetch: None,
             crl_asked: HashMap::new(),
+            esp_liveness: false,
+            use_queries: VecDeque::new(),
         }
     }
 
@@ -538,7 +544,11 @@ impl Endpoint {
         );
         consider(Self::nat_keepalive_due(sa));
         if sa.state == State::Established && sa.pending.is_none() {
-            consider(Some(sa.last_heard + self.cfg.timers.liveness_interval));
+            consider(Some(match sa.use_asked {
+                // The kernel's answer is awaited; without one, check over IKE after a while.
+                Some(at) => at + super::USE_ANSWER_WAIT,
+                None => sa.alive_at() + self.cfg.timers.liveness_interval,
+            }));
             if sa.drives_rekeys() {
                 for c in &sa.children {
                     if !c.rekeying {
@@ -642,10 +652,11 @@ impl Endpoint {
             return Fate::Keep;
         }
         if sa.state == State::Established && sa.pending.is_none() {
-            if sa.last_heard + self.cfg.timers.liveness_interval <= now
-                && !sa.queue.iter().any(|i| matches!(i, Intent::Liveness))
-            {
-                sa.queue.push_back(Intent::Liveness);
+            if sa.alive_at() + self.cfg.timers.liveness_interval <= now {
+                self.liveness_due(sa);
+            } else {
+                // The peer spoke (IKE) while the kernel's answer was awaited: no question.
+                sa.use_asked = None;
             }
             if let Some(plan) = sa.plan.as_mut()
                 && plan.ike_rekey_at.is_some_and(|t| t <= now)
@@ -851,7 +862,9 @@ impl Endpoint {
             Exchange::Init => IKE_SA_INIT,
             Exchange::Auth => IKE_AUTH,
             Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => CREATE_CHILD_SA,
-            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => INFORMATIONAL,
+            Exchange::DeleteChild { .. } | Exchange::DeleteIke | Exchange::Liveness => {
+                INFORMATIONAL
+            }
         };
         if header.exchange != expected {
             self.drop_msg(remote, "response of another exchange type than our request");
@@ -876,9 +889,14 @@ impl Endpoint {
         sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
         match p.exchange {
             Exchange::Auth => self.auth_response(sa, payloads),
-            Exchange::CreateChild { req, ni, dh } => self.child_response(sa, payloads, req, ni, dh),
-            Exchange::DeleteChild(spis) => {
-                self.delete_child_response(sa, &spis, &payloads);
+            Exchange::CreateChild {
+                req,
+                ni,
+                dh,
+                collision,
+            } => self.child_response(sa, payloads, req, ni, dh, collision),
+            Exchange::DeleteChild { spi_in, .. } => {
+                self.delete_child_response(sa, spi_in, &payloads);
                 Fate::Keep
             }
             Exchange::DeleteIke => Fate::Close("deleted".into()),

@@ -51,8 +51,10 @@ impl Endpoint {
     /// peer to remove its pair. `spi_in` may name an SA the peer installed but we never did (a
     /// CHILD_SA we refused after the fact).
     pub(super) fn start_delete_child(&mut self, sa: &mut IkeSa, spi_in: u32) {
+        let mut spi_out = None;
         if let Some(i) = sa.child_by_in(spi_in) {
             let c = sa.children.remove(i);
+            spi_out = Some(c.spi_out);
             self.remove_child_kernel(sa, &c, "deleted");
         } else {
             self.release_child_spi(spi_in);
@@ -63,16 +65,16 @@ impl Endpoint {
             spis: vec![spi_in.to_be_bytes().to_vec()],
         });
         let data = self.seal(sa, INFORMATIONAL, false, sa.next_msg_id, &[del]);
-        self.send_request(sa, data, Exchange::DeleteChild(vec![spi_in]));
+        self.send_request(sa, data, Exchange::DeleteChild { spi_in, spi_out });
     }
 
     pub(super) fn delete_child_response(
         &mut self,
         sa: &mut IkeSa,
-        spis: &[u32],
+        spi_in: u32,
         payloads: &[Payload],
     ) {
-        debug!(ike = %sa.id(), ?spis, answered = payloads.len(), "CHILD_SA delete acknowledged");
+        debug!(ike = %sa.id(), spi_in = format_args!("{spi_in:08x}"), answered = payloads.len(), "CHILD_SA delete acknowledged");
     }
 
     /// Responder: an INFORMATIONAL request.

@@ -22,6 +22,7 @@ mod info;
 mod init;
 mod kernel_result;
 mod limits;
+mod liveness;
 mod migrate;
 mod nat;
 pub use nat::NAT_KEEPALIVE;
@@ -34,6 +35,7 @@ mod reload;
 mod revoke;
 mod sa;
 mod tamper;
+mod unique;
 
 pub use assign::{hoa_attribute, home_prefix_attribute, parse_home_prefix};
 pub use config::{
@@ -42,6 +44,7 @@ pub use config::{
     Timers,
 };
 pub use endpoint::{Endpoint, Stats};
+pub use liveness::{SaUseQuery, USE_ANSWER_WAIT};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
 

@@ -349,7 +349,7 @@ impl Endpoint {
         if let Some(p) = &sa.pending
             && !matches!(
                 p.exchange,
-                Exchange::RekeyIke { .. } | Exchange::Liveness | Exchange::DeleteChild(_)
+                Exchange::RekeyIke { .. } | Exchange::Liveness | Exchange::DeleteChild { .. }
             )
         {
             debug!(ike = %sa.id(), "IKE rekey request while our own exchange is pending");

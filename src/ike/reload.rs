@@ -65,16 +65,14 @@ fn user_grants_child(
     class: Option<crate::mobility::SaClass>,
     ts_mn: &[TrafficSelector],
 ) -> bool {
-    let Some(class) = class else {
-        // Not a Mobile IPv6 class: the home address check of the IKE SA covers it.
-        return true;
-    };
     let ranges = owned_ranges(user, provided);
-    user.classes.contains(&class)
-        && ts_mn.iter().all(|t| match (t.start_addr, t.end_addr) {
-            (IpAddr::V6(a), IpAddr::V6(b)) => within(&ranges, u128::from(a), u128::from(b)),
-            _ => false,
-        })
+    let owned = ts_mn.iter().all(|t| match (t.start_addr, t.end_addr) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => within(&ranges, u128::from(a), u128::from(b)),
+        _ => false,
+    });
+    // A CHILD_SA outside the classes was granted inside one of the user's classes: it stays
+    // while its addresses are still the user's and the user still has a class.
+    owned && class.map_or(!user.classes.is_empty(), |c| user.classes.contains(&c))
 }
 
 impl Endpoint {

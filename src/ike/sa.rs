@@ -134,6 +134,8 @@ pub(crate) struct Child {
     /// A rekey of this CHILD_SA completed: it only waits for its Delete (RFC 7296 2.8). A peer
     /// that rekeys it again, or never deletes it, must not grow our SAs without bound.
     pub superseded: bool,
+    /// Packets the kernel had counted on the inbound SA at the last look (liveness).
+    pub in_packets: u64,
 }
 
 /// Work waiting for the message-ID window (size 1).
@@ -156,6 +158,15 @@ pub(crate) struct Collision {
     pub nonce_min: Vec<u8>,
 }
 
+/// Our CHILD_SA rekey crossed the peer's rekey of the same CHILD_SA (RFC 7296 2.8.1): what we
+/// know of the CHILD_SA the peer's exchange made (we answered it).
+pub(crate) struct ChildCollision {
+    /// Our inbound SPI of that CHILD_SA.
+    pub spi_in: u32,
+    /// The lower nonce of the peer's exchange.
+    pub nonce_min: Vec<u8>,
+}
+
 /// What our outstanding request is about.
 pub(crate) enum Exchange {
     Init,
@@ -164,8 +175,15 @@ pub(crate) enum Exchange {
         req: ChildRequest,
         ni: Vec<u8>,
         dh: Option<DhPrivate>,
+        /// The peer rekeyed the same CHILD_SA meanwhile (RFC 7296 2.8.1).
+        collision: Option<ChildCollision>,
     },
-    DeleteChild(Vec<u32>),
+    /// Delete of one CHILD_SA: our inbound SPI and, when we held it, our outbound SPI (the
+    /// peer names the CHILD_SA by that one when it asks to rekey it meanwhile).
+    DeleteChild {
+        spi_in: u32,
+        spi_out: Option<u32>,
+    },
     DeleteIke,
     Liveness,
     RekeyIke {
@@ -183,7 +201,9 @@ impl Exchange {
             Exchange::Init => "IKE_SA_INIT",
             Exchange::Auth => "IKE_AUTH",
             Exchange::CreateChild { .. } | Exchange::RekeyIke { .. } => "CREATE_CHILD_SA",
-            Exchange::DeleteChild(_) | Exchange::DeleteIke | Exchange::Liveness => "INFORMATIONAL",
+            Exchange::DeleteChild { .. } | Exchange::DeleteIke | Exchange::Liveness => {
+                "INFORMATIONAL"
+            }
         }
     }
 }
@@ -249,6 +269,12 @@ pub(crate) struct IkeSa {
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
     pub stranded: bool,
+    /// When inbound ESP last showed the peer alive (its counters grew); with `last_heard`
+    /// (authenticated IKE) it puts off the liveness check.
+    pub esp_heard: Option<Instant>,
+    /// When we asked the kernel how much our inbound SAs received (a liveness check is due);
+    /// None when no question is open.
+    pub use_asked: Option<Instant>,
     /// What NAT detection found, and the keepalive timer (see `nat`).
     pub nat: super::nat::NatState,
 }
@@ -298,8 +324,16 @@ impl IkeSa {
             provided: None,
             home_prefix: None,
             stranded: false,
+            esp_heard: None,
+            use_asked: None,
             nat: Default::default(),
         }
+    }
+
+    /// The last sign of life from the peer: an authenticated IKE message or inbound ESP.
+    pub fn alive_at(&self) -> Instant {
+        self.esp_heard
+            .map_or(self.last_heard, |e| e.max(self.last_heard))
     }
 
     /// Our name for this SA: our own SPI.

@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{Kernel, KernelOp, SaSpec};
+use super::{Kernel, KernelOp, SaCounters, SaSpec};
 
 #[derive(Default)]
 pub struct MemoryKernel {
     sas: HashMap<(IpAddr, u32), SaSpec>,
+    /// What each SA "received" (tests drive it with `count_packets`); gone with the SA.
+    counted: HashMap<(IpAddr, u32), SaCounters>,
     /// How many of the next AddSa operations to refuse (tests of kernel failures).
     refuse_adds: usize,
 }
@@ -27,6 +29,17 @@ impl MemoryKernel {
     }
     pub fn is_empty(&self) -> bool {
         self.sas.is_empty()
+    }
+    /// Models ESP traffic: the SA (dst, spi) counts `packets` more packets of `bytes` more
+    /// bytes, as the kernel does for packets whose ICV verified. False when there is no such SA.
+    pub fn count_packets(&mut self, dst: IpAddr, spi: u32, packets: u64, bytes: u64) -> bool {
+        if !self.sas.contains_key(&(dst, spi)) {
+            return false;
+        }
+        let c = self.counted.entry((dst, spi)).or_default();
+        c.packets += packets;
+        c.bytes += bytes;
+        true
     }
     /// Refuses the next `n` AddSa operations, as a kernel without the algorithm would.
     pub fn refuse_next_adds(&mut self, n: usize) {
@@ -52,6 +65,7 @@ impl Kernel for MemoryKernel {
                 self.sas
                     .remove(&(*dst, *spi))
                     .ok_or_else(|| format!("no SA {spi:08x} to {dst}"))?;
+                self.counted.remove(&(*dst, *spi));
             }
             KernelOp::UpdateSaAddrs {
                 old_dst,
@@ -66,6 +80,9 @@ impl Kernel for MemoryKernel {
                 spec.src = *src;
                 spec.dst = *dst;
                 self.sas.insert((*dst, *spi), spec);
+                if let Some(c) = self.counted.remove(&(*old_dst, *spi)) {
+                    self.counted.insert((*dst, *spi), c);
+                }
             }
             KernelOp::UpdateSaEncap { dst, spi, encap } => {
                 let spec = self
@@ -79,5 +96,10 @@ impl Kernel for MemoryKernel {
     }
     fn installed(&self) -> Vec<(IpAddr, u32)> {
         self.sas.keys().copied().collect()
+    }
+    /// Only SAs that `count_packets` gave traffic: the others count nothing here (listings
+    /// show no counters for them, as before).
+    fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
+        self.counted.iter().map(|(k, c)| (k.0, k.1, *c)).collect()
     }
 }

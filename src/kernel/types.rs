@@ -80,6 +80,11 @@ pub struct SaSpec {
     /// express (hoti-hot: HoTI and HoT); never empty. A transport SA with exactly one carries
     /// it itself; with `policies = "daemon"` each gets its own policy.
     pub selectors: Vec<Selector>,
+    /// A CHILD_SA outside mip6d's SA classes (its reqid is one of `auto_reqids`): its SAs carry
+    /// their one selector in tunnel mode too, and the daemon installs its policies whatever
+    /// `policies` says (mip6d has none for it), ahead of the class policies whose traffic it
+    /// narrows.
+    pub outside_classes: bool,
     /// IKEv2 transform IDs and key lengths (bits) so the backend can map them to kernel names.
     pub encr_id: u16,
     pub encr_key_bits: u16,
@@ -105,6 +110,7 @@ impl std::fmt::Debug for SaSpec {
             .field("reqid", &self.reqid)
             .field("mode", &self.mode)
             .field("selectors", &self.selectors)
+            .field("outside_classes", &self.outside_classes)
             .field("encr", &(self.encr_id, self.encr_key_bits))
             .field("integ", &self.integ_id)
             .field("esn", &self.esn)
@@ -219,6 +225,21 @@ pub trait Kernel: Send {
     /// listing; empty when the backend knows none (the in-memory one carries no traffic).
     fn counters(&self) -> Vec<(IpAddr, u32, SaCounters)> {
         Vec::new()
+    }
+    /// What the kernel counted on each of `sas` (destination, SPI), in order; None for an SA
+    /// it does not hold (or a backend that counts nothing). The engine asks this for its
+    /// inbound SAs before a liveness check (`Endpoint::poll_sa_use_query`): ESP that arrived
+    /// shows the peer alive. The kernel counts a packet only once its ICV verified, so nobody
+    /// without the keys can move these counters. This default serves it from `counters()`.
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<SaCounters>> {
+        let all = self.counters();
+        sas.iter()
+            .map(|&(dst, spi)| {
+                all.iter()
+                    .find(|(d, s, _)| *d == dst && *s == spi)
+                    .map(|(_, _, c)| *c)
+            })
+            .collect()
     }
     /// An SPI allocator to hand to the engine, when the backend reserves SPIs itself.
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {

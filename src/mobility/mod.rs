@@ -10,4 +10,4 @@ pub mod users;
 pub use classes::{ClassReqids, SaClass};
 pub use leases::{Lease, LeaseState, LeaseStore, LeaseTable, SaveHook};
 pub use pool::{Pool, PoolKind};
-pub use users::{HomePrefix, IdentityMatch, User, UserAuth, UserDb, identity_key};
+pub use users::{HomePrefix, IdentityMatch, Uniqueness, User, UserAuth, UserDb, identity_key};

@@ -46,6 +46,52 @@ pub struct User {
     pub pool: Option<Arc<Pool>>,
     /// The home prefix this user is delegated (RFC 5026 MIP6_HOME_PREFIX).
     pub home_prefix: Option<HomePrefix>,
+    /// What a new IKE SA of this identity does to its older ones (`uniqueness`); None: the
+    /// home agent's default (`[home_agent] uniqueness`).
+    pub uniqueness: Option<Uniqueness>,
+}
+
+/// A home agent's uniqueness policy for one identity, as strongSwan's `unique` (swanctl.conf):
+/// which older IKE SAs of the same authenticated identity a new one replaces or is refused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Uniqueness {
+    /// Older IKE SAs stay, unless the new one carries INITIAL_CONTACT: then they go without a
+    /// Delete (the peer restarted). strongSwan's default.
+    #[default]
+    No,
+    /// Older IKE SAs always stay; INITIAL_CONTACT is ignored (several devices share the
+    /// identity).
+    Never,
+    /// A new IKE SA is refused with AUTHENTICATION_FAILED while an established one of the
+    /// identity exists (INITIAL_CONTACT first removes the older ones, as with `No`).
+    Keep,
+    /// A new IKE SA replaces the established ones: they are deleted with their CHILD_SAs and a
+    /// Delete is sent to each (with INITIAL_CONTACT: without a Delete, as with `No`).
+    Replace,
+}
+
+impl Uniqueness {
+    /// The configuration word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Uniqueness::No => "no",
+            Uniqueness::Never => "never",
+            Uniqueness::Keep => "keep",
+            Uniqueness::Replace => "replace",
+        }
+    }
+
+    /// The policy a configuration word names.
+    pub fn from_name(s: &str) -> Option<Uniqueness> {
+        [
+            Uniqueness::No,
+            Uniqueness::Never,
+            Uniqueness::Keep,
+            Uniqueness::Replace,
+        ]
+        .into_iter()
+        .find(|u| u.name() == s)
+    }
 }
 
 /// Where a user's home prefix comes from.

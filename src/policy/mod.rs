@@ -590,6 +590,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let mut mobile_node = None;
     let mut users_dir = None;
     let mut lease_grace = crate::ike::MobilityConfig::default().lease_grace;
+    let mut uniqueness = crate::mobility::Uniqueness::default();
     let mut lease_file: Option<PathBuf> = None;
     match role {
         Role::HomeAgent => {
@@ -645,6 +646,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
                             ),
                         )
                     })?;
+            }
+            if let Some(u) = &ha.uniqueness {
+                uniqueness = users::uniqueness(&doc, u)?;
             }
             lease_file = ha.lease_file.as_ref().map(|f| base.join(f.get_ref()));
             home_agent = Some(HomeAgentConfig {
@@ -728,6 +732,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
             .is_none_or(|v| *v.get_ref()),
         lease_grace,
         auto_reqids,
+        uniqueness,
         nat_port: listen.nat_port,
         nat_keepalive: nat_keepalive(&doc, &file.timers.nat_keepalive)?,
     };

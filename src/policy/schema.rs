@@ -175,6 +175,8 @@ pub struct HomeAgentSection {
     pub users_dir: Option<S<String>>,
     pub lease_file: Option<S<String>>,
     pub lease_grace: Option<S<f64>>,
+    /// The default uniqueness policy of the users (`no`, `never`, `keep`, `replace`).
+    pub uniqueness: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,4 +232,6 @@ pub struct UserFile {
     pub pool: Option<S<String>>,
     pub home_prefix: Option<S<String>>,
     pub prefix_pool: Option<S<String>>,
+    /// This user's uniqueness policy (overrides `[home_agent] uniqueness`).
+    pub uniqueness: Option<S<String>>,
 }

@@ -358,6 +358,27 @@ fn load_user(doc: &Doc, pools: &Pools) -> Result<User, ConfigError> {
         classes,
         pool,
         home_prefix,
+        uniqueness: f
+            .uniqueness
+            .as_ref()
+            .map(|v| uniqueness(doc, v))
+            .transpose()?,
+    })
+}
+
+/// A `uniqueness = "..."` value (user file or `[home_agent]`).
+pub(super) fn uniqueness(
+    doc: &Doc,
+    v: &toml::Spanned<String>,
+) -> Result<crate::mobility::Uniqueness, ConfigError> {
+    crate::mobility::Uniqueness::from_name(v.get_ref().trim()).ok_or_else(|| {
+        doc.at(
+            v.span(),
+            format!(
+                "uniqueness = \"{}\" is not known; write \"no\" (older IKE SAs of the identity stay unless the new one sends INITIAL_CONTACT; the default), \"never\" (they always stay), \"keep\" (a second IKE SA is refused) or \"replace\" (the new one replaces them)",
+                v.get_ref()
+            ),
+        )
     })
 }
 

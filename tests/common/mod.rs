@@ -142,6 +142,7 @@ pub fn user(name: &str, id: &str, auth: UserAuth, hoas: &[Ipv6Addr], classes: &[
         classes: classes.to_vec(),
         pool: None,
         home_prefix: None,
+        uniqueness: None,
     }
 }
 

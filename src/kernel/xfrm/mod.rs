@@ -58,6 +58,9 @@ pub struct XfrmConfig {
     pub policies: Policies,
     /// Inclusive reqid range that marks SAs and policies as ours (start-up cleanup).
     pub owned_reqids: (u32, u32),
+    /// The reqids of CHILD_SAs outside the classes (inside `owned_reqids`): their policies
+    /// are ours in either `policies` mode, so start-up cleanup removes those too.
+    pub auto_reqids: (u32, u32),
     /// Home agent: tunnel-mode inbound SAs also get a FWD policy (traffic to the MN is
     /// forwarded, not delivered locally).
     pub forward_tunnels: bool,
@@ -201,6 +204,19 @@ impl Netlink {
     }
 
     /// A dump: the payloads of every answer of type `answer_type`.
+    /// One SA by (dst, spi): its NEWSA payload, or ESRCH when the kernel holds none.
+    pub fn getsa(&mut self, dst: IpAddr, spi: u32) -> Result<Vec<u8>, NlError> {
+        let mut out = None;
+        self.exchange(msg::getsa_request(dst, spi), |m| {
+            if m.msg_type == msg::XFRM_MSG_NEWSA {
+                out = Some(m.payload.to_vec());
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        out.ok_or(NlError::Errno(ESRCH))
+    }
+
     pub fn dump(&mut self, req_type: u16, answer_type: u16) -> Result<Vec<Vec<u8>>, NlError> {
         let mut out = Vec::new();
         self.exchange(msg::dump_request(req_type), |m| {
@@ -302,7 +318,13 @@ impl XfrmKernel {
         let larval = self.drop_acquire_states_where(|r| (lo..=hi).contains(&r));
         done.sas += larval;
         let mut sh = lock(&self.shared);
-        if self.cfg.policies == Policies::Daemon {
+        {
+            let (alo, ahi) = self.cfg.auto_reqids;
+            // In mip6d mode the class reqids' policies are mip6d's: only those of CHILD_SAs
+            // outside the classes (all their templates in `auto_reqids`) are ours.
+            let ours = |r: &u32| {
+                self.owned(*r) && (self.cfg.policies == Policies::Daemon || (alo..=ahi).contains(r))
+            };
             for p in sh
                 .nl
                 .dump(msg::XFRM_MSG_GETPOLICY, msg::XFRM_MSG_NEWPOLICY)?
@@ -310,7 +332,7 @@ impl XfrmKernel {
                 let Ok((info, reqids)) = msg::parse_policy(&p) else {
                     continue;
                 };
-                if reqids.is_empty() || !reqids.iter().all(|r| self.owned(*r)) {
+                if reqids.is_empty() || !reqids.iter().all(ours) {
                     continue;
                 }
                 let Ok(selector) = msg::from_xselector(&info.selector) else {
@@ -362,9 +384,11 @@ impl XfrmKernel {
 
     /// The policies an SA needs in daemon mode, one per selector and direction, with mip6d's
     /// priorities (lower wins): MH transport 2, other transport (ICMPv6 MPS/MPA) 5, MH tunnel
-    /// (HoTI/HoT) 10, payload 13.
+    /// (HoTI/HoT) 10, payload 13. A CHILD_SA outside the classes gets its policies in either
+    /// mode (mip6d knows nothing of it), one step ahead of the class policy whose traffic it
+    /// narrows: 1, 4, 9, 12.
     fn policies_for(&self, s: &SaSpec) -> Vec<PolicySpec> {
-        if self.cfg.policies != Policies::Daemon {
+        if self.cfg.policies != Policies::Daemon && !s.outside_classes {
             return Vec::new();
         }
         let (tmpl_src, tmpl_dst) = match s.mode {
@@ -385,12 +409,13 @@ impl XfrmKernel {
                 );
                 continue;
             }
-            let priority = match (s.mode, sel.proto) {
+            let class_priority = match (s.mode, sel.proto) {
                 (Mode::Transport, IPPROTO_MH) => 2,
                 (Mode::Transport, _) => 5,
                 (Mode::Tunnel, IPPROTO_MH) => 10,
                 (Mode::Tunnel, _) => 13,
             };
+            let priority = class_priority - u32::from(s.outside_classes);
             for &dir in &dirs {
                 out.push(PolicySpec {
                     key: PolicyKey {
@@ -894,6 +919,27 @@ impl Kernel for XfrmKernel {
             .collect()
     }
 
+    /// One GETSA per SA (not a dump: a home agent asks for a few SAs at a time among many).
+    fn sa_use(&self, sas: &[(IpAddr, u32)]) -> Vec<Option<crate::kernel::SaCounters>> {
+        let mut sh = lock(&self.shared);
+        sas.iter()
+            .map(|&(dst, spi)| match sh.nl.getsa(dst, spi) {
+                Ok(p) => {
+                    let sa = msg::parse_sa(&p).ok()?;
+                    (sa.id.spi == spi).then_some(crate::kernel::SaCounters {
+                        bytes: sa.lifetime_cur.bytes,
+                        packets: sa.lifetime_cur.packets,
+                    })
+                }
+                Err(NlError::Errno(ESRCH)) => None,
+                Err(e) => {
+                    debug!(%dst, spi = format_args!("{spi:08x}"), "cannot read an SA's counters: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
     fn spi_allocator(&mut self) -> Option<Box<dyn SpiAllocator>> {
         Some(Box::new(XfrmSpiAllocator {
             shared: self.shared.clone(),
@@ -966,6 +1012,7 @@ mod tests {
                 sport: (0, 0),
                 dport: (0, 0),
             }],
+            outside_classes: false,
             encr_id: 12,
             encr_key_bits: 128,
             encr_key: zeroize::Zeroizing::new(vec![7; 16]),

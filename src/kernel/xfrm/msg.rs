@@ -361,7 +361,9 @@ pub fn sa_request_carrying(
     // strongSwan's proxy mode use); tunnel SAs are found through the policy template only.
     // (The kernel fills in the family of an empty selector.)
     // A transport SA for several selectors stays unpinned (its policies still bound it).
-    if spec.mode == Mode::Transport
+    // A CHILD_SA outside the classes is pinned in tunnel mode too: its reqid's policies are
+    // its own, and the pin keeps it from ever carrying a class's traffic.
+    if (spec.mode == Mode::Transport || spec.outside_classes)
         && let [only] = spec.selectors.as_slice()
     {
         info.selector = to_xselector(only);
@@ -429,6 +431,17 @@ pub fn sa_request_carrying(
         });
     }
     Ok(r)
+}
+
+/// XFRM_MSG_GETSA for one SA, (dst, spi) of ESP (no dump: the kernel answers with one NEWSA).
+pub fn getsa_request(dst: IpAddr, spi: u32) -> Request {
+    let id = UserSaId {
+        daddr: Address::from_ip(&dst),
+        spi,
+        family: family(dst),
+        proto: IPPROTO_ESP,
+    };
+    Request::new(XFRM_MSG_GETSA, NLM_F_REQUEST).fixed(&id)
 }
 
 /// XFRMA_ENCAP: ESP in UDP with the ports of `e` and no original address (see [`Encap`]).
@@ -912,6 +925,7 @@ mod tests {
             reqid,
             mode,
             selectors: vec![Selector::new(src, 128, dst, 128, 135)],
+            outside_classes: false,
             encr_id: encr.0,
             encr_key_bits: (encr.1.len() * 8) as u16,
             encr_key: Zeroizing::new(encr.1),
