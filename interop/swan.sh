@@ -36,8 +36,8 @@ swan_plugin_specs() {
 #   SW_COA           the MN's local address when it differs from TUN_COA (behind a NAT, where
 #                    TUN_COA is what the HA sees)
 #   SW_KEEPALIVE     charon.keep_alive, NAT keepalive interval (strongSwan's default 20s)
-#   SW_MOBIKE        the connection's mobike (default no): yes is strongSwan's default, with
-#                    it a strongSwan initiator moves IKE to UDP 4500 in IKE_AUTH, NAT or not
+#   SW_MOBIKE        the connection's mobike: yes (strongSwan's default; a strongSwan initiator
+#                    then moves IKE to UDP 4500 in IKE_AUTH, NAT or not) or no (IKE stays on 500)
 swan_conf() {
   local node=$1 role=$2 d=$SWAN/$1 keys=${SW_KEYS:-ecdsa} auth=${SW_AUTH:-pubkey}
   local mnhoa=${SW_MN_HOA:-$HOA} mnid="C=CH, O=mip6-ike test, CN=mn1@example.net"
@@ -118,7 +118,7 @@ EOF
     echo "    local_addrs = $laddr"
     echo "    remote_addrs = $raddr"
     echo "    proposals = ${SW_IKE:-aes128-sha256-x25519}"
-    echo "    mobike = ${SW_MOBIKE:-no}"
+    echo "    mobike = ${SW_MOBIKE:-yes}"
     [[ $role == mn && -n ${SW_VIPS:-} ]] && echo "    vips = $SW_VIPS"
     [[ $role == ha && -n ${SW_POOL:-} ]] && echo "    pools = hoa"
     echo "    ${SW_IKE_EXTRA:-}"
