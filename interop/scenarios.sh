@@ -49,28 +49,32 @@ reset() {
   done
 }
 
-# wait_sas OURS SECONDS: both namespaces hold 4 ESP SAs; early exit when our daemon died.
+# wait_sas OURS SECONDS: both namespaces hold 4 ESP SAs (SA_WANT when set); early exit when
+# our daemon died.
 wait_sas() {
-  local ours=$1 end=$((SECONDS + $2))
+  local ours=$1 end=$((SECONDS + $2)) want=${SA_WANT:-4}
   while ((SECONDS < end)); do
-    [[ $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] && return 0
+    [[ $(lab_sa_count mn) == "$want" && $(lab_sa_count ha) == "$want" ]] && return 0
     ours_alive "$ours" || {
       WHY+="our daemon ($ours) exited; "
       return 1
     }
     sleep 0.2
   done
-  WHY+="after $2 s the MN has $(lab_sa_count mn) ESP SAs, the HA $(lab_sa_count ha) (want 4 each); "
+  WHY+="after $2 s the MN has $(lab_sa_count mn) ESP SAs, the HA $(lab_sa_count ha) (want $want each); "
   return 1
 }
 
-# swan_children_ok NODE: swanctl --list-sas shows both children installed, mh in transport mode.
+# swan_children_ok NODE: swanctl --list-sas shows both children installed, mh in transport mode
+# (only the children in SW_CHILDREN when set).
 swan_children_ok() {
   local out
   out=$(sw "$1" --list-sas 2>&1)
   echo "$out" >"$SWAN/$1/list-sas.out"
-  grep -qE '^ *mh: #[0-9]+, reqid [0-9]+, INSTALLED, TRANSPORT' <<<"$out" ||
-    WHY+="swanctl --list-sas ($1): no installed TRANSPORT child mh; "
+  if [[ " ${SW_CHILDREN:-mh tun} " == *" mh "* ]]; then
+    grep -qE '^ *mh: #[0-9]+, reqid [0-9]+, INSTALLED, TRANSPORT' <<<"$out" ||
+      WHY+="swanctl --list-sas ($1): no installed TRANSPORT child mh; "
+  fi
   grep -qE '^ *tun: #[0-9]+, reqid [0-9]+, INSTALLED, TUNNEL' <<<"$out" ||
     WHY+="swanctl --list-sas ($1): no installed TUNNEL child tun; "
 }
@@ -122,10 +126,12 @@ up() {
       WHY+="our daemon (ha) exited; "
       return 1
     }
-    sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 ||
-      WHY+="swanctl --initiate --child mh failed: $(grep -m1 -iE 'failed|error|unacceptable' "$SWAN/mn/initiate.out"); "
-    sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
-      WHY+="swanctl --initiate --child tun failed; "
+    : >"$SWAN/mn/initiate.out"
+    local child
+    for child in ${SW_CHILDREN:-mh tun}; do
+      sw mn --initiate --child "$child" --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+        WHY+="swanctl --initiate --child $child failed: $(grep -m1 -iE 'failed|error|unacceptable' "$SWAN/mn/initiate.out"); "
+    done
   fi
   [[ -z $WHY ]] || return 1
   wait_sas $OURS 40 || return 1
@@ -173,6 +179,8 @@ explain() {
 # SAs arrive (kernel counters on both ends), and strongSwan lists both children.
 basic() {
   local name=$1 dir=$2 log=$1.log
+  # for CHECK functions: this scenario's log (of our daemon) and name
+  CUR_LOG=$log CUR_NAME=$name
   reset
   if ! up "$dir" "$log"; then
     explain "$name" "$log" "$WHY"
@@ -263,11 +271,11 @@ ctl_peer_id() {
 
 # ctl_check_sas IKE_TRANSFORM CHILD_TRANSFORM: `mip6-ikectl sas` on our side lists one
 # established IKE SA with the peer's identity, IKE_TRANSFORM and our home address, and its two
-# CHILD_SAs: bu-ba (transport) and payload (tunnel) with mip6d's reqids, CHILD_TRANSFORM and
+# CHILD_SAs: bu-ba (transport) and payload (tunnel; CTL_CLASSES when set) with mip6d's reqids, CHILD_TRANSFORM and
 # exactly the SPIs (with those reqids) our kernel holds. Appends to WHY.
 ctl_check_sas() {
-  ctl_py $OURS sas "$(ctl_peer_id)" "$1" "$2" <<'EOF'
-peer, ike_tf, child_tf = args
+  ctl_py $OURS sas "$(ctl_peer_id)" "$1" "$2" "${CTL_CLASSES:-bu-ba payload}" <<'EOF'
+peer, ike_tf, child_tf, want_classes = args
 est = [s for s in r.get("ike_sas", []) if s.get("state") == "established"]
 if len(est) != 1:
     why.append(f"{len(est)} established IKE SAs listed (want 1)")
@@ -283,8 +291,8 @@ for s in est[:1]:
         why.append(f"home_address {got!r}, want {hoa}")
     ch = s.get("children", [])
     classes = sorted(str(c.get("class")) for c in ch)
-    if classes != ["bu-ba", "payload"]:
-        why.append(f"CHILD_SA classes {classes} (want bu-ba, payload)")
+    if classes != sorted(want_classes.split()):
+        why.append(f"CHILD_SA classes {classes} (want {want_classes})")
     # (mode, reqid_in, reqid_out) on the HA: mip6d's reqids 1/2 MH to the HA / to the MN,
     # 3/4 payload; the MN's are the other way round.
     want = {"bu-ba": ("transport", 1, 2), "payload": ("tunnel", 3, 4)}
@@ -1008,17 +1016,240 @@ check_sc_alg_p521() {
   ctl_check_sas AES_GCM_16_256/PRF_HMAC_SHA2_512/ECP_521 AES_CBC_128
 }
 
+# ---- NAT traversal through a real NAT (issue 12) ---------------------------------------------
+# n1-nat: the MN sits behind an IPv4 NAT router (lab_nat_up: a third namespace doing
+# iptables-legacy MASQUERADE, UDP ports mapped into 40000-49999), IKE and the payload tunnel
+# run over IPv4 (MN4 -> NAT4 -> HA4) with IPv6 inside. Both sides detect the NAT, IKE floats to
+# 4500 (the HA sees the NAT's 4xxxx), every ESP SA in both kernels carries `encap type
+# espinudp`, a ping from the HoA crosses the IPv6-in-IPv4 tunnel SAs through the NAT (counters
+# on both ends), and NAT keepalives (one 0xFF byte to UDP 4500) leave the MN's side (a tc
+# counter on the NAT's inside port) while none come from the HA.
+# Only the payload tunnel SAs: the MH transport SAs (bu-ba) cannot work through an IPv4 NAT.
+# strongSwan itself refuses them: in transport mode behind a NAT it replaces a host traffic
+# selector by the IKE address (RFC 7296 2.23.1's fix for transport mode), also for
+# transport_proxy, so HoA[135] becomes 192.0.2.254[135] (strongSwan HA: "received:
+# 192.0.2.254/32[mobility-header] => no match", TS_UNACCEPTABLE) or 10.1.0.100[135]
+# (strongSwan MN, on our HA's answer: "no acceptable traffic selectors found"). And even
+# negotiated, they would run HoA <-> HA over IPv6, outside the IPv4 NAT, yet as ESP in UDP
+# with the IKE SA's ports (encapsulation is per IKE SA), i.e. the NAT's IPv4 port mapping: the
+# BA would go to HoA:<the NAT's port>, where nothing listens. MH through a NAT is RFC 5555
+# (MH over IPv4), which this project does not implement.
+
+# env_run VAR=VALUE... COMMAND ARGS...: COMMAND (a shell function) with those variables set for
+# its duration, like `VAR=VALUE command` but from an array.
+env_run() {
+  local assigns=()
+  while [[ $1 == *=* ]]; do
+    assigns+=("$1")
+    shift
+  done
+  local a
+  for a in "${assigns[@]}"; do local "${a%%=*}"; export "$a"; done
+  "$@"
+}
+
+# swan_exchanges NODE PARSED_RE PACKET_RE: how many lines of charon's log on NODE match PARSED_RE
+# (an "ENC" line: generating/parsed ...) next to a line matching PACKET_RE (its "NET" line:
+# a packet sent right after it is generated, received right before it is parsed).
+swan_exchanges() {
+  # through the environment: awk -v would eat the regexes' backslashes
+  M=$2 P=$3 awk '
+    BEGIN { m = ENVIRON["M"]; p = ENVIRON["P"] }
+    { line[NR] = $0 }
+    END {
+      for (i = 1; i <= NR; i++)
+        if (line[i] ~ m && ((i > 1 && line[i - 1] ~ p) || (i < NR && line[i + 1] ~ p))) n++
+      print n + 0
+    }' "$SWAN/$1/charon.log" 2>/dev/null
+}
+
+# Keepalive counters on the NAT router: iptables-legacy FORWARD rules (their packet counters)
+# matching a NAT keepalive as it crosses: IPv4, UDP, length 29 (20 + 8 + 1), the payload byte
+# 0xFF (u32: the last byte of the 4 at IP header length + 5; u32 reads 4 bytes and matches
+# nothing when they run past the packet's end, so it cannot read at + 8). From the MN's side
+# (in on nat-lan) to port 4500, from the HA's (in on nat-wan) from port 4500.
+KEEPALIVE_MATCH=(-p udp -m length --length 29 -m u32 --u32 '0>>22&0x3C@5&0xFF=0xFF')
+nat_counters_on() {
+  modprobe -a iptable_filter xt_length xt_u32 xt_tcpudp 2>/dev/null
+  ip netns exec nat iptables-legacy -A FORWARD -i nat-lan "${KEEPALIVE_MATCH[@]}" --dport 4500 -j ACCEPT &&
+    ip netns exec nat iptables-legacy -A FORWARD -i nat-wan "${KEEPALIVE_MATCH[@]}" --sport 4500 -j ACCEPT
+}
+
+# nat_counter IFACE: keepalives that came in on IFACE of the NAT router so far.
+nat_counter() {
+  ip netns exec nat iptables-legacy -L FORWARD -v -x -n 2>/dev/null |
+    awk -v i="$1" '$6 == i { n += $1 } END { print n + 0 }'
+}
+
+sc_nat() {
+  local name=$1 dir=$2 rc
+  reset
+  if ! lab_nat_up; then
+    fail "$name" "no NAT router in the lab (esp4, iptable_nat, xt_MASQUERADE, iptables-legacy)"
+    lab_nat_down
+    return 1
+  fi
+  # The NAT is real: the MN reaches the HA's IPv4 address, the HA has no route back to the
+  # MN's private address, so the answer can only have come through the masquerade.
+  if ! ip netns exec mn ping -c 1 -W 2 $HA4 >/dev/null 2>&1 ||
+    ip netns exec ha ping -c 1 -W 1 $MN4 >/dev/null 2>&1; then
+    fail "$name" "the NAT router does not masquerade (ping MN4 -> HA4 failed, or HA4 reaches MN4 directly)"
+    lab_nat_down
+    return 1
+  fi
+  if ! nat_counters_on; then
+    fail "$name" "could not set up the keepalive counters (iptables-legacy, xt_length, xt_u32)"
+    lab_nat_down
+    return 1
+  fi
+  # Keepalives every 2 s on the MN's side (ours: nat_keepalive, strongSwan: keep_alive), so a
+  # few cross the NAT within the scenario. The HA sees the NAT's address as the MN's tunnel
+  # endpoint, so our HA's (mip6d-style) policies name NAT4; a strongSwan MN binds its private one.
+  # The payload tunnel only (see above): 2 SAs a side, reqids 3/4, strongSwan's child tun.
+  local only_tun=(SA_WANT=2 LAB_REQIDS="3 4" SW_CHILDREN=tun CTL_CLASSES=payload NO_MH=1
+    PEER_SPI_ONLY=1 TUN_HA=$HA4 SW_INSTALL_ROUTES=no OUR_LISTEN='["::", "0.0.0.0"]')
+  if [[ $dir == our-mn ]]; then
+    env_run "${only_tun[@]}" OUR_CLASSES='["payload"]' OUR_TIMERS_EXTRA='nat_keepalive = 2' \
+      TUN_COA=$MN4 CHECK=check_nat basic "$name" "$dir"
+  else
+    env_run "${only_tun[@]}" SW_KEEPALIVE=2s SW_COA=$MN4 TUN_COA=$NAT4 CHECK=check_nat basic "$name" "$dir"
+  fi
+  rc=$?
+  reset
+  lab_nat_down
+  return $rc
+}
+
+# nat_encap_check NS: every ESP SA in NS (SA_WANT of them) is ESP in UDP (espinudp).
+nat_encap_check() {
+  local out
+  out=$(ip -n "$1" xfrm state | awk '
+    function done() { if (esp) { n++; if (!encap) bad = bad " " spi } esp = 0; encap = 0 }
+    /^src / { done() }
+    /proto esp spi/ { esp = 1; spi = $4 }
+    /encap type espinudp/ { encap = 1 }
+    END { done(); printf "%d%s", n, bad }')
+  [[ $out == "${SA_WANT:-4}" ]] || WHY+="$1 kernel: want ${SA_WANT:-4} ESP SAs, all with 'encap type espinudp' (count, then SPIs without: $out); "
+}
+
+check_nat() {
+  nat_encap_check mn
+  nat_encap_check ha
+  # the ports: the MN's SAs 4500 <-> 4500, the HA's between 4500 and the NAT's mapping of it
+  local mnp hap
+  mnp=$(ip -n mn xfrm state | grep -o 'encap type espinudp sport [0-9]* dport [0-9]*' | sort -u)
+  hap=$(ip -n ha xfrm state | grep -o 'encap type espinudp sport [0-9]* dport [0-9]*' | sort -u)
+  [[ $mnp == "encap type espinudp sport 4500 dport 4500" ]] ||
+    WHY+="the MN's SAs encapsulate with '$(echo $mnp)' (want sport 4500 dport 4500 only); "
+  [[ $(grep -cE 'sport (4500 dport 4[0-9]{4}|4[0-9]{4} dport 4500)$' <<<"$hap") == 2 &&
+    $(wc -l <<<"$hap") == 2 ]] ||
+    WHY+="the HA's SAs encapsulate with '$(echo $hap)' (want 4500 <-> the NAT's port, 40000-49999); "
+  # the HA's tunnel SAs end at the NAT's address, the MN's at its own private one
+  ip -n ha xfrm state | grep -q "^src $HA4 dst $NAT4" || WHY+="the HA has no SA $HA4 -> $NAT4 (the NAT's address); "
+  ip -n mn xfrm state | grep -q "^src $MN4 dst $HA4" || WHY+="the MN has no SA $MN4 -> $HA4; "
+  # NAT detection in both logs, the right side behind the NAT
+  if [[ $OURS == mn ]]; then
+    grep -q 'NAT detected: moving to the NAT-T port' "$LOGS/$CUR_LOG" ||
+      WHY+="our MN's log does not show the float to 4500; "
+    grep -q 'we_behind_nat=true' "$LOGS/$CUR_LOG" || WHY+="our MN did not find itself behind the NAT; "
+    charon_says ha 'remote host is behind NAT' "strongSwan HA saw the NAT before our MN"
+  else
+    grep -q 'peer_behind_nat=true' "$LOGS/$CUR_LOG" || WHY+="our HA did not find the MN behind a NAT; "
+    grep -qE "NAT: the peer.s port changed; following|peer moved the IKE SA to the NAT-T port" "$LOGS/$CUR_LOG" ||
+      WHY+="our HA's log does not show it following the MN to the NAT's mapping of 4500; "
+    charon_says mn 'local host is behind NAT, sending keep alives' "strongSwan MN behind the NAT"
+  fi
+  # our listing: the IKE SA between HA4:4500 and the NAT's address (our HA) or MN4:4500 (our MN)
+  ctl_py $OURS sas "$HA4" "$NAT4" "$MN4" <<'PY'
+ha4, nat4, mn4 = args
+for s in r.get("ike_sas", [])[:1]:
+    loc, rem = str(s.get("local")), str(s.get("remote"))
+    if role == "ha":
+        ok = loc == f"{ha4}:4500" and rem.startswith(nat4 + ":4") and len(rem) == len(nat4) + 6
+    else:
+        ok = loc == f"{mn4}:4500" and rem == f"{ha4}:4500"
+    if not ok:
+        why.append(f"IKE SA {loc} <-> {rem}: not on the NAT-T ports through the NAT")
+PY
+  ctl_check_sas CURVE_25519 AES_CBC_128
+  # keepalives: from the MN's side through the NAT, none from the HA; two intervals and a bit
+  sleep 5
+  local k_mn k_ha
+  k_mn=$(nat_counter nat-lan)
+  k_ha=$(nat_counter nat-wan)
+  ((k_mn >= 1)) || WHY+="no NAT keepalive (0xFF to UDP 4500) from the MN's side; "
+  ((k_ha == 0)) || WHY+="$k_ha NAT keepalives from the HA (it is not behind a NAT); "
+  echo "nat keepalives seen by the NAT: $k_mn from the MN's side, $k_ha from the HA" >>"$LOGS/$CUR_LOG"
+}
+
+# n2-swan-mobike: a strongSwan MN with mobike = yes (strongSwan's default) against our HA over
+# IPv6, no NAT. strongSwan moves IKE to UDP 4500 in IKE_AUTH; our HA follows: the SAs come up
+# (plain ESP: no NAT), ping and BU/BA pass, and later exchanges still run on 4500: our HA's
+# liveness checks (liveness_interval = 3) answered by strongSwan, and a CHILD_SA rekey that
+# strongSwan initiates (swanctl --rekey), after which the ping still crosses the tunnel.
+sc_mobike() {
+  SW_MOBIKE=yes CHECK=check_mobike basic "$1" "$2"
+}
+check_mobike() {
+  charon_says mn "sending packet: from $COA\[4500\] to $HA\[4500\]" "strongSwan floated IKE_AUTH to 4500"
+  ip -n mn xfrm state | grep -q 'encap' && WHY+="a strongSwan SA is UDP-encapsulated without a NAT; "
+  ip -n ha xfrm state | grep -q 'encap' && WHY+="an SA of ours is UDP-encapsulated without a NAT; "
+  grep -q 'peer moved the IKE SA to the NAT-T port; following' "$LOGS/$CUR_LOG" ||
+    WHY+="our HA's log does not show it following strongSwan to 4500; "
+  ctl_py ha sas "$HA" <<'PY'
+ha, = args
+for s in r.get("ike_sas", [])[:1]:
+    loc, rem = str(s.get("local")), str(s.get("remote"))
+    if not (loc == f"[{ha}]:4500" and rem.endswith("]:4500")):
+        why.append(f"IKE SA {loc} <-> {rem}: not on 4500")
+PY
+  ctl_check_sas CURVE_25519 AES_CBC_128
+  [[ -n $WHY ]] && return
+  # a liveness check of ours after the float, answered on 4500 (3 s of silence: wait 7).
+  # charon logs the packet ("received packet: from ...") and its parse on separate lines.
+  local before after
+  before=$(swan_exchanges mn 'parsed INFORMATIONAL request' "received packet: from $HA\[4500\] to $COA\[4500\]")
+  sleep 7
+  after=$(swan_exchanges mn 'parsed INFORMATIONAL request' "received packet: from $HA\[4500\] to $COA\[4500\]")
+  ((after > before)) || WHY+="no INFORMATIONAL request (liveness) from our HA reached strongSwan on 4500 in 7 s ($before before, $after after); "
+  ours_alive ha || WHY+="our HA died; "
+  # a CHILD_SA rekey strongSwan initiates, on 4500; then the tunnel still works
+  local gen0 i
+  gen0=$(ctl_spis ha)
+  sw mn --rekey --child tun >"$SWAN/mn/rekey.out" 2>&1 || WHY+="swanctl --rekey --child tun failed; "
+  for i in $(seq 1 30); do
+    [[ $(ctl_spis ha) != "$gen0" && $(lab_sa_count ha) == 4 ]] && break
+    sleep 0.3
+  done
+  (($(swan_exchanges mn 'generating CREATE_CHILD_SA request [0-9]+ \[ N\(REKEY_SA\)' \
+    "sending packet: from $COA\[4500\] to $HA\[4500\]") >= 1)) ||
+    WHY+="charon (mn) sent no CHILD_SA rekey (CREATE_CHILD_SA with REKEY_SA) to $HA[4500]; "
+  (($(swan_exchanges mn 'parsed CREATE_CHILD_SA response [0-9]+ \[ SA' \
+    "received packet: from $HA\[4500\] to $COA\[4500\]") >= 2)) ||
+    WHY+="charon (mn) got no answer to its rekey from $HA[4500] (want 2 CREATE_CHILD_SA responses with SA: the tun child and its rekey); "
+  [[ $(ctl_spis ha) != "$gen0" ]] || WHY+="our HA lists the same SPIs after strongSwan's rekey; "
+  local why=$WHY
+  settled ctl_check_sas CURVE_25519 AES_CBC_128 || why+=$WHY
+  WHY=$why
+  local w=$WHY
+  RESULTS=/tmp/sub2 lab_ping_check "$CUR_NAME.after-rekey" mn ha ha >/dev/null || w+="after the rekey: $WHY"
+  WHY=$w
+  rm -f /tmp/sub2
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
   SCENARIOS+=("s1-ecdsa-x25519-aescbc.$d|sc1" "s2-rsa-modp2048.$d|sc2" "s3-psk-ecp256-aesgcm.$d|sc3"
     "s4-rfc7427.$d|sc4" "s5-dynamic-hoa.$d|sc5" "s6-rekey.$d|sc6" "s7-authorization.$d|sc7"
     "s8-delete-liveness.$d|sc8" "s9-restart-initial-contact.$d|sc9"
-    "s10-ike-fragmentation.$d|sc10" "s11-revocation-crl.$d|sc11" "v4-ipv4-care-of.$d|sc_ipv4")
+    "s10-ike-fragmentation.$d|sc10" "s11-revocation-crl.$d|sc11" "v4-ipv4-care-of.$d|sc_ipv4" "n1-nat.$d|sc_nat")
   # The algorithms of strongSwan's default proposals.
   SCENARIOS+=("a1-chacha20poly1305-ecp384.$d|sc_alg_chacha" "a2-ecdsa384-aes256gcm-prfsha384.$d|sc_alg_p384"
     "a3-aes256-sha384-modp3072-sha512-modp4096.$d|sc_alg_sha2" "a4-ecdsa521-method11-ecp521.$d|sc_alg_p521")
 done
+# strongSwan's MOBIKE float concerns a strongSwan initiator: a strongSwan MN with our HA
+SCENARIOS+=("n2-swan-mobike.swan-mn|sc_mobike")
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do
   n=${s%%|*}

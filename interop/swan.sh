@@ -33,6 +33,11 @@ swan_plugin_specs() {
 #   SW_VIPS          MN: vips (e.g. ::) to ask for a home address; SW_POOL: HA: the pool address
 #   SW_MN_HOA        the home address in the MN's selectors (default $HOA)
 #   SW_CHILD_EXTRA, SW_IKE_EXTRA  extra lines in each child / the connection (lifetimes, dpd)
+#   SW_COA           the MN's local address when it differs from TUN_COA (behind a NAT, where
+#                    TUN_COA is what the HA sees)
+#   SW_KEEPALIVE     charon.keep_alive, NAT keepalive interval (strongSwan's default 20s)
+#   SW_MOBIKE        the connection's mobike: yes (strongSwan's default; a strongSwan initiator
+#                    then moves IKE to UDP 4500 in IKE_AUTH, NAT or not) or no (IKE stays on 500)
 swan_conf() {
   local node=$1 role=$2 d=$SWAN/$1 keys=${SW_KEYS:-ecdsa} auth=${SW_AUTH:-pubkey}
   local mnhoa=${SW_MN_HOA:-$HOA} mnid="C=CH, O=mip6-ike test, CN=mn1@example.net"
@@ -59,6 +64,7 @@ charon {
   retransmit_tries = ${SW_RETRANSMIT_TRIES:-4}
   retransmit_timeout = ${SW_RETRANSMIT_TIMEOUT:-2.0}
   install_routes = ${SW_INSTALL_ROUTES:-yes}
+  keep_alive = ${SW_KEEPALIVE:-20s}
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -95,7 +101,7 @@ EOF
     [[ -n ${SW_POOL:-} ]] && rts_mh="dynamic[135]" rts_tun=dynamic
     lcert="ha-$keys.pem"
   else
-    laddr=${TUN_COA:-$COA} raddr=${TUN_HA:-$HA} lid=$mnid rid=$haid
+    laddr=${SW_COA:-${TUN_COA:-$COA}} raddr=${TUN_HA:-$HA} lid=$mnid rid=$haid
     lts_mh="$mnhoa/128[135]" rts_mh="$HA/128[135]" lts_tun=$mnhoa/128 rts_tun=::/0
     [[ -n ${SW_VIPS:-} ]] && lts_mh="dynamic[135]" lts_tun=dynamic
     lcert="mn1-$keys.pem"
@@ -112,7 +118,7 @@ EOF
     echo "    local_addrs = $laddr"
     echo "    remote_addrs = $raddr"
     echo "    proposals = ${SW_IKE:-aes128-sha256-x25519}"
-    echo "    mobike = no"
+    echo "    mobike = ${SW_MOBIKE:-yes}"
     [[ $role == mn && -n ${SW_VIPS:-} ]] && echo "    vips = $SW_VIPS"
     [[ $role == ha && -n ${SW_POOL:-} ]] && echo "    pools = hoa"
     echo "    ${SW_IKE_EXTRA:-}"
