@@ -147,14 +147,6 @@ pub struct OcspRequest {
 }
 
 impl OcspRequest {
-    /// A request for `cert_id` with [`NONCE_LEN`] random bytes as nonce.
-    pub fn new(cert_id: CertId) -> Option<OcspRequest> {
-        use ring::rand::SecureRandom;
-        let mut nonce = vec![0u8; NONCE_LEN];
-        ring::rand::SystemRandom::new().fill(&mut nonce).ok()?;
-        Some(OcspRequest { cert_id, nonce })
-    }
-
     /// The DER OCSPRequest: no version (v1 is the DEFAULT), no requestorName, no signature;
     /// the nonce extension non-critical with the nonce as an OCTET STRING inside extnValue
     /// (RFC 8954 2.1).
@@ -551,11 +543,11 @@ mod tests {
         let ours = r.encode();
         let plain = fx!("req-mn1-nononce.der");
         assert_eq!(&ours[4..4 + plain.len() - 4], &plain[4..]);
-        // A fresh request: 32 random bytes, decodable by the same layout, never repeated.
-        let a = OcspRequest::new(r.cert_id.clone()).unwrap();
-        let b = OcspRequest::new(r.cert_id.clone()).unwrap();
-        assert_eq!(a.nonce.len(), NONCE_LEN);
-        assert_ne!(a.nonce, b.nonce);
+        // Our own requests carry 32 bytes.
+        let a = OcspRequest {
+            cert_id: r.cert_id.clone(),
+            nonce: vec![0x5a; NONCE_LEN],
+        };
         let enc = a.encode();
         assert!(enc.ends_with(&a.nonce));
         // 16 more nonce bytes, and the two outer SEQUENCEs pass 127 bytes (long-form lengths).

@@ -122,6 +122,8 @@ pub struct Endpoint {
     /// for when (see `revoke`).
     pub(super) crl_fetch: Option<Duration>,
     pub(super) crl_asked: HashMap<String, Instant>,
+    /// OCSP: settings, answers, queries in flight (see `ocsp`).
+    pub(super) ocsp: super::ocsp::OcspState,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -161,6 +163,7 @@ impl Endpoint {
             crls: Default::default(),
             crl_fetch: None,
             crl_asked: HashMap::new(),
+            ocsp: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@ mod kernel_result;
 mod limits;
 mod migrate;
 mod nat;
+mod ocsp;
 pub use nat::NAT_KEEPALIVE;
 pub mod proposal;
 mod protect;
@@ -42,6 +43,7 @@ pub use config::{
     Timers,
 };
 pub use endpoint::{Endpoint, Stats};
+pub use ocsp::{OCSP_ASK_INTERVAL, OcspSettings};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
 
@@ -261,6 +263,17 @@ pub enum Event {
     /// [`Endpoint::set_crl_fetch`]; each URI at most once a minute).
     CrlWanted {
         uris: Vec<String>,
+    },
+    /// A peer certificate's status is unknown (no CRL says) and an OCSP responder is known
+    /// for it (its Authority Information Access, or the one configured for its CA): the daemon
+    /// POSTs `request` (a DER OCSPRequest, `application/ocsp-request`) to `uri` and hands
+    /// the body of the answer, or why there is none, to [`Endpoint::ocsp_response`] with
+    /// `query`. The engine verifies the answer itself (see `auth::ocsp`). Only when OCSP is
+    /// on ([`Endpoint::set_ocsp`]); each certificate at most once a minute.
+    OcspWanted {
+        query: u64,
+        uri: String,
+        request: Vec<u8>,
     },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {
