@@ -370,3 +370,47 @@ fn a_response_without_nonce_is_accepted_while_fresh() {
     l.collect();
     assert!(l.establish(2));
 }
+
+#[test]
+fn a_recheck_asks_again_and_a_revocation_since_deletes_the_sa() {
+    let mut l = lab(mn1(), RevocationPolicy::Strict);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    let q = queries(&l.ha);
+    let now = l.now.unix;
+    let good = Answer::new(CertStatus::Good, now).respond(&q[0].2);
+    l.ha.ep.ocsp_response(l.now, q[0].0, Ok(good));
+    l.collect();
+    assert!(l.establish(2));
+    // Within the ask interval and with a fresh answer held, a re-check still asks (reload).
+    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 1);
+    l.collect();
+    let q = queries(&l.ha);
+    assert_eq!(q.len(), 2);
+    assert_ne!(q[0].2, q[1].2, "a new nonce");
+    // Asked again while the query is in flight: no second query.
+    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 1);
+    l.collect();
+    assert_eq!(queries(&l.ha).len(), 2);
+    // The answer to the first query replayed for the second: refused, the SA stays.
+    let replay = Answer::new(CertStatus::Revoked, now).respond(&q[0].2);
+    assert_eq!(l.ha.ep.ocsp_response(l.now, q[1].0, Ok(replay)), None);
+    l.collect();
+    assert!(l.wire.is_empty());
+    assert_eq!(l.ha.kernel.installed().len(), 4);
+    // The genuine answer: revoked since. The SA goes.
+    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 1);
+    l.collect();
+    let q = queries(&l.ha);
+    let revoked = Answer::new(CertStatus::Revoked, now).respond(&q[2].2);
+    assert_eq!(
+        l.ha.ep.ocsp_response(l.now, q[2].0, Ok(revoked)),
+        Some(CertStatus::Revoked)
+    );
+    l.collect();
+    assert!(l.ha.kernel.is_empty());
+    l.run_now();
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    // Nothing established: nothing to ask about.
+    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 0);
+}

@@ -298,6 +298,7 @@ impl PeerCert {
             issuer: self.issuer.clone().into_boxed_slice(),
             serial: self.serial.clone().into_boxed_slice(),
             not_after: self.not_after,
+            ocsp_uri: self.ocsp_uris.first().map(|u| u.as_str().into()),
             checked,
         }
     }

@@ -99,6 +99,8 @@ pub struct CertRef {
     pub serial: Box<[u8]>,
     /// notAfter, Unix seconds.
     pub not_after: i64,
+    /// Its own OCSP responder (Authority Information Access), to ask again on a re-check.
+    pub ocsp_uri: Option<Box<str>>,
     pub checked: Checked,
 }
 

@@ -557,6 +557,12 @@ impl Daemon {
         self.endpoint.set_ocsp(new.revocation.ocsp.clone());
         self.ocsp_fetcher.set_timeout(new.revocation.fetch_timeout);
         self.publish_crls();
+        // The established SAs' certificates are asked about again (the responder may know
+        // of a revocation since).
+        let asked = self.endpoint.ocsp_recheck(now());
+        if asked > 0 {
+            info!(asked, "reload: OCSP re-check of the established SAs");
+        }
         self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
         self.cfg.revocation = new.revocation;
         self.cfg.engine = new.engine;

@@ -98,7 +98,12 @@ impl Endpoint {
     /// Asks the daemon about `cert` at `uri`, unless a query is in flight (true: an answer
     /// may come) or it was asked about within [`OCSP_ASK_INTERVAL`] (false).
     pub(super) fn want_ocsp(&mut self, cert: &PeerCert, uri: String) -> bool {
-        let key: CertKey = (cert.issuer().into(), cert.serial().into());
+        self.ask_ocsp(cert.issuer(), cert.serial(), uri, false)
+    }
+
+    /// [`Endpoint::want_ocsp`] for (issuer, serial); `again`: even if asked about recently.
+    fn ask_ocsp(&mut self, issuer: &[u8], serial: &[u8], uri: String, again: bool) -> bool {
+        let key: CertKey = (issuer.into(), serial.into());
         let Some(timeout) = self.ocsp_timeout() else {
             return false;
         };
@@ -107,11 +112,12 @@ impl Endpoint {
             self.ocsp.wait_key = Some(key);
             return true;
         }
-        if self
-            .ocsp
-            .asked
-            .get(&key)
-            .is_some_and(|t| now.saturating_duration_since(*t) < OCSP_ASK_INTERVAL)
+        if !again
+            && self
+                .ocsp
+                .asked
+                .get(&key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < OCSP_ASK_INTERVAL)
         {
             return false;
         }
@@ -133,14 +139,14 @@ impl Endpoint {
             .cfg
             .trust
             .as_deref()
-            .and_then(|t| issuing_ca(t, cert.issuer()))
+            .and_then(|t| issuing_ca(t, issuer))
         else {
             return false;
         };
         let mut nonce = vec![0u8; NONCE_LEN];
         self.rng.fill(&mut nonce);
         let request = OcspRequest {
-            cert_id: CertId::new(ca, cert.serial()),
+            cert_id: CertId::new(ca, serial),
             nonce,
         };
         let query = self.ocsp.next_query;
@@ -157,13 +163,53 @@ impl Endpoint {
             },
         );
         self.ocsp.wait_key = Some(key);
-        info!(query, %uri, serial = super::revoke::serial_hex(cert.serial()), "asking the OCSP responder");
+        info!(query, %uri, serial = super::revoke::serial_hex(serial), "asking the OCSP responder");
         self.push_event(Event::OcspWanted {
             query,
             uri,
             request: der,
         });
         true
+    }
+
+    /// Asks again about the certificate of every established IKE SA that has an OCSP
+    /// responder (configured for its CA, or its own), whatever answers are held: the daemon
+    /// calls this on reload (`mip6-ikectl reload`), so that a revocation the responder knows
+    /// now reaches SAs that authenticated before it. The answers come in through
+    /// [`Endpoint::ocsp_response`]; a revoked one deletes the SA. Returns the queries made.
+    pub fn ocsp_recheck(&mut self, now: Now) -> usize {
+        self.now = now;
+        let Some(settings) = self.ocsp.settings.clone() else {
+            return 0;
+        };
+        if self.cfg.revocation == crate::auth::revocation::RevocationPolicy::Off {
+            return 0;
+        }
+        let mut certs: Vec<(CertKey, String)> = self
+            .sas
+            .values()
+            .filter(|sa| sa.state == super::sa::State::Established)
+            .filter_map(|sa| sa.peer_cert.as_ref())
+            .filter_map(|c| {
+                let uri = settings
+                    .ca_uris
+                    .iter()
+                    .find(|(ca, _)| crate::auth::dn_equal(ca, &c.issuer))
+                    .map(|(_, u)| u.clone())
+                    .or_else(|| c.ocsp_uri.as_deref().map(str::to_string))?;
+                Some(((c.issuer.clone(), c.serial.clone()), uri))
+            })
+            .collect();
+        certs.sort();
+        certs.dedup();
+        let mut n = 0;
+        for ((issuer, serial), uri) in certs {
+            if self.ask_ocsp(&issuer, &serial, uri, true) {
+                n += 1;
+            }
+        }
+        self.ocsp.wait_key = None;
+        n
     }
 
     /// The daemon's answer to OCSP query `query`: the response body, or why there is none.
