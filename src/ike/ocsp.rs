@@ -278,7 +278,7 @@ impl Endpoint {
         waiting.sort_unstable();
         for id in waiting {
             if let Some(mut sa) = self.sas.remove(&id) {
-                debug!(ike = id, "OCSP answer in: resuming IKE_AUTH");
+                debug!(ike = %super::IkeId(id), "OCSP answer in: resuming IKE_AUTH");
                 let fate = self.resume_for_crl(&mut sa);
                 self.finish(sa, fate);
             }
