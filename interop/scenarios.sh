@@ -1237,6 +1237,99 @@ PY
   rm -f /tmp/sub2
 }
 
+# ---- 12: certificate revocation (OCSP) -------------------------------------------------------
+
+# ocsp_responder_start STATUS: `openssl ocsp` as the ECDSA CA's responder (signing with the
+# CA's own key) on port 8888 of the HA's namespace (only our HA asks it), with an index where
+# mn3 is STATUS (V or R). openssl reads its index once: a change means a restart.
+ocsp_responder_start() {
+  local serial
+  serial=$(openssl x509 -in /job/certs/mn3-ecdsa.pem -noout -serial | cut -d= -f2)
+  mkdir -p /job/ocsp
+  if [[ $1 == R ]]; then
+    printf 'R\t20550101000000Z\t250101000000Z\t%s\tunknown\t/CN=mn3@example.net\n' "$serial" >/job/ocsp/index.txt
+  else
+    printf 'V\t20550101000000Z\t\t%s\tunknown\t/CN=mn3@example.net\n' "$serial" >/job/ocsp/index.txt
+  fi
+  ip -n ha link set lo up
+  ip netns exec ha openssl ocsp -index /job/ocsp/index.txt -port 8888 \
+    -rsigner /job/certs/ca-ecdsa.pem -rkey /job/certs/ca-ecdsa.key -CA /job/certs/ca-ecdsa.pem \
+    >>"$LOGS/ocsp-responder.log" 2>&1 &
+  echo $! >/tmp/ocsp-responder.pid
+  sleep 0.5
+}
+
+ocsp_responder_stop() {
+  local pid
+  pid=$(cat /tmp/ocsp-responder.pid 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rm -f /tmp/ocsp-responder.pid
+}
+
+# 12: revocation by OCSP (`.swan-mn` only: our HA checks a strongSwan MN). Our HA, strict, no
+# CRL at all, asks the responder configured for the ECDSA CA (`ocsp_responders`): mn3 is good,
+# the parked IKE_AUTH completes and `certs` names the responder. The CA revokes mn3 (index
+# changed, responder restarted); `mip6-ikectl reload` makes our HA ask again about every
+# established SA's certificate: the revoked answer deletes the SA (both kernels empty), and
+# the MN's next attempt is refused with AUTHENTICATION_FAILED.
+sc12() {
+  local name=$1 log=$1.log ike
+  reset
+  WHY=
+  OURS=ha PEER=mn
+  ocsp_responder_start V
+  mkdir -p /job/users-rev
+  user_file /job/users-rev/mn3.toml "dn:C=CH, O=mip6-ike test, CN=mn3@example.net" $HOA
+  lab_mip6d_policies ha ha
+  OUR_USERS=users-rev lab_our_conf /job/ha.toml ha
+  printf '[revocation]\npolicy = "strict"\nfetch = false\nfetch_timeout = 3\nocsp_responders = [{ ca = "certs/ca-ecdsa.pem", uri = "http://127.0.0.1:8888/" }]\n' >>/job/ha.toml
+  ours_start ha ha "$log"
+  swan_conf mn mn
+  rev_swan_cert mn mn3-ecdsa
+  sed -i 's/CN=mn1@example.net/CN=mn3@example.net/' "$SWAN/mn/swanctl/swanctl.conf"
+  swan_start mn || WHY+="charon (mn) did not start; "
+  sleep 0.3
+  sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 &&
+    sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+    WHY+="strongSwan (mn3, good by OCSP) could not initiate; "
+  if [[ -z $WHY ]] && wait_sas $OURS 40; then
+    grep -q 'OCSP answer verified' "$LOGS/$log" || WHY+="our log shows no verified OCSP answer; "
+    ctl_py $OURS certs <<'PY'
+peers = [c for c in r.get("certs", []) if c.get("kind") == "peer"]
+if len(peers) != 1 or "CN=mn3@example.net" not in peers[0].get("subject", "") \
+        or peers[0].get("status") != "good" \
+        or peers[0].get("source") != "ocsp http://127.0.0.1:8888/" or not peers[0].get("checked_at"):
+    why.append(f"certs lists peers {peers} (want mn3, good by ocsp http://127.0.0.1:8888/)")
+PY
+    ike=$(ctl_ike_ids $OURS | head -1)
+    # the CA revokes mn3; our HA asks again on reload
+    ocsp_responder_stop
+    ocsp_responder_start R
+    ctl ha reload >"$SWAN/reload.out" 2>&1 || WHY+="mip6-ikectl reload failed: $(cat "$SWAN/reload.out"); "
+    wait_count $OURS 0 8 || WHY+="after the revocation our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
+    wait_count $PEER 0 8 || WHY+="after our Delete strongSwan ($PEER) still has $(lab_sa_count $PEER) SAs; "
+    ctl_gone $OURS "$ike" "the revoked peer's IKE SA"
+    grep -q 'reload: OCSP re-check of the established SAs' "$LOGS/$log" ||
+      WHY+="our log does not show the OCSP re-check on reload; "
+    grep -q 'peer certificate revoked: deleting the IKE SA' "$LOGS/$log" ||
+      WHY+="our log does not show the revoked peer's IKE SA deleted; "
+    sw mn --initiate --child mh --timeout 20 >>"$SWAN/mn/initiate.out" 2>&1 &&
+      WHY+="strongSwan (mn3, revoked) got a CHILD_SA again; "
+    charon_says mn 'AUTHENTICATION_FAILED' "our HA refused the revoked certificate"
+    grep -q 'is revoked by ocsp http://127.0.0.1:8888/' "$LOGS/$log" ||
+      WHY+="our log has no authentication refused for a certificate revoked by OCSP; "
+    [[ $(lab_sa_count $OURS) == 0 ]] || WHY+="our $OURS kernel holds $(lab_sa_count $OURS) SAs after the refusal; "
+  fi
+  ocsp_responder_stop
+  keep_logs "$name"
+  if [[ -n $WHY ]]; then
+    explain "$name" "$log" "$WHY"
+    return 1
+  fi
+  pass "$name"
+}
+
 # name|function: the scenarios, each in both directions.
 SCENARIOS=()
 for d in our-mn swan-mn; do
@@ -1250,6 +1343,8 @@ for d in our-mn swan-mn; do
 done
 # strongSwan's MOBIKE float concerns a strongSwan initiator: a strongSwan MN with our HA
 SCENARIOS+=("n2-swan-mobike.swan-mn|sc_mobike")
+# OCSP: our HA checks a strongSwan MN (one direction: our MN does not wait for an answer).
+SCENARIOS+=("s12-revocation-ocsp.swan-mn|sc12")
 PLAN=(lab-swan-vs-swan)
 for s in "${SCENARIOS[@]}"; do
   n=${s%%|*}

@@ -167,3 +167,68 @@ fn crls_without_ca_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn ocsp_is_on_by_default_and_responders_are_per_ca() {
+    let d = tree(HA, "");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    let o = c.revocation.ocsp.expect("OCSP on by default");
+    assert!(o.ca_uris.is_empty());
+    assert_eq!(o.timeout, c.revocation.fetch_timeout);
+    let d = tree(HA, "[revocation]\nocsp = false\n");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert_eq!(c.revocation.ocsp, None);
+    let d = tree(
+        HA,
+        "[revocation]\nfetch_timeout = 3\nocsp_responders = [{ ca = \"../certs/ca-ecdsa.pem\", uri = \"http://[2001:db8::9]:8080/ocsp\" }]\n",
+    );
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    let o = c.revocation.ocsp.unwrap();
+    assert_eq!(o.timeout, std::time::Duration::from_secs(3));
+    let ca = mip6_ike::auth::cert::certs_from_pem(
+        &fs::read_to_string(Path::new(ROOT).join("certs/ca-ecdsa.pem")).unwrap(),
+    )
+    .unwrap();
+    let subject = mip6_ike::auth::revocation::describe(&ca[0])
+        .unwrap()
+        .subject;
+    assert_eq!(
+        o.ca_uris,
+        vec![(subject, "http://[2001:db8::9]:8080/ocsp".to_string())]
+    );
+}
+
+#[test]
+fn bad_ocsp_responders_name_line_and_fix() {
+    let d = tree(
+        HA,
+        "[revocation]\nocsp_responders = [{ ca = \"../certs/ca-ecdsa.pem\", uri = \"https://ocsp.example.net/\" }]\n",
+    );
+    assert_eq!(
+        err(&d),
+        "$D/conf/ha.toml:8:58: ocsp_responders: uri \"https://ocsp.example.net/\" is not an http:// URI; write e.g. uri = \"http://ocsp.example.net:8080/\""
+    );
+    // An end-entity certificate is none of the [identity] CAs.
+    let d = tree(
+        HA,
+        "[revocation]\nocsp_responders = [{ ca = \"../certs/mn1-ecdsa.pem\", uri = \"http://o/\" }]\n",
+    );
+    assert_eq!(
+        err(&d),
+        "$D/conf/ha.toml:8:27: ocsp_responders: ca $D/conf/../certs/mn1-ecdsa.pem: not one of the [identity] ca certificates; name one of the [identity] ca files"
+    );
+    let d = tree(
+        HA,
+        "[revocation]\nocsp_responders = [{ ca = \"../certs/none.pem\", uri = \"http://o/\" }]\n",
+    );
+    assert!(
+        err(&d).contains("ocsp_responders: ca $D/conf/../certs/none.pem: No such file"),
+        "{}",
+        err(&d)
+    );
+    let d = tree(
+        HA,
+        "[revocation]\nocsp_responders = [{ uri = \"http://o/\" }]\n",
+    );
+    assert!(err(&d).contains("8:20: missing key `ca`"), "{}", err(&d));
+}

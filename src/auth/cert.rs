@@ -232,6 +232,9 @@ pub struct PeerCert {
     not_after: i64,
     /// `http://` CRL distribution points (at most [`MAX_CRL_URIS`]), to fetch a CRL from.
     crl_uris: Vec<String>,
+    /// `http://` OCSP responders of its Authority Information Access (id-ad-ocsp), at most
+    /// [`MAX_CRL_URIS`].
+    ocsp_uris: Vec<String>,
 }
 
 /// CRL distribution point URIs kept per certificate (a certificate with more is odd; the first
@@ -284,6 +287,11 @@ impl PeerCert {
         &self.crl_uris
     }
 
+    /// Its `http://` OCSP responders (Authority Information Access, id-ad-ocsp).
+    pub fn ocsp_uris(&self) -> &[String] {
+        &self.ocsp_uris
+    }
+
     /// What an IKE SA keeps of this certificate, with the revocation check's answer.
     pub fn to_ref(&self, checked: super::revocation::Checked) -> super::revocation::CertRef {
         super::revocation::CertRef {
@@ -291,6 +299,7 @@ impl PeerCert {
             issuer: self.issuer.clone().into_boxed_slice(),
             serial: self.serial.clone().into_boxed_slice(),
             not_after: self.not_after,
+            ocsp_uri: self.ocsp_uris.first().map(|u| u.as_str().into()),
             checked,
         }
     }
@@ -328,6 +337,7 @@ impl PeerCert {
             serial: cert.raw_serial().to_vec(),
             not_after: cert.validity().not_after.timestamp(),
             crl_uris: crl_uris(&cert),
+            ocsp_uris: ocsp_uris(&cert),
         })
     }
 }
@@ -354,6 +364,33 @@ fn crl_uris(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String>
                 {
                     out.push((*u).to_string());
                 }
+            }
+        }
+    }
+    out
+}
+
+/// The `http://` id-ad-ocsp URIs of a certificate's Authority Information Access (RFC 5280
+/// 4.2.2.1), bounded in number and length like the CRL distribution points.
+fn ocsp_uris(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::AuthorityInfoAccess(aia) = ext.parsed_extension() else {
+            continue;
+        };
+        for d in aia.iter() {
+            if d.access_method != OID_PKIX_ACCESS_DESCRIPTOR_OCSP {
+                continue;
+            }
+            if let GeneralName::URI(u) = &d.access_location
+                && u.len() <= 1024
+                && u.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                && out.len() < MAX_CRL_URIS
+            {
+                out.push((*u).to_string());
             }
         }
     }

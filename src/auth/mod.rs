@@ -5,6 +5,7 @@ pub mod cert;
 mod der;
 pub mod identity;
 pub mod key;
+pub mod ocsp;
 pub mod revocation;
 pub mod sign;
 

@@ -99,6 +99,8 @@ pub struct CertRef {
     pub serial: Box<[u8]>,
     /// notAfter, Unix seconds.
     pub not_after: i64,
+    /// Its own OCSP responder (Authority Information Access), to ask again on a re-check.
+    pub ocsp_uri: Option<Box<str>>,
     pub checked: Checked,
 }
 
@@ -219,7 +221,7 @@ impl Crl {
 
 /// TBSCertList (whole encoding), signatureAlgorithm (content) and the signature bits of a
 /// DER CRL (the same outer shape as a certificate).
-fn signed_parts(crl: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+pub(crate) fn signed_parts(crl: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let body = der::single(crl, der::TAG_SEQUENCE)?;
     let mut r = der::Reader::new(body);
     let tbs = r.expect(der::TAG_SEQUENCE)?;

@@ -686,6 +686,9 @@ fn event_text(e: &EventMsg) -> String {
         ),
         EventMsg::Lagged { missed } => format!("lagged: {missed} events lost"),
         EventMsg::CrlWanted { uris } => format!("fetching CRL {}", uris.join(" ")),
+        EventMsg::OcspWanted { query, uri } => {
+            format!("asking OCSP responder {uri} (query {query})")
+        }
         EventMsg::AddressRequest {
             request_id,
             identity,

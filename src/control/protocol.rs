@@ -586,6 +586,12 @@ pub enum EventMsg {
     CrlWanted {
         uris: Vec<String>,
     },
+    /// The daemon asks this OCSP responder about a peer certificate (no CRL told its
+    /// status); `query` numbers the queries.
+    OcspWanted {
+        query: u64,
+        uri: String,
+    },
     /// The subscriber fell behind and `missed` events were lost (the stream continues).
     Lagged {
         missed: u64,

@@ -232,6 +232,10 @@ pub fn event_msg(e: &Event) -> proto::EventMsg {
             timeout_ms: 0,
         },
         Event::CrlWanted { uris } => M::CrlWanted { uris: uris.clone() },
+        Event::OcspWanted { query, uri, .. } => M::OcspWanted {
+            query: *query,
+            uri: uri.clone(),
+        },
         Event::ExchangeFailed {
             ike,
             exchange,

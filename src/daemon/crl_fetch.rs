@@ -95,23 +95,61 @@ pub async fn http_get(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Vec<u8>, String> {
-    tokio::time::timeout(timeout, get(uri, max_body))
+    http_request(uri, timeout, max_body, None).await
+}
+
+/// POST `body` of type `content_type` to `uri` (an OCSP request, RFC 6960 A.1) and return
+/// the answer's body, bounded like [`http_get`].
+pub async fn http_post(
+    uri: &HttpUri,
+    timeout: Duration,
+    max_body: usize,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    http_request(uri, timeout, max_body, Some((content_type, body))).await
+}
+
+async fn http_request(
+    uri: &HttpUri,
+    timeout: Duration,
+    max_body: usize,
+    post: Option<(&str, &[u8])>,
+) -> Result<Vec<u8>, String> {
+    tokio::time::timeout(timeout, exchange(uri, max_body, post))
         .await
         .map_err(|_| format!("no complete answer within {} s", timeout.as_secs_f64()))?
 }
 
-async fn get(uri: &HttpUri, max_body: usize) -> Result<Vec<u8>, String> {
+async fn exchange(
+    uri: &HttpUri,
+    max_body: usize,
+    post: Option<(&str, &[u8])>,
+) -> Result<Vec<u8>, String> {
     let mut s = tokio::net::TcpStream::connect((uri.host.as_str(), uri.port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let req = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: mip6-iked\r\nAccept: application/pkix-crl\r\nConnection: close\r\n\r\n",
-        uri.path,
-        uri.host_header()
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("send: {e}"))?;
+    let mut req = match post {
+        None => format!(
+            "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: mip6-iked\r\nAccept: application/pkix-crl\r\nConnection: close\r\n\r\n",
+            uri.path,
+            uri.host_header()
+        )
+        .into_bytes(),
+        Some((ctype, body)) => {
+            let mut r = format!(
+                "POST {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: mip6-iked\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                uri.path,
+                uri.host_header(),
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        }
+    };
+    s.write_all(&req).await.map_err(|e| format!("send: {e}"))?;
+    req.clear();
     // Read at most header + body + 1 bytes: one more than allowed tells "too large".
     let limit = (MAX_HEADER + max_body + 1) as u64;
     let mut data = Vec::new();
@@ -157,7 +195,7 @@ pub fn parse_response(data: &[u8], max_body: usize) -> Result<Vec<u8>, String> {
     }
     let body = &data[end + 4..];
     if body.len() > max_body || length.is_some_and(|n| n > max_body) {
-        return Err(format!("CRL larger than {max_body} bytes"));
+        return Err(format!("body larger than {max_body} bytes"));
     }
     match length {
         Some(n) if n != body.len() => Err(format!(

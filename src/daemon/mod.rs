@@ -9,6 +9,7 @@ mod crl_watch;
 pub mod demo;
 pub mod kernel;
 mod leases;
+mod ocsp_fetch;
 pub mod show;
 pub mod udp;
 
@@ -172,6 +173,7 @@ pub struct Daemon {
     /// gets both together (see `publish_crls`).
     file_crls: Arc<crate::auth::revocation::CrlSet>,
     crl_fetcher: crl_fetch::CrlFetcher,
+    ocsp_fetcher: ocsp_fetch::OcspFetcher,
 }
 
 impl Daemon {
@@ -200,6 +202,8 @@ impl Daemon {
         let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
         // Liveness asks the kernel about inbound ESP first; `flush` answers.
         endpoint.set_esp_liveness(true);
+        endpoint.set_ocsp(cfg.revocation.ocsp.clone());
+        let ocsp_fetcher = ocsp_fetch::OcspFetcher::new(cfg.revocation.fetch_timeout);
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
             KernelBackend::Xfrm => Some(kernel::spawn_listener()?),
@@ -236,6 +240,7 @@ impl Daemon {
             crl_watch,
             file_crls,
             crl_fetcher,
+            ocsp_fetcher,
         })
     }
 
@@ -337,6 +342,9 @@ impl Daemon {
                     if self.crl_fetcher.finished(f, n.at, n.unix) {
                         self.publish_crls();
                     }
+                }
+                Some(a) = self.ocsp_fetcher.next() => {
+                    self.endpoint.ocsp_response(now(), a.query, a.body);
                 }
                 Some(msg) = recv_kernel(&mut kevents), if kevents.is_some() => match msg {
                     kernel::KernelMsg::Event(ev) => self.on_kernel_event(ev),
@@ -551,7 +559,15 @@ impl Daemon {
         self.file_crls = new.revocation.crls.clone();
         self.endpoint
             .set_crl_fetch(new.revocation.fetch.then_some(new.revocation.fetch_timeout));
+        self.endpoint.set_ocsp(new.revocation.ocsp.clone());
+        self.ocsp_fetcher.set_timeout(new.revocation.fetch_timeout);
         self.publish_crls();
+        // The established SAs' certificates are asked about again (the responder may know
+        // of a revocation since).
+        let asked = self.endpoint.ocsp_recheck(now());
+        if asked > 0 {
+            info!(asked, "reload: OCSP re-check of the established SAs");
+        }
         self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
         self.cfg.revocation = new.revocation;
         self.cfg.engine = new.engine;
@@ -673,6 +689,14 @@ impl Daemon {
         if let Event::CrlWanted { uris } = ev {
             let trust = self.cfg.engine.trust.clone();
             self.crl_fetcher.want(uris, trust, Instant::now());
+        }
+        if let Event::OcspWanted {
+            query,
+            uri,
+            request,
+        } = ev
+        {
+            self.ocsp_fetcher.want(*query, uri, request.clone());
         }
         if let Event::Migrated { ike, .. } = ev
             && self.cfg.kernel.backend == KernelBackend::Xfrm

@@ -126,6 +126,8 @@ pub struct Endpoint {
     pub(super) esp_liveness: bool,
     /// Questions for the kernel about inbound SA use, for the daemon.
     pub(super) use_queries: VecDeque<super::SaUseQuery>,
+    /// OCSP: settings, answers, queries in flight (see `ocsp`).
+    pub(super) ocsp: super::ocsp::OcspState,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -167,6 +169,7 @@ impl Endpoint {
             crl_asked: HashMap::new(),
             esp_liveness: false,
             use_queries: VecDeque::new(),
+            ocsp: Default::default(),
         }
     }
 

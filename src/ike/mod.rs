@@ -25,6 +25,7 @@ mod limits;
 mod liveness;
 mod migrate;
 mod nat;
+mod ocsp;
 pub use nat::NAT_KEEPALIVE;
 pub mod proposal;
 mod protect;
@@ -45,6 +46,7 @@ pub use config::{
 };
 pub use endpoint::{Endpoint, Stats};
 pub use liveness::{SaUseQuery, USE_ANSWER_WAIT};
+pub use ocsp::{OCSP_ASK_INTERVAL, OcspSettings};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
 
@@ -264,6 +266,17 @@ pub enum Event {
     /// [`Endpoint::set_crl_fetch`]; each URI at most once a minute).
     CrlWanted {
         uris: Vec<String>,
+    },
+    /// A peer certificate's status is unknown (no CRL says) and an OCSP responder is known
+    /// for it (its Authority Information Access, or the one configured for its CA): the daemon
+    /// POSTs `request` (a DER OCSPRequest, `application/ocsp-request`) to `uri` and hands
+    /// the body of the answer, or why there is none, to [`Endpoint::ocsp_response`] with
+    /// `query`. The engine verifies the answer itself (see `auth::ocsp`). Only when OCSP is
+    /// on ([`Endpoint::set_ocsp`]); each certificate at most once a minute.
+    OcspWanted {
+        query: u64,
+        uri: String,
+        request: Vec<u8>,
     },
     /// An exchange we started failed; `notify` is the error notify type when the peer sent one.
     ExchangeFailed {

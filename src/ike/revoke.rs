@@ -57,14 +57,20 @@ impl Endpoint {
                 at: unix,
             }
         } else {
-            self.crls.status(cert.issuer(), cert.serial(), unix)
+            self.status_of(cert.issuer(), cert.serial(), unix)
         };
-        let has_uri = !cert.crl_uris().is_empty();
+        let ocsp_uri = self.ocsp_uri(cert);
+        let has_uri = !cert.crl_uris().is_empty() || ocsp_uri.is_some();
+        self.ocsp.wait_key = None;
         if checked.status == CertStatus::Unknown && policy != RevocationPolicy::Off {
             self.want_crls(cert.crl_uris());
+            let asking = ocsp_uri.is_some_and(|u| self.want_ocsp(cert, u));
             // strongSwan's `strict` fetches before it decides: so do we, when the caller can
-            // wait and a download is under way.
-            if !policy.accepts(checked.status, has_uri) && may_wait && self.crl_fetch.is_some() {
+            // wait and a download or an OCSP query is under way.
+            if !policy.accepts(checked.status, has_uri)
+                && may_wait
+                && (self.crl_fetch.is_some() || asking)
+            {
                 return Err(PeerAuthError::AwaitCrl);
             }
         }
@@ -78,7 +84,7 @@ impl Endpoint {
                     .source
                     .as_deref()
                     .map(|s| format!(" by {s}"))
-                    .unwrap_or_else(|| ": no CRL of its issuer".into()),
+                    .unwrap_or_else(|| ": no CRL of its issuer, no OCSP answer".into()),
                 policy.name(),
             )));
         }
@@ -94,11 +100,12 @@ impl Endpoint {
     pub fn set_crls(&mut self, now: Now, crls: Arc<CrlSet>) {
         self.now = now;
         self.crls = crls;
-        // IKE_AUTHs waiting for a CRL go on with what is here now.
+        // IKE_AUTHs waiting for a CRL go on with what is here now (those waiting for an OCSP
+        // answer wait for it, or their timer).
         let mut waiting: Vec<u64> = self
             .sas
             .iter()
-            .filter(|(_, sa)| sa.crl_parked.is_some())
+            .filter(|(_, sa)| sa.crl_parked.is_some() && sa.ocsp_wait.is_none())
             .map(|(&id, _)| id)
             .collect();
         waiting.sort_unstable();
@@ -108,13 +115,35 @@ impl Endpoint {
                 self.finish(sa, fate);
             }
         }
+        self.recheck_certs(now, None);
+        info!(crls = self.crls.crls().len(), "revocation lists updated");
+    }
+
+    /// The status of certificate `serial` of `issuer`: the CRLs' answer, or when they know
+    /// nothing, the OCSP answer held for it.
+    pub(super) fn status_of(&self, issuer: &[u8], serial: &[u8], unix: u64) -> Checked {
+        let crl = self.crls.status(issuer, serial, unix);
+        if crl.status != CertStatus::Unknown {
+            return crl;
+        }
+        self.ocsp_status(issuer, serial, unix).unwrap_or(crl)
+    }
+
+    /// Checks the established IKE SAs' certificates again (all, or only the certificate
+    /// `only`: issuer, serial); one now revoked is deleted: its CHILD_SAs leave the kernel
+    /// now, the IKE SA goes with a Delete to the peer.
+    pub(super) fn recheck_certs(&mut self, now: Now, only: Option<(&[u8], &[u8])>) {
         if self.cfg.revocation == RevocationPolicy::Off {
             return;
         }
         let ids: Vec<u64> = self
             .sas
             .iter()
-            .filter(|(_, sa)| sa.peer_cert.is_some())
+            .filter(|(_, sa)| {
+                sa.peer_cert
+                    .as_ref()
+                    .is_some_and(|c| only.is_none_or(|(i, s)| *c.issuer == *i && *c.serial == *s))
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
@@ -125,7 +154,7 @@ impl Endpoint {
                 self.sas.insert(id, sa);
                 continue;
             };
-            let checked = self.crls.status(&cert.issuer, &cert.serial, now.unix);
+            let checked = self.status_of(&cert.issuer, &cert.serial, now.unix);
             let revoked = checked.status == CertStatus::Revoked;
             cert.checked = checked;
             if !revoked || sa.state != State::Established {
@@ -147,7 +176,6 @@ impl Endpoint {
             sa.queue.push_back(Intent::DeleteIke);
             self.finish(sa, Fate::Keep);
         }
-        info!(crls = self.crls.crls().len(), "revocation lists updated");
     }
 
     /// Fetch CRLs from distribution points (the daemon does the HTTP, each download within
@@ -168,8 +196,13 @@ impl Endpoint {
         payloads: &[Payload],
         identity: &Identity,
     ) -> Fate {
-        let timeout = self.crl_fetch.unwrap_or_default();
-        info!(ike = %sa.id(), %identity, "waiting for the CRL of the peer's certificate");
+        let timeout = self
+            .crl_fetch
+            .unwrap_or_default()
+            .max(self.ocsp_timeout().unwrap_or_default());
+        sa.ocsp_wait = self.ocsp.wait_key.take();
+        info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
+              "waiting for the revocation status of the peer's certificate");
         sa.crl_parked = Some(Box::new(Parked {
             header: *header,
             payloads: payloads.to_vec(),
@@ -185,6 +218,7 @@ impl Endpoint {
             return Fate::Keep;
         };
         sa.crl_waited = true;
+        sa.ocsp_wait = None;
         sa.expires_at = p.half_open_expiry;
         self.auth_request(sa, &p.header, p.payloads)
     }

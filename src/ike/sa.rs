@@ -263,6 +263,8 @@ pub(crate) struct IkeSa {
     /// waited already (it never waits twice).
     pub crl_parked: Option<Box<super::provider::Parked>>,
     pub crl_waited: bool,
+    /// The certificate (issuer, serial) whose OCSP answer a parked IKE_AUTH waits for.
+    pub ocsp_wait: Option<super::ocsp::CertKey>,
     /// The address provider's answer, once given.
     pub provided: Option<super::ProvidedAddress>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
@@ -321,6 +323,7 @@ impl IkeSa {
             parked: None,
             crl_parked: None,
             crl_waited: false,
+            ocsp_wait: None,
             provided: None,
             home_prefix: None,
             stranded: false,

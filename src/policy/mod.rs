@@ -175,6 +175,9 @@ pub struct RevocationSettings {
     /// within `fetch_timeout`.
     pub fetch: bool,
     pub fetch_timeout: Duration,
+    /// Ask OCSP responders (the certificates' Authority Information Access, or those of
+    /// `ocsp_responders`) when no CRL tells a status; None: OCSP is off.
+    pub ocsp: Option<crate::ike::OcspSettings>,
 }
 
 impl Default for RevocationSettings {
@@ -185,6 +188,10 @@ impl Default for RevocationSettings {
             crls: Default::default(),
             fetch: true,
             fetch_timeout: Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+            ocsp: Some(crate::ike::OcspSettings {
+                timeout: Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
+                ca_uris: Vec::new(),
+            }),
         }
     }
 }
@@ -840,6 +847,55 @@ fn revocation(
         set.insert(crl);
         crl_files.push(p);
     }
+    let mut ca_uris = Vec::new();
+    for r in &sec.ocsp_responders {
+        let r = r.get_ref();
+        let uri = r.uri.get_ref();
+        if crate::daemon::crl_fetch::HttpUri::parse(uri).is_none() {
+            return Err(doc.at(
+                r.uri.span(),
+                format!("ocsp_responders: uri {uri:?} is not an http:// URI; write e.g. uri = \"http://ocsp.example.net:8080/\""),
+            ));
+        }
+        let p = base.join(r.ca.get_ref());
+        let subject = std::fs::read_to_string(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| crate::auth::cert::certs_from_pem(&pem).map_err(|e| e.to_string()))
+            .and_then(|certs| {
+                let der = certs.first().ok_or("no certificate in it")?;
+                crate::auth::revocation::describe(der)
+                    .map(|d| d.subject)
+                    .ok_or_else(|| "not a certificate".to_string())
+            })
+            .and_then(|subject| {
+                trust
+                    .is_some_and(|t| {
+                        t.cas()
+                            .iter()
+                            .any(|c| crate::auth::dn_equal(&c.subject, &subject))
+                    })
+                    .then_some(subject)
+                    .ok_or_else(|| "not one of the [identity] ca certificates".to_string())
+            })
+            .map_err(|e| {
+                doc.at(
+                    r.ca.span(),
+                    format!(
+                        "ocsp_responders: ca {}: {e}; name one of the [identity] ca files",
+                        p.display()
+                    ),
+                )
+            })?;
+        ca_uris.push((subject, uri.clone()));
+    }
+    let ocsp = sec
+        .ocsp
+        .as_ref()
+        .is_none_or(|v| *v.get_ref())
+        .then_some(crate::ike::OcspSettings {
+            timeout: fetch_timeout,
+            ca_uris,
+        });
     Ok((
         policy,
         RevocationSettings {
@@ -848,6 +904,7 @@ fn revocation(
             crls: Arc::new(set),
             fetch,
             fetch_timeout,
+            ocsp,
         },
     ))
 }

@@ -76,8 +76,21 @@ pub struct RevocationSection {
     pub check_interval: Option<S<f64>>,
     /// Fetch CRLs from the certificates' `http://` distribution points.
     pub fetch: Option<S<bool>>,
-    /// Seconds one CRL download may take.
+    /// Seconds one CRL download (or OCSP query) may take.
     pub fetch_timeout: Option<S<f64>>,
+    /// Ask OCSP responders when no CRL tells a certificate's status.
+    pub ocsp: Option<S<bool>>,
+    /// OCSP responders per CA, asked before a certificate's own Authority Information Access.
+    #[serde(default)]
+    pub ocsp_responders: Vec<S<OcspResponderEntry>>,
+}
+
+/// `{ ca = "<CA certificate>.pem", uri = "http://..." }` in `[revocation] ocsp_responders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspResponderEntry {
+    pub ca: S<String>,
+    pub uri: S<String>,
 }
 
 /// `[pools.<name>]`: `range = "first-last"` or `prefix = "p/len"` (addresses), or `prefix` with
