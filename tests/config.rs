@@ -1095,3 +1095,26 @@ fn fragmentation_defaults_and_bounds() {
         "$D/conf/ha.toml:8:17: invalid type: string \"yes\", expected a boolean"
     );
 }
+
+#[test]
+fn spi_stock_is_opt_in() {
+    let t = Tree::new();
+    ha(&t, "");
+    assert!(
+        !policy::load(t.path("conf/ha.toml"))
+            .unwrap()
+            .kernel
+            .spi_stock
+    );
+    ha(&t, "[kernel]\nspi_stock = true\n");
+    assert!(
+        policy::load(t.path("conf/ha.toml"))
+            .unwrap()
+            .kernel
+            .spi_stock
+    );
+    assert_eq!(
+        ha_err("[kernel]\nspi_stock = 1\n"),
+        "$D/conf/ha.toml:8:13: invalid type: integer `1`, expected a boolean"
+    );
+}

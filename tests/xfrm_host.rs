@@ -416,6 +416,7 @@ fn newsa_of_esp_fails_with_eprotonosupport_here() {
 fn the_engine_takes_spis_from_a_stock_reserved_ahead_and_never_waits() {
     in_netns(|| {
         let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        k.set_spi_stock(true);
         let mut alloc = k.spi_allocator().unwrap();
         let req = SpiRequest {
             src: a(HA),

@@ -41,11 +41,12 @@ pub fn make_kernel(cfg: &LoadedConfig) -> Result<Box<dyn Kernel>, DaemonError> {
                 auto_reqids: cfg.engine.mobility.auto_reqids,
                 forward_tunnels: cfg.role == Role::HomeAgent,
             };
-            let k = XfrmKernel::new(x).map_err(|e| {
+            let mut k = XfrmKernel::new(x).map_err(|e| {
                 DaemonError::Kernel(format!(
                     "{e} (the XFRM backend needs root or CAP_NET_ADMIN and a kernel with XFRM_USER)"
                 ))
             })?;
+            k.set_spi_stock(cfg.kernel.spi_stock);
             Ok(Box::new(k))
         }
     }

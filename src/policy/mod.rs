@@ -108,6 +108,10 @@ pub struct KernelSettings {
     /// Inclusive reqid range whose SAs (and, in daemon mode, policies) are ours: start-up
     /// removes those left by a previous run. Default: the smallest to the largest class reqid.
     pub owned_reqids: (u32, u32),
+    /// XFRM: inbound SPIs come from a stock reserved ahead by a thread of their own, so that no
+    /// engine call waits for the kernel (`[kernel] spi_stock`; the reservations are larval
+    /// states that `ip xfrm state` lists).
+    pub spi_stock: bool,
 }
 
 /// What a mobile node negotiates at start.
@@ -1234,6 +1238,7 @@ fn kernel(
             backend,
             policies,
             owned_reqids,
+            spi_stock: k.spi_stock.as_ref().is_some_and(|v| *v.get_ref()),
         },
         auto_reqids,
     ))

@@ -230,6 +230,8 @@ pub struct KernelSection {
     pub owned_reqids: Option<S<[u32; 2]>>,
     /// `[first, last]`: reqids for CHILD_SAs outside the classes (inside `owned_reqids`).
     pub auto_reqids: Option<S<[u32; 2]>>,
+    /// Reserve inbound SPIs ahead of need (see `kernel::xfrm::spi_stock`).
+    pub spi_stock: Option<S<bool>>,
 }
 
 /// One file in the users directory.

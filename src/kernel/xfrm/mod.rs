@@ -253,6 +253,8 @@ pub struct XfrmKernel {
     sas: HashMap<(IpAddr, u32), SaSpec>,
     /// Our policies and how many installed SAs need each.
     policies: HashMap<PolicyKey, (PolicySpec, u32)>,
+    /// Hand the engine SPIs from a stock reserved ahead (`set_spi_stock`).
+    spi_stock: bool,
 }
 
 /// What start-up cleanup removed.
@@ -263,6 +265,12 @@ pub struct Cleanup {
 }
 
 impl XfrmKernel {
+    /// Whether the SPI allocators made from now on take SPIs from a stock reserved ahead
+    /// (`[kernel] spi_stock`, see `spi_stock`) instead of one ALLOCSPI round trip each.
+    pub fn set_spi_stock(&mut self, on: bool) {
+        self.spi_stock = on;
+    }
+
     /// Opens the socket and removes what a previous run left behind.
     pub fn new(cfg: XfrmConfig) -> Result<XfrmKernel, NlError> {
         let nl = Netlink::open()?;
@@ -274,6 +282,7 @@ impl XfrmKernel {
             })),
             sas: HashMap::new(),
             policies: HashMap::new(),
+            spi_stock: false,
         };
         let c = k.cleanup()?;
         if c != Cleanup::default() {
@@ -944,6 +953,7 @@ impl Kernel for XfrmKernel {
         Some(Box::new(XfrmSpiAllocator {
             shared: self.shared.clone(),
             stock: None,
+            use_stock: self.spi_stock,
         }))
     }
 }
@@ -954,6 +964,8 @@ impl Kernel for XfrmKernel {
 pub struct XfrmSpiAllocator {
     shared: Arc<Mutex<Shared>>,
     stock: Option<spi_stock::SpiStock>,
+    /// `[kernel] spi_stock`: otherwise each SPI is an ALLOCSPI round trip in the engine's call.
+    use_stock: bool,
 }
 
 impl XfrmSpiAllocator {
@@ -965,6 +977,9 @@ impl XfrmSpiAllocator {
 
 impl SpiAllocator for XfrmSpiAllocator {
     fn try_allocate(&mut self, req: &SpiRequest) -> Result<Option<u32>, String> {
+        if !self.use_stock {
+            return self.allocate(req).map(Some);
+        }
         let shared = &self.shared;
         let stock = self
             .stock
