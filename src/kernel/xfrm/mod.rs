@@ -534,6 +534,24 @@ impl XfrmKernel {
     }
 
     fn del_sa(&mut self, dst: IpAddr, spi: u32) -> Result<(), String> {
+        // The engine names the SA where it last knew it; a MIGRATE (mip6d's, moving the tunnel
+        // SAs) that reached us after the engine queued this Delete moved our record and the
+        // kernel's SA already. Delete it where the record says now (the one record with that
+        // SPI), or it stays in the kernel (seen in the UML tier: an old tunnel SA left behind
+        // after a move without the K bit).
+        let dst = if self.sas.contains_key(&(dst, spi)) {
+            dst
+        } else {
+            let mut found = self.sas.keys().filter(|(_, s)| *s == spi).map(|(d, _)| *d);
+            match (found.next(), found.next()) {
+                (Some(moved), None) => {
+                    debug!(asked = %dst, %moved, spi = format_args!("{spi:08x}"),
+                        "Delete of an SA a MIGRATE moved meanwhile: deleted where it is now");
+                    moved
+                }
+                _ => dst,
+            }
+        };
         let r = {
             let mut sh = lock(&self.shared);
             // A larval SA from ALLOCSPI (a failed negotiation) is no longer reserved.
