@@ -39,6 +39,8 @@ const MSG_TRUNC: i32 = 0x20;
 /// How long an ALLOCSPI reservation is remembered (the kernel drops it after
 /// net.core.xfrm_acq_expires, 30 s by default; UPDSA on a vanished one falls back to NEWSA).
 const RESERVATION_KEEP: Duration = Duration::from_secs(120);
+/// Moves remembered for Deletes queued across a MIGRATE (see `XfrmKernel::moved`).
+const MAX_MOVED: usize = 4096;
 const ESRCH: i32 = 3;
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
@@ -255,6 +257,9 @@ pub struct XfrmKernel {
     policies: HashMap<PolicyKey, (PolicySpec, u32)>,
     /// Hand the engine SPIs from a stock reserved ahead (`set_spi_stock`).
     spi_stock: bool,
+    /// Records a MIGRATE moved: old (destination, SPI) -> new destination, so that a Delete
+    /// the engine queued before it saw the move still finds the SA.
+    moved: HashMap<(IpAddr, u32), IpAddr>,
 }
 
 /// What start-up cleanup removed.
@@ -283,6 +288,7 @@ impl XfrmKernel {
             sas: HashMap::new(),
             policies: HashMap::new(),
             spi_stock: false,
+            moved: HashMap::new(),
         };
         let c = k.cleanup()?;
         if c != Cleanup::default() {
@@ -536,22 +542,22 @@ impl XfrmKernel {
     fn del_sa(&mut self, dst: IpAddr, spi: u32) -> Result<(), String> {
         // The engine names the SA where it last knew it; a MIGRATE (mip6d's, moving the tunnel
         // SAs) that reached us after the engine queued this Delete moved our record and the
-        // kernel's SA already. Delete it where the record says now (the one record with that
-        // SPI), or it stays in the kernel (seen in the UML tier: an old tunnel SA left behind
-        // after a move without the K bit).
-        let dst = if self.sas.contains_key(&(dst, spi)) {
-            dst
-        } else {
-            let mut found = self.sas.keys().filter(|(_, s)| *s == spi).map(|(d, _)| *d);
-            match (found.next(), found.next()) {
-                (Some(moved), None) => {
-                    debug!(asked = %dst, %moved, spi = format_args!("{spi:08x}"),
-                        "Delete of an SA a MIGRATE moved meanwhile: deleted where it is now");
-                    moved
-                }
-                _ => dst,
+        // kernel's SA already. Follow the moves this backend recorded (never a guess by SPI: a
+        // larval SA at an old address may share the SPI of a real SA elsewhere), or the SA
+        // stays in the kernel (seen in the UML tier: an old tunnel SA left behind after a move
+        // without the K bit).
+        let mut dst = dst;
+        for _ in 0..8 {
+            if self.sas.contains_key(&(dst, spi)) {
+                break;
             }
-        };
+            let Some(next) = self.moved.remove(&(dst, spi)) else {
+                break;
+            };
+            debug!(asked = %dst, moved = %next, spi = format_args!("{spi:08x}"),
+                "Delete of an SA a MIGRATE moved meanwhile: deleted where it is now");
+            dst = next;
+        }
         let r = {
             let mut sh = lock(&self.shared);
             // A larval SA from ALLOCSPI (a failed negotiation) is no longer reserved.
@@ -778,9 +784,12 @@ impl XfrmKernel {
 /// Tunnel SAs of the MIGRATE's reqid between its old endpoints now sit at the new ones (what
 /// `xfrm_migrate` did before broadcasting); transport entries (old endpoints `::`) move no SA.
 /// Returns how many records moved.
-fn follow_kernel_migrate(sas: &mut HashMap<(IpAddr, u32), SaSpec>, m: &Migrate) -> usize {
+fn follow_kernel_migrate(
+    sas: &mut HashMap<(IpAddr, u32), SaSpec>,
+    m: &Migrate,
+) -> Vec<((IpAddr, u32), IpAddr)> {
     if m.old_src.is_unspecified() || m.old_dst.is_unspecified() {
-        return 0;
+        return Vec::new();
     }
     let hit: Vec<(IpAddr, u32)> = sas
         .iter()
@@ -798,7 +807,7 @@ fn follow_kernel_migrate(sas: &mut HashMap<(IpAddr, u32), SaSpec>, m: &Migrate) 
             sas.insert((m.new_dst, key.1), spec);
         }
     }
-    hit.len()
+    hit.into_iter().map(|k| (k, m.new_dst)).collect()
 }
 
 /// One ESP SA as a GETSA dump shows it (with the raw message for its counters).
@@ -846,7 +855,13 @@ impl Kernel for XfrmKernel {
     }
 
     fn observe_migrate(&mut self, m: &Migrate) {
-        follow_kernel_migrate(&mut self.sas, m);
+        if self.moved.len() >= MAX_MOVED {
+            // Only Deletes queued across a MIGRATE need these; old ones are long stale.
+            self.moved.clear();
+        }
+        for (old, new_dst) in follow_kernel_migrate(&mut self.sas, m) {
+            self.moved.insert(old, new_dst);
+        }
     }
 
     /// One GETSA dump, then each SA found by SPI and reqid: left alone where the record
@@ -1099,19 +1114,20 @@ mod tests {
         }
         assert_eq!(
             follow_kernel_migrate(&mut sas, &migrate(1, ("::", "::"), (hoa, ha))),
-            0
+            vec![]
         );
         assert_eq!(
             follow_kernel_migrate(&mut sas, &migrate(9, (coa1, ha), (coa2, ha))),
-            0
+            vec![]
         );
+        // Each move is reported (old key, new destination): a Delete queued before it follows.
         assert_eq!(
             follow_kernel_migrate(&mut sas, &migrate(3, (coa1, ha), (coa2, ha))),
-            1
+            vec![((a(ha), 0x1003), a(ha))]
         );
         assert_eq!(
             follow_kernel_migrate(&mut sas, &migrate(4, (ha, coa1), (ha, coa2))),
-            1
+            vec![((a(coa1), 0x1004), a(coa2))]
         );
         let moved = &sas[&(a(ha), 0x1003)];
         assert_eq!((moved.src, moved.dst), (a(coa2), a(ha)));
@@ -1125,7 +1141,7 @@ mod tests {
         // the second MIGRATE of the same tunnel (the HA's FWD policy) finds nothing to move
         assert_eq!(
             follow_kernel_migrate(&mut sas, &migrate(3, (coa1, ha), (coa2, ha))),
-            0
+            vec![]
         );
     }
 }
