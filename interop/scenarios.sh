@@ -1248,24 +1248,41 @@ PY
 
 # ---- 12: certificate revocation (OCSP) -------------------------------------------------------
 
-# ocsp_responder_start STATUS: `openssl ocsp` as the ECDSA CA's responder (signing with the
-# CA's own key) on port 8888 of the HA's namespace (only our HA asks it), with an index where
-# mn3 is STATUS (V or R). openssl reads its index once: a change means a restart.
+# ocsp_responder_start STATUS [NS CERT CN]: `openssl ocsp` as the ECDSA CA's responder (signing
+# with the CA's own key) on port 8888 of namespace NS (default ha: only our daemon there asks
+# it), with an index where certificate CERT (default mn3-ecdsa, subject CN) is STATUS (V or R).
+# openssl reads its index once: a change means a restart.
 ocsp_responder_start() {
-  local serial
-  serial=$(openssl x509 -in /job/certs/mn3-ecdsa.pem -noout -serial | cut -d= -f2)
+  local ns=${2:-ha} cert=${3:-mn3-ecdsa} cn=${4:-mn3@example.net} serial
+  serial=$(openssl x509 -in /job/certs/$cert.pem -noout -serial | cut -d= -f2)
   mkdir -p /job/ocsp
   if [[ $1 == R ]]; then
-    printf 'R\t20550101000000Z\t250101000000Z\t%s\tunknown\t/CN=mn3@example.net\n' "$serial" >/job/ocsp/index.txt
+    printf 'R\t20550101000000Z\t250101000000Z\t%s\tunknown\t/CN=%s\n' "$serial" "$cn" >/job/ocsp/index.txt
   else
-    printf 'V\t20550101000000Z\t\t%s\tunknown\t/CN=mn3@example.net\n' "$serial" >/job/ocsp/index.txt
+    printf 'V\t20550101000000Z\t\t%s\tunknown\t/CN=%s\n' "$serial" "$cn" >/job/ocsp/index.txt
   fi
-  ip -n ha link set lo up
-  ip netns exec ha openssl ocsp -index /job/ocsp/index.txt -port 8888 \
+  echo "$ns $cert $cn" >/tmp/ocsp-responder.args
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" openssl ocsp -index /job/ocsp/index.txt -port 8888 \
     -rsigner /job/certs/ca-ecdsa.pem -rkey /job/certs/ca-ecdsa.key -CA /job/certs/ca-ecdsa.pem \
     >>"$LOGS/ocsp-responder.log" 2>&1 &
   echo $! >/tmp/ocsp-responder.pid
-  sleep 0.5
+  # listening before anyone asks: openssl takes a while to start in a loaded guest (a fixed
+  # half second was not enough once: "Connection refused" to the restarted responder)
+  local i
+  for i in $(seq 1 50); do
+    ip netns exec "$ns" ss -Hltn 'sport = :8888' 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "the OCSP responder is not listening on port 8888 in $ns after 5 s" >>"$LOGS/ocsp-responder.log"
+}
+
+# ocsp_responder_restart STATUS: the same responder, its certificate now STATUS.
+ocsp_responder_restart() {
+  local args
+  read -ra args </tmp/ocsp-responder.args
+  ocsp_responder_stop
+  ocsp_responder_start "$1" "${args[@]}"
 }
 
 ocsp_responder_stop() {
@@ -1276,46 +1293,68 @@ ocsp_responder_stop() {
   rm -f /tmp/ocsp-responder.pid
 }
 
-# 12: revocation by OCSP (`.swan-mn` only: our HA checks a strongSwan MN). Our HA, strict, no
-# CRL at all, asks the responder configured for the ECDSA CA (`ocsp_responders`): mn3 is good,
-# the parked IKE_AUTH completes and `certs` names the responder. The CA revokes mn3 (index
-# changed, responder restarted); `mip6-ikectl reload` makes our HA ask again about every
-# established SA's certificate: the revoked answer deletes the SA (both kernels empty), and
-# the MN's next attempt is refused with AUTHENTICATION_FAILED.
+# 12: revocation by OCSP, no CRL at all: our side, strict, asks the responder configured for
+# the ECDSA CA (`ocsp_responders`) about the peer's certificate and parks the IKE_AUTH until the
+# answer (our HA parks the MN's request, our MN the HA's response). The certificate is good:
+# the SAs come up and `certs` names the responder. The CA revokes it (index changed, responder
+# restarted); `mip6-ikectl reload` makes our side ask again about every established SA's
+# certificate: the revoked answer deletes the SA (both kernels empty), and the next attempt is
+# refused (.swan-mn: strongSwan gets AUTHENTICATION_FAILED; .our-mn: our MN's retries refuse the
+# HA, each telling it with a Delete).
 sc12() {
-  local name=$1 log=$1.log ike
+  local name=$1 dir=$2 log=$1.log ike
   reset
   WHY=
-  OURS=ha PEER=mn
-  ocsp_responder_start V
-  mkdir -p /job/users-rev
-  user_file /job/users-rev/mn3.toml "dn:C=CH, O=mip6-ike test, CN=mn3@example.net" $HOA
-  lab_mip6d_policies ha ha
-  OUR_USERS=users-rev lab_our_conf /job/ha.toml ha
-  printf '[revocation]\npolicy = "strict"\nfetch = false\nfetch_timeout = 3\nocsp_responders = [{ ca = "certs/ca-ecdsa.pem", uri = "http://127.0.0.1:8888/" }]\n' >>/job/ha.toml
-  ours_start ha ha "$log"
-  swan_conf mn mn
-  rev_swan_cert mn mn3-ecdsa
-  sed -i 's/CN=mn1@example.net/CN=mn3@example.net/' "$SWAN/mn/swanctl/swanctl.conf"
-  swan_start mn || WHY+="charon (mn) did not start; "
-  sleep 0.3
-  sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 &&
-    sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
-    WHY+="strongSwan (mn3, good by OCSP) could not initiate; "
+  local rev='[revocation]\npolicy = "strict"\nfetch = false\nfetch_timeout = 3\nocsp_responders = [{ ca = "certs/ca-ecdsa.pem", uri = "http://127.0.0.1:8888/" }]\n'
+  if [[ $dir == swan-mn ]]; then
+    OURS=ha PEER=mn
+    ocsp_responder_start V
+    mkdir -p /job/users-rev
+    user_file /job/users-rev/mn3.toml "dn:C=CH, O=mip6-ike test, CN=mn3@example.net" $HOA
+    lab_mip6d_policies ha ha
+    OUR_USERS=users-rev lab_our_conf /job/ha.toml ha
+    printf "$rev" >>/job/ha.toml
+    ours_start ha ha "$log"
+    swan_conf mn mn
+    rev_swan_cert mn mn3-ecdsa
+    sed -i 's/CN=mn1@example.net/CN=mn3@example.net/' "$SWAN/mn/swanctl/swanctl.conf"
+    swan_start mn || WHY+="charon (mn) did not start; "
+    sleep 0.3
+    sw mn --initiate --child mh --timeout 30 >"$SWAN/mn/initiate.out" 2>&1 &&
+      sw mn --initiate --child tun --timeout 30 >>"$SWAN/mn/initiate.out" 2>&1 ||
+      WHY+="strongSwan (mn3, good by OCSP) could not initiate; "
+  else
+    OURS=mn PEER=ha
+    # the responder in the MN's namespace, about strongSwan HA's certificate (ECDSA CA)
+    ocsp_responder_start V mn ha-ecdsa ha.example.net
+    lab_mip6d_policies mn mn
+    swan_conf ha ha
+    swan_start ha || WHY+="charon (ha) did not start; "
+    lab_our_conf /job/mn.toml mn
+    printf "$rev" >>/job/mn.toml
+    ours_start mn mn "$log"
+  fi
+  local want_cn=mn3@example.net
+  [[ $dir == our-mn ]] && want_cn=ha.example.net
   if [[ -z $WHY ]] && wait_sas $OURS 40; then
     grep -q 'OCSP answer verified' "$LOGS/$log" || WHY+="our log shows no verified OCSP answer; "
-    ctl_py $OURS certs <<'PY'
+    if [[ $dir == our-mn ]]; then
+      grep -q "waiting for the revocation status of the home agent's certificate" "$LOGS/$log" ||
+        WHY+="our MN's log does not show it waiting for the HA certificate's status; "
+    fi
+    WANT_CN=$want_cn ctl_py $OURS certs <<'PY'
+import os
+cn = os.environ["WANT_CN"]
 peers = [c for c in r.get("certs", []) if c.get("kind") == "peer"]
-if len(peers) != 1 or "CN=mn3@example.net" not in peers[0].get("subject", "") \
+if len(peers) != 1 or f"CN={cn}" not in peers[0].get("subject", "") \
         or peers[0].get("status") != "good" \
         or peers[0].get("source") != "ocsp http://127.0.0.1:8888/" or not peers[0].get("checked_at"):
-    why.append(f"certs lists peers {peers} (want mn3, good by ocsp http://127.0.0.1:8888/)")
+    why.append(f"certs lists peers {peers} (want {cn}, good by ocsp http://127.0.0.1:8888/)")
 PY
     ike=$(ctl_ike_ids $OURS | head -1)
-    # the CA revokes mn3; our HA asks again on reload
-    ocsp_responder_stop
-    ocsp_responder_start R
-    ctl ha reload >"$SWAN/reload.out" 2>&1 || WHY+="mip6-ikectl reload failed: $(cat "$SWAN/reload.out"); "
+    # the CA revokes the peer's certificate; our side asks again on reload
+    ocsp_responder_restart R
+    ctl $OURS reload >"$SWAN/reload.out" 2>&1 || WHY+="mip6-ikectl reload failed: $(cat "$SWAN/reload.out"); "
     wait_count $OURS 0 8 || WHY+="after the revocation our $OURS kernel still has $(lab_sa_count $OURS) SAs; "
     wait_count $PEER 0 8 || WHY+="after our Delete strongSwan ($PEER) still has $(lab_sa_count $PEER) SAs; "
     ctl_gone $OURS "$ike" "the revoked peer's IKE SA"
@@ -1323,9 +1362,15 @@ PY
       WHY+="our log does not show the OCSP re-check on reload; "
     grep -q 'peer certificate revoked: deleting the IKE SA' "$LOGS/$log" ||
       WHY+="our log does not show the revoked peer's IKE SA deleted; "
-    sw mn --initiate --child mh --timeout 20 >>"$SWAN/mn/initiate.out" 2>&1 &&
-      WHY+="strongSwan (mn3, revoked) got a CHILD_SA again; "
-    charon_says mn 'AUTHENTICATION_FAILED' "our HA refused the revoked certificate"
+    if [[ $dir == swan-mn ]]; then
+      sw mn --initiate --child mh --timeout 20 >>"$SWAN/mn/initiate.out" 2>&1 &&
+        WHY+="strongSwan (mn3, revoked) got a CHILD_SA again; "
+      charon_says mn 'AUTHENTICATION_FAILED' "our HA refused the revoked certificate"
+    else
+      # our MN tries again after 5 s, asks nobody (the revoked answer is held) and refuses
+      sleep 8
+      charon_says ha 'received DELETE for IKE_SA' "our MN's Delete after refusing the HA"
+    fi
     grep -q 'is revoked by ocsp http://127.0.0.1:8888/' "$LOGS/$log" ||
       WHY+="our log has no authentication refused for a certificate revoked by OCSP; "
     [[ $(lab_sa_count $OURS) == 0 ]] || WHY+="our $OURS kernel holds $(lab_sa_count $OURS) SAs after the refusal; "
@@ -1352,8 +1397,8 @@ for d in our-mn swan-mn; do
 done
 # strongSwan's MOBIKE float concerns a strongSwan initiator: a strongSwan MN with our HA
 SCENARIOS+=("n2-swan-mobike.swan-mn|sc_mobike")
-# OCSP: our HA checks a strongSwan MN (one direction: our MN does not wait for an answer).
-SCENARIOS+=("s12-revocation-ocsp.swan-mn|sc12")
+# OCSP: our HA checks a strongSwan MN, our MN a strongSwan HA.
+SCENARIOS+=("s12-revocation-ocsp.our-mn|sc12" "s12-revocation-ocsp.swan-mn|sc12")
 # ONLY (a regex) and SHARD (K/N: every N-th scenario from the K-th, for guests side by side)
 # select what runs.
 SHARD=${SHARD:-}

@@ -66,10 +66,10 @@ fn policy_of(c: &policy::LoadedConfig, name: &str) -> Option<Uniqueness> {
 }
 
 #[test]
-fn uniqueness_defaults_to_strongswans_no() {
+fn uniqueness_defaults_to_replace() {
     let (_d, p) = tree("", "");
     let c = policy::load(&p).unwrap();
-    assert_eq!(c.engine.mobility.uniqueness, Uniqueness::No);
+    assert_eq!(c.engine.mobility.uniqueness, Uniqueness::Replace);
     assert_eq!(policy_of(&c, "mn1"), None);
 }
 
@@ -93,7 +93,7 @@ fn uniqueness_per_user_and_global() {
 
 #[test]
 fn uniqueness_errors_name_file_line_and_fix() {
-    let fix = "write \"no\" (older IKE SAs of the identity stay unless the new one sends INITIAL_CONTACT; the default), \"never\" (they always stay), \"keep\" (a second IKE SA is refused) or \"replace\" (the new one replaces them)";
+    let fix = "write \"replace\" (a new IKE SA replaces the older ones for the same home address once it carries their CHILD_SAs; the default), \"no\" (older IKE SAs of the identity stay unless the new one sends INITIAL_CONTACT), \"never\" (they always stay: devices sharing an identity) or \"keep\" (a second IKE SA is refused)";
     assert_eq!(
         err("", "uniqueness = \"unique\"\n"),
         format!("$D/conf/users/mn1.toml:4:14: uniqueness = \"unique\" is not known; {fix}")

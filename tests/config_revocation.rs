@@ -232,3 +232,27 @@ fn bad_ocsp_responders_name_line_and_fix() {
     );
     assert!(err(&d).contains("8:20: missing key `ca`"), "{}", err(&d));
 }
+
+#[test]
+fn ocsp_recheck_defaults_to_an_hour_and_bad_values_name_line_and_fix() {
+    let d = tree(HA, "");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert_eq!(
+        c.revocation.ocsp_recheck,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let d = tree(HA, "[revocation]\nocsp_recheck = 0\n");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert_eq!(c.revocation.ocsp_recheck, None, "0: only on reload");
+    let d = tree(HA, "[revocation]\nocsp_recheck = 900\n");
+    let c = policy::load(d.path().join("conf/ha.toml")).unwrap();
+    assert_eq!(
+        c.revocation.ocsp_recheck,
+        Some(std::time::Duration::from_secs(900))
+    );
+    let d = tree(HA, "[revocation]\nocsp_recheck = 5\n");
+    assert_eq!(
+        err(&d),
+        "$D/conf/ha.toml:8:16: ocsp_recheck: seconds between 60 and 604800 after which an established SA's OCSP answer is asked for again, or 0 (only on reload), e.g. ocsp_recheck = 3600"
+    );
+}

@@ -72,6 +72,9 @@ fn home_agent_state_per_ike_sa_is_under_4_kib() {
     ])
     .unwrap();
     cfg.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
+    // Many devices share an identity here: `no`, else (the default `replace`) a device using a
+    // home address another device of its identity used would replace that one's SA.
+    cfg.mobility.uniqueness = mip6_ike::mobility::Uniqueness::No;
     let mut ha = Endpoint::new(
         std::sync::Arc::new(cfg),
         Box::new(mip6_ike::crypto::TestRng::new(5)),

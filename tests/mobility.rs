@@ -220,6 +220,9 @@ fn mn_coa(l: &Lab) -> Ipv6Addr {
 /// talks from the new care-of address (same port).
 fn mn_moves(l: &mut Lab, hoa: Ipv6Addr, old: Ipv6Addr, new: Ipv6Addr) {
     kernel_mn(l, mn_migrates(hoa, old, new));
+    // Nobody is at the old care-of address any more.
+    l.gone.push(l.mn.addr);
+    l.gone.retain(|a| a.ip() != ip(new));
     l.mn.addr = SocketAddr::new(ip(new), l.mn.addr.port());
 }
 
@@ -558,8 +561,12 @@ fn without_key_mobility_the_home_agent_keeps_the_sa_until_the_mobile_node_replac
 #[test]
 fn without_key_mobility_the_re_establishment_sends_no_initial_contact() {
     // The new IKE SA must not make the HA drop the old one before the MN does (make before
-    // break): with the MN's Delete lost, the HA holds both.
-    let mut l = moving_pair(|m| m.key_mobility = false);
+    // break): with the MN's Delete lost, the HA holds both (under `no`; the default `replace`
+    // deletes it once the new one carries its CHILD_SAs, see tests/uniqueness.rs).
+    let mut l = moving_pair(|m| {
+        m.key_mobility = false;
+        m.uniqueness = mip6_ike::mobility::Uniqueness::No;
+    });
     let old = mn_coa(&l);
     let new = v6("2001:db8:3::100");
     mn_moves(&mut l, HOA1, old, new);
@@ -636,7 +643,11 @@ fn initial_contact_from_a_restarted_mobile_node_drops_its_old_sas_and_no_others(
 fn without_initial_contact_a_second_device_of_one_identity_keeps_the_first() {
     let now = t0();
     let pool = addr_pool("dyn", "2001:db8:1::1000", "2001:db8:1::10ff");
-    let mut ha = ha_endpoint(vec![psk_user(1, &pool)], now);
+    // Two devices sharing an identity want `no` (or `never`): the default, `replace`, would
+    // replace the first device's SA (tests/uniqueness.rs).
+    let mut shared = psk_user(1, &pool);
+    shared.uniqueness = Some(mip6_ike::mobility::Uniqueness::No);
+    let mut ha = ha_endpoint(vec![shared], now);
     connect(&mut ha, 1, now).expect("first device up");
     let mut second = psk_mn(1);
     second.mobility.initial_contact = false;

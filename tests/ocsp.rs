@@ -389,7 +389,7 @@ fn a_recheck_asks_again_and_a_revocation_since_deletes_the_sa() {
     assert_eq!(q.len(), 2);
     assert_ne!(q[0].2, q[1].2, "a new nonce");
     // Asked again while the query is in flight: no second query.
-    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 1);
+    assert_eq!(l.ha.ep.ocsp_recheck(l.now), 0);
     l.collect();
     assert_eq!(queries(&l.ha).len(), 2);
     // The answer to the first query replayed for the second: refused, the SA stays.
@@ -413,4 +413,142 @@ fn a_recheck_asks_again_and_a_revocation_since_deletes_the_sa() {
     assert_eq!(l.ha.ep.ike_sa_count(), 0);
     // Nothing established: nothing to ask about.
     assert_eq!(l.ha.ep.ocsp_recheck(l.now), 0);
+}
+
+/// A lab whose *mobile node* asks `URI` about the home agent's certificate (ECDSA CA) under
+/// `policy`; the home agent checks nothing.
+fn mn_lab(policy: RevocationPolicy) -> Lab {
+    let mut mn = mn1();
+    mn.revocation = policy;
+    let mut l = Lab::new(mn, ha(RevocationPolicy::Off));
+    let ca = mip6_ike::auth::cert::certs_from_pem(CA_ECDSA).unwrap();
+    let subject = mip6_ike::auth::revocation::describe(&ca[0])
+        .unwrap()
+        .subject;
+    l.mn.ep.set_ocsp(Some(OcspSettings {
+        timeout: Duration::from_secs(5),
+        ca_uris: vec![(subject, URI.into())],
+    }));
+    l
+}
+
+#[test]
+fn mobile_node_strict_parks_the_response_until_a_good_answer() {
+    let mut l = mn_lab(RevocationPolicy::Strict);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    let q = queries(&l.mn);
+    assert_eq!(q.len(), 1, "the MN asked about the HA's certificate");
+    assert_eq!(q[0].1, URI);
+    // Parked: the HA is up, the MN is not, and nothing is in the MN's kernel yet.
+    assert!(l.ha.ep.list()[0].state.contains("established"));
+    assert!(!l.mn.ep.list()[0].state.contains("established"));
+    assert!(l.mn.kernel.installed().is_empty());
+    assert!(!l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    let now = l.now.unix;
+    let st = l.mn.ep.ocsp_response(
+        l.now,
+        q[0].0,
+        Ok(Answer::new(CertStatus::Good, now).respond(&q[0].2)),
+    );
+    assert_eq!(st, Some(CertStatus::Good));
+    l.collect();
+    assert!(l.establish(2));
+    assert_eq!(l.mn.kernel.installed().len(), 4);
+    let c = &l.mn.ep.peer_certs()[0].cert.checked;
+    assert_eq!(c.status, CertStatus::Good);
+    assert_eq!(c.source.as_deref(), Some(format!("ocsp {URI}").as_str()));
+}
+
+#[test]
+fn mobile_node_refuses_a_home_agent_revoked_by_ocsp() {
+    let mut l = mn_lab(RevocationPolicy::Strict);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    let q = queries(&l.mn);
+    let now = l.now.unix;
+    let st = l.mn.ep.ocsp_response(
+        l.now,
+        q[0].0,
+        Ok(Answer::new(CertStatus::Revoked, now).respond(&q[0].2)),
+    );
+    assert_eq!(st, Some(CertStatus::Revoked));
+    l.collect();
+    l.run_now();
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    assert_eq!(l.mn.ep.ike_sa_count(), 0);
+    assert!(l.mn.kernel.is_empty());
+    // The MN told the HA (a Delete), so the HA's half of the SA goes too.
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
+    assert!(l.ha.kernel.is_empty());
+}
+
+#[test]
+fn mobile_node_without_an_answer_in_time_refuses_once_the_wait_is_over() {
+    let mut l = mn_lab(RevocationPolicy::Strict);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    let start = l.now.at;
+    l.run(|l| l.mn.ep.ike_sa_count() == 0, |_, _, _| true);
+    assert!(
+        l.now.at >= start + Duration::from_secs(6),
+        "waited timeout + 1 s"
+    );
+    assert!(l.mn.exchange_failed(Some(N_AUTHENTICATION_FAILED)));
+    assert_eq!(queries(&l.mn).len(), 1);
+    assert!(l.mn.kernel.is_empty());
+}
+
+#[test]
+fn mobile_node_relaxed_does_not_wait() {
+    let mut l = mn_lab(RevocationPolicy::Relaxed);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    assert!(l.establish(2), "relaxed: up without the answer");
+    assert_eq!(queries(&l.mn).len(), 1, "but the MN asked");
+}
+
+#[test]
+fn periodic_refresh_asks_only_about_old_answers_and_a_revocation_since_deletes_the_sa() {
+    let mut l = lab(mn1(), RevocationPolicy::Strict);
+    l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+    l.run_now();
+    let q = queries(&l.ha);
+    let good = Answer::new(CertStatus::Good, l.now.unix).respond(&q[0].2);
+    l.ha.ep.ocsp_response(l.now, q[0].0, Ok(good));
+    l.collect();
+    assert!(l.establish(2));
+    let max_age = Duration::from_secs(600);
+    // The answer is younger than max_age: nothing to ask.
+    l.advance(Duration::from_secs(300));
+    assert_eq!(l.ha.ep.ocsp_refresh(l.now, max_age), 0);
+    assert_eq!(queries(&l.ha).len(), 1);
+    // Older: asked again, once (in flight: not again).
+    l.advance(Duration::from_secs(301));
+    assert_eq!(l.ha.ep.ocsp_refresh(l.now, max_age), 1);
+    assert_eq!(l.ha.ep.ocsp_refresh(l.now, max_age), 0);
+    l.collect();
+    let q = queries(&l.ha);
+    assert_eq!(q.len(), 2);
+    // Still good: the SA stays, and the fresh answer resets the age.
+    let good = Answer::new(CertStatus::Good, l.now.unix).respond(&q[1].2);
+    assert_eq!(
+        l.ha.ep.ocsp_response(l.now, q[1].0, Ok(good)),
+        Some(CertStatus::Good)
+    );
+    l.collect();
+    assert_eq!(l.ha.kernel.installed().len(), 4);
+    assert_eq!(l.ha.ep.ocsp_refresh(l.now, max_age), 0);
+    // Revoked since: the next refresh's answer deletes the SA.
+    l.advance(Duration::from_secs(601));
+    assert_eq!(l.ha.ep.ocsp_refresh(l.now, max_age), 1);
+    l.collect();
+    let q = queries(&l.ha);
+    let revoked = Answer::new(CertStatus::Revoked, l.now.unix).respond(&q[2].2);
+    assert_eq!(
+        l.ha.ep.ocsp_response(l.now, q[2].0, Ok(revoked)),
+        Some(CertStatus::Revoked)
+    );
+    l.collect();
+    assert!(l.ha.kernel.is_empty());
+    l.run_now();
+    assert_eq!(l.ha.ep.ike_sa_count(), 0);
 }

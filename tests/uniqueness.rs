@@ -33,12 +33,22 @@ fn device(name: &str, addr: &str, ic: bool, seed: u64, l: &Lab) -> Side {
 /// Runs `dev` against the lab's HA (the lab's own MN gets what is addressed to it) until
 /// nothing moves. Returns the IKE SA the device started.
 fn connect(l: &mut Lab, dev: &mut Side, hoa: std::net::Ipv6Addr) -> IkeId {
+    connect_classes(l, dev, hoa, BU_PAYLOAD)
+}
+
+/// `connect` asking for `classes` only.
+fn connect_classes(
+    l: &mut Lab,
+    dev: &mut Side,
+    hoa: std::net::Ipv6Addr,
+    classes: &[SaClass],
+) -> IkeId {
     let cmd = Command::Initiate {
         local: dev.addr,
         remote: l.ha.addr,
         home_agent: HA_IP,
         home_address: HomeAddress::Static(hoa),
-        classes: BU_PAYLOAD.to_vec(),
+        classes: classes.to_vec(),
         remote_identity: Some(Identity::parse_config(HA_DN).unwrap()),
     };
     let id = dev.ep.handle_command(l.now, cmd).unwrap();
@@ -272,4 +282,113 @@ fn replace_needs_the_identity_proven() {
     assert_eq!(mn2b.child_ups(), 2);
     assert!(!ike_down(&l.mn), "mn1 untouched");
     assert_eq!(l.ha.ep.ike_sa_count(), 2);
+}
+
+/// Replace is make before break: the older SA of the same home address stays, kernel SAs and
+/// all, while the new one has only its BU/BA CHILD_SA; it goes (with a Delete) as soon as the
+/// new one carries the payload tunnel too.
+#[test]
+fn replace_waits_until_the_new_sa_carries_the_older_ones_child_sas() {
+    let (mut l, mn2) = setup(ha(None, Uniqueness::Replace));
+    let first =
+        l.ha.ep
+            .list()
+            .into_iter()
+            .find(|s| s.remote == l.mn.addr)
+            .unwrap();
+    let mut b = device("mn1", SECOND, false, 11, &l);
+    let ike = connect_classes(&mut l, &mut b, HOA1, &[SaClass::BuBa]);
+    assert_eq!(b.child_ups(), 1);
+    assert_eq!(
+        l.ha.ep.ike_sa_count(),
+        3,
+        "the older SA waits for its replacement"
+    );
+    for c in &first.children {
+        assert!(
+            l.ha.kernel.get(c.local, c.spi_in).is_some(),
+            "its tunnel still carries traffic"
+        );
+    }
+    assert!(!ike_down(&l.mn));
+    b.ep.handle_command(
+        l.now,
+        Command::CreateChild {
+            ike,
+            class: SaClass::Payload,
+        },
+    )
+    .unwrap();
+    pump(&mut l, &mut [&mut b]);
+    assert_eq!(b.child_ups(), 2);
+    assert_eq!(
+        l.ha.ep.ike_sa_count(),
+        2,
+        "replaced once the payload tunnel is there"
+    );
+    assert!(ike_down(&l.mn), "the first device got the Delete");
+    assert!(l.ha.ep.list().iter().all(|s| s.id != first.id));
+    mn2_untouched(&l, &mn2);
+}
+
+/// A replacement that never carries the older SA's classes: the older one goes after the grace.
+#[test]
+fn replace_goes_ahead_after_the_grace() {
+    let (mut l, mn2) = setup(ha(None, Uniqueness::Replace));
+    let mut b = device("mn1", SECOND, false, 11, &l);
+    connect_classes(&mut l, &mut b, HOA1, &[SaClass::BuBa]);
+    assert_eq!(l.ha.ep.ike_sa_count(), 3);
+    l.advance(std::time::Duration::from_secs(5));
+    assert_eq!(l.ha.ep.ike_sa_count(), 3, "within the grace");
+    l.advance(std::time::Duration::from_secs(6));
+    pump(&mut l, &mut [&mut b]);
+    assert_eq!(l.ha.ep.ike_sa_count(), 2, "{:?}", remotes(&l));
+    assert!(ike_down(&l.mn));
+    assert!(remotes(&l).contains(&SECOND.parse().unwrap()));
+    mn2_untouched(&l, &mn2);
+}
+
+/// A replacement that goes away before the grace is over replaces nothing: the older SA stays.
+#[test]
+fn replace_is_called_off_when_the_new_sa_goes() {
+    let (mut l, mn2) = setup(ha(None, Uniqueness::Replace));
+    let mut b = device("mn1", SECOND, false, 11, &l);
+    let ike = connect_classes(&mut l, &mut b, HOA1, &[SaClass::BuBa]);
+    b.ep.handle_command(l.now, Command::Terminate { ike })
+        .unwrap();
+    pump(&mut l, &mut [&mut b]);
+    assert_eq!(l.ha.ep.ike_sa_count(), 2);
+    l.advance(std::time::Duration::from_secs(30));
+    pump(&mut l, &mut [&mut b]);
+    assert_eq!(l.ha.ep.ike_sa_count(), 2, "{:?}", remotes(&l));
+    assert!(!ike_down(&l.mn), "the first device keeps its SA");
+    assert!(remotes(&l).contains(&l.mn.addr));
+    mn2_untouched(&l, &mn2);
+}
+
+/// One user, two home addresses, one IKE SA each: not duplicates, replace leaves both.
+#[test]
+fn replace_keeps_the_sa_of_another_home_address() {
+    const HOA3: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x300);
+    let mut mn1 = user(
+        "mn1",
+        MN1_DN,
+        UserAuth::Certificate,
+        &[HOA1, HOA3],
+        BU_PAYLOAD,
+    );
+    mn1.uniqueness = None;
+    let mn2 = user("mn2", MN2_DN, UserAuth::Certificate, &[HOA2], BU_PAYLOAD);
+    let mut c = ha_with_users(vec![mn1, mn2]);
+    c.mobility.uniqueness = Uniqueness::Replace;
+    let (mut l, mn2) = setup(c);
+    let mut b = device("mn1", SECOND, false, 11, &l);
+    connect(&mut l, &mut b, HOA3);
+    assert_eq!(b.child_ups(), 2);
+    l.advance(std::time::Duration::from_secs(30));
+    pump(&mut l, &mut [&mut b]);
+    assert_eq!(l.ha.ep.ike_sa_count(), 3, "{:?}", remotes(&l));
+    assert!(!ike_down(&l.mn));
+    assert_eq!(l.ha.kernel.len(), 12);
+    mn2_untouched(&l, &mn2);
 }

@@ -174,6 +174,9 @@ pub struct Daemon {
     file_crls: Arc<crate::auth::revocation::CrlSet>,
     crl_fetcher: crl_fetch::CrlFetcher,
     ocsp_fetcher: ocsp_fetch::OcspFetcher,
+    /// When to ask again about established SAs' OCSP answers older than
+    /// `[revocation] ocsp_recheck` (a quarter of it, at most a minute, between looks).
+    ocsp_refresh_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -198,6 +201,7 @@ impl Daemon {
         endpoint.set_crls(now(), cfg.revocation.crls.clone());
         endpoint.set_crl_fetch(cfg.revocation.fetch.then_some(cfg.revocation.fetch_timeout));
         let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
+        let ocsp_refresh_at = ocsp_refresh_period(&cfg.revocation).map(|p| Instant::now() + p);
         let file_crls = cfg.revocation.crls.clone();
         let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
         // Liveness asks the kernel about inbound ESP first; `flush` answers.
@@ -238,6 +242,7 @@ impl Daemon {
             resync_at: None,
             resync_moved: Default::default(),
             crl_watch,
+            ocsp_refresh_at,
             file_crls,
             crl_fetcher,
             ocsp_fetcher,
@@ -321,6 +326,7 @@ impl Daemon {
                 lease_retry,
                 self.crl_watch.deadline(),
                 self.crl_fetcher.deadline(),
+                self.ocsp_refresh_at,
             ]
             .into_iter()
             .flatten()
@@ -369,6 +375,16 @@ impl Daemon {
                     if let Some(crls) = self.crl_watch.poll(n.at, self.cfg.engine.trust.as_deref()) {
                         self.file_crls = crls;
                         self.publish_crls();
+                    }
+                    if self.ocsp_refresh_at.is_some_and(|t| t <= n.at) {
+                        self.ocsp_refresh_at =
+                            ocsp_refresh_period(&self.cfg.revocation).map(|p| n.at + p);
+                        if let Some(max_age) = self.cfg.revocation.ocsp_recheck {
+                            let asked = self.endpoint.ocsp_refresh(n, max_age);
+                            if asked > 0 {
+                                info!(asked, "OCSP re-check of established SAs (answers older than ocsp_recheck)");
+                            }
+                        }
                     }
                     if self.crl_fetcher.deadline().is_some_and(|t| t <= n.at) {
                         self.crl_fetcher.refresh(n.at, self.cfg.engine.trust.clone());
@@ -569,6 +585,7 @@ impl Daemon {
             info!(asked, "reload: OCSP re-check of the established SAs");
         }
         self.crl_watch = crl_watch::CrlWatch::new(&new.revocation, Instant::now());
+        self.ocsp_refresh_at = ocsp_refresh_period(&new.revocation).map(|p| Instant::now() + p);
         self.cfg.revocation = new.revocation;
         self.cfg.engine = new.engine;
         self.cfg.mobile_node = new.mobile_node;
@@ -994,4 +1011,13 @@ pub async fn run(
     control: mpsc::Receiver<Control>,
 ) -> Result<Box<dyn Kernel>, DaemonError> {
     Daemon::bind(cfg, kernel)?.run(control).await
+}
+
+/// How often the daemon looks for OCSP answers older than `ocsp_recheck`: a quarter of it, at
+/// most a minute (so one look asks about a bounded batch, and a large population is covered
+/// in several), None when re-checks are off or OCSP is.
+fn ocsp_refresh_period(r: &crate::policy::RevocationSettings) -> Option<Duration> {
+    r.ocsp.as_ref()?;
+    r.ocsp_recheck
+        .map(|max_age| (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)))
 }

@@ -123,12 +123,14 @@ impl Endpoint {
         if !self.leases.has_bound(&id) {
             return;
         }
-        let ours = sa.our_spi();
-        let others = self.sas.iter().any(|(&k, o)| {
-            k != ours
-                && o.peer.as_ref().is_some_and(|p| p.to_string() == id)
-                && o.state != super::sa::State::InitReplied
-        });
+        let others = self
+            .sas_of_identity(peer, sa.our_spi())
+            .iter()
+            .filter_map(|k| self.sas.get(k))
+            .any(|o| {
+                o.peer.as_ref().is_some_and(|p| p.to_string() == id)
+                    && o.state != super::sa::State::InitReplied
+            });
         if !others {
             let grace = self.cfg.mobility.lease_grace.as_secs();
             self.leases.release(&id, self.now.unix, grace);

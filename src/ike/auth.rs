@@ -98,6 +98,9 @@ pub(super) enum HomeAgentAuth {
     NoKeys,
     /// The peer is not the home agent we expect; the reason goes to the log and the event.
     Refused(String),
+    /// Only the certificate's revocation status is missing and a CRL download or an OCSP
+    /// query is under way (`may_wait` was set): the mobile node parks the IKE_AUTH response.
+    Await,
 }
 
 impl Endpoint {
@@ -113,6 +116,7 @@ impl Endpoint {
         want: Option<&Identity>,
         identity: &Identity,
         id: &Id,
+        may_wait: bool,
     ) -> Result<Option<CertRef>, HomeAgentAuth> {
         let psk = match &self.cfg.auth {
             LocalAuth::Psk(k) => Some(k.clone()),
@@ -140,9 +144,12 @@ impl Endpoint {
             identity,
             &octets,
             psk.as_deref().map(|v| v.as_slice()),
-            false,
+            may_wait,
         )
-        .map_err(|e| HomeAgentAuth::Refused(format!("home agent AUTH: {}", e.reason())))
+        .map_err(|e| match e {
+            PeerAuthError::AwaitCrl => HomeAgentAuth::Await,
+            e => HomeAgentAuth::Refused(format!("home agent AUTH: {}", e.reason())),
+        })
     }
 
     /// Verifies the peer's AUTH. `psk` is the secret that applies to this peer, if any. With
@@ -491,6 +498,7 @@ impl Endpoint {
             Err(e) => return Fate::Close(format!("cannot sign AUTH: {e}")),
         };
         sa.peer = Some(identity.clone());
+        self.index_identity(sa.our_spi(), &identity);
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.peer_cert = cert.map(Box::new);
         sa.user = Some(user);
@@ -512,16 +520,7 @@ impl Endpoint {
     /// the K bit, or rekeying, sends no INITIAL_CONTACT (it still holds the old SA), so make
     /// before break holds there.
     pub(super) fn initial_contact(&mut self, sa: &IkeSa, identity: &Identity) {
-        let ours = sa.our_spi();
-        let mut stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(k, o)| {
-                **k != ours && o.peer.as_ref().is_some_and(|p| same_identity(p, identity))
-            })
-            .map(|(&k, _)| k)
-            .collect();
-        stale.sort_unstable();
+        let stale = self.sas_of_identity(identity, sa.our_spi());
         for id in stale {
             if let Some(o) = self.sas.remove(&id) {
                 info!(ike = %o.id(), new = %sa.id(), %identity, remote = %o.remote, children = o.children.len(),
@@ -600,9 +599,16 @@ impl Endpoint {
             Err(e) => return failed(self, sa, None, format!("bad IDr: {e}")),
         };
         let want = sa.plan.as_ref().and_then(|p| p.remote_identity.clone());
-        let cert = match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr) {
+        // Our own IKE_AUTH may wait once for the home agent's revocation status, as the home
+        // agent's does for ours (`strict` and a CRL or OCSP answer on its way).
+        let may_wait = !sa.crl_waited;
+        let cert = match self.check_home_agent_auth(sa, &a, want.as_ref(), &identity, idr, may_wait)
+        {
             Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
+            Err(HomeAgentAuth::Await) => {
+                return self.park_response_for_crl(sa, payloads, &identity);
+            }
             Err(HomeAgentAuth::Refused(reason)) => {
                 // The responder believes the SA is up: tell it (fire and forget) before
                 // leaving.
@@ -613,6 +619,7 @@ impl Endpoint {
         };
         info!(ike = %sa.id(), remote = %sa.remote, %identity, suite = %sa.suite.map(|s| s.to_string()).unwrap_or_default(), "IKE SA established");
         sa.peer = Some(identity.clone());
+        self.index_identity(sa.our_spi(), &identity);
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.peer_cert = cert.map(Box::new);
         sa.state = State::Established;

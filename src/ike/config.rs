@@ -201,7 +201,7 @@ impl Default for MobilityConfig {
             lease_grace: Duration::from_secs(3600),
             // Right above the default class reqids (1-8).
             auto_reqids: (9, 8 + AUTO_REQIDS),
-            uniqueness: crate::mobility::Uniqueness::No,
+            uniqueness: crate::mobility::Uniqueness::Replace,
             nat_port: super::float::NAT_T_PORT,
             nat_keepalive: Duration::from_secs(20),
         }

@@ -128,6 +128,9 @@ pub struct Endpoint {
     pub(super) use_queries: VecDeque<super::SaUseQuery>,
     /// OCSP: settings, answers, queries in flight (see `ocsp`).
     pub(super) ocsp: super::ocsp::OcspState,
+    /// Authenticated identity -> its IKE SAs, so that INITIAL_CONTACT, the uniqueness policy
+    /// and lease release do not scan every SA (see `unique`).
+    pub(super) identities: super::unique::IdentityIndex,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -157,6 +160,7 @@ impl Endpoint {
             now,
             address_provider: None,
             spi_alloc: None,
+            identities: Default::default(),
             larval: HashMap::new(),
             acquire_seqs: HashMap::new(),
             leases: crate::mobility::LeaseTable::new(),
@@ -458,6 +462,9 @@ impl Endpoint {
         if let Fate::Close(reason) = fate {
             return self.destroy(sa, &reason);
         }
+        if sa.state == State::Established {
+            self.complete_replacements(&sa);
+        }
         if sa.pending.is_none() && sa.state == State::Established {
             self.start_next(&mut sa);
             if sa.pending.is_none() {
@@ -470,6 +477,7 @@ impl Endpoint {
 
     /// Removes an SA with its CHILD_SAs (kernel included) and reports it.
     pub(super) fn destroy(&mut self, mut sa: IkeSa, reason: &str) {
+        self.unindex_identity(&sa);
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.our_spi()));
         }
@@ -531,7 +539,7 @@ impl Endpoint {
         });
     }
 
-    fn reschedule(&mut self, sa: &mut IkeSa) {
+    pub(super) fn reschedule(&mut self, sa: &mut IkeSa) {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -595,6 +603,11 @@ impl Endpoint {
             sa.reassembly = None;
         }
         self.nat_keepalive(sa);
+        if sa.expires_at.is_some_and(|at| at <= now)
+            && let Some(fate) = self.replacement_due(sa)
+        {
+            return fate;
+        }
         if let Some(at) = sa.expires_at
             && at <= now
         {

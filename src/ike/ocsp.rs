@@ -178,6 +178,19 @@ impl Endpoint {
     /// now reaches SAs that authenticated before it. The answers come in through
     /// [`Endpoint::ocsp_response`]; a revoked one deletes the SA. Returns the queries made.
     pub fn ocsp_recheck(&mut self, now: Now) -> usize {
+        self.ocsp_ask_established(now, None)
+    }
+
+    /// The periodic form of [`Endpoint::ocsp_recheck`] (`[revocation] ocsp_recheck`): asks
+    /// about the certificates of established IKE SAs whose answer is older than `max_age`
+    /// (or that have none), as many as the bound on queries in flight allows; the daemon
+    /// calls it several times per `max_age`, so a large population is asked about in
+    /// batches rather than all at once. Returns the queries made.
+    pub fn ocsp_refresh(&mut self, now: Now, max_age: Duration) -> usize {
+        self.ocsp_ask_established(now, Some(max_age))
+    }
+
+    fn ocsp_ask_established(&mut self, now: Now, max_age: Option<Duration>) -> usize {
         self.now = now;
         let Some(settings) = self.ocsp.settings.clone() else {
             return 0;
@@ -185,25 +198,47 @@ impl Endpoint {
         if self.cfg.revocation == crate::auth::revocation::RevocationPolicy::Off {
             return 0;
         }
+        let unix = now.unix;
+        let answers = &self.ocsp.answers;
+        let due = |k: &CertKey| {
+            let Some(max_age) = max_age else {
+                return true;
+            };
+            answers.get(k).is_none_or(|a| {
+                a.checked.status != CertStatus::Revoked
+                    && unix.saturating_sub(a.checked.at) >= max_age.as_secs()
+            })
+        };
         let mut certs: Vec<(CertKey, String)> = self
             .sas
             .values()
             .filter(|sa| sa.state == super::sa::State::Established)
             .filter_map(|sa| sa.peer_cert.as_ref())
             .filter_map(|c| {
+                let key: CertKey = (c.issuer.clone(), c.serial.clone());
+                if !due(&key) {
+                    return None;
+                }
                 let uri = settings
                     .ca_uris
                     .iter()
                     .find(|(ca, _)| crate::auth::dn_equal(ca, &c.issuer))
                     .map(|(_, u)| u.clone())
                     .or_else(|| c.ocsp_uri.as_deref().map(str::to_string))?;
-                Some(((c.issuer.clone(), c.serial.clone()), uri))
+                Some((key, uri))
             })
             .collect();
         certs.sort();
         certs.dedup();
         let mut n = 0;
         for ((issuer, serial), uri) in certs {
+            if self.ocsp.pending.len() >= MAX_PENDING {
+                break;
+            }
+            let key: CertKey = (issuer.clone(), serial.clone());
+            if self.ocsp.pending.values().any(|p| p.key == key) {
+                continue;
+            }
             if self.ask_ocsp(&issuer, &serial, uri, true) {
                 n += 1;
             }

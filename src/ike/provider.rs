@@ -26,7 +26,8 @@ const BACKSTOP: Duration = Duration::from_secs(1);
 
 /// An IKE_AUTH request waiting for the provider.
 pub(crate) struct Parked {
-    pub header: Header,
+    /// The request's header; None: a mobile node's parked IKE_AUTH *response* (`revoke`).
+    pub header: Option<Header>,
     pub payloads: Vec<Payload>,
     /// The half-open deadline to restore when the request resumes.
     pub half_open_expiry: Option<Instant>,
@@ -48,7 +49,7 @@ impl Endpoint {
     ) -> Fate {
         info!(ike = %sa.id(), %identity, user, "asking the address provider");
         sa.parked = Some(Box::new(Parked {
-            header: *header,
+            header: Some(*header),
             payloads: payloads.to_vec(),
             half_open_expiry: sa.expires_at,
         }));
@@ -76,7 +77,10 @@ impl Endpoint {
         }
         sa.provided = Some(answer);
         sa.expires_at = p.half_open_expiry;
-        self.auth_request(sa, &p.header, p.payloads)
+        let Some(header) = p.header else {
+            return Fate::Keep;
+        };
+        self.auth_request(sa, &header, p.payloads)
     }
 }
 

@@ -54,10 +54,15 @@ impl Endpoint {
             record.plan.remote_identity.as_ref(),
             &identity,
             idi,
+            false,
         ) {
             Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
             Err(HomeAgentAuth::Refused(reason)) => return fail(self, sa, reason),
+            // Not asked to wait (`false` above): a reauthentication decides with what it has.
+            Err(HomeAgentAuth::Await) => {
+                return fail(self, sa, "home agent certificate status unknown".into());
+            }
         };
         // Authenticated: from here on the peer is our home agent.
         let idr = self.our_id();
@@ -84,6 +89,7 @@ impl Endpoint {
               replaces = ?replaced.iter().map(|i| super::IkeId(*i).to_string()).collect::<Vec<_>>(),
               "home agent reauthenticated: new IKE SA");
         sa.peer = Some(identity.clone());
+        self.index_identity(sa.our_spi(), &identity);
         sa.peer_auth_method = a.auth.map_or(0, |(m, _)| m);
         sa.peer_cert = cert.map(Box::new);
         sa.home_address = hoa;

@@ -93,6 +93,9 @@ impl Endpoint {
         if take_children {
             self.move_children(old, &mut new);
         }
+        if let Some(peer) = &new.peer {
+            self.index_identity(new.our_spi(), &peer.clone());
+        }
         new
     }
 

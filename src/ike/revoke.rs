@@ -204,7 +204,7 @@ impl Endpoint {
         info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
               "waiting for the revocation status of the peer's certificate");
         sa.crl_parked = Some(Box::new(Parked {
-            header: *header,
+            header: Some(*header),
             payloads: payloads.to_vec(),
             half_open_expiry: sa.expires_at,
         }));
@@ -212,7 +212,36 @@ impl Endpoint {
         Fate::Keep
     }
 
-    /// Processes a parked IKE_AUTH again (new CRLs, or the wait is over).
+    /// Mobile node: parks the home agent's IKE_AUTH response (its AUTH verified; only the
+    /// certificate's revocation status is missing, `strict`, and a CRL download or an OCSP
+    /// query is under way) until the answer arrives or the wait is over, as the home agent
+    /// parks our request. Nothing of the SA is used meanwhile: no CHILD_SA is installed and no
+    /// event says it is up. The home agent already considers the SA established; a wait
+    /// bounded by the download timeout (+1 s) is within its liveness tolerance.
+    pub(super) fn park_response_for_crl(
+        &mut self,
+        sa: &mut IkeSa,
+        payloads: Vec<Payload>,
+        identity: &Identity,
+    ) -> Fate {
+        let timeout = self
+            .crl_fetch
+            .unwrap_or_default()
+            .max(self.ocsp_timeout().unwrap_or_default());
+        sa.ocsp_wait = self.ocsp.wait_key.take();
+        info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
+              "waiting for the revocation status of the home agent's certificate");
+        sa.crl_parked = Some(Box::new(Parked {
+            header: None,
+            payloads,
+            half_open_expiry: sa.expires_at,
+        }));
+        sa.expires_at = Some(self.now.at + timeout + CRL_BACKSTOP);
+        Fate::Keep
+    }
+
+    /// Processes a parked IKE_AUTH again (new CRLs, or the wait is over): the home agent's
+    /// request, or (mobile node) its response.
     pub(super) fn resume_for_crl(&mut self, sa: &mut IkeSa) -> Fate {
         let Some(p) = sa.crl_parked.take() else {
             return Fate::Keep;
@@ -220,7 +249,10 @@ impl Endpoint {
         sa.crl_waited = true;
         sa.ocsp_wait = None;
         sa.expires_at = p.half_open_expiry;
-        self.auth_request(sa, &p.header, p.payloads)
+        match p.header {
+            Some(header) => self.auth_request(sa, &header, p.payloads),
+            None => self.auth_response(sa, p.payloads),
+        }
     }
 
     /// Asks the daemon for the CRLs at `uris` (a certificate's distribution points), each at

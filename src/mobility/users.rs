@@ -57,7 +57,6 @@ pub struct User {
 pub enum Uniqueness {
     /// Older IKE SAs stay, unless the new one carries INITIAL_CONTACT: then they go without a
     /// Delete (the peer restarted). strongSwan's default.
-    #[default]
     No,
     /// Older IKE SAs always stay; INITIAL_CONTACT is ignored (several devices share the
     /// identity).
@@ -65,8 +64,12 @@ pub enum Uniqueness {
     /// A new IKE SA is refused with AUTHENTICATION_FAILED while an established one of the
     /// identity exists (INITIAL_CONTACT first removes the older ones, as with `No`).
     Keep,
-    /// A new IKE SA replaces the established ones: they are deleted with their CHILD_SAs and a
-    /// Delete is sent to each (with INITIAL_CONTACT: without a Delete, as with `No`).
+    /// A new IKE SA replaces the established ones for the same home address: each is deleted
+    /// with its CHILD_SAs, and a Delete sent, once the new SA carries the CHILD_SA classes it
+    /// had, or `REPLACE_GRACE` after the new one authenticated (make before break; with
+    /// INITIAL_CONTACT they go at once without a Delete, as with `No`). The default: one
+    /// identity, one mobile node.
+    #[default]
     Replace,
 }
 

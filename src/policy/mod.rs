@@ -182,6 +182,9 @@ pub struct RevocationSettings {
     /// Ask OCSP responders (the certificates' Authority Information Access, or those of
     /// `ocsp_responders`) when no CRL tells a status; None: OCSP is off.
     pub ocsp: Option<crate::ike::OcspSettings>,
+    /// OCSP answers for established IKE SAs older than this are asked for again (None: only
+    /// on reload), so that a revocation reaches SAs that authenticated before it.
+    pub ocsp_recheck: Option<Duration>,
 }
 
 impl Default for RevocationSettings {
@@ -196,9 +199,14 @@ impl Default for RevocationSettings {
                 timeout: Duration::from_secs_f64(DEFAULT_CRL_FETCH_TIMEOUT),
                 ca_uris: Vec::new(),
             }),
+            ocsp_recheck: Some(Duration::from_secs_f64(DEFAULT_OCSP_RECHECK)),
         }
     }
 }
+
+/// Default of `[revocation] ocsp_recheck` (seconds): hourly, like a typical responder's
+/// nextUpdate horizon, and a negligible load (one query per certificate per hour).
+pub const DEFAULT_OCSP_RECHECK: f64 = 3600.0;
 
 /// Default of `[revocation] fetch_timeout` (seconds).
 pub const DEFAULT_CRL_FETCH_TIMEOUT: f64 = 10.0;
@@ -892,6 +900,19 @@ fn revocation(
             })?;
         ca_uris.push((subject, uri.clone()));
     }
+    let ocsp_recheck = match &sec.ocsp_recheck {
+        None => Some(Duration::from_secs_f64(DEFAULT_OCSP_RECHECK)),
+        Some(v) => {
+            let secs = *v.get_ref();
+            if !secs.is_finite() || !(secs == 0.0 || (60.0..=604_800.0).contains(&secs)) {
+                return Err(doc.at(
+                    v.span(),
+                    "ocsp_recheck: seconds between 60 and 604800 after which an established SA's OCSP answer is asked for again, or 0 (only on reload), e.g. ocsp_recheck = 3600",
+                ));
+            }
+            (secs > 0.0).then(|| Duration::from_secs_f64(secs))
+        }
+    };
     let ocsp = sec
         .ocsp
         .as_ref()
@@ -909,6 +930,7 @@ fn revocation(
             fetch,
             fetch_timeout,
             ocsp,
+            ocsp_recheck,
         },
     ))
 }

@@ -80,6 +80,8 @@ pub struct RevocationSection {
     pub fetch_timeout: Option<S<f64>>,
     /// Ask OCSP responders when no CRL tells a certificate's status.
     pub ocsp: Option<S<bool>>,
+    /// Seconds after which an established SA's OCSP answer is asked for again (0: on reload).
+    pub ocsp_recheck: Option<S<f64>>,
     /// OCSP responders per CA, asked before a certificate's own Authority Information Access.
     #[serde(default)]
     pub ocsp_responders: Vec<S<OcspResponderEntry>>,

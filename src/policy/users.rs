@@ -375,7 +375,7 @@ pub(super) fn uniqueness(
         doc.at(
             v.span(),
             format!(
-                "uniqueness = \"{}\" is not known; write \"no\" (older IKE SAs of the identity stay unless the new one sends INITIAL_CONTACT; the default), \"never\" (they always stay), \"keep\" (a second IKE SA is refused) or \"replace\" (the new one replaces them)",
+                "uniqueness = \"{}\" is not known; write \"replace\" (a new IKE SA replaces the older ones for the same home address once it carries their CHILD_SAs; the default), \"no\" (older IKE SAs of the identity stay unless the new one sends INITIAL_CONTACT), \"never\" (they always stay: devices sharing an identity) or \"keep\" (a second IKE SA is refused)",
                 v.get_ref()
             ),
         )

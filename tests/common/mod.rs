@@ -272,6 +272,10 @@ pub struct Lab {
     /// Datagrams in flight: (to_ha, bytes).
     pub wire: Vec<(bool, Transmit)>,
     pub delivered: usize,
+    /// Addresses nobody listens at any more (a mobile node's old care-of address): datagrams
+    /// to them are lost, counted in `lost_to_gone`. Any other misaddressed datagram fails.
+    pub gone: Vec<SocketAddr>,
+    pub lost_to_gone: usize,
 }
 
 impl Lab {
@@ -288,6 +292,8 @@ impl Lab {
             now,
             wire: Vec::new(),
             delivered: 0,
+            gone: Vec::new(),
+            lost_to_gone: 0,
         }
     }
 
@@ -329,6 +335,10 @@ impl Lab {
 
     /// Delivers one datagram.
     pub fn deliver(&mut self, to_ha: bool, t: &Transmit) {
+        if self.gone.contains(&t.remote) {
+            self.lost_to_gone += 1;
+            return;
+        }
         self.delivered += 1;
         if to_ha {
             assert_eq!(t.remote, self.ha.addr);
