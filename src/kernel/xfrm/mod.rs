@@ -13,6 +13,7 @@
 pub mod listen;
 pub mod msg;
 mod spi_stock;
+pub use spi_stock::StockTiming;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -257,6 +258,8 @@ pub struct XfrmKernel {
     policies: HashMap<PolicyKey, (PolicySpec, u32)>,
     /// Hand the engine SPIs from a stock reserved ahead (`set_spi_stock`).
     spi_stock: bool,
+    /// The stock's timing; None: from the namespace's larval lifetime.
+    stock_timing: Option<StockTiming>,
     /// Records a MIGRATE moved: old (destination, SPI) -> new destination, so that a Delete
     /// the engine queued before it saw the move still finds the SA.
     moved: HashMap<(IpAddr, u32), IpAddr>,
@@ -276,6 +279,12 @@ impl XfrmKernel {
         self.spi_stock = on;
     }
 
+    /// The stock's timing instead of the one derived from `net.core.xfrm_acq_expires` (tests:
+    /// refreshes and idle addresses within seconds).
+    pub fn set_spi_stock_timing(&mut self, t: StockTiming) {
+        self.stock_timing = Some(t);
+    }
+
     /// Opens the socket and removes what a previous run left behind.
     pub fn new(cfg: XfrmConfig) -> Result<XfrmKernel, NlError> {
         let nl = Netlink::open()?;
@@ -288,6 +297,7 @@ impl XfrmKernel {
             sas: HashMap::new(),
             policies: HashMap::new(),
             spi_stock: false,
+            stock_timing: None,
             moved: HashMap::new(),
         };
         let c = k.cleanup()?;
@@ -523,10 +533,25 @@ impl XfrmKernel {
                     .nl
                     .ack(msg::sa_request(spec, false)?)
                     .map_err(|e| e.to_string())?,
-                Err(NlError::Errno(EEXIST)) if !update => sh
-                    .nl
-                    .ack(msg::sa_request(spec, true)?)
-                    .map_err(|e| e.to_string())?,
+                // An SPI we chose (the stock was empty) or a reservation we lost track of: a
+                // larval state is completed; a keyed SA with that SPI is another's and stays
+                // as it is (UPDSA would change it): this CHILD_SA fails instead.
+                Err(NlError::Errno(EEXIST)) if !update => {
+                    let larval = sh
+                        .nl
+                        .getsa(spec.dst, spec.spi)
+                        .ok()
+                        .is_some_and(|p| msg::is_larval(&p).unwrap_or(false));
+                    if !larval {
+                        return Err(format!(
+                            "SPI {:08x} to {} is taken by another SA",
+                            spec.spi, spec.dst
+                        ));
+                    }
+                    sh.nl
+                        .ack(msg::sa_request(spec, true)?)
+                        .map_err(|e| e.to_string())?
+                }
                 Err(e) => return Err(e.to_string()),
             }
             sh.allocated.remove(&key);
@@ -987,6 +1012,8 @@ impl Kernel for XfrmKernel {
             shared: self.shared.clone(),
             stock: None,
             use_stock: self.spi_stock,
+            timing: self.stock_timing,
+            no_stock: false,
         }))
     }
 }
@@ -999,6 +1026,10 @@ pub struct XfrmSpiAllocator {
     stock: Option<spi_stock::SpiStock>,
     /// `[kernel] spi_stock`: otherwise each SPI is an ALLOCSPI round trip in the engine's call.
     use_stock: bool,
+    /// Set by the backend (tests); else read from the namespace when the stock starts.
+    timing: Option<StockTiming>,
+    /// The namespace's larval states live too short for a stock (see `StockTiming`).
+    no_stock: bool,
 }
 
 impl XfrmSpiAllocator {
@@ -1013,11 +1044,15 @@ impl SpiAllocator for XfrmSpiAllocator {
         if !self.use_stock {
             return self.allocate(req).map(Some);
         }
-        let shared = &self.shared;
-        let stock = self
-            .stock
-            .get_or_insert_with(|| spi_stock::SpiStock::start(shared.clone()));
-        Ok(stock.take(req.dst))
+        if self.stock.is_none() && !self.no_stock {
+            match self.timing.or_else(StockTiming::of_this_namespace) {
+                Some(t) => self.stock = Some(spi_stock::SpiStock::start(self.shared.clone(), t)),
+                // Larval states live too short to keep any in stock: the engine picks its own
+                // SPIs (NEWSA), as with an empty stock, rather than wait for the kernel.
+                None => self.no_stock = true,
+            }
+        }
+        Ok(self.stock.as_ref().and_then(|s| s.take(req.dst)))
     }
 
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
