@@ -1161,7 +1161,10 @@ fn the_stock_renews_reservations_and_releases_those_of_an_idle_address() {
             if r.len() == TARGET && r.is_disjoint(&first) {
                 break r;
             }
-            assert!(Instant::now() < end, "never renewed: {r:?} (first {first:?})");
+            assert!(
+                Instant::now() < end,
+                "never renewed: {r:?} (first {first:?})"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         // COA2 is in use (a take every 200 ms, each SPI given back as a failed CHILD_SA
@@ -1179,7 +1182,10 @@ fn the_stock_renews_reservations_and_releases_those_of_an_idle_address() {
             if r1.is_empty() && taken >= 5 && !r2.is_empty() {
                 break;
             }
-            assert!(Instant::now() < end, "COA1 kept {r1:?}; {taken} taken at COA2");
+            assert!(
+                Instant::now() < end,
+                "COA1 kept {r1:?}; {taken} taken at COA2"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         drop(alloc);

@@ -306,7 +306,11 @@ pub fn is_larval(payload: &[u8]) -> Result<bool, MsgError> {
     Ok(!attrs(payload, USERSA_INFO_LEN)?.iter().any(|(kind, _)| {
         matches!(
             *kind,
-            XFRMA_ALG_AUTH | XFRMA_ALG_CRYPT | XFRMA_ALG_COMP | XFRMA_ALG_AEAD | XFRMA_ALG_AUTH_TRUNC
+            XFRMA_ALG_AUTH
+                | XFRMA_ALG_CRYPT
+                | XFRMA_ALG_COMP
+                | XFRMA_ALG_AEAD
+                | XFRMA_ALG_AUTH_TRUNC
         )
     }))
 }

@@ -145,7 +145,8 @@ impl SpiStock {
                 .map(|(a, _)| *a)
                 && let Some(a) = st.by_dst.remove(&old)
             {
-                st.discard.extend(a.q.into_iter().map(|(spi, _)| (old, spi)));
+                st.discard
+                    .extend(a.q.into_iter().map(|(spi, _)| (old, spi)));
                 wake = true;
             }
         }
@@ -300,7 +301,9 @@ fn fill(state: &(Mutex<Stock>, Condvar), shared: &Mutex<Shared>, t: StockTiming)
                     a.q.extend(got);
                 }
                 // Dropped meanwhile (MAX_ADDRESSES): not needed after all.
-                None => st.discard.extend(got.into_iter().map(|(spi, _)| (dst, spi))),
+                None => st
+                    .discard
+                    .extend(got.into_iter().map(|(spi, _)| (dst, spi))),
             }
         }
     }
