@@ -443,7 +443,7 @@ check_sc4() {
 # our HA refuses (TS_UNACCEPTABLE) and installs nothing for it. Reverse: our MN asks a strongSwan
 # HA for an address the HA does not give it, and installs nothing.
 sc7() {
-  local name=$1 dir=$2 log=$1.log other=2001:db8:1::200
+  local name=$1 dir=$2 log=$1.log other=2001:db8:1::200 i spis left n
   reset
   WHY=
   if [[ $dir == swan-mn ]]; then
@@ -482,14 +482,26 @@ PY
 if not [x for x in r.get("failures", []) if x.get("notify") == "TS_UNACCEPTABLE"]:
     why.append(f"stats: no failure with TS_UNACCEPTABLE in {r.get('failures')}")
 PY
-    # The inbound SPI our MN reserved for it (ALLOCSPI: a larval SA naming the address) is
-    # deleted with the refusal; a retry in flight may hold one for a moment.
-    local i
-    for i in 1 2 3 4 5; do
-      ip -n mn xfrm state | grep -q "$other" || break
+    # Every inbound SPI our MN took (its log names each with its address: the HoA's for the MH
+    # transport SA, the CoA's for the tunnel; taken from the SPI stock, a larval ALLOCSPI state,
+    # or chosen by the engine) is gone with the refusal: no state with that address and SPI,
+    # keyed or larval. A retry in flight may hold one for a moment.
+    for i in 1 2 3 4 5 6; do
+      spis=$(sed -n 's/.*inbound SPI dst=\([0-9a-f:.]*\) spi=\([0-9a-f]\{8\}\).*/\1 0x\2/p' "$LOGS/$log" | sort -u)
+      left=$(lab_states mn | awk -v l="$spis" 'BEGIN { n = split(l, w, "\n"); for (i = 1; i <= n; i++) took[w[i]] = 1 }
+        took[$2 " " $3] { print $2, $3 }')
+      [[ -z $left ]] && break
       sleep 0.5
     done
-    ip -n mn xfrm state | grep -q "$other" && WHY+="our MN's kernel keeps a (larval) SA for $other; "
+    grep -q "inbound SPI dst=$other " "$LOGS/$log" ||
+      WHY+="our MN's log names no inbound SPI for $other (debug 'inbound SPI dst=...'); "
+    [[ -z $left ]] || WHY+="our MN's kernel keeps states with the refused CHILD_SA's SPIs: $(echo $left); "
+    # What else names the address can only be the SPI stock's reservations (larval, source ::,
+    # reqid 0, at most 16 per address), and those go when our daemon stops.
+    left=$(lab_states mn | awk -v a="$other" '($1 == a || $2 == a) && !($8 == 0 && $1 == "::" && $4 == 0)')
+    [[ -z $left ]] || WHY+="our MN's kernel has states for $other that are not SPI reservations: $(echo $left); "
+    n=$(lab_larval mn | awk -v a="$other" '$2 == a' | wc -l)
+    ((n <= 16)) || WHY+="our MN's kernel holds $n reservations for $other (the stock keeps at most 16); "
   fi
   # our side lists no CHILD_SA at all
   ctl_py $OURS sas <<'PY'
@@ -498,7 +510,6 @@ for s in r.get("ike_sas", []):
         why.append(f"lists CHILD_SA {c.get('spi_in')} ({c.get('class')}, {c.get('ts_remote')})")
 PY
   # a keyed SA naming the address (ALLOCSPI's larval states carry no keys and expire in 30 s)
-  local n
   for n in mn ha; do
     ip -n $n xfrm state | awk -v a="$other" '
       /^src / { hit = ($2 == a || $4 == a) }
@@ -506,6 +517,11 @@ PY
       /^\t(enc|aead|auth)/ && hit { found = 1 }
       END { exit !found }' && WHY+="$n kernel has a keyed SA for $other; "
   done
+  if [[ $OURS == mn ]]; then
+    ours_stop mn
+    n=$(lab_states mn | awk -v a="$other" '$1 == a || $2 == a' | wc -l)
+    ((n == 0)) || WHY+="after our MN stopped its kernel still has $n states for $other (reservations not released); "
+  fi
   keep_logs "$name"
   if [[ -n $WHY ]]; then
     explain "$name" "$log" "$WHY"
@@ -1125,13 +1141,15 @@ sc_nat() {
   return $rc
 }
 
-# nat_encap_check NS: every ESP SA in NS (SA_WANT of them) is ESP in UDP (espinudp).
+# nat_encap_check NS: every keyed ESP SA in NS (SA_WANT of them) is ESP in UDP (espinudp).
+# Larval states (ALLOCSPI reservations of our SPI stock, no keys) carry no encapsulation yet.
 nat_encap_check() {
   local out
   out=$(ip -n "$1" xfrm state | awk '
-    function done() { if (esp) { n++; if (!encap) bad = bad " " spi } esp = 0; encap = 0 }
+    function done() { if (esp && keyed) { n++; if (!encap) bad = bad " " spi } esp = 0; encap = 0; keyed = 0 }
     /^src / { done() }
     /proto esp spi/ { esp = 1; spi = $4 }
+    /^\t(auth|auth-trunc|enc|aead|comp) / { keyed = 1 }
     /encap type espinudp/ { encap = 1 }
     END { done(); printf "%d%s", n, bad }')
   [[ $out == "${SA_WANT:-4}" ]] || WHY+="$1 kernel: want ${SA_WANT:-4} ESP SAs, all with 'encap type espinudp' (count, then SPIs without: $out); "

@@ -1097,18 +1097,18 @@ fn fragmentation_defaults_and_bounds() {
 }
 
 #[test]
-fn spi_stock_is_opt_in() {
+fn spi_stock_is_on_by_default_and_can_be_turned_off() {
     let t = Tree::new();
     ha(&t, "");
     assert!(
-        !policy::load(t.path("conf/ha.toml"))
+        policy::load(t.path("conf/ha.toml"))
             .unwrap()
             .kernel
             .spi_stock
     );
-    ha(&t, "[kernel]\nspi_stock = true\n");
+    ha(&t, "[kernel]\nspi_stock = false\n");
     assert!(
-        policy::load(t.path("conf/ha.toml"))
+        !policy::load(t.path("conf/ha.toml"))
             .unwrap()
             .kernel
             .spi_stock

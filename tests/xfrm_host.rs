@@ -24,7 +24,7 @@ use mip6_ike::daemon::kernel::{AcquireAction, AcquireState};
 use mip6_ike::ike::{Endpoint, HomeAddress, Now};
 use mip6_ike::kernel::xfrm::listen::{Listener, decode};
 use mip6_ike::kernel::xfrm::msg::{self, MigrateEntry};
-use mip6_ike::kernel::xfrm::{Netlink, Policies, XfrmConfig, XfrmKernel};
+use mip6_ike::kernel::xfrm::{Netlink, Policies, StockTiming, XfrmConfig, XfrmKernel};
 use mip6_ike::kernel::{
     Direction, Kernel, KernelEvent, KernelOp, Lifetime, Mode, SaSpec, Selector, SpiRequest,
 };
@@ -878,6 +878,8 @@ fn synthetic_seeds() -> Vec<Vec<u8>> {
             spi: 0x1234,
             proto: msg::IPPROTO_ESP,
         },
+        saddr: Address::from_ipv6(&ha),
+        reqid: 2,
         family: msg::AF_INET6,
         ..Default::default()
     };
@@ -1076,6 +1078,118 @@ fn larval_sa_expiry_arrives_as_a_hard_expire() {
                 hard: true
             }]
         );
+        assert_eq!(states(), vec![]);
+    });
+}
+
+/// A reservation of the SPI stock's kind (source `::`, reqid 0) that times out in the kernel
+/// is no engine event: its SPI may be a CHILD_SA's by then, whose SA was created afresh.
+#[test]
+fn expiry_of_a_stock_reservation_is_no_event() {
+    in_netns(|| {
+        let out = Proc::new("sysctl")
+            .args(["-qw", "net.core.xfrm_acq_expires=1"])
+            .output()
+            .expect("run sysctl");
+        assert!(out.status.success(), "sysctl: {out:?}");
+        let mut l = Listener::open(Duration::from_millis(200)).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        let reservation = nl.allocspi(a("::"), a(HOA), 0, 0).unwrap();
+        // Then one of an SA in negotiation (endpoints and reqid known): that one is reported,
+        // and after the reservation's (both live 1 s), so nothing came of the first.
+        std::thread::sleep(Duration::from_millis(300));
+        let spi = nl.allocspi(a(HA), a(HOA), 2, 0).unwrap();
+        assert_ne!(spi, reservation);
+        let evs = next_events(&mut l, &mut Vec::new());
+        assert_eq!(
+            evs,
+            vec![KernelEvent::Expire {
+                dst: a(HOA),
+                spi,
+                hard: true
+            }]
+        );
+        assert_eq!(states(), vec![]);
+    });
+}
+
+/// The SPI stock with short timings (reservations handed out for 1.5 s, an address idle after
+/// 6 s; the kernel keeps larval states 30 s): it renews an address's reservations before they
+/// grow old, holds at most `TARGET` of them in the kernel at any time, deletes those of an
+/// address nobody takes from any more (a care-of address left behind) long before the kernel
+/// would, keeps an address in use stocked, and leaves nothing at shutdown.
+#[test]
+fn the_stock_renews_reservations_and_releases_those_of_an_idle_address() {
+    in_netns(|| {
+        const TARGET: usize = 16;
+        let mut k = XfrmKernel::new(config(Policies::Mip6d)).unwrap();
+        k.set_spi_stock(true);
+        k.set_spi_stock_timing(StockTiming {
+            max_age: Duration::from_millis(1500),
+            idle: Duration::from_secs(6),
+        });
+        let mut alloc = k.spi_allocator().unwrap();
+        let req = |dst: &str| SpiRequest {
+            src: a(HA),
+            dst: a(dst),
+            reqid: 2,
+            acquire_seq: None,
+        };
+        let reserved = |dst: &str| -> std::collections::BTreeSet<u32> {
+            states()
+                .into_iter()
+                .filter(|(d, _, r)| *d == a(dst) && *r == 0)
+                .map(|(_, spi, _)| spi)
+                .collect()
+        };
+        // COA1 is asked for once (nothing at hand yet: the engine picks its own SPI).
+        assert_eq!(alloc.try_allocate(&req(COA1)).unwrap(), None);
+        let end = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            let r = reserved(COA1);
+            assert!(r.len() <= TARGET, "{} reservations", r.len());
+            if r.len() == TARGET {
+                break r;
+            }
+            assert!(Instant::now() < end, "the stock was never filled: {r:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Renewed: a wholly new set, never more than TARGET at once.
+        let renewed = loop {
+            let r = reserved(COA1);
+            assert!(r.len() <= TARGET, "{} reservations", r.len());
+            if r.len() == TARGET && r.is_disjoint(&first) {
+                break r;
+            }
+            assert!(
+                Instant::now() < end,
+                "never renewed: {r:?} (first {first:?})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // COA2 is in use (a take every 200 ms, each SPI given back as a failed CHILD_SA
+        // would); COA1 is not: its reservations go once it is idle.
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut taken = 0;
+        loop {
+            if let Some(spi) = alloc.try_allocate(&req(COA2)).unwrap() {
+                assert!(!renewed.contains(&spi) && spi >= 256);
+                taken += 1;
+                k.apply(&KernelOp::DelSa { dst: a(COA2), spi }).unwrap();
+            }
+            let (r1, r2) = (reserved(COA1), reserved(COA2));
+            assert!(r1.len() <= TARGET && r2.len() <= TARGET, "{r1:?} {r2:?}");
+            if r1.is_empty() && taken >= 5 && !r2.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "COA1 kept {r1:?}; {taken} taken at COA2"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(alloc);
+        drop(k);
         assert_eq!(states(), vec![]);
     });
 }

@@ -132,7 +132,7 @@ fn loaded(
             backend: KernelBackend::Memory,
             policies: PolicyMode::Mip6d,
             owned_reqids: (1, 40),
-            spi_stock: false,
+            spi_stock: true,
         },
         mobile_node,
         users_dir: None,

@@ -1063,10 +1063,17 @@ impl Endpoint {
                 // None reserved at hand (a new local address, a burst): our own random one,
                 // which the backend creates with NEWSA. Waiting for the kernel here would stall
                 // every peer.
-                Ok(None) => return Some(self.new_child_spi(owner)),
+                Ok(None) => {
+                    let spi = self.new_child_spi(owner);
+                    // The lab's checks follow each inbound SPI to its end (s7: none may stay in
+                    // the kernel for a refused CHILD_SA): named with its destination.
+                    debug!(dst = %req.dst, spi = format_args!("{spi:08x}"), reserved = false, "inbound SPI");
+                    return Some(spi);
+                }
                 Ok(Some(spi)) if spi >= 256 && !self.child_spis.contains_key(&spi) => {
                     self.child_spis.insert(spi, owner);
                     self.larval.insert(spi, req.dst);
+                    debug!(dst = %req.dst, spi = format_args!("{spi:08x}"), reserved = true, "inbound SPI");
                     return Some(spi);
                 }
                 Ok(Some(spi)) => {

@@ -109,8 +109,9 @@ pub struct KernelSettings {
     /// removes those left by a previous run. Default: the smallest to the largest class reqid.
     pub owned_reqids: (u32, u32),
     /// XFRM: inbound SPIs come from a stock reserved ahead by a thread of their own, so that no
-    /// engine call waits for the kernel (`[kernel] spi_stock`; the reservations are larval
-    /// states that `ip xfrm state` lists).
+    /// engine call waits for the kernel (`[kernel] spi_stock`, on by default; the reservations
+    /// are larval states that `ip xfrm state` lists; `false`: one ALLOCSPI round trip per
+    /// inbound SPI in the engine's call).
     pub spi_stock: bool,
 }
 
@@ -1260,7 +1261,7 @@ fn kernel(
             backend,
             policies,
             owned_reqids,
-            spi_stock: k.spi_stock.as_ref().is_some_and(|v| *v.get_ref()),
+            spi_stock: k.spi_stock.as_ref().is_none_or(|v| *v.get_ref()),
         },
         auto_reqids,
     ))

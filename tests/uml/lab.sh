@@ -224,18 +224,31 @@ lab_mip6d_policies() {
   fi
 }
 
-# lab_sas NS: one line per ESP SA: "src dst spi reqid mode bytes packets".
-lab_sas() {
+# lab_states NS: one line per ESP state of the kernel: "src dst spi reqid mode bytes packets
+# keyed", keyed 1 for an SA with keys (an auth/auth-trunc/enc/aead/comp line), 0 for a larval
+# state: the kernel's own for an ACQUIRE (SPI 0, the template's reqid) or an ALLOCSPI reservation
+# (a real SPI; our daemon's SPI stock makes them with source :: and reqid 0, up to 16 per local
+# address; `ip xfrm state` prints them with no algorithm line and "expire add: hard 30(sec)").
+lab_states() {
   ip -n "$1" -s xfrm state 2>/dev/null | awk '
-    function flush() { if (spi != "") print src, dst, spi, reqid, mode, bytes + 0, pkts + 0; spi = "" }
-    /^src / { flush(); src = $2; dst = $4; bytes = 0; pkts = 0; cur = 0 }
+    function flush() { if (spi != "") print src, dst, spi, reqid, mode, bytes + 0, pkts + 0, keyed; spi = "" }
+    /^src / { flush(); src = $2; dst = $4; bytes = 0; pkts = 0; cur = 0; keyed = 0 }
     /^\tproto esp spi/ { spi = $4; reqid = $6; mode = $8; sub(/\(.*/, "", spi); sub(/\(.*/, "", reqid) }
+    /^\t(auth|auth-trunc|enc|aead|comp) / { keyed = 1 }
     /lifetime current:/ { cur = 1; next }
     cur && /\(bytes\)/ { sub(/\(bytes\),?/, "", $1); sub(/\(packets\)/, "", $2); bytes = $1; pkts = $2; cur = 0 }
     END { flush() }'
 }
 
-# lab_sa NS REQID FIELD: FIELD (src dst spi mode bytes packets) of the SA with REQID (first one).
+# lab_sas NS: one line per keyed ESP SA: "src dst spi reqid mode bytes packets". Larval states
+# (lab_states) are left out: "4 SAs" means the four keyed ones, whatever SPIs a key manager
+# holds in reserve.
+lab_sas() { lab_states "$1" | awk '$8 == 1 { print $1, $2, $3, $4, $5, $6, $7 }'; }
+
+# lab_larval NS: the larval states, as lab_states prints them.
+lab_larval() { lab_states "$1" | awk '$8 == 0'; }
+
+# lab_sa NS REQID FIELD: FIELD (src dst spi mode bytes packets) of the keyed SA with REQID (first one).
 lab_sa() {
   lab_sas "$1" | awk -v r="$2" -v f="$3" '
     BEGIN { split("src dst spi reqid mode bytes packets", n, " "); for (i in n) col[n[i]] = i }
@@ -244,10 +257,15 @@ lab_sa() {
 
 lab_sa_count() { lab_sas "$1" | wc -l; }
 
-# lab_owned_sa_count NS: SAs other than the kernel's own larval states (SPI 0, made by an
-# ACQUIRE when traffic hits a policy without SA; the kernel expires them). What a daemon that
-# shut down must not leave behind: its ALLOCSPI states have real SPIs and do count.
-lab_owned_sa_count() { lab_sas "$1" | awk '$3 != "0x00000000"' | wc -l; }
+# lab_owned_sa_count NS: states other than the kernel's own larval states (SPI 0, made by an
+# ACQUIRE when traffic hits a policy without SA; the kernel expires them): keyed SAs and
+# ALLOCSPI reservations (real SPIs) alike. What a daemon that shut down must not leave behind:
+# its SPI stock releases its reservations at shutdown, and so does the backend those it handed
+# out that no SA completed.
+lab_owned_sa_count() { lab_states "$1" | awk '$3 != "0x00000000"' | wc -l; }
+
+# lab_acquire_count NS: the kernel's larval states for ACQUIREs (SPI 0).
+lab_acquire_count() { lab_states "$1" | awk '$3 == "0x00000000"' | wc -l; }
 
 # lab_wait_sas NS COUNT SECONDS: waits until NS has exactly COUNT ESP SAs.
 lab_wait_sas() {

@@ -299,6 +299,19 @@ md_run() {
     ml_down
     return 0
   fi
+  # Our daemons stopped (SIGTERM): no state of theirs is left, keyed SA or SPI reservation,
+  # also none at the care-of addresses the MN left behind (the kernel's own ACQUIRE larval
+  # states, SPI 0, are not theirs).
+  WHY=
+  [[ $(lab_owned_sa_count mn) == 0 ]] ||
+    WHY+="MN kernel still has $(lab_owned_sa_count mn) states: $(lab_states mn | awk '$3 != "0x00000000" { printf "%s ", $2 "/" $3 }'); "
+  [[ $(lab_owned_sa_count ha) == 0 ]] ||
+    WHY+="HA kernel still has $(lab_owned_sa_count ha) states: $(lab_states ha | awk '$3 != "0x00000000" { printf "%s ", $2 "/" $3 }'); "
+  if [[ -n $WHY ]]; then
+    fail mip6d-$tag-shutdown "$WHY" "$LOGS/md-mn-$tag.log" "$LOGS/md-ha-$tag.log"
+  else
+    pass mip6d-$tag-shutdown
+  fi
   # IKE_SA_INITs that reached the HA, by initiator SPI (a retransmission is the same one)
   spis=$(awk '$4 == 34 && $5 == "request" { print $6 }' "$MD_D/ike-$tag.txt" | sort -u)
   inits=$(grep -c . <<<"$spis")
@@ -324,7 +337,7 @@ MD_PLAN="mip6d-model-matches-trace mip6d-static-home-start mip6d-static-foreign1
 mip6d-static-foreign1-ping mip6d-static-foreign2 mip6d-static-foreign2-ping mip6d-static-home"
 for _t in kbit nokbit; do
   MD_PLAN+=" mip6d-$_t-home-start mip6d-$_t-foreign1 mip6d-$_t-foreign1-ping mip6d-$_t-foreign2"
-  MD_PLAN+=" mip6d-$_t-foreign2-ping mip6d-$_t-home mip6d-$_t-ike-sa-inits"
+  MD_PLAN+=" mip6d-$_t-foreign2-ping mip6d-$_t-home mip6d-$_t-shutdown mip6d-$_t-ike-sa-inits"
 done
 unset _t
 

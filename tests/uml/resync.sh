@@ -154,7 +154,8 @@ sc_resync_transient() {
 # rs_acquire_lost_sa LINES: the MN's kernel loses the outbound tunnel SA (deleted by hand); the
 # next packet raises an ACQUIRE for a CHILD_SA the record holds. It must not be ignored: the MN
 # renegotiates the CHILD_SA (an outbound SA cannot be restored: its sequence number is gone),
-# new SPIs sit at the CoA on both sides, no larval state is left, and a ping passes.
+# new SPIs sit at the CoA on both sides, the ACQUIRE's larval state (SPI 0) is gone (the new
+# outbound SA replaced it), and a ping passes.
 rs_acquire_lost_sa() {
   local lines=$1 old3 old4 new3 new4 t i
   WHY=
@@ -167,13 +168,15 @@ rs_acquire_lost_sa() {
     new3=$(awk '$4 == 3 { print $3 }' <<<"$t")
     new4=$(awk '$4 == 4 { print $3 }' <<<"$t")
     [[ -n $new3 && $new3 != "$old3" && $new3 != 0x00000000 && $new4 != "$old4" &&
-      $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] && break
+      $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 && $(lab_acquire_count mn) == 0 ]] && break
     sleep 0.25
   done
   [[ -n $new3 && $new3 != "$old3" && $new3 != 0x00000000 && -n $new4 && $new4 != "$old4" ]] ||
     WHY+="no new tunnel SPIs (reqid 3 $old3 -> '$new3', 4 $old4 -> '$new4'); "
   [[ $(lab_sa_count mn) == 4 && $(lab_sa_count ha) == 4 ]] ||
-    WHY+="SA count (larval states included): MN $(lab_sa_count mn), HA $(lab_sa_count ha) (want 4); "
+    WHY+="keyed SA count: MN $(lab_sa_count mn), HA $(lab_sa_count ha) (want 4); "
+  [[ $(lab_acquire_count mn) == 0 ]] ||
+    WHY+="the MN's kernel keeps $(lab_acquire_count mn) ACQUIRE larval state(s) (SPI 0); "
   [[ -z $WHY ]] && { rs_tunnels_at $COA "$new3" "$new4" || WHY+="new tunnel SAs not at $COA; "; }
   rs_log_since mn "$lines" | grep -q 'ACQUIRE for a CHILD_SA the record holds' ||
     WHY+="mn: the ACQUIRE was not checked against the kernel; "

@@ -13,6 +13,7 @@
 pub mod listen;
 pub mod msg;
 mod spi_stock;
+pub use spi_stock::StockTiming;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -257,9 +258,16 @@ pub struct XfrmKernel {
     policies: HashMap<PolicyKey, (PolicySpec, u32)>,
     /// Hand the engine SPIs from a stock reserved ahead (`set_spi_stock`).
     spi_stock: bool,
+    /// The stock's timing; None: from the namespace's larval lifetime.
+    stock_timing: Option<StockTiming>,
     /// Records a MIGRATE moved: old (destination, SPI) -> new destination, so that a Delete
     /// the engine queued before it saw the move still finds the SA.
     moved: HashMap<(IpAddr, u32), IpAddr>,
+    /// Deletes that named an SA where no record was (nor a reservation): the engine saw a move
+    /// (mip6d's first MIGRATE of a move, a transport one, gives the new endpoints) before this
+    /// backend saw the tunnel MIGRATE that moves the record there. The record that MIGRATE
+    /// brings to such a place is one already deleted.
+    deleted_ahead: std::collections::HashSet<(IpAddr, u32)>,
 }
 
 /// What start-up cleanup removed.
@@ -276,6 +284,12 @@ impl XfrmKernel {
         self.spi_stock = on;
     }
 
+    /// The stock's timing instead of the one derived from `net.core.xfrm_acq_expires` (tests:
+    /// refreshes and idle addresses within seconds).
+    pub fn set_spi_stock_timing(&mut self, t: StockTiming) {
+        self.stock_timing = Some(t);
+    }
+
     /// Opens the socket and removes what a previous run left behind.
     pub fn new(cfg: XfrmConfig) -> Result<XfrmKernel, NlError> {
         let nl = Netlink::open()?;
@@ -288,7 +302,9 @@ impl XfrmKernel {
             sas: HashMap::new(),
             policies: HashMap::new(),
             spi_stock: false,
+            stock_timing: None,
             moved: HashMap::new(),
+            deleted_ahead: std::collections::HashSet::new(),
         };
         let c = k.cleanup()?;
         if c != Cleanup::default() {
@@ -496,6 +512,7 @@ impl XfrmKernel {
 
     fn add_sa(&mut self, spec: &SaSpec) -> Result<(), String> {
         let key = (spec.dst, spec.spi);
+        self.deleted_ahead.remove(&key);
         if self.sas.contains_key(&key) {
             return Err(format!("SA {:08x} to {} exists", spec.spi, spec.dst));
         }
@@ -523,10 +540,25 @@ impl XfrmKernel {
                     .nl
                     .ack(msg::sa_request(spec, false)?)
                     .map_err(|e| e.to_string())?,
-                Err(NlError::Errno(EEXIST)) if !update => sh
-                    .nl
-                    .ack(msg::sa_request(spec, true)?)
-                    .map_err(|e| e.to_string())?,
+                // An SPI we chose (the stock was empty) or a reservation we lost track of: a
+                // larval state is completed; a keyed SA with that SPI is another's and stays
+                // as it is (UPDSA would change it): this CHILD_SA fails instead.
+                Err(NlError::Errno(EEXIST)) if !update => {
+                    let larval = sh
+                        .nl
+                        .getsa(spec.dst, spec.spi)
+                        .ok()
+                        .is_some_and(|p| msg::is_larval(&p).unwrap_or(false));
+                    if !larval {
+                        return Err(format!(
+                            "SPI {:08x} to {} is taken by another SA",
+                            spec.spi, spec.dst
+                        ));
+                    }
+                    sh.nl
+                        .ack(msg::sa_request(spec, true)?)
+                        .map_err(|e| e.to_string())?
+                }
                 Err(e) => return Err(e.to_string()),
             }
             sh.allocated.remove(&key);
@@ -561,7 +593,13 @@ impl XfrmKernel {
         let r = {
             let mut sh = lock(&self.shared);
             // A larval SA from ALLOCSPI (a failed negotiation) is no longer reserved.
-            sh.allocated.remove(&(dst, spi));
+            let reserved = sh.allocated.remove(&(dst, spi)).is_some();
+            if !reserved && !self.sas.contains_key(&(dst, spi)) {
+                if self.deleted_ahead.len() >= MAX_MOVED {
+                    self.deleted_ahead.clear();
+                }
+                self.deleted_ahead.insert((dst, spi));
+            }
             sh.nl.ack(msg::delsa_request(dst, spi))
         };
         let spec = self.sas.remove(&(dst, spi));
@@ -810,6 +848,37 @@ fn follow_kernel_migrate(
     hit.into_iter().map(|k| (k, m.new_dst)).collect()
 }
 
+/// Of the records a MIGRATE just moved (`moves`: old key, new destination), those the engine
+/// deleted at their new place before the MIGRATE reached this backend (`deleted_ahead`): the
+/// engine saw the move (mip6d's first MIGRATE of a move, a transport one, gives the new
+/// endpoints) and deleted the SA there, where the kernel may have had it already, or moves it
+/// now. They are gone: taken out of `sas` and returned with their keys, to be deleted from the
+/// kernel too (seen in the UML tier: a record left after a move without the K bit, "SAs still
+/// installed after shutdown"). The other moves are returned to be remembered. Only records
+/// that changed their place count: one that stays (the outbound tunnel SA, keyed by the HA's
+/// address) was found by any Delete.
+#[allow(clippy::type_complexity)]
+fn deleted_ahead_of(
+    sas: &mut HashMap<(IpAddr, u32), SaSpec>,
+    deleted_ahead: &mut std::collections::HashSet<(IpAddr, u32)>,
+    moves: Vec<((IpAddr, u32), IpAddr)>,
+) -> (Vec<((IpAddr, u32), IpAddr)>, Vec<((IpAddr, u32), SaSpec)>) {
+    let mut kept = Vec::new();
+    let mut gone = Vec::new();
+    for (old, new_dst) in moves {
+        let new = (new_dst, old.1);
+        if new != old
+            && deleted_ahead.remove(&new)
+            && let Some(spec) = sas.remove(&new)
+        {
+            gone.push((new, spec));
+        } else {
+            kept.push((old, new_dst));
+        }
+    }
+    (kept, gone)
+}
+
 /// One ESP SA as a GETSA dump shows it (with the raw message for its counters).
 struct KernelSa {
     src: IpAddr,
@@ -859,8 +928,19 @@ impl Kernel for XfrmKernel {
             // Only Deletes queued across a MIGRATE need these; old ones are long stale.
             self.moved.clear();
         }
-        for (old, new_dst) in follow_kernel_migrate(&mut self.sas, m) {
+        let moves = follow_kernel_migrate(&mut self.sas, m);
+        let (kept, gone) = deleted_ahead_of(&mut self.sas, &mut self.deleted_ahead, moves);
+        for (old, new_dst) in kept {
             self.moved.insert(old, new_dst);
+        }
+        for ((dst, spi), spec) in gone {
+            debug!(spi = format_args!("{spi:08x}"), at = %dst,
+                "MIGRATE of an SA deleted at its new place already: removed");
+            self.release_policies(&spec);
+            match lock(&self.shared).nl.ack(msg::delsa_request(dst, spi)) {
+                Ok(()) | Err(NlError::Errno(ESRCH | ENOENT)) => {}
+                Err(e) => warn!(at = %dst, spi = format_args!("{spi:08x}"), "cannot delete: {e}"),
+            }
         }
     }
 
@@ -987,6 +1067,8 @@ impl Kernel for XfrmKernel {
             shared: self.shared.clone(),
             stock: None,
             use_stock: self.spi_stock,
+            timing: self.stock_timing,
+            no_stock: false,
         }))
     }
 }
@@ -999,6 +1081,10 @@ pub struct XfrmSpiAllocator {
     stock: Option<spi_stock::SpiStock>,
     /// `[kernel] spi_stock`: otherwise each SPI is an ALLOCSPI round trip in the engine's call.
     use_stock: bool,
+    /// Set by the backend (tests); else read from the namespace when the stock starts.
+    timing: Option<StockTiming>,
+    /// The namespace's larval states live too short for a stock (see `StockTiming`).
+    no_stock: bool,
 }
 
 impl XfrmSpiAllocator {
@@ -1013,11 +1099,15 @@ impl SpiAllocator for XfrmSpiAllocator {
         if !self.use_stock {
             return self.allocate(req).map(Some);
         }
-        let shared = &self.shared;
-        let stock = self
-            .stock
-            .get_or_insert_with(|| spi_stock::SpiStock::start(shared.clone()));
-        Ok(stock.take(req.dst))
+        if self.stock.is_none() && !self.no_stock {
+            match self.timing.or_else(StockTiming::of_this_namespace) {
+                Some(t) => self.stock = Some(spi_stock::SpiStock::start(self.shared.clone(), t)),
+                // Larval states live too short to keep any in stock: the engine picks its own
+                // SPIs (NEWSA), as with an empty stock, rather than wait for the kernel.
+                None => self.no_stock = true,
+            }
+        }
+        Ok(self.stock.as_ref().and_then(|s| s.take(req.dst)))
     }
 
     fn allocate(&mut self, req: &SpiRequest) -> Result<u32, String> {
@@ -1131,6 +1221,28 @@ mod tests {
         );
         let moved = &sas[&(a(ha), 0x1003)];
         assert_eq!((moved.src, moved.dst), (a(coa2), a(ha)));
+        // The engine deleted the inbound one at coa2 before this MIGRATE arrived (no record
+        // there then), and the outbound one by its unchanged key: only the inbound record
+        // the MIGRATE brought to coa2 is one already deleted.
+        let mut early = HashMap::new();
+        for s in [
+            spec(Mode::Tunnel, coa1, ha, 0x3003, 3),
+            spec(Mode::Tunnel, ha, coa1, 0x3004, 4),
+        ] {
+            early.insert((s.dst, s.spi), s);
+        }
+        let mut ahead = std::collections::HashSet::from([(a(coa2), 0x3004), (a(ha), 0x3003)]);
+        let mut moves = follow_kernel_migrate(&mut early, &migrate(3, (coa1, ha), (coa2, ha)));
+        moves.extend(follow_kernel_migrate(
+            &mut early,
+            &migrate(4, (ha, coa1), (ha, coa2)),
+        ));
+        let (kept, gone) = deleted_ahead_of(&mut early, &mut ahead, moves);
+        assert_eq!(kept, vec![((a(ha), 0x3003), a(ha))]);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].0, (a(coa2), 0x3004));
+        assert_eq!(early.keys().collect::<Vec<_>>(), vec![&(a(ha), 0x3003)]);
+        assert_eq!(ahead, std::collections::HashSet::from([(a(ha), 0x3003)]));
         let moved = &sas[&(a(coa2), 0x1004)];
         assert_eq!((moved.src, moved.dst), (a(ha), a(coa2)));
         assert!(!sas.contains_key(&(a(coa1), 0x1004)));

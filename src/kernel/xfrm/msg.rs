@@ -297,6 +297,24 @@ pub struct Carry {
     pub replay_esn: Option<Vec<u8>>,
 }
 
+/// Whether a dumped SA is larval (an ALLOCSPI reservation or the kernel's state for an
+/// ACQUIRE): it has no algorithm, hence no keys.
+pub fn is_larval(payload: &[u8]) -> Result<bool, MsgError> {
+    const XFRMA_ALG_AUTH: u16 = 1;
+    const XFRMA_ALG_COMP: u16 = 3;
+    parse_sa(payload)?;
+    Ok(!attrs(payload, USERSA_INFO_LEN)?.iter().any(|(kind, _)| {
+        matches!(
+            *kind,
+            XFRMA_ALG_AUTH
+                | XFRMA_ALG_CRYPT
+                | XFRMA_ALG_COMP
+                | XFRMA_ALG_AEAD
+                | XFRMA_ALG_AUTH_TRUNC
+        )
+    }))
+}
+
 /// The counters and replay state of a dumped SA (see [`Carry`]).
 pub fn carry_of(payload: &[u8]) -> Result<Carry, MsgError> {
     let sa = parse_sa(payload)?;
@@ -833,6 +851,12 @@ fn parse_expire(p: &[u8]) -> Result<Option<KernelEvent>, MsgError> {
     let e = UserExpire::parse(prefix(p, USER_EXPIRE_LEN)?)
         .map_err(|_| MsgError("bad xfrm_user_expire"))?;
     if e.state.id.proto != IPPROTO_ESP {
+        return Ok(None);
+    }
+    // An ALLOCSPI reservation that timed out (larval: no source, reqid 0; the SPI stock's, or
+    // another key manager's) is not the end of an SA. Such an EXPIRE can arrive after the SPI
+    // went to a CHILD_SA whose SA was then created afresh (NEWSA): it must not remove that.
+    if e.state.reqid == 0 && addr_of(&e.state.saddr, e.state.family)?.is_unspecified() {
         return Ok(None);
     }
     Ok(Some(KernelEvent::Expire {
@@ -1387,6 +1411,63 @@ mod tests {
                 km.map(|k| k.1)
             )
         );
+    }
+
+    /// Keyed SAs have an algorithm attribute, larval states (ALLOCSPI, ACQUIRE) none.
+    #[test]
+    fn larval_states_are_those_without_an_algorithm() {
+        let s = spec(
+            Mode::Transport,
+            "2001:db8::a",
+            "2001:db8::1",
+            0x1001,
+            1,
+            (12, vec![1; 16]),
+            (12, vec![2; 32]),
+        );
+        let keyed = sa_request(&s, false).unwrap().finish(1);
+        assert!(!is_larval(&keyed[NLMSG_HDRLEN..]).unwrap());
+        let mut gcm = s.clone();
+        gcm.encr_id = 20;
+        gcm.encr_key = Zeroizing::new(vec![3; 20]);
+        gcm.encr_key_bits = 160;
+        gcm.integ_id = 0;
+        gcm.integ_key = Zeroizing::new(Vec::new());
+        let aead = sa_request(&gcm, false).unwrap().finish(1);
+        assert!(!is_larval(&aead[NLMSG_HDRLEN..]).unwrap());
+        let larval = Request::new(XFRM_MSG_NEWSA, 0)
+            .fixed(&UserSaInfo::default())
+            .attr_with(XFRMA_REPLAY_VAL, 12, |_| {})
+            .finish(1);
+        assert!(is_larval(&larval[NLMSG_HDRLEN..]).unwrap());
+        assert!(is_larval(&larval[NLMSG_HDRLEN..NLMSG_HDRLEN + 10]).is_err());
+    }
+
+    /// A hard EXPIRE of a reservation (no source, reqid 0) is dropped; with a source address
+    /// or a reqid it is an SA's and reported.
+    #[test]
+    fn expiry_of_a_reservation_is_no_event() {
+        let expire = |saddr: &str, reqid: u32| {
+            let mut state = UserSaInfo::default();
+            state.id.daddr = Address::from_ip(&"2001:db8::1".parse().unwrap());
+            state.id.spi = 0x1234;
+            state.id.proto = IPPROTO_ESP;
+            state.saddr = Address::from_ip(&saddr.parse().unwrap());
+            state.reqid = reqid;
+            state.family = AF_INET6;
+            let b = Request::new(XFRM_MSG_EXPIRE, 0)
+                .fixed(&UserExpire { state, hard: 1 })
+                .finish(0);
+            parse_event(&split(&b).unwrap()[0]).unwrap()
+        };
+        assert_eq!(expire("::", 0), vec![]);
+        let sa = vec![KernelEvent::Expire {
+            dst: "2001:db8::1".parse().unwrap(),
+            spi: 0x1234,
+            hard: true,
+        }];
+        assert_eq!(expire("2001:db8::a", 0), sa);
+        assert_eq!(expire("::", 2), sa);
     }
 
     #[test]
