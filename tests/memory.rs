@@ -1,92 +1,236 @@
 //! How much heap the home agent's engine keeps per established IKE SA (with its BU/BA and
-//! payload CHILD_SAs). Counted by a global allocator wrapper: live bytes after N mobile nodes
-//! established, minus live bytes before, divided by N. Not a timing test: the figure is
-//! deterministic for a given build.
+//! payload CHILD_SAs), for PSK and for ECDSA certificates. Counted by a global allocator
+//! wrapper: live bytes after N mobile nodes established, minus live bytes before, divided by N.
+//! Not a timing test: the figure is deterministic for a given build (requested bytes, without
+//! the allocator's own per-block overhead, which RSS includes).
+//!
+//! The figure is taken at two N so that a cost that grows with N (a map's load factor, an index)
+//! cannot hide behind one lucky size; `hundred_thousand_sas` (ignored: run it in release, see
+//! README) does it for 100,000 IKE SAs and also reports the process's RSS.
 
 mod common;
 
 use std::alloc::System;
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use cap::Cap;
 use common::*;
-use mip6_ike::ike::{Command, Endpoint, HomeAddress, Now};
-use mip6_ike::mobility::{SaClass, UserAuth, UserDb};
+use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, Now};
+use mip6_ike::mobility::{HomePrefix, SaClass, User, UserAuth, UserDb};
 
 // Counts live heap bytes (the `cap` crate keeps unsafe code out of this repository).
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 
-fn run(ha: &mut Endpoint, now: Now, i: u32, hoa: std::net::Ipv6Addr) {
-    let name = format!("mn{}", 1 + (i % 2));
-    let mut cfg = mn_config(
-        AuthKind::Ecdsa,
-        &name,
-        "aes128-sha256-x25519",
-        "aes128-sha256",
-    );
-    // Many devices share two identities here: without this each new one's INITIAL_CONTACT
-    // would make the HA drop the earlier ones' SAs.
-    cfg.mobility.initial_contact = false;
-    let mut mn = Side::new(cfg, MN_COA, 100 + u64::from(i), now);
-    let local = format!("[2001:db8:2::{:x}]:500", i + 1).parse().unwrap();
-    let cmd = Command::Initiate {
-        local,
-        remote: HA_ADDR.parse().unwrap(),
-        home_agent: HA_IP,
-        home_address: HomeAddress::Static(hoa),
-        classes: vec![SaClass::BuBa, SaClass::Payload],
-        remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
-    };
-    mn.ep.handle_command(now, cmd).unwrap();
-    for _ in 0..10 {
-        for t in mn.drain() {
-            ha.handle_datagram(now, t.remote, t.local, &t.data);
-        }
-        while ha.poll_kernel_op().is_some() {}
-        while ha.poll_event().is_some() {}
-        while let Some(t) = ha.poll_transmit() {
-            mn.ep.handle_datagram(now, t.remote, t.local, &t.data);
+/// The issue's bounds (issue 13): per IKE SA with two CHILD_SAs.
+const PSK_LIMIT: isize = 2048;
+const ECDSA_LIMIT: isize = 3072;
+
+/// Mobile node `i`'s home address: inside its user's static home prefix (two users, one /64
+/// each), so that the user entries stay small however many devices register.
+fn hoa(i: u32) -> Ipv6Addr {
+    let user = u16::from(i % 2 == 1);
+    Ipv6Addr::from(
+        u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0x100, user, 0, 0, 0, 0)) + u128::from(i) + 1,
+    )
+}
+
+fn prefix_user(name: &str, dn: &str, auth: UserAuth, n: u16) -> User {
+    let mut u = user(name, dn, auth, &[], &[SaClass::BuBa, SaClass::Payload]);
+    u.home_prefix = Some(HomePrefix::Static {
+        prefix: Ipv6Addr::new(0x2001, 0xdb8, 0x100, n, 0, 0, 0, 0),
+        len: 64,
+        lifetime: 86_400,
+    });
+    u
+}
+
+struct Bench {
+    ha: Endpoint,
+    /// The two identities' mobile node configurations (shared by every device).
+    mns: [Arc<Config>; 2],
+    now: Now,
+}
+
+impl Bench {
+    fn new(kind: AuthKind) -> Bench {
+        let now = Now {
+            at: std::time::Instant::now(),
+            unix: 1_800_000_000,
+        };
+        let mut cfg = ha_config(kind, IKE, ESP);
+        let auth = || match kind {
+            AuthKind::Psk => UserAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec())),
+            _ => UserAuth::Certificate,
+        };
+        // Two users are enough: the per-SA state does not depend on who the user is. Each
+        // identity stands for many devices here (a HoA and a care-of address each).
+        let users = UserDb::new(vec![
+            prefix_user("mn1", MN1_DN, auth(), 0),
+            prefix_user("mn2", MN2_DN, auth(), 1),
+        ])
+        .unwrap();
+        cfg.home_agent.as_mut().unwrap().users = Arc::new(users);
+        let ha = Endpoint::new(
+            Arc::new(cfg),
+            Box::new(mip6_ike::crypto::TestRng::new(5)),
+            now,
+        );
+        let mn = |name: &str| {
+            let mut c = mn_config(kind, name, IKE, ESP);
+            // Without this each new device's INITIAL_CONTACT would make the HA drop the SAs
+            // of the earlier devices of the same identity.
+            c.mobility.initial_contact = false;
+            Arc::new(c)
+        };
+        Bench {
+            ha,
+            mns: [mn("mn1"), mn("mn2")],
+            now,
         }
     }
-    assert_eq!(mn.child_ups(), 2);
+
+    /// Mobile node `i` registers: IKE_SA_INIT, IKE_AUTH with the BU/BA CHILD_SA, then
+    /// CREATE_CHILD_SA for the payload one. The MN's endpoint is dropped afterwards.
+    fn register(&mut self, i: u32) {
+        let now = self.now;
+        let mut mn = Endpoint::new(
+            self.mns[(i % 2) as usize].clone(),
+            Box::new(mip6_ike::crypto::TestRng::new(100 + u64::from(i))),
+            now,
+        );
+        let coa = Ipv6Addr::from(
+            u128::from(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0)) + u128::from(i) + 1,
+        );
+        let cmd = Command::Initiate {
+            local: std::net::SocketAddr::new(coa.into(), 500),
+            remote: HA_ADDR.parse().unwrap(),
+            home_agent: HA_IP,
+            home_address: HomeAddress::Static(hoa(i)),
+            classes: vec![SaClass::BuBa, SaClass::Payload],
+            remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
+        };
+        mn.handle_command(now, cmd).unwrap();
+        let mut ups = 0;
+        for _ in 0..10 {
+            while mn.poll_kernel_op().is_some() {}
+            while let Some(e) = mn.poll_event() {
+                ups += usize::from(matches!(e, Event::ChildUp(_)));
+            }
+            while let Some(t) = mn.poll_transmit() {
+                self.ha.handle_datagram(now, t.remote, t.local, &t.data);
+            }
+            while self.ha.poll_kernel_op().is_some() {}
+            while self.ha.poll_event().is_some() {}
+            while let Some(t) = self.ha.poll_transmit() {
+                mn.handle_datagram(now, t.remote, t.local, &t.data);
+            }
+        }
+        assert_eq!(ups, 2, "mobile node {i}: both CHILD_SAs up");
+    }
+
+    /// Lets `d` pass on the home agent's clock (its housekeeping runs; no SA has work due).
+    fn advance(&mut self, d: Duration) {
+        self.now.at += d;
+        self.now.unix += d.as_secs();
+        self.ha.handle_timeout(self.now);
+        assert!(self.ha.poll_transmit().is_none(), "nothing to send");
+    }
+}
+
+/// Heap bytes the home agent keeps per IKE SA when `n` mobile nodes registered.
+fn per_sa(kind: AuthKind, n: u32) -> isize {
+    let mut b = Bench::new(kind);
+    // Warm up lazily allocated statics (ring, tracing) and the maps' first allocations outside
+    // the measurement.
+    b.register(u32::MAX - 1);
+    b.advance(Duration::from_secs(2));
+    let before = ALLOC.allocated() as isize;
+    for i in 0..n {
+        b.register(i);
+    }
+    // The per-source IKE_SA_INIT rate table is housekeeping of the last second, not per-SA
+    // state: it is emptied a second after the last request (see `limits`).
+    b.advance(Duration::from_secs(2));
+    let after = ALLOC.allocated() as isize;
+    assert_eq!(b.ha.ike_sa_count(), n as usize + 1);
+    assert_eq!(b.ha.child_sa_count(), 2 * (n as usize + 1));
+    (after - before) / n as isize
+}
+
+/// The allocator's count is global: tests of this file measure one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check(kind: AuthKind, limit: isize) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let small = per_sa(kind, 200);
+    let large = per_sa(kind, 600);
+    println!(
+        "{kind:?}: home agent heap per IKE SA with 2 CHILD_SAs: {small} bytes at N=200, {large} bytes at N=600"
+    );
+    for f in [small, large] {
+        assert!(f > 500, "the measurement counts something ({f})");
+        assert!(
+            f <= limit,
+            "{kind:?}: {f} bytes per IKE SA, more than {limit}"
+        );
+    }
+    // A per-SA cost that grows with N (a map sized for the largest N seen, a quadratic index)
+    // would show here; hash maps' load factor alone may move the figure a little.
+    assert!(
+        (small - large).abs() <= 96,
+        "{kind:?}: per-SA cost depends on N: {small} vs {large}"
+    );
 }
 
 #[test]
-fn home_agent_state_per_ike_sa_is_under_4_kib() {
-    let start = std::time::Instant::now();
-    let now = Now {
-        at: start,
-        unix: 1_800_000_000,
-    };
-    // Two users are enough: the per-SA state does not depend on who the user is. Each IKE SA
-    // gets a distinct care-of address; both users may have many devices (HoAs) here.
-    let mut cfg = ha_config(AuthKind::Ecdsa, "aes128-sha256-x25519", "aes128-sha256");
-    let n: u32 = 256;
-    let hoas: Vec<std::net::Ipv6Addr> = (0..n)
-        .map(|i| std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 1, i as u16))
-        .collect();
-    let all = [SaClass::BuBa, SaClass::Payload];
-    let users = UserDb::new(vec![
-        user("mn1", MN1_DN, UserAuth::Certificate, &hoas, &all),
-        user("mn2", MN2_DN, UserAuth::Certificate, &hoas, &all),
-    ])
-    .unwrap();
-    cfg.home_agent.as_mut().unwrap().users = std::sync::Arc::new(users);
-    let mut ha = Endpoint::new(
-        std::sync::Arc::new(cfg),
-        Box::new(mip6_ike::crypto::TestRng::new(5)),
-        now,
-    );
-    // Warm up lazily allocated statics (ring, tracing) outside the measurement.
-    run(&mut ha, now, 10_000, hoas[0]);
-    let before = ALLOC.allocated() as isize;
-    for i in 0..n {
-        run(&mut ha, now, i, hoas[i as usize]);
+fn psk_ike_sa_with_two_child_sas_fits_in_2_kib() {
+    check(AuthKind::Psk, PSK_LIMIT);
+}
+
+#[test]
+fn ecdsa_ike_sa_with_two_child_sas_fits_in_3_kib() {
+    check(AuthKind::Ecdsa, ECDSA_LIMIT);
+}
+
+/// Resident set size of this process, from /proc (KiB).
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// 100,000 IKE SAs with two CHILD_SAs each in one home agent engine, PSK and ECDSA: heap per SA
+/// as above and the process's RSS. Slow in a debug build; run it as
+/// `cargo test --release --test memory -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn hundred_thousand_sas() {
+    const N: u32 = 100_000;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for (kind, limit) in [(AuthKind::Psk, PSK_LIMIT), (AuthKind::Ecdsa, ECDSA_LIMIT)] {
+        let mut b = Bench::new(kind);
+        b.register(u32::MAX - 1);
+        b.advance(Duration::from_secs(2));
+        let (heap0, rss0) = (ALLOC.allocated(), rss_kib().unwrap_or(0));
+        let t = std::time::Instant::now();
+        for i in 0..N {
+            b.register(i);
+        }
+        let took = t.elapsed();
+        b.advance(Duration::from_secs(2));
+        let (heap1, rss1) = (ALLOC.allocated(), rss_kib().unwrap_or(0));
+        assert_eq!(b.ha.ike_sa_count(), N as usize + 1);
+        let per_sa = (heap1 - heap0) as isize / N as isize;
+        println!(
+            "{kind:?}: {N} IKE SAs (2 CHILD_SAs each) in {took:.1?}: heap {per_sa} bytes per IKE SA \
+             ({} KiB in all); process RSS {rss0} KiB before, {rss1} KiB after: {} bytes per IKE SA",
+            (heap1 - heap0) / 1024,
+            (rss1.saturating_sub(rss0) * 1024) / u64::from(N)
+        );
+        assert!(per_sa <= limit, "{kind:?}: {per_sa} bytes per IKE SA");
+        drop(b);
     }
-    let after = ALLOC.allocated() as isize;
-    assert_eq!(ha.ike_sa_count(), n as usize + 1);
-    let per_sa = (after - before) / n as isize;
-    println!("home agent heap per established IKE SA (2 CHILD_SAs): {per_sa} bytes");
-    assert!(per_sa > 500, "the measurement counts something ({per_sa})");
-    assert!(per_sa < 4096, "per-SA state {per_sa} bytes");
 }

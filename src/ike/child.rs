@@ -213,7 +213,7 @@ impl Endpoint {
         };
         if let Some(i) = sa.child_by_in(spi_in) {
             if hard {
-                let c = sa.children.remove(i);
+                let c = sa.take_child(i);
                 info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "hard lifetime of an SA expired");
                 self.remove_child_kernel(&sa, &c, "hard lifetime expired");
                 // The kernel already removed the SA; the Delete only informs the peer.
@@ -736,7 +736,7 @@ impl Endpoint {
         let info = super::endpoint::child_info(sa, &child);
         info!(ike = %sa.id(), class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
               spi_out = format_args!("{:08x}", child.spi_out), suite = %s, "CHILD_SA up");
-        sa.children.push(child);
+        sa.push_child(child);
         self.push_event(Event::ChildUp(info));
     }
 

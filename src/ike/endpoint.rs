@@ -73,7 +73,10 @@ impl Stats {
 pub struct Endpoint {
     pub(super) cfg: Arc<Config>,
     pub(super) rng: Box<dyn Rng>,
-    pub(super) sas: HashMap<u64, IkeSa>,
+    /// Boxed: a hash table keeps up to twice its length in slots (load factor, power-of-two
+    /// growth), which for a large `IkeSa` inline cost more than the SA itself at some sizes;
+    /// boxed, a slot is 16 bytes and the per-SA cost no longer depends on how full it is.
+    pub(super) sas: HashMap<u64, Box<IkeSa>>,
     /// Responder half-open SAs by (peer address, SPIi): a retransmitted IKE_SA_INIT finds its
     /// answer here.
     pub(super) half_open: HashMap<(SocketAddr, u64), u64>,
@@ -454,7 +457,7 @@ impl Endpoint {
     // ---- internals shared by the exchange modules ----
 
     /// Puts an SA back (or destroys it), starts queued work and re-arms its timer.
-    pub(super) fn finish(&mut self, mut sa: IkeSa, fate: Fate) {
+    pub(super) fn finish(&mut self, mut sa: Box<IkeSa>, fate: Fate) {
         if let Fate::Close(reason) = fate {
             return self.destroy(sa, &reason);
         }
@@ -469,7 +472,7 @@ impl Endpoint {
     }
 
     /// Removes an SA with its CHILD_SAs (kernel included) and reports it.
-    pub(super) fn destroy(&mut self, mut sa: IkeSa, reason: &str) {
+    pub(super) fn destroy(&mut self, mut sa: Box<IkeSa>, reason: &str) {
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.our_spi()));
         }
@@ -698,13 +701,13 @@ impl Endpoint {
                 data: d.clone(),
             });
         }
-        sa.pending = Some(Pending {
+        sa.pending = Some(Box::new(Pending {
             msg_id,
             data,
             tries: 0,
             next_at,
             exchange,
-        });
+        }));
     }
 
     /// Sends a response and caches it for retransmitted requests.
@@ -1071,7 +1074,7 @@ impl Endpoint {
                     };
                     let ours = self.larval.get(&spi) == Some(&req.dst)
                         || at_dst(sa)
-                        || self.sas.values().any(at_dst);
+                        || self.sas.values().any(|s| at_dst(s));
                     if !ours {
                         self.kernel_ops
                             .push_back(KernelOp::DelSa { dst: req.dst, spi });

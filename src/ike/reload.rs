@@ -123,7 +123,7 @@ impl Endpoint {
                 })
                 .collect();
             for i in revoked.into_iter().rev() {
-                let c = sa.children.remove(i);
+                let c = sa.take_child(i);
                 warn!(ike = %IkeId(id), identity = %peer, user = %u.name, class = ?c.class,
                       spi_in = format_args!("{:08x}", c.spi_in), "CHILD_SA no longer granted after reload: deleting it");
                 self.remove_child_kernel(&sa, &c, "no longer granted after reload");

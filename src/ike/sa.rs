@@ -242,7 +242,8 @@ pub(crate) struct IkeSa {
     pub next_msg_id: u32,
     /// The message ID we expect on the peer's next request.
     pub peer_msg_id: u32,
-    pub pending: Option<Pending>,
+    /// Boxed: most of the time an SA has no request outstanding (one pointer then).
+    pub pending: Option<Box<Pending>>,
     pub queue: VecDeque<Intent>,
     /// Our last response, re-sent when its request is retransmitted.
     pub last_response: Option<(u32, super::fragment::Datagrams)>,
@@ -357,5 +358,23 @@ impl IkeSa {
     }
     pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spi_in == spi_in)
+    }
+
+    /// Adds a CHILD_SA without spare room: a Vec's growth (4 slots at the first push, then
+    /// doubling) would keep up to two unused `Child`s per IKE SA, and a home agent holds very
+    /// many IKE SAs with two CHILD_SAs each.
+    pub fn push_child(&mut self, mut c: Child) {
+        c.ts_local.shrink_to_fit();
+        c.ts_remote.shrink_to_fit();
+        self.children.reserve_exact(1);
+        self.children.push(c);
+    }
+
+    /// Removes CHILD_SA `i` and gives its room back (see `push_child`; rekeys add and remove
+    /// one, rarely enough for the reallocation not to matter).
+    pub fn take_child(&mut self, i: usize) -> Child {
+        let c = self.children.remove(i);
+        self.children.shrink_to_fit();
+        c
     }
 }
