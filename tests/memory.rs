@@ -11,14 +11,11 @@
 mod common;
 
 use std::alloc::System;
-use std::net::Ipv6Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cap::Cap;
-use common::*;
-use mip6_ike::ike::{Command, Config, Endpoint, Event, HomeAddress, Now};
-use mip6_ike::mobility::{HomePrefix, SaClass, User, UserAuth, UserDb};
+use common::AuthKind;
+use common::many::Registrar;
 
 // Counts live heap bytes (the `cap` crate keeps unsafe code out of this repository).
 #[global_allocator]
@@ -28,121 +25,9 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 const PSK_LIMIT: isize = 2048;
 const ECDSA_LIMIT: isize = 3072;
 
-/// Mobile node `i`'s home address: inside its user's static home prefix (two users, one /64
-/// each), so that the user entries stay small however many devices register.
-fn hoa(i: u32) -> Ipv6Addr {
-    let user = u16::from(i % 2 == 1);
-    Ipv6Addr::from(
-        u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0x100, user, 0, 0, 0, 0)) + u128::from(i) + 1,
-    )
-}
-
-fn prefix_user(name: &str, dn: &str, auth: UserAuth, n: u16) -> User {
-    let mut u = user(name, dn, auth, &[], &[SaClass::BuBa, SaClass::Payload]);
-    u.home_prefix = Some(HomePrefix::Static {
-        prefix: Ipv6Addr::new(0x2001, 0xdb8, 0x100, n, 0, 0, 0, 0),
-        len: 64,
-        lifetime: 86_400,
-    });
-    u
-}
-
-struct Bench {
-    ha: Endpoint,
-    /// The two identities' mobile node configurations (shared by every device).
-    mns: [Arc<Config>; 2],
-    now: Now,
-}
-
-impl Bench {
-    fn new(kind: AuthKind) -> Bench {
-        let now = Now {
-            at: std::time::Instant::now(),
-            unix: 1_800_000_000,
-        };
-        let mut cfg = ha_config(kind, IKE, ESP);
-        let auth = || match kind {
-            AuthKind::Psk => UserAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec())),
-            _ => UserAuth::Certificate,
-        };
-        // Two users are enough: the per-SA state does not depend on who the user is. Each
-        // identity stands for many devices here (a HoA and a care-of address each).
-        let users = UserDb::new(vec![
-            prefix_user("mn1", MN1_DN, auth(), 0),
-            prefix_user("mn2", MN2_DN, auth(), 1),
-        ])
-        .unwrap();
-        cfg.home_agent.as_mut().unwrap().users = Arc::new(users);
-        let ha = Endpoint::new(
-            Arc::new(cfg),
-            Box::new(mip6_ike::crypto::TestRng::new(5)),
-            now,
-        );
-        let mn = |name: &str| {
-            let mut c = mn_config(kind, name, IKE, ESP);
-            // Without this each new device's INITIAL_CONTACT would make the HA drop the SAs
-            // of the earlier devices of the same identity.
-            c.mobility.initial_contact = false;
-            Arc::new(c)
-        };
-        Bench {
-            ha,
-            mns: [mn("mn1"), mn("mn2")],
-            now,
-        }
-    }
-
-    /// Mobile node `i` registers: IKE_SA_INIT, IKE_AUTH with the BU/BA CHILD_SA, then
-    /// CREATE_CHILD_SA for the payload one. The MN's endpoint is dropped afterwards.
-    fn register(&mut self, i: u32) {
-        let now = self.now;
-        let mut mn = Endpoint::new(
-            self.mns[(i % 2) as usize].clone(),
-            Box::new(mip6_ike::crypto::TestRng::new(100 + u64::from(i))),
-            now,
-        );
-        let coa = Ipv6Addr::from(
-            u128::from(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0)) + u128::from(i) + 1,
-        );
-        let cmd = Command::Initiate {
-            local: std::net::SocketAddr::new(coa.into(), 500),
-            remote: HA_ADDR.parse().unwrap(),
-            home_agent: HA_IP,
-            home_address: HomeAddress::Static(hoa(i)),
-            classes: vec![SaClass::BuBa, SaClass::Payload],
-            remote_identity: Some(mip6_ike::auth::Identity::parse_config(HA_DN).unwrap()),
-        };
-        mn.handle_command(now, cmd).unwrap();
-        let mut ups = 0;
-        for _ in 0..10 {
-            while mn.poll_kernel_op().is_some() {}
-            while let Some(e) = mn.poll_event() {
-                ups += usize::from(matches!(e, Event::ChildUp(_)));
-            }
-            while let Some(t) = mn.poll_transmit() {
-                self.ha.handle_datagram(now, t.remote, t.local, &t.data);
-            }
-            while self.ha.poll_kernel_op().is_some() {}
-            while self.ha.poll_event().is_some() {}
-            while let Some(t) = self.ha.poll_transmit() {
-                mn.handle_datagram(now, t.remote, t.local, &t.data);
-            }
-        }
-        assert_eq!(ups, 2, "mobile node {i}: both CHILD_SAs up");
-    }
-
-    /// Lets `d` pass on the home agent's clock (its housekeeping runs; no SA has work due).
-    fn advance(&mut self, d: Duration) {
-        self.now.at += d;
-        self.now.unix += d.as_secs();
-        self.ha.handle_timeout(self.now);
-        assert!(self.ha.poll_transmit().is_none(), "nothing to send");
-    }
-}
-
 /// Heap bytes the home agent keeps per IKE SA when `n` mobile nodes registered.
 fn per_sa(kind: AuthKind, n: u32) -> isize {
-    let mut b = Bench::new(kind);
+    let mut b = Registrar::new(kind);
     // Warm up lazily allocated statics (ring, tracing) and the maps' first allocations outside
     // the measurement.
     b.register(u32::MAX - 1);
@@ -211,7 +96,7 @@ fn hundred_thousand_sas() {
     const N: u32 = 100_000;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for (kind, limit) in [(AuthKind::Psk, PSK_LIMIT), (AuthKind::Ecdsa, ECDSA_LIMIT)] {
-        let mut b = Bench::new(kind);
+        let mut b = Registrar::new(kind);
         b.register(u32::MAX - 1);
         b.advance(Duration::from_secs(2));
         let (heap0, rss0) = (ALLOC.allocated(), rss_kib().unwrap_or(0));

@@ -131,6 +131,8 @@ pub struct Endpoint {
     pub(super) use_queries: VecDeque<super::SaUseQuery>,
     /// OCSP: settings, answers, queries in flight (see `ocsp`).
     pub(super) ocsp: super::ocsp::OcspState,
+    /// Home address -> IKE SAs, for MIGRATE (see `hoa_index`); kept by `finish` and `destroy`.
+    pub(super) by_hoa: super::hoa_index::HoaIndex,
 }
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
@@ -173,6 +175,7 @@ impl Endpoint {
             esp_liveness: false,
             use_queries: VecDeque::new(),
             ocsp: Default::default(),
+            by_hoa: Default::default(),
         }
     }
 
@@ -468,11 +471,18 @@ impl Endpoint {
             }
         }
         self.reschedule(&mut sa);
+        // The home address index (MIGRATE): every SA enters the table here.
+        if let Some(h) = sa.home_address {
+            self.by_hoa.insert(h, sa.our_spi());
+        }
         self.sas.insert(sa.our_spi(), sa);
     }
 
     /// Removes an SA with its CHILD_SAs (kernel included) and reports it.
     pub(super) fn destroy(&mut self, mut sa: Box<IkeSa>, reason: &str) {
+        if let Some(h) = sa.home_address {
+            self.by_hoa.remove(h, sa.our_spi());
+        }
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.our_spi()));
         }
