@@ -25,8 +25,10 @@ static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 const PSK_LIMIT: isize = 2048;
 const ECDSA_LIMIT: isize = 3072;
 
-/// Heap bytes the home agent keeps per IKE SA when `n` mobile nodes registered.
-fn per_sa(kind: AuthKind, n: u32) -> isize {
+/// Heap bytes the home agent keeps per IKE SA when `n` mobile nodes registered: right after
+/// the registrations (each SA's last response still cached for retransmissions), and once the
+/// SAs have been quiet for longer than the response is held (5 minutes).
+fn per_sa(kind: AuthKind, n: u32) -> (isize, isize) {
     let mut b = Registrar::new(kind);
     // Warm up lazily allocated statics (ring, tracing) and the maps' first allocations outside
     // the measurement.
@@ -39,10 +41,13 @@ fn per_sa(kind: AuthKind, n: u32) -> isize {
     // The per-source IKE_SA_INIT rate table is housekeeping of the last second, not per-SA
     // state: it is emptied a second after the last request (see `limits`).
     b.advance(Duration::from_secs(2));
-    let after = ALLOC.allocated() as isize;
+    let fresh = ALLOC.allocated() as isize;
     assert_eq!(b.ha.ike_sa_count(), n as usize + 1);
     assert_eq!(b.ha.child_sa_count(), 2 * (n as usize + 1));
-    (after - before) / n as isize
+    b.advance(Duration::from_secs(300));
+    let quiet = ALLOC.allocated() as isize;
+    assert_eq!(b.ha.child_sa_count(), 2 * (n as usize + 1));
+    ((fresh - before) / n as isize, (quiet - before) / n as isize)
 }
 
 /// The allocator's count is global: tests of this file measure one at a time.
@@ -50,10 +55,11 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn check(kind: AuthKind, limit: isize) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let small = per_sa(kind, 200);
-    let large = per_sa(kind, 600);
+    let (small, small_quiet) = per_sa(kind, 200);
+    let (large, large_quiet) = per_sa(kind, 600);
     println!(
-        "{kind:?}: home agent heap per IKE SA with 2 CHILD_SAs: {small} bytes at N=200, {large} bytes at N=600"
+        "{kind:?}: home agent heap per IKE SA with 2 CHILD_SAs: {small} bytes at N=200, {large} bytes at N=600; \
+         after 5 quiet minutes (no cached response): {small_quiet} and {large_quiet} bytes"
     );
     for f in [small, large] {
         assert!(f > 500, "the measurement counts something ({f})");
@@ -67,6 +73,11 @@ fn check(kind: AuthKind, limit: isize) {
     assert!(
         (small - large).abs() <= 96,
         "{kind:?}: per-SA cost depends on N: {small} vs {large}"
+    );
+    // The cached last response goes once no peer can still be retransmitting its request.
+    assert!(
+        small_quiet < small - 100 && large_quiet < large - 100,
+        "{kind:?}: the cached responses were dropped ({small} -> {small_quiet})"
     );
 }
 
@@ -114,6 +125,13 @@ fn hundred_thousand_sas() {
              ({} KiB in all); process RSS {rss0} KiB before, {rss1} KiB after: {} bytes per IKE SA",
             (heap1 - heap0) / 1024,
             (rss1.saturating_sub(rss0) * 1024) / u64::from(N)
+        );
+        b.advance(Duration::from_secs(300));
+        let (heap2, rss2) = (ALLOC.allocated(), rss_kib().unwrap_or(0));
+        println!(
+            "{kind:?}: after 5 quiet minutes (cached responses dropped): heap {} bytes per IKE SA; \
+             RSS {rss2} KiB (freed memory stays with the allocator)",
+            (heap2 - heap0) as isize / N as isize
         );
         assert!(per_sa <= limit, "{kind:?}: {per_sa} bytes per IKE SA");
         drop(b);

@@ -135,6 +135,15 @@ pub struct Endpoint {
     pub(super) by_hoa: super::hoa_index::HoaIndex,
 }
 
+/// How long our last response stays cached after its request (RFC 7296 2.1: it answers the
+/// request's retransmissions). RFC 7296 asks to keep it until the peer's next request, which on
+/// a quiet SA may be hours away; a home agent with 100,000 mobile nodes would keep 100,000
+/// responses (a few hundred bytes each) that nobody will ask for again. Peers give up
+/// retransmitting long before this (strongSwan's defaults: after about 165 s; ours: about 85 s;
+/// both then delete the SA), so a retransmission arriving later has no one waiting for its
+/// answer. Counted from `last_heard`, which the request set (later messages only move it on).
+pub(super) const RESPONSE_HOLD: Duration = Duration::from_secs(300);
+
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
 /// half-open SA would have lived).
 const BAD_INIT_WINDOW: Duration = Duration::from_secs(30);
@@ -559,6 +568,11 @@ impl Endpoint {
                 .map(|r| r.started + REASSEMBLY_TIMEOUT),
         );
         consider(Self::nat_keepalive_due(sa));
+        consider(
+            sa.last_response
+                .as_ref()
+                .map(|_| sa.last_heard + RESPONSE_HOLD),
+        );
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(match sa.use_asked {
                 // The kernel's answer is awaited; without one, check over IKE after a while.
@@ -599,6 +613,10 @@ impl Endpoint {
     fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
         let id = sa.id();
         let now = self.now.at;
+        if sa.last_response.is_some() && sa.last_heard + RESPONSE_HOLD <= now {
+            // No peer retransmits this request any more (see RESPONSE_HOLD).
+            sa.last_response = None;
+        }
         if sa
             .reassembly
             .as_ref()

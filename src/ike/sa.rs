@@ -245,7 +245,8 @@ pub(crate) struct IkeSa {
     /// Boxed: most of the time an SA has no request outstanding (one pointer then).
     pub pending: Option<Box<Pending>>,
     pub queue: VecDeque<Intent>,
-    /// Our last response, re-sent when its request is retransmitted.
+    /// Our last response, re-sent when its request is retransmitted; dropped `RESPONSE_HOLD`
+    /// after the request (see `endpoint`).
     pub last_response: Option<(u32, super::fragment::Datagrams)>,
     /// Both sides announced IKE fragmentation (RFC 7383) in IKE_SA_INIT (inherited on rekey).
     pub fragmentation: bool,

@@ -49,6 +49,10 @@ impl Registrar {
             unix: 1_800_000_000,
         };
         let mut cfg = ha_config(kind, IKE, ESP);
+        // The mobile nodes are gone once registered: liveness checks from the home agent would
+        // find them dead. An hour leaves room to let time pass (timers do not change the state
+        // kept per SA).
+        cfg.timers.liveness_interval = Duration::from_secs(3600);
         let auth = || match kind {
             AuthKind::Psk => UserAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec())),
             _ => UserAuth::Certificate,
