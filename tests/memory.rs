@@ -114,6 +114,10 @@ fn hundred_thousand_sas() {
         let t = std::time::Instant::now();
         for i in 0..N {
             b.register(i);
+            if (i + 1) % 20_000 == 0 {
+                // Progress, and a check that registration does not slow down as SAs pile up.
+                println!("{kind:?}: {} registered after {:.1?}", i + 1, t.elapsed());
+            }
         }
         let took = t.elapsed();
         b.advance(Duration::from_secs(2));

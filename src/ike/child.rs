@@ -432,7 +432,7 @@ impl Endpoint {
         let single = |a: Ipv6Addr| (a, a);
         let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
             // Only while the user entry still grants it (a reload may have taken it away).
-            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_ref(), a) => {
+            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_deref(), a) => {
                 vec![single(a)]
             }
             Some(_) => Vec::new(),

@@ -266,9 +266,10 @@ pub(crate) struct IkeSa {
     pub crl_parked: Option<Box<super::provider::Parked>>,
     pub crl_waited: bool,
     /// The certificate (issuer, serial) whose OCSP answer a parked IKE_AUTH waits for.
-    pub ocsp_wait: Option<super::ocsp::CertKey>,
-    /// The address provider's answer, once given.
-    pub provided: Option<super::ProvidedAddress>,
+    pub ocsp_wait: Option<Box<super::ocsp::CertKey>>,
+    /// The address provider's answer, once given (boxed, like the other rarely used parts:
+    /// one pointer per SA).
+    pub provided: Option<Box<super::ProvidedAddress>>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
@@ -359,6 +360,17 @@ impl IkeSa {
     }
     pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spi_in == spi_in)
+    }
+
+    /// IKE_AUTH is over: the handshake's data goes, and so do SK_pi and SK_pr, which only
+    /// IKE_AUTH uses (RFC 7296 2.15; a rekeyed IKE SA derives its keys from SK_d).
+    pub fn handshake_done(&mut self) {
+        self.hs = None;
+        if let Some(k) = self.keys.as_mut() {
+            // Dropping the old values wipes them (Zeroizing).
+            k.sk_p_ours = Secret::default();
+            k.sk_p_theirs = Secret::default();
+        }
     }
 
     /// Adds a CHILD_SA without spare room: a Vec's growth (4 slots at the first push, then
