@@ -233,11 +233,12 @@ impl Endpoint {
     /// The kernel would refuse the duplicate while we report the CHILD_SA up.
     fn peer_spi_taken(&self, sa: &IkeSa, spi: u32, dst: IpAddr) -> bool {
         sa.children.iter().any(|c| c.spi_out == spi)
-            || self.sas.values().any(|s| {
-                s.children
-                    .iter()
-                    .any(|c| c.spi_out == spi && c.outer_remote == dst)
-            })
+            || self.out_spis.contains_key(&spi)
+                && self.sas.values().any(|s| {
+                    s.children
+                        .iter()
+                        .any(|c| c.spi_out == spi && c.outer_remote == dst)
+                })
     }
 
     /// A reqid of `auto_reqids` for a new CHILD_SA outside the classes: the next in turn that
@@ -736,6 +737,7 @@ impl Endpoint {
         let info = super::endpoint::child_info(sa, &child);
         info!(ike = %sa.id(), class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
               spi_out = format_args!("{:08x}", child.spi_out), suite = %s, "CHILD_SA up");
+        self.note_out_spi(child.spi_out);
         sa.push_child(child);
         self.push_event(Event::ChildUp(info));
     }
