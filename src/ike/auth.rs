@@ -561,7 +561,7 @@ impl Endpoint {
         }
         let resp = self.seal(sa, IKE_AUTH, true, msg_id, &out);
         self.send_response(sa, msg_id, resp);
-        sa.hs = None;
+        sa.handshake_done();
         self.push_event(Event::IkeUp {
             ike: sa.id(),
             local: sa.local,
@@ -631,6 +631,7 @@ impl Endpoint {
             peer: identity,
         });
         let hs = sa.hs.take().expect("checked above");
+        sa.handshake_done();
         // Configuration reply: the home address the HA assigned and the home prefix.
         let reply = a.cp.filter(|cp| cp.cfg_type == CFG_REPLY);
         let assigned = reply.and_then(|cp| {

@@ -213,7 +213,7 @@ impl Endpoint {
         };
         if let Some(i) = sa.child_by_in(spi_in) {
             if hard {
-                let c = sa.children.remove(i);
+                let c = sa.take_child(i);
                 info!(ike = %sa.id(), %dst, spi = format_args!("{spi:08x}"), "hard lifetime of an SA expired");
                 self.remove_child_kernel(&sa, &c, "hard lifetime expired");
                 // The kernel already removed the SA; the Delete only informs the peer.
@@ -233,11 +233,12 @@ impl Endpoint {
     /// The kernel would refuse the duplicate while we report the CHILD_SA up.
     fn peer_spi_taken(&self, sa: &IkeSa, spi: u32, dst: IpAddr) -> bool {
         sa.children.iter().any(|c| c.spi_out == spi)
-            || self.sas.values().any(|s| {
-                s.children
-                    .iter()
-                    .any(|c| c.spi_out == spi && c.outer_remote == dst)
-            })
+            || self.out_spis.contains_key(&spi)
+                && self.sas.values().any(|s| {
+                    s.children
+                        .iter()
+                        .any(|c| c.spi_out == spi && c.outer_remote == dst)
+                })
     }
 
     /// A reqid of `auto_reqids` for a new CHILD_SA outside the classes: the next in turn that
@@ -432,7 +433,7 @@ impl Endpoint {
         let single = |a: Ipv6Addr| (a, a);
         let mut candidates: Vec<(Ipv6Addr, Ipv6Addr)> = match sa.home_address {
             // Only while the user entry still grants it (a reload may have taken it away).
-            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_ref(), a) => {
+            Some(a) if super::reload::user_grants_hoa(&user, sa.provided.as_deref(), a) => {
                 vec![single(a)]
             }
             Some(_) => Vec::new(),
@@ -736,7 +737,8 @@ impl Endpoint {
         let info = super::endpoint::child_info(sa, &child);
         info!(ike = %sa.id(), class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
               spi_out = format_args!("{:08x}", child.spi_out), suite = %s, "CHILD_SA up");
-        sa.children.push(child);
+        self.note_out_spi(child.spi_out);
+        sa.push_child(child);
         self.push_event(Event::ChildUp(info));
     }
 

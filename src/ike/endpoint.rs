@@ -73,7 +73,10 @@ impl Stats {
 pub struct Endpoint {
     pub(super) cfg: Arc<Config>,
     pub(super) rng: Box<dyn Rng>,
-    pub(super) sas: HashMap<u64, IkeSa>,
+    /// Boxed: a hash table keeps up to twice its length in slots (load factor, power-of-two
+    /// growth), which for a large `IkeSa` inline cost more than the SA itself at some sizes;
+    /// boxed, a slot is 16 bytes and the per-SA cost no longer depends on how full it is.
+    pub(super) sas: HashMap<u64, Box<IkeSa>>,
     /// Responder half-open SAs by (peer address, SPIi): a retransmitted IKE_SA_INIT finds its
     /// answer here.
     pub(super) half_open: HashMap<(SocketAddr, u64), u64>,
@@ -131,7 +134,23 @@ pub struct Endpoint {
     /// Authenticated identity -> its IKE SAs, so that INITIAL_CONTACT, the uniqueness policy
     /// and lease release do not scan every SA (see `unique`).
     pub(super) identities: super::unique::IdentityIndex,
+    /// Home address -> IKE SAs, for MIGRATE (see `hoa_index`); kept by `finish` and `destroy`.
+    pub(super) by_hoa: super::hoa_index::HoaIndex,
+    /// How many CHILD_SAs hold each outbound SPI: a new CHILD_SA's SPI is looked for among all
+    /// CHILD_SAs (`peer_spi_taken`) only when some CHILD_SA has it, not for every new one (with
+    /// 100,000 IKE SAs that scan made each registration cost milliseconds). Counted up where a
+    /// CHILD_SA is installed, down where one is removed; a count left behind only costs a scan.
+    pub(super) out_spis: HashMap<u32, u32>,
 }
+
+/// How long our last response stays cached after its request (RFC 7296 2.1: it answers the
+/// request's retransmissions). RFC 7296 asks to keep it until the peer's next request, which on
+/// a quiet SA may be hours away; a home agent with 100,000 mobile nodes would keep 100,000
+/// responses (a few hundred bytes each) that nobody will ask for again. Peers give up
+/// retransmitting long before this (strongSwan's defaults: after about 165 s; ours: about 85 s;
+/// both then delete the SA), so a retransmission arriving later has no one waiting for its
+/// answer. Counted from `last_heard`, which the request set (later messages only move it on).
+pub(super) const RESPONSE_HOLD: Duration = Duration::from_secs(300);
 
 /// How long a refused IKE_SA_INIT counts towards the cookie threshold (about as long as a
 /// half-open SA would have lived).
@@ -174,6 +193,8 @@ impl Endpoint {
             esp_liveness: false,
             use_queries: VecDeque::new(),
             ocsp: Default::default(),
+            by_hoa: Default::default(),
+            out_spis: HashMap::new(),
         }
     }
 
@@ -458,7 +479,7 @@ impl Endpoint {
     // ---- internals shared by the exchange modules ----
 
     /// Puts an SA back (or destroys it), starts queued work and re-arms its timer.
-    pub(super) fn finish(&mut self, mut sa: IkeSa, fate: Fate) {
+    pub(super) fn finish(&mut self, mut sa: Box<IkeSa>, fate: Fate) {
         if let Fate::Close(reason) = fate {
             return self.destroy(sa, &reason);
         }
@@ -472,12 +493,19 @@ impl Endpoint {
             }
         }
         self.reschedule(&mut sa);
+        // The home address index (MIGRATE): every SA enters the table here.
+        if let Some(h) = sa.home_address {
+            self.by_hoa.insert(h, sa.our_spi());
+        }
         self.sas.insert(sa.our_spi(), sa);
     }
 
     /// Removes an SA with its CHILD_SAs (kernel included) and reports it.
-    pub(super) fn destroy(&mut self, mut sa: IkeSa, reason: &str) {
+    pub(super) fn destroy(&mut self, mut sa: Box<IkeSa>, reason: &str) {
         self.unindex_identity(&sa);
+        if let Some(h) = sa.home_address {
+            self.by_hoa.remove(h, sa.our_spi());
+        }
         if let Some(d) = sa.deadline.take() {
             self.timers.remove(&(d, sa.our_spi()));
         }
@@ -522,6 +550,7 @@ impl Endpoint {
 
     pub(super) fn remove_child_kernel(&mut self, sa: &IkeSa, c: &super::sa::Child, reason: &str) {
         self.child_spis.remove(&c.spi_in);
+        self.forget_out_spi(c.spi_out);
         self.kernel_ops.push_back(KernelOp::DelSa {
             dst: c.outer_local,
             spi: c.spi_in,
@@ -539,6 +568,21 @@ impl Endpoint {
         });
     }
 
+    /// A CHILD_SA with outbound SPI `spi` was installed (see `out_spis`).
+    pub(super) fn note_out_spi(&mut self, spi: u32) {
+        *self.out_spis.entry(spi).or_insert(0) += 1;
+    }
+
+    /// A CHILD_SA with outbound SPI `spi` was removed (see `out_spis`).
+    pub(super) fn forget_out_spi(&mut self, spi: u32) {
+        if let Some(n) = self.out_spis.get_mut(&spi) {
+            *n -= 1;
+            if *n == 0 {
+                self.out_spis.remove(&spi);
+            }
+        }
+    }
+
     pub(super) fn reschedule(&mut self, sa: &mut IkeSa) {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
@@ -554,6 +598,11 @@ impl Endpoint {
                 .map(|r| r.started + REASSEMBLY_TIMEOUT),
         );
         consider(Self::nat_keepalive_due(sa));
+        consider(
+            sa.last_response
+                .as_ref()
+                .map(|_| sa.last_heard + RESPONSE_HOLD),
+        );
         if sa.state == State::Established && sa.pending.is_none() {
             consider(Some(match sa.use_asked {
                 // The kernel's answer is awaited; without one, check over IKE after a while.
@@ -594,6 +643,10 @@ impl Endpoint {
     fn on_timer(&mut self, sa: &mut IkeSa) -> Fate {
         let id = sa.id();
         let now = self.now.at;
+        if sa.last_response.is_some() && sa.last_heard + RESPONSE_HOLD <= now {
+            // No peer retransmits this request any more (see RESPONSE_HOLD).
+            sa.last_response = None;
+        }
         if sa
             .reassembly
             .as_ref()
@@ -711,13 +764,13 @@ impl Endpoint {
                 data: d.clone(),
             });
         }
-        sa.pending = Some(Pending {
+        sa.pending = Some(Box::new(Pending {
             msg_id,
             data,
             tries: 0,
             next_at,
             exchange,
-        });
+        }));
     }
 
     /// Sends a response and caches it for retransmitted requests.
@@ -1091,7 +1144,7 @@ impl Endpoint {
                     };
                     let ours = self.larval.get(&spi) == Some(&req.dst)
                         || at_dst(sa)
-                        || self.sas.values().any(at_dst);
+                        || self.sas.values().any(|s| at_dst(s));
                     if !ours {
                         self.kernel_ops
                             .push_back(KernelOp::DelSa { dst: req.dst, spi });

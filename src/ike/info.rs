@@ -53,7 +53,7 @@ impl Endpoint {
     pub(super) fn start_delete_child(&mut self, sa: &mut IkeSa, spi_in: u32) {
         let mut spi_out = None;
         if let Some(i) = sa.child_by_in(spi_in) {
-            let c = sa.children.remove(i);
+            let c = sa.take_child(i);
             spi_out = Some(c.spi_out);
             self.remove_child_kernel(sa, &c, "deleted");
         } else {
@@ -99,7 +99,7 @@ impl Endpoint {
                         // The peer names the SPI it receives on: our outbound SPI.
                         let spi = u32::from_be_bytes(b);
                         if let Some(i) = sa.children.iter().position(|c| c.spi_out == spi) {
-                            let c = sa.children.remove(i);
+                            let c = sa.take_child(i);
                             self.remove_child_kernel(sa, &c, "deleted by peer");
                             ours.push(c.spi_in.to_be_bytes().to_vec());
                         }

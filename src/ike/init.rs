@@ -173,7 +173,7 @@ impl Endpoint {
         };
         info!(ike = %sa.id(), %local, %remote, "initiating IKE SA");
         let fate = self.send_init(&mut sa);
-        self.finish(sa, fate);
+        self.finish(Box::new(sa), fate);
         IkeId(spi_i)
     }
 
@@ -596,7 +596,7 @@ impl Endpoint {
         self.send_response(&mut sa, 0, vec![resp]);
         self.half_open.insert((remote, header.spi_i), spi_r);
         self.sources.half_open_added(remote.ip());
-        self.finish(sa, Fate::Keep);
+        self.finish(Box::new(sa), Fate::Keep);
     }
 }
 

@@ -22,6 +22,7 @@ use tracing::{debug, info};
 
 use super::Event;
 use super::endpoint::{Endpoint, Fate};
+use super::hoa_index::prefix_range;
 use super::home::plan_hoa;
 use super::sa::{Child, IkeSa, Plan, State};
 use crate::kernel::{KernelOp, Migrate, Mode, Selector};
@@ -91,19 +92,7 @@ impl Endpoint {
             self.mn.note_kmaddress(&m.selector, km_local, km_remote);
             self.restart_negotiations(&m.selector, km_local, km_remote);
         }
-        let ids: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, sa)| {
-                matches!(
-                    sa.state,
-                    State::Established | State::Rekeyed | State::Deleting
-                ) && sa
-                    .home_address
-                    .is_some_and(|h| names_home_address(&m.selector, IpAddr::V6(h)))
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.sas_naming(&m.selector);
         if ids.is_empty() {
             if !self.is_home_agent() {
                 // Not lost: the next initiation (or the restart above) starts there.
@@ -129,6 +118,37 @@ impl Endpoint {
                 self.push_event(Event::IkeRekeyed { old, new: id });
             }
         }
+    }
+
+    /// The IKE SAs a MIGRATE's selector is about: established (or superseded, deleting) ones
+    /// whose home address either side of the selector covers. Found through the home address
+    /// index, not by looking at every SA; entries that no longer hold are dropped on the way.
+    fn sas_naming(&mut self, sel: &Selector) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for (addr, prefix) in [(sel.src, sel.src_prefix), (sel.dst, sel.dst_prefix)] {
+            let Some((first, last)) = prefix_range(addr, prefix) else {
+                continue;
+            };
+            for (hoa, id) in self.by_hoa.within(first, last) {
+                let Some(sa) = self.sas.get(&id) else {
+                    self.by_hoa.remove(hoa, id);
+                    continue;
+                };
+                if sa.home_address != Some(hoa) {
+                    self.by_hoa.remove(hoa, id);
+                    continue;
+                }
+                if matches!(
+                    sa.state,
+                    State::Established | State::Rekeyed | State::Deleting
+                ) && names_home_address(sel, IpAddr::V6(hoa))
+                    && !ids.contains(&id)
+                {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
     }
 
     /// Mobile node: IKE SAs still in IKE_SA_INIT or IKE_AUTH for the home address the MIGRATE

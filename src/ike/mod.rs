@@ -17,6 +17,7 @@ mod fragment;
 // Fuzzing only: lets a fuzz target seal messages with an established SA's keys.
 #[cfg(fuzzing)]
 pub mod fuzz_hooks;
+mod hoa_index;
 mod home;
 mod info;
 mod init;

@@ -307,7 +307,7 @@ impl Endpoint {
         let mut waiting: Vec<u64> = self
             .sas
             .iter()
-            .filter(|(_, sa)| sa.crl_parked.is_some() && sa.ocsp_wait.as_ref() == Some(&p.key))
+            .filter(|(_, sa)| sa.crl_parked.is_some() && sa.ocsp_wait.as_deref() == Some(&p.key))
             .map(|(&id, _)| id)
             .collect();
         waiting.sort_unstable();

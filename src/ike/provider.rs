@@ -75,7 +75,7 @@ impl Endpoint {
         if answer.address.is_none() && answer.prefix.is_none() {
             info!(ike = %sa.id(), "no address from the provider; using our own pools");
         }
-        sa.provided = Some(answer);
+        sa.provided = Some(Box::new(answer));
         sa.expires_at = p.half_open_expiry;
         let Some(header) = p.header else {
             return Fate::Keep;

@@ -66,9 +66,9 @@ impl Endpoint {
         suite: IkeSuite,
         keys: SaKeys,
         take_children: bool,
-    ) -> IkeSa {
+    ) -> Box<IkeSa> {
         let now = self.now.at;
-        let mut new = IkeSa {
+        let mut new = Box::new(IkeSa {
             suite: Some(suite),
             keys: Some(Box::new(keys)),
             peer: old.peer.clone(),
@@ -89,7 +89,7 @@ impl Endpoint {
                 old.remote,
                 now,
             )
-        };
+        });
         if take_children {
             self.move_children(old, &mut new);
         }
@@ -106,7 +106,9 @@ impl Endpoint {
         for c in &from.children {
             self.child_spis.insert(c.spi_in, owner);
         }
-        to.children.append(&mut from.children);
+        for c in std::mem::take(&mut from.children) {
+            to.push_child(c);
+        }
         to.state = State::Established;
         to.expires_at = None;
         // Queued work follows, except what only concerned the old SA.

@@ -108,7 +108,7 @@ impl Endpoint {
                 continue;
             };
             if let Some(hoa) = sa.home_address
-                && !user_grants_hoa(&u, sa.provided.as_ref(), hoa)
+                && !user_grants_hoa(&u, sa.provided.as_deref(), hoa)
             {
                 warn!(ike = %IkeId(id), identity = %peer, user = %u.name, home_address = %hoa,
                       "home address no longer granted after reload: deleting the IKE SA");
@@ -119,11 +119,11 @@ impl Endpoint {
             let revoked: Vec<usize> = (0..sa.children.len())
                 .filter(|&i| {
                     let c = &sa.children[i];
-                    !user_grants_child(&u, sa.provided.as_ref(), c.class, &c.ts_remote)
+                    !user_grants_child(&u, sa.provided.as_deref(), c.class, &c.ts_remote)
                 })
                 .collect();
             for i in revoked.into_iter().rev() {
-                let c = sa.children.remove(i);
+                let c = sa.take_child(i);
                 warn!(ike = %IkeId(id), identity = %peer, user = %u.name, class = ?c.class,
                       spi_in = format_args!("{:08x}", c.spi_in), "CHILD_SA no longer granted after reload: deleting it");
                 self.remove_child_kernel(&sa, &c, "no longer granted after reload");

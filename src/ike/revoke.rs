@@ -200,7 +200,7 @@ impl Endpoint {
             .crl_fetch
             .unwrap_or_default()
             .max(self.ocsp_timeout().unwrap_or_default());
-        sa.ocsp_wait = self.ocsp.wait_key.take();
+        sa.ocsp_wait = self.ocsp.wait_key.take().map(Box::new);
         info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
               "waiting for the revocation status of the peer's certificate");
         sa.crl_parked = Some(Box::new(Parked {
@@ -228,7 +228,7 @@ impl Endpoint {
             .crl_fetch
             .unwrap_or_default()
             .max(self.ocsp_timeout().unwrap_or_default());
-        sa.ocsp_wait = self.ocsp.wait_key.take();
+        sa.ocsp_wait = self.ocsp.wait_key.take().map(Box::new);
         info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
               "waiting for the revocation status of the home agent's certificate");
         sa.crl_parked = Some(Box::new(Parked {

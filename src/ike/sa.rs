@@ -242,9 +242,11 @@ pub(crate) struct IkeSa {
     pub next_msg_id: u32,
     /// The message ID we expect on the peer's next request.
     pub peer_msg_id: u32,
-    pub pending: Option<Pending>,
+    /// Boxed: most of the time an SA has no request outstanding (one pointer then).
+    pub pending: Option<Box<Pending>>,
     pub queue: VecDeque<Intent>,
-    /// Our last response, re-sent when its request is retransmitted.
+    /// Our last response, re-sent when its request is retransmitted; dropped `RESPONSE_HOLD`
+    /// after the request (see `endpoint`).
     pub last_response: Option<(u32, super::fragment::Datagrams)>,
     /// Both sides announced IKE fragmentation (RFC 7383) in IKE_SA_INIT (inherited on rekey).
     pub fragmentation: bool,
@@ -264,9 +266,10 @@ pub(crate) struct IkeSa {
     pub crl_parked: Option<Box<super::provider::Parked>>,
     pub crl_waited: bool,
     /// The certificate (issuer, serial) whose OCSP answer a parked IKE_AUTH waits for.
-    pub ocsp_wait: Option<super::ocsp::CertKey>,
-    /// The address provider's answer, once given.
-    pub provided: Option<super::ProvidedAddress>,
+    pub ocsp_wait: Option<Box<super::ocsp::CertKey>>,
+    /// The address provider's answer, once given (boxed, like the other rarely used parts:
+    /// one pointer per SA).
+    pub provided: Option<Box<super::ProvidedAddress>>,
     /// Mobile node: the home prefix the home agent delegated (prefix, length, lifetime).
     pub home_prefix: Option<(Ipv6Addr, u8, u32)>,
     /// Mobile node: left behind by a move without the K bit (see `Plan::retire`).
@@ -357,5 +360,34 @@ impl IkeSa {
     }
     pub fn child_by_in(&self, spi_in: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spi_in == spi_in)
+    }
+
+    /// IKE_AUTH is over: the handshake's data goes, and so do SK_pi and SK_pr, which only
+    /// IKE_AUTH uses (RFC 7296 2.15; a rekeyed IKE SA derives its keys from SK_d).
+    pub fn handshake_done(&mut self) {
+        self.hs = None;
+        if let Some(k) = self.keys.as_mut() {
+            // Dropping the old values wipes them (Zeroizing).
+            k.sk_p_ours = Secret::default();
+            k.sk_p_theirs = Secret::default();
+        }
+    }
+
+    /// Adds a CHILD_SA without spare room: a Vec's growth (4 slots at the first push, then
+    /// doubling) would keep up to two unused `Child`s per IKE SA, and a home agent holds very
+    /// many IKE SAs with two CHILD_SAs each.
+    pub fn push_child(&mut self, mut c: Child) {
+        c.ts_local.shrink_to_fit();
+        c.ts_remote.shrink_to_fit();
+        self.children.reserve_exact(1);
+        self.children.push(c);
+    }
+
+    /// Removes CHILD_SA `i` and gives its room back (see `push_child`; rekeys add and remove
+    /// one, rarely enough for the reallocation not to matter).
+    pub fn take_child(&mut self, i: usize) -> Child {
+        let c = self.children.remove(i);
+        self.children.shrink_to_fit();
+        c
     }
 }
