@@ -378,10 +378,12 @@ pub fn plan(a: &LoadArgs, nat_port: u16) -> Result<Plan, String> {
     let mut configs = Vec::with_capacity(ids.len());
     for id in ids {
         let identity = Identity::parse_config(&id).map_err(|e| format!("identity {id}: {e}"))?;
-        let mut mobility = crate::ike::MobilityConfig::default();
-        // Many initiators of one identity: none may pass for a restart of the others.
-        mobility.initial_contact = false;
-        mobility.nat_port = nat_port;
+        let mobility = crate::ike::MobilityConfig {
+            // Many initiators of one identity: none may pass for a restart of the others.
+            initial_contact: false,
+            nat_port,
+            ..Default::default()
+        };
         configs.push(Arc::new(Config {
             identity,
             auth: auth(),
