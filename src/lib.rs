@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod ike;
 pub mod kernel;
+pub mod load;
 pub mod mobility;
 pub mod policy;
 pub mod wire;
