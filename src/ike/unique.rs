@@ -30,7 +30,11 @@ impl Endpoint {
             } else {
                 // The peer restarted: its older SAs go without a Delete (RFC 7296 2.4).
                 self.initial_contact(sa, identity);
+                self.note_identity_claimed(sa.id(), identity, false);
             }
+        }
+        if policy == Uniqueness::Replace {
+            self.note_identity_claimed(sa.id(), identity, true);
         }
         if !matches!(policy, Uniqueness::Keep | Uniqueness::Replace) {
             return Ok(());

@@ -61,6 +61,10 @@ pub struct LeaseTable {
     expiries: BTreeSet<(u64, Ipv6Addr, u8)>,
     /// Per pool name: where to find a free item without scanning the leases held.
     cursors: HashMap<String, Cursor>,
+    /// Identity key -> the engine shards (one bit each) holding an IKE SA of the identity. A
+    /// table shared by several shards releases an identity's leases only once none holds it;
+    /// with one shard this is the shard's own "no other IKE SA of the identity" check.
+    holders: HashMap<String, u64>,
     changed: bool,
 }
 
@@ -290,6 +294,28 @@ impl LeaseTable {
         }
     }
 
+    /// Engine shard `shard` (< 64) holds an IKE SA of `identity`.
+    pub fn hold(&mut self, identity: &str, shard: u8) {
+        *self.holders.entry(owner_key(identity)).or_insert(0) |= 1u64 << (shard % 64);
+    }
+
+    /// Engine shard `shard` has no IKE SA of `identity` left: true when no shard holds one any
+    /// more (its leases may then start their grace period).
+    pub fn let_go(&mut self, identity: &str, shard: u8) -> bool {
+        let key = owner_key(identity);
+        let rest = match self.holders.get_mut(&key) {
+            Some(m) => {
+                *m &= !(1u64 << (shard % 64));
+                *m
+            }
+            None => 0,
+        };
+        if rest == 0 {
+            self.holders.remove(&key);
+        }
+        rest == 0
+    }
+
     /// Whether `identity` holds a bound lease.
     pub fn has_bound(&self, identity: &str) -> bool {
         self.items_of(identity).iter().any(|i| {
@@ -301,6 +327,7 @@ impl LeaseTable {
 
     /// Every bound lease starts its grace period (daemon shutdown).
     pub fn release_all(&mut self, now_unix: u64, grace_secs: u64) {
+        self.holders.clear();
         for l in self.by_item.values_mut() {
             if l.state == LeaseState::Bound {
                 let e = now_unix.saturating_add(grace_secs);
