@@ -397,9 +397,10 @@ impl Daemon {
         let engine_timers = self.shards.len() == 1;
 
         loop {
-            self.flush().await;
+            let more = self.flush().await;
             let lease_retry = self.lease_writer.as_ref().and_then(|w| w.retry_at());
             let deadline = [
+                more.then(Instant::now),
                 if engine_timers {
                     self.ep(0).next_deadline()
                 } else {
@@ -493,7 +494,7 @@ impl Daemon {
                 warn!("shutdown: {e}");
             }
         }
-        self.flush().await;
+        while self.flush().await {}
         self.finish_lease_writes().await;
         for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
@@ -699,11 +700,13 @@ impl Daemon {
 
     /// Carries out everything the engines have queued. Datagrams produced with a lease change
     /// wait until the change is on disk (see [`leases`]).
-    async fn flush(&mut self) {
+    /// Returns true when it stopped with output left (the caller comes back at once).
+    async fn flush(&mut self) -> bool {
         let mut with_change = false;
+        let mut more = false;
         // Bounded, so that shards busy with a flood cannot keep this task from the control
         // socket and the kernel's events: what is left goes on the next turn.
-        for _ in 0..64 {
+        for pass in 0..64 {
             let mut progress = false;
             for i in 0..self.shards.len() {
                 let Output {
@@ -745,6 +748,7 @@ impl Daemon {
             if !progress {
                 break;
             }
+            more = pass == 63;
         }
         // A change noted after the last datagram (events, kernel results) is written too.
         for i in 0..self.shards.len() {
@@ -760,6 +764,7 @@ impl Daemon {
                 w.start(leases);
             }
         }
+        more
     }
 
     /// Takes what shard `i` queued; the kernel questions (SA use) are answered on the way.

@@ -521,6 +521,37 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_held_by_two_shards_keeps_its_lease_until_both_let_go() {
+        let p = Pool {
+            name: "dyn".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::10".parse().unwrap(),
+                last: "2001:db8:1::20".parse().unwrap(),
+            },
+            lifetime: 0,
+        };
+        let mut t = LeaseTable::new();
+        t.hold("fqdn:A", 0);
+        let a = t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        // The same identity on shard 1 gets the same address (identities compare as text,
+        // case-insensitively).
+        t.hold("FQDN:a", 1);
+        assert_eq!(t.acquire("fqdn:a", "a", &p, None, |_| false, 0), Some(a));
+        // Shard 0 lets go: shard 1 still holds it.
+        assert!(!t.let_go("fqdn:A", 0));
+        // Another identity never gets it.
+        assert_ne!(t.acquire("fqdn:B", "b", &p, None, |_| false, 0), Some(a));
+        assert!(t.let_go("fqdn:A", 1));
+        assert!(t.holders.get("fqdn:a").is_none());
+        // A shard that never held it lets go: nobody holds it.
+        assert!(t.let_go("fqdn:C", 3));
+        t.hold("fqdn:D", 63);
+        t.hold("fqdn:D", 2);
+        t.release_all(0, 10);
+        assert!(t.holders.is_empty());
+    }
+
+    #[test]
     fn reserved_identifiers_are_never_leased() {
         let p = Pool {
             name: "link".into(),
