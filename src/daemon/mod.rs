@@ -1,6 +1,7 @@
 //! Tokio glue, free of protocol logic: UDP sockets in, [`Endpoint`] calls, and whatever the
 //! engine returns carried out (datagrams sent, kernel operations applied, events logged and
-//! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
+//! broadcast). One task owns the Endpoints (one per engine shard, see [`shards`]); socket
+//! readers feed it (or, with several shards, each shard's thread) through bounded channels, and
 //! signals or the control socket through [`Control`] messages.
 
 pub mod control;
