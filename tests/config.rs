@@ -295,7 +295,7 @@ fn unknown_section_in_global_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `key_mobility`, `listen`, `identity`, \
-         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`, `revocation`, `pools`; did you mean `timers`?"
+         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `engine`, `control`, `revocation`, `pools`; did you mean `timers`?"
     );
 }
 

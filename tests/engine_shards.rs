@@ -88,3 +88,40 @@ fn another_shards_claim_drops_the_identitys_sas_here() {
         assert_eq!(sent.len(), usize::from(replace), "{sent:?}");
     }
 }
+
+#[test]
+fn keep_refuses_an_identity_another_shard_holds() {
+    use mip6_ike::ike::Event;
+    use mip6_ike::mobility::{Uniqueness, UserAuth};
+    for (held_by, refused) in [(Some(0u8), true), (Some(1), false), (None, false)] {
+        let mut u = user("mn1", MN1_DN, UserAuth::Certificate, &[HOA1], BU_PAYLOAD);
+        u.uniqueness = Some(Uniqueness::Keep);
+        let mut l = Lab::new(
+            mn_config(AuthKind::Ecdsa, "mn1", IKE, ESP),
+            ha_with_users(vec![u]),
+        );
+        l.ha.ep.set_shard(1, 2);
+        if let Some(s) = held_by {
+            // Shard `s` of the same home agent has an IKE SA of mn1 (its own shard's bit is
+            // this shard's record, which the local check covers).
+            l.ha.ep
+                .lease_table()
+                .lock()
+                .unwrap()
+                .hold(&mn1().to_string(), s);
+        }
+        l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        let up = l.establish(2);
+        assert_eq!(up, !refused, "held by {held_by:?}");
+        if refused {
+            assert!(l.ha.ep.list().is_empty());
+            assert!(l.mn.events.iter().any(|e| matches!(
+                e,
+                Event::ExchangeFailed {
+                    notify: Some(24),
+                    ..
+                }
+            )));
+        }
+    }
+}

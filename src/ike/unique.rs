@@ -50,6 +50,18 @@ impl Endpoint {
             })
             .map(|(&k, _)| k)
             .collect();
+        if older.is_empty() && policy == Uniqueness::Keep && self.shard.1 > 1 {
+            // Another shard's IKE SA of the identity (its shard holds the identity in the
+            // lease table from its authentication until its last SA of it goes).
+            let (id, shard) = (identity.to_string(), self.shard.0);
+            if self.lease_op(|t| t.held_elsewhere(&id, shard)) {
+                warn!(ike = %sa.id(), %identity, user = %user.name,
+                      "IKE SA refused: the identity has one already on another shard (uniqueness = keep)");
+                return Err(format!(
+                    "identity {identity} already has an IKE SA (uniqueness = keep)"
+                ));
+            }
+        }
         if older.is_empty() {
             return Ok(());
         }
