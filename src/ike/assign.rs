@@ -121,6 +121,17 @@ impl Endpoint {
             return;
         }
         let id = peer.to_string();
+        // Without a bound lease (and, with several shards, without this shard's hold on the
+        // identity) there is nothing to release: no need to look at the other SAs.
+        let shard = self.shard.0;
+        let several = self.shard.1 > 1;
+        let wanted = {
+            let t = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            t.has_bound(&id) || (several && t.held_by(&id, shard))
+        };
+        if !wanted {
+            return;
+        }
         let ours = sa.our_spi();
         let others = self.sas.iter().any(|(&k, o)| {
             k != ours
@@ -131,11 +142,7 @@ impl Endpoint {
             return;
         }
         // Other shards may still hold an IKE SA of the identity (see `shard`).
-        let (shard, now, grace) = (
-            self.shard.0,
-            self.now.unix,
-            self.cfg.mobility.lease_grace.as_secs(),
-        );
+        let (now, grace) = (self.now.unix, self.cfg.mobility.lease_grace.as_secs());
         let released = self.lease_op(|t| {
             let last = t.let_go(&id, shard) && t.has_bound(&id);
             if last {

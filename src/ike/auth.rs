@@ -550,8 +550,9 @@ impl Endpoint {
         sa.expires_at = None;
         self.forget_half_open(sa);
         self.stats.ike_established += 1;
-        if self.is_home_agent() {
-            // The identity's leases stay bound while this shard holds an IKE SA of it.
+        if self.is_home_agent() && self.shard.1 > 1 {
+            // The identity's leases stay bound while this shard holds an IKE SA of it, and
+            // `uniqueness = keep` on other shards sees it (one shard looks at its own SAs).
             let (shard, id) = (self.shard.0, identity.to_string());
             self.lease_op(|t| t.hold(&id, shard));
         }

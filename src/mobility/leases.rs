@@ -316,6 +316,13 @@ impl LeaseTable {
         rest == 0
     }
 
+    /// Whether shard `shard` holds an IKE SA of `identity`.
+    pub fn held_by(&self, identity: &str, shard: u8) -> bool {
+        self.holders
+            .get(&owner_key(identity))
+            .is_some_and(|m| m & (1u64 << (shard % 64)) != 0)
+    }
+
     /// Whether a shard other than `shard` holds an IKE SA of `identity`.
     pub fn held_elsewhere(&self, identity: &str, shard: u8) -> bool {
         self.holders
@@ -548,6 +555,7 @@ mod tests {
         // Shard 0 lets go: shard 1 still holds it.
         assert!(!t.let_go("fqdn:A", 0));
         assert!(t.held_elsewhere("fqdn:a", 0) && !t.held_elsewhere("fqdn:a", 1));
+        assert!(!t.held_by("fqdn:a", 0) && t.held_by("fqdn:a", 1));
         // Another identity never gets it.
         assert_ne!(t.acquire("fqdn:B", "b", &p, None, |_| false, 0), Some(a));
         assert!(t.let_go("fqdn:A", 1));
