@@ -72,17 +72,20 @@ fn main() {
     // The home agent's task on a thread of its own (its shards have theirs).
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<Control>(4);
-    let ha = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let daemon = Daemon::bind(cfg, Box::new(SharedKernel::new())).unwrap();
-            addr_tx.send(daemon.ike_addr().unwrap()).unwrap();
-            let _ = daemon.run(ctl_rx).await;
-        });
-    });
+    let ha = std::thread::Builder::new()
+        .name("ha-daemon".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let daemon = Daemon::bind(cfg, Box::new(SharedKernel::new())).unwrap();
+                addr_tx.send(daemon.ike_addr().unwrap()).unwrap();
+                let _ = daemon.run(ctl_rx).await;
+            });
+        })
+        .unwrap();
     let ha_addr: SocketAddr = addr_rx.recv().unwrap();
 
     // The initiators.
@@ -191,6 +194,46 @@ fn main() {
             0.0
         }
     );
+    // CPU per thread so far (utime + stime from /proc): the home agent's daemon task and its
+    // shards against the load's thread, per handshake.
+    let mut ha_cpu = 0.0;
+    for (name, cpu) in thread_cpu() {
+        let per = if up > 0 { cpu * 1e6 / up as f64 } else { 0.0 };
+        println!("  thread {name:<14} cpu {cpu:6.2} s  {per:6.1} us/handshake");
+        if name.starts_with("ike-shard") || name == "ha-daemon" {
+            ha_cpu += cpu;
+        }
+    }
+    if up > 0 {
+        println!(
+            "  home agent in all: {:.1} us of CPU per handshake",
+            ha_cpu * 1e6 / up as f64
+        );
+    }
     let _ = ctl_tx.blocking_send(Control::Shutdown);
     let _ = ha.join();
+}
+
+/// (thread name, CPU seconds) of every thread of this process.
+fn thread_cpu() -> Vec<(String, f64)> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut v = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc/self/task") else {
+        return v;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        let name = fs::read_to_string(p.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let stat = fs::read_to_string(p.join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        v.push((name, (t(11) + t(12)) / tick));
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
