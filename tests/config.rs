@@ -295,7 +295,7 @@ fn unknown_section_in_global_file() {
     assert_eq!(
         t.err("ha.toml"),
         "$D/conf/ha.toml:7:2: unknown key `timer`, expected one of `role`, `key_mobility`, `listen`, `identity`, \
-         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `control`, `revocation`, `pools`; did you mean `timers`?"
+         `proposals`, `timers`, `limits`, `reqids`, `home_agent`, `mobile_node`, `kernel`, `engine`, `control`, `revocation`, `pools`; did you mean `timers`?"
     );
 }
 
@@ -1116,5 +1116,39 @@ fn spi_stock_is_on_by_default_and_can_be_turned_off() {
     assert_eq!(
         ha_err("[kernel]\nspi_stock = 1\n"),
         "$D/conf/ha.toml:8:13: invalid type: integer `1`, expected a boolean"
+    );
+}
+
+#[test]
+fn engine_shards_default_to_one_per_core_and_are_bounded() {
+    let t = Tree::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ha(&t, "");
+    assert_eq!(
+        policy::load(t.path("conf/ha.toml")).unwrap().shards,
+        policy::default_shards(cores)
+    );
+    assert_eq!(policy::default_shards(1), 1);
+    assert_eq!(policy::default_shards(8), 8);
+    assert_eq!(policy::default_shards(200), 64);
+    ha(&t, "[engine]\nshards = 0\n");
+    assert_eq!(
+        policy::load(t.path("conf/ha.toml")).unwrap().shards,
+        policy::default_shards(cores)
+    );
+    ha(&t, "[engine]\nshards = 3\n");
+    assert_eq!(policy::load(t.path("conf/ha.toml")).unwrap().shards, 3);
+    assert_eq!(
+        ha_err("[engine]\nshards = 65\n"),
+        "$D/conf/ha.toml:8:10: shards = 65 is out of range: give 1 to 64 engine shards, or 0 for one per core"
+    );
+    assert_eq!(
+        ha_err("[engine]\nshards = -1\n"),
+        "$D/conf/ha.toml:8:10: invalid value: integer `-1`, expected u64"
+    );
+    let e = ha_err("[engine]\nshard = 2\n");
+    assert!(
+        e.starts_with("$D/conf/ha.toml:8:1: unknown key `shard`"),
+        "{e}"
     );
 }

@@ -487,7 +487,7 @@ impl Daemon {
     /// listing does not hold up IKE traffic.
     pub fn sas_snapshot(&self) -> SasSnapshot {
         SasSnapshot {
-            sas: self.endpoint.list(),
+            sas: self.list(),
             counters: self.counters(),
             users: self
                 .cfg
@@ -509,7 +509,6 @@ impl Daemon {
         };
         Ok(UsersSnapshot {
             peers: self
-                .endpoint
                 .list()
                 .into_iter()
                 .map(|i| (i.peer, i.home_address))
@@ -536,11 +535,18 @@ impl Daemon {
     }
 
     pub fn stats(&self) -> StatsResult {
-        let s = &self.endpoint.stats;
+        // Every shard's counters, summed.
+        let (mut s, mut ike_sas, mut child_sas) = (crate::ike::Stats::default(), 0, 0);
+        for shard in &self.shards {
+            let ep = shard.raw();
+            s.add(&ep.stats);
+            ike_sas += ep.ike_sa_count();
+            child_sas += ep.child_sa_count();
+        }
         StatsResult {
             uptime_s: age(self.started),
-            ike_sas: self.endpoint.ike_sa_count(),
-            child_sas: self.endpoint.child_sa_count(),
+            ike_sas,
+            child_sas,
             handshakes: s.ike_established,
             handshakes_failed: s.ike_failed,
             children_established: s.children_established,
@@ -595,7 +601,7 @@ impl Daemon {
         // An IKE SA of ours to that home agent for that home address answers the request
         // (mip6d's start script may ask for what the daemon already brought up).
         // (Not `initiator`: after the HA rekeyed the IKE SA, we are its responder.)
-        let existing = self.endpoint.list().into_iter().find(|i| {
+        let existing = self.list().into_iter().find(|i| {
             i.state != "rekeyed"
                 && i.state != "deleting"
                 && i.remote == mn.home_agent
@@ -610,8 +616,7 @@ impl Daemon {
                 // Up, but without some of the classes asked for now: add them.
                 for &class in &mn.classes {
                     if !i.children.iter().any(|ch| ch.class == Some(class)) {
-                        self.endpoint
-                            .handle_command(now(), Command::CreateChild { ike: i.id, class })
+                        self.command(Command::CreateChild { ike: i.id, class })
                             .map_err(|e| ErrorBody::new(ErrorCode::SaDown, e))?;
                     }
                 }
@@ -672,7 +677,7 @@ impl Daemon {
 
     /// The current view of one IKE SA.
     pub fn ike_info(&self, ike: IkeId) -> Option<IkeSaInfo> {
-        self.endpoint.get(ike)
+        self.get(ike)
     }
 
     /// Deletes one IKE SA, or all IKE SAs of `user`; returns their ids.
@@ -696,8 +701,7 @@ impl Daemon {
                         format!("no user file named '{name}'; see list-users"),
                     ));
                 }
-                self.endpoint
-                    .list()
+                self.list()
                     .iter()
                     .filter(|i| self.user_name(i).as_deref() == Some(name))
                     .map(|i| i.id)
@@ -716,10 +720,7 @@ impl Daemon {
             if self.mn_ike == Some(id) {
                 self.mn_ike = None;
             }
-            match self
-                .endpoint
-                .handle_command(now(), Command::Terminate { ike: id })
-            {
+            match self.command(Command::Terminate { ike: id }) {
                 Ok(_) => done.push(id.to_string()),
                 Err(e) if ike.is_some() => {
                     return Err(ErrorBody::new(ErrorCode::NoSuchSa, e));
@@ -736,7 +737,6 @@ impl Daemon {
             None => Command::RekeyIke { ike },
             Some(spi_in) => {
                 let known = self
-                    .endpoint
                     .get(ike)
                     .is_some_and(|i| i.children.iter().any(|c| c.spi_in == spi_in));
                 if !known {
@@ -748,8 +748,7 @@ impl Daemon {
                 Command::RekeyChild { ike, spi_in }
             }
         };
-        self.endpoint
-            .handle_command(now(), cmd)
+        self.command(cmd)
             .map(|_| ())
             .map_err(|e| ErrorBody::new(ErrorCode::NoSuchSa, e))
     }
@@ -759,7 +758,9 @@ impl Daemon {
     /// A provider registered (true) or left; returns how long the engine waits for it.
     pub fn set_address_provider(&mut self, on: bool) -> Duration {
         let t = self.cfg.control.provider_timeout;
-        self.endpoint.set_address_provider(on.then_some(t));
+        for i in 0..self.shards.len() {
+            self.ep(i).set_address_provider(on.then_some(t));
+        }
         t
     }
 
@@ -774,10 +775,7 @@ impl Daemon {
             prefix: a.prefix,
             prefix_lifetime: a.prefix_lifetime,
         });
-        if let Err(e) = self
-            .endpoint
-            .handle_command(now(), Command::ProvideAddress { ike, answer })
-        {
+        if let Err(e) = self.command(Command::ProvideAddress { ike, answer }) {
             tracing::debug!("address answer not used: {e}");
         }
     }
@@ -788,7 +786,8 @@ impl Daemon {
     pub fn certs(&self) -> proto::CertsResult {
         use crate::auth::revocation::{self, CertStatus};
         let cfg = &self.cfg.engine;
-        let crls = self.endpoint.crls();
+        // Every shard holds the same CRLs (the daemon hands them to all).
+        let crls = self.shards[0].raw().crls().clone();
         let unix = now().unix;
         let dn = |raw: &[u8]| {
             let s = crate::auth::Identity::Dn(raw.to_vec()).to_string();
@@ -839,7 +838,12 @@ impl Daemon {
                 });
             }
         }
-        for p in self.endpoint.peer_certs() {
+        let peers: Vec<_> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.raw().peer_certs())
+            .collect();
+        for p in peers {
             certs.push(proto::CertEntry {
                 kind: "peer".into(),
                 subject: dn(&p.cert.subject),
@@ -882,7 +886,7 @@ impl Daemon {
         }
         // The IKE SAs by peer identity (in id order, as before): each lease then looks at its
         // identity's SAs only instead of formatting every SA's identity for every lease.
-        let sas = self.endpoint.list();
+        let sas = self.list();
         let mut by_identity: HashMap<String, Vec<&IkeSaInfo>> = HashMap::new();
         for i in &sas {
             if let Some(p) = &i.peer {
@@ -891,8 +895,7 @@ impl Daemon {
         }
         let unix = now().unix;
         let leases = self
-            .endpoint
-            .leases()
+            .all_leases()
             .into_iter()
             .map(|l| {
                 let address = l.prefix_len == 128;

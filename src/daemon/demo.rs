@@ -139,6 +139,7 @@ fn loaded(
         control: Default::default(),
         lease_file: None,
         revocation: Default::default(),
+        shards: 1,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tokio glue, free of protocol logic: UDP sockets in, [`Endpoint`] calls, and whatever the
 //! engine returns carried out (datagrams sent, kernel operations applied, events logged and
-//! broadcast). One task owns the Endpoint; socket readers feed it through a bounded channel, and
+//! broadcast). One task owns the Endpoints (one per engine shard, see [`shards`]); socket
+//! readers feed it (or, with several shards, each shard's thread) through bounded channels, and
 //! signals or the control socket through [`Control`] messages.
 
 pub mod control;
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod kernel;
 mod leases;
 mod ocsp_fetch;
+mod shards;
 pub mod show;
 pub mod udp;
 
@@ -28,6 +30,8 @@ use crate::kernel::{Kernel, KernelEvent, KernelOp};
 use crate::mobility::{Lease, LeaseStore, SaveHook};
 use crate::policy::{self, KernelBackend, LoadedConfig, Role};
 pub use kernel::make_kernel;
+use shards::{EpGuard, Shard};
+pub use shards::{init_shard, route as route_to_shard};
 use udp::{IkeSocket, NatPortPayload, classify_nat_port};
 
 /// Datagrams read and waiting for the engine; beyond this, readers wait and the socket's receive
@@ -138,11 +142,42 @@ struct Datagram {
     data: Vec<u8>,
 }
 
+/// Where the socket readers hand datagrams: one channel per shard (with one shard, the
+/// daemon's task), chosen by [`shards::route`].
+struct Inbound {
+    txs: Vec<mpsc::Sender<Datagram>>,
+    hash: std::collections::hash_map::RandomState,
+}
+
+impl Inbound {
+    fn for_datagram(&self, d: &Datagram) -> Option<&mpsc::Sender<Datagram>> {
+        self.txs.get(shards::route(
+            &d.data,
+            d.remote.ip(),
+            self.txs.len(),
+            &self.hash,
+        ))
+    }
+}
+
+/// What one shard queued, taken in one go.
+#[derive(Default)]
+struct Output {
+    leases_changed: bool,
+    transmits: Vec<Transmit>,
+    kernel_ops: Vec<KernelOp>,
+    events: Vec<Event>,
+    notes: Vec<crate::ike::ShardNote>,
+}
+
 /// A bound daemon, not yet running: lets the caller learn the bound ports and subscribe to
 /// events before anything happens.
 pub struct Daemon {
     cfg: LoadedConfig,
-    endpoint: Endpoint,
+    /// The engine shards (one for a mobile node): see [`shards`].
+    shards: Vec<Arc<Shard>>,
+    /// The next shard an `initiate` goes to.
+    next_initiate: usize,
     kernel: Box<dyn Kernel>,
     sockets: Vec<Arc<IkeSocket>>,
     bound: Vec<SocketAddr>,
@@ -150,7 +185,7 @@ pub struct Daemon {
     /// Home agent: saves leases whenever they change, and holds the replies that wait for it.
     lease_writer: Option<leases::LeaseWriter>,
     /// Feeds the engine task; kept to start readers for sockets bound later (a new CoA).
-    inbound_tx: Option<mpsc::Sender<Datagram>>,
+    inbound_tx: Option<Arc<Inbound>>,
     /// Readers of sockets bound after start.
     late_readers: Vec<JoinHandle<()>>,
     /// Mobile node: our care-of address as last seen (IkeUp, Migrated), for re-initiation.
@@ -194,19 +229,33 @@ impl Daemon {
             }
         }
         let bound = sockets.iter().map(|s| s.local_addr()).collect();
-        let mut endpoint = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
-        if let Some(a) = kernel.spi_allocator() {
-            endpoint.set_spi_allocator(a);
+        // A mobile node has one IKE SA to its home agent: one shard is all it can use.
+        let count = match cfg.role {
+            Role::MobileNode => 1,
+            Role::HomeAgent => cfg.shards.clamp(1, crate::ike::MAX_SHARDS),
+        };
+        let mut endpoints = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut ep = Endpoint::new(cfg.engine.clone(), Box::new(SystemRng::default()), now());
+            ep.set_shard(i, count);
+            if let Some(a) = kernel.spi_allocator() {
+                ep.set_spi_allocator(a);
+            }
+            ep.set_crls(now(), cfg.revocation.crls.clone());
+            ep.set_crl_fetch(cfg.revocation.fetch.then_some(cfg.revocation.fetch_timeout));
+            // Liveness asks the kernel about inbound ESP first; `flush` answers.
+            ep.set_esp_liveness(true);
+            ep.set_ocsp(cfg.revocation.ocsp.clone());
+            endpoints.push(ep);
         }
-        endpoint.set_crls(now(), cfg.revocation.crls.clone());
-        endpoint.set_crl_fetch(cfg.revocation.fetch.then_some(cfg.revocation.fetch_timeout));
+        if count > 1 {
+            info!(shards = count, "engine shards");
+        }
+        let endpoint = &mut endpoints[0];
         let crl_watch = crl_watch::CrlWatch::new(&cfg.revocation, Instant::now());
         let ocsp_refresh_at = ocsp_refresh_period(&cfg.revocation).map(|p| Instant::now() + p);
         let file_crls = cfg.revocation.crls.clone();
         let crl_fetcher = crl_fetch::CrlFetcher::new(cfg.revocation.fetch_timeout);
-        // Liveness asks the kernel about inbound ESP first; `flush` answers.
-        endpoint.set_esp_liveness(true);
-        endpoint.set_ocsp(cfg.revocation.ocsp.clone());
         let ocsp_fetcher = ocsp_fetch::OcspFetcher::new(cfg.revocation.fetch_timeout);
         // Opened here, in the caller's network namespace, like the IKE sockets.
         let kernel_events = match cfg.kernel.backend {
@@ -221,10 +270,20 @@ impl Daemon {
             info!(file = %store.path().display(), count = leases.len(), "leases loaded");
             endpoint.restore_leases(leases);
         }
+        // One lease table for all shards (see `ike::shard`).
+        let table = endpoints[0].lease_table();
+        for ep in endpoints.iter_mut().skip(1) {
+            ep.share_leases(table.clone());
+        }
+        let shards = endpoints
+            .into_iter()
+            .map(|ep| Arc::new(Shard::new(ep)))
+            .collect();
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
-            endpoint,
+            shards,
+            next_initiate: 0,
             kernel,
             sockets,
             bound,
@@ -305,22 +364,54 @@ impl Daemon {
             self.initiate()?;
         }
         let (tx, mut inbound) = mpsc::channel::<Datagram>(INBOUND_QUEUE);
+        // With one shard the datagrams come to this task, as always; with more, each shard's
+        // thread takes its own, and tells this task when it has output.
+        let (out_tx, mut shard_out) = mpsc::channel::<()>(1);
+        let mut workers = Vec::new();
+        let txs = if self.shards.len() == 1 {
+            vec![tx]
+        } else {
+            drop(tx);
+            let mut txs = Vec::new();
+            for (i, shard) in self.shards.iter().enumerate() {
+                let (stx, srx) = mpsc::channel::<Datagram>(shards::SHARD_QUEUE);
+                let w =
+                    shards::spawn_worker(i, shard.clone(), srx, out_tx.clone()).map_err(|e| {
+                        DaemonError::Config(format!("cannot start engine shard {i}: {e}"))
+                    })?;
+                workers.push(w);
+                txs.push(stx);
+            }
+            txs
+        };
+        drop(out_tx);
+        let sink = Arc::new(Inbound {
+            txs,
+            hash: std::collections::hash_map::RandomState::new(),
+        });
         let readers: Vec<JoinHandle<()>> = self
             .sockets
             .iter()
-            .map(|s| tokio::spawn(reader(s.clone(), tx.clone())))
+            .map(|s| tokio::spawn(reader(s.clone(), sink.clone())))
             .collect();
         if self.cfg.role == Role::MobileNode {
-            self.inbound_tx = Some(tx.clone());
+            self.inbound_tx = Some(sink.clone());
         }
-        drop(tx);
+        drop(sink);
         let mut kevents = self.kernel_events.take();
+        // With shard threads, they run the engine's timers.
+        let engine_timers = self.shards.len() == 1;
 
         loop {
-            self.flush().await;
+            let more = self.flush().await;
             let lease_retry = self.lease_writer.as_ref().and_then(|w| w.retry_at());
             let deadline = [
-                self.endpoint.next_deadline(),
+                more.then(Instant::now),
+                if engine_timers {
+                    self.ep(0).next_deadline()
+                } else {
+                    None
+                },
                 self.retry_at,
                 self.resync_at,
                 lease_retry,
@@ -338,8 +429,10 @@ impl Daemon {
                     Some(c) => self.control(c),
                 },
                 Some(d) = inbound.recv() => {
-                    self.endpoint.handle_datagram(now(), d.local, d.remote, &d.data);
+                    self.ep(0).handle_datagram(now(), d.local, d.remote, &d.data);
                 }
+                // A shard's thread has output: the next flush carries it out.
+                Some(()) = shard_out.recv() => {}
                 () = lease_written(&mut self.lease_writer), if writing => {
                     self.send_released().await;
                 }
@@ -350,7 +443,9 @@ impl Daemon {
                     }
                 }
                 Some(a) = self.ocsp_fetcher.next() => {
-                    self.endpoint.ocsp_response(now(), a.query, a.body);
+                    // The query number carries the shard that asked (see `ike::shard`).
+                    let i = crate::ike::shard_of_spi(a.query, self.shards.len());
+                    self.ep(i).ocsp_response(now(), a.query, a.body);
                 }
                 Some(msg) = recv_kernel(&mut kevents), if kevents.is_some() => match msg {
                     kernel::KernelMsg::Event(ev) => self.on_kernel_event(ev),
@@ -358,7 +453,9 @@ impl Daemon {
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let n = now();
-                    self.endpoint.handle_timeout(n);
+                    if engine_timers {
+                        self.ep(0).handle_timeout(n);
+                    }
                     if let Some(w) = &mut self.lease_writer {
                         w.on_timer(n.at);
                     }
@@ -380,7 +477,9 @@ impl Daemon {
                         self.ocsp_refresh_at =
                             ocsp_refresh_period(&self.cfg.revocation).map(|p| n.at + p);
                         if let Some(max_age) = self.cfg.revocation.ocsp_recheck {
-                            let asked = self.endpoint.ocsp_refresh(n, max_age);
+                            let asked: usize = (0..self.shards.len())
+                                .map(|i| self.ep(i).ocsp_refresh(n, max_age))
+                                .sum();
                             if asked > 0 {
                                 info!(asked, "OCSP re-check of established SAs (answers older than ocsp_recheck)");
                             }
@@ -402,10 +501,19 @@ impl Daemon {
         info!("shutting down: deleting all SAs");
         // No new initiation for SAs that go down now.
         self.mn_ike = None;
-        if let Err(e) = self.endpoint.handle_command(now(), Command::Shutdown) {
-            warn!("shutdown: {e}");
+        // The shards' threads stop first: nothing new starts while the SAs go.
+        for shard in &self.shards {
+            shards::stop(shard);
         }
-        self.flush().await;
+        for w in workers {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        for i in 0..self.shards.len() {
+            if let Err(e) = self.ep(i).handle_command(now(), Command::Shutdown) {
+                warn!("shutdown: {e}");
+            }
+        }
+        while self.flush().await {}
         self.finish_lease_writes().await;
         for r in readers.into_iter().chain(self.late_readers.drain(..)) {
             r.abort();
@@ -423,17 +531,17 @@ impl Daemon {
             Control::Shutdown => {}
             Control::Reload => self.reload(),
             Control::List(reply) => {
-                let _ = reply.send(self.endpoint.list());
+                let _ = reply.send(self.list());
             }
             Control::KernelSas(reply) => {
                 let _ = reply.send(self.kernel.installed());
             }
             Control::Command(cmd, reply) => {
-                let _ = reply.send(self.endpoint.handle_command(now(), cmd));
+                let _ = reply.send(self.command(cmd));
             }
             Control::Call(f) => f(self),
             Control::Leases(reply) => {
-                let _ = reply.send(self.endpoint.leases());
+                let _ = reply.send(self.all_leases());
             }
         }
     }
@@ -459,7 +567,7 @@ impl Daemon {
             crate::ike::HomeAddress::Dynamic => None,
         };
         let latest = self
-            .endpoint
+            .ep(0)
             .latest_kmaddress(mn.home_agent.ip(), hoa)
             .filter(|a| a.is_ipv4() == mn.home_agent.is_ipv4());
         let coa = match latest.or_else(|| {
@@ -500,7 +608,7 @@ impl Daemon {
             ))
         })?;
         let cmd = mn.initiate(SocketAddr::new(coa, port));
-        match self.endpoint.handle_command(now(), cmd) {
+        match self.command(cmd) {
             Ok(id) => {
                 info!(ike = %id, local = %SocketAddr::new(coa, port), remote = %mn.home_agent, "initiating");
                 Ok(id)
@@ -512,7 +620,7 @@ impl Daemon {
     /// A socket for an address the [listen] addresses do not cover (the MN listens on specific
     /// addresses and moved to a new one), with its reader. Wildcard listeners never need this.
     fn bind_late(&mut self, local: SocketAddr) {
-        let Some(tx) = self.inbound_tx.clone() else {
+        let Some(sink) = self.inbound_tx.clone() else {
             return;
         };
         let bypass = udp::Bypass::for_backend(self.cfg.kernel.backend);
@@ -523,7 +631,7 @@ impl Daemon {
                 let s = Arc::new(s);
                 self.bound.push(s.local_addr());
                 self.sockets.push(s.clone());
-                self.late_readers.push(tokio::spawn(reader(s, tx)));
+                self.late_readers.push(tokio::spawn(reader(s, sink)));
             }
             Err(e) => {
                 warn!(%local, "cannot bind the new care-of address ({e}): IKE messages from it are dropped; listen on \"::\" to cover every address")
@@ -570,17 +678,21 @@ impl Daemon {
         for c in &changes {
             info!("reload: {c}");
         }
-        self.endpoint.set_config(new.engine.clone());
+        for i in 0..self.shards.len() {
+            let mut ep = self.ep(i);
+            ep.set_config(new.engine.clone());
+            ep.set_crl_fetch(new.revocation.fetch.then_some(new.revocation.fetch_timeout));
+            ep.set_ocsp(new.revocation.ocsp.clone());
+        }
         // After the configuration: the re-check uses the new policy and the new CRLs.
         self.file_crls = new.revocation.crls.clone();
-        self.endpoint
-            .set_crl_fetch(new.revocation.fetch.then_some(new.revocation.fetch_timeout));
-        self.endpoint.set_ocsp(new.revocation.ocsp.clone());
         self.ocsp_fetcher.set_timeout(new.revocation.fetch_timeout);
         self.publish_crls();
         // The established SAs' certificates are asked about again (the responder may know
         // of a revocation since).
-        let asked = self.endpoint.ocsp_recheck(now());
+        let asked: usize = (0..self.shards.len())
+            .map(|i| self.ep(i).ocsp_recheck(now()))
+            .sum();
         if asked > 0 {
             info!(asked, "reload: OCSP re-check of the established SAs");
         }
@@ -600,68 +712,145 @@ impl Daemon {
         for c in self.crl_fetcher.crls() {
             set.insert(c.clone());
         }
-        self.endpoint.set_crls(now(), Arc::new(set));
+        let set = Arc::new(set);
+        for i in 0..self.shards.len() {
+            self.ep(i).set_crls(now(), set.clone());
+        }
     }
 
-    /// Carries out everything the engine has queued. Datagrams produced with a lease change
+    /// Carries out everything the engines have queued. Datagrams produced with a lease change
     /// wait until the change is on disk (see [`leases`]).
-    async fn flush(&mut self) {
+    /// Returns true when it stopped with output left (the caller comes back at once).
+    async fn flush(&mut self) -> bool {
         let mut with_change = false;
-        loop {
+        let mut more = false;
+        // Bounded, so that shards busy with a flood cannot keep this task from the control
+        // socket and the kernel's events: what is left goes on the next turn.
+        for pass in 0..64 {
             let mut progress = false;
-            // Before the datagrams: the change came with the input they answer.
-            if self.endpoint.take_leases_changed()
-                && let Some(w) = &mut self.lease_writer
-            {
-                w.note_change();
-                with_change = true;
-            }
-            while let Some(t) = self.endpoint.poll_transmit() {
-                progress = true;
-                let t = match &mut self.lease_writer {
-                    Some(w) => w.hold(t, with_change),
-                    None => Some(t),
-                };
-                if let Some(t) = t {
-                    send(&self.sockets, &self.bound, t).await;
+            for i in 0..self.shards.len() {
+                let Output {
+                    leases_changed,
+                    transmits,
+                    kernel_ops,
+                    events,
+                    notes,
+                } = self.drain(i);
+                // Before the datagrams: the change came with the input they answer.
+                if leases_changed && let Some(w) = &mut self.lease_writer {
+                    w.note_change();
+                    with_change = true;
                 }
-            }
-            while let Some(op) = self.endpoint.poll_kernel_op() {
-                progress = true;
-                match self.kernel.apply(&op) {
-                    Ok(()) => debug!(?op, "kernel"),
-                    Err(e) => {
-                        warn!(?op, "kernel operation failed: {e}");
-                        // The engine takes down a CHILD_SA whose SA the kernel refused.
-                        self.endpoint.handle_kernel_result(now(), &op, Err(e));
+                progress |= !(transmits.is_empty()
+                    && kernel_ops.is_empty()
+                    && events.is_empty()
+                    && notes.is_empty());
+                // An identity claimed on shard i loses its older SAs on the others before
+                // shard i's new SAs reach the kernel (as within one shard).
+                for note in notes {
+                    self.tell_other_shards(i, note);
+                }
+                for t in transmits {
+                    let t = match &mut self.lease_writer {
+                        Some(w) => w.hold(t, with_change),
+                        None => Some(t),
+                    };
+                    if let Some(t) = t {
+                        send(&self.sockets, &self.bound, t).await;
                     }
                 }
-            }
-            while let Some(q) = self.endpoint.poll_sa_use_query() {
-                progress = true;
-                // A few SAs of one IKE SA, read from the kernel (GETSA each with XFRM).
-                let counters = self.kernel.sa_use(&q.sas);
-                self.endpoint.handle_sa_use(now(), &q, &counters);
-            }
-            while let Some(ev) = self.endpoint.poll_event() {
-                progress = true;
-                self.on_event(&ev);
-                let _ = self.events.send(ev);
+                self.apply_kernel_ops(i, kernel_ops);
+                for ev in events {
+                    self.on_event(&ev);
+                    let _ = self.events.send(ev);
+                }
             }
             if !progress {
                 break;
             }
+            more = pass == 63;
         }
         // A change noted after the last datagram (events, kernel results) is written too.
-        if self.endpoint.take_leases_changed()
-            && let Some(w) = &mut self.lease_writer
-        {
-            w.note_change();
+        for i in 0..self.shards.len() {
+            if self.shards[i].raw().take_leases_changed()
+                && let Some(w) = &mut self.lease_writer
+            {
+                w.note_change();
+            }
         }
-        if let Some(w) = &mut self.lease_writer
-            && w.wants_write()
-        {
-            w.start(self.endpoint.leases());
+        if self.lease_writer.as_ref().is_some_and(|w| w.wants_write()) {
+            let leases = self.all_leases();
+            if let Some(w) = &mut self.lease_writer {
+                w.start(leases);
+            }
+        }
+        more
+    }
+
+    /// Takes what shard `i` queued; the kernel questions (SA use) are answered on the way.
+    fn drain(&mut self, i: usize) -> Output {
+        let shard = self.shards[i].clone();
+        let mut ep = shard.raw();
+        let mut out = Output {
+            leases_changed: ep.take_leases_changed(),
+            ..Output::default()
+        };
+        loop {
+            let before = out.transmits.len() + out.kernel_ops.len() + out.events.len();
+            out.transmits
+                .extend(std::iter::from_fn(|| ep.poll_transmit()));
+            out.kernel_ops
+                .extend(std::iter::from_fn(|| ep.poll_kernel_op()));
+            let mut asked = false;
+            while let Some(q) = ep.poll_sa_use_query() {
+                asked = true;
+                // A few SAs of one IKE SA, read from the kernel (GETSA each with XFRM).
+                let counters = self.kernel.sa_use(&q.sas);
+                ep.handle_sa_use(now(), &q, &counters);
+            }
+            out.events.extend(std::iter::from_fn(|| ep.poll_event()));
+            out.notes
+                .extend(std::iter::from_fn(|| ep.poll_shard_note()));
+            let after = out.transmits.len() + out.kernel_ops.len() + out.events.len();
+            if !asked && after == before {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Applies shard `i`'s kernel operations; the shard hears of each failure.
+    fn apply_kernel_ops(&mut self, i: usize, ops: Vec<KernelOp>) {
+        for op in ops {
+            match self.kernel.apply(&op) {
+                Ok(()) => debug!(?op, "kernel"),
+                Err(e) => {
+                    warn!(?op, "kernel operation failed: {e}");
+                    // The engine takes down a CHILD_SA whose SA the kernel refused.
+                    self.ep(i).handle_kernel_result(now(), &op, Err(e));
+                }
+            }
+        }
+    }
+
+    /// Hands shard `from`'s note to every other shard, and applies at once the kernel
+    /// operations that follow from it (their datagrams and events go with the next drain).
+    fn tell_other_shards(&mut self, from: usize, note: crate::ike::ShardNote) {
+        let crate::ike::ShardNote::IdentityClaimed {
+            ike,
+            identity,
+            replace,
+            home_address,
+        } = note;
+        for j in (0..self.shards.len()).filter(|&j| j != from) {
+            let ops: Vec<KernelOp> = {
+                let mut ep = self.ep(j);
+                if ep.drop_identity(now(), ike, &identity, replace, home_address) == 0 {
+                    continue;
+                }
+                std::iter::from_fn(|| ep.poll_kernel_op()).collect()
+            };
+            self.apply_kernel_ops(j, ops);
         }
     }
 
@@ -687,7 +876,8 @@ impl Daemon {
             if w.is_writing() {
                 w.finished().await;
             } else if !w.is_durable() && w.retry_at().is_none() {
-                w.start(self.endpoint.leases());
+                let leases = self.shards[0].raw().leases();
+                w.start(leases);
             } else {
                 break;
             }
@@ -732,7 +922,6 @@ impl Daemon {
                 // Without the K bit the engine starts a successor from the new care-of address
                 // when it drops the old SA: follow it instead of starting another.
                 self.mn_ike = self
-                    .endpoint
                     .list()
                     .into_iter()
                     .find(|s| s.initiator && s.id != *ike)
@@ -742,7 +931,7 @@ impl Daemon {
                 }
             }
             Event::ExchangeFailed { ike, .. }
-                if self.mn_ike == Some(*ike) && self.endpoint.get(*ike).is_none() =>
+                if self.mn_ike == Some(*ike) && self.get(*ike).is_none() =>
             {
                 // The IKE SA never came up (IKE_SA_INIT or IKE_AUTH failed): try again later.
                 self.mn_ike = None;
@@ -767,6 +956,61 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Shard `i`'s Endpoint (0: a mobile node's only one); its thread looks at its timers
+    /// again once the guard goes.
+    fn ep(&self, i: usize) -> EpGuard<'_> {
+        self.shards[i.min(self.shards.len() - 1)].lock()
+    }
+
+    /// The shard that owns IKE SA `ike` (our SPI says).
+    fn shard_of(&self, ike: IkeId) -> usize {
+        crate::ike::shard_of_spi(ike.0, self.shards.len())
+    }
+
+    /// Every IKE SA of every shard, by id.
+    fn list(&self) -> Vec<IkeSaInfo> {
+        if self.shards.len() == 1 {
+            return self.shards[0].raw().list();
+        }
+        let mut v: Vec<IkeSaInfo> = self.shards.iter().flat_map(|s| s.raw().list()).collect();
+        v.sort_by_key(|i| i.id);
+        v
+    }
+
+    /// One IKE SA, from the shard that owns it.
+    fn get(&self, ike: IkeId) -> Option<IkeSaInfo> {
+        self.shards[self.shard_of(ike)].raw().get(ike)
+    }
+
+    /// The leases of all shards (one shared table).
+    fn all_leases(&self) -> Vec<Lease> {
+        self.shards[0].raw().leases()
+    }
+
+    /// An engine command, on the shard that owns its IKE SA; a new initiation goes to the
+    /// shards in turn (its SPI then says which).
+    fn command(&mut self, cmd: Command) -> Result<IkeId, String> {
+        let i = match &cmd {
+            Command::Initiate { .. } => {
+                self.next_initiate = (self.next_initiate + 1) % self.shards.len();
+                self.next_initiate
+            }
+            Command::CreateChild { ike, .. }
+            | Command::RekeyChild { ike, .. }
+            | Command::DeleteChild { ike, .. }
+            | Command::RekeyIke { ike }
+            | Command::Terminate { ike }
+            | Command::ProvideAddress { ike, .. } => self.shard_of(*ike),
+            Command::Shutdown => {
+                for i in 1..self.shards.len() {
+                    self.ep(i).handle_command(now(), Command::Shutdown)?;
+                }
+                0
+            }
+        };
+        self.ep(i).handle_command(now(), cmd)
+    }
+
     /// A kernel event: the mobile node answers ACQUIREs for its classes itself (the engine
     /// has no connection settings); everything else goes to the engine.
     fn on_kernel_event(&mut self, ev: KernelEvent) {
@@ -778,13 +1022,13 @@ impl Daemon {
                 .collect();
             let action = self
                 .acquire
-                .decide(*reqid, &classes, self.mn_ike, &self.endpoint.list());
+                .decide(*reqid, &classes, self.mn_ike, &self.list());
             kernel::log_acquire(*reqid, &action);
             // The CHILD_SA this starts answers the ACQUIRE: its ALLOCSPI carries the seq.
             if let Some(class) = kernel::acquire_class(*reqid, &classes)
                 && !matches!(action, kernel::AcquireAction::Ignore(_))
             {
-                self.endpoint.note_acquire(now(), class, *seq);
+                self.ep(0).note_acquire(now(), class, *seq);
             }
             match action {
                 kernel::AcquireAction::Ignore(_) => {}
@@ -796,10 +1040,7 @@ impl Daemon {
                     }
                 }
                 kernel::AcquireAction::CreateChild { ike, class } => {
-                    if let Err(e) = self
-                        .endpoint
-                        .handle_command(now(), kernel::create_child(ike, class))
-                    {
+                    if let Err(e) = self.command(kernel::create_child(ike, class)) {
                         warn!("ACQUIRE: cannot create the CHILD_SA: {e}");
                     }
                 }
@@ -814,7 +1055,13 @@ impl Daemon {
             let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
             self.acquire.on_migrate(m, &ha);
         }
-        self.endpoint.handle_kernel(now(), ev);
+        // Every shard looks: each acts only on SAs of its own (an EXPIRE names an SPI of
+        // one shard, a MIGRATE home addresses whose SAs may live on any).
+        let last = self.shards.len() - 1;
+        for i in 0..last {
+            self.ep(i).handle_kernel(now(), ev.clone());
+        }
+        self.ep(last).handle_kernel(now(), ev);
     }
 }
 
@@ -827,7 +1074,7 @@ impl Daemon {
         let KernelEvent::Acquire { src, dst, .. } = ev else {
             return;
         };
-        let elsewhere = self.endpoint.get(ike).is_some_and(|sa| {
+        let elsewhere = self.get(ike).is_some_and(|sa| {
             sa.children.iter().any(|c| {
                 c.class == Some(class)
                     && c.mode == crate::kernel::Mode::Tunnel
@@ -857,12 +1104,15 @@ impl Daemon {
     /// Feeds the engine the MIGRATEs that mip6d's tunnel templates show we missed.
     fn follow_missed_moves(&mut self) {
         let templates = self.kernel.tunnel_templates();
-        for m in kernel::missed_moves(&templates, &self.endpoint.list()) {
+        for m in kernel::missed_moves(&templates, &self.list()) {
             if let Some(mn) = &self.cfg.mobile_node {
                 let ha = [mn.home_agent.ip(), IpAddr::V6(mn.home_agent_address)];
                 self.acquire.on_migrate(&m, &ha);
             }
-            self.endpoint.handle_kernel(now(), KernelEvent::Migrate(m));
+            for i in 0..self.shards.len() {
+                self.ep(i)
+                    .handle_kernel(now(), KernelEvent::Migrate(m.clone()));
+            }
         }
     }
 
@@ -874,21 +1124,19 @@ impl Daemon {
         drop_larval: bool,
         why: &str,
     ) -> kernel::Resync {
-        let r = kernel::resync(
-            self.kernel.as_mut(),
-            &self.endpoint.list(),
-            only,
-            drop_larval,
-            why,
-        );
+        // Every shard stands still meanwhile (only this task ever holds several, in order),
+        // so that the record compared is the record of this moment.
+        let shards = self.shards.clone();
+        let held: Vec<_> = shards.iter().map(|s| s.raw()).collect();
+        let mut list: Vec<IkeSaInfo> = held.iter().flat_map(|ep| ep.list()).collect();
+        list.sort_by_key(|i| i.id);
+        let r = kernel::resync(self.kernel.as_mut(), &list, only, drop_larval, why);
+        drop(held);
         for (ike, spi_in) in &r.renegotiate {
-            if let Err(e) = self.endpoint.handle_command(
-                now(),
-                Command::RekeyChild {
-                    ike: *ike,
-                    spi_in: *spi_in,
-                },
-            ) {
+            if let Err(e) = self.command(Command::RekeyChild {
+                ike: *ike,
+                spi_in: *spi_in,
+            }) {
                 warn!(%ike, "resync: cannot rekey the CHILD_SA: {e}");
             }
         }
@@ -954,8 +1202,8 @@ fn size_receive_buffer(sock: &IkeSocket, bytes: u32, first: bool) {
     }
 }
 
-/// Reads one socket forever, handing IKE messages to the engine task.
-async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
+/// Reads one socket forever, handing IKE messages to the engine shard they belong to.
+async fn reader(sock: Arc<IkeSocket>, sink: Arc<Inbound>) {
     let mut buf = vec![0u8; 65_536];
     loop {
         let r = match sock.recv(&mut buf).await {
@@ -998,6 +1246,9 @@ async fn reader(sock: Arc<IkeSocket>, tx: mpsc::Sender<Datagram>) {
         // When the engine is behind, stop reading: datagrams then wait in the socket's
         // receive buffer (sized by [listen] receive_buffer), whose overflow the kernel counts
         // and the stats show, rather than being dropped here unseen.
+        let Some(tx) = sink.for_datagram(&d) else {
+            return;
+        };
         if tx.send(d).await.is_err() {
             return;
         }

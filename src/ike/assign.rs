@@ -95,7 +95,7 @@ pub(super) struct CpAnswer {
 impl Endpoint {
     /// Every lease, for listings (`mip6-ikectl leases`).
     pub fn leases(&self) -> Vec<Lease> {
-        self.leases.list()
+        self.leases.lock().unwrap_or_else(|p| p.into_inner()).list()
     }
 
     /// Loads stored leases (daemon start): expired ones are dropped, the rest wait for their
@@ -104,12 +104,13 @@ impl Endpoint {
     pub fn restore_leases(&mut self, leases: Vec<Lease>) {
         let mut t = LeaseTable::from_leases(leases, self.now.unix);
         t.release_all(self.now.unix, self.cfg.mobility.lease_grace.as_secs());
-        self.leases = t;
+        *self.leases.lock().unwrap_or_else(|p| p.into_inner()) = t;
+        self.leases_changed = false;
     }
 
     /// True once after every change of the lease table: the daemon then saves [`leases`].
     pub fn take_leases_changed(&mut self) -> bool {
-        self.leases.take_changed()
+        std::mem::take(&mut self.leases_changed)
     }
 
     /// An IKE SA went down: its identity's leases start their grace period once no other IKE SA
@@ -120,7 +121,15 @@ impl Endpoint {
             return;
         }
         let id = peer.to_string();
-        if !self.leases.has_bound(&id) {
+        // Without a bound lease (and, with several shards, without this shard's hold on the
+        // identity) there is nothing to release: no need to look at the other SAs.
+        let shard = self.shard.0;
+        let several = self.shard.1 > 1;
+        let wanted = {
+            let t = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            t.has_bound(&id) || (several && t.held_by(&id, shard))
+        };
+        if !wanted {
             return;
         }
         let others = self
@@ -131,16 +140,29 @@ impl Endpoint {
                 o.peer.as_ref().is_some_and(|p| p.to_string() == id)
                     && o.state != super::sa::State::InitReplied
             });
-        if !others {
-            let grace = self.cfg.mobility.lease_grace.as_secs();
-            self.leases.release(&id, self.now.unix, grace);
+        if others {
+            return;
+        }
+        // Other shards may still hold an IKE SA of the identity (see `shard`).
+        let (now, grace) = (self.now.unix, self.cfg.mobility.lease_grace.as_secs());
+        let released = self.lease_op(|t| {
+            let last = t.let_go(&id, shard) && t.has_bound(&id);
+            if last {
+                t.release(&id, now, grace);
+            }
+            last
+        });
+        if released {
             info!(identity = %id, grace, "leases released (IKE SA gone)");
         }
     }
 
     /// The addresses `peer` may use beyond its static ones: its leases (renewal).
     pub(super) fn leased_items(&self, peer: &Identity) -> Vec<(Ipv6Addr, u8)> {
-        self.leases.items_of(&peer.to_string())
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .items_of(&peer.to_string())
     }
 
     /// Answers a CP request for `user` (authenticated as `peer`).
@@ -234,14 +256,12 @@ impl Endpoint {
         if let Some(pool) = &user.pool {
             let db = self.cfg.home_agent.as_ref().map(|h| h.users.clone());
             let reserved = |a: Ipv6Addr| db.as_ref().is_some_and(|d| d.is_static(a));
-            let got = self.leases.acquire(
-                &peer.to_string(),
-                &user.name,
-                pool,
-                wanted,
-                reserved,
-                self.now.unix,
-            );
+            let (shard, now) = (self.shard.0, self.now.unix);
+            let got = self.lease_op(|t| {
+                let id = peer.to_string();
+                t.hold(&id, shard);
+                t.acquire(&id, &user.name, pool, wanted, reserved, now)
+            });
             if got.is_some() {
                 return got;
             }
@@ -258,14 +278,12 @@ impl Endpoint {
                 lifetime,
             } => Some((*prefix, *len, *lifetime)),
             HomePrefix::Pool(pool) => {
-                let got = self.leases.acquire(
-                    &peer.to_string(),
-                    &user.name,
-                    pool,
-                    None,
-                    |_| false,
-                    self.now.unix,
-                );
+                let (shard, now) = (self.shard.0, self.now.unix);
+                let got = self.lease_op(|t| {
+                    let id = peer.to_string();
+                    t.hold(&id, shard);
+                    t.acquire(&id, &user.name, pool, None, |_| false, now)
+                });
                 if got.is_none() {
                     warn!(pool = %pool.name, "prefix pool exhausted");
                 }

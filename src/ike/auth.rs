@@ -549,6 +549,12 @@ impl Endpoint {
         sa.expires_at = None;
         self.forget_half_open(sa);
         self.stats.ike_established += 1;
+        if self.is_home_agent() && self.shard.1 > 1 {
+            // The identity's leases stay bound while this shard holds an IKE SA of it, and
+            // `uniqueness = keep` on other shards sees it (one shard looks at its own SAs).
+            let (shard, id) = (self.shard.0, identity.to_string());
+            self.lease_op(|t| t.hold(&id, shard));
+        }
         if let (Some(props), Some(tsi), Some(tsr)) = (a.sa, a.tsi, a.tsr) {
             let transport = a.notify(N_USE_TRANSPORT_MODE).is_some();
             match self.accept_child(sa, props, tsi, tsr, transport, None, cp, None, false) {

@@ -255,15 +255,23 @@ impl Endpoint {
                     .values()
                     .any(|s| s.children.iter().any(|c| c.reqid_in == r))
         };
+        // Shard i of n takes every n-th reqid from the i-th: shards never pick the same one
+        // while each has its own free ones (one shard: every reqid in turn).
+        let (shard, shards) = (u32::from(self.shard.0), u32::from(self.shard.1.max(1)));
+        let nth = |n: u32| n.wrapping_mul(shards).wrapping_add(shard);
+        let size = size.div_ceil(u64::from(shards));
         let start = self.next_reqid;
         for k in 0..size.min(u64::from(MAX_AUTO_REQID_PROBES)) {
-            let r = self.cfg.mobility.auto_reqid(start.wrapping_add(k as u32));
+            let r = self
+                .cfg
+                .mobility
+                .auto_reqid(nth(start.wrapping_add(k as u32)));
             if !in_use(self, r) {
                 self.next_reqid = start.wrapping_add(k as u32 + 1);
                 return r;
             }
         }
-        let r = self.cfg.mobility.auto_reqid(start);
+        let r = self.cfg.mobility.auto_reqid(nth(start));
         self.next_reqid = start.wrapping_add(1);
         warn!(reqid = r, "every automatic reqid is in use; sharing one");
         r

@@ -54,6 +54,27 @@ pub struct Stats {
 pub const MAX_FAILURE_KINDS: usize = 64;
 
 impl Stats {
+    /// Adds `o`'s counters (the daemon sums its shards').
+    pub fn add(&mut self, o: &Stats) {
+        self.ike_established += o.ike_established;
+        self.ike_failed += o.ike_failed;
+        self.children_established += o.children_established;
+        self.retransmissions += o.retransmissions;
+        self.cookies_sent += o.cookies_sent;
+        self.invalid_ke_sent += o.invalid_ke_sent;
+        self.dropped += o.dropped;
+        self.auth_failures += o.auth_failures;
+        self.ts_refused += o.ts_refused;
+        self.nat_detected += o.nat_detected;
+        self.use_assigned_hoa += o.use_assigned_hoa;
+        self.migrations += o.migrations;
+        self.fragmented_sent += o.fragmented_sent;
+        self.reassembled += o.reassembled;
+        for (k, v) in &o.failures {
+            *self.failures.entry(*k).or_insert(0) += v;
+        }
+    }
+
     /// Counters that can only be seen on the way out of the engine.
     fn count(&mut self, e: &Event) {
         if let Event::ExchangeFailed {
@@ -108,7 +129,13 @@ pub struct Endpoint {
     /// answers; its SPI request carries the seq (see [`Endpoint::note_acquire`]).
     pub(super) acquire_seqs: HashMap<crate::mobility::SaClass, (u32, Instant)>,
     /// Home agent: dynamic home addresses and prefixes given out (persisted by the daemon).
-    pub(super) leases: crate::mobility::LeaseTable,
+    pub(super) leases: super::shard::SharedLeases,
+    /// This shard changed the lease table since the daemon last asked (see `lease_op`).
+    pub(super) leases_changed: bool,
+    /// (index, count) of this Endpoint among the daemon's shards (see `shard`).
+    pub(super) shard: (u8, u8),
+    /// Notes for the other shards, for the daemon.
+    pub(super) shard_notes: VecDeque<super::shard::ShardNote>,
     /// While a request is processed: where it came from, which is where its response goes
     /// (RFC 7296 2.11), even when that is not the SA's recorded address.
     reply_to: Option<(SocketAddr, SocketAddr)>,
@@ -182,7 +209,10 @@ impl Endpoint {
             identities: Default::default(),
             larval: HashMap::new(),
             acquire_seqs: HashMap::new(),
-            leases: crate::mobility::LeaseTable::new(),
+            leases: Default::default(),
+            leases_changed: false,
+            shard: (0, 1),
+            shard_notes: VecDeque::new(),
             reply_to: None,
             mn: Default::default(),
             bad_inits: (None, 0),
@@ -348,7 +378,7 @@ impl Endpoint {
             Command::Shutdown => {
                 // Leases outlive the daemon by the grace period (and are saved as released).
                 let grace = self.cfg.mobility.lease_grace.as_secs();
-                self.leases.release_all(now.unix, grace);
+                self.lease_op(|t| t.release_all(now.unix, grace));
                 let ids: Vec<u64> = self.sas.keys().copied().collect();
                 for id in ids {
                     if let Some(sa) = self.sas.remove(&id) {
@@ -385,7 +415,7 @@ impl Endpoint {
         {
             self.rotate_cookie_secret();
         }
-        self.leases.expire(now.unix);
+        self.lease_op(|t| t.expire(now.unix));
         if self.sources.housekeeping_at().is_some_and(|t| t <= now.at) {
             self.sources.prune(now.at, self.cfg.init_rate_per_source);
         }
@@ -408,6 +438,8 @@ impl Endpoint {
         let t = self.timers.first().map(|(at, _)| *at);
         let lease = self
             .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .next_expiry()
             .map(|e| self.now.at + Duration::from_secs(e.saturating_sub(self.now.unix)));
         [
@@ -1175,7 +1207,11 @@ impl Endpoint {
         loop {
             let mut b = [0u8; 8];
             self.rng.fill(&mut b);
-            let spi = u64::from_be_bytes(b);
+            let mut spi = u64::from_be_bytes(b);
+            if self.shard.1 > 1 {
+                // The daemon routes by the top byte (see `shard`).
+                spi = (spi & 0x00ff_ffff_ffff_ffff) | (u64::from(self.shard.0) << 56);
+            }
             if spi != 0 && !self.sas.contains_key(&spi) {
                 return spi;
             }

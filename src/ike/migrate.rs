@@ -99,6 +99,11 @@ impl Endpoint {
                 return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
                     "MIGRATE without established IKE SA: KMADDRESS remembered");
             }
+            if self.shard.1 > 1 {
+                // Every shard hears every MIGRATE; the home address's SAs live on one.
+                return debug!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
+                    "MIGRATE for a home address without IKE SA on this shard; ignored");
+            }
             return info!(reqid = m.reqid, selector = ?m.selector, %km_local, %km_remote,
                 "MIGRATE for a home address without IKE SA; ignored");
         }

@@ -36,6 +36,7 @@ mod rekey;
 mod reload;
 mod revoke;
 mod sa;
+pub mod shard;
 mod tamper;
 mod unique;
 
@@ -50,6 +51,7 @@ pub use liveness::{SaUseQuery, USE_ANSWER_WAIT};
 pub use ocsp::{OCSP_ASK_INTERVAL, OcspSettings};
 pub use proposal::{Prefer, parse_esp_proposal, parse_ike_proposal};
 pub use revoke::{PeerCertInfo, serial_hex as revoke_serial_hex};
+pub use shard::{MAX_SHARDS, ShardNote, SharedLeases, shard_of_spi};
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;

@@ -65,6 +65,11 @@ pub(super) struct OcspState {
 }
 
 impl Endpoint {
+    /// Query numbers start at `base` (a shard's own range, so answers find their shard).
+    pub(super) fn set_ocsp_query_base(&mut self, base: u64) {
+        self.ocsp.next_query = base;
+    }
+
     /// Turns OCSP on (Some) or off. Answers already held stay (they are verified facts).
     pub fn set_ocsp(&mut self, settings: Option<OcspSettings>) {
         if settings.is_none() {

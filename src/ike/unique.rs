@@ -31,8 +31,8 @@ const PRUNE_AT: usize = 8;
 
 /// An older IKE SA being replaced.
 struct Replacement {
-    /// Our SPI of the new IKE SA.
-    by: u64,
+    /// Our SPI of the new IKE SA; None: it is on another shard (see `shard`).
+    by: Option<u64>,
     /// The older SA's own expiry before the replacement set one (restored if cancelled).
     prev_expiry: Option<Instant>,
 }
@@ -133,6 +133,7 @@ impl Endpoint {
             } else {
                 // The peer restarted: its older SAs go without a Delete (RFC 7296 2.4).
                 self.initial_contact(sa, identity);
+                self.note_identity_claimed(sa.id(), identity, false, None);
             }
         }
         if !matches!(policy, Uniqueness::Keep | Uniqueness::Replace) {
@@ -148,6 +149,24 @@ impl Endpoint {
                     .is_some_and(|o| o.state == State::Established)
             })
             .collect();
+        if older.is_empty() && policy == Uniqueness::Keep && self.shard.1 > 1 {
+            // Another shard's IKE SA of the identity (its shard holds the identity in the
+            // lease table from its authentication until its last SA of it goes).
+            let (id, shard) = (identity.to_string(), self.shard.0);
+            if self.lease_op(|t| t.held_elsewhere(&id, shard)) {
+                warn!(ike = %sa.id(), %identity, user = %user.name,
+                      "IKE SA refused: the identity has one already on another shard (uniqueness = keep)");
+                return Err(format!(
+                    "identity {identity} already has an IKE SA (uniqueness = keep)"
+                ));
+            }
+        }
+        if policy == Uniqueness::Replace && (!older.is_empty() || self.shard.1 > 1) {
+            // Which older SAs `sa` replaces (here and, told, on other shards) is decided once
+            // it knows its home address.
+            self.identities.replacers.insert(ours);
+            return Ok(());
+        }
         if older.is_empty() {
             return Ok(());
         }
@@ -160,8 +179,6 @@ impl Endpoint {
                 first.map(|i| i.to_string()).unwrap_or_default()
             ));
         }
-        // Which of them `sa` replaces is decided once it knows its home address.
-        self.identities.replacers.insert(ours);
         Ok(())
     }
 
@@ -179,7 +196,7 @@ impl Endpoint {
             .identities
             .replaced
             .iter()
-            .filter(|(_, r)| r.by == ours)
+            .filter(|(_, r)| r.by == Some(ours))
             .map(|(&k, _)| k)
             .collect();
         olds.sort_unstable();
@@ -225,6 +242,7 @@ impl Endpoint {
             return;
         };
         let ours = new.our_spi();
+        self.note_identity_claimed(new.id(), &identity, true, new.home_address);
         let older: Vec<u64> = self
             .sas_of_identity(&identity, ours)
             .into_iter()
@@ -247,7 +265,7 @@ impl Endpoint {
             self.identities.replaced.insert(
                 id,
                 Replacement {
-                    by: ours,
+                    by: Some(ours),
                     prev_expiry: o.expires_at,
                 },
             );
@@ -255,6 +273,47 @@ impl Endpoint {
             self.reschedule(&mut o);
             self.sas.insert(id, o);
         }
+    }
+
+    /// Another shard's new IKE SA `new` of `identity` (home address `home_address`) replaces
+    /// this shard's older established SAs among `candidates` for that home address: each goes
+    /// when [`REPLACE_GRACE`] is over. Returns how many.
+    pub(super) fn replace_for_other_shard(
+        &mut self,
+        new: super::IkeId,
+        identity: &Identity,
+        candidates: Vec<u64>,
+        home_address: Option<std::net::Ipv6Addr>,
+    ) -> usize {
+        let at = self.now.at + REPLACE_GRACE;
+        let mut n = 0;
+        for id in candidates {
+            let due = self.sas.get(&id).is_some_and(|o| {
+                o.state == State::Established
+                    && !matches!((o.home_address, home_address), (Some(x), Some(y)) if x != y)
+                    && !self.identities.replaced.contains_key(&id)
+            });
+            if !due {
+                continue;
+            }
+            let Some(mut o) = self.sas.remove(&id) else {
+                continue;
+            };
+            info!(ike = %o.id(), %new, %identity, remote = %o.remote, home_address = ?o.home_address,
+                  "older IKE SA of the identity to be replaced by one on another shard (uniqueness = replace): it goes when the grace is over");
+            self.identities.replaced.insert(
+                id,
+                Replacement {
+                    by: None,
+                    prev_expiry: o.expires_at,
+                },
+            );
+            o.expires_at = Some(o.expires_at.map_or(at, |p| p.min(at)));
+            self.reschedule(&mut o);
+            self.sas.insert(id, o);
+            n += 1;
+        }
+        n
     }
 
     /// Restores the older SA `id`'s own expiry: it stays.
@@ -276,13 +335,17 @@ impl Endpoint {
     pub(super) fn replacement_due(&mut self, sa: &mut IkeSa) -> Option<Fate> {
         let r = self.identities.replaced.remove(&sa.our_spi())?;
         sa.expires_at = r.prev_expiry;
-        let replaced_by = self
-            .sas
-            .get(&r.by)
-            .filter(|n| n.state == State::Established && !other_home_address(sa, n))
-            .map(|n| n.id());
+        let replaced_by = match r.by {
+            // On another shard: it said so, and this shard cannot look.
+            None => Some(None),
+            Some(by) => self
+                .sas
+                .get(&by)
+                .filter(|n| n.state == State::Established && !other_home_address(sa, n))
+                .map(|n| Some(n.id())),
+        };
         if let Some(new) = replaced_by {
-            info!(ike = %sa.id(), %new, remote = %sa.remote,
+            info!(ike = %sa.id(), new = ?new, remote = %sa.remote,
                   "older IKE SA of the identity replaced (uniqueness = replace, grace over); Delete sent");
             let (local, remote) = (sa.local, sa.remote);
             self.send_ike_delete_once(sa, local, remote);

@@ -61,6 +61,10 @@ pub struct LeaseTable {
     expiries: BTreeSet<(u64, Ipv6Addr, u8)>,
     /// Per pool name: where to find a free item without scanning the leases held.
     cursors: HashMap<String, Cursor>,
+    /// Identity key -> the engine shards (one bit each) holding an IKE SA of the identity. A
+    /// table shared by several shards releases an identity's leases only once none holds it;
+    /// with one shard this is the shard's own "no other IKE SA of the identity" check.
+    holders: HashMap<String, u64>,
     changed: bool,
 }
 
@@ -290,6 +294,42 @@ impl LeaseTable {
         }
     }
 
+    /// Engine shard `shard` (< 64) holds an IKE SA of `identity`.
+    pub fn hold(&mut self, identity: &str, shard: u8) {
+        *self.holders.entry(owner_key(identity)).or_insert(0) |= 1u64 << (shard % 64);
+    }
+
+    /// Engine shard `shard` has no IKE SA of `identity` left: true when no shard holds one any
+    /// more (its leases may then start their grace period).
+    pub fn let_go(&mut self, identity: &str, shard: u8) -> bool {
+        let key = owner_key(identity);
+        let rest = match self.holders.get_mut(&key) {
+            Some(m) => {
+                *m &= !(1u64 << (shard % 64));
+                *m
+            }
+            None => 0,
+        };
+        if rest == 0 {
+            self.holders.remove(&key);
+        }
+        rest == 0
+    }
+
+    /// Whether shard `shard` holds an IKE SA of `identity`.
+    pub fn held_by(&self, identity: &str, shard: u8) -> bool {
+        self.holders
+            .get(&owner_key(identity))
+            .is_some_and(|m| m & (1u64 << (shard % 64)) != 0)
+    }
+
+    /// Whether a shard other than `shard` holds an IKE SA of `identity`.
+    pub fn held_elsewhere(&self, identity: &str, shard: u8) -> bool {
+        self.holders
+            .get(&owner_key(identity))
+            .is_some_and(|m| m & !(1u64 << (shard % 64)) != 0)
+    }
+
     /// Whether `identity` holds a bound lease.
     pub fn has_bound(&self, identity: &str) -> bool {
         self.items_of(identity).iter().any(|i| {
@@ -301,6 +341,7 @@ impl LeaseTable {
 
     /// Every bound lease starts its grace period (daemon shutdown).
     pub fn release_all(&mut self, now_unix: u64, grace_secs: u64) {
+        self.holders.clear();
         for l in self.by_item.values_mut() {
             if l.state == LeaseState::Bound {
                 let e = now_unix.saturating_add(grace_secs);
@@ -491,6 +532,40 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         assert_eq!(store.load().unwrap(), vec![]);
         assert!(!dir.path().join(".leases.toml.tmp").exists());
+    }
+
+    #[test]
+    fn an_identity_held_by_two_shards_keeps_its_lease_until_both_let_go() {
+        let p = Pool {
+            name: "dyn".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::10".parse().unwrap(),
+                last: "2001:db8:1::20".parse().unwrap(),
+            },
+            lifetime: 0,
+        };
+        let mut t = LeaseTable::new();
+        t.hold("fqdn:A", 0);
+        let a = t.acquire("fqdn:A", "a", &p, None, |_| false, 0).unwrap();
+        // The same identity on shard 1 gets the same address (identities compare as text,
+        // case-insensitively).
+        t.hold("FQDN:a", 1);
+        assert_eq!(t.acquire("fqdn:a", "a", &p, None, |_| false, 0), Some(a));
+        assert!(t.held_elsewhere("fqdn:a", 0) && t.held_elsewhere("fqdn:a", 1));
+        // Shard 0 lets go: shard 1 still holds it.
+        assert!(!t.let_go("fqdn:A", 0));
+        assert!(t.held_elsewhere("fqdn:a", 0) && !t.held_elsewhere("fqdn:a", 1));
+        assert!(!t.held_by("fqdn:a", 0) && t.held_by("fqdn:a", 1));
+        // Another identity never gets it.
+        assert_ne!(t.acquire("fqdn:B", "b", &p, None, |_| false, 0), Some(a));
+        assert!(t.let_go("fqdn:A", 1));
+        assert!(!t.holders.contains_key("fqdn:a"));
+        // A shard that never held it lets go: nobody holds it.
+        assert!(t.let_go("fqdn:C", 3));
+        t.hold("fqdn:D", 63);
+        t.hold("fqdn:D", 2);
+        t.release_all(0, 10);
+        assert!(t.holders.is_empty());
     }
 
     #[test]

@@ -165,6 +165,8 @@ pub struct LoadedConfig {
     pub lease_file: Option<PathBuf>,
     /// CRL files and the CRLs read from them (`[revocation]`).
     pub revocation: RevocationSettings,
+    /// `[engine] shards`, resolved: engine shards the daemon runs (a mobile node runs one).
+    pub shards: usize,
 }
 
 /// `[revocation]`: the CRL files, read and verified at load time (the policy is in the engine
@@ -452,6 +454,9 @@ impl LoadedConfig {
         }
         if self.kernel != new.kernel {
             out.push("[kernel] changed: needs a restart (ignored)".to_string());
+        }
+        if self.shards != new.shards {
+            out.push("[engine] shards changed: needs a restart (ignored)".to_string());
         }
         if self.control != new.control {
             out.push("[control] changed: needs a restart (ignored)".to_string());
@@ -788,7 +793,35 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
         control,
         lease_file,
         revocation,
+        shards: shards(&doc, &file.engine)?,
     })
+}
+
+/// `[engine] shards`: 1 to [`crate::ike::MAX_SHARDS`]; 0 or absent: one per core.
+fn shards(doc: &Doc, e: &schema::EngineSection) -> Result<usize, ConfigError> {
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = match &e.shards {
+        None => return Ok(default_shards(cores())),
+        Some(v) => *v.get_ref(),
+    };
+    if n == 0 {
+        return Ok(default_shards(cores()));
+    }
+    if n > crate::ike::MAX_SHARDS as u64 {
+        return Err(doc.at(
+            e.shards.as_ref().map_or(0..0, |v| v.span()),
+            format!(
+                "shards = {n} is out of range: give 1 to {} engine shards, or 0 for one per core",
+                crate::ike::MAX_SHARDS
+            ),
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// Shards when the file names none (or 0): one per core, at most [`crate::ike::MAX_SHARDS`].
+pub fn default_shards(cores: usize) -> usize {
+    cores.clamp(1, crate::ike::MAX_SHARDS)
 }
 
 /// `[revocation]`: the policy and the CRL files, each read and verified against the CAs now,

@@ -35,12 +35,22 @@ pub struct GlobalFile {
     #[serde(default)]
     pub kernel: KernelSection,
     #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(default)]
     pub control: ControlSection,
     #[serde(default)]
     pub revocation: RevocationSection,
     /// Named pools of home addresses or prefixes (home agent).
     #[serde(default)]
     pub pools: std::collections::BTreeMap<String, S<PoolSection>>,
+}
+
+/// How the daemon runs the engine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Engine shards (threads owning disjoint IKE SAs); 0 or absent: one per core.
+    pub shards: Option<S<u64>>,
 }
 
 /// The control socket (src/control).
