@@ -64,7 +64,7 @@ async fn ecdsa_handshakes_complete_and_are_deleted() {
 #[tokio::test]
 async fn psk_sas_are_held_with_keep_then_deleted() {
     let dir = tree();
-    let user = "identity = \"dn:C=CH, O=mip6-ike test, CN=mn1@example.net\"\npsk = \"a long enough test pre-shared key\"\nhome_addresses = [\"2001:db8:1::100\"]\nclasses = [\"bu-ba\", \"payload\"]\n";
+    let user = "identity = \"dn:C=CH, O=mip6-ike test, CN=mn1@example.net\"\npsk = \"a long enough test pre-shared key\"\nhome_addresses = [\"2001:db8:1::100\"]\nclasses = [\"bu-ba\", \"payload\"]\nuniqueness = \"no\"\n";
     let path = dir.path().join("users/mn1.toml");
     fs::write(&path, user).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
