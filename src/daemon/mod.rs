@@ -272,8 +272,10 @@ impl Daemon {
         }
         // One lease table for all shards (see `ike::shard`).
         let table = endpoints[0].lease_table();
+        let sources = endpoints[0].source_limits();
         for ep in endpoints.iter_mut().skip(1) {
             ep.share_leases(table.clone());
+            ep.share_source_limits(sources.clone());
         }
         let shards = endpoints
             .into_iter()

@@ -145,7 +145,8 @@ pub struct Endpoint {
     /// no half-open SA, yet count towards the cookie threshold (see `note_bad_init`).
     bad_inits: (Option<Instant>, usize),
     /// Per-source half-open counts and IKE_SA_INIT rate (see `limits`).
-    pub(super) sources: super::limits::SourceLimits,
+    /// Shared by the shards of a daemon (see `shard`): one source is one source.
+    pub(super) sources: super::limits::SharedSources,
     /// The verified CRLs peer certificates are checked against (see `revoke`).
     pub(super) crls: Arc<crate::auth::revocation::CrlSet>,
     /// Whether the daemon fetches CRLs from distribution points, and which URIs were asked
@@ -416,8 +417,13 @@ impl Endpoint {
             self.rotate_cookie_secret();
         }
         self.lease_op(|t| t.expire(now.unix));
-        if self.sources.housekeeping_at().is_some_and(|t| t <= now.at) {
-            self.sources.prune(now.at, self.cfg.init_rate_per_source);
+        if self
+            .sources()
+            .housekeeping_at()
+            .is_some_and(|t| t <= now.at)
+        {
+            let rate = self.cfg.init_rate_per_source;
+            self.sources().prune(now.at, rate);
         }
         while let Some(&(at, id)) = self.timers.first() {
             if at > now.at {
@@ -446,7 +452,7 @@ impl Endpoint {
             t,
             self.cookie_rotate_at,
             lease,
-            self.sources.housekeeping_at(),
+            self.sources().housekeeping_at(),
         ]
         .into_iter()
         .flatten()
@@ -1243,7 +1249,7 @@ impl Endpoint {
         let key = (sa.remote, sa.spi_i);
         if !sa.initiator && self.half_open.get(&key) == Some(&sa.spi_r) {
             self.half_open.remove(&key);
-            self.sources.half_open_removed(key.0.ip());
+            self.sources().half_open_removed(key.0.ip());
         }
     }
 

@@ -422,10 +422,8 @@ impl Endpoint {
             self.stats.dropped += 1;
             return refuse(self, N_NO_PROPOSAL_CHOSEN, Vec::new());
         }
-        if !self
-            .sources
-            .allow_init(remote.ip(), self.now.at, self.cfg.init_rate_per_source)
-        {
+        let (now, rate) = (self.now.at, self.cfg.init_rate_per_source);
+        if !self.sources().allow_init(remote.ip(), now, rate) {
             // Unanswered: an answer would be work (and traffic) on the flooder's terms.
             return self.drop_msg(remote, "IKE_SA_INIT rate of this source exceeded");
         }
@@ -488,7 +486,7 @@ impl Endpoint {
                 return refuse(self, N_COOKIE, c);
             }
         }
-        if self.sources.half_open_of(remote.ip()) >= self.cfg.max_half_open_per_source {
+        if self.sources().half_open_of(remote.ip()) >= self.cfg.max_half_open_per_source {
             // After the cookie check: once cookies are required, only a source that receives
             // at its address can use up its own share.
             return self.drop_msg(remote, "too many half-open IKE SAs from this address");
@@ -595,7 +593,7 @@ impl Endpoint {
         debug!(ike = %sa.id(), %remote, suite = %suite, "IKE_SA_INIT answered");
         self.send_response(&mut sa, 0, vec![resp]);
         self.half_open.insert((remote, header.spi_i), spi_r);
-        self.sources.half_open_added(remote.ip());
+        self.sources().half_open_added(remote.ip());
         self.finish(Box::new(sa), Fate::Keep);
     }
 }

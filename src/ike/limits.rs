@@ -21,8 +21,13 @@ const MAX_TRACKED_SOURCES: usize = 4096;
 /// Idle buckets are dropped at most this often (the pass visits every bucket).
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
+/// The per-source limits, shared by every shard of a daemon: a source's IKE_SA_INITs are
+/// spread over the shards (by a hash of address and SPIi), yet its rate and half-open count
+/// are the source's, not one per shard. Locked for one operation at a time.
+pub type SharedSources = std::sync::Arc<std::sync::Mutex<SourceLimits>>;
+
 #[derive(Default)]
-pub(super) struct SourceLimits {
+pub struct SourceLimits {
     /// Half-open responder SAs per peer address (entries only while non-zero).
     half_open: HashMap<IpAddr, usize>,
     /// Token buckets: (tokens left, when last refilled).

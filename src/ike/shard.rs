@@ -74,6 +74,21 @@ impl Endpoint {
         self.leases = table;
     }
 
+    /// The per-source IKE_SA_INIT limits, to share with the other shards.
+    pub fn source_limits(&self) -> super::limits::SharedSources {
+        self.sources.clone()
+    }
+
+    /// Uses `limits` (another shard's) as the per-source limits.
+    pub fn share_source_limits(&mut self, limits: super::limits::SharedSources) {
+        self.sources = limits;
+    }
+
+    /// The per-source limits, locked for one operation.
+    pub(super) fn sources(&self) -> std::sync::MutexGuard<'_, super::limits::SourceLimits> {
+        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// One operation on the lease table; a change it makes is this shard's to report
     /// ([`Endpoint::take_leases_changed`]), so that the daemon holds this shard's datagrams
     /// for the write, whichever shard's flush finds the change first.
