@@ -221,6 +221,8 @@ impl Daemon {
             info!(file = %store.path().display(), count = leases.len(), "leases loaded");
             endpoint.restore_leases(leases);
         }
+        // The writer keeps its own copy of the table from here on (it journals the changes).
+        let lease_writer = lease_store.map(|s| leases::LeaseWriter::new(s, endpoint.leases()));
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         Ok(Daemon {
             cfg,
@@ -229,7 +231,7 @@ impl Daemon {
             sockets,
             bound,
             events,
-            lease_writer: lease_store.map(leases::LeaseWriter::new),
+            lease_writer,
             inbound_tx: None,
             late_readers: Vec::new(),
             mn_coa: None,
@@ -269,9 +271,7 @@ impl Daemon {
     /// benchmarks: counting writes, slowing them down). No effect without a lease file.
     pub fn set_lease_hook(&mut self, hook: SaveHook) {
         if let Some(w) = &mut self.lease_writer {
-            let mut store = w.store().clone();
-            store.set_hook(hook);
-            *w = leases::LeaseWriter::new(store);
+            w.set_hook(hook);
         }
     }
 
@@ -610,11 +610,15 @@ impl Daemon {
         loop {
             let mut progress = false;
             // Before the datagrams: the change came with the input they answer.
-            if self.endpoint.take_leases_changed()
-                && let Some(w) = &mut self.lease_writer
-            {
-                w.note_change();
-                with_change = true;
+            if self.endpoint.take_leases_changed() {
+                match &mut self.lease_writer {
+                    Some(w) => {
+                        w.note_change();
+                        with_change = true;
+                    }
+                    // No lease file: nothing takes the changes otherwise.
+                    None => drop(self.endpoint.take_lease_changes()),
+                }
             }
             while let Some(t) = self.endpoint.poll_transmit() {
                 progress = true;
@@ -661,7 +665,7 @@ impl Daemon {
         if let Some(w) = &mut self.lease_writer
             && w.wants_write()
         {
-            w.start(self.endpoint.leases());
+            w.start(self.endpoint.take_lease_changes());
         }
     }
 
@@ -687,10 +691,16 @@ impl Daemon {
             if w.is_writing() {
                 w.finished().await;
             } else if !w.is_durable() && w.retry_at().is_none() {
-                w.start(self.endpoint.leases());
+                w.start(self.endpoint.take_lease_changes());
             } else {
                 break;
             }
+        }
+        // Everything on disk: fold the journal into the snapshot, so that a stopped daemon
+        // leaves one file that holds every lease (and the next start replays nothing).
+        if w.is_durable() {
+            w.start_compaction();
+            w.finished().await;
         }
         let ready = w.release_all();
         for t in ready {

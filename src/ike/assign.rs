@@ -112,6 +112,12 @@ impl Endpoint {
         self.leases.take_changed()
     }
 
+    /// The leases changed since the last call, each as it stands now (or removed): what the
+    /// daemon's lease journal writes, O(changes) where [`leases`](Self::leases) copies the table.
+    pub fn take_lease_changes(&mut self) -> Vec<crate::mobility::LeaseChange> {
+        self.leases.take_changes()
+    }
+
     /// An IKE SA went down: its identity's leases start their grace period once no other IKE SA
     /// of that identity is left.
     pub(super) fn release_leases(&mut self, sa: &IkeSa) {
