@@ -355,13 +355,15 @@ impl LeaseTable {
     pub fn take_changes(&mut self) -> Vec<LeaseChange> {
         std::mem::take(&mut self.dirty)
             .into_iter()
-            .map(|(address, prefix_len)| match self.by_item.get(&(address, prefix_len)) {
-                Some(l) => LeaseChange::Set(l.clone()),
-                None => LeaseChange::Del {
-                    address,
-                    prefix_len,
+            .map(
+                |(address, prefix_len)| match self.by_item.get(&(address, prefix_len)) {
+                    Some(l) => LeaseChange::Set(l.clone()),
+                    None => LeaseChange::Del {
+                        address,
+                        prefix_len,
+                    },
                 },
-            })
+            )
             .collect()
     }
 }
@@ -1066,5 +1068,229 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    fn big_pool() -> Pool {
+        Pool {
+            name: "big".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::1:0".parse().unwrap(),
+                last: "2001:db8:1::ffff:ffff".parse().unwrap(),
+            },
+            lifetime: 0,
+        }
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read(path)
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
+    /// A table, its journal writer, and the changes flushed through it as one write each.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: LeaseStore,
+        table: LeaseTable,
+        journal: LeaseJournal,
+    }
+
+    impl Setup {
+        fn new(held: u32) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LeaseStore::new(dir.path().join("leases.toml"));
+            let mut table = LeaseTable::new();
+            let p = big_pool();
+            for i in 0..held {
+                table
+                    .acquire(&format!("fqdn:held{i}"), "u", &p, None, |_| false, 0)
+                    .unwrap();
+            }
+            let journal = LeaseJournal::new(store.clone(), Vec::new());
+            let mut s = Setup {
+                _dir: dir,
+                store,
+                table,
+                journal,
+            };
+            s.flush();
+            s
+        }
+
+        fn flush(&mut self) -> usize {
+            let c = self.table.take_changes();
+            let n = c.len();
+            self.journal.write(c).unwrap();
+            n
+        }
+
+        fn loaded(&self) -> Vec<Lease> {
+            self.store.load().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_journal_appends_one_record_per_change_and_replays_upserts_and_removals() {
+        let mut s = Setup::new(1000);
+        // The first write is a snapshot (it also drops a torn end left by a crash).
+        assert_eq!((s.journal.snapshots, s.journal.records()), (1, 0));
+        assert_eq!(s.loaded(), s.table.list());
+        let snapshot = std::fs::read(s.store.path()).unwrap();
+        // Ten changes in one write: ten records appended, the snapshot untouched (not ten times
+        // the table).
+        let p = big_pool();
+        for i in 0..10 {
+            s.table
+                .acquire(&format!("fqdn:new{i}"), "u", &p, None, |_| false, 0)
+                .unwrap();
+        }
+        assert_eq!(s.flush(), 10);
+        assert_eq!(lines(&s.store.journal_path()), 10);
+        assert_eq!(s.journal.appended, 10);
+        assert_eq!(std::fs::read(s.store.path()).unwrap(), snapshot);
+        assert_eq!(s.loaded(), s.table.list());
+        // A release (upsert of the same item) and an expiry (removal), replayed.
+        s.table.release("fqdn:new3", 10, 5);
+        s.table.release("fqdn:held7", 10, 100);
+        assert_eq!(s.flush(), 2);
+        s.table.expire(15);
+        assert_eq!(s.flush(), 1);
+        assert_eq!(lines(&s.store.journal_path()), 13);
+        let loaded = s.loaded();
+        assert_eq!(loaded, s.table.list());
+        assert!(!loaded.iter().any(|l| l.identity == "fqdn:new3"));
+        assert!(
+            loaded
+                .iter()
+                .any(|l| l.identity == "fqdn:held7" && l.state == LeaseState::Released)
+        );
+        // Nothing changed: nothing appended.
+        assert_eq!(s.flush(), 0);
+        assert_eq!(lines(&s.store.journal_path()), 13);
+        // Same modes as the snapshot.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.store.journal_path()), mode(s.store.path()));
+    }
+
+    #[test]
+    fn a_torn_end_of_the_journal_is_ignored_and_a_bad_whole_record_is_an_error() {
+        let mut s = Setup::new(3);
+        let p = big_pool();
+        s.table
+            .acquire("fqdn:a", "u", &p, None, |_| false, 0)
+            .unwrap();
+        s.flush();
+        let good = s.table.list();
+        let whole = std::fs::read(s.store.journal_path()).unwrap();
+        // The next write, cut short by a crash: half a record.
+        let mut rec = Vec::new();
+        encode_record(
+            &LeaseChange::Del {
+                address: good[0].address,
+                prefix_len: 128,
+            },
+            &mut rec,
+        );
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&rec[..rec.len() / 2]);
+        std::fs::write(s.store.journal_path(), &torn).unwrap();
+        assert_eq!(s.loaded(), good);
+        assert_eq!(
+            s.store.read_journal().unwrap().torn_bytes,
+            rec.len() / 2,
+            "the torn record is seen and ignored"
+        );
+        // A whole line whose checksum fails (garbage the file system left), with a record after
+        // it: both belong to the write that did not complete.
+        let mut bad = whole.clone();
+        bad.extend_from_slice(b"0123456789abcdef {\"del\":{}}\n");
+        bad.extend_from_slice(&rec);
+        std::fs::write(s.store.journal_path(), &bad).unwrap();
+        assert_eq!(s.loaded(), good);
+        // Without the garbage, the removal applies.
+        let mut ok = whole.clone();
+        ok.extend_from_slice(&rec);
+        std::fs::write(s.store.journal_path(), &ok).unwrap();
+        assert_eq!(s.loaded(), good[1..]);
+        // A record with a right checksum that is not ours: the start stops.
+        let mut strange = Vec::new();
+        let json = br#"{"renamed":{}}"#;
+        strange.extend_from_slice(format!("{:016x} ", fnv1a64(json)).as_bytes());
+        strange.extend_from_slice(json);
+        strange.push(b'\n');
+        std::fs::write(s.store.journal_path(), &strange).unwrap();
+        assert!(s.store.load().unwrap_err().contains("journal record 1"));
+        // The next write after start is a snapshot, and starts the journal over.
+        let mut j = LeaseJournal::new(s.store.clone(), good.clone());
+        j.write(Vec::new()).unwrap();
+        assert_eq!(std::fs::read(s.store.journal_path()).unwrap(), b"");
+        assert_eq!(s.loaded(), good);
+    }
+
+    #[test]
+    fn compaction_writes_a_snapshot_and_a_stale_journal_replays_to_the_same_table() {
+        let mut s = Setup::new(100);
+        let p = big_pool();
+        // Past 4096 records: a snapshot, and the journal starts over.
+        let mut n = 0u64;
+        while s.journal.snapshots == 1 {
+            n += 1;
+            s.table
+                .acquire(&format!("fqdn:v{n}"), "u", &p, None, |_| false, n)
+                .unwrap();
+            s.flush();
+            s.table.release(&format!("fqdn:v{n}"), n, 0);
+            s.table.expire(n);
+            s.flush();
+        }
+        // One record per change, two per round: the 4097th record (the first of its round)
+        // made the snapshot; the round's second went into the new journal.
+        assert_eq!(n, JOURNAL_COMPACT_MIN as u64 / 2 + 1);
+        assert_eq!(s.journal.records(), 1);
+        assert_eq!(lines(&s.store.journal_path()), 1);
+        assert_eq!(s.loaded(), s.table.list());
+        // A crash between the snapshot's rename and the journal's emptying leaves the journal
+        // of before: its records are in the snapshot, and replaying them changes nothing.
+        for i in 0..50 {
+            s.table
+                .acquire(&format!("fqdn:w{i}"), "u", &p, None, |_| false, n)
+                .unwrap();
+            s.table.release(&format!("fqdn:held{i}"), n, 0);
+            s.flush();
+        }
+        s.table.expire(n);
+        s.flush();
+        let before = std::fs::read(s.store.journal_path()).unwrap();
+        assert!(!before.is_empty());
+        s.journal.compact().unwrap();
+        assert_eq!(lines(&s.store.journal_path()), 0);
+        std::fs::write(s.store.journal_path(), &before).unwrap();
+        assert_eq!(s.loaded(), s.table.list());
+        assert_eq!(s.table.len(), 100 + 50 - 50);
+        // `save` (a whole table) drops the journal, whose records it holds.
+        s.store.save(&s.table.list()).unwrap();
+        assert!(!s.store.journal_path().exists());
+        assert_eq!(s.loaded(), s.table.list());
+    }
+
+    #[test]
+    fn a_failed_append_is_followed_by_a_snapshot_that_holds_its_changes() {
+        let mut s = Setup::new(5);
+        let p = big_pool();
+        s.table
+            .acquire("fqdn:a", "u", &p, None, |_| false, 0)
+            .unwrap();
+        // The append fails (the handle made read-only: as a full disk would).
+        s.journal.file = Some(std::fs::File::open(s.store.journal_path()).unwrap());
+        assert!(s.journal.write(s.table.take_changes()).is_err());
+        assert!(!s.loaded().iter().any(|l| l.identity == "fqdn:a"));
+        // The retry has nothing new from the engine (its changes were taken): the writer's
+        // copy holds them, and the write after a failure is a snapshot.
+        s.journal.write(s.table.take_changes()).unwrap();
+        assert_eq!(s.journal.snapshots, 2, "no journal open: a snapshot");
+        assert_eq!(s.loaded(), s.table.list());
     }
 }
