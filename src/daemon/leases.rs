@@ -101,7 +101,8 @@ impl LeaseWriter {
     }
 
     /// Starts folding the journal into a fresh snapshot (shutdown, once everything is on
-    /// disk: a stopped daemon leaves one file with every lease). Nothing waits for it.
+    /// disk: a stopped daemon leaves one file with every lease). No datagram waits for it; a
+    /// failure leaves the journal, which the next start replays.
     pub fn start_compaction(&mut self) {
         let journal = self.journal.clone();
         let handle = tokio::task::spawn_blocking(move || {
