@@ -19,7 +19,7 @@ use common::daemon::{
 };
 use mip6_ike::daemon::{Control, Daemon, SharedKernel};
 use mip6_ike::ike::Event;
-use mip6_ike::mobility::{LeaseState, LeaseStore, SaveHook};
+use mip6_ike::mobility::{Lease, LeaseChange, LeaseJournal, LeaseState, LeaseStore, SaveHook};
 use mip6_ike::policy;
 
 fn ha() -> String {
@@ -90,6 +90,77 @@ async fn leases_are_saved_and_survive_a_restart() {
     .err()
     .expect("refused");
     assert!(e.to_string().contains("version 9 is not supported"), "{e}");
+}
+
+/// A daemon that stopped without its last snapshot (a crash) left changes in the journal: the
+/// next start replays them (a torn last record ignored), hands out only what they freed, and a
+/// clean stop folds the journal into the snapshot.
+#[tokio::test(flavor = "current_thread")]
+async fn a_journal_left_by_a_crash_is_replayed_at_start() {
+    let dir = tree();
+    fs::write(dir.path().join("users/mn1.toml"), MN1_POOL_USER).unwrap();
+    fs::write(dir.path().join("ha.toml"), ha()).unwrap();
+    let store = LeaseStore::new(dir.path().join("leases.toml"));
+    let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let lease = |i: u32, address: &str| Lease {
+        identity: format!("fqdn:old{i}.example.net"),
+        user: "old".into(),
+        pool: "dyn".into(),
+        address: a(address),
+        prefix_len: 128,
+        state: LeaseState::Bound,
+        expires: None,
+    };
+    let mut j = LeaseJournal::new(store.clone(), Vec::new());
+    // The first write is the snapshot; the second is appended to the journal.
+    j.write(vec![
+        LeaseChange::Set(lease(0, "2001:db8:1::1000")),
+        LeaseChange::Set(lease(1, "2001:db8:1::1001")),
+    ])
+    .unwrap();
+    j.write(vec![
+        LeaseChange::Set(lease(2, "2001:db8:1::1002")),
+        LeaseChange::Del {
+            address: a("2001:db8:1::1000"),
+            prefix_len: 128,
+        },
+    ])
+    .unwrap();
+    drop(j);
+    let mut journal = fs::OpenOptions::new()
+        .append(true)
+        .open(store.journal_path())
+        .unwrap();
+    std::io::Write::write_all(&mut journal, b"0123456789abcdef {\"set\":{\"ident").unwrap();
+    drop(journal);
+
+    let mut ha = start(&dir.path().join("ha.toml"));
+    let l = leases(&ha.tx).await;
+    assert_eq!(
+        l.iter().map(|l| (l.address, l.state)).collect::<Vec<_>>(),
+        [
+            (a("2001:db8:1::1001"), LeaseState::Released),
+            (a("2001:db8:1::1002"), LeaseState::Released)
+        ]
+    );
+    // The removed lease's address is free again; the others are not handed out.
+    fs::write(dir.path().join("mn.toml"), mn_toml(ha.addr, "dynamic")).unwrap();
+    let mut mn = start(&dir.path().join("mn.toml"));
+    assert_eq!(
+        wait_children(&mut mn.events, 2).await.hoa,
+        Some(a("2001:db8:1::1000"))
+    );
+    wait_children(&mut ha.events, 2).await;
+    stop(mn).await;
+    stop(ha).await;
+    assert_eq!(
+        fs::read(store.journal_path()).unwrap(),
+        b"",
+        "compacted at stop"
+    );
+    let on_disk = store.load().unwrap();
+    assert_eq!(on_disk.len(), 3);
+    assert!(on_disk.iter().all(|l| l.state == LeaseState::Released));
 }
 
 #[tokio::test(flavor = "current_thread")]

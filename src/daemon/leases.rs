@@ -10,19 +10,26 @@
 //!
 //! Writes run on tokio's blocking pool, one at a time (group commit): the engine task keeps
 //! handling datagrams while a write is under way, and whatever changed meanwhile goes into the
-//! next one, which snapshots the table when it starts. A burst of N grants thus costs about two
+//! next one, which takes the changes when it starts. A burst of N grants thus costs about two
 //! writes (and fsyncs), not N, and the engine task never waits for the disk.
+//!
+//! A write costs O(changes), not O(leases held): the engine hands over only the leases that
+//! changed (`Endpoint::take_lease_changes`, a dirty set), and the [`LeaseJournal`] appends them
+//! to the journal next to the lease file; it keeps its own copy of the table, from which it
+//! writes a fresh snapshot every O(n) changes (on the blocking pool too), and one more at
+//! shutdown so that a stopped daemon leaves a snapshot alone.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::ike::Transmit;
-use crate::mobility::{Lease, LeaseStore};
+use crate::mobility::{Lease, LeaseChange, LeaseJournal, LeaseStore, SaveHook};
 
 /// Datagrams held at most; beyond, new ones are dropped (peers retransmit, the engine
 /// retransmits its own requests), so a lease directory that stays unwritable cannot grow
@@ -33,7 +40,10 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub(super) struct LeaseWriter {
-    store: Arc<LeaseStore>,
+    /// The journal and the writer's copy of the table: used by one write at a time, on the
+    /// blocking pool (the lock is never contended; it only hands the state to the write).
+    journal: Arc<Mutex<LeaseJournal>>,
+    path: PathBuf,
     /// Changes seen so far (a generation counter) and the last one known to be on disk.
     changed: u64,
     durable: u64,
@@ -51,9 +61,11 @@ pub(super) struct LeaseWriter {
 }
 
 impl LeaseWriter {
-    pub fn new(store: LeaseStore) -> LeaseWriter {
+    /// The writer of `store`, whose table is `leases` (the engine's, once loaded).
+    pub fn new(store: LeaseStore, leases: Vec<Lease>) -> LeaseWriter {
         LeaseWriter {
-            store: Arc::new(store),
+            path: store.path().to_path_buf(),
+            journal: Arc::new(Mutex::new(LeaseJournal::new(store, leases))),
             changed: 0,
             durable: 0,
             writing: None,
@@ -65,8 +77,9 @@ impl LeaseWriter {
         }
     }
 
-    pub fn store(&self) -> &LeaseStore {
-        &self.store
+    /// Runs `hook` before every write (no write under way: called before the daemon runs).
+    pub fn set_hook(&mut self, hook: SaveHook) {
+        lock(&self.journal).set_hook(hook);
     }
 
     /// The table changed: datagrams produced with this change wait for a write of it.
@@ -79,12 +92,24 @@ impl LeaseWriter {
         self.changed > self.durable && self.writing.is_none() && self.retry_at.is_none()
     }
 
-    /// Starts writing `leases`, the table as of now (every change noted so far).
-    pub fn start(&mut self, leases: Vec<Lease>) {
-        let store = self.store.clone();
+    /// Starts writing `changes`, every change noted so far (taken from the engine now).
+    pub fn start(&mut self, changes: Vec<LeaseChange>) {
+        let journal = self.journal.clone();
         self.writes += 1;
-        let handle = tokio::task::spawn_blocking(move || store.save(&leases));
+        let handle = tokio::task::spawn_blocking(move || lock(&journal).write(changes));
         self.writing = Some((self.changed, handle));
+    }
+
+    /// Starts folding the journal into a fresh snapshot (shutdown, once everything is on
+    /// disk: a stopped daemon leaves one file with every lease). No datagram waits for it; a
+    /// failure leaves the journal, which the next start replays.
+    pub fn start_compaction(&mut self) {
+        let journal = self.journal.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut j = lock(&journal);
+            if j.records() > 0 { j.compact() } else { Ok(()) }
+        });
+        self.writing = Some((self.durable, handle));
     }
 
     pub fn is_writing(&self) -> bool {
@@ -111,7 +136,7 @@ impl LeaseWriter {
     }
 
     fn failed(&mut self, why: &str) {
-        error!(file = %self.store.path().display(), held = self.held.len(), after = ?self.retry_wait,
+        error!(file = %self.path.display(), held = self.held.len(), after = ?self.retry_wait,
             "cannot save leases: {why}; the replies that grant or release them wait, trying again");
         self.retry_at = Some(Instant::now() + self.retry_wait);
         self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
@@ -125,7 +150,7 @@ impl LeaseWriter {
     /// Ends the back-off once its time has come (the next flush writes again).
     pub fn on_timer(&mut self, now: Instant) {
         if self.retry_at.is_some_and(|t| t <= now) {
-            info!(file = %self.store.path().display(), "trying to save leases again");
+            info!(file = %self.path.display(), "trying to save leases again");
             self.retry_at = None;
         }
     }
@@ -181,6 +206,12 @@ impl LeaseWriter {
     }
 }
 
+/// The journal, also after a write that panicked: that write left the file to be replaced by
+/// the next one (a write that does not complete never keeps its file).
+fn lock(j: &Mutex<LeaseJournal>) -> std::sync::MutexGuard<'_, LeaseJournal> {
+    j.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +231,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn replies_wait_for_their_write_and_later_ones_to_the_same_peer_queue_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LeaseWriter::new(LeaseStore::new(dir.path().join("leases.toml")));
+        let mut w = LeaseWriter::new(LeaseStore::new(dir.path().join("leases.toml")), Vec::new());
         // No change pending: straight out.
         assert!(w.hold(t("[::1]:1", 0), true).is_some());
         w.note_change();
@@ -232,7 +263,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_failed_write_keeps_the_replies_and_backs_off() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LeaseWriter::new(LeaseStore::new(dir.path().join("absent/leases.toml")));
+        let mut w = LeaseWriter::new(
+            LeaseStore::new(dir.path().join("absent/leases.toml")),
+            Vec::new(),
+        );
         w.note_change();
         assert!(w.hold(t("[::1]:1", 1), true).is_none());
         w.start(Vec::new());

@@ -277,6 +277,8 @@ impl Daemon {
             ep.share_leases(table.clone());
             ep.share_source_limits(sources.clone());
         }
+        // The writer keeps its own copy of the table from here on (it journals the changes).
+        let lease_writer = lease_store.map(|s| leases::LeaseWriter::new(s, endpoints[0].leases()));
         let shards = endpoints
             .into_iter()
             .map(|ep| Arc::new(Shard::new(ep)))
@@ -290,7 +292,7 @@ impl Daemon {
             sockets,
             bound,
             events,
-            lease_writer: lease_store.map(leases::LeaseWriter::new),
+            lease_writer,
             inbound_tx: None,
             late_readers: Vec::new(),
             mn_coa: None,
@@ -330,9 +332,7 @@ impl Daemon {
     /// benchmarks: counting writes, slowing them down). No effect without a lease file.
     pub fn set_lease_hook(&mut self, hook: SaveHook) {
         if let Some(w) = &mut self.lease_writer {
-            let mut store = w.store().clone();
-            store.set_hook(hook);
-            *w = leases::LeaseWriter::new(store);
+            w.set_hook(hook);
         }
     }
 
@@ -780,11 +780,12 @@ impl Daemon {
                 w.note_change();
             }
         }
-        if self.lease_writer.as_ref().is_some_and(|w| w.wants_write()) {
-            let leases = self.all_leases();
-            if let Some(w) = &mut self.lease_writer {
-                w.start(leases);
-            }
+        // The lease table is shared by the shards: its changes are taken once, from any.
+        match &mut self.lease_writer {
+            Some(w) if w.wants_write() => w.start(self.shards[0].raw().take_lease_changes()),
+            Some(_) => {}
+            // No lease file: nothing takes the changes otherwise.
+            None => drop(self.shards[0].raw().take_lease_changes()),
         }
         more
     }
@@ -878,11 +879,16 @@ impl Daemon {
             if w.is_writing() {
                 w.finished().await;
             } else if !w.is_durable() && w.retry_at().is_none() {
-                let leases = self.shards[0].raw().leases();
-                w.start(leases);
+                w.start(self.shards[0].raw().take_lease_changes());
             } else {
                 break;
             }
+        }
+        // Everything on disk: fold the journal into the snapshot, so that a stopped daemon
+        // leaves one file that holds every lease (and the next start replays nothing).
+        if w.is_durable() {
+            w.start_compaction();
+            w.finished().await;
         }
         let ready = w.release_all();
         for t in ready {

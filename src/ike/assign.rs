@@ -113,6 +113,15 @@ impl Endpoint {
         std::mem::take(&mut self.leases_changed)
     }
 
+    /// The leases changed since the last call, each as it stands now (or removed): what the
+    /// daemon's lease journal writes, O(changes) where [`leases`](Self::leases) copies the table.
+    pub fn take_lease_changes(&mut self) -> Vec<crate::mobility::LeaseChange> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_changes()
+    }
+
     /// An IKE SA went down: its identity's leases start their grace period once no other IKE SA
     /// of that identity is left.
     pub(super) fn release_leases(&mut self, sa: &IkeSa) {

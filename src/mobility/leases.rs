@@ -3,11 +3,13 @@
 //! The engine owns a [`LeaseTable`] in memory (no I/O): it hands out items of a [`Pool`], keeps
 //! them unique across users, renews them for the same identity and expires them once the IKE SA
 //! that held them has been gone longer than the grace period. Every change sets a flag that the
-//! daemon reads (`Endpoint::take_leases_changed`) to write the whole table with [`LeaseStore`]
-//! (temporary file, fsync, rename; off the engine task, several changes per write, see
-//! `daemon::leases`), and the table is loaded from that file at start. Tables are
-//! small (one entry per mobile node), so writing all of it keeps the file format trivial and
-//! every write complete.
+//! daemon reads (`Endpoint::take_leases_changed`) and records the item in a dirty set; the
+//! daemon's writer takes only those items' states (`Endpoint::take_lease_changes`) and makes
+//! them durable with a [`LeaseJournal`] (off the engine task, several changes per write, see
+//! `daemon::leases`). On disk: a snapshot ([`LeaseStore`], TOML, written atomically) and a
+//! journal next to it, one checksummed record per change, appended and fsynced per write and
+//! folded into a fresh snapshot every O(n) changes; so a write costs O(changes), not O(leases
+//! held). The table is loaded from both at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
@@ -66,6 +68,10 @@ pub struct LeaseTable {
     /// with one shard this is the shard's own "no other IKE SA of the identity" check.
     holders: HashMap<String, u64>,
     changed: bool,
+    /// Items whose lease changed (granted, renewed, released, dropped) since the last
+    /// [`take_changes`](Self::take_changes): what the lease journal appends, so that a write
+    /// costs O(changes), not O(leases held). At most one entry per item touched.
+    dirty: BTreeSet<(Ipv6Addr, u8)>,
 }
 
 /// A pool's free items: every index at or above `next` has never been handed out by the cursor
@@ -186,6 +192,7 @@ impl LeaseTable {
                     l.expires = None;
                     l.user = user.to_string();
                     self.changed = true;
+                    self.dirty.insert(item);
                 }
                 return Some(item.0);
             }
@@ -196,6 +203,7 @@ impl LeaseTable {
             }
             self.give_back(&pool.name, item);
             self.changed = true;
+            self.dirty.insert(item);
         }
         let free = |t: &Self, a: Ipv6Addr| {
             !t.by_item.contains_key(&(a, len)) && !reserved(a) && !pool.is_reserved(a)
@@ -218,6 +226,7 @@ impl LeaseTable {
             },
         );
         self.changed = true;
+        self.dirty.insert((pick, len));
         Some(pick)
     }
 
@@ -290,6 +299,7 @@ impl LeaseTable {
                 l.expires = Some(e);
                 self.expiries.insert((e, l.address, l.prefix_len));
                 self.changed = true;
+                self.dirty.insert(item);
             }
         }
     }
@@ -349,6 +359,7 @@ impl LeaseTable {
                 l.expires = Some(e);
                 self.expiries.insert((e, l.address, l.prefix_len));
                 self.changed = true;
+                self.dirty.insert((l.address, l.prefix_len));
             }
         }
     }
@@ -365,6 +376,7 @@ impl LeaseTable {
                 self.give_back(&l.pool, (a, len));
                 self.unindex(&(owner_key(&l.identity), l.pool));
                 self.changed = true;
+                self.dirty.insert((a, len));
             }
         }
     }
@@ -378,6 +390,23 @@ impl LeaseTable {
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
+
+    /// The current state of every item whose lease changed since the last call: the lease, or
+    /// its removal. O(changes): the lease journal writes only these.
+    pub fn take_changes(&mut self) -> Vec<LeaseChange> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(
+                |(address, prefix_len)| match self.by_item.get(&(address, prefix_len)) {
+                    Some(l) => LeaseChange::Set(l.clone()),
+                    None => LeaseChange::Del {
+                        address,
+                        prefix_len,
+                    },
+                },
+            )
+            .collect()
+    }
 }
 
 /// Identities compare case-insensitively (DN text, FQDN, email), as in the user database.
@@ -385,7 +414,7 @@ fn owner_key(identity: &str) -> String {
     identity.to_ascii_lowercase()
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeaseFile {
     version: u32,
@@ -393,11 +422,130 @@ struct LeaseFile {
     leases: Vec<Lease>,
 }
 
+/// [`LeaseFile`] as written: borrowed leases, so that a snapshot of a large table is not cloned.
+#[derive(Serialize)]
+struct LeaseFileOut<'a> {
+    version: u32,
+    #[serde(rename = "lease")]
+    leases: Vec<&'a Lease>,
+}
+
+/// One change of the lease table: the state of one item (address, prefix length) after it,
+/// which is also one record of the lease journal. Records set an item's whole state (never a
+/// difference), so replaying them is idempotent: the last record of an item wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum LeaseChange {
+    /// The item's lease, as it stands.
+    Set(Lease),
+    /// The item is no longer leased.
+    Del { address: Ipv6Addr, prefix_len: u8 },
+}
+
+impl LeaseChange {
+    fn item(&self) -> (Ipv6Addr, u8) {
+        match self {
+            LeaseChange::Set(l) => (l.address, l.prefix_len),
+            LeaseChange::Del {
+                address,
+                prefix_len,
+            } => (*address, *prefix_len),
+        }
+    }
+
+    fn apply(self, table: &mut BTreeMap<(Ipv6Addr, u8), Lease>) {
+        let item = self.item();
+        match self {
+            LeaseChange::Set(l) => {
+                table.insert(item, l);
+            }
+            LeaseChange::Del { .. } => {
+                table.remove(&item);
+            }
+        }
+    }
+}
+
+/// Journal records a file may hold when loaded: the writer compacts past max(4096, leases
+/// held), so its own journals stay well below (a bound on what a corrupted file makes us
+/// allocate).
+pub const MAX_JOURNAL_RECORDS: usize = 4 * MAX_LEASES;
+/// The journal is compacted into a fresh snapshot once it holds more records than this or than
+/// the table holds leases, whichever is more: a snapshot costs O(n), and comes every O(n)
+/// changes, so O(1) per change.
+pub const JOURNAL_COMPACT_MIN: usize = 4096;
+
+/// Appends one journal record to `out`: `<FNV-1a 64 of the JSON, 16 hex digits> <JSON>\n`. The
+/// checksum and the newline make every record self-delimiting: a record cut short by a crash
+/// (or filled with garbage by a file system that extended the file before writing its data)
+/// fails the check.
+pub fn encode_record(change: &LeaseChange, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(b"0000000000000000 ");
+    // Serializing our own types into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, change);
+    let sum = fnv1a64(&out[start + 17..]);
+    out[start..start + 16].copy_from_slice(format!("{sum:016x}").as_bytes());
+    out.push(b'\n');
+}
+
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A journal as read: its whole records, and how many bytes at its end were not one (a torn
+/// last write, ignored).
+#[derive(Debug, Default, PartialEq)]
+pub struct JournalRead {
+    pub changes: Vec<LeaseChange>,
+    pub torn_bytes: usize,
+}
+
+/// Reads journal records up to the first one that is not whole. Every record the daemon
+/// acknowledged was fsynced before any later one was written, and after a failed append the
+/// writer never appends again before a fresh snapshot; so a bad record and whatever follows it
+/// belong to the one write that did not complete, whose replies never left: ignoring them is
+/// safe. A whole record (checksum right) that does not parse is an error: the file is not ours
+/// to guess at.
+pub fn decode_journal(data: &[u8]) -> Result<JournalRead, String> {
+    let mut r = JournalRead::default();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line = &rest[..end];
+        let whole = line.len() > 17
+            && line[16] == b' '
+            && std::str::from_utf8(&line[..16])
+                .ok()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                == Some(fnv1a64(&line[17..]));
+        if !whole {
+            break;
+        }
+        if r.changes.len() >= MAX_JOURNAL_RECORDS {
+            return Err(format!("more than {MAX_JOURNAL_RECORDS} journal records"));
+        }
+        let change = serde_json::from_slice(&line[17..])
+            .map_err(|e| format!("journal record {}: {e}", r.changes.len() + 1))?;
+        r.changes.push(change);
+        rest = &rest[end + 1..];
+    }
+    r.torn_bytes = rest.len();
+    Ok(r)
+}
+
 /// Called with the leases about to be written, before each write (tests and benchmarks: to
-/// count writes, or to make them slow).
+/// count writes, or to make them slow): the whole table for [`LeaseStore::save`], the leases
+/// set by the batch for [`LeaseJournal::write`].
 pub type SaveHook = std::sync::Arc<dyn Fn(&[Lease]) + Send + Sync>;
 
-/// The lease file: TOML, `version = 1` and one `[[lease]]` table per lease.
+/// The lease file: TOML, `version = 1` and one `[[lease]]` table per lease (the snapshot), and
+/// next to it `<file>.journal`, the changes since that snapshot, one record a line (see
+/// [`encode_record`]). Loading reads the snapshot, then replays the journal.
 #[derive(Clone)]
 pub struct LeaseStore {
     path: PathBuf,
@@ -421,7 +569,7 @@ impl LeaseStore {
         }
     }
 
-    /// Runs `hook` before every [`save`](Self::save).
+    /// Runs `hook` before every write ([`save`](Self::save), [`LeaseJournal::write`]).
     pub fn set_hook(&mut self, hook: SaveHook) {
         self.hook = Some(hook);
     }
@@ -430,8 +578,52 @@ impl LeaseStore {
         &self.path
     }
 
-    /// The stored leases; an absent file is an empty table.
+    /// The journal: the snapshot's path with `.journal` appended.
+    pub fn journal_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".journal");
+        PathBuf::from(p)
+    }
+
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// The stored leases: the snapshot with the journal replayed over it; an absent file is an
+    /// empty table, an absent journal one without changes. A torn end of the journal is
+    /// ignored (with a warning); anything else that cannot be read is an error.
     pub fn load(&self) -> Result<Vec<Lease>, String> {
+        let leases = self.load_snapshot()?;
+        let journal = self.read_journal()?;
+        if journal.torn_bytes > 0 {
+            tracing::warn!(file = %self.journal_path().display(), records = journal.changes.len(),
+                ignored_bytes = journal.torn_bytes,
+                "the lease journal ends in an incomplete record (a write cut short by a crash, never acknowledged): ignored");
+        }
+        if journal.changes.is_empty() {
+            return Ok(leases);
+        }
+        // By item, the first of duplicates kept (as `LeaseTable::from_leases` does).
+        let mut table = BTreeMap::new();
+        for l in leases {
+            table.entry((l.address, l.prefix_len)).or_insert(l);
+        }
+        for c in journal.changes {
+            c.apply(&mut table);
+        }
+        if table.len() > MAX_LEASES {
+            return Err(format!(
+                "{}: more than {MAX_LEASES} leases",
+                self.path.display()
+            ));
+        }
+        Ok(table.into_values().collect())
+    }
+
+    fn load_snapshot(&self) -> Result<Vec<Lease>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -455,22 +647,42 @@ impl LeaseStore {
         Ok(f.leases)
     }
 
-    /// Writes all leases atomically: a temporary file next to the real one, fsync, rename,
-    /// then fsync of the directory so that the rename itself survives a crash.
+    /// The journal's whole records (none without a journal).
+    pub fn read_journal(&self) -> Result<JournalRead, String> {
+        let path = self.journal_path();
+        match std::fs::read(&path) {
+            Ok(data) => decode_journal(&data).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JournalRead::default()),
+            Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Writes all leases atomically (see [`write_snapshot`](Self::write_snapshot)) and removes
+    /// the journal, whose changes the snapshot holds.
     pub fn save(&self, leases: &[Lease]) -> std::io::Result<()> {
         if let Some(h) = &self.hook {
             h(leases);
         }
-        let f = LeaseFile {
+        self.write_snapshot(leases.iter().collect())?;
+        match std::fs::remove_file(self.journal_path()) {
+            Ok(()) => sync_dir(self.dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Writes the snapshot atomically: a temporary file next to the real one, fsync, rename,
+    /// then fsync of the directory so that the rename itself survives a crash. The journal is
+    /// left alone: its records must already be in `leases` (replaying them again changes
+    /// nothing, as each sets an item's whole state).
+    fn write_snapshot(&self, leases: Vec<&Lease>) -> std::io::Result<()> {
+        let f = LeaseFileOut {
             version: LEASE_FILE_VERSION,
-            leases: leases.to_vec(),
+            leases,
         };
         let text = toml::to_string(&f).map_err(std::io::Error::other)?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = self.dir();
         let name = self
             .path
             .file_name()
@@ -478,7 +690,7 @@ impl LeaseStore {
             .unwrap_or_else(|| "leases".into());
         let tmp = dir.join(format!(".{name}.tmp"));
         {
-            let mut file = create_private(&tmp)?;
+            let mut file = create_private(&tmp, false)?;
             file.write_all(
                 b"# mip6-iked lease store: written by the daemon, do not edit while it runs.\n",
             )?;
@@ -486,9 +698,141 @@ impl LeaseStore {
             file.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        sync_dir(dir);
+        Ok(())
+    }
+
+    /// Replaces the journal with an empty one, open for appending (after a snapshot).
+    fn new_journal(&self) -> std::io::Result<std::fs::File> {
+        let file = create_private(&self.journal_path(), true)?;
+        file.sync_all()?;
+        sync_dir(self.dir());
+        Ok(file)
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The writer's side of the lease file: its own copy of the table, kept up to date with the
+/// changes it writes, so that it never asks the engine for the whole table. A write appends one
+/// record per change to the journal and fsyncs it (O(changes)); past max(4096, leases held)
+/// records it writes a fresh snapshot from its copy and starts an empty journal (O(n) every
+/// O(n) changes). The first write after start, and the one after a failed append, is such a
+/// snapshot too: it also drops a torn end the journal may have.
+///
+/// Crash safety: the snapshot is renamed into place (and the directory fsynced) before the
+/// journal is emptied, and it is taken after the batch was appended, so a crash in between
+/// leaves a journal whose every record the snapshot already holds; replaying it sets each
+/// item to the state the snapshot has.
+pub struct LeaseJournal {
+    store: LeaseStore,
+    table: BTreeMap<(Ipv6Addr, u8), Lease>,
+    /// The journal, open for appending (None: the next write is a snapshot).
+    file: Option<std::fs::File>,
+    /// Records in the journal.
+    records: usize,
+    /// Records appended and snapshots written, since start.
+    pub appended: u64,
+    pub snapshots: u64,
+}
+
+impl LeaseJournal {
+    /// The writer for `store`, whose table is `leases` (the engine's, as loaded).
+    pub fn new(store: LeaseStore, leases: Vec<Lease>) -> LeaseJournal {
+        LeaseJournal {
+            store,
+            table: leases
+                .into_iter()
+                .map(|l| ((l.address, l.prefix_len), l))
+                .collect(),
+            file: None,
+            records: 0,
+            appended: 0,
+            snapshots: 0,
         }
+    }
+
+    pub fn store(&self) -> &LeaseStore {
+        &self.store
+    }
+
+    pub fn set_hook(&mut self, hook: SaveHook) {
+        self.store.set_hook(hook);
+    }
+
+    /// Leases in the writer's copy.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Records in the journal file.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Makes `changes` durable: appended to the journal and fsynced (or, when due, in a fresh
+    /// snapshot). Ok means they are on disk. After an error the changes stay in the copy and
+    /// the next write is a snapshot, which holds them.
+    pub fn write(&mut self, changes: Vec<LeaseChange>) -> std::io::Result<()> {
+        let set: Option<Vec<Lease>> = self.store.hook.as_ref().map(|_| {
+            changes
+                .iter()
+                .filter_map(|c| match c {
+                    LeaseChange::Set(l) => Some(l.clone()),
+                    LeaseChange::Del { .. } => None,
+                })
+                .collect()
+        });
+        let mut buf = Vec::with_capacity(changes.len() * 200);
+        for c in &changes {
+            encode_record(c, &mut buf);
+        }
+        let n = changes.len();
+        for c in changes {
+            c.apply(&mut self.table);
+        }
+        // Taken before any I/O (or the hook): should this write fail or panic halfway, nothing
+        // is ever appended after its torn record, and the changes, in the copy, go into the
+        // snapshot the next write makes.
+        let file = self.file.take();
+        if let (Some(h), Some(set)) = (&self.store.hook, set) {
+            h(&set);
+        }
+        let Some(mut file) = file else {
+            return self.compact();
+        };
+        if n == 0 {
+            self.file = Some(file);
+            return Ok(());
+        }
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        self.file = Some(file);
+        self.records += n;
+        self.appended += n as u64;
+        if self.records > JOURNAL_COMPACT_MIN.max(self.table.len())
+            && let Err(e) = self.compact()
+        {
+            // The changes are on disk (appended): only the compaction waits, for the next write.
+            tracing::warn!(file = %self.store.path().display(), "cannot compact the lease journal: {e}; trying again on the next write");
+        }
+        Ok(())
+    }
+
+    /// Writes the copy as a fresh snapshot, then starts an empty journal.
+    pub fn compact(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        self.store.write_snapshot(self.table.values().collect())?;
+        self.file = Some(self.store.new_journal()?);
+        self.records = 0;
+        self.snapshots += 1;
         Ok(())
     }
 }
@@ -496,12 +840,13 @@ impl LeaseStore {
 /// Creates `path` as a new file: never through a symbolic link and never reusing a file that is
 /// there (O_EXCL|O_NOFOLLOW), so whoever can write to the lease directory cannot make us
 /// overwrite another file. A leftover from a crash (or a planted link) is removed first:
-/// unlinking removes the link itself, never its target.
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+/// unlinking removes the link itself, never its target. `append`: opened with O_APPEND.
+fn create_private(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = || {
         std::fs::OpenOptions::new()
             .write(true)
+            .append(append)
             .create_new(true)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .mode(0o644)
@@ -798,5 +1143,229 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    fn big_pool() -> Pool {
+        Pool {
+            name: "big".into(),
+            kind: PoolKind::Addresses {
+                first: "2001:db8:1::1:0".parse().unwrap(),
+                last: "2001:db8:1::ffff:ffff".parse().unwrap(),
+            },
+            lifetime: 0,
+        }
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read(path)
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
+    /// A table, its journal writer, and the changes flushed through it as one write each.
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: LeaseStore,
+        table: LeaseTable,
+        journal: LeaseJournal,
+    }
+
+    impl Setup {
+        fn new(held: u32) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LeaseStore::new(dir.path().join("leases.toml"));
+            let mut table = LeaseTable::new();
+            let p = big_pool();
+            for i in 0..held {
+                table
+                    .acquire(&format!("fqdn:held{i}"), "u", &p, None, |_| false, 0)
+                    .unwrap();
+            }
+            let journal = LeaseJournal::new(store.clone(), Vec::new());
+            let mut s = Setup {
+                _dir: dir,
+                store,
+                table,
+                journal,
+            };
+            s.flush();
+            s
+        }
+
+        fn flush(&mut self) -> usize {
+            let c = self.table.take_changes();
+            let n = c.len();
+            self.journal.write(c).unwrap();
+            n
+        }
+
+        fn loaded(&self) -> Vec<Lease> {
+            self.store.load().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_journal_appends_one_record_per_change_and_replays_upserts_and_removals() {
+        let mut s = Setup::new(1000);
+        // The first write is a snapshot (it also drops a torn end left by a crash).
+        assert_eq!((s.journal.snapshots, s.journal.records()), (1, 0));
+        assert_eq!(s.loaded(), s.table.list());
+        let snapshot = std::fs::read(s.store.path()).unwrap();
+        // Ten changes in one write: ten records appended, the snapshot untouched (not ten times
+        // the table).
+        let p = big_pool();
+        for i in 0..10 {
+            s.table
+                .acquire(&format!("fqdn:new{i}"), "u", &p, None, |_| false, 0)
+                .unwrap();
+        }
+        assert_eq!(s.flush(), 10);
+        assert_eq!(lines(&s.store.journal_path()), 10);
+        assert_eq!(s.journal.appended, 10);
+        assert_eq!(std::fs::read(s.store.path()).unwrap(), snapshot);
+        assert_eq!(s.loaded(), s.table.list());
+        // A release (upsert of the same item) and an expiry (removal), replayed.
+        s.table.release("fqdn:new3", 10, 5);
+        s.table.release("fqdn:held7", 10, 100);
+        assert_eq!(s.flush(), 2);
+        s.table.expire(15);
+        assert_eq!(s.flush(), 1);
+        assert_eq!(lines(&s.store.journal_path()), 13);
+        let loaded = s.loaded();
+        assert_eq!(loaded, s.table.list());
+        assert!(!loaded.iter().any(|l| l.identity == "fqdn:new3"));
+        assert!(
+            loaded
+                .iter()
+                .any(|l| l.identity == "fqdn:held7" && l.state == LeaseState::Released)
+        );
+        // Nothing changed: nothing appended.
+        assert_eq!(s.flush(), 0);
+        assert_eq!(lines(&s.store.journal_path()), 13);
+        // Same modes as the snapshot.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.store.journal_path()), mode(s.store.path()));
+    }
+
+    #[test]
+    fn a_torn_end_of_the_journal_is_ignored_and_a_bad_whole_record_is_an_error() {
+        let mut s = Setup::new(3);
+        let p = big_pool();
+        s.table
+            .acquire("fqdn:a", "u", &p, None, |_| false, 0)
+            .unwrap();
+        s.flush();
+        let good = s.table.list();
+        let whole = std::fs::read(s.store.journal_path()).unwrap();
+        // The next write, cut short by a crash: half a record.
+        let mut rec = Vec::new();
+        encode_record(
+            &LeaseChange::Del {
+                address: good[0].address,
+                prefix_len: 128,
+            },
+            &mut rec,
+        );
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&rec[..rec.len() / 2]);
+        std::fs::write(s.store.journal_path(), &torn).unwrap();
+        assert_eq!(s.loaded(), good);
+        assert_eq!(
+            s.store.read_journal().unwrap().torn_bytes,
+            rec.len() / 2,
+            "the torn record is seen and ignored"
+        );
+        // A whole line whose checksum fails (garbage the file system left), with a record after
+        // it: both belong to the write that did not complete.
+        let mut bad = whole.clone();
+        bad.extend_from_slice(b"0123456789abcdef {\"del\":{}}\n");
+        bad.extend_from_slice(&rec);
+        std::fs::write(s.store.journal_path(), &bad).unwrap();
+        assert_eq!(s.loaded(), good);
+        // Without the garbage, the removal applies.
+        let mut ok = whole.clone();
+        ok.extend_from_slice(&rec);
+        std::fs::write(s.store.journal_path(), &ok).unwrap();
+        assert_eq!(s.loaded(), good[1..]);
+        // A record with a right checksum that is not ours: the start stops.
+        let mut strange = Vec::new();
+        let json = br#"{"renamed":{}}"#;
+        strange.extend_from_slice(format!("{:016x} ", fnv1a64(json)).as_bytes());
+        strange.extend_from_slice(json);
+        strange.push(b'\n');
+        std::fs::write(s.store.journal_path(), &strange).unwrap();
+        assert!(s.store.load().unwrap_err().contains("journal record 1"));
+        // The next write after start is a snapshot, and starts the journal over.
+        let mut j = LeaseJournal::new(s.store.clone(), good.clone());
+        j.write(Vec::new()).unwrap();
+        assert_eq!(std::fs::read(s.store.journal_path()).unwrap(), b"");
+        assert_eq!(s.loaded(), good);
+    }
+
+    #[test]
+    fn compaction_writes_a_snapshot_and_a_stale_journal_replays_to_the_same_table() {
+        let mut s = Setup::new(100);
+        let p = big_pool();
+        // Past 4096 records: a snapshot, and the journal starts over.
+        let mut n = 0u64;
+        while s.journal.snapshots == 1 {
+            n += 1;
+            s.table
+                .acquire(&format!("fqdn:v{n}"), "u", &p, None, |_| false, n)
+                .unwrap();
+            s.flush();
+            s.table.release(&format!("fqdn:v{n}"), n, 0);
+            s.table.expire(n);
+            s.flush();
+        }
+        // One record per change, two per round: the 4097th record (the first of its round)
+        // made the snapshot; the round's second went into the new journal.
+        assert_eq!(n, JOURNAL_COMPACT_MIN as u64 / 2 + 1);
+        assert_eq!(s.journal.records(), 1);
+        assert_eq!(lines(&s.store.journal_path()), 1);
+        assert_eq!(s.loaded(), s.table.list());
+        // A crash between the snapshot's rename and the journal's emptying leaves the journal
+        // of before: its records are in the snapshot, and replaying them changes nothing.
+        for i in 0..50 {
+            s.table
+                .acquire(&format!("fqdn:w{i}"), "u", &p, None, |_| false, n)
+                .unwrap();
+            s.table.release(&format!("fqdn:held{i}"), n, 0);
+            s.flush();
+        }
+        s.table.expire(n);
+        s.flush();
+        let before = std::fs::read(s.store.journal_path()).unwrap();
+        assert!(!before.is_empty());
+        s.journal.compact().unwrap();
+        assert_eq!(lines(&s.store.journal_path()), 0);
+        std::fs::write(s.store.journal_path(), &before).unwrap();
+        assert_eq!(s.loaded(), s.table.list());
+        assert_eq!(s.table.len(), 100 + 50 - 50);
+        // `save` (a whole table) drops the journal, whose records it holds.
+        s.store.save(&s.table.list()).unwrap();
+        assert!(!s.store.journal_path().exists());
+        assert_eq!(s.loaded(), s.table.list());
+    }
+
+    #[test]
+    fn a_failed_append_is_followed_by_a_snapshot_that_holds_its_changes() {
+        let mut s = Setup::new(5);
+        let p = big_pool();
+        s.table
+            .acquire("fqdn:a", "u", &p, None, |_| false, 0)
+            .unwrap();
+        // The append fails (the handle made read-only: as a full disk would).
+        s.journal.file = Some(std::fs::File::open(s.store.journal_path()).unwrap());
+        assert!(s.journal.write(s.table.take_changes()).is_err());
+        assert!(!s.loaded().iter().any(|l| l.identity == "fqdn:a"));
+        // The retry has nothing new from the engine (its changes were taken): the writer's
+        // copy holds them, and the write after a failure is a snapshot.
+        s.journal.write(s.table.take_changes()).unwrap();
+        assert_eq!(s.journal.snapshots, 2, "no journal open: a snapshot");
+        assert_eq!(s.loaded(), s.table.list());
     }
 }

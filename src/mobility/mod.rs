@@ -8,6 +8,8 @@ pub mod selector;
 pub mod users;
 
 pub use classes::{ClassReqids, SaClass};
-pub use leases::{Lease, LeaseState, LeaseStore, LeaseTable, SaveHook};
+pub use leases::{
+    Lease, LeaseChange, LeaseJournal, LeaseState, LeaseStore, LeaseTable, SaveHook, encode_record,
+};
 pub use pool::{Pool, PoolKind};
 pub use users::{HomePrefix, IdentityMatch, Uniqueness, User, UserAuth, UserDb, identity_key};
