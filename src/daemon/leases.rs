@@ -63,9 +63,18 @@ pub(super) struct LeaseWriter {
 impl LeaseWriter {
     /// The writer of `store`, whose table is `leases` (the engine's, once loaded).
     pub fn new(store: LeaseStore, leases: Vec<Lease>) -> LeaseWriter {
+        let path = store.path().to_path_buf();
+        let mut journal = LeaseJournal::new(store, leases);
+        // At start, before anything is served: the table as a fresh snapshot and an empty
+        // journal (a torn journal end goes with it), so that the serving daemon's first write
+        // appends instead of rewriting every lease held (68 ms at 100,000, measured by
+        // benches/compare as CPU per handshake). If it fails, the first write tries again.
+        if let Err(e) = journal.compact() {
+            warn!(file = %path.display(), "cannot write the lease file at start: {e}; trying again at the first change");
+        }
         LeaseWriter {
-            path: store.path().to_path_buf(),
-            journal: Arc::new(Mutex::new(LeaseJournal::new(store, leases))),
+            path,
+            journal: Arc::new(Mutex::new(journal)),
             changed: 0,
             durable: 0,
             writing: None,
