@@ -466,7 +466,7 @@ impl Endpoint {
         ) {
             Ok(c) => c,
             Err(PeerAuthError::AwaitCrl) => {
-                return self.park_for_crl(sa, header, &payloads, &identity);
+                return self.park_for_crl(sa, Some(*header), payloads, &identity);
             }
             Err(e) => return fail(self, sa, Some(identity), e.reason()),
         };
@@ -613,7 +613,7 @@ impl Endpoint {
             Ok(c) => c,
             Err(HomeAgentAuth::NoKeys) => return Fate::Close("no keys".into()),
             Err(HomeAgentAuth::Await) => {
-                return self.park_response_for_crl(sa, payloads, &identity);
+                return self.park_for_crl(sa, None, payloads, &identity);
             }
             Err(HomeAgentAuth::Refused(reason)) => {
                 // The responder believes the SA is up: tell it (fire and forget) before

@@ -184,43 +184,20 @@ impl Endpoint {
         self.crl_fetch = timeout;
     }
 
-    /// Responder: parks `sa`'s IKE_AUTH (its AUTH verified; only the certificate's revocation
-    /// status is missing) until new CRLs arrive ([`Endpoint::set_crls`]) or the download
-    /// timeout passes (the SA's timer, a second later); then the request is processed again
-    /// from the start, without waiting a second time. As with the address provider, the
-    /// message ID is consumed: retransmissions meanwhile are dropped.
+    /// Parks `sa`'s IKE_AUTH (the peer's AUTH verified; only its certificate's revocation
+    /// status is missing) until new CRLs arrive ([`Endpoint::set_crls`]), the OCSP answer
+    /// comes, or the download timeout passes (the SA's timer, a second later); then it is
+    /// processed again from the start, without waiting a second time.
+    /// - Home agent (`request` = the request's header): as with the address provider, the
+    ///   message ID is consumed; retransmissions meanwhile are dropped.
+    /// - Mobile node (`request` None: the home agent's response): nothing of the SA is used
+    ///   meanwhile, no CHILD_SA installed and no event; the home agent already considers the
+    ///   SA established, and a wait bounded by the download timeout (+1 s) is within its
+    ///   liveness tolerance.
     pub(super) fn park_for_crl(
         &mut self,
         sa: &mut IkeSa,
-        header: &Header,
-        payloads: &[Payload],
-        identity: &Identity,
-    ) -> Fate {
-        let timeout = self
-            .crl_fetch
-            .unwrap_or_default()
-            .max(self.ocsp_timeout().unwrap_or_default());
-        sa.ocsp_wait = self.ocsp.wait_key.take().map(Box::new);
-        info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
-              "waiting for the revocation status of the peer's certificate");
-        sa.crl_parked = Some(Box::new(Parked {
-            header: Some(*header),
-            payloads: payloads.to_vec(),
-            half_open_expiry: sa.expires_at,
-        }));
-        sa.expires_at = Some(self.now.at + timeout + CRL_BACKSTOP);
-        Fate::Keep
-    }
-
-    /// Mobile node: parks the home agent's IKE_AUTH response (its AUTH verified; only the
-    /// certificate's revocation status is missing, `strict`, and a CRL download or an OCSP
-    /// query is under way) until the answer arrives or the wait is over, as the home agent
-    /// parks our request. Nothing of the SA is used meanwhile: no CHILD_SA is installed and no
-    /// event says it is up. The home agent already considers the SA established; a wait
-    /// bounded by the download timeout (+1 s) is within its liveness tolerance.
-    pub(super) fn park_response_for_crl(
-        &mut self,
-        sa: &mut IkeSa,
+        request: Option<Header>,
         payloads: Vec<Payload>,
         identity: &Identity,
     ) -> Fate {
@@ -229,10 +206,15 @@ impl Endpoint {
             .unwrap_or_default()
             .max(self.ocsp_timeout().unwrap_or_default());
         sa.ocsp_wait = self.ocsp.wait_key.take().map(Box::new);
+        let whose = if request.is_some() {
+            "the peer's"
+        } else {
+            "the home agent's"
+        };
         info!(ike = %sa.id(), %identity, ocsp = sa.ocsp_wait.is_some(),
-              "waiting for the revocation status of the home agent's certificate");
+              "waiting for the revocation status of {whose} certificate");
         sa.crl_parked = Some(Box::new(Parked {
-            header: None,
+            header: request,
             payloads,
             half_open_expiry: sa.expires_at,
         }));
