@@ -48,15 +48,20 @@ fn ha(policy: RevocationPolicy) -> Config {
 /// A lab whose HA asks `URI` about ECDSA-CA certificates (no CRLs at all).
 fn lab(mn: Config, policy: RevocationPolicy) -> Lab {
     let mut l = Lab::new(mn, ha(policy));
+    l.ha.ep.set_ocsp(Some(ask_uri_about_ecdsa_ca()));
+    l
+}
+
+/// OCSP settings that ask `URI` about certificates of the ECDSA CA (timeout 5 s).
+fn ask_uri_about_ecdsa_ca() -> OcspSettings {
     let ca = mip6_ike::auth::cert::certs_from_pem(CA_ECDSA).unwrap();
     let subject = mip6_ike::auth::revocation::describe(&ca[0])
         .unwrap()
         .subject;
-    l.ha.ep.set_ocsp(Some(OcspSettings {
+    OcspSettings {
         timeout: Duration::from_secs(5),
         ca_uris: vec![(subject, URI.into())],
-    }));
-    l
+    }
 }
 
 /// The OCSP queries the HA asked for: (query, uri, request).
@@ -421,14 +426,7 @@ fn mn_lab(policy: RevocationPolicy) -> Lab {
     let mut mn = mn1();
     mn.revocation = policy;
     let mut l = Lab::new(mn, ha(RevocationPolicy::Off));
-    let ca = mip6_ike::auth::cert::certs_from_pem(CA_ECDSA).unwrap();
-    let subject = mip6_ike::auth::revocation::describe(&ca[0])
-        .unwrap()
-        .subject;
-    l.mn.ep.set_ocsp(Some(OcspSettings {
-        timeout: Duration::from_secs(5),
-        ca_uris: vec![(subject, URI.into())],
-    }));
+    l.mn.ep.set_ocsp(Some(ask_uri_about_ecdsa_ca()));
     l
 }
 
