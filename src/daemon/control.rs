@@ -886,7 +886,7 @@ impl Daemon {
         }
         // The IKE SAs by peer identity (in id order, as before): each lease then looks at its
         // identity's SAs only instead of formatting every SA's identity for every lease.
-        let sas = self.list();
+        let (all, sas) = self.leases_and_sas();
         let mut by_identity: HashMap<String, Vec<&IkeSaInfo>> = HashMap::new();
         for i in &sas {
             if let Some(p) = &i.peer {
@@ -894,13 +894,16 @@ impl Daemon {
             }
         }
         let unix = now().unix;
-        let leases = self
-            .all_leases()
+        let leases = all
             .into_iter()
             .map(|l| {
                 let address = l.prefix_len == 128;
+                // A released lease has no IKE SA by definition: it is released once the last
+                // one of its identity is gone.
+                let bound = l.state == crate::mobility::LeaseState::Bound;
                 let ike = by_identity
                     .get(&l.identity)
+                    .filter(|_| bound)
                     .and_then(|v| {
                         v.iter()
                             .find(|i| !address || i.home_address == Some(l.address))
