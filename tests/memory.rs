@@ -29,7 +29,10 @@ const ECDSA_LIMIT: isize = 3072;
 /// the registrations (each SA's last response still cached for retransmissions), and once the
 /// SAs have been quiet for longer than the response is held (5 minutes).
 fn per_sa(kind: AuthKind, n: u32) -> (isize, isize) {
-    let mut b = Registrar::new(kind);
+    per_sa_of(Registrar::new(kind), n)
+}
+
+fn per_sa_of(mut b: Registrar, n: u32) -> (isize, isize) {
     // Warm up lazily allocated statics (ring, tracing) and the maps' first allocations outside
     // the measurement.
     b.register(u32::MAX - 1);
@@ -54,30 +57,35 @@ fn per_sa(kind: AuthKind, n: u32) -> (isize, isize) {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn check(kind: AuthKind, limit: isize) {
+    check_with(&format!("{kind:?}"), &|n| per_sa(kind, n), limit);
+}
+
+fn check_with(what: &str, per_sa: &dyn Fn(u32) -> (isize, isize), limit: isize) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (small, small_quiet) = per_sa(kind, 200);
-    let (large, large_quiet) = per_sa(kind, 600);
+    let kind = what;
+    let (small, small_quiet) = per_sa(200);
+    let (large, large_quiet) = per_sa(600);
     println!(
-        "{kind:?}: home agent heap per IKE SA with 2 CHILD_SAs: {small} bytes at N=200, {large} bytes at N=600; \
+        "{kind}: home agent heap per IKE SA with 2 CHILD_SAs: {small} bytes at N=200, {large} bytes at N=600; \
          after 5 quiet minutes (no cached response): {small_quiet} and {large_quiet} bytes"
     );
     for f in [small, large] {
         assert!(f > 500, "the measurement counts something ({f})");
         assert!(
             f <= limit,
-            "{kind:?}: {f} bytes per IKE SA, more than {limit}"
+            "{kind}: {f} bytes per IKE SA, more than {limit}"
         );
     }
     // A per-SA cost that grows with N (a map sized for the largest N seen, a quadratic index)
     // would show here; hash maps' load factor alone may move the figure a little.
     assert!(
         (small - large).abs() <= 96,
-        "{kind:?}: per-SA cost depends on N: {small} vs {large}"
+        "{kind}: per-SA cost depends on N: {small} vs {large}"
     );
     // The cached last response goes once no peer can still be retransmitting its request.
     assert!(
         small_quiet < small - 100 && large_quiet < large - 100,
-        "{kind:?}: the cached responses were dropped ({small} -> {small_quiet})"
+        "{kind}: the cached responses were dropped ({small} -> {small_quiet})"
     );
 }
 
@@ -89,6 +97,17 @@ fn psk_ike_sa_with_two_child_sas_fits_in_2_kib() {
 #[test]
 fn ecdsa_ike_sa_with_two_child_sas_fits_in_3_kib() {
     check(AuthKind::Ecdsa, ECDSA_LIMIT);
+}
+
+/// The same with an identity per device and the default uniqueness policy: the identity index
+/// (INITIAL_CONTACT, uniqueness, lease release) then has an entry per IKE SA.
+#[test]
+fn psk_with_an_identity_per_device_fits_in_2_kib() {
+    check_with(
+        "Psk, an identity per device",
+        &|n| per_sa_of(Registrar::one_identity_per_device(), n),
+        PSK_LIMIT,
+    );
 }
 
 /// Resident set size of this process, from /proc (KiB).

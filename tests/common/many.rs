@@ -39,10 +39,45 @@ pub struct Registrar {
     pub ha: Endpoint,
     /// The two identities' mobile node configurations (shared by every device).
     mns: [Arc<Config>; 2],
+    /// Each device has its own identity (see [`Registrar::one_identity_per_device`]).
+    distinct: bool,
     pub now: Now,
 }
 
+/// Device `i`'s own identity (in [`Registrar::one_identity_per_device`]): under its user's
+/// DN pattern, `O=even` or `O=odd` as `hoa(i)` is in mn1's or mn2's prefix.
+pub fn device_dn(i: u32) -> String {
+    let o = if i % 2 == 1 { "odd" } else { "even" };
+    format!("dn:C=CH, O={o}, CN=device{i}@example.net")
+}
+
 impl Registrar {
+    /// PSK devices with an identity each, as most deployments have (one certificate or key
+    /// per device), under the default uniqueness policy (`replace`): the home agent's identity
+    /// index then holds an entry per IKE SA, which [`Registrar::new`]'s two shared identities
+    /// hide. Two DN-pattern users own the devices.
+    pub fn one_identity_per_device() -> Registrar {
+        let mut r = Registrar::new(AuthKind::Psk);
+        let mut cfg = ha_config(AuthKind::Psk, IKE, ESP);
+        cfg.timers.liveness_interval = Duration::from_secs(3600);
+        let pattern = |name: &str, o: &str, n: u16| {
+            let psk = UserAuth::Psk(zeroize::Zeroizing::new(PSK.to_vec()));
+            let mut u = prefix_user(name, MN1_DN, psk, n);
+            u.identity =
+                mip6_ike::mobility::IdentityMatch::DnPattern(format!("dn:C=CH, O={o}, CN=*"));
+            u
+        };
+        let users = UserDb::new(vec![pattern("mn1", "even", 0), pattern("mn2", "odd", 1)]).unwrap();
+        cfg.home_agent.as_mut().unwrap().users = Arc::new(users);
+        r.ha = Endpoint::new(
+            Arc::new(cfg),
+            Box::new(mip6_ike::crypto::TestRng::new(5)),
+            r.now,
+        );
+        r.distinct = true;
+        r
+    }
+
     pub fn new(kind: AuthKind) -> Registrar {
         let now = Now {
             at: std::time::Instant::now(),
@@ -85,6 +120,7 @@ impl Registrar {
         Registrar {
             ha,
             mns: [mn("mn1"), mn("mn2")],
+            distinct: false,
             now,
         }
     }
@@ -93,8 +129,15 @@ impl Registrar {
     /// CHILD_SA, then CREATE_CHILD_SA for the payload one.
     pub fn register(&mut self, i: u32) {
         let now = self.now;
+        let cfg = if self.distinct {
+            let mut c = base_config(&device_dn(i), local_auth(AuthKind::Psk, "mn1"), IKE, ESP);
+            c.mobility.initial_contact = false;
+            Arc::new(c)
+        } else {
+            self.mns[(i % 2) as usize].clone()
+        };
         let mut mn = Endpoint::new(
-            self.mns[(i % 2) as usize].clone(),
+            cfg,
             Box::new(mip6_ike::crypto::TestRng::new(100 + u64::from(i))),
             now,
         );
