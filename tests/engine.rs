@@ -170,6 +170,51 @@ fn handshake_rfc7427_rsa() {
     );
 }
 
+/// RFC 7427 4: a signer uses a hash the verifier announced. The HA's IKE_SA_INIT response is
+/// rewritten to announce SHA2-512 only: the MN's P-256 key (method 14 configured) can sign only
+/// with SHA-256, so its AUTH is method 9, which the HA receives and verifies. (The rewrite
+/// changes what the HA signed, so the MN then refuses the HA's AUTH: only the HA's side is
+/// looked at.)
+#[test]
+fn rfc7427_signer_uses_a_hash_the_peer_announced() {
+    for (announced, method) in [
+        (vec![0u8, 4], AUTH_ECDSA_SHA256_P256),
+        (vec![0, 4, 0, 2], AUTH_DIGITAL_SIGNATURE),
+    ] {
+        let mut l = lab(
+            AuthKind::Rfc7427Ecdsa,
+            "aes128-sha256-x25519",
+            "aes128-sha256",
+        );
+        l.initiate(HomeAddress::Static(HOA1), BU_PAYLOAD);
+        let (to_ha, t) = l.wire.remove(0);
+        l.deliver(to_ha, &t);
+        let (to_ha, t) = l.wire.remove(0);
+        assert!(!to_ha);
+        let mut m = Message::parse(&t.data).unwrap();
+        let mut found = false;
+        for p in &mut m.payloads {
+            if let Payload::Notify(n) = p
+                && n.notify_type == N_SIGNATURE_HASH_ALGORITHMS
+            {
+                n.data = announced.clone();
+                found = true;
+            }
+        }
+        assert!(found, "the HA announces its hashes");
+        l.mn.ep.handle_datagram(l.now, t.remote, t.local, &m.emit());
+        l.collect();
+        // The MN's IKE_AUTH request reaches the HA.
+        let (to_ha, t) = l.wire.remove(0);
+        assert!(to_ha);
+        l.deliver(to_ha, &t);
+        let ha = l.ha.ep.list();
+        assert_eq!(ha.len(), 1);
+        assert_eq!(ha[0].state, "established", "{announced:?}");
+        assert_eq!(ha[0].peer_auth_method, method, "{announced:?}");
+    }
+}
+
 #[test]
 fn handshake_psk() {
     handshake(AuthKind::Psk, "aes128-sha256-x25519", "aes128-sha256");

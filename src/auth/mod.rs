@@ -13,7 +13,7 @@ pub use cert::{PeerCert, TrustAnchors};
 pub use identity::{Identity, dn_equal, dn_matches_pattern};
 pub use key::PrivateKey;
 pub use sign::{
-    SignatureStyle, parse_signature_hash_algorithms, psk_auth, sign,
+    PeerHashes, SignatureStyle, parse_signature_hash_algorithms, psk_auth, sign, sign_for,
     signature_hash_algorithms_data, verify,
 };
 

@@ -47,6 +47,14 @@ pub enum SignatureStyle {
 pub const ALG_SHA256_WITH_RSA: &[u8] = &[
     0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
 ];
+/// AlgorithmIdentifier DER of sha384WithRSAEncryption (1.2.840.113549.1.1.12), RFC 7427 A.1.3.
+pub const ALG_SHA384_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c, 0x05, 0x00,
+];
+/// AlgorithmIdentifier DER of sha512WithRSAEncryption (1.2.840.113549.1.1.13), RFC 7427 A.1.4.
+pub const ALG_SHA512_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d, 0x05, 0x00,
+];
 /// AlgorithmIdentifier DER of ecdsa-with-SHA256 (1.2.840.10045.4.3.2, no parameters),
 /// RFC 7427 Appendix A.3.2.
 pub const ALG_ECDSA_WITH_SHA256: &[u8] = &[
@@ -84,6 +92,47 @@ impl Hash {
             Hash::Sha384 => 48,
             Hash::Sha512 => 64,
         }
+    }
+}
+
+/// The RFC 7427 hashes a peer announced in SIGNATURE_HASH_ALGORITHMS that we can sign with
+/// (SHA2-256, SHA2-384, SHA2-512): a method 14 signature of ours uses one of them (RFC 7427 4:
+/// the signer uses a hash the verifier announced). Empty when the peer sent no notify or only
+/// hashes we do not sign with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerHashes(u8);
+
+impl PeerHashes {
+    /// No notify (or nothing usable in it): method 14 is not used where a key has another.
+    pub const NONE: PeerHashes = PeerHashes(0);
+    /// All three (what strongSwan announces by default).
+    pub const ALL: PeerHashes = PeerHashes(0b111);
+
+    /// From a SIGNATURE_HASH_ALGORITHMS notify's data (at most 32 identifiers are read).
+    pub fn from_notify(data: &[u8]) -> PeerHashes {
+        let mut m = 0;
+        for h in parse_signature_hash_algorithms(data) {
+            m |= match h {
+                HASH_SHA2_256 => 0b001,
+                HASH_SHA2_384 => 0b010,
+                HASH_SHA2_512 => 0b100,
+                _ => 0,
+            };
+        }
+        PeerHashes(m)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn has(self, h: Hash) -> bool {
+        let bit = match h {
+            Hash::Sha256 => 0b001,
+            Hash::Sha384 => 0b010,
+            Hash::Sha512 => 0b100,
+        };
+        self.0 & bit != 0
     }
 }
 
@@ -208,6 +257,37 @@ pub fn sign(
     style: SignatureStyle,
     octets: &[u8],
 ) -> Result<(u8, Vec<u8>), super::Error> {
+    sign_for(key, style, octets, PeerHashes::ALL)
+}
+
+/// [`sign`] for a peer that announced `peer` (RFC 7427 4). An ECDSA key's method 14 hash is
+/// its curve's (RFC 4754 pairing; ring signs P-256 only with SHA-256 and P-384 only with
+/// SHA-384): when the peer did not announce it, the key's own method (9, 10 or 11, which
+/// names the hash) is used instead. An RSA key takes the first of SHA2-256, SHA2-384, SHA2-512
+/// the peer announced, and SHA2-256 when it announced none of them (method 1 would need SHA-1
+/// signatures, which ring does not make).
+pub fn sign_for(
+    key: &PrivateKey,
+    style: SignatureStyle,
+    octets: &[u8],
+    peer: PeerHashes,
+) -> Result<(u8, Vec<u8>), super::Error> {
+    let curve_hash = match &key.inner {
+        KeyInner::Ecdsa {
+            curve: RingCurve::P256,
+            ..
+        } => Some(Hash::Sha256),
+        KeyInner::Ecdsa {
+            curve: RingCurve::P384,
+            ..
+        } => Some(Hash::Sha384),
+        KeyInner::EcdsaP521(_) => Some(Hash::Sha512),
+        KeyInner::Rsa(_) => None,
+    };
+    let style = match curve_hash {
+        Some(h) if !peer.has(h) => SignatureStyle::Legacy,
+        _ => style,
+    };
     match (&key.inner, style) {
         (KeyInner::Ecdsa { curve, fixed, .. }, SignatureStyle::Legacy) => {
             let sig = fixed
@@ -247,13 +327,19 @@ pub fn sign(
         }
         // Legacy too: method 1 needs SHA-1 signing, which ring does not offer.
         (KeyInner::Rsa(rsa), _) => {
+            let (enc, alg): (&'static dyn rs::RsaEncoding, _) =
+                match [Hash::Sha256, Hash::Sha384, Hash::Sha512]
+                    .into_iter()
+                    .find(|h| peer.has(*h))
+                {
+                    Some(Hash::Sha384) => (&rs::RSA_PKCS1_SHA384, ALG_SHA384_WITH_RSA),
+                    Some(Hash::Sha512) => (&rs::RSA_PKCS1_SHA512, ALG_SHA512_WITH_RSA),
+                    _ => (&rs::RSA_PKCS1_SHA256, ALG_SHA256_WITH_RSA),
+                };
             let mut sig = vec![0u8; rsa.public().modulus_len()];
-            rsa.sign(&rs::RSA_PKCS1_SHA256, &key.rng, octets, &mut sig)
+            rsa.sign(enc, &key.rng, octets, &mut sig)
                 .map_err(|_| super::Error::SignFailed)?;
-            Ok((
-                AUTH_DIGITAL_SIGNATURE,
-                digital_signature_data(ALG_SHA256_WITH_RSA, &sig),
-            ))
+            Ok((AUTH_DIGITAL_SIGNATURE, digital_signature_data(alg, &sig)))
         }
     }
 }
@@ -503,6 +589,60 @@ mod tests {
             verify(&cert, 14, &data, OCTETS).unwrap();
             assert_tamper_fails(&cert, 14, &data);
         }
+    }
+
+    #[test]
+    fn peer_hashes_from_the_notify() {
+        assert_eq!(
+            PeerHashes::from_notify(&[0, 2, 0, 3, 0, 4]),
+            PeerHashes::ALL
+        );
+        // SHA-1 (1) and Identity (5) are not hashes we sign with; an odd byte is ignored.
+        assert!(PeerHashes::from_notify(&[0, 1, 0, 5, 9]).is_empty());
+        assert!(PeerHashes::from_notify(&[]).is_empty());
+        let only_512 = PeerHashes::from_notify(&[0, 1, 0, 4]);
+        assert!(only_512.has(Hash::Sha512) && !only_512.has(Hash::Sha256));
+        // Bounded: identifiers past the 32nd are not read.
+        let mut long = vec![0u8; 64];
+        long.extend_from_slice(&[0, 2]);
+        assert!(PeerHashes::from_notify(&long).is_empty());
+    }
+
+    /// RFC 7427 4: our method 14 signature uses a hash the peer announced.
+    #[test]
+    fn rsa_signs_with_the_first_hash_the_peer_announced() {
+        let (k, cert) = mn1_rsa();
+        for (notify, alg) in [
+            (&[0u8, 4][..], ALG_SHA512_WITH_RSA),
+            (&[0, 4, 0, 3], ALG_SHA384_WITH_RSA),
+            (&[0, 4, 0, 3, 0, 2], ALG_SHA256_WITH_RSA),
+            // Nothing usable: SHA-256 (ring signs no SHA-1 for method 1).
+            (&[0, 1], ALG_SHA256_WITH_RSA),
+        ] {
+            let peer = PeerHashes::from_notify(notify);
+            let (method, data) =
+                sign_for(&k, SignatureStyle::DigitalSignature, OCTETS, peer).unwrap();
+            assert_eq!(method, 14);
+            assert_eq!(&data[1..1 + alg.len()], alg, "{notify:?}");
+            verify(&cert, 14, &data, OCTETS).unwrap();
+            assert_tamper_fails(&cert, 14, &data);
+        }
+    }
+
+    #[test]
+    fn ecdsa_uses_its_own_method_when_the_peer_did_not_announce_its_hash() {
+        let (k, cert) = mn1_ec();
+        let only_384 = PeerHashes::from_notify(&[0, 3]);
+        let (method, data) =
+            sign_for(&k, SignatureStyle::DigitalSignature, OCTETS, only_384).unwrap();
+        assert_eq!(method, 9, "P-256 signs SHA-256 only: method 9 names it");
+        verify(&cert, 9, &data, OCTETS).unwrap();
+        let with_256 = PeerHashes::from_notify(&[0, 3, 0, 2]);
+        let (method, data) =
+            sign_for(&k, SignatureStyle::DigitalSignature, OCTETS, with_256).unwrap();
+        assert_eq!(method, 14);
+        assert_eq!(&data[1..13], ALG_ECDSA_WITH_SHA256);
+        verify(&cert, 14, &data, OCTETS).unwrap();
     }
 
     /// Signatures made by OpenSSL (certs/make-certs.sh) over `OPENSSL_OCTETS`.

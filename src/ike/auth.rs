@@ -210,7 +210,7 @@ impl Endpoint {
         sa: &IkeSa,
         octets: &[u8],
         psk: Option<&[u8]>,
-        peer_sig_hash: bool,
+        peer_sig_hash: crate::auth::PeerHashes,
     ) -> Result<Vec<Payload>, String> {
         let keys = sa.keys.as_ref().ok_or("no keys")?;
         if let Some(psk) = psk {
@@ -229,13 +229,14 @@ impl Endpoint {
                 }])
             }
             LocalAuth::Certificate { key, chain, style } => {
-                let style = if *style == SignatureStyle::DigitalSignature && !peer_sig_hash {
-                    SignatureStyle::Legacy
-                } else {
-                    *style
-                };
-                let (method, data) =
-                    crate::auth::sign(key, style, octets).map_err(|e| e.to_string())?;
+                let style =
+                    if *style == SignatureStyle::DigitalSignature && peer_sig_hash.is_empty() {
+                        SignatureStyle::Legacy
+                    } else {
+                        *style
+                    };
+                let (method, data) = crate::auth::sign_for(key, style, octets, peer_sig_hash)
+                    .map_err(|e| e.to_string())?;
                 let mut v: Vec<Payload> = chain
                     .iter()
                     .map(|c| Payload::Cert {

@@ -69,6 +69,13 @@ fn fragmentation_notify() -> Payload {
     Payload::Notify(Notify::new(N_IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()))
 }
 
+/// The hashes of the peer's SIGNATURE_HASH_ALGORITHMS notify we can sign with (none without it).
+fn peer_hashes(f: &super::found::Found<'_>) -> crate::auth::PeerHashes {
+    f.notify(N_SIGNATURE_HASH_ALGORITHMS)
+        .map(|n| crate::auth::PeerHashes::from_notify(&n.data))
+        .unwrap_or_default()
+}
+
 /// SIGNATURE_HASH_ALGORITHMS (RFC 7427 4), the last notify of both IKE_SA_INIT messages.
 fn signature_hash_notify() -> Payload {
     Payload::Notify(Notify::new(
@@ -165,7 +172,7 @@ impl Endpoint {
                 ke_retries: 0,
                 first_child: None,
                 peer_certreq: false,
-                peer_sig_hash: false,
+                peer_sig_hash: crate::auth::PeerHashes::NONE,
                 init_error: None,
             })),
             plan: Some(Box::new(plan)),
@@ -334,7 +341,7 @@ impl Endpoint {
         hs.nr = nr.to_vec();
         hs.init_response = data.to_vec();
         hs.peer_certreq = f.certreq;
-        hs.peer_sig_hash = f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some();
+        hs.peer_sig_hash = peer_hashes(&f);
         sa.fragmentation =
             self.cfg.fragmentation.enabled && f.notify(N_IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         sa.spi_r = header.spi_r;
@@ -573,7 +580,7 @@ impl Endpoint {
                 ke_retries: 0,
                 first_child: None,
                 peer_certreq: f.certreq,
-                peer_sig_hash: f.notify(N_SIGNATURE_HASH_ALGORITHMS).is_some(),
+                peer_sig_hash: peer_hashes(&f),
                 init_error: None,
             })),
             peer_msg_id: 1,

@@ -91,8 +91,9 @@ pub(crate) struct Handshake {
     pub first_child: Option<ChildRequest>,
     /// The peer sent CERTREQ.
     pub peer_certreq: bool,
-    /// The peer sent SIGNATURE_HASH_ALGORITHMS (RFC 7427): method 14 may be used.
-    pub peer_sig_hash: bool,
+    /// The hashes the peer announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427) that we sign
+    /// with: method 14 may be used with one of them.
+    pub peer_sig_hash: crate::auth::PeerHashes,
     /// An error notify in an (unauthenticated) IKE_SA_INIT answer, reported if no better answer
     /// arrives.
     pub init_error: Option<(Option<u16>, String)>,
