@@ -52,11 +52,20 @@ sc_model_matches_trace() {
   # times of the `none` run (phases.txt and the monitors), in seconds from the MN's start
   # (05:59:05.19): HA start -1.13, foreign1 link switch 31.72 and MIGRATEs 35.72, foreign2
   # 62.88 / 67.08, home 94.04 / 95.08, SIGINT to the MN 126.57, to the HA 1 s later.
+  # One change: the foreign1 link switch comes at 25.2, not 31.72. In the trace the home
+  # deregistration's BU retransmissions went out at 17.2 and 33.2 (mip6d's 1/2/4/8/16 s), the
+  # larval state of the start-up ACQUIRE expired at 32.1, and the switch at 31.72 kept the 33.2
+  # retransmission off the wire: so no ACQUIRE at home, the next one after the foreign1 MIGRATEs.
+  # At 31.72 that margin is 1.5 s, 0.5 s once scaled, and a switch slowed down by load (UML's
+  # `ip` takes ~0.1 s unloaded) let the retransmission out, the ACQUIRE fell at home and the
+  # comparison failed (seen once in CI). Nothing reaches the kernel between 17.2 and 33.2, so a
+  # switch at the middle of that window (8 s real, 2.7 s scaled either side) is the same run to
+  # the kernel.
   ML_SCALE=$s ml_model_start ha $MD_D/model-ha-trace.log
   sleep "$(awk -v s="$s" 'BEGIN { print 1.13 / s }')"
   ML_SCALE=$s ml_model_start mn $MD_D/model-mn-trace.log
   md_clock $MD_D/model-mn-trace.log
-  md_at "$(awk -v s="$s" 'BEGIN { print 31.72 / s }')"
+  md_at "$(awk -v s="$s" 'BEGIN { print 25.2 / s }')"
   ML_NODAD=1 ml_phase foreign1
   md_at "$(awk -v s="$s" 'BEGIN { print 35.72 / s }')"
   ml_model_cmd move mn-fl $ML_COA1
