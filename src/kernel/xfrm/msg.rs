@@ -453,13 +453,17 @@ pub fn sa_request_carrying(
 
 /// XFRM_MSG_GETSA for one SA, (dst, spi) of ESP (no dump: the kernel answers with one NEWSA).
 pub fn getsa_request(dst: IpAddr, spi: u32) -> Request {
-    let id = UserSaId {
+    Request::new(XFRM_MSG_GETSA, NLM_F_REQUEST).fixed(&esp_id(dst, spi))
+}
+
+/// struct xfrm_usersa_id of the ESP SA (dst, spi).
+fn esp_id(dst: IpAddr, spi: u32) -> UserSaId {
+    UserSaId {
         daddr: Address::from_ip(&dst),
         spi,
         family: family(dst),
         proto: IPPROTO_ESP,
-    };
-    Request::new(XFRM_MSG_GETSA, NLM_F_REQUEST).fixed(&id)
+    }
 }
 
 /// XFRMA_ENCAP: ESP in UDP with the ports of `e` and no original address (see [`Encap`]).
@@ -493,13 +497,7 @@ pub fn encap_of(payload: &[u8]) -> Result<Option<Encap>, MsgError> {
 
 /// XFRM_MSG_DELSA for (dst, spi) of ESP.
 pub fn delsa_request(dst: IpAddr, spi: u32) -> Request {
-    let id = UserSaId {
-        daddr: Address::from_ip(&dst),
-        spi,
-        family: family(dst),
-        proto: IPPROTO_ESP,
-    };
-    Request::new(XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK).fixed(&id)
+    Request::new(XFRM_MSG_DELSA, NLM_F_REQUEST | NLM_F_ACK).fixed(&esp_id(dst, spi))
 }
 
 /// XFRM_MSG_ALLOCSPI: a larval SA src -> dst with an SPI the kernel picks in [256, 2^32).
