@@ -422,21 +422,9 @@ fn the_lease_store_never_writes_through_a_planted_link() {
 
 /// Daemons on a private runtime (its own thread).
 struct Lab {
-    rt: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Declared before `dir`: the runtime (and the daemons on it) stops before the tree goes.
+    rt: daemon::RuntimeThread,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 struct Node {
@@ -459,22 +447,8 @@ impl Node {
 impl Lab {
     fn new() -> Lab {
         let dir = tree();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (htx, hrx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            htx.send(rt.handle().clone()).unwrap();
-            rt.block_on(async move {
-                let _ = stopped.await;
-            });
-        });
         Lab {
-            rt: hrx.recv().unwrap(),
-            stop: Some(stop),
-            thread: Some(thread),
+            rt: daemon::RuntimeThread::start(),
             dir,
         }
     }

@@ -47,21 +47,9 @@ struct Node {
 
 /// Daemons on a private runtime (its own thread), files in a private directory.
 struct Lab {
-    rt: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Declared before `dir`: the runtime (and the daemons on it) stops before the tree goes.
+    rt: daemon::RuntimeThread,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 impl Lab {
@@ -69,22 +57,8 @@ impl Lab {
         let dir = daemon::tree();
         // Other uids must reach the sockets for the permission tests.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (htx, hrx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            htx.send(rt.handle().clone()).unwrap();
-            rt.block_on(async move {
-                let _ = stopped.await;
-            });
-        });
         Lab {
-            rt: hrx.recv().unwrap(),
-            stop: Some(stop),
-            thread: Some(thread),
+            rt: daemon::RuntimeThread::start(),
             dir,
         }
     }

@@ -14,6 +14,55 @@ use mip6_ike::mobility::Lease;
 use mip6_ike::policy;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// A current-thread tokio runtime on a thread of its own, for tests that start daemons on it
+/// and talk to them from blocking code (control socket clients, `mip6-ikectl`). Derefs to its
+/// handle; dropping it stops the runtime and joins the thread.
+pub struct RuntimeThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RuntimeThread {
+    pub fn start() -> RuntimeThread {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (htx, hrx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            htx.send(rt.handle().clone()).unwrap();
+            rt.block_on(async move {
+                let _ = stopped.await;
+            });
+        });
+        RuntimeThread {
+            handle: hrx.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl std::ops::Deref for RuntimeThread {
+    type Target = tokio::runtime::Handle;
+    fn deref(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for RuntimeThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WAIT: Duration = Duration::from_secs(5);
 
