@@ -172,9 +172,9 @@ fn handshake_rfc7427_rsa() {
 
 /// RFC 7427 4: a signer uses a hash the verifier announced. The HA's IKE_SA_INIT response is
 /// rewritten to announce SHA2-512 only: the MN's P-256 key (method 14 configured) can sign only
-/// with SHA-256, so its AUTH is method 9, which the HA receives and verifies. (The rewrite
-/// changes what the HA signed, so the MN then refuses the HA's AUTH: only the HA's side is
-/// looked at.)
+/// with SHA-256, so its AUTH is method 9, which the HA receives and verifies. The rewrite is
+/// also what an on-path forger would do to steer our choice: it changes the IKE_SA_INIT
+/// response the HA signed, so the MN refuses the HA's AUTH and installs nothing.
 #[test]
 fn rfc7427_signer_uses_a_hash_the_peer_announced() {
     for (announced, method) in [
@@ -212,6 +212,21 @@ fn rfc7427_signer_uses_a_hash_the_peer_announced() {
         assert_eq!(ha.len(), 1);
         assert_eq!(ha[0].state, "established", "{announced:?}");
         assert_eq!(ha[0].peer_auth_method, method, "{announced:?}");
+        // The forger's side: the HA's answer does not authenticate at the MN.
+        let (to_ha, t) = l.wire.remove(0);
+        assert!(!to_ha);
+        l.deliver(to_ha, &t);
+        assert!(
+            l.mn.events.iter().any(|e| matches!(
+                e,
+                Event::ExchangeFailed { exchange, notify: Some(N_AUTHENTICATION_FAILED), .. }
+                    if *exchange == "IKE_AUTH"
+            )),
+            "{:?}",
+            l.mn.events
+        );
+        assert!(!l.mn.ike_up());
+        assert!(l.mn.kernel.is_empty(), "nothing installed at the MN");
     }
 }
 
