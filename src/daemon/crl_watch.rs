@@ -2,11 +2,16 @@
 //! read and verified again and handed to the engine, which re-checks the established IKE SAs.
 //! A file that fails (half written, wrong signer) is logged and the CRLs in force are kept:
 //! a broken update must not lift a revocation or cut anyone off.
+//!
+//! The files are read, parsed and verified on a blocking thread (a CRL may be megabytes and
+//! hundreds of thousands of entries): the daemon's task goes on carrying datagrams meanwhile,
+//! and takes the result from [`CrlWatch::next`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::auth::TrustAnchors;
@@ -25,12 +30,23 @@ pub(super) struct CrlWatch {
     files: Vec<(PathBuf, Stamp)>,
     interval: Option<Duration>,
     next_at: Option<Instant>,
+    /// Loads started (the newest one's number): an older load that finishes later is stale.
+    started: u64,
+    tx: mpsc::UnboundedSender<(u64, Loaded)>,
+    rx: mpsc::UnboundedReceiver<(u64, Loaded)>,
 }
+
+type Loaded = Result<CrlSet, (PathBuf, String)>;
 
 impl CrlWatch {
     /// For the files of `s`, as they are now (the configuration loader just read them).
     pub fn new(s: &RevocationSettings, now: Instant) -> CrlWatch {
+        // Unbounded, yet at most one result per poll interval can be waiting.
+        let (tx, rx) = mpsc::unbounded_channel();
         CrlWatch {
+            started: 0,
+            tx,
+            rx,
             files: s.crl_files.iter().map(|p| (p.clone(), stamp(p))).collect(),
             interval: s.check_interval,
             next_at: s
@@ -44,10 +60,11 @@ impl CrlWatch {
         self.next_at
     }
 
-    /// At the deadline: the new CRL set when a file changed and the whole set verifies.
-    pub fn poll(&mut self, now: Instant, trust: Option<&TrustAnchors>) -> Option<Arc<CrlSet>> {
+    /// At the deadline: when a file changed, the whole set is read again on a blocking thread
+    /// (the result comes from [`CrlWatch::next`]).
+    pub fn poll(&mut self, now: Instant, trust: Option<&Arc<TrustAnchors>>) {
         if self.next_at.is_none_or(|t| t > now) {
-            return None;
+            return;
         }
         self.next_at = self.interval.map(|i| now + i);
         let mut changed = false;
@@ -59,16 +76,33 @@ impl CrlWatch {
                 changed = true;
             }
         }
-        if !changed {
-            return None;
-        }
-        let trust = trust?;
+        let Some(trust) = trust.filter(|_| changed).cloned() else {
+            return;
+        };
         let paths: Vec<PathBuf> = self.files.iter().map(|(p, _)| p.clone()).collect();
-        match CrlSet::load(&paths, trust) {
-            Ok(set) => Some(Arc::new(set)),
-            Err((p, e)) => {
-                warn!(file = %p.display(), reason = %e, "CRL file not usable: keeping the CRLs in force (fix the file; it is read again when it changes)");
-                None
+        self.started += 1;
+        let (n, tx) = (self.started, self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            // The receiver is gone when a reload replaced this watch: nothing to tell.
+            let _ = tx.send((n, CrlSet::load(&paths, &trust)));
+        });
+    }
+
+    /// The new CRL set, once the newest load finished and the whole set verified (pending
+    /// forever otherwise: a failed or stale load is logged or dropped here).
+    pub async fn next(&mut self) -> Arc<CrlSet> {
+        loop {
+            let Some((n, loaded)) = self.rx.recv().await else {
+                return std::future::pending().await;
+            };
+            if n != self.started {
+                continue;
+            }
+            match loaded {
+                Ok(set) => return Arc::new(set),
+                Err((p, e)) => {
+                    warn!(file = %p.display(), reason = %e, "CRL file not usable: keeping the CRLs in force (fix the file; it is read again when it changes)");
+                }
             }
         }
     }

@@ -438,6 +438,10 @@ impl Daemon {
                 () = lease_written(&mut self.lease_writer), if writing => {
                     self.send_released().await;
                 }
+                crls = self.crl_watch.next() => {
+                    self.file_crls = crls;
+                    self.publish_crls();
+                }
                 Some(f) = self.crl_fetcher.next() => {
                     let n = now();
                     if self.crl_fetcher.finished(f, n.at, n.unix) {
@@ -471,10 +475,7 @@ impl Daemon {
                         };
                         self.resync_sas(only, true, "after a move");
                     }
-                    if let Some(crls) = self.crl_watch.poll(n.at, self.cfg.engine.trust.as_deref()) {
-                        self.file_crls = crls;
-                        self.publish_crls();
-                    }
+                    self.crl_watch.poll(n.at, self.cfg.engine.trust.as_ref());
                     if self.ocsp_refresh_at.is_some_and(|t| t <= n.at) {
                         self.ocsp_refresh_at =
                             ocsp_refresh_period(&self.cfg.revocation).map(|p| n.at + p);
