@@ -1157,11 +1157,14 @@ fn the_stock_renews_reservations_and_releases_those_of_an_idle_address() {
             assert!(Instant::now() < end, "the stock was never filled: {r:?}");
             std::thread::sleep(Duration::from_millis(20));
         };
-        // Renewed: a wholly new set, never more than TARGET at once.
+        // Renewed: every reservation of the first set released while the address is still
+        // stocked, never more than TARGET at once. (Not "a wholly new set of TARGET": stale
+        // reservations go one by one and the stock is topped up below LOW, so when the first
+        // set was made slowly, under load, old and new ones stay mixed; CI saw that.)
         let renewed = loop {
             let r = reserved(COA1);
             assert!(r.len() <= TARGET, "{} reservations", r.len());
-            if r.len() == TARGET && r.is_disjoint(&first) {
+            if !r.is_empty() && r.is_disjoint(&first) {
                 break r;
             }
             assert!(

@@ -242,19 +242,14 @@ impl Endpoint {
     }
 
     /// A reqid of `auto_reqids` for a new CHILD_SA outside the classes: the next in turn that
-    /// no CHILD_SA holds (`sa` is out of the map while worked on), so each such CHILD_SA has its
+    /// no CHILD_SA holds (the `reqids` count, O(1) per look), so each such CHILD_SA has its
     /// policies' templates to itself. When all are taken the next in turn is shared: its SAs
     /// carry their own selectors, so the kernel still tells them apart.
-    fn free_auto_reqid(&mut self, sa: &IkeSa) -> u32 {
+    fn free_auto_reqid(&mut self) -> u32 {
         let (first, last) = self.cfg.mobility.auto_reqids;
         let size = u64::from(last.saturating_sub(first)) + 1;
-        let in_use = |me: &Self, r: u32| {
-            sa.children.iter().any(|c| c.reqid_in == r)
-                || me
-                    .sas
-                    .values()
-                    .any(|s| s.children.iter().any(|c| c.reqid_in == r))
-        };
+        // Every installed CHILD_SA is counted in `reqids`, this SA's too (see `note_child`).
+        let in_use = |me: &Self, r: u32| me.reqids.contains_key(&r);
         // Shard i of n takes every n-th reqid from the i-th: shards never pick the same one
         // while each has its own free ones (one shard: every reqid in turn).
         let (shard, shards) = (u32::from(self.shard.0), u32::from(self.shard.1.max(1)));
@@ -634,7 +629,7 @@ impl Endpoint {
         let (reqid_in, reqid_out) = match acc.reqids.or_else(|| self.class_reqids(acc.class)) {
             Some(r) => r,
             None => {
-                let r = self.free_auto_reqid(sa);
+                let r = self.free_auto_reqid();
                 (r, r)
             }
         };
@@ -745,7 +740,7 @@ impl Endpoint {
         let info = super::endpoint::child_info(sa, &child);
         info!(ike = %sa.id(), class = ?child.class, mode = ?child.mode, spi_in = format_args!("{:08x}", child.spi_in),
               spi_out = format_args!("{:08x}", child.spi_out), suite = %s, "CHILD_SA up");
-        self.note_out_spi(child.spi_out);
+        self.note_child(&child);
         sa.push_child(child);
         self.push_event(Event::ChildUp(info));
     }

@@ -169,6 +169,12 @@ pub struct Endpoint {
     /// 100,000 IKE SAs that scan made each registration cost milliseconds). Counted up where a
     /// CHILD_SA is installed, down where one is removed; a count left behind only costs a scan.
     pub(super) out_spis: HashMap<u32, u32>,
+    /// How many CHILD_SAs hold each inbound reqid (counted where `out_spis` is): an automatic
+    /// reqid for a CHILD_SA outside the classes is free when it has no count, found without
+    /// looking at every IKE SA's CHILD_SAs (which an authenticated peer could make the home
+    /// agent do for each extra CHILD_SA it asks for). The classes' reqids are shared by all
+    /// IKE SAs, so the map holds one entry per class plus one per extra CHILD_SA.
+    pub(super) reqids: HashMap<u32, u32>,
 }
 
 /// How long our last response stays cached after its request (RFC 7296 2.1: it answers the
@@ -226,6 +232,7 @@ impl Endpoint {
             ocsp: Default::default(),
             by_hoa: Default::default(),
             out_spis: HashMap::new(),
+            reqids: HashMap::new(),
         }
     }
 
@@ -484,6 +491,29 @@ impl Endpoint {
         self.sas.values().map(|sa| sa.children.len()).sum()
     }
 
+    /// Whether the per-CHILD_SA counts (`out_spis`, `reqids`) match the CHILD_SAs held: for
+    /// tests, which check it after every step (O(CHILD_SAs)). Err names the first difference.
+    pub fn check_child_counts(&self) -> Result<(), String> {
+        let (mut spis, mut reqids) = (HashMap::new(), HashMap::new());
+        for c in self.sas.values().flat_map(|sa| sa.children.iter()) {
+            *spis.entry(c.spi_out).or_insert(0u32) += 1;
+            *reqids.entry(c.reqid_in).or_insert(0u32) += 1;
+        }
+        if spis != self.out_spis {
+            return Err(format!(
+                "outbound SPI counts {:?}, CHILD_SAs hold {spis:?}",
+                self.out_spis
+            ));
+        }
+        if reqids != self.reqids {
+            return Err(format!(
+                "reqid counts {:?}, CHILD_SAs hold {reqids:?}",
+                self.reqids
+            ));
+        }
+        Ok(())
+    }
+
     /// A listing of all IKE SAs, ordered by ID.
     pub fn list(&self) -> Vec<IkeSaInfo> {
         let mut v: Vec<IkeSaInfo> = self.sas.values().map(|sa| self.info(sa)).collect();
@@ -588,7 +618,7 @@ impl Endpoint {
 
     pub(super) fn remove_child_kernel(&mut self, sa: &IkeSa, c: &super::sa::Child, reason: &str) {
         self.child_spis.remove(&c.spi_in);
-        self.forget_out_spi(c.spi_out);
+        self.forget_child(c);
         self.kernel_ops.push_back(KernelOp::DelSa {
             dst: c.outer_local,
             spi: c.spi_in,
@@ -606,19 +636,25 @@ impl Endpoint {
         });
     }
 
-    /// A CHILD_SA with outbound SPI `spi` was installed (see `out_spis`).
-    pub(super) fn note_out_spi(&mut self, spi: u32) {
-        *self.out_spis.entry(spi).or_insert(0) += 1;
+    /// A CHILD_SA was installed: its outbound SPI and inbound reqid are counted (see
+    /// `out_spis`, `reqids`).
+    pub(super) fn note_child(&mut self, c: &super::sa::Child) {
+        *self.out_spis.entry(c.spi_out).or_insert(0) += 1;
+        *self.reqids.entry(c.reqid_in).or_insert(0) += 1;
     }
 
-    /// A CHILD_SA with outbound SPI `spi` was removed (see `out_spis`).
-    pub(super) fn forget_out_spi(&mut self, spi: u32) {
-        if let Some(n) = self.out_spis.get_mut(&spi) {
-            *n -= 1;
-            if *n == 0 {
-                self.out_spis.remove(&spi);
+    /// A CHILD_SA was removed (the counts of `note_child` go down).
+    pub(super) fn forget_child(&mut self, c: &super::sa::Child) {
+        fn down(m: &mut HashMap<u32, u32>, k: u32) {
+            if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
             }
         }
+        down(&mut self.out_spis, c.spi_out);
+        down(&mut self.reqids, c.reqid_in);
     }
 
     pub(super) fn reschedule(&mut self, sa: &mut IkeSa) {

@@ -50,7 +50,7 @@ impl Endpoint {
             return self.finish(sa, Fate::Keep);
         };
         let c = sa.take_child(i);
-        self.forget_out_spi(c.spi_out);
+        self.forget_child(&c);
         let reason = format!("kernel refused the SA {spi:08x} to {dst}: {error}");
         warn!(ike = %sa.id(), spi_in = format_args!("{:08x}", c.spi_in),
             spi_out = format_args!("{:08x}", c.spi_out), %reason, "CHILD_SA removed");

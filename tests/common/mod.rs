@@ -332,6 +332,13 @@ impl Lab {
         for t in self.ha.drain() {
             self.wire.push((false, t));
         }
+        // Every step of every lab: the engines' CHILD_SA counts (outbound SPIs, reqids) match
+        // the CHILD_SAs they hold.
+        for (who, s) in [("MN", &self.mn), ("HA", &self.ha)] {
+            if let Err(e) = s.ep.check_child_counts() {
+                panic!("{who}: {e}");
+            }
+        }
     }
 
     /// Delivers one datagram.
