@@ -996,10 +996,10 @@ impl Daemon {
         self.shards[0].raw().leases()
     }
 
-    /// The leases with every shard's IKE SAs, read while every
-    /// shard stands still (in order, as `resync_sas` does): read one after the other, a shard
-    /// thread could remove an SA and release its lease in between, and the listing would show a
-    /// released lease still held by an IKE SA that is gone.
+    /// The leases with every shard's IKE SAs, read while every shard stands still (locked in
+    /// order, as `resync_sas` does): read one after the other, a shard thread could remove an
+    /// SA and release its lease in between, and the listing would show a released lease still
+    /// held by an IKE SA that is gone.
     fn leases_and_sas(&self) -> (Vec<Lease>, Vec<IkeSaInfo>) {
         let held: Vec<_> = self.shards.iter().map(|s| s.raw()).collect();
         let mut list: Vec<IkeSaInfo> = held.iter().flat_map(|ep| ep.list()).collect();
