@@ -68,11 +68,7 @@ impl Lab {
     }
 
     fn write(&self, name: &str, text: &str) {
-        fs::write(self.path(name), text).unwrap();
-        if text.contains("psk") {
-            // A file holding a pre-shared key must be private, as a key file.
-            fs::set_permissions(self.path(name), fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        daemon::write_conf(self.dir.path(), name, text);
     }
 
     /// Starts a daemon from `conf` (a file name in the lab) with its socket `<conf>.sock`.

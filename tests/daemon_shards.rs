@@ -13,7 +13,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,10 +76,7 @@ impl Lab {
     }
 
     fn write(&self, name: &str, text: &str) {
-        fs::write(self.path(name), text).unwrap();
-        if text.contains("psk") {
-            fs::set_permissions(self.path(name), fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        daemon::write_conf(self.dir.path(), name, text);
     }
 
     fn start(&self, conf: &str) -> Node {

@@ -63,6 +63,16 @@ impl Drop for RuntimeThread {
     }
 }
 
+/// Writes a configuration file into a lab tree; a text holding a pre-shared key gets mode 0600,
+/// as the daemon requires of a file with a secret.
+pub fn write_conf(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    if text.contains("psk") {
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub const WAIT: Duration = Duration::from_secs(5);
 
